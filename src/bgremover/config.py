@@ -1,0 +1,49 @@
+"""Every knob of BG Remover in one place.
+
+Values come from keyword arguments, then ``BGREMOVER_*`` environment variables, then the
+defaults below (the seed's constants where it had one).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import platformdirs
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+APP_NAME = "bgremover"
+
+
+class Settings(BaseSettings):
+    """Application settings; build one per process and pass it down (nothing global)."""
+
+    model_config = SettingsConfigDict(env_prefix="BGREMOVER_", extra="ignore")
+
+    # Where things live.
+    data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir(APP_NAME)))
+    cache_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_cache_dir(APP_NAME)))
+
+    # The model.
+    model: str = "isnet-general-use"
+    model_path: Path | None = None
+    """An ISNet-compatible ONNX file to use instead of the registered model's cached copy."""
+    intra_op_threads: int = Field(default=0, ge=0)
+    """onnxruntime threads per inference; 0 lets onnxruntime use every core."""
+
+    # Input limits.
+    max_upload_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
+    max_image_pixels: int = Field(default=100_000_000, gt=0)
+
+    # The job system (seed constants).
+    auto_group_time_window: timedelta = timedelta(seconds=300)
+    max_concurrent_jobs: int = Field(default=2, ge=1)
+    notification_duration: timedelta = timedelta(seconds=5)
+    progress_update_interval: timedelta = timedelta(milliseconds=100)
+    job_retention: timedelta = timedelta(days=7)
+
+    @property
+    def models_dir(self) -> Path:
+        """Downloaded model files, verified by hash before every load."""
+        return self.cache_dir / "models"

@@ -1,0 +1,32 @@
+"""Compositing: the cut-out on transparency, on a colour, or on another image."""
+
+from __future__ import annotations
+
+from PIL import Image, ImageChops, ImageFilter, ImageOps
+
+from .options import RGBA
+
+
+def cutout(image: Image.Image, alpha: Image.Image, foreground: Image.Image | None = None) -> Image.Image:
+    """RGBA cut-out; a source that was already transparent stays transparent there."""
+    rgb = (foreground or image).convert("RGB")
+    if image.mode == "RGBA":
+        alpha = ImageChops.multiply(alpha, image.getchannel("A"))
+    result = rgb.copy()
+    result.putalpha(alpha)
+    return result
+
+
+def on_color(cut: Image.Image, color: RGBA) -> Image.Image:
+    """The cut-out over a solid colour; RGB when the colour is opaque."""
+    background = Image.new("RGBA", cut.size, color)
+    result = Image.alpha_composite(background, cut)
+    return result.convert("RGB") if color[3] == 255 else result
+
+
+def on_image(cut: Image.Image, background: Image.Image, blur: float = 0.0) -> Image.Image:
+    """The cut-out over ``background`` scaled to cover the cut-out's size, centred."""
+    fitted = ImageOps.fit(background.convert("RGBA"), cut.size, Image.Resampling.LANCZOS)
+    if blur > 0:
+        fitted = fitted.filter(ImageFilter.GaussianBlur(blur))
+    return Image.alpha_composite(fitted, cut).convert("RGB")

@@ -1,0 +1,141 @@
+"""Loading: turn bytes, a path, a PIL image or an array into an upright 8-bit RGB(A) image.
+
+Every way an input can be bad ends here as an ``InputError`` whose message says what is wrong
+with that file, so one bad file in a batch never takes the others down.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import Union
+
+import filetype
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import InputError
+
+ImageSource = Union[bytes, bytearray, memoryview, str, os.PathLike[str], Image.Image, np.ndarray]
+
+_HIGH_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I", "F"}
+
+
+def read_source(source: ImageSource, *, max_bytes: int | None = None) -> tuple[bytes, str]:
+    """Return the raw bytes of a path or buffer and a name for messages."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data, name = bytes(source), "image"
+    else:
+        path = Path(os.fspath(source))  # type: ignore[arg-type]
+        name = str(path)
+        try:
+            if max_bytes is not None and path.stat().st_size > max_bytes:
+                raise InputError(
+                    f"{name}: file is {path.stat().st_size:,} bytes, over the limit of "
+                    f"{max_bytes:,} (BGREMOVER_MAX_UPLOAD_BYTES)",
+                    code="file_too_large",
+                )
+            data = path.read_bytes()
+        except IsADirectoryError:
+            raise InputError(f"{name}: is a directory, not an image file", code="unreadable")
+        except FileNotFoundError:
+            raise InputError(f"{name}: no such file", code="unreadable") from None
+        except PermissionError:
+            raise InputError(f"{name}: permission denied when reading it", code="unreadable")
+        except OSError as exc:
+            raise InputError(f"{name}: cannot be read ({exc.strerror})", code="unreadable")
+    if max_bytes is not None and len(data) > max_bytes:
+        raise InputError(
+            f"{name}: file is {len(data):,} bytes, over the limit of {max_bytes:,} "
+            "(BGREMOVER_MAX_UPLOAD_BYTES)",
+            code="file_too_large",
+        )
+    return data, name
+
+
+def decode(data: bytes, *, name: str = "image", max_pixels: int) -> Image.Image:
+    """Decode the first frame, apply EXIF orientation and normalise to RGB or RGBA (8 bit)."""
+    if not data:
+        raise InputError(f"{name}: the file is empty (0 bytes)", code="empty_file")
+    try:
+        with warnings.catch_warnings():
+            # Our own pixel limit below replaces Pillow's global bomb warning.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > max_pixels:
+                raise InputError(
+                    f"{name}: {width}×{height} is {width * height / 1e6:.0f} megapixels, over the "
+                    f"limit of {max_pixels / 1e6:.0f} (BGREMOVER_MAX_IMAGE_PIXELS)",
+                    code="image_too_large",
+                )
+            image.seek(0)
+            image.load()
+    except InputError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise InputError(f"{name}: {exc}", code="image_too_large") from None
+    except UnidentifiedImageError:
+        raise _unidentified(data, name) from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        # Pillow reports cut-off files as OSError("image file is truncated ...") and broken
+        # chunks as SyntaxError/ValueError; all mean the bytes stop or go wrong mid-image.
+        raise InputError(
+            f"{name}: the image data is truncated or corrupt ({exc})", code="corrupt_image"
+        ) from None
+    return normalise(image)
+
+
+def normalise(image: Image.Image) -> Image.Image:
+    """Upright, 8-bit RGB or RGBA; keeps transparency the source already had."""
+    image = ImageOps.exif_transpose(image) or image
+    if image.mode in _HIGH_BIT_MODES:
+        image = _to_8bit(image)
+    has_alpha = image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
+        image.mode == "P" and "transparency" in image.info
+    )
+    return image.convert("RGBA" if has_alpha else "RGB")
+
+
+def from_array(array: np.ndarray) -> Image.Image:
+    """An HxW, HxWx3 or HxWx4 uint8 array as an image."""
+    if array.dtype != np.uint8:
+        raise InputError(f"array input must be uint8, got {array.dtype}", code="not_an_image")
+    if array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4)):
+        return normalise(Image.fromarray(array))
+    raise InputError(f"array input must be HxW, HxWx3 or HxWx4, got {array.shape}", code="not_an_image")
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """Scale 16/32-bit greyscale to 0–255 by its bit depth, not by clipping."""
+    values = np.asarray(image, dtype=np.float64)
+    if image.mode == "F":
+        low, high = float(values.min()), float(values.max())
+        scaled = (values - low) / (high - low or 1.0)
+    else:
+        top = 65535.0 if image.mode.startswith("I;16") or values.max() <= 65535 else values.max()
+        scaled = values / top
+    return Image.fromarray(np.clip(np.round(scaled * 255.0), 0, 255).astype(np.uint8), mode="L")
+
+
+def _unidentified(data: bytes, name: str) -> InputError:
+    kind = filetype.guess(data)
+    if kind is not None and kind.mime.startswith("image/"):
+        return InputError(
+            f"{name}: {kind.mime} images are not supported; convert it to PNG, JPEG or WebP",
+            code="unsupported_format",
+        )
+    if kind is not None:
+        return InputError(
+            f"{name}: this is a {kind.mime} file, not an image", code="not_an_image"
+        )
+    if data.lstrip()[:5].lower() in (b"<?xml", b"<svg ") or b"<svg" in data[:512].lower():
+        return InputError(
+            f"{name}: SVG (vector) images are not supported; export it as PNG",
+            code="unsupported_format",
+        )
+    return InputError(
+        f"{name}: not an image (the bytes match no known image format)", code="not_an_image"
+    )

@@ -1,0 +1,97 @@
+"""The AI model stage: one onnxruntime session, cancellable mid-run, with honest progress.
+
+A single ``session.run`` gives no progress of its own, so while it runs a ticker reports the
+elapsed share of the expected duration (a decaying average of this session's previous runs),
+capped below 1 until the run really returns.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from .cancel import CancelToken
+from .errors import Cancelled, EngineError, ModelError
+
+_TICK_S = 0.1
+_FIRST_RUN_ESTIMATE_S = 3.0  # fp16 ISNet at 1024² on 2 CPU cores (bench/engine_bench.py)
+_SMOOTHING = 0.3
+_PROGRESS_CAP = 0.95
+
+
+class InferenceSession:
+    """Owns one loaded model; ``run`` may be called from any thread, one call at a time."""
+
+    def __init__(self, model_path: Path, *, intra_op_threads: int = 0) -> None:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(
+                str(model_path), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise ModelError(
+                f"{model_path}: onnxruntime cannot load it as a model ({exc}); re-fetch it with "
+                "`bgremover models pull` or check BGREMOVER_MODEL_PATH",
+                code="model_corrupt",
+            ) from None
+        self._input = self._session.get_inputs()[0].name
+        self._output = self._session.get_outputs()[0].name
+        self.expected_seconds = _FIRST_RUN_ESTIMATE_S
+
+    def run(
+        self,
+        tensor: np.ndarray,
+        *,
+        cancel: CancelToken | None = None,
+        progress: Callable[[float], None] | None = None,
+    ) -> np.ndarray:
+        """The model's first output; raises ``Cancelled`` within a tick of a cancel."""
+        run_options = ort.RunOptions()
+        stop_ticker = threading.Event()
+
+        def terminate() -> None:
+            run_options.terminate = True
+
+        unregister = cancel.on_cancel(terminate) if cancel is not None else None
+        ticker = None
+        if progress is not None:
+            ticker = threading.Thread(
+                target=self._tick, args=(progress, stop_ticker), daemon=True, name="ort-progress"
+            )
+            ticker.start()
+        started = time.perf_counter()
+        try:
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            output = self._session.run([self._output], {self._input: tensor}, run_options)[0]
+        except Cancelled:
+            raise
+        except Exception as exc:
+            if cancel is not None and cancel.cancelled:
+                raise Cancelled() from None
+            raise EngineError(f"the model failed on this image ({exc})", code="inference_failed")
+        finally:
+            stop_ticker.set()
+            if ticker is not None:
+                ticker.join()
+            if unregister is not None:
+                unregister()
+        elapsed = time.perf_counter() - started
+        self.expected_seconds += _SMOOTHING * (elapsed - self.expected_seconds)
+        return np.asarray(output)
+
+    def _tick(self, progress: Callable[[float], None], stop: threading.Event) -> None:
+        started = time.perf_counter()
+        expected = max(self.expected_seconds, 1e-3)
+        while not stop.wait(_TICK_S):
+            progress(min((time.perf_counter() - started) / expected, _PROGRESS_CAP))

@@ -1,0 +1,88 @@
+"""What a caller may ask of one removal; validated once, shared by the API, CLI and jobs."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+from PIL import ImageColor
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+RGBA = tuple[int, int, int, int]
+
+
+class OutputFormat(StrEnum):
+    PNG = "png"
+    WEBP = "webp"
+    JPEG = "jpeg"
+    MASK = "mask"
+
+    @property
+    def extension(self) -> str:
+        return {"png": ".png", "webp": ".webp", "jpeg": ".jpg", "mask": ".png"}[self.value]
+
+    @property
+    def media_type(self) -> str:
+        return {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg",
+                "mask": "image/png"}[self.value]
+
+
+def parse_color(value: object) -> RGBA | None:
+    """``"#ff0000"``, ``"#f00a"``, ``"white"``, ``"rgb(1,2,3)"`` or a 3/4-tuple as RGBA."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, (tuple, list)) and len(value) in (3, 4):
+        channels = tuple(int(v) for v in value)
+    elif isinstance(value, str):
+        try:
+            channels = ImageColor.getcolor(value.strip(), "RGBA")  # type: ignore[assignment]
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not a colour; use a name (white), #rrggbb, #rrggbbaa or rgb(r,g,b)"
+            ) from None
+    else:
+        raise ValueError(f"{value!r} is not a colour")
+    if len(channels) == 3:
+        channels = (*channels, 255)
+    if any(not 0 <= c <= 255 for c in channels):
+        raise ValueError(f"colour channels must be 0–255, got {channels}")
+    return channels  # type: ignore[return-value]
+
+
+Color = Annotated[RGBA | None, BeforeValidator(parse_color)]
+
+
+class RemoveOptions(BaseModel):
+    """Output and quality options for one image."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    format: OutputFormat = OutputFormat.PNG
+    background_color: Color = None
+    """Composite onto this colour instead of leaving the background transparent."""
+    background_image: Path | None = None
+    """Composite onto this image (scaled to cover, centred)."""
+    background_blur: float = Field(default=0.0, ge=0.0, le=100.0)
+    """Gaussian blur radius applied to ``background_image``."""
+    alpha_matting: bool = False
+    """Refine soft edges (hair, fur) with closed-form matting; slower."""
+    alpha_matting_foreground_threshold: int = Field(default=240, ge=1, le=255)
+    alpha_matting_background_threshold: int = Field(default=10, ge=0, le=254)
+    alpha_matting_erode_size: int = Field(default=10, ge=0, le=100)
+    post_process_mask: bool = False
+    """Smooth the mask and cut it to hard edges (removes speckles)."""
+    quality: int = Field(default=90, ge=1, le=100)
+    """WebP and JPEG quality."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RemoveOptions:
+        if self.background_color is not None and self.background_image is not None:
+            raise ValueError("give a background colour or a background image, not both")
+        if self.alpha_matting_background_threshold >= self.alpha_matting_foreground_threshold:
+            raise ValueError("alpha matting: background threshold must be below the foreground one")
+        return self
+
+    @property
+    def replaces_background(self) -> bool:
+        return self.background_color is not None or self.background_image is not None

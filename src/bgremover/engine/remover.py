@@ -1,0 +1,185 @@
+"""The pipeline: six stages, each reporting progress and honouring a cancel token.
+
+``Remover`` loads the model once and is reused for every image; it is what the CLI, the
+Python API and each worker process hold.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from . import composite, mask
+from .cancel import CancelToken
+from .decode import ImageSource, decode, from_array, normalise, read_source
+from .encode import encode, write_atomic
+from .errors import InputError
+from .inference import InferenceSession
+from .models import ResolvedModel
+from .options import OutputFormat, RemoveOptions
+from .stages import ProgressCallback, Stage
+
+
+@dataclass
+class Removal:
+    """The outcome of one image: the result, its mask and where the time went."""
+
+    image: Image.Image
+    mask: Image.Image
+    format: OutputFormat
+    data: bytes | None = None
+    """The encoded result, when the Saving stage ran."""
+    path: Path | None = None
+    timings: dict[Stage, float] = field(default_factory=dict)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.image.size
+
+
+class _Stages:
+    """Runs stages in order, timing each and reporting 0 and 1 around it."""
+
+    def __init__(self, progress: ProgressCallback | None, cancel: CancelToken | None) -> None:
+        self.progress = progress
+        self.cancel = cancel
+        self.timings: dict[Stage, float] = {}
+
+    def run(self, stage: Stage, work: Callable[[], Any]) -> Any:
+        if self.cancel is not None:
+            self.cancel.raise_if_cancelled()
+        self.report(stage, 0.0)
+        started = time.perf_counter()
+        result = work()
+        self.timings[stage] = time.perf_counter() - started
+        self.report(stage, 1.0)
+        return result
+
+    def report(self, stage: Stage, fraction: float) -> None:
+        if self.progress is not None:
+            self.progress(stage, fraction)
+
+
+class Remover:
+    """Removes backgrounds with one loaded model; not safe to call from two threads at once."""
+
+    def __init__(
+        self,
+        resolved: ResolvedModel,
+        *,
+        intra_op_threads: int = 0,
+        max_image_pixels: int = 100_000_000,
+        max_input_bytes: int | None = None,
+    ) -> None:
+        self.model = resolved.model
+        self.model_path = resolved.path
+        self.max_image_pixels = max_image_pixels
+        self.max_input_bytes = max_input_bytes
+        self._session = InferenceSession(resolved.path, intra_op_threads=intra_op_threads)
+
+    def process(
+        self,
+        source: ImageSource,
+        options: RemoveOptions | None = None,
+        *,
+        destination: Path | None = None,
+        encode_result: bool = True,
+        progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+    ) -> Removal:
+        """Run every stage on one image; write ``destination`` atomically when given."""
+        options = options or RemoveOptions()
+        stages = _Stages(progress, cancel)
+
+        image: Image.Image = stages.run(Stage.LOADING, lambda: self._load(source))
+        tensor = stages.run(Stage.PREPROCESSING, lambda: self.model.preprocess(image))
+        prediction = stages.run(
+            Stage.INFERENCE,
+            lambda: self._session.run(
+                tensor,
+                cancel=cancel,
+                progress=(lambda f: stages.report(Stage.INFERENCE, f)) if progress else None,
+            ),
+        )
+        alpha: Image.Image
+        foreground: Image.Image | None
+        alpha, foreground = stages.run(
+            Stage.MASK, lambda: self._mask(image, prediction, options)
+        )
+        result: Image.Image = stages.run(
+            Stage.COMPOSITING, lambda: self._composite(image, alpha, foreground, options)
+        )
+        removal = Removal(image=result, mask=alpha, format=options.format)
+        if destination is not None or encode_result:
+            removal.data = stages.run(
+                Stage.SAVING, lambda: self._save(result, options, destination)
+            )
+            removal.path = destination
+        removal.timings = stages.timings
+        return removal
+
+    def remove(self, source: ImageSource, options: RemoveOptions | None = None) -> Image.Image:
+        """The result image (cut-out, mask or composite) without encoding it."""
+        return self.process(source, options, encode_result=False).image
+
+    def _load(self, source: ImageSource) -> Image.Image:
+        if isinstance(source, Image.Image):
+            return normalise(source)
+        if isinstance(source, np.ndarray):
+            return from_array(source)
+        data, name = read_source(source, max_bytes=self.max_input_bytes)
+        return decode(data, name=name, max_pixels=self.max_image_pixels)
+
+    def _mask(
+        self, image: Image.Image, prediction: np.ndarray, options: RemoveOptions
+    ) -> tuple[Image.Image, Image.Image | None]:
+        alpha = mask.to_size(mask.stretch(self.model.postprocess(prediction)), image.size)
+        if options.post_process_mask:
+            alpha = mask.post_process(alpha)
+        if options.alpha_matting:
+            return mask.alpha_matting(
+                image,
+                alpha,
+                foreground_threshold=options.alpha_matting_foreground_threshold,
+                background_threshold=options.alpha_matting_background_threshold,
+                erode_size=options.alpha_matting_erode_size,
+            )
+        return alpha, None
+
+    def _composite(
+        self,
+        image: Image.Image,
+        alpha: Image.Image,
+        foreground: Image.Image | None,
+        options: RemoveOptions,
+    ) -> Image.Image:
+        if options.format is OutputFormat.MASK:
+            return alpha
+        cut = composite.cutout(image, alpha, foreground)
+        if options.background_image is not None:
+            try:
+                with Image.open(options.background_image) as background:
+                    return composite.on_image(cut, background, options.background_blur)
+            except (OSError, ValueError) as exc:
+                raise InputError(
+                    f"background image {options.background_image}: cannot be used ({exc})",
+                    code="invalid_background",
+                ) from None
+        color = options.background_color
+        if color is None and options.format is OutputFormat.JPEG:
+            color = (255, 255, 255, 255)  # JPEG has no alpha: white unless told otherwise
+        return composite.on_color(cut, color) if color is not None else cut
+
+    def _save(
+        self, result: Image.Image, options: RemoveOptions, destination: Path | None
+    ) -> bytes:
+        data = encode(result, options.format, quality=options.quality)
+        if destination is not None:
+            write_atomic(destination, data)
+        return data
