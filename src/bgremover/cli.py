@@ -1,0 +1,362 @@
+"""The command line: ``bgremover remove`` and ``bgremover models``."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import glob
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskID,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from .api import load_remover
+from .config import Settings
+from .engine import (
+    CancelToken,
+    Cancelled,
+    EngineError,
+    OutputFormat,
+    RemoveOptions,
+    Remover,
+    Stage,
+    overall_percent,
+)
+from .engine.models import ModelStore, get_model, registered_models
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".jfif"}
+
+app = typer.Typer(
+    help="Remove image backgrounds with ISNet, locally.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+models_app = typer.Typer(help="List, download and check models.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+@dataclass
+class Planned:
+    """One input and where its result goes."""
+
+    source: Path
+    output: Path
+    error: str | None = None
+
+
+@dataclass
+class Outcome:
+    planned: Planned
+    status: str  # done | failed | skipped | cancelled
+    detail: str = ""
+
+
+def collect_inputs(inputs: list[str]) -> tuple[list[tuple[Path, Path]], list[Planned]]:
+    """Expand files, folders (recursively) and globs into (file, base folder) pairs.
+
+    Inputs that match nothing come back as failed entries so they show in the summary.
+    """
+    found: list[tuple[Path, Path]] = []
+    missing: list[Planned] = []
+    for raw in inputs:
+        path = Path(raw).expanduser()
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            found.extend((p, path) for p in files)
+        elif path.exists() or path.is_symlink():
+            found.append((path, path.parent))
+        elif glob.has_magic(raw):
+            matches = sorted(Path(m) for m in glob.glob(os.path.expanduser(raw), recursive=True))
+            found.extend((m, m.parent) for m in matches if m.is_file())
+            if not matches:
+                missing.append(Planned(path, path, error=f"{raw}: no files match this pattern"))
+        else:
+            missing.append(Planned(path, path, error=f"{raw}: no such file or directory"))
+    return found, missing
+
+
+def plan_outputs(
+    found: list[tuple[Path, Path]], out_dir: Path | None, fmt: OutputFormat
+) -> list[Planned]:
+    """Output paths: ``name-no-bg.ext`` beside the input, or under ``out_dir`` keeping the
+    folder structure; two inputs that would collide keep their original extension."""
+    suffix = "-mask" if fmt is OutputFormat.MASK else "-no-bg"
+    planned: list[Planned] = []
+    taken: set[Path] = set()
+    seen: set[Path] = set()
+    for source, base in found:
+        if source.resolve() in seen:
+            continue
+        seen.add(source.resolve())
+        folder = source.parent if out_dir is None else out_dir / source.parent.relative_to(base)
+        output = folder / f"{source.stem}{suffix}{fmt.extension}"
+        if output in taken:
+            output = folder / f"{source.stem}-{source.suffix.lstrip('.')}{suffix}{fmt.extension}"
+        taken.add(output)
+        planned.append(Planned(source, output))
+    return planned
+
+
+def _run_one(
+    remover: Remover,
+    item: Planned,
+    options: RemoveOptions,
+    progress: Progress,
+    task: TaskID,
+    total_task: TaskID,
+    done_before: float,
+    cancel: CancelToken,
+) -> None:
+    def report(stage: Stage, fraction: float) -> None:
+        percent = overall_percent(stage, fraction)
+        progress.update(task, completed=percent, stage=stage.value)
+        progress.update(total_task, completed=done_before + percent)
+
+    remover.process(item.source, options, destination=item.output, progress=report, cancel=cancel)
+
+
+@app.command()
+def remove(
+    inputs: Annotated[list[str], typer.Argument(help="Image files, folders (recursive) or globs.")],
+    output: Annotated[
+        Optional[Path],
+        typer.Option("--output", "-o", help="Output folder (default: beside each input)."),
+    ] = None,
+    fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = OutputFormat.PNG,
+    bg_color: Annotated[
+        Optional[str], typer.Option("--bg-color", help="Background colour, e.g. white or #00ff00.")
+    ] = None,
+    bg_image: Annotated[
+        Optional[Path], typer.Option("--bg-image", help="Background image, scaled to cover.")
+    ] = None,
+    bg_blur: Annotated[float, typer.Option("--bg-blur", help="Blur radius for --bg-image.")] = 0.0,
+    alpha_matting: Annotated[
+        bool, typer.Option("--alpha-matting", help="Refine soft edges such as hair (slower).")
+    ] = False,
+    post_process: Annotated[
+        bool, typer.Option("--post-process", help="Smooth the mask to hard edges.")
+    ] = False,
+    quality: Annotated[int, typer.Option(help="WebP/JPEG quality (1-100).")] = 90,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
+    model: Annotated[Optional[str], typer.Option(help="Registered model name.")] = None,
+    model_path: Annotated[
+        Optional[Path], typer.Option("--model-path", help="An ISNet-compatible .onnx file.")
+    ] = None,
+    threads: Annotated[
+        Optional[int], typer.Option(help="onnxruntime threads (default: all cores).")
+    ] = None,
+) -> None:
+    """Remove the background from images; writes NAME-no-bg.png (or the chosen format)."""
+    try:
+        options = RemoveOptions(
+            format=fmt,
+            background_color=bg_color,
+            background_image=bg_image,
+            background_blur=bg_blur,
+            alpha_matting=alpha_matting,
+            post_process_mask=post_process,
+            quality=quality,
+        )
+    except ValidationError as exc:
+        messages = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+        err_console.print(f"[red]Invalid options:[/] {messages}")
+        raise typer.Exit(2) from None
+
+    found, missing = collect_inputs(inputs)
+    planned = plan_outputs(found, output, fmt)
+    if not planned and not missing:
+        err_console.print("[red]No images found[/] in " + ", ".join(inputs))
+        raise typer.Exit(2)
+
+    settings = _settings(model=model, model_path=model_path, intra_op_threads=threads)
+    try:
+        remover = load_remover(settings)
+    except EngineError as exc:
+        err_console.print(f"[red]Model error:[/] {exc}")
+        raise typer.Exit(3) from None
+
+    outcomes = [Outcome(m, "failed", m.error or "") for m in missing]
+    outcomes += _process_all(remover, planned, options, overwrite)
+    _print_summary(outcomes)
+    if any(o.status in ("failed", "cancelled") for o in outcomes):
+        raise typer.Exit(130 if any(o.status == "cancelled" for o in outcomes) else 1)
+
+
+def _process_all(
+    remover: Remover, planned: list[Planned], options: RemoveOptions, overwrite: bool
+) -> list[Outcome]:
+    outcomes: list[Outcome] = []
+    cancel = CancelToken()
+    columns = (
+        TextColumn("{task.description}", style="bold"),
+        TextColumn("[cyan]{task.fields[stage]:<13}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    # Inference runs in a worker thread so Ctrl-C reaches the main thread at once and can
+    # terminate the running model call through the cancel token.
+    with (
+        Progress(*columns, console=console, transient=False) as progress,
+        concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool,
+    ):
+        total_task = progress.add_task("All images", total=100 * len(planned), stage="")
+        task = progress.add_task("", total=100, stage="")
+        for index, item in enumerate(planned):
+            if cancel.cancelled:
+                outcomes.append(Outcome(item, "cancelled", "not started"))
+                continue
+            if item.output.exists() and not overwrite:
+                outcomes.append(Outcome(item, "skipped", "output exists (use --overwrite)"))
+                progress.update(total_task, completed=100 * (index + 1))
+                continue
+            progress.reset(task, total=100, description=_short(item.source), stage=Stage.LOADING.value)
+            future = pool.submit(
+                _run_one, remover, item, options, progress, task, total_task, 100.0 * index, cancel
+            )
+            try:
+                _wait(future)
+                outcomes.append(Outcome(item, "done", str(item.output)))
+            except KeyboardInterrupt:
+                cancel.cancel()
+                _settle(future)
+                outcomes.append(Outcome(item, "cancelled", "interrupted"))
+            except Cancelled:
+                outcomes.append(Outcome(item, "cancelled", "interrupted"))
+            except EngineError as exc:
+                outcomes.append(Outcome(item, "failed", exc.message))
+            progress.update(total_task, completed=100 * (index + 1))
+        progress.remove_task(task)
+    return outcomes
+
+
+def _wait(future: concurrent.futures.Future[None]) -> None:
+    while True:
+        try:
+            future.result(timeout=0.2)
+            return
+        except concurrent.futures.TimeoutError:
+            continue
+
+
+def _settle(future: concurrent.futures.Future[None]) -> None:
+    try:
+        future.result()
+    except (Cancelled, EngineError):
+        pass
+
+
+def _short(path: Path, width: int = 32) -> str:
+    name = path.name
+    return name if len(name) <= width else name[: width - 1] + "…"
+
+
+def _print_summary(outcomes: list[Outcome]) -> None:
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "failed", "skipped", "cancelled")}
+    table = Table(title="Summary", show_lines=False)
+    table.add_column("File")
+    table.add_column("Status")
+    table.add_column("Output / reason", overflow="fold")
+    style = {"done": "green", "failed": "red", "skipped": "yellow", "cancelled": "magenta"}
+    shown = [o for o in outcomes if o.status != "done"] if counts["done"] > 20 else outcomes
+    for outcome in shown:
+        table.add_row(
+            str(outcome.planned.source),
+            f"[{style[outcome.status]}]{outcome.status}[/]",
+            outcome.detail,
+        )
+    if shown:
+        console.print(table)
+    console.print(", ".join(f"{n} {s}" for s, n in counts.items() if n) or "nothing to do")
+
+
+def _settings(**overrides: object) -> Settings:
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Registered models and whether each is downloaded."""
+    settings = Settings()
+    store = ModelStore(settings.models_dir)
+    table = Table()
+    for column in ("Name", "Description", "Size", "Downloaded", "Default"):
+        table.add_column(column)
+    for name, cls in sorted(registered_models().items()):
+        if cls.source is None:
+            continue
+        present = store.path_for(cls).is_file()
+        table.add_row(
+            name,
+            cls.description,
+            f"{(cls.size_bytes or 0) / 1e6:.0f} MB",
+            "yes" if present else "no",
+            "*" if name == settings.model else "",
+        )
+    console.print(table)
+    if settings.model_path is not None:
+        console.print(f"BGREMOVER_MODEL_PATH overrides the model: {settings.model_path}")
+
+
+@models_app.command("pull")
+def models_pull(
+    name: Annotated[Optional[str], typer.Argument(help="Model name (default: the configured one).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Download again even if valid.")] = False,
+) -> None:
+    """Download a model and verify its hashes."""
+    settings = Settings()
+    store = ModelStore(settings.models_dir)
+    try:
+        cls = get_model(name or settings.model)
+        with console.status(f"Fetching {cls.name} from the {cls.source.describe() if cls.source else '?'}"):
+            path = store.pull(cls) if force else store.ensure(cls)
+    except EngineError as exc:
+        err_console.print(f"[red]{exc}[/]")
+        raise typer.Exit(3) from None
+    console.print(f"{cls.name}: verified, {path}")
+
+
+@models_app.command("info")
+def models_info(
+    name: Annotated[Optional[str], typer.Argument(help="Model name (default: the configured one).")] = None,
+) -> None:
+    """Where a model lives, its source and whether the cached file passes its hash check."""
+    settings = Settings()
+    store = ModelStore(settings.models_dir)
+    try:
+        cls = get_model(name or settings.model)
+    except EngineError as exc:
+        err_console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    path = store.path_for(cls)
+    console.print(f"name:        {cls.name}")
+    console.print(f"description: {cls.description}")
+    console.print(f"source:      {cls.source.describe() if cls.source else 'none'}")
+    console.print(f"sha256:      {cls.sha256}")
+    console.print(f"path:        {path}")
+    if not path.is_file():
+        console.print("status:      not downloaded (run `bgremover models pull`)")
+    else:
+        console.print(f"status:      {'verified' if store.is_valid(cls) else 'CORRUPT (run models pull)'}")
+
+
+def main() -> None:
+    app(prog_name="bgremover")
