@@ -3,8 +3,8 @@
 from .api import load_remover, remove
 from .config import Settings
 from .engine import (
-    CancelToken,
     Cancelled,
+    CancelToken,
     EngineError,
     InputError,
     ModelError,

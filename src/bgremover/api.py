@@ -8,7 +8,7 @@ from typing import Any
 from PIL import Image
 
 from .config import Settings
-from .engine import Remover, RemoveOptions
+from .engine import RemoveOptions, Remover
 from .engine.decode import ImageSource
 from .engine.models import ModelStore
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import glob
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -26,8 +27,8 @@ from rich.table import Table
 from .api import load_remover
 from .config import Settings
 from .engine import (
-    CancelToken,
     Cancelled,
+    CancelToken,
     EngineError,
     OutputFormat,
     RemoveOptions,
@@ -77,7 +78,9 @@ def collect_inputs(inputs: list[str]) -> tuple[list[tuple[Path, Path]], list[Pla
     for raw in inputs:
         path = Path(raw).expanduser()
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            files = sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            )
             found.extend((p, path) for p in files)
         elif path.exists() or path.is_symlink():
             found.append((path, path.parent))
@@ -135,15 +138,17 @@ def _run_one(
 def remove(
     inputs: Annotated[list[str], typer.Argument(help="Image files, folders (recursive) or globs.")],
     output: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option("--output", "-o", help="Output folder (default: beside each input)."),
     ] = None,
-    fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = OutputFormat.PNG,
+    fmt: Annotated[
+        OutputFormat, typer.Option("--format", "-f", help="Output format.")
+    ] = OutputFormat.PNG,
     bg_color: Annotated[
-        Optional[str], typer.Option("--bg-color", help="Background colour, e.g. white or #00ff00.")
+        str | None, typer.Option("--bg-color", help="Background colour, e.g. white or #00ff00.")
     ] = None,
     bg_image: Annotated[
-        Optional[Path], typer.Option("--bg-image", help="Background image, scaled to cover.")
+        Path | None, typer.Option("--bg-image", help="Background image, scaled to cover.")
     ] = None,
     bg_blur: Annotated[float, typer.Option("--bg-blur", help="Blur radius for --bg-image.")] = 0.0,
     alpha_matting: Annotated[
@@ -153,20 +158,22 @@ def remove(
         bool, typer.Option("--post-process", help="Smooth the mask to hard edges.")
     ] = False,
     quality: Annotated[int, typer.Option(help="WebP/JPEG quality (1-100).")] = 90,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
-    model: Annotated[Optional[str], typer.Option(help="Registered model name.")] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace existing outputs.")
+    ] = False,
+    model: Annotated[str | None, typer.Option(help="Registered model name.")] = None,
     model_path: Annotated[
-        Optional[Path], typer.Option("--model-path", help="An ISNet-compatible .onnx file.")
+        Path | None, typer.Option("--model-path", help="An ISNet-compatible .onnx file.")
     ] = None,
     threads: Annotated[
-        Optional[int], typer.Option(help="onnxruntime threads (default: all cores).")
+        int | None, typer.Option(help="onnxruntime threads (default: all cores).")
     ] = None,
 ) -> None:
     """Remove the background from images; writes NAME-no-bg.png (or the chosen format)."""
     try:
         options = RemoveOptions(
             format=fmt,
-            background_color=bg_color,
+            background_color=bg_color,  # type: ignore[arg-type]  # parsed by the validator
             background_image=bg_image,
             background_blur=bg_blur,
             alpha_matting=alpha_matting,
@@ -228,7 +235,9 @@ def _process_all(
                 outcomes.append(Outcome(item, "skipped", "output exists (use --overwrite)"))
                 progress.update(total_task, completed=100 * (index + 1))
                 continue
-            progress.reset(task, total=100, description=_short(item.source), stage=Stage.LOADING.value)
+            progress.reset(
+                task, total=100, description=_short(item.source), stage=Stage.LOADING.value
+            )
             future = pool.submit(
                 _run_one, remover, item, options, progress, task, total_task, 100.0 * index, cancel
             )
@@ -258,10 +267,8 @@ def _wait(future: concurrent.futures.Future[None]) -> None:
 
 
 def _settle(future: concurrent.futures.Future[None]) -> None:
-    try:
+    with contextlib.suppress(Cancelled, EngineError):
         future.result()
-    except (Cancelled, EngineError):
-        pass
 
 
 def _short(path: Path, width: int = 32) -> str:
@@ -270,7 +277,9 @@ def _short(path: Path, width: int = 32) -> str:
 
 
 def _print_summary(outcomes: list[Outcome]) -> None:
-    counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "failed", "skipped", "cancelled")}
+    counts = {
+        s: sum(o.status == s for o in outcomes) for s in ("done", "failed", "skipped", "cancelled")
+    }
     table = Table(title="Summary", show_lines=False)
     table.add_column("File")
     table.add_column("Status")
@@ -288,7 +297,7 @@ def _print_summary(outcomes: list[Outcome]) -> None:
     console.print(", ".join(f"{n} {s}" for s, n in counts.items() if n) or "nothing to do")
 
 
-def _settings(**overrides: object) -> Settings:
+def _settings(**overrides: Any) -> Settings:
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -318,7 +327,9 @@ def models_list() -> None:
 
 @models_app.command("pull")
 def models_pull(
-    name: Annotated[Optional[str], typer.Argument(help="Model name (default: the configured one).")] = None,
+    name: Annotated[
+        str | None, typer.Argument(help="Model name (default: the configured one).")
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Download again even if valid.")] = False,
 ) -> None:
     """Download a model and verify its hashes."""
@@ -326,7 +337,9 @@ def models_pull(
     store = ModelStore(settings.models_dir)
     try:
         cls = get_model(name or settings.model)
-        with console.status(f"Fetching {cls.name} from the {cls.source.describe() if cls.source else '?'}"):
+        with console.status(
+            f"Fetching {cls.name} from the {cls.source.describe() if cls.source else '?'}"
+        ):
             path = store.pull(cls) if force else store.ensure(cls)
     except EngineError as exc:
         err_console.print(f"[red]{exc}[/]")
@@ -336,7 +349,9 @@ def models_pull(
 
 @models_app.command("info")
 def models_info(
-    name: Annotated[Optional[str], typer.Argument(help="Model name (default: the configured one).")] = None,
+    name: Annotated[
+        str | None, typer.Argument(help="Model name (default: the configured one).")
+    ] = None,
 ) -> None:
     """Where a model lives, its source and whether the cached file passes its hash check."""
     settings = Settings()
@@ -355,7 +370,9 @@ def models_info(
     if not path.is_file():
         console.print("status:      not downloaded (run `bgremover models pull`)")
     else:
-        console.print(f"status:      {'verified' if store.is_valid(cls) else 'CORRUPT (run models pull)'}")
+        console.print(
+            f"status:      {'verified' if store.is_valid(cls) else 'CORRUPT (run models pull)'}"
+        )
 
 
 def main() -> None:

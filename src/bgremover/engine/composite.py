@@ -7,7 +7,9 @@ from PIL import Image, ImageChops, ImageFilter, ImageOps
 from .options import RGBA
 
 
-def cutout(image: Image.Image, alpha: Image.Image, foreground: Image.Image | None = None) -> Image.Image:
+def cutout(
+    image: Image.Image, alpha: Image.Image, foreground: Image.Image | None = None
+) -> Image.Image:
     """RGBA cut-out; a source that was already transparent stays transparent there."""
     rgb = (foreground or image).convert("RGB")
     if image.mode == "RGBA":

@@ -10,7 +10,6 @@ import io
 import os
 import warnings
 from pathlib import Path
-from typing import Union
 
 import filetype
 import numpy as np
@@ -18,7 +17,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InputError
 
-ImageSource = Union[bytes, bytearray, memoryview, str, os.PathLike[str], Image.Image, np.ndarray]
+ImageSource = bytes | bytearray | memoryview | str | os.PathLike[str] | Image.Image | np.ndarray
 
 _HIGH_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I", "F"}
 
@@ -39,13 +38,19 @@ def read_source(source: ImageSource, *, max_bytes: int | None = None) -> tuple[b
                 )
             data = path.read_bytes()
         except IsADirectoryError:
-            raise InputError(f"{name}: is a directory, not an image file", code="unreadable")
+            raise InputError(
+                f"{name}: is a directory, not an image file", code="unreadable"
+            ) from None
         except FileNotFoundError:
             raise InputError(f"{name}: no such file", code="unreadable") from None
         except PermissionError:
-            raise InputError(f"{name}: permission denied when reading it", code="unreadable")
+            raise InputError(
+                f"{name}: permission denied when reading it", code="unreadable"
+            ) from None
         except OSError as exc:
-            raise InputError(f"{name}: cannot be read ({exc.strerror})", code="unreadable")
+            raise InputError(
+                f"{name}: cannot be read ({exc.strerror})", code="unreadable"
+            ) from None
     if max_bytes is not None and len(data) > max_bytes:
         raise InputError(
             f"{name}: file is {len(data):,} bytes, over the limit of {max_bytes:,} "
@@ -105,7 +110,9 @@ def from_array(array: np.ndarray) -> Image.Image:
         raise InputError(f"array input must be uint8, got {array.dtype}", code="not_an_image")
     if array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4)):
         return normalise(Image.fromarray(array))
-    raise InputError(f"array input must be HxW, HxWx3 or HxWx4, got {array.shape}", code="not_an_image")
+    raise InputError(
+        f"array input must be HxW, HxWx3 or HxWx4, got {array.shape}", code="not_an_image"
+    )
 
 
 def _to_8bit(image: Image.Image) -> Image.Image:
@@ -128,9 +135,7 @@ def _unidentified(data: bytes, name: str) -> InputError:
             code="unsupported_format",
         )
     if kind is not None:
-        return InputError(
-            f"{name}: this is a {kind.mime} file, not an image", code="not_an_image"
-        )
+        return InputError(f"{name}: this is a {kind.mime} file, not an image", code="not_an_image")
     if data.lstrip()[:5].lower() in (b"<?xml", b"<svg ") or b"<svg" in data[:512].lower():
         return InputError(
             f"{name}: SVG (vector) images are not supported; export it as PNG",

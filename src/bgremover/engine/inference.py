@@ -79,7 +79,9 @@ class InferenceSession:
         except Exception as exc:
             if cancel is not None and cancel.cancelled:
                 raise Cancelled() from None
-            raise EngineError(f"the model failed on this image ({exc})", code="inference_failed")
+            raise EngineError(
+                f"the model failed on this image ({exc})", code="inference_failed"
+            ) from None
         finally:
             stop_ticker.set()
             if ticker is not None:

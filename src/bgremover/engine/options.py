@@ -24,8 +24,12 @@ class OutputFormat(StrEnum):
 
     @property
     def media_type(self) -> str:
-        return {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg",
-                "mask": "image/png"}[self.value]
+        return {
+            "png": "image/png",
+            "webp": "image/webp",
+            "jpeg": "image/jpeg",
+            "mask": "image/png",
+        }[self.value]
 
 
 def parse_color(value: object) -> RGBA | None:

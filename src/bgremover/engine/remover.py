@@ -109,9 +109,7 @@ class Remover:
         )
         alpha: Image.Image
         foreground: Image.Image | None
-        alpha, foreground = stages.run(
-            Stage.MASK, lambda: self._mask(image, prediction, options)
-        )
+        alpha, foreground = stages.run(Stage.MASK, lambda: self._mask(image, prediction, options))
         result: Image.Image = stages.run(
             Stage.COMPOSITING, lambda: self._composite(image, alpha, foreground, options)
         )
@@ -176,9 +174,7 @@ class Remover:
             color = (255, 255, 255, 255)  # JPEG has no alpha: white unless told otherwise
         return composite.on_color(cut, color) if color is not None else cut
 
-    def _save(
-        self, result: Image.Image, options: RemoveOptions, destination: Path | None
-    ) -> bytes:
+    def _save(self, result: Image.Image, options: RemoveOptions, destination: Path | None) -> bytes:
         data = encode(result, options.format, quality=options.quality)
         if destination is not None:
             write_atomic(destination, data)

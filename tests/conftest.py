@@ -1,0 +1,76 @@
+"""Shared fixtures: real sample photos, bad inputs made from them, and one loaded model."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from bgremover import Remover, Settings, load_remover
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+
+# Points checked by eye on the results: (x, y) in the upright photo.
+SUBJECT_POINTS = {
+    "chelsea.jpg": [(200, 150), (120, 120)],  # the cat's face
+    "astronaut.jpg": [(221, 120), (250, 350)],  # face, suit
+    "coffee.jpg": [(287, 150), (200, 250)],  # cup, saucer
+}
+BACKGROUND_POINTS = {
+    "chelsea.jpg": [(445, 5), (440, 60)],  # wall top right
+    "astronaut.jpg": [(10, 10), (500, 10), (20, 300)],  # flag, studio backdrop
+    "coffee.jpg": [(5, 5), (595, 395), (590, 10)],  # table corners
+}
+
+
+@pytest.fixture(scope="session")
+def photos() -> dict[str, Path]:
+    return {p.name: p for p in sorted(SAMPLES.glob("*.jpg"))}
+
+
+@pytest.fixture(scope="session")
+def remover() -> Remover:
+    """The real fp16 ISNet model, loaded once (fetched by scripts/test.sh when missing)."""
+    return load_remover(Settings())
+
+
+def encode(image: Image.Image, fmt: str, **params: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **params)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def bad_inputs(
+    tmp_path_factory: pytest.TempPathFactory, photos: dict[str, Path]
+) -> dict[str, Path]:
+    """Every kind of bad input the product must survive, as files, keyed by error code."""
+    folder = tmp_path_factory.mktemp("bad")
+    jpeg = photos["chelsea.jpg"].read_bytes()
+    png = encode(Image.open(photos["coffee.jpg"]), "PNG")
+    files = {
+        "empty_file": b"",
+        "not_an_image": b"Dear diary, this is not a photo at all.\n" * 20,
+        "corrupt_image_jpeg": jpeg[: len(jpeg) // 2],
+        "corrupt_image_png": png[: len(png) // 2],
+        # 110 megapixels of 1-bit black: a 14 kB file that would need 440 MB as RGBA.
+        "image_too_large": encode(Image.new("1", (11_000, 10_000)), "PNG"),
+        # A real HEIF file header: an image format Pillow cannot decode.
+        "unsupported_format": b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\0" * 64,
+    }
+    names = {
+        "empty_file": "empty.jpg",
+        "not_an_image": "letter.jpg",
+        "corrupt_image_jpeg": "truncated.jpg",
+        "corrupt_image_png": "truncated.png",
+        "image_too_large": "bomb.png",
+        "unsupported_format": "photo.heic",
+    }
+    paths = {}
+    for key, data in files.items():
+        path = folder / names[key]
+        path.write_bytes(data)
+        paths[key] = path
+    return paths

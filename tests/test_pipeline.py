@@ -1,0 +1,199 @@
+"""The six stages on real photos with the real model."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bgremover import Cancelled, CancelToken, InputError, RemoveOptions, Remover, Stage
+from bgremover.engine import STAGES
+
+from .conftest import BACKGROUND_POINTS, SUBJECT_POINTS, encode
+
+pytestmark = pytest.mark.model
+
+
+def alpha_of(image: Image.Image) -> np.ndarray:
+    return np.asarray(image.getchannel("A"))
+
+
+@pytest.mark.parametrize("name", ["chelsea.jpg", "astronaut.jpg", "coffee.jpg"])
+def test_subject_is_opaque_and_background_transparent(
+    remover: Remover, photos: dict[str, Path], name: str
+) -> None:
+    result = remover.remove(photos[name])
+    assert result.mode == "RGBA"
+    assert result.size == Image.open(photos[name]).size
+    alpha = alpha_of(result)
+    for x, y in SUBJECT_POINTS[name]:
+        assert alpha[y, x] >= 240, f"subject point {(x, y)} of {name} is not opaque"
+    for x, y in BACKGROUND_POINTS[name]:
+        assert alpha[y, x] <= 15, f"background point {(x, y)} of {name} is not transparent"
+
+
+def test_exif_rotated_photo_is_processed_upright(remover: Remover, photos: dict[str, Path]) -> None:
+    photo = Image.open(photos["chelsea.jpg"])
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways; to be displayed turned 90° clockwise
+    tagged = remover.remove(encode(photo, "PNG", exif=exif))
+    upright = remover.remove(photo.transpose(Image.Transpose.ROTATE_270))
+    assert tagged.size == upright.size == (photo.height, photo.width)
+    a, b = alpha_of(tagged) >= 128, alpha_of(upright) >= 128
+    assert (a & b).sum() / (a | b).sum() >= 0.99
+
+
+def test_progress_reports_every_stage_in_order_and_never_goes_back(
+    remover: Remover, photos: dict[str, Path], tmp_path: Path
+) -> None:
+    events: list[tuple[Stage, float]] = []
+    remover.process(
+        photos["coffee.jpg"],
+        destination=tmp_path / "out.png",
+        progress=lambda stage, fraction: events.append((stage, fraction)),
+    )
+    seen = list(dict.fromkeys(stage for stage, _ in events))
+    assert seen == list(STAGES)
+    order = [(STAGES.index(stage), fraction) for stage, fraction in events]
+    assert order == sorted(order), "progress went backwards"
+    inference = [f for s, f in events if s is Stage.INFERENCE]
+    assert len(inference) > 3, "the AI model stage should tick while it runs"
+
+
+def test_cancel_stops_running_inference_within_a_second(
+    remover: Remover, photos: dict[str, Path]
+) -> None:
+    cancel = CancelToken()
+    in_model = threading.Event()
+    outcome: dict[str, object] = {}
+
+    def on_progress(stage: Stage, fraction: float) -> None:
+        if stage is Stage.INFERENCE and fraction > 0:
+            in_model.set()
+
+    def work() -> None:
+        try:
+            remover.process(photos["astronaut.jpg"], progress=on_progress, cancel=cancel)
+            outcome["result"] = "finished"
+        except Cancelled:
+            outcome["result"] = "cancelled"
+        outcome["at"] = time.perf_counter()
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    assert in_model.wait(30), "inference never started"
+    time.sleep(0.3)
+    cancelled_at = time.perf_counter()
+    cancel.cancel()
+    thread.join(10)
+    assert outcome["result"] == "cancelled"
+    assert float(outcome["at"]) - cancelled_at < 1.0  # type: ignore[arg-type]
+    # The session is free for the next image straight away.
+    assert remover.remove(photos["coffee.jpg"]).size == (600, 400)
+
+
+def test_cancel_before_start_raises_without_work(remover: Remover, photos: dict[str, Path]) -> None:
+    cancel = CancelToken()
+    cancel.cancel()
+    with pytest.raises(Cancelled):
+        remover.process(photos["coffee.jpg"], cancel=cancel)
+
+
+def test_each_output_format_decodes_to_what_was_asked(
+    remover: Remover, photos: dict[str, Path], tmp_path: Path
+) -> None:
+    source = photos["coffee.jpg"]
+    cases = {
+        "png": ("PNG", "RGBA"),
+        "webp": ("WEBP", "RGBA"),
+        "jpeg": ("JPEG", "RGB"),
+        "mask": ("PNG", "L"),
+    }
+    for fmt, (pil_format, mode) in cases.items():
+        destination = tmp_path / f"out.{fmt}"
+        removal = remover.process(source, RemoveOptions(format=fmt), destination=destination)
+        with Image.open(destination) as written:
+            assert (written.format, written.mode, written.size) == (pil_format, mode, (600, 400))
+        assert removal.data == destination.read_bytes()
+    assert not list(tmp_path.glob(".*part")), "temporary files were left behind"
+
+
+def test_colour_background_fills_transparent_areas(
+    remover: Remover, photos: dict[str, Path]
+) -> None:
+    result = remover.remove(photos["coffee.jpg"], RemoveOptions(background_color="#00ff00"))
+    assert result.mode == "RGB"
+    assert result.getpixel((5, 5)) == (0, 255, 0)
+    assert result.getpixel((287, 150)) != (0, 255, 0)
+
+
+def test_image_background_is_used_behind_the_subject(
+    remover: Remover, photos: dict[str, Path], tmp_path: Path
+) -> None:
+    backdrop = tmp_path / "backdrop.png"
+    Image.new("RGB", (64, 48), (10, 20, 200)).save(backdrop)
+    result = remover.remove(
+        photos["coffee.jpg"], RemoveOptions(background_image=backdrop, background_blur=2)
+    )
+    assert result.size == (600, 400)
+    assert result.getpixel((5, 5)) == (10, 20, 200)
+
+
+def test_alpha_matting_and_post_processing_keep_subject_and_background(
+    remover: Remover, photos: dict[str, Path]
+) -> None:
+    for options in (RemoveOptions(alpha_matting=True), RemoveOptions(post_process_mask=True)):
+        alpha = alpha_of(remover.remove(photos["chelsea.jpg"], options))
+        for x, y in SUBJECT_POINTS["chelsea.jpg"]:
+            assert alpha[y, x] >= 240
+        for x, y in BACKGROUND_POINTS["chelsea.jpg"]:
+            assert alpha[y, x] <= 15
+    hard = alpha_of(remover.remove(photos["chelsea.jpg"], RemoveOptions(post_process_mask=True)))
+    assert set(np.unique(hard)) <= {0, 255}
+
+
+def test_transparent_source_stays_transparent(remover: Remover, photos: dict[str, Path]) -> None:
+    photo = Image.open(photos["astronaut.jpg"]).convert("RGBA")
+    photo.putalpha(Image.new("L", photo.size, 0).resize(photo.size))
+    alpha = alpha_of(remover.remove(photo))
+    assert alpha.max() == 0
+
+
+def test_bad_input_raises_input_error_and_writes_nothing(
+    remover: Remover, bad_inputs: dict[str, Path], tmp_path: Path
+) -> None:
+    for key, path in bad_inputs.items():
+        destination = tmp_path / f"{key}.png"
+        with pytest.raises(InputError):
+            remover.process(path, destination=destination)
+        assert not destination.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_masks_match_rembg_with_the_same_network(
+    remover: Remover, photos: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rembg = pytest.importorskip("rembg")
+    # rembg only loads custom models from its home folder; point it at our cache.
+    monkeypatch.setenv("U2NET_HOME", str(remover.model_path.parent))
+    session = rembg.new_session("dis_custom", model_path=str(remover.model_path))
+    for name, path in photos.items():
+        ours = np.asarray(remover.remove(path, RemoveOptions(format="mask"))) >= 128
+        theirs_image = rembg.remove(Image.open(path), session=session, only_mask=True)
+        theirs = np.asarray(theirs_image) >= 128
+        iou = (ours & theirs).sum() / (ours | theirs).sum()
+        assert iou >= 0.99, f"{name}: IoU {iou:.4f} against rembg"
+
+
+def test_array_and_bytes_inputs_give_the_same_result(
+    remover: Remover, photos: dict[str, Path]
+) -> None:
+    data = photos["coffee.jpg"].read_bytes()
+    from_bytes = alpha_of(remover.remove(data))
+    from_array = alpha_of(remover.remove(np.asarray(Image.open(io.BytesIO(data)))))
+    assert np.abs(from_bytes.astype(int) - from_array).max() <= 1
