@@ -38,7 +38,12 @@ from .engine import (
 )
 from .engine.models import ModelStore, get_model, registered_models
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".jfif"}
+# Folders are searched for these; formats Pillow cannot decode (HEIC, AVIF) are included so
+# they are reported as unsupported instead of being skipped without a word.
+IMAGE_SUFFIXES = {
+    ".jpg", ".jpeg", ".jfif", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".tga",
+    ".ppm", ".pgm", ".pnm", ".ico", ".psd", ".heic", ".heif", ".avif",
+}  # fmt: skip
 
 app = typer.Typer(
     help="Remove image backgrounds with ISNet, locally.",

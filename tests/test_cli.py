@@ -1,0 +1,121 @@
+"""The command line as a user runs it: a real process, real files, real model."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+pytestmark = pytest.mark.model
+
+
+def run_cli(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "250", "NO_COLOR": "1", "TERM": "dumb"}
+    return subprocess.run(
+        [sys.executable, "-m", "bgremover", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+@pytest.fixture
+def mixed_folder(tmp_path: Path, photos: dict[str, Path], bad_inputs: dict[str, Path]) -> Path:
+    folder = tmp_path / "in"
+    (folder / "nested").mkdir(parents=True)
+    shutil.copy(photos["coffee.jpg"], folder / "coffee.jpg")
+    shutil.copy(photos["chelsea.jpg"], folder / "nested" / "chelsea.jpg")
+    for path in bad_inputs.values():
+        shutil.copy(path, folder / path.name)
+    return folder
+
+
+def test_bad_files_fail_alone_with_reasons_and_good_files_complete(
+    mixed_folder: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    result = run_cli("remove", mixed_folder, "-o", out)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == [
+        "coffee-no-bg.png",
+        "nested",
+        "nested/chelsea-no-bg.png",
+    ]
+    with Image.open(out / "coffee-no-bg.png") as image:
+        assert image.mode == "RGBA" and image.size == (600, 400)
+    for reason in (
+        "the file is empty",
+        "not an image",
+        "truncated or corrupt",
+        "110 megapixels",
+        "image/heic images are not supported",
+    ):
+        assert reason in result.stdout, f"summary lacks {reason!r}:\n{result.stdout}"
+    assert "2 done, 6 failed" in result.stdout
+
+
+def test_existing_outputs_are_skipped_unless_overwrite(
+    photos: dict[str, Path], tmp_path: Path
+) -> None:
+    source = tmp_path / "coffee.jpg"
+    shutil.copy(photos["coffee.jpg"], source)
+    assert run_cli("remove", source).returncode == 0
+    output = tmp_path / "coffee-no-bg.png"
+    first = output.stat().st_mtime_ns
+    again = run_cli("remove", source)
+    assert again.returncode == 0 and "1 skipped" in again.stdout
+    assert output.stat().st_mtime_ns == first
+    forced = run_cli("remove", source, "--overwrite", "--format", "webp", "--bg-color", "white")
+    assert forced.returncode == 0 and "1 done" in forced.stdout
+    with Image.open(tmp_path / "coffee-no-bg.webp") as image:
+        assert image.format == "WEBP"
+
+
+def test_globs_and_missing_paths(photos: dict[str, Path], tmp_path: Path) -> None:
+    for name in ("coffee.jpg", "chelsea.jpg"):
+        shutil.copy(photos[name], tmp_path / name)
+    result = run_cli(
+        "remove",
+        str(tmp_path / "c*.jpg"),
+        tmp_path / "missing.jpg",
+        "-o",
+        tmp_path / "out",
+        "--format",
+        "mask",
+    )
+    assert result.returncode == 1
+    assert "no such file or directory" in result.stdout
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "chelsea-mask.png",
+        "coffee-mask.png",
+    ]
+
+
+def test_unwritable_output_directory_fails_each_file_clearly(
+    photos: dict[str, Path], tmp_path: Path
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the output folder should be")
+    result = run_cli("remove", photos["coffee.jpg"], "-o", blocker / "out")
+    assert result.returncode == 1
+    assert "cannot write output there" in result.stdout
+    assert "1 failed" in result.stdout
+
+
+def test_invalid_options_are_refused_before_any_work(photos: dict[str, Path]) -> None:
+    result = run_cli("remove", photos["coffee.jpg"], "--bg-color", "not-a-colour")
+    assert result.returncode == 2
+    assert "is not a colour" in result.stderr
+
+
+def test_models_info_reports_a_verified_model() -> None:
+    result = run_cli("models", "info")
+    assert result.returncode == 0
+    assert "isnet-general-use" in result.stdout and "verified" in result.stdout
