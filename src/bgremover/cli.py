@@ -349,7 +349,8 @@ def models_pull(
     except EngineError as exc:
         err_console.print(f"[red]{exc}[/]")
         raise typer.Exit(3) from None
-    console.print(f"{cls.name}: verified, {path}")
+    console.print(f"{cls.name}: verified", highlight=False)
+    console.print(str(path), highlight=False, soft_wrap=True)
 
 
 @models_app.command("info")

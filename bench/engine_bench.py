@@ -1,0 +1,612 @@
+"""Engine benchmark: throughput, stage shares, PNG level and agreement with rembg.
+
+What it measures, on a fixed set of real photos (the bundled ``samples/*.jpg``, scikit-image
+sample photos, and ~3 MP and 12 MP versions made by upscaling real photos with LANCZOS;
+written as JPEGs to a temporary directory at start):
+
+1. Images per second for
+   - ``inference``: the preprocessed tensor through ``remover._session.run`` only (the upper
+     limit for the pipeline; preprocessing happens outside the timed call),
+   - ``pipeline``: ``remover.process(path, destination=out.png)``, file in, file out,
+   - ``rembg``: ``rembg.remove(bytes)`` with a ``dis_custom`` session on the same ONNX file,
+     file in, file out (skipped with a message when rembg does not import),
+   all with the same intra-op thread count and one untimed warm-up each, and the ratios
+   pipeline/inference and pipeline/rembg.
+2. Each mode's RSS after loading and its peak RSS, each mode in its own child process (this
+   script re-invoked with ``--mode``) so that the peaks do not mask each other. The peak is the
+   child's own ``VmHWM`` (``ru_maxrss`` as a fallback), which, unlike ``ru_maxrss`` after a
+   fork/exec, does not inherit the parent's high-water mark.
+3. The pipeline's mean share of wall time per stage (from ``Removal.timings``), per size
+   bucket (<=1 MP, ~3 MP, 12 MP) and overall, beside ``STAGE_WEIGHTS`` from ``stages.py``.
+4. PNG encode time and size at zlib level 3 (what ``encode.py`` uses) and 6 (Pillow's
+   default) on a real 12 MP RGBA cut-out.
+5. Mask IoU at threshold 128 between the pipeline (``format="mask"``) and rembg
+   (``only_mask=True``) per photo, with min and mean.
+
+Run it by hand from the repository root (it is not a test):
+
+    .venv/bin/python bench/engine_bench.py            # 8 photos, a few minutes on 2 cores
+    .venv/bin/python bench/engine_bench.py --quick    # 4 photos, one per size bucket and more
+    .venv/bin/python bench/engine_bench.py --threads 1 --repeat 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "samples"
+
+THROUGHPUT_MODES = ("inference", "pipeline", "rembg")
+CHILD_MODES = (*THROUGHPUT_MODES, "png")
+BUCKETS = ("<=1MP", "~3MP", "12MP")
+PNG_LEVELS = (3, 6)
+PNG_REPEATS = 3
+MASK_THRESHOLD = 128
+JPEG_QUALITY = 92
+MIB = 1024 * 1024
+
+
+# --------------------------------------------------------------------------------------------
+# The photo set
+
+
+@dataclass(frozen=True)
+class PhotoSpec:
+    """A benchmark photo: where its pixels come from and the size to write it at."""
+
+    name: str
+    origin: str
+    """``samples/<file>`` or ``skimage.<function>``."""
+    size: tuple[int, int] | None = None
+    """Width and height (centre-cropped to that aspect, LANCZOS-resized); None: as is."""
+
+
+@dataclass(frozen=True)
+class Photo:
+    """A photo written to the benchmark directory."""
+
+    name: str
+    path: str
+    width: int
+    height: int
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+    @property
+    def bucket(self) -> str:
+        return bucket_of(self.pixels)
+
+
+FULL_SET: tuple[PhotoSpec, ...] = (
+    PhotoSpec("astronaut", "samples/astronaut.jpg"),
+    PhotoSpec("chelsea", "samples/chelsea.jpg"),
+    PhotoSpec("coffee", "samples/coffee.jpg"),
+    PhotoSpec("rocket", "skimage.rocket"),
+    PhotoSpec("motorcycle-3mp", "skimage.motorcycle", (2000, 1500)),
+    PhotoSpec("astronaut-3mp", "samples/astronaut.jpg", (1732, 1732)),
+    PhotoSpec("chelsea-12mp", "samples/chelsea.jpg", (4000, 3000)),
+    PhotoSpec("coffee-12mp", "samples/coffee.jpg", (4000, 3000)),
+)
+QUICK_NAMES = ("astronaut", "chelsea", "motorcycle-3mp", "coffee-12mp")
+
+
+def bucket_of(pixels: int) -> str:
+    if pixels <= 1_200_000:
+        return BUCKETS[0]
+    if pixels <= 6_000_000:
+        return BUCKETS[1]
+    return BUCKETS[2]
+
+
+def load_origin(origin: str) -> Image.Image:
+    """The RGB pixels of a bundled sample or a scikit-image sample photo."""
+    if origin.startswith("samples/"):
+        with Image.open(REPO / origin) as image:
+            return image.convert("RGB")
+    from skimage import data
+
+    name = origin.removeprefix("skimage.")
+    array = data.stereo_motorcycle()[0] if name == "motorcycle" else getattr(data, name)()
+    return Image.fromarray(np.asarray(array, dtype=np.uint8)).convert("RGB")
+
+
+def write_photo(spec: PhotoSpec, directory: Path) -> Photo:
+    """Write one photo as a JPEG (a native sample is copied byte for byte)."""
+    path = directory / f"{spec.name}.jpg"
+    if spec.size is None and spec.origin.startswith("samples/"):
+        shutil.copyfile(REPO / spec.origin, path)
+        with Image.open(path) as image:
+            width, height = image.size
+        return Photo(spec.name, str(path), width, height)
+    image = load_origin(spec.origin)
+    if spec.size is not None:
+        image = ImageOps.fit(image, spec.size, Image.Resampling.LANCZOS)
+    image.save(path, "JPEG", quality=JPEG_QUALITY)
+    return Photo(spec.name, str(path), *image.size)
+
+
+def build_photo_set(specs: Iterable[PhotoSpec], directory: Path) -> list[Photo]:
+    photos = []
+    for spec in specs:
+        try:
+            photos.append(write_photo(spec, directory))
+        except Exception as exc:  # a scikit-image photo that needs a download, say
+            print(f"  skipping {spec.name}: {spec.origin} is unavailable ({exc})")
+    return photos
+
+
+def save_manifest(photos: list[Photo], directory: Path) -> Path:
+    manifest = directory / "manifest.json"
+    manifest.write_text(json.dumps([asdict(p) for p in photos], indent=1))
+    return manifest
+
+
+def load_manifest(manifest: Path) -> list[Photo]:
+    return [Photo(**entry) for entry in json.loads(manifest.read_text())]
+
+
+# --------------------------------------------------------------------------------------------
+# Measuring helpers
+
+
+def _proc_status_bytes(field: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def current_rss() -> int:
+    rss = _proc_status_bytes("VmRSS")
+    if rss is not None:
+        return rss
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
+
+
+def peak_rss() -> int:
+    """This process's own high-water RSS (VmHWM; ru_maxrss where there is no /proc)."""
+    peak = _proc_status_bytes("VmHWM")
+    if peak is not None:
+        return peak
+    import resource
+
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return maxrss if sys.platform == "darwin" else maxrss * 1024
+
+
+def timed(work: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[float, Any]:
+    """Seconds ``work(*args, **kwargs)`` took, and what it returned."""
+    started = time.perf_counter()
+    result = work(*args, **kwargs)
+    return time.perf_counter() - started, result
+
+
+def load_note() -> str:
+    """The 1-minute load average: well above the thread count means someone else's work
+    shares the cores and the timings are inflated."""
+    if not hasattr(os, "getloadavg"):
+        return "load average unknown"
+    return f"1-min load average {os.getloadavg()[0]:.2f}"
+
+
+def resolve_threads(requested: int) -> int:
+    if requested > 0:
+        return requested
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+# --------------------------------------------------------------------------------------------
+# Child modes: each runs in its own process and writes a JSON result
+
+
+def load_our_remover(threads: int) -> Any:
+    import bgremover
+
+    return bgremover.load_remover(bgremover.Settings(intra_op_threads=threads))
+
+
+def sample_record(photo: Photo, seconds: float, **extra: Any) -> dict[str, Any]:
+    return {"name": photo.name, "bucket": photo.bucket, "seconds": seconds, **extra}
+
+
+def bench_inference(photos: list[Photo], threads: int, repeat: int) -> dict[str, Any]:
+    """The model call alone; each tensor is made just before its (timed) run."""
+    remover = load_our_remover(threads)
+    loaded_rss = current_rss()
+
+    def tensor_of(photo: Photo) -> np.ndarray:
+        with Image.open(photo.path) as image:
+            return remover.model.preprocess(image.convert("RGB"))
+
+    remover._session.run(tensor_of(photos[0]))  # warm-up
+    samples = []
+    for _ in range(repeat):
+        for photo in photos:
+            tensor = tensor_of(photo)
+            seconds, _ = timed(remover._session.run, tensor)
+            samples.append(sample_record(photo, seconds))
+    return {"samples": samples, "loaded_rss": loaded_rss, "peak_rss": peak_rss()}
+
+
+def bench_pipeline(
+    photos: list[Photo], threads: int, repeat: int, work_dir: Path, masks_dir: Path | None
+) -> dict[str, Any]:
+    """``remover.process(path, destination=...)``, then (untimed) the masks for the IoU."""
+    import bgremover
+
+    remover = load_our_remover(threads)
+    loaded_rss = current_rss()
+    out = work_dir / "pipeline-out.png"
+    remover.process(photos[0].path, destination=out)  # warm-up
+    samples = []
+    for _ in range(repeat):
+        for photo in photos:
+            seconds, removal = timed(remover.process, photo.path, destination=out)
+            timings = {str(stage): t for stage, t in removal.timings.items()}
+            samples.append(sample_record(photo, seconds, timings=timings))
+            del removal
+    result = {"samples": samples, "loaded_rss": loaded_rss, "peak_rss": peak_rss()}
+    if masks_dir is not None:
+        options = bgremover.RemoveOptions(format="mask")
+        for photo in photos:
+            mask = remover.process(photo.path, options, encode_result=False).image
+            mask.save(masks_dir / f"ours-{photo.name}.png")
+    return result
+
+
+def new_rembg_session(model_path: Path, threads: int) -> Any:
+    """A rembg ``dis_custom`` session on ``model_path`` with our session options."""
+    import onnxruntime as ort
+    import rembg
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+
+    def create() -> Any:
+        return rembg.new_session(
+            "dis_custom",
+            sess_opts=options,
+            model_path=str(model_path),
+            providers=["CPUExecutionProvider"],
+        )
+
+    try:
+        return create()
+    except ValueError as exc:
+        if "within the models directory" not in str(exc):
+            raise
+        # rembg >= 2.0.8x only loads custom models from under its home; U2NET_HOME moves it.
+        print(f"  rembg: {exc}; setting U2NET_HOME={model_path.parent} for this process")
+        os.environ["U2NET_HOME"] = str(model_path.parent)
+        return create()
+
+
+def our_model_path() -> Path:
+    from bgremover import Settings
+    from bgremover.engine.models import ModelStore
+
+    settings = Settings()
+    return ModelStore(settings.models_dir).resolve(settings.model, settings.model_path).path
+
+
+def bench_rembg(
+    photos: list[Photo], threads: int, repeat: int, work_dir: Path, masks_dir: Path | None
+) -> dict[str, Any]:
+    """rembg's ``remove`` on the file's bytes, PNG bytes written out, like ``rembg i``."""
+    try:
+        import rembg
+    except (ImportError, SystemExit) as exc:  # rembg exits when it finds no onnxruntime
+        return {"skipped": f"rembg does not import ({exc!r})"}
+    session = new_rembg_session(our_model_path(), threads)
+    loaded_rss = current_rss()
+    out = work_dir / "rembg-out.png"
+
+    def run(photo: Photo) -> None:
+        out.write_bytes(rembg.remove(Path(photo.path).read_bytes(), session=session))
+
+    run(photos[0])  # warm-up
+    samples = []
+    for _ in range(repeat):
+        for photo in photos:
+            seconds, _ = timed(run, photo)
+            samples.append(sample_record(photo, seconds))
+    result = {
+        "samples": samples,
+        "loaded_rss": loaded_rss,
+        "peak_rss": peak_rss(),
+        "version": getattr(rembg, "__version__", "?"),
+    }
+    if masks_dir is not None:
+        for photo in photos:
+            with Image.open(photo.path) as image:
+                mask = rembg.remove(image, session=session, only_mask=True)
+            mask.save(masks_dir / f"rembg-{photo.name}.png")
+    return result
+
+
+def encode_png(image: Image.Image, level: int) -> tuple[float, int]:
+    buffer = io.BytesIO()
+    seconds, _ = timed(image.save, buffer, "PNG", compress_level=level)
+    return seconds, buffer.tell()
+
+
+def bench_png(photos: list[Photo], threads: int) -> dict[str, Any]:
+    """PNG encode time (median of a few) and size per zlib level on a 12 MP RGBA cut-out."""
+    large = [p for p in photos if p.bucket == BUCKETS[2]] or [max(photos, key=lambda p: p.pixels)]
+    photo = large[0]
+    remover = load_our_remover(threads)
+    cutout = remover.process(photo.path, encode_result=False).image
+    levels = {}
+    for level in PNG_LEVELS:
+        runs = [encode_png(cutout, level) for _ in range(PNG_REPEATS)]
+        levels[str(level)] = {
+            "seconds": statistics.median(s for s, _ in runs),
+            "bytes": runs[0][1],
+        }
+    return {"photo": photo.name, "size": list(cutout.size), "mode": cutout.mode, "levels": levels}
+
+
+def run_child_mode(args: argparse.Namespace) -> None:
+    photos = load_manifest(args.manifest)
+    work_dir = args.manifest.parent
+    masks_dir = Path(args.masks) if args.masks else None
+    if args.mode == "inference":
+        result = bench_inference(photos, args.threads, args.repeat)
+    elif args.mode == "pipeline":
+        result = bench_pipeline(photos, args.threads, args.repeat, work_dir, masks_dir)
+    elif args.mode == "rembg":
+        result = bench_rembg(photos, args.threads, args.repeat, work_dir, masks_dir)
+    else:
+        result = bench_png(photos, args.threads)
+    Path(args.result).write_text(json.dumps(result))
+
+
+# --------------------------------------------------------------------------------------------
+# The parent: build the set, run each mode in a child, report
+
+
+def run_child(mode: str, manifest: Path, threads: int, repeat: int) -> dict[str, Any] | None:
+    result = manifest.parent / f"result-{mode}.json"
+    masks = manifest.parent / "masks"
+    masks.mkdir(exist_ok=True)
+    command = [
+        sys.executable, str(Path(__file__).resolve()), "--mode", mode,
+        "--manifest", str(manifest), "--threads", str(threads), "--repeat", str(repeat),
+        "--result", str(result), "--masks", str(masks),
+    ]  # fmt: skip
+    print(f"  running {mode} ({load_note()}) ...", flush=True)
+    seconds, completed = timed(subprocess.run, command, check=False)
+    if completed.returncode != 0 or not result.exists():
+        print(f"  {mode}: child failed with exit status {completed.returncode}")
+        return None
+    print(f"  {mode}: done in {seconds:.0f} s ({load_note()})", flush=True)
+    return dict(json.loads(result.read_text()))
+
+
+def images_per_second(samples: list[dict[str, Any]]) -> float:
+    return len(samples) / sum(s["seconds"] for s in samples)
+
+
+def mean_seconds(samples: list[dict[str, Any]], bucket: str) -> float | None:
+    values = [s["seconds"] for s in samples if s["bucket"] == bucket]
+    return statistics.fmean(values) if values else None
+
+
+def fmt(value: float | None, spec: str = ".2f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def print_throughput(results: dict[str, dict[str, Any] | None], buckets: list[str]) -> None:
+    print("\nThroughput (images/s over the whole set; seconds per image by bucket)")
+    header = f"{'mode':<11}{'images/s':>10}" + "".join(f"{b + ' s/img':>13}" for b in buckets)
+    print(header + f"{'RSS loaded':>12}{'peak RSS':>11}")
+    for mode in THROUGHPUT_MODES:
+        result = results.get(mode)
+        if result is None or "skipped" in result:
+            reason = "failed" if result is None else result["skipped"]
+            print(f"{mode:<11}  skipped: {reason}")
+            continue
+        samples = result["samples"]
+        row = f"{mode:<11}{images_per_second(samples):>10.3f}"
+        row += "".join(f"{fmt(mean_seconds(samples, b)):>13}" for b in buckets)
+        row += f"{result['loaded_rss'] / MIB:>9.0f} MiB{result['peak_rss'] / MIB:>7.0f} MiB"
+        print(row)
+    print_ratios(results)
+
+
+def throughput_of(results: dict[str, dict[str, Any] | None], mode: str) -> float | None:
+    result = results.get(mode)
+    if result is None or "skipped" in result:
+        return None
+    return images_per_second(result["samples"])
+
+
+def print_ratios(results: dict[str, dict[str, Any] | None]) -> None:
+    pipeline = throughput_of(results, "pipeline")
+    if pipeline is None:
+        return
+    for other in ("inference", "rembg"):
+        value = throughput_of(results, other)
+        if value is not None:
+            print(f"  pipeline/{other} = {pipeline / value:.3f}")
+
+
+def stage_shares(samples: list[dict[str, Any]], stages: list[str]) -> dict[str, float]:
+    """Mean over photos of each stage's share of that photo's wall time (plus the rest)."""
+    shares: dict[str, list[float]] = {s: [] for s in [*stages, "(outside stages)"]}
+    for sample in samples:
+        wall = sample["seconds"]
+        for stage in stages:
+            shares[stage].append(sample["timings"].get(stage, 0.0) / wall)
+        shares["(outside stages)"].append(1.0 - sum(sample["timings"].values()) / wall)
+    return {stage: statistics.fmean(values) for stage, values in shares.items()}
+
+
+def print_stage_shares(pipeline: dict[str, Any] | None, buckets: list[str]) -> None:
+    if pipeline is None:
+        return
+    from bgremover.engine.stages import STAGE_WEIGHTS, STAGES
+
+    stages = [str(s) for s in STAGES]
+    weights = {str(s): w / sum(STAGE_WEIGHTS.values()) for s, w in STAGE_WEIGHTS.items()}
+    samples = pipeline["samples"]
+    columns = {b: [s for s in samples if s["bucket"] == b] for b in buckets}
+    columns["overall"] = samples
+    table = {name: stage_shares(rows, stages) for name, rows in columns.items()}
+    print("\nPipeline: mean share of wall time per stage (per photo, then averaged)")
+    print(f"{'stage':<18}" + "".join(f"{n:>10}" for n in table) + f"{'WEIGHTS':>10}")
+    for stage in [*stages, "(outside stages)"]:
+        row = f"{stage:<18}" + "".join(f"{shares[stage]:>10.1%}" for shares in table.values())
+        print(row + f"{fmt(weights.get(stage), '.1%'):>10}")
+    counts = "  ".join(f"{name}: {len(rows)}" for name, rows in columns.items())
+    print(f"  photos per column: {counts}")
+
+
+def print_png(result: dict[str, Any] | None) -> None:
+    if result is None:
+        return
+    width, height = result["size"]
+    print(
+        f"\nPNG encode of a {width}x{height} {result['mode']} cut-out ({result['photo']}), "
+        f"median of {PNG_REPEATS}"
+    )
+    levels = result["levels"]
+    for level, entry in levels.items():
+        print(
+            f"  compress_level {level}: {entry['seconds']:.3f} s  "
+            f"{entry['bytes'] / MIB:.2f} MiB ({entry['bytes']:,} bytes)"
+        )
+    fast, default = levels[str(PNG_LEVELS[0])], levels[str(PNG_LEVELS[1])]
+    print(
+        f"  level {PNG_LEVELS[0]} vs {PNG_LEVELS[1]}: "
+        f"{default['seconds'] / fast['seconds']:.2f}x faster, "
+        f"{fast['bytes'] / default['bytes'] - 1:+.1%} bytes"
+    )
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    fa, fb = a >= MASK_THRESHOLD, b >= MASK_THRESHOLD
+    union = np.logical_or(fa, fb).sum()
+    return 1.0 if union == 0 else float(np.logical_and(fa, fb).sum() / union)
+
+
+def print_iou(photos: list[Photo], masks_dir: Path) -> None:
+    print(f"\nMask IoU, pipeline (format=mask) vs rembg (only_mask), threshold {MASK_THRESHOLD}")
+    values = []
+    for photo in photos:
+        ours, theirs = masks_dir / f"ours-{photo.name}.png", masks_dir / f"rembg-{photo.name}.png"
+        if not (ours.exists() and theirs.exists()):
+            print(f"  {photo.name}: masks missing, skipped")
+            continue
+        with Image.open(ours) as a, Image.open(theirs) as b:
+            if a.size != b.size:
+                print(f"  {photo.name}: sizes differ ({a.size} vs {b.size})")
+                continue
+            iou = mask_iou(np.asarray(a.convert("L")), np.asarray(b.convert("L")))
+        values.append(iou)
+        print(f"  {photo.name:<16}{iou:.4f}")
+    if values:
+        print(f"  min {min(values):.4f}  mean {statistics.fmean(values):.4f}")
+
+
+def print_environment(threads: int) -> None:
+    import onnxruntime
+    import PIL
+
+    print(
+        f"python {platform.python_version()}, onnxruntime {onnxruntime.__version__}, "
+        f"Pillow {PIL.__version__}, numpy {np.__version__}, {platform.machine()}"
+    )
+    print(f"cores available: {resolve_threads(0)}, intra-op threads: {threads}, {load_note()}")
+    path = our_model_path()
+    print(f"model: {path} ({path.stat().st_size / MIB:.1f} MiB)")
+
+
+def print_photos(photos: list[Photo]) -> None:
+    print(f"\nPhotos ({len(photos)}):")
+    for photo in photos:
+        print(
+            f"  {photo.name:<16}{photo.width:>5}x{photo.height:<5}"
+            f"{photo.pixels / 1e6:>6.2f} MP  {photo.bucket}"
+        )
+
+
+def run_parent(args: argparse.Namespace) -> None:
+    threads = resolve_threads(args.threads)
+    print_environment(threads)
+    specs = [s for s in FULL_SET if not args.quick or s.name in QUICK_NAMES]
+    with tempfile.TemporaryDirectory(prefix="bgremover-bench-") as tmp:
+        directory = Path(tmp)
+        photos = build_photo_set(specs, directory)
+        if not photos:
+            sys.exit("no photos could be made")
+        print_photos(photos)
+        manifest = save_manifest(photos, directory)
+        print("\nMeasuring, each mode in its own process:")
+        results = {mode: run_child(mode, manifest, threads, args.repeat) for mode in CHILD_MODES}
+        buckets = [b for b in BUCKETS if any(p.bucket == b for p in photos)]
+        print_throughput(results, buckets)
+        print_stage_shares(results["pipeline"], buckets)
+        print_png(results["png"])
+        if results["rembg"] is not None and "skipped" not in results["rembg"]:
+            print_iou(photos, directory / "masks")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="4 photos instead of 8")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="intra-op threads for every mode (0: all cores)"
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="timed passes over the set")
+    child = parser.add_argument_group("internal (the child processes)")
+    child.add_argument("--mode", choices=CHILD_MODES, help=argparse.SUPPRESS)
+    child.add_argument("--manifest", type=Path, help=argparse.SUPPRESS)
+    child.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    child.add_argument("--masks", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    if args.mode is not None and (args.manifest is None or args.result is None):
+        parser.error("--mode needs --manifest and --result")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.mode is None:
+        run_parent(args)
+    else:
+        run_child_mode(args)
+
+
+if __name__ == "__main__":
+    main()
