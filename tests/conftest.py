@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from bgremover import Remover, Settings, load_remover
+
+from .jobs_support import Harness, build_harness, postgres_database
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
@@ -74,3 +77,18 @@ def bad_inputs(
         path.write_bytes(data)
         paths[key] = path
     return paths
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The same tests on a real SQLite file and a real PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'jobs.sqlite3'}"
+    else:
+        with postgres_database() as url:
+            yield url
+
+
+@pytest.fixture
+def harness(tmp_path: Path, database_url: str) -> Harness:
+    return build_harness(tmp_path, database_url)

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(default=100_000_000, gt=0)
 
     # The job system (seed constants).
+    database_url: str | None = None
+    """SQLAlchemy URL; default: a SQLite file in ``data_dir``. PostgreSQL URLs work too."""
+    cleanup_interval: timedelta = timedelta(hours=1)
     auto_group_time_window: timedelta = timedelta(seconds=300)
     max_concurrent_jobs: int = Field(default=2, ge=1)
     notification_duration: timedelta = timedelta(seconds=5)

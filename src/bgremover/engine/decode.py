@@ -144,3 +144,20 @@ def _unidentified(data: bytes, name: str) -> InputError:
     return InputError(
         f"{name}: not an image (the bytes match no known image format)", code="not_an_image"
     )
+
+
+def probe(path: Path) -> tuple[str | None, int | None, int | None]:
+    """Media type and upright size from the header alone (no decode); Nones when unknown."""
+    kind = filetype.guess(str(path))
+    media_type = kind.mime if kind is not None else None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                orientation = image.getexif().get(0x0112, 1)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return media_type, None, None
+    if orientation in (5, 6, 7, 8):  # EXIF quarter turns swap the sides
+        width, height = height, width
+    return media_type, width, height

@@ -1,0 +1,74 @@
+"""Expected stage durations, learned from finished jobs, for honest ETAs.
+
+Durations are kept per stage and per image-size bucket as exponentially decaying averages, so
+the estimate follows this machine and its current concurrency. Before any job has finished,
+the defaults come from the engine's measured stage weights and a measured per-image time.
+Queue waiting is never part of a duration: only the worker's own stage timings are observed.
+"""
+
+from __future__ import annotations
+
+import threading
+from bisect import bisect_right
+
+from ..engine.stages import STAGE_WEIGHTS, STAGES, Stage
+
+# Bucket edges in megapixels: <1, 1-4, 4-16, >=16.
+BUCKET_EDGES_MP: tuple[float, ...] = (1.0, 4.0, 16.0)
+# Seconds per image before the first job finishes, per bucket: fp16 ISNet with two jobs
+# sharing two cores (bench/engine_bench.py); larger images add decode/resize/encode time.
+FIRST_RUN_SECONDS: tuple[float, ...] = (4.0, 5.0, 7.0, 12.0)
+SMOOTHING = 0.3
+
+
+def size_bucket(width: int | None, height: int | None) -> int:
+    if not width or not height:
+        return 0
+    return bisect_right(BUCKET_EDGES_MP, width * height / 1e6)
+
+
+class StageClock:
+    """Thread-safe expected seconds per (bucket, stage)."""
+
+    def __init__(self, smoothing: float = SMOOTHING) -> None:
+        self._smoothing = smoothing
+        self._lock = threading.Lock()
+        total = sum(STAGE_WEIGHTS.values())
+        self._seconds: dict[tuple[int, Stage], float] = {
+            (bucket, stage): seconds * STAGE_WEIGHTS[stage] / total
+            for bucket, seconds in enumerate(FIRST_RUN_SECONDS)
+            for stage in STAGES
+        }
+        self.observations = 0
+
+    def observe(self, bucket: int, timings: dict[str, float]) -> None:
+        """Fold one finished job's stage timings into the averages."""
+        with self._lock:
+            for name, seconds in timings.items():
+                try:
+                    key = (bucket, Stage(name))
+                except ValueError:
+                    continue
+                self._seconds[key] += self._smoothing * (seconds - self._seconds[key])
+            self.observations += 1
+
+    def expected(self, bucket: int, stage: Stage) -> float:
+        with self._lock:
+            return self._seconds[(bucket, stage)]
+
+    def job_seconds(self, bucket: int) -> float:
+        """Expected processing time of a whole job in this bucket."""
+        with self._lock:
+            return sum(self._seconds[(bucket, stage)] for stage in STAGES)
+
+    def weights(self, bucket: int) -> dict[Stage, float]:
+        """Stage shares for percent complete, as measured here."""
+        with self._lock:
+            return {stage: self._seconds[(bucket, stage)] for stage in STAGES}
+
+    def remaining(self, bucket: int, stage: Stage, fraction: float) -> float:
+        """Seconds left for a job that has done ``fraction`` of ``stage``."""
+        with self._lock:
+            index = STAGES.index(stage)
+            left = (1.0 - min(max(fraction, 0.0), 1.0)) * self._seconds[(bucket, stage)]
+            return left + sum(self._seconds[(bucket, s)] for s in STAGES[index + 1 :])

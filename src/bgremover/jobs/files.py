@@ -1,0 +1,59 @@
+"""Originals and results on disk. Originals are named by content hash, never by the user's
+file name, so uploads cannot choose paths and identical files are stored once."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+
+class FileStore:
+    def __init__(self, root: Path) -> None:
+        self.originals = root / "originals"
+        self.results = root / "results"
+        self.originals.mkdir(parents=True, exist_ok=True)
+        self.results.mkdir(parents=True, exist_ok=True)
+
+    def add_original(self, source: Path) -> tuple[str, int]:
+        """Move ``source`` into the store; returns its sha256 and size."""
+        digest = hashlib.sha256()
+        with open(source, "rb") as f:
+            while block := f.read(1 << 20):
+                digest.update(block)
+        content_hash = digest.hexdigest()
+        target = self.original_path(content_hash)
+        size = source.stat().st_size
+        if target.exists():
+            source.unlink()
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.replace(source, target)
+            except OSError:  # another filesystem: copy, then rename into place
+                tmp = target.with_suffix(".part")
+                shutil.copyfile(source, tmp)
+                os.replace(tmp, target)
+                source.unlink()
+        return content_hash, size
+
+    def original_path(self, content_hash: str) -> Path:
+        return self.originals / content_hash[:2] / content_hash
+
+    def result_path(self, job_id: str, extension: str) -> Path:
+        return self.results / job_id[:2] / f"{job_id}{extension}"
+
+    def delete_original(self, content_hash: str) -> bool:
+        return _unlink(self.original_path(content_hash))
+
+    def delete(self, path: str | Path | None) -> bool:
+        return _unlink(Path(path)) if path else False
+
+
+def _unlink(path: Path) -> bool:
+    try:
+        path.unlink()
+        return True
+    except FileNotFoundError:
+        return False

@@ -1,0 +1,86 @@
+"""The scheduler: hands the best pending jobs to the executor whenever it has a free slot.
+
+It sleeps until woken (a submission, a finished job, a priority change) or for a second at
+most, so submitting never blocks on it and a missed wake-up costs at most a second.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from ..workers.base import Executor, Failed
+from .service import JobService
+
+log = logging.getLogger(__name__)
+
+_IDLE_WAIT_S = 1.0
+
+
+class Scheduler:
+    def __init__(self, service: JobService, executor: Executor, *, cleanup_every: float) -> None:
+        self._service = service
+        self._executor = executor
+        self._cleanup_every = cleanup_every
+        self._wakeup = threading.Condition()
+        self._woken = False
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="bgremover-scheduler", daemon=True)
+        self._thread.start()
+        self.wake()
+
+    def wake(self) -> None:
+        with self._wakeup:
+            self._woken = True
+            self._wakeup.notify()
+
+    def stop(self) -> None:
+        with self._wakeup:
+            self._stopping = True
+            self._wakeup.notify()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        next_cleanup = time.monotonic()
+        while True:
+            with self._wakeup:
+                self._wakeup.wait_for(lambda: self._woken or self._stopping, _IDLE_WAIT_S)
+                if self._stopping:
+                    return
+                self._woken = False
+            try:
+                self.dispatch()
+                if time.monotonic() >= next_cleanup:
+                    next_cleanup = time.monotonic() + self._cleanup_every
+                    result = self._service.cleanup()
+                    if result.jobs_deleted:
+                        log.info("retention cleanup: %s", result)
+            except Exception:  # keep scheduling whatever one round did
+                log.exception("scheduler round failed")
+
+    def dispatch(self) -> int:
+        """Start pending jobs while the executor has room; returns how many started."""
+        started = 0
+        while self._executor.free_slots() > 0:
+            item = self._service.claim_next()
+            if item is None:
+                break
+            try:
+                self._executor.submit(item)
+            except Exception as exc:
+                log.exception("could not hand job %s to the executor", item.job_id)
+                self._service.handle(
+                    Failed(
+                        item.job_id,
+                        item.dispatch_id,
+                        "executor_error",
+                        f"The job could not be started ({exc}); retry it.",
+                    )
+                )
+            started += 1
+        return started

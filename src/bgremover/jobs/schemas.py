@@ -1,0 +1,130 @@
+"""The public shapes of jobs, batches, sessions and operation results (API and events)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from .states import JobStatus
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class JobError(_Model):
+    code: str
+    message: str
+
+
+class ResultInfo(_Model):
+    width: int
+    height: int
+    format: str
+    bytes: int
+
+
+class Job(_Model):
+    id: str
+    batch_id: str
+    session_id: str
+    file_name: str
+    file_size: int
+    media_type: str | None
+    width: int | None
+    height: int | None
+    status: JobStatus
+    stage: str | None
+    progress: float
+    priority: int
+    attempt: int
+    retried_from: str | None
+    options: dict[str, Any]
+    created_at: datetime
+    queued_at: datetime
+    start_time: datetime | None
+    end_time: datetime | None
+    estimated_time_remaining: float | None
+    """Seconds of processing left (queue waiting not included)."""
+    error: JobError | None
+    worker: str | None
+    result: ResultInfo | None
+
+
+class Counts(_Model):
+    total: int = 0
+    pending: int = 0
+    processing: int = 0
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+
+
+class Batch(_Model):
+    id: str
+    name: str
+    session_id: str
+    manual: bool
+    status: JobStatus
+    progress: float
+    counts: Counts
+    created_at: datetime
+    start_time: datetime | None
+    end_time: datetime | None
+    duration: float | None
+    """Seconds from the first job starting to the last one ending (or now)."""
+    estimated_time_remaining: float | None
+    """Seconds until the batch's last job is expected to finish, queue included."""
+
+
+class Session(_Model):
+    id: str
+    name: str
+    started_at: datetime
+    last_activity_at: datetime
+    status: JobStatus
+    progress: float
+    counts: Counts
+    batch_ids: list[str]
+    duration: float | None
+    estimated_time_remaining: float | None
+
+
+class Upload(_Model):
+    """One file handed to ``create_batch``: already on disk, not yet content-addressed."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    file_name: str
+    path: str
+    """A temporary file the service moves into the originals store."""
+
+
+class BatchCreated(_Model):
+    batch: Batch
+    jobs: list[Job]
+
+
+class CancelResult(_Model):
+    cancelled: list[str]
+    """Ids of the jobs this call cancelled."""
+
+
+class RetryResult(_Model):
+    jobs: list[Job]
+    """The new attempts, pending."""
+
+
+class CleanupResult(_Model):
+    jobs_deleted: int
+    files_deleted: int
+
+
+class ImportResult(_Model):
+    sessions: int
+    batches: int
+    jobs: int
+    skipped: int
+    """Rows whose id already existed."""

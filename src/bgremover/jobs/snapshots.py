@@ -1,0 +1,153 @@
+"""Rows to public snapshots, merging live (in-memory) progress and ETAs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from ..engine.stages import Stage
+from .eta import StageClock, size_bucket
+from .schemas import Batch, Counts, Job, JobError, ResultInfo, Session
+from .states import JobStatus, batch_status
+from .tables import BatchRow, JobRow, SessionRow
+
+
+@dataclass
+class Live:
+    """What the service knows of a running job between database writes."""
+
+    dispatch_id: str
+    batch_id: str
+    bucket: int
+    stage: Stage | None = None
+    fraction: float = 0.0
+    percent: float = 0.0
+
+
+def job_eta(row: JobRow, live: Live | None, clock: StageClock) -> float | None:
+    bucket = size_bucket(row.width, row.height)
+    if row.status == "pending":
+        return clock.job_seconds(bucket)
+    if row.status == "processing":
+        if live is None or live.stage is None:
+            return clock.job_seconds(bucket)
+        return clock.remaining(bucket, live.stage, live.fraction)
+    return None
+
+
+def job_snapshot(row: JobRow, session_id: str, live: Live | None, clock: StageClock) -> Job:
+    error = (
+        JobError(code=row.error_code, message=row.error_message or row.error_code)
+        if row.error_code
+        else None
+    )
+    result = (
+        ResultInfo(
+            width=row.result_width or 0,
+            height=row.result_height or 0,
+            format=row.result_format or "png",
+            bytes=row.result_bytes or 0,
+        )
+        if row.status == "completed" and row.result_path
+        else None
+    )
+    progress, stage = row.progress, row.stage
+    if live is not None and row.status == "processing":
+        progress = max(progress, live.percent)
+        stage = live.stage.value if live.stage else stage
+    return Job(
+        id=row.id,
+        batch_id=row.batch_id,
+        session_id=session_id,
+        file_name=row.file_name,
+        file_size=row.file_size,
+        media_type=row.media_type,
+        width=row.width,
+        height=row.height,
+        status=row.status,  # type: ignore[arg-type]
+        stage=stage,
+        progress=round(progress, 2),
+        priority=row.priority,
+        attempt=row.attempt,
+        retried_from=row.retried_from,
+        options=row.options or {},
+        created_at=row.created_at,
+        queued_at=row.queued_at,
+        start_time=row.start_time,
+        end_time=row.end_time,
+        estimated_time_remaining=_round(job_eta(row, live, clock)),
+        error=error,
+        worker=row.worker,
+        result=result,
+    )
+
+
+def counts_of(row: BatchRow) -> Counts:
+    return Counts(
+        total=row.total_jobs,
+        pending=row.pending_jobs,
+        processing=row.processing_jobs,
+        completed=row.completed_jobs,
+        failed=row.failed_jobs,
+        cancelled=row.cancelled_jobs,
+    )
+
+
+def batch_snapshot(row: BatchRow, running: list[Live], eta: float | None, now: datetime) -> Batch:
+    counts = counts_of(row)
+    return Batch(
+        id=row.id,
+        name=row.name,
+        session_id=row.session_id,
+        manual=row.manual,
+        status=row.status,  # type: ignore[arg-type]
+        progress=_progress(counts, running),
+        counts=counts,
+        created_at=row.created_at,
+        start_time=row.start_time,
+        end_time=row.end_time,
+        duration=_duration(row.start_time, row.end_time, now),
+        estimated_time_remaining=_round(eta),
+    )
+
+
+def session_snapshot(row: SessionRow, batches: list[Batch], now: datetime) -> Session:
+    fields = ("total", "pending", "processing", "completed", "failed", "cancelled")
+    counts = Counts(**{f: sum(getattr(b.counts, f) for b in batches) for f in fields})
+    status: JobStatus = batch_status(**counts.model_dump())
+    starts = [b.start_time for b in batches if b.start_time]
+    ends = [b.end_time for b in batches if b.end_time]
+    finished = status not in ("pending", "processing")
+    etas = [b.estimated_time_remaining for b in batches if b.estimated_time_remaining is not None]
+    weighted = sum(b.progress * b.counts.total for b in batches)
+    return Session(
+        id=row.id,
+        name=row.name,
+        started_at=row.started_at,
+        last_activity_at=row.last_activity_at,
+        status=status,
+        progress=round(weighted / counts.total, 2) if counts.total else 0.0,
+        counts=counts,
+        batch_ids=[b.id for b in batches],
+        duration=_duration(
+            min(starts) if starts else None, max(ends) if finished and ends else None, now
+        ),
+        estimated_time_remaining=max(etas) if etas else None,
+    )
+
+
+def _progress(counts: Counts, running: list[Live]) -> float:
+    if counts.total == 0:
+        return 0.0
+    done = counts.completed + counts.failed + counts.cancelled
+    return round((100.0 * done + sum(live.percent for live in running)) / counts.total, 2)
+
+
+def _duration(start: datetime | None, end: datetime | None, now: datetime) -> float | None:
+    if start is None:
+        return None
+    return round(((end or now) - start).total_seconds(), 3)
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)

@@ -1,0 +1,67 @@
+"""Wires the job store, files, event bus, service, scheduler and executor together."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from ..config import Settings
+from ..workers.base import Executor
+from .database import connect, default_url, migrate, session_factory
+from .events import EventBus, InMemoryEventBus
+from .files import FileStore
+from .scheduler import Scheduler
+from .service import JobService
+
+
+class JobSystem:
+    """The running job system of one process. ``start`` re-queues what a previous run left
+    processing, then starts the workers and the scheduler."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        executor: Executor | None = None,
+        bus: EventBus | None = None,
+    ) -> None:
+        self.settings = settings
+        self.engine = connect(settings.database_url or default_url(settings.data_dir))
+        migrate(self.engine)
+        self.bus = bus or InMemoryEventBus()
+        self.service = JobService(
+            sessions=session_factory(self.engine),
+            files=FileStore(settings.data_dir),
+            bus=self.bus,
+            settings=settings,
+        )
+        if executor is None:
+            from ..workers.local import LocalProcessExecutor
+
+            executor = LocalProcessExecutor(settings)
+        self.executor = executor
+        self.scheduler = Scheduler(
+            self.service, executor, cleanup_every=settings.cleanup_interval.total_seconds()
+        )
+        self.service.attach(cancel_running=executor.cancel, wake=self.scheduler.wake)
+
+    def start(self) -> JobSystem:
+        self.service.recover()
+        self.executor.start(self.service.handle)
+        self.scheduler.start()
+        return self
+
+    def stop(self) -> None:
+        self.scheduler.stop()
+        self.executor.shutdown()
+        self.engine.dispose()
+
+    def __enter__(self) -> JobSystem:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

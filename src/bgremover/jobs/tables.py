@@ -1,0 +1,126 @@
+"""Database tables for sessions, batches and jobs (SQLAlchemy 2, SQLite or PostgreSQL).
+
+Batch counters are stored, not derived on every read, and only ever changed in the same
+transaction as the job status they count (see ``service._move``); the stateful test checks
+that they always add up.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Boolean, Dialect, Float, ForeignKey, Index, Integer, String
+from sqlalchemy import DateTime as SqlDateTime
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from .states import batch_status
+
+
+class DateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite keeps no zone of its own)."""
+
+    impl = SqlDateTime
+    cache_ok = True
+
+    def __init__(self, timezone: bool = True) -> None:
+        super().__init__(timezone=False)
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use datetime.now(UTC)")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class SessionRow(Base):
+    __tablename__ = "sessions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    last_activity_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class BatchRow(Base):
+    __tablename__ = "batches"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    manual: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    start_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    end_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    total_jobs: Mapped[int] = mapped_column(Integer, default=0)
+    pending_jobs: Mapped[int] = mapped_column(Integer, default=0)
+    processing_jobs: Mapped[int] = mapped_column(Integer, default=0)
+    completed_jobs: Mapped[int] = mapped_column(Integer, default=0)
+    failed_jobs: Mapped[int] = mapped_column(Integer, default=0)
+    cancelled_jobs: Mapped[int] = mapped_column(Integer, default=0)
+
+    def count(self, status: str, delta: int) -> None:
+        """Shift one status counter; callers keep ``total_jobs`` themselves."""
+        attribute = f"{status}_jobs"
+        setattr(self, attribute, getattr(self, attribute) + delta)
+
+    def refresh_status(self) -> None:
+        self.status = batch_status(
+            total=self.total_jobs,
+            pending=self.pending_jobs,
+            processing=self.processing_jobs,
+            completed=self.completed_jobs,
+            failed=self.failed_jobs,
+            cancelled=self.cancelled_jobs,
+        )
+
+
+class JobRow(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        # The scheduler's query: the best pending job.
+        Index("ix_jobs_queue", "status", "priority", "queue_order"),
+        Index("ix_jobs_batch_status", "batch_id", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id"))
+    file_name: Mapped[str] = mapped_column(String(255), index=True)
+    file_size: Mapped[int] = mapped_column(BigInteger)
+    content_hash: Mapped[str] = mapped_column(String(64), index=True)
+    media_type: Mapped[str | None] = mapped_column(String(64))
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    stage: Mapped[str | None] = mapped_column(String(32))
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    queue_order: Mapped[int] = mapped_column(BigInteger)
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    retried_from: Mapped[str | None] = mapped_column(ForeignKey("jobs.id"))
+    superseded: Mapped[bool] = mapped_column(Boolean, default=False)
+    """A later attempt replaced this one; it keeps its status but leaves the batch counts."""
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    queued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    start_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    end_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    estimated_time_remaining: Mapped[float | None] = mapped_column(Float)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(String(2000))
+    worker: Mapped[str | None] = mapped_column(String(100))
+    result_path: Mapped[str | None] = mapped_column(String(500))
+    result_width: Mapped[int | None] = mapped_column(Integer)
+    result_height: Mapped[int | None] = mapped_column(Integer)
+    result_format: Mapped[str | None] = mapped_column(String(16))
+    result_bytes: Mapped[int | None] = mapped_column(BigInteger)

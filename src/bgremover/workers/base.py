@@ -1,0 +1,108 @@
+"""The executor contract: how the job system hands work to workers and hears back.
+
+The job service never assumes a worker shares its process or machine: it sends a ``WorkItem``
+(plain data: paths and JSON options) and receives ``Report`` messages through a sink that may
+be called from any thread. The local process pool implements this today; a Celery executor
+implements the same contract for scale-out.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One run of one job."""
+
+    job_id: str
+    dispatch_id: str
+    """Unique per run; every report carries it so a stale run's reports can be told apart."""
+    source: str
+    """Path of the original image."""
+    destination: str
+    """Path to write the result to (atomically)."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """``RemoveOptions`` as JSON."""
+
+
+@dataclass(frozen=True)
+class Started:
+    job_id: str
+    dispatch_id: str
+    worker: str
+    """Who runs it, for people: "local-1 (pid 4242)"."""
+
+
+@dataclass(frozen=True)
+class StageProgress:
+    job_id: str
+    dispatch_id: str
+    stage: str
+    """A ``Stage`` value: "Loading", "AI model", ..."""
+    fraction: float
+    """Share of that stage done, 0-1."""
+    sent_at: float
+    """``time.time()`` in the worker when reported, for latency measurement."""
+
+
+@dataclass(frozen=True)
+class Finished:
+    job_id: str
+    dispatch_id: str
+    width: int
+    height: int
+    format: str
+    bytes: int
+    timings: dict[str, float]
+    """Seconds per stage (``Stage`` value to seconds), for ETA estimates."""
+
+
+@dataclass(frozen=True)
+class Failed:
+    job_id: str
+    dispatch_id: str
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """The run ended because it was cancelled."""
+
+    job_id: str
+    dispatch_id: str
+
+
+Report = Started | StageProgress | Finished | Failed | Stopped
+ReportSink = Callable[[Report], None]
+
+
+class Executor(ABC):
+    """Runs work items somewhere and reports what happens to them."""
+
+    @abstractmethod
+    def start(self, sink: ReportSink) -> None:
+        """Begin accepting work. Reports go to ``sink``, called from any thread, in order
+        per run. Every submitted run ends with exactly one Finished, Failed or Stopped."""
+
+    @abstractmethod
+    def free_slots(self) -> int:
+        """How many more items can start now; the scheduler submits at most this many."""
+
+    @abstractmethod
+    def submit(self, item: WorkItem) -> None:
+        """Start ``item``. Never blocks on the work itself."""
+
+    @abstractmethod
+    def cancel(self, job_id: str) -> None:
+        """Stop the job's run if one is running (its inference within a second) and free
+        the slot; it then reports Stopped. A no-op for a job that is not running here."""
+
+    @abstractmethod
+    def shutdown(self) -> None:
+        """Stop every worker. Runs still going get no final report: the job service
+        re-queues jobs left processing when it starts again."""

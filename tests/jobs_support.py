@@ -1,0 +1,111 @@
+"""Helpers for job-system tests: databases on SQLite and PostgreSQL, services, uploads."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from bgremover import Settings
+from bgremover.jobs.database import connect, migrate, session_factory
+from bgremover.jobs.events import Event, InMemoryEventBus, Subscription
+from bgremover.jobs.files import FileStore
+from bgremover.jobs.schemas import Upload
+from bgremover.jobs.service import JobService
+
+POSTGRES_ADMIN = os.environ.get(
+    "BGREMOVER_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    import psycopg
+
+    name = f"bgremover_test_{uuid.uuid4().hex[:12]}"
+    admin = POSTGRES_ADMIN.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield POSTGRES_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@dataclass
+class Clock:
+    """A controllable UTC clock for the service."""
+
+    now: datetime = field(default_factory=lambda: datetime(2026, 11, 29, 12, 0, tzinfo=UTC))
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@dataclass
+class Harness:
+    service: JobService
+    bus: InMemoryEventBus
+    clock: Clock
+    settings: Settings
+    url: str
+    root: Path
+    wakes: list[int] = field(default_factory=list)
+    cancels: list[str] = field(default_factory=list)
+
+    def uploads(self, *sources: Path) -> list[Upload]:
+        """Copies of ``sources`` as the web layer would hand them over."""
+        staging = self.root / "staging"
+        staging.mkdir(exist_ok=True)
+        uploads = []
+        for source in sources:
+            tmp = staging / uuid.uuid4().hex
+            shutil.copyfile(source, tmp)
+            uploads.append(Upload(file_name=source.name, path=str(tmp)))
+        return uploads
+
+    def reopen(self) -> Harness:
+        """A new service on the same database and files: a restart."""
+        return build_harness(self.root, self.url, clock=self.clock, bus=self.bus)
+
+
+def build_harness(
+    root: Path,
+    url: str,
+    *,
+    clock: Clock | None = None,
+    bus: InMemoryEventBus | None = None,
+    **settings: object,
+) -> Harness:
+    clock = clock or Clock()
+    bus = bus or InMemoryEventBus()
+    config = Settings(data_dir=root, cache_dir=root / "cache", database_url=url, **settings)  # type: ignore[arg-type]
+    engine = connect(url)
+    migrate(engine)
+    service = JobService(
+        sessions=session_factory(engine),
+        files=FileStore(root / "files"),
+        bus=bus,
+        settings=config,
+        now=clock,
+    )
+    harness = Harness(service, bus, clock, config, url, root)
+    service.attach(cancel_running=harness.cancels.append, wake=lambda: harness.wakes.append(1))
+    return harness
+
+
+def drain(subscription: Subscription, timeout: float = 0.05) -> list[Event]:
+    events = []
+    while (event := subscription.get(timeout)) is not None:
+        events.append(event)
+    return events

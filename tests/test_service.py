@@ -1,0 +1,333 @@
+"""The job service on a real database (SQLite file and PostgreSQL), driven as the scheduler
+and workers drive it: claims, then the reports a worker sends."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from bgremover.jobs import InvalidTransition, NotFound
+from bgremover.jobs.database import connect, migrate
+from bgremover.jobs.tables import Base
+from bgremover.workers.base import Failed, Finished, StageProgress, Started, Stopped, WorkItem
+
+from .jobs_support import Harness, build_harness, drain
+
+STAGE_TIMINGS = {
+    "Loading": 0.05, "Preprocessing": 0.02, "AI model": 2.0, "Mask": 0.05,
+    "Compositing": 0.01, "Saving": 0.1,
+}  # fmt: skip
+
+
+def run_to_completion(h: Harness, item: WorkItem, *, size: tuple[int, int] = (600, 400)) -> None:
+    """Report what a worker reports for a successful run, and write its result file."""
+    Path(item.destination).parent.mkdir(parents=True, exist_ok=True)
+    Path(item.destination).write_bytes(b"result")
+    h.service.handle(Started(item.job_id, item.dispatch_id, "test-worker"))
+    for stage in STAGE_TIMINGS:
+        h.service.handle(StageProgress(item.job_id, item.dispatch_id, stage, 0.0, time.time()))
+        h.service.handle(StageProgress(item.job_id, item.dispatch_id, stage, 1.0, time.time()))
+    h.service.handle(
+        Finished(item.job_id, item.dispatch_id, size[0], size[1], "png", 6, STAGE_TIMINGS)
+    )
+
+
+def claim(h: Harness) -> WorkItem:
+    item = h.service.claim_next()
+    assert item is not None
+    return item
+
+
+def test_a_submission_is_a_named_batch_in_the_current_session(
+    harness: Harness, photos: dict[str, Path]
+) -> None:
+    h = harness
+    first = h.service.create_batch(h.uploads(photos["coffee.jpg"], photos["chelsea.jpg"]))
+    assert first.batch.name.startswith("2 images · ")
+    assert [j.status for j in first.jobs] == ["pending", "pending"]
+    assert first.jobs[0].width == 600 and first.jobs[0].media_type == "image/jpeg"
+    assert first.batch.counts.total == 2 and first.batch.counts.pending == 2
+    assert h.wakes, "the scheduler was not woken"
+
+    h.clock.advance(minutes=4)
+    second = h.service.create_batch(h.uploads(photos["astronaut.jpg"]))
+    assert second.batch.session_id == first.batch.session_id
+    assert second.batch.name.startswith("1 image · ")
+
+    h.clock.advance(minutes=5, seconds=1)  # past the window since the last activity
+    third = h.service.create_batch(h.uploads(photos["astronaut.jpg"]))
+    assert third.batch.session_id != first.batch.session_id
+    session = h.service.get_session(first.batch.session_id)
+    assert session.counts.total == 3 and len(session.batch_ids) == 2
+
+
+def test_identical_uploads_are_stored_once_by_content_hash(
+    harness: Harness, photos: dict[str, Path]
+) -> None:
+    h = harness
+    h.service.create_batch(h.uploads(photos["coffee.jpg"], photos["coffee.jpg"]))
+    stored = [p for p in h.service.files.originals.rglob("*") if p.is_file()]
+    assert len(stored) == 1 and stored[0].name != "coffee.jpg"
+
+
+def test_manual_batches_take_later_uploads(harness: Harness, photos: dict[str, Path]) -> None:
+    h = harness
+    manual = h.service.create_manual_batch("Product shots")
+    assert manual.manual and manual.counts.total == 0 and manual.status == "pending"
+    added = h.service.create_batch(h.uploads(photos["coffee.jpg"]), batch_id=manual.id)
+    assert added.batch.id == manual.id and added.batch.name == "Product shots"
+    assert added.batch.counts.total == 1
+    auto = h.service.create_batch(h.uploads(photos["coffee.jpg"]))
+    with pytest.raises(InvalidTransition):
+        h.service.create_batch(h.uploads(photos["coffee.jpg"]), batch_id=auto.batch.id)
+    with pytest.raises(NotFound):
+        h.service.create_batch(h.uploads(photos["coffee.jpg"]), batch_id="nope")
+
+
+def test_claims_take_highest_priority_then_oldest(
+    harness: Harness, photos: dict[str, Path]
+) -> None:
+    h = harness
+    low = h.service.create_batch(h.uploads(photos["coffee.jpg"], photos["chelsea.jpg"])).jobs
+    high = h.service.create_batch(h.uploads(photos["astronaut.jpg"]), priority=5).jobs
+    assert claim(h).job_id == high[0].id
+    assert claim(h).job_id == low[0].id
+    assert claim(h).job_id == low[1].id
+    assert h.service.claim_next() is None
+
+
+def test_move_to_front_and_priority_change_reorder_the_queue(
+    harness: Harness, photos: dict[str, Path]
+) -> None:
+    h = harness
+    jobs = h.service.create_batch(h.uploads(*[photos["coffee.jpg"]] * 3)).jobs
+    h.service.move_to_front(jobs[2].id)
+    assert claim(h).job_id == jobs[2].id
+    h.service.set_priority(jobs[1].id, 3)
+    assert claim(h).job_id == jobs[1].id
+    with pytest.raises(InvalidTransition):
+        h.service.move_to_front(jobs[1].id)  # already processing
+
+
+def test_a_run_reports_stages_then_completes_with_its_result(
+    harness: Harness, photos: dict[str, Path]
+) -> None:
+    h = harness
+    created = h.service.create_batch(h.uploads(photos["coffee.jpg"]))
+    with h.bus.subscribe() as events:
+        item = claim(h)
+        run_to_completion(h, item)
+        seen = drain(events)
+    job = h.service.get_job(item.job_id)
+    assert job.status == "completed" and job.progress == 100.0
+    assert job.result is not None and (job.result.width, job.result.height) == (600, 400)
+    assert job.worker == "test-worker" and job.start_time and job.end_time
+    batch = h.service.get_batch(created.batch.id)
+    assert batch.status == "completed" and batch.counts.completed == 1 and batch.progress == 100
+    assert [e.seq for e in seen] == sorted(e.seq for e in seen)
+    stages = [e.data["job"]["stage"] for e in seen if e.type == "job.updated"]
+    assert [s for s in dict.fromkeys(stages) if s] == list(STAGE_TIMINGS)
+    notices = [e.data for e in seen if e.type == "notification"]
+    assert notices and notices[-1]["kind"] == "success" and "1 done" in notices[-1]["body"]
+
+
+def test_progress_is_monotonic_and_coalesced(harness: Harness, photos: dict[str, Path]) -> None:
+    h = harness
+    h.service.create_batch(h.uploads(photos["coffee.jpg"]))
+    item = claim(h)
+    with h.bus.subscribe() as events:
+        h.service.handle(StageProgress(item.job_id, item.dispatch_id, "AI model", 0.0, time.time()))
+        for i in range(50):  # 50 ticks in well under one 0.1 s interval
+            h.service.handle(
+                StageProgress(item.job_id, item.dispatch_id, "AI model", i / 100, time.time())
+            )
+        h.service.handle(StageProgress(item.job_id, item.dispatch_id, "AI model", 0.1, time.time()))
+        time.sleep(0.3)
+        seen = [e for e in drain(events) if e.type == "job.progress"]
+    assert 1 <= len(seen) <= 3, f"{len(seen)} progress events for 50 updates"
+    assert seen[-1].data["progress"] == max(e.data["progress"] for e in seen)
+    values = [e.data["progress"] for e in seen]
+    assert values == sorted(values), "progress went backwards"
+
+
+def test_a_late_completion_never_overwrites_a_cancel(
+    harness: Harness, photos: dict[str, Path]
+) -> None:
+    h = harness
+    h.service.create_batch(h.uploads(photos["coffee.jpg"]))
+    item = claim(h)
+    h.service.cancel_job(item.job_id)
+    assert h.cancels == [item.job_id], "the running worker was not told to stop"
+    run_to_completion(h, item)
+    job = h.service.get_job(item.job_id)
+    assert job.status == "cancelled" and job.result is None
+    assert not Path(item.destination).exists(), "the unwanted result file was kept"
+    with pytest.raises(InvalidTransition):
+        h.service.cancel_job(item.job_id)
+
+
+def test_failure_records_the_error_and_notifies(harness: Harness, photos: dict[str, Path]) -> None:
+    h = harness
+    h.service.create_batch(h.uploads(photos["coffee.jpg"]))
+    item = claim(h)
+    with h.bus.subscribe() as events:
+        h.service.handle(
+            Failed(item.job_id, item.dispatch_id, "not_an_image", "x.jpg: not an image")
+        )
+        seen = drain(events)
+    job = h.service.get_job(item.job_id)
+    assert job.status == "failed" and job.error is not None
+    assert (job.error.code, job.error.message) == ("not_an_image", "x.jpg: not an image")
+    kinds = [e.data["kind"] for e in seen if e.type == "notification"]
+    assert kinds == ["error", "error"]  # the job failed; its batch ended with nothing done
+
+
+def test_retry_makes_a_linked_new_attempt_and_keeps_batch_counts(
+    harness: Harness, photos: dict[str, Path]
+) -> None:
+    h = harness
+    created = h.service.create_batch(h.uploads(photos["coffee.jpg"], photos["chelsea.jpg"]))
+    first = claim(h)
+    h.service.handle(Failed(first.job_id, first.dispatch_id, "worker_crashed", "died"))
+    retried = h.service.retry_job(first.job_id).jobs[0]
+    assert (retried.attempt, retried.retried_from, retried.status) == (2, first.job_id, "pending")
+    batch = h.service.get_batch(created.batch.id)
+    assert (batch.counts.total, batch.counts.pending, batch.counts.failed) == (2, 2, 0)
+    with pytest.raises(InvalidTransition):
+        h.service.retry_job(first.job_id)  # already retried
+    with pytest.raises(InvalidTransition):
+        h.service.retry_job(retried.id)  # pending: nothing to retry
+
+
+def test_cancel_and_retry_a_whole_batch(harness: Harness, photos: dict[str, Path]) -> None:
+    h = harness
+    created = h.service.create_batch(h.uploads(*[photos["coffee.jpg"]] * 3))
+    running = claim(h)
+    result = h.service.cancel_batch(created.batch.id)
+    assert sorted(result.cancelled) == sorted(j.id for j in created.jobs)
+    assert h.cancels == [running.job_id]
+    batch = h.service.get_batch(created.batch.id)
+    assert batch.status == "cancelled" and batch.counts.cancelled == 3
+    again = h.service.retry_batch(created.batch.id)
+    assert len(again.jobs) == 3
+    assert h.service.get_batch(created.batch.id).counts.pending == 3
+
+
+def test_restart_requeues_processing_and_keeps_pending(
+    harness: Harness, photos: dict[str, Path]
+) -> None:
+    h = harness
+    h.service.create_batch(h.uploads(*[photos["coffee.jpg"]] * 3))
+    running = claim(h)
+    restarted = h.reopen()
+    assert restarted.service.recover() == 1
+    assert restarted.service.get_job(running.job_id).status == "pending"
+    assert len(restarted.service.list_jobs(status=["pending"])[0]) == 3
+    # A report from the run that died with the old process changes nothing.
+    restarted.service.handle(
+        Finished(running.job_id, running.dispatch_id, 1, 1, "png", 1, STAGE_TIMINGS)
+    )
+    assert restarted.service.get_job(running.job_id).status == "pending"
+
+
+def test_delete_removes_the_job_and_files_nobody_else_uses(
+    harness: Harness, photos: dict[str, Path]
+) -> None:
+    h = harness
+    jobs = h.service.create_batch(h.uploads(photos["coffee.jpg"], photos["coffee.jpg"])).jobs
+    original, _ = h.service.job_paths(jobs[0].id)
+    h.service.delete_job(jobs[0].id)
+    assert original.exists(), "the other job still needs the original"
+    h.service.delete_job(jobs[1].id)
+    assert not original.exists()
+    with pytest.raises(NotFound):
+        h.service.get_job(jobs[0].id)
+
+
+def test_cleanup_removes_old_ended_jobs_only(harness: Harness, photos: dict[str, Path]) -> None:
+    h = harness
+    old = h.service.create_batch(h.uploads(photos["coffee.jpg"], photos["chelsea.jpg"])).jobs
+    item = claim(h)
+    run_to_completion(h, item)
+    h.clock.advance(days=8)
+    fresh = h.service.create_batch(h.uploads(photos["astronaut.jpg"])).jobs
+    result = h.service.cleanup()
+    assert result.jobs_deleted == 1 and result.files_deleted == 2  # result and original
+    remaining = {j.id for j in h.service.list_jobs()[0]}
+    assert remaining == {old[1].id, fresh[0].id}, "a pending job was cleaned up"
+
+
+def test_export_and_import_carry_the_queue_to_another_database(
+    harness: Harness, photos: dict[str, Path], tmp_path: Path
+) -> None:
+    h = harness
+    h.service.create_batch(h.uploads(photos["coffee.jpg"], photos["chelsea.jpg"]))
+    item = claim(h)
+    h.service.handle(Failed(item.job_id, item.dispatch_id, "boom", "failed"))
+    h.service.retry_job(item.job_id)
+    state = h.service.export_state()
+    other = build_harness(tmp_path / "other", f"sqlite:///{tmp_path / 'other.sqlite3'}")
+    result = other.service.import_state(state)
+    assert (result.sessions, result.batches, result.jobs, result.skipped) == (1, 1, 3, 0)
+    jobs, total = other.service.list_jobs(include_superseded=True)
+    assert total == 3
+    # The originals live in the first store, so the pending ones say so instead of hanging.
+    assert {j.error.code for j in jobs if j.error} >= {"original_missing"}
+    assert other.service.import_state(state).skipped == 5
+
+
+def test_listing_filters_and_pages(harness: Harness, photos: dict[str, Path]) -> None:
+    h = harness
+    a = h.service.create_batch(h.uploads(photos["coffee.jpg"], photos["chelsea.jpg"]))
+    h.clock.advance(hours=1)
+    b = h.service.create_batch(h.uploads(photos["astronaut.jpg"]))
+    assert h.service.list_jobs(q="CHEL")[1] == 1
+    assert h.service.list_jobs(batch_id=a.batch.id)[1] == 2
+    assert h.service.list_jobs(session_id=b.batch.session_id)[1] == 1
+    assert h.service.list_jobs(since=h.clock.now - timedelta(minutes=1))[1] == 1
+    page, total = h.service.list_jobs(limit=2, offset=2)
+    assert total == 3 and len(page) == 1
+    assert h.service.list_jobs(q="100%_")[1] == 0  # LIKE wildcards are literal
+    assert h.service.stats()["jobs"]["pending"] == 3
+
+
+def test_eta_learns_from_finished_jobs_and_excludes_queue_time(
+    harness: Harness, photos: dict[str, Path]
+) -> None:
+    h = harness
+    created = h.service.create_batch(h.uploads(*[photos["coffee.jpg"]] * 5))
+    default = created.jobs[0].estimated_time_remaining
+    assert default is not None and default > 0
+    for _ in range(8):
+        h.service.clock.observe(0, {k: v * 2 for k, v in STAGE_TIMINGS.items()})
+    learned = h.service.get_job(created.jobs[0].id).estimated_time_remaining
+    assert learned == pytest.approx(2 * sum(STAGE_TIMINGS.values()), rel=0.1)
+    h.clock.advance(minutes=10)  # waiting in the queue does not change the estimate
+    assert h.service.get_job(created.jobs[0].id).estimated_time_remaining == learned
+    per_job = 2 * sum(STAGE_TIMINGS.values())
+    batch_eta = h.service.get_batch(created.batch.id).estimated_time_remaining
+    assert batch_eta == pytest.approx(5 * per_job / 2, rel=0.15)  # two slots share five jobs
+
+
+def test_migrations_match_the_table_definitions(database_url: str) -> None:
+    engine = connect(database_url)
+    migrate(engine)
+    migrate(engine)  # idempotent
+    with engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert diff == []
+
+
+def test_stopped_report_cancels_a_job_the_service_still_runs(
+    harness: Harness, photos: dict[str, Path]
+) -> None:
+    h = harness
+    h.service.create_batch(h.uploads(photos["coffee.jpg"]))
+    item = claim(h)
+    h.service.handle(Stopped(item.job_id, item.dispatch_id))
+    assert h.service.get_job(item.job_id).status == "cancelled"
