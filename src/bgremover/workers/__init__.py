@@ -1,0 +1,31 @@
+"""Where jobs run: the executor contract and its local process pool.
+
+``jobs`` talks only to ``Executor``; which one runs (the local pool by default, Celery for
+scale-out) is a matter of configuration.
+"""
+
+from .base import (
+    Executor,
+    Failed,
+    Finished,
+    Report,
+    ReportSink,
+    StageProgress,
+    Started,
+    Stopped,
+    WorkItem,
+)
+from .local import LocalProcessExecutor
+
+__all__ = [
+    "Executor",
+    "Failed",
+    "Finished",
+    "LocalProcessExecutor",
+    "Report",
+    "ReportSink",
+    "StageProgress",
+    "Started",
+    "Stopped",
+    "WorkItem",
+]

@@ -1,0 +1,214 @@
+"""What runs inside one local worker process: load the model once, run items, obey cancels.
+
+The parent (``LocalProcessExecutor``) talks to each worker over one duplex pipe. A listener
+thread reads it, so a cancel reaches a running item at once: it sets the item's
+``CancelToken``, which terminates a running onnxruntime call. The main thread runs one item
+at a time and answers with the ``Report`` messages of ``workers.base``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from ..api import load_remover
+from ..config import Settings
+from ..engine import Cancelled, CancelToken, EngineError, ModelError, RemoveOptions, Remover, Stage
+from .base import Failed, Finished, Report, StageProgress, Started, Stopped, WorkItem
+
+log = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL_S = 0.05
+"""Within one stage, send progress at most this often; the event bus coalesces further."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """Parent → worker: run this item (the worker has nothing else running)."""
+
+    item: WorkItem
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """Parent → worker: stop this run; by dispatch id so a late cancel cannot hit the next run."""
+
+    dispatch_id: str
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Parent → worker: exit once the current run (cancelled now) has ended."""
+
+
+@dataclass(frozen=True)
+class Ready:
+    """Worker → parent: the model is loaded, or failed to load and every item will fail."""
+
+    failure: str | None = None
+
+
+ToWorker = Run | Cancel | Stop
+FromWorker = Report | Ready
+
+
+def serve(name: str, conn: Connection, settings: Settings) -> None:
+    """Entry point of a worker process: serve items from ``conn`` until told to stop."""
+    # Ctrl+C in a terminal reaches the whole process group; the parent decides what stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    outbox = _Outbox(conn)
+    inbox = _Inbox(conn)
+    threading.Thread(target=inbox.listen, name=f"{name}-listener", daemon=True).start()
+
+    remover: Remover | ModelError
+    try:
+        remover = load_remover(settings)
+    except ModelError as err:
+        # Stay up and fail each item with the reason: a restart would only fail the same way.
+        log.error("%s: cannot load the model: %s", name, err.message)
+        remover = err
+    outbox.send(Ready(failure=remover.message if isinstance(remover, ModelError) else None))
+
+    label = f"{name} (pid {os.getpid()})"
+    while (run := inbox.runs.get()) is not None:
+        item, token = run
+        outbox.send(Started(item.job_id, item.dispatch_id, worker=label))
+        outbox.send(_outcome(item, token, remover, outbox))
+        inbox.forget(item.dispatch_id)
+
+
+def _outcome(
+    item: WorkItem, token: CancelToken, remover: Remover | ModelError, outbox: _Outbox
+) -> Report:
+    """Run one item and turn whatever happened into its single final report."""
+    job_id, dispatch_id = item.job_id, item.dispatch_id
+    if token.cancelled:
+        return Stopped(job_id, dispatch_id)
+    if isinstance(remover, ModelError):
+        return Failed(job_id, dispatch_id, code=remover.code, message=remover.message)
+    name = Path(item.source).name
+    try:
+        options = RemoveOptions(**item.options)
+        removal = remover.process(
+            Path(item.source),
+            options,
+            destination=Path(item.destination),
+            progress=_ProgressSender(item, outbox),
+            cancel=token,
+        )
+    except Cancelled:
+        return Stopped(job_id, dispatch_id)
+    except EngineError as err:
+        return Failed(job_id, dispatch_id, code=err.code, message=err.message)
+    except ValidationError as err:
+        return Failed(
+            job_id, dispatch_id, code="invalid_options", message=f"{name}: bad options ({err})"
+        )
+    except Exception as exc:
+        log.exception("unexpected error on %s", item.source)
+        return Failed(
+            job_id,
+            dispatch_id,
+            code="internal_error",
+            message=f"{name}: unexpected error ({type(exc).__name__}: {exc}); "
+            "this is a bug in BG Remover",
+        )
+    width, height = removal.size
+    size = len(removal.data) if removal.data is not None else Path(item.destination).stat().st_size
+    return Finished(
+        job_id,
+        dispatch_id,
+        width=width,
+        height=height,
+        format=removal.format.value,
+        bytes=size,
+        timings={stage.value: seconds for stage, seconds in removal.timings.items()},
+    )
+
+
+class _Outbox:
+    """Sends to the parent from the main and the inference progress threads, one at a time."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._lock = threading.Lock()
+
+    def send(self, message: FromWorker) -> None:
+        # If the parent is gone, the listener sees EOF and stops this process.
+        with self._lock, contextlib.suppress(OSError):
+            self._conn.send(message)
+
+
+class _Inbox:
+    """Reads the pipe in its own thread so cancels arrive while the main thread is busy."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._lock = threading.Lock()
+        self._tokens: dict[str, CancelToken] = {}
+        self.runs: queue.Queue[tuple[WorkItem, CancelToken] | None] = queue.Queue()
+        """Items for the main thread, each with its token; ``None`` means exit."""
+
+    def listen(self) -> None:
+        try:
+            while not isinstance(message := self._conn.recv(), Stop):
+                if isinstance(message, Run):
+                    # The token exists from receipt, so a cancel that overtakes the start counts.
+                    token = CancelToken()
+                    with self._lock:
+                        self._tokens[message.item.dispatch_id] = token
+                    self.runs.put((message.item, token))
+                elif isinstance(message, Cancel):
+                    with self._lock:
+                        cancelled = self._tokens.get(message.dispatch_id)
+                    if cancelled is not None:
+                        cancelled.cancel()
+        except (EOFError, OSError):
+            pass  # The parent closed the pipe or died: stop as if told to.
+        with self._lock:
+            tokens = list(self._tokens.values())
+        for token in tokens:
+            token.cancel()
+        self.runs.put(None)
+
+    def forget(self, dispatch_id: str) -> None:
+        with self._lock:
+            self._tokens.pop(dispatch_id, None)
+
+
+class _ProgressSender:
+    """Sends stage progress: every stage change, otherwise at most every 50 ms."""
+
+    def __init__(self, item: WorkItem, outbox: _Outbox) -> None:
+        self._item = item
+        self._outbox = outbox
+        self._lock = threading.Lock()
+        self._stage: Stage | None = None
+        self._sent_at = 0.0
+
+    def __call__(self, stage: Stage, fraction: float) -> None:
+        now = time.monotonic()
+        # Held while sending too, so reports from two threads cannot overtake each other.
+        with self._lock:
+            if stage is self._stage and now - self._sent_at < PROGRESS_INTERVAL_S:
+                return
+            self._stage, self._sent_at = stage, now
+            self._outbox.send(
+                StageProgress(
+                    self._item.job_id,
+                    self._item.dispatch_id,
+                    stage=stage.value,
+                    fraction=fraction,
+                    sent_at=time.time(),
+                )
+            )
