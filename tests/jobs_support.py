@@ -39,6 +39,18 @@ def postgres_database() -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def stage_uploads(root: Path, *sources: Path) -> list[Upload]:
+    """Copies of ``sources`` in a staging folder, as the web layer hands uploads over."""
+    staging = root / "staging"
+    staging.mkdir(exist_ok=True)
+    uploads = []
+    for source in sources:
+        tmp = staging / uuid.uuid4().hex
+        shutil.copyfile(source, tmp)
+        uploads.append(Upload(file_name=source.name, path=str(tmp)))
+    return uploads
+
+
 @dataclass
 class Clock:
     """A controllable UTC clock for the service."""
@@ -64,15 +76,7 @@ class Harness:
     cancels: list[str] = field(default_factory=list)
 
     def uploads(self, *sources: Path) -> list[Upload]:
-        """Copies of ``sources`` as the web layer would hand them over."""
-        staging = self.root / "staging"
-        staging.mkdir(exist_ok=True)
-        uploads = []
-        for source in sources:
-            tmp = staging / uuid.uuid4().hex
-            shutil.copyfile(source, tmp)
-            uploads.append(Upload(file_name=source.name, path=str(tmp)))
-        return uploads
+        return stage_uploads(self.root, *sources)
 
     def reopen(self) -> Harness:
         """A new service on the same database and files: a restart."""
