@@ -306,6 +306,50 @@ def _settings(**overrides: Any) -> Settings:
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
+@app.command()
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on (default 127.0.0.1).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            help="Access token; required off loopback (or BGREMOVER_TOKEN).",
+            envvar="BGREMOVER_TOKEN",
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Jobs run at once (default 2).", min=1)
+    ] = None,
+    dev: Annotated[bool, typer.Option("--dev", help="Show the UI's test panel.")] = False,
+) -> None:
+    """Run the web app, the scheduler and the worker pool until Ctrl-C."""
+    import uvicorn
+
+    from .web import InsecureBinding, create_app
+
+    settings = _settings(
+        host=host, port=port, token=token, max_concurrent_jobs=workers, dev=dev or None
+    )
+    try:
+        web_app = create_app(settings)
+    except InsecureBinding as exc:
+        err_console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    shown = f"[{settings.host}]" if ":" in settings.host else settings.host
+    console.print(
+        f"BG Remover: http://{shown}:{settings.port}/  (Ctrl-C stops; jobs resume next start)"
+    )
+    uvicorn.run(
+        web_app,
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        timeout_graceful_shutdown=5,
+    )
+
+
 @models_app.command("list")
 def models_list() -> None:
     """Registered models and whether each is downloaded."""

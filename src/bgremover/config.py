@@ -46,6 +46,15 @@ class Settings(BaseSettings):
     progress_update_interval: timedelta = timedelta(milliseconds=100)
     job_retention: timedelta = timedelta(days=7)
 
+    # The web app.
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    token: str | None = None
+    """Access token; required when ``host`` is not a loopback address."""
+    dev: bool = False
+    """Development mode: shows the UI's test panel."""
+    max_files_per_upload: int = Field(default=1000, ge=1)
+
     @property
     def models_dir(self) -> Path:
         """Downloaded model files, verified by hash before every load."""

@@ -21,6 +21,20 @@ ImageSource = bytes | bytearray | memoryview | str | os.PathLike[str] | Image.Im
 
 _HIGH_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I", "F"}
 
+# What Pillow decodes here; other image types (HEIC, AVIF, JPEG XL) are refused by name.
+SUPPORTED_MEDIA_TYPES = frozenset(
+    {
+        "image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp", "image/tiff",
+        "image/x-icon", "image/vnd.adobe.photoshop", "image/x-tga",
+    }
+)  # fmt: skip
+
+
+def sniff(header: bytes) -> str | None:
+    """The media type of a file from its first bytes, or None when not recognised."""
+    kind = filetype.guess(header)
+    return kind.mime if kind is not None else None
+
 
 def read_source(source: ImageSource, *, max_bytes: int | None = None) -> tuple[bytes, str]:
     """Return the raw bytes of a path or buffer and a name for messages."""

@@ -1,0 +1,70 @@
+"""The FastAPI application factory: everything comes from ``Settings``; nothing is global."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+
+from .. import __version__
+from ..config import Settings
+from ..jobs.system import JobSystem
+from . import errors, events, routes_batches, routes_jobs, routes_misc
+from .auth import TokenMiddleware, is_loopback
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+class InsecureBinding(Exception):
+    """Listening beyond this machine without an access token."""
+
+
+def create_app(settings: Settings, *, system: JobSystem | None = None) -> FastAPI:
+    """The web app. It starts (and on shutdown stops) its own job system unless one is given.
+
+    Refuses to build when ``settings.host`` is not a loopback address and no token is set.
+    """
+    if not is_loopback(settings.host) and not settings.token:
+        raise InsecureBinding(
+            f"refusing to listen on {settings.host} without an access token: set "
+            "BGREMOVER_TOKEN (or --token) so only people who have it can use this server"
+        )
+    owned = system is None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if owned:
+            app.state.system = await run_in_threadpool(lambda: JobSystem(settings).start())
+        try:
+            yield
+        finally:
+            if owned:
+                await run_in_threadpool(app.state.system.stop)
+
+    app = FastAPI(
+        title="BG Remover",
+        version=__version__,
+        description="Background removal jobs: upload, follow live progress, download results.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    if system is not None:
+        app.state.system = system
+    errors.install(app)
+    for module in (routes_batches, routes_jobs, routes_misc, events):
+        app.include_router(module.router)
+    if settings.token:
+        app.add_middleware(TokenMiddleware, token=settings.token)
+
+    @app.get("/", include_in_schema=False)
+    def index() -> Response:
+        page = STATIC / "index.html"
+        return FileResponse(page) if page.exists() else RedirectResponse("/docs")
+
+    app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
+    return app

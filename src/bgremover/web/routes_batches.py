@@ -1,0 +1,155 @@
+"""/api/batches: upload, manual batches, list, inspect, cancel, retry, ZIP archive."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, UploadFile
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
+from zipstream import ZipStream
+
+from ..engine.options import OutputFormat, RemoveOptions
+from ..jobs.schemas import Batch, BatchCreated, CancelResult, RetryResult, Upload
+from ..jobs.states import JobStatus
+from .deps import AppSettings, Limit, Offset, Page, Service
+from .downloads import content_disposition, download_name
+from .errors import ApiError, error_body
+from .uploads import Rejected, stage
+
+router = APIRouter(prefix="/api/batches", tags=["batches"])
+
+
+class ManualBatch(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class UploadResult(BatchCreated):
+    rejected: list[dict[str, object]] = Field(default_factory=list)
+    """Files refused before becoming jobs (too large, not an image), each with its error."""
+
+
+@router.post("", status_code=201, response_model=UploadResult,
+             responses={413: {"description": "Every file too large"},
+                        415: {"description": "No file is a supported image"}})  # fmt: skip
+async def upload(
+    service: Service,
+    settings: AppSettings,
+    files: Annotated[list[UploadFile], File(description="Images (many)")],
+    name: Annotated[str | None, Form(max_length=200)] = None,
+    priority: Annotated[int, Form(ge=-1000, le=1000)] = 0,
+    batch_id: Annotated[str | None, Form(max_length=64)] = None,
+    format: Annotated[OutputFormat, Form()] = OutputFormat.PNG,
+    background_color: Annotated[str | None, Form(max_length=64)] = None,
+    alpha_matting: Annotated[bool, Form()] = False,
+    post_process_mask: Annotated[bool, Form()] = False,
+) -> JSONResponse:
+    """Each upload becomes a batch (auto-named) unless ``batch_id`` names a manual batch.
+    Files that are not images or are too large are refused one by one; the rest run."""
+    try:
+        options = RemoveOptions(
+            format=format, background_color=background_color,  # type: ignore[arg-type]
+            alpha_matting=alpha_matting, post_process_mask=post_process_mask,
+        )  # fmt: skip
+    except ValidationError as exc:
+        message = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+        raise ApiError(422, "invalid_options", message) from None
+    if len(files) > settings.max_files_per_upload:
+        raise ApiError(413, "too_many_files", f"at most {settings.max_files_per_upload} files")
+    staging = settings.data_dir / "staging" / uuid.uuid4().hex
+    accepted: list[Upload] = []
+    rejected: list[Rejected] = []
+    try:
+        for file in files:
+            outcome = await run_in_threadpool(
+                stage, file.file, file.filename, staging, settings.max_upload_bytes
+            )
+            (accepted if isinstance(outcome, Upload) else rejected).append(outcome)  # type: ignore[arg-type]
+            await file.close()
+        if not accepted:
+            status = 413 if any(r.status == 413 for r in rejected) else 415
+            first = rejected[0] if rejected else Rejected("", 415, "no_files", "no files uploaded")
+            return JSONResponse(
+                error_body(first.code, first.message, rejected=[r.as_json() for r in rejected]),
+                status,
+            )
+        created = await run_in_threadpool(
+            lambda: service.create_batch(
+                accepted, name=name, priority=priority, options=options, batch_id=batch_id
+            )
+        )
+    finally:
+        await run_in_threadpool(_remove_tree, staging)
+    body = UploadResult(
+        batch=created.batch, jobs=created.jobs, rejected=[r.as_json() for r in rejected]
+    )
+    return JSONResponse(body.model_dump(mode="json"), 201)
+
+
+@router.post("/manual", status_code=201, response_model=Batch)
+def create_manual(body: ManualBatch, service: Service) -> Batch:
+    return service.create_manual_batch(body.name)
+
+
+@router.get("", response_model=Page[Batch])
+def list_batches(
+    service: Service,
+    session_id: str | None = None,
+    status: list[JobStatus] | None = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> Page[Batch]:
+    items, total = service.list_batches(
+        session_id=session_id, status=status, limit=limit, offset=offset
+    )
+    return Page(items=items, total=total, limit=limit, offset=offset)
+
+
+@router.get("/{batch_id}", response_model=Batch)
+def get_batch(batch_id: str, service: Service) -> Batch:
+    return service.get_batch(batch_id)
+
+
+@router.post("/{batch_id}/cancel", response_model=CancelResult)
+def cancel_batch(batch_id: str, service: Service) -> CancelResult:
+    return service.cancel_batch(batch_id)
+
+
+@router.post("/{batch_id}/retry", response_model=RetryResult, status_code=201)
+def retry_batch(batch_id: str, service: Service) -> RetryResult:
+    return service.retry_batch(batch_id)
+
+
+@router.get("/{batch_id}/archive", response_class=StreamingResponse)
+def archive(batch_id: str, service: Service) -> StreamingResponse:
+    """Every completed result of the batch as a ZIP, streamed file by file."""
+    batch = service.get_batch(batch_id)
+    jobs, _ = service.list_jobs(batch_id=batch_id, status=["completed"], limit=100_000)
+    if not jobs:
+        raise ApiError(409, "not_ready", f"batch {batch.name!r} has no completed results yet")
+    stream = ZipStream(sized=False)
+    used: set[str] = set()
+    for job in reversed(jobs):
+        _, path = service.job_paths(job.id)
+        if path is None or not path.exists() or job.result is None:
+            continue
+        name = download_name(job.file_name, OutputFormat(job.result.format))
+        stem, dot, ext = name.rpartition(".")
+        counter = 2
+        while name in used:
+            name, counter = f"{stem} ({counter}){dot}{ext}", counter + 1
+        used.add(name)
+        stream.add_path(str(path), arcname=name)
+    zip_name = f"{batch.name.replace('/', '-').replace(':', '.')}.zip"
+    return StreamingResponse(
+        stream, media_type="application/zip",
+        headers={"Content-Disposition": content_disposition(zip_name)},
+    )  # fmt: skip
+
+
+def _remove_tree(path: object) -> None:
+    import shutil
+
+    shutil.rmtree(str(path), ignore_errors=True)

@@ -1,0 +1,112 @@
+"""/api/jobs: list, inspect, cancel, retry, reprioritise, delete, download."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from ..engine.options import OutputFormat
+from ..jobs.schemas import CancelResult, Job, RetryResult
+from ..jobs.states import JobStatus
+from .deps import Limit, Offset, Page, Service
+from .downloads import content_disposition, download_name, media_type_of, render
+from .errors import ApiError
+
+router = APIRouter(prefix="/api/jobs", tags=["jobs"])
+
+
+class PriorityChange(BaseModel):
+    priority: int | None = Field(default=None, ge=-1000, le=1000)
+    """New priority (higher runs first)."""
+    front: bool = False
+    """Move to the front of the queue instead."""
+
+
+@router.get("", response_model=Page[Job])
+def list_jobs(
+    service: Service,
+    status: Annotated[list[JobStatus] | None, Query()] = None,
+    batch_id: str | None = None,
+    session_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    q: Annotated[str | None, Query(max_length=200, description="File name contains")] = None,
+    include_superseded: bool = False,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> Page[Job]:
+    items, total = service.list_jobs(
+        status=status, batch_id=batch_id, session_id=session_id, since=since, until=until,
+        q=q, include_superseded=include_superseded, limit=limit, offset=offset,
+    )  # fmt: skip
+    return Page(items=items, total=total, limit=limit, offset=offset)
+
+
+@router.get("/{job_id}", response_model=Job)
+def get_job(job_id: str, service: Service) -> Job:
+    return service.get_job(job_id)
+
+
+@router.post("/{job_id}/cancel", response_model=CancelResult)
+def cancel_job(job_id: str, service: Service) -> CancelResult:
+    return service.cancel_job(job_id)
+
+
+@router.post("/{job_id}/retry", response_model=RetryResult, status_code=201)
+def retry_job(job_id: str, service: Service) -> RetryResult:
+    return service.retry_job(job_id)
+
+
+@router.post("/{job_id}/priority", response_model=Job)
+def change_priority(job_id: str, change: PriorityChange, service: Service) -> Job:
+    if change.front:
+        return service.move_to_front(job_id)
+    if change.priority is None:
+        raise ApiError(422, "invalid_request", "give 'priority' or 'front': true")
+    return service.set_priority(job_id, change.priority)
+
+
+@router.delete("/{job_id}", status_code=204)
+def delete_job(job_id: str, service: Service) -> Response:
+    service.delete_job(job_id)
+    return Response(status_code=204)
+
+
+@router.get("/{job_id}/original", response_class=FileResponse)
+def original(job_id: str, service: Service) -> FileResponse:
+    job = service.get_job(job_id)
+    path, _ = service.job_paths(job_id)
+    if not path.exists():
+        raise ApiError(410, "gone", f"the original of {job.file_name} is no longer stored")
+    return FileResponse(
+        path, media_type=job.media_type or "application/octet-stream",
+        headers={"Content-Disposition": content_disposition(job.file_name)},
+    )  # fmt: skip
+
+
+@router.get("/{job_id}/result", response_class=Response)
+async def result(
+    job_id: str,
+    service: Service,
+    format: OutputFormat | None = None,
+    bg: Annotated[str | None, Query(max_length=64, description="Background colour")] = None,
+) -> Response:
+    job = await run_in_threadpool(service.get_job, job_id)
+    _, path = await run_in_threadpool(service.job_paths, job_id)
+    if job.status != "completed" or path is None or job.result is None:
+        raise ApiError(409, "not_ready", f"{job.file_name} has no result (it is {job.status})")
+    if not path.exists():
+        raise ApiError(410, "gone", f"the result of {job.file_name} is no longer stored")
+    stored = OutputFormat(job.result.format)
+    wanted = format or stored
+    name = download_name(job.file_name, wanted)
+    headers = {"Content-Disposition": content_disposition(name)}
+    if wanted is stored and bg is None:
+        return FileResponse(path, media_type=media_type_of(path), headers=headers)
+    data = await run_in_threadpool(render, path, stored, wanted, bg)
+    return Response(data, media_type=wanted.media_type, headers=headers)

@@ -1,0 +1,64 @@
+"""/api/sessions, /api/stats, /api/export, /api/import, /api/health."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body
+from fastapi.responses import JSONResponse
+
+from ..jobs.schemas import ImportResult, Session
+from .deps import AppSettings, Limit, Offset, Page, Service
+from .errors import ApiError
+
+router = APIRouter(prefix="/api", tags=["sessions and state"])
+
+
+@router.get("/sessions", response_model=Page[Session])
+def list_sessions(service: Service, limit: Limit = 50, offset: Offset = 0) -> Page[Session]:
+    items, total = service.list_sessions(limit=limit, offset=offset)
+    return Page(items=items, total=total, limit=limit, offset=offset)
+
+
+@router.get("/sessions/{session_id}", response_model=Session)
+def get_session(session_id: str, service: Service) -> Session:
+    return service.get_session(session_id)
+
+
+@router.get("/stats")
+def stats(service: Service) -> dict[str, Any]:
+    return service.stats()
+
+
+@router.get("/config")
+def config(settings: AppSettings) -> dict[str, Any]:
+    """What the UI needs to know about this server."""
+    return {
+        "notification_duration": settings.notification_duration.total_seconds(),
+        "progress_update_interval": settings.progress_update_interval.total_seconds(),
+        "auto_group_time_window": settings.auto_group_time_window.total_seconds(),
+        "max_concurrent_jobs": settings.max_concurrent_jobs,
+        "max_upload_bytes": settings.max_upload_bytes,
+        "dev": settings.dev,
+    }
+
+
+@router.get("/export")
+def export_state(service: Service) -> JSONResponse:
+    return JSONResponse(
+        service.export_state(),
+        headers={"Content-Disposition": 'attachment; filename="bgremover-queue.json"'},
+    )
+
+
+@router.post("/import", response_model=ImportResult)
+def import_state(service: Service, state: Annotated[dict[str, Any], Body()]) -> ImportResult:
+    try:
+        return service.import_state(state)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ApiError(422, "invalid_import", f"not a BG Remover queue export: {exc}") from None
+
+
+@router.get("/health")
+def health() -> dict[str, str]:
+    return {"status": "ok"}

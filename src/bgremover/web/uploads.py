@@ -1,0 +1,96 @@
+"""Uploaded files: copied in chunks to a staging folder (never held in memory), size-limited,
+sniffed from their bytes, and named for display only: a user's file name is never a path."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from ..engine.decode import SUPPORTED_MEDIA_TYPES, sniff
+from ..jobs.schemas import Upload
+
+_CHUNK = 1 << 20
+_SNIFF_BYTES = 8192
+_MAX_NAME = 200
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A file refused before it became a job, with the HTTP status it alone would get."""
+
+    file_name: str
+    status: int
+    code: str
+    message: str
+
+    def as_json(self) -> dict[str, object]:
+        return {"file_name": self.file_name, "error": {"code": self.code, "message": self.message}}
+
+
+def display_name(raw: str | None) -> str:
+    """A safe name for showing and for download names: no folders, no control characters."""
+    name = (raw or "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = unicodedata.normalize("NFC", name)
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip(" .")
+    if len(name) > _MAX_NAME:
+        stem, dot, ext = name.rpartition(".")
+        name = (
+            (stem[: _MAX_NAME - len(ext) - 1] + dot + ext)
+            if dot and len(ext) < 10
+            else name[:_MAX_NAME]
+        )
+    return name or "image"
+
+
+def stage(file: BinaryIO, raw_name: str | None, staging: Path, max_bytes: int) -> Upload | Rejected:
+    """Copy one uploaded file into ``staging``; refuse it if too large or not an image."""
+    name = display_name(raw_name)
+    staging.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix="upload-", dir=staging)
+    tmp = Path(tmp_name)
+    size = 0
+    header = b""
+    try:
+        with os.fdopen(fd, "wb") as out:
+            while block := file.read(_CHUNK):
+                size += len(block)
+                if size > max_bytes:
+                    tmp.unlink()
+                    return Rejected(
+                        name,
+                        413,
+                        "file_too_large",
+                        f"{name} is over the {max_bytes / 1e6:.0f} MB upload limit",
+                    )
+                if len(header) < _SNIFF_BYTES:
+                    header += block[: _SNIFF_BYTES - len(header)]
+                out.write(block)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    rejection = _refusal(name, size, header)
+    if rejection is not None:
+        tmp.unlink()
+        return rejection
+    return Upload(file_name=name, path=str(tmp))
+
+
+def _refusal(name: str, size: int, header: bytes) -> Rejected | None:
+    if size == 0:
+        return Rejected(name, 415, "empty_file", f"{name} is empty (0 bytes)")
+    media_type = sniff(header)
+    if media_type is None or not media_type.startswith("image/"):
+        what = f"a {media_type} file" if media_type else "not a file type we recognise"
+        return Rejected(name, 415, "not_an_image", f"{name} is not an image ({what})")
+    if media_type not in SUPPORTED_MEDIA_TYPES:
+        return Rejected(
+            name,
+            415,
+            "unsupported_format",
+            f"{name}: {media_type} images are not supported; convert it to PNG, JPEG or WebP",
+        )
+    return None
