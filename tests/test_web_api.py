@@ -1,0 +1,235 @@
+"""The REST API through the real ASGI app, with a real job system (worker processes, model,
+SQLite file) behind it."""
+
+from __future__ import annotations
+
+import io
+import time
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from bgremover import Settings
+from bgremover.web import InsecureBinding, create_app
+
+pytestmark = pytest.mark.model
+
+MAX_BYTES = 300_000
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    root = tmp_path_factory.mktemp("web")
+    settings = Settings(data_dir=root, max_upload_bytes=MAX_BYTES, max_concurrent_jobs=2)
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+def upload(client: TestClient, *files: tuple[str, bytes], **form: Any) -> Any:
+    return client.post(
+        "/api/batches",
+        files=[("files", (name, data, "application/octet-stream")) for name, data in files],
+        data=form,
+    )
+
+
+def wait_until_ended(client: TestClient, batch_id: str, timeout: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        batch = client.get(f"/api/batches/{batch_id}").json()
+        if batch["status"] not in ("pending", "processing"):
+            return dict(batch)
+        time.sleep(0.2)
+    raise AssertionError(f"batch {batch_id} did not end in {timeout} s")
+
+
+def wait_for_job(client: TestClient, job_id: str, test: Any, timeout: float = 120) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/api/jobs/{job_id}").json()
+        if test(job):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} never reached the expected state")
+
+
+def test_bad_files_get_their_status_or_a_failed_job_while_good_ones_complete(
+    client: TestClient, photos: dict[str, Path], bad_inputs: dict[str, Path]
+) -> None:
+    big = io.BytesIO()
+    Image.open(photos["astronaut.jpg"]).save(big, "PNG")
+    assert big.tell() > MAX_BYTES
+    response = upload(
+        client,
+        ("coffee.jpg", photos["coffee.jpg"].read_bytes()),
+        ("../../etc/chelsea.jpg", photos["chelsea.jpg"].read_bytes()),
+        ("empty.jpg", b""),
+        ("letter.jpg", bad_inputs["not_an_image"].read_bytes()),
+        ("huge.png", big.getvalue()),
+        ("truncated.jpg", bad_inputs["corrupt_image_jpeg"].read_bytes()),
+        ("bomb.png", bad_inputs["image_too_large"].read_bytes()),
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    rejected = {r["file_name"]: r["error"]["code"] for r in body["rejected"]}
+    assert rejected == {
+        "empty.jpg": "empty_file",
+        "letter.jpg": "not_an_image",
+        "huge.png": "file_too_large",
+    }
+    names = [job["file_name"] for job in body["jobs"]]
+    assert names == ["coffee.jpg", "chelsea.jpg", "truncated.jpg", "bomb.png"]  # no path parts
+    batch = wait_until_ended(client, body["batch"]["id"])
+    assert batch["counts"] == {
+        "total": 4, "pending": 0, "processing": 0, "completed": 2, "failed": 2, "cancelled": 0,
+    }  # fmt: skip
+    jobs = {
+        j["file_name"]: j for j in client.get(f"/api/jobs?batch_id={batch['id']}").json()["items"]
+    }
+    assert jobs["truncated.jpg"]["error"]["code"] == "corrupt_image"
+    assert "110 megapixels" in jobs["bomb.png"]["error"]["message"]
+    result = jobs["coffee.jpg"]["result"]
+    assert (result["width"], result["height"], result["format"]) == (600, 400, "png")
+
+
+def test_a_request_with_no_usable_file_is_refused_with_its_status(
+    client: TestClient, bad_inputs: dict[str, Path]
+) -> None:
+    text = upload(client, ("notes.jpg", bad_inputs["not_an_image"].read_bytes()))
+    assert text.status_code == 415
+    assert text.json()["error"]["code"] == "not_an_image"
+    heic = upload(client, ("photo.heic", bad_inputs["unsupported_format"].read_bytes()))
+    assert heic.status_code == 415 and "image/heic" in heic.json()["error"]["message"]
+    big = upload(client, ("big.jpg", b"\xff\xd8\xff" + b"\0" * (MAX_BYTES + 1)))
+    assert big.status_code == 413 and big.json()["error"]["code"] == "file_too_large"
+    bad_option = upload(client, ("a.jpg", b"x"), background_color="nope")
+    assert bad_option.status_code == 422 and "not a colour" in bad_option.json()["error"]["message"]
+
+
+def test_downloads_results_in_other_forms_originals_and_zip(
+    client: TestClient, photos: dict[str, Path]
+) -> None:
+    body = upload(
+        client,
+        ("coffee.jpg", photos["coffee.jpg"].read_bytes()),
+        ("coffee.jpg", photos["coffee.jpg"].read_bytes()),
+    ).json()
+    wait_until_ended(client, body["batch"]["id"])
+    job_id = body["jobs"][0]["id"]
+
+    result = client.get(f"/api/jobs/{job_id}/result")
+    assert result.headers["content-type"] == "image/png"
+    assert 'filename="coffee-no-bg.png"' in result.headers["content-disposition"]
+    image = Image.open(io.BytesIO(result.content))
+    assert image.mode == "RGBA" and image.size == (600, 400)
+    assert image.getpixel((5, 5))[3] == 0 and image.getpixel((287, 150))[3] == 255  # type: ignore[index]
+
+    jpeg = client.get(f"/api/jobs/{job_id}/result", params={"format": "jpeg", "bg": "#00ff00"})
+    assert jpeg.headers["content-type"] == "image/jpeg"
+    on_green = Image.open(io.BytesIO(jpeg.content))
+    r, g, b = on_green.getpixel((5, 5))  # type: ignore[misc]
+    assert g > 200 and r < 60 and b < 60
+    mask = Image.open(io.BytesIO(client.get(f"/api/jobs/{job_id}/result?format=mask").content))
+    assert mask.mode == "L"
+
+    original = client.get(f"/api/jobs/{job_id}/original")
+    assert original.content == photos["coffee.jpg"].read_bytes()
+    assert original.headers["content-type"] == "image/jpeg"
+
+    archive = client.get(f"/api/batches/{body['batch']['id']}/archive")
+    assert archive.headers["content-type"] == "application/zip"
+    names = zipfile.ZipFile(io.BytesIO(archive.content)).namelist()
+    assert sorted(names) == ["coffee-no-bg (2).png", "coffee-no-bg.png"]
+
+
+def test_cancel_a_running_job_then_retry_it(client: TestClient, photos: dict[str, Path]) -> None:
+    body = upload(client, ("astronaut.jpg", photos["astronaut.jpg"].read_bytes())).json()
+    job_id = body["jobs"][0]["id"]
+    wait_for_job(client, job_id, lambda j: j["status"] == "processing")
+    cancelled = client.post(f"/api/jobs/{job_id}/cancel")
+    assert cancelled.status_code == 200 and cancelled.json() == {"cancelled": [job_id]}
+    assert client.get(f"/api/jobs/{job_id}").json()["status"] == "cancelled"
+    assert client.post(f"/api/jobs/{job_id}/cancel").status_code == 409
+    retried = client.post(f"/api/jobs/{job_id}/retry")
+    assert retried.status_code == 201
+    new = retried.json()["jobs"][0]
+    assert new["attempt"] == 2 and new["retried_from"] == job_id
+    done = wait_for_job(client, new["id"], lambda j: j["status"] not in ("pending", "processing"))
+    assert done["status"] == "completed"
+    assert client.get(f"/api/jobs/{job_id}/result").status_code == 409
+
+
+def test_manual_batches_priorities_listing_sessions_and_stats(
+    client: TestClient, photos: dict[str, Path]
+) -> None:
+    manual = client.post("/api/batches/manual", json={"name": "Catalogue"})
+    assert manual.status_code == 201 and manual.json()["manual"] is True
+    added = upload(
+        client,
+        ("chelsea.jpg", photos["chelsea.jpg"].read_bytes()),
+        batch_id=manual.json()["id"],
+        priority="3",
+    ).json()
+    assert added["batch"]["name"] == "Catalogue" and added["jobs"][0]["priority"] == 3
+    job_id = added["jobs"][0]["id"]
+    front = client.post(f"/api/jobs/{job_id}/priority", json={"front": True})
+    assert front.status_code in (200, 409)  # 409 once the scheduler already took it
+    assert client.post(f"/api/jobs/{job_id}/priority", json={}).status_code == 422
+
+    listing = client.get("/api/jobs", params={"q": "chel", "limit": 1}).json()
+    assert listing["limit"] == 1 and listing["total"] >= 1 and len(listing["items"]) == 1
+    assert all("chel" in j["file_name"] for j in listing["items"])
+    filtered = client.get("/api/jobs", params=[("status", "failed"), ("status", "cancelled")])
+    assert all(j["status"] in ("failed", "cancelled") for j in filtered.json()["items"])
+    assert client.get("/api/jobs", params={"status": "bogus"}).status_code == 422
+
+    sessions = client.get("/api/sessions").json()
+    assert sessions["total"] >= 1
+    session = client.get(f"/api/sessions/{sessions['items'][0]['id']}").json()
+    assert manual.json()["id"] in session["batch_ids"]
+    stats = client.get("/api/stats").json()
+    assert set(stats["jobs"]) == {"pending", "processing", "completed", "failed", "cancelled"}
+
+
+def test_errors_are_json_with_the_right_status(client: TestClient) -> None:
+    missing = client.get("/api/jobs/nope")
+    assert missing.status_code == 404
+    assert missing.json() == {"error": {"code": "not_found", "message": "no job with id nope"}}
+    assert client.get("/api/batches/nope").status_code == 404
+    assert client.get("/api/sessions/nope").status_code == 404
+    assert client.post("/api/jobs/nope/retry").status_code == 404
+    assert client.get("/api/nothing-here").json()["error"]["code"] == "not_found"
+    assert client.post("/api/import", json={"version": 99}).status_code == 422
+
+
+def test_export_and_import_round_trip(client: TestClient) -> None:
+    state = client.get("/api/export").json()
+    assert state["version"] == 1 and state["jobs"]
+    result = client.post("/api/import", json=state).json()
+    assert result["jobs"] == 0 and result["skipped"] >= len(state["jobs"])
+
+
+def test_a_server_off_loopback_needs_a_token(tmp_path: Path) -> None:
+    with pytest.raises(InsecureBinding):
+        create_app(Settings(data_dir=tmp_path, host="0.0.0.0"))
+    app = create_app(
+        Settings(data_dir=tmp_path, host="0.0.0.0", token="s3cret", max_concurrent_jobs=1)
+    )
+    with TestClient(app) as guarded:
+        denied = guarded.get("/api/stats")
+        assert denied.status_code == 401 and denied.json()["error"]["code"] == "unauthorized"
+        assert (
+            guarded.get("/api/stats", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        )
+        assert (
+            guarded.get("/api/stats", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        )
+        assert guarded.get("/api/stats?token=s3cret").status_code == 200
+        assert (
+            guarded.get("/docs").status_code == 200
+        )  # the page itself; its API calls need the token
