@@ -142,8 +142,11 @@ class InMemoryEventBus(EventBus):
 
     def __init__(self, replay: int = 10_000) -> None:
         self._lock = threading.Lock()
-        self._seq = itertools.count(1)
-        self._last = 0
+        # Seq starts at the clock in microseconds, so it keeps increasing across restarts and
+        # a client resuming with an id from before a restart is told to resync.
+        first = time.time_ns() // 1000
+        self._seq = itertools.count(first)
+        self._last = first - 1
         self._recent: deque[Event] = deque(maxlen=replay)
         self._subscribers: set[Subscription] = set()
 
@@ -164,9 +167,9 @@ class InMemoryEventBus(EventBus):
     def subscribe(self, after: int | None = None, maxsize: int = 1000) -> Subscription:
         subscription = Subscription(self, maxsize)
         with self._lock:
-            if after is not None and after < self._last:
+            if after is not None and after != self._last:
                 oldest = self._recent[0].seq if self._recent else self._last + 1
-                if after + 1 < oldest:
+                if after + 1 < oldest or after > self._last:
                     subscription.deliver(Event(RESYNC_SEQ, "resync", {"reason": "too old"}))
                 else:
                     for event in self._recent:

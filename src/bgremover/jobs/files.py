@@ -13,17 +13,26 @@ class FileStore:
     def __init__(self, root: Path) -> None:
         self.originals = root / "originals"
         self.results = root / "results"
-        self.originals.mkdir(parents=True, exist_ok=True)
-        self.results.mkdir(parents=True, exist_ok=True)
+        self.backgrounds = root / "backgrounds"
+        for folder in (self.originals, self.results, self.backgrounds):
+            folder.mkdir(parents=True, exist_ok=True)
 
     def add_original(self, source: Path) -> tuple[str, int]:
         """Move ``source`` into the store; returns its sha256 and size."""
+        return self._add(source, self.originals)
+
+    def add_background(self, source: Path) -> Path:
+        """Move a background image (for compositing) into the store; returns its path."""
+        content_hash, _ = self._add(source, self.backgrounds)
+        return self.backgrounds / content_hash[:2] / content_hash
+
+    def _add(self, source: Path, folder: Path) -> tuple[str, int]:
         digest = hashlib.sha256()
         with open(source, "rb") as f:
             while block := f.read(1 << 20):
                 digest.update(block)
         content_hash = digest.hexdigest()
-        target = self.original_path(content_hash)
+        target = folder / content_hash[:2] / content_hash
         size = source.stat().st_size
         if target.exists():
             source.unlink()

@@ -268,6 +268,34 @@ class JobService:
         self._wake()
         return RetryResult(jobs=jobs)
 
+    def derive_job(self, job_id: str, options: RemoveOptions) -> Job:
+        """A new job on the same original with other output options (the editor's "save as
+        a new result"): it runs through the queue like any other job."""
+        with self._lock, self._sessions.begin() as db:
+            row = self._get_job(db, job_id)
+            new_row, events = self._new_attempt(
+                db, row, options.model_dump(mode="json", exclude_defaults=True)
+            )
+            batch = db.get(BatchRow, row.batch_id)
+            assert batch is not None
+            events += self._batch_and_session_events(db, batch)
+            job = self._job(db, new_row)
+        self._publish_all(events)
+        self._wake()
+        return job
+
+    def delete_jobs(self, statuses: Iterable[str]) -> int:
+        """Delete every job in one of the given ended statuses (the history's "clear all")."""
+        wanted = [s for s in statuses if s in TERMINAL]
+        with self._sessions() as db:
+            ids = db.scalars(select(JobRow.id).where(JobRow.status.in_(wanted))).all()
+        for job_id in ids:
+            try:
+                self.delete_job(job_id)
+            except NotFound:
+                continue  # deleted meanwhile
+        return len(ids)
+
     def set_priority(self, job_id: str, priority: int) -> Job:
         """Higher runs first; only for jobs that have not ended."""
         with self._lock, self._sessions.begin() as db:
@@ -750,14 +778,20 @@ class JobService:
         return events
 
     def _new_attempt(
-        self, db: Db, row: JobRow
+        self, db: Db, row: JobRow, options: dict[str, Any] | None = None
     ) -> tuple[JobRow, list[tuple[EventType, dict[str, Any]]]]:
+        """Queue a copy of ``row``: a retry (no new options) supersedes it and counts as the
+        same image of the batch; a derivation (new options) is one more job in the batch."""
         batch = db.get(BatchRow, row.batch_id)
         assert batch is not None
         now = self._now()
-        batch.count(row.status, -1)
+        retry = options is None
+        if retry:
+            batch.count(row.status, -1)
+            row.superseded = True
+        else:
+            batch.total_jobs += 1
         batch.count("pending", +1)
-        row.superseded = True
         new_row = JobRow(
             id=new_id(),
             batch_id=row.batch_id,
@@ -771,10 +805,10 @@ class JobService:
             progress=0.0,
             priority=row.priority,
             queue_order=self._next_queue_order(db),
-            attempt=row.attempt + 1,
-            retried_from=row.id,
+            attempt=row.attempt + 1 if retry else 1,
+            retried_from=row.id if retry else None,
             superseded=False,
-            options=row.options,
+            options=row.options if options is None else options,
             created_at=now,
             queued_at=now,
         )

@@ -7,17 +7,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from zipstream import ZipStream
 
-from ..engine.options import OutputFormat, RemoveOptions
+from ..engine.options import OutputFormat
 from ..jobs.schemas import Batch, BatchCreated, CancelResult, RetryResult, Upload
 from ..jobs.states import JobStatus
 from .deps import AppSettings, Limit, Offset, Page, Service
 from .downloads import content_disposition, download_name
 from .errors import ApiError, error_body
-from .uploads import Rejected, stage
+from .uploads import Rejected, form_options, stage
 
 router = APIRouter(prefix="/api/batches", tags=["batches"])
 
@@ -48,14 +48,10 @@ async def upload(
 ) -> JSONResponse:
     """Each upload becomes a batch (auto-named) unless ``batch_id`` names a manual batch.
     Files that are not images or are too large are refused one by one; the rest run."""
-    try:
-        options = RemoveOptions(
-            format=format, background_color=background_color,  # type: ignore[arg-type]
-            alpha_matting=alpha_matting, post_process_mask=post_process_mask,
-        )  # fmt: skip
-    except ValidationError as exc:
-        message = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
-        raise ApiError(422, "invalid_options", message) from None
+    options = form_options(
+        format=format, background_color=background_color,
+        alpha_matting=alpha_matting, post_process_mask=post_process_mask,
+    )  # fmt: skip
     if len(files) > settings.max_files_per_upload:
         raise ApiError(413, "too_many_files", f"at most {settings.max_files_per_upload} files")
     staging = settings.data_dir / "staging" / uuid.uuid4().hex

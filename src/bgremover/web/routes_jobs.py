@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -13,9 +14,10 @@ from starlette.concurrency import run_in_threadpool
 from ..engine.options import OutputFormat
 from ..jobs.schemas import CancelResult, Job, RetryResult
 from ..jobs.states import JobStatus
-from .deps import Limit, Offset, Page, Service
+from .deps import AppSettings, Limit, Offset, Page, Service
 from .downloads import content_disposition, download_name, media_type_of, render
 from .errors import ApiError
+from .uploads import Rejected, form_options, stage
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 
@@ -69,6 +71,47 @@ def change_priority(job_id: str, change: PriorityChange, service: Service) -> Jo
     if change.priority is None:
         raise ApiError(422, "invalid_request", "give 'priority' or 'front': true")
     return service.set_priority(job_id, change.priority)
+
+
+@router.delete("", response_model=dict[str, int])
+def delete_jobs(
+    service: Service,
+    status: Annotated[list[JobStatus], Query(description="Ended statuses to delete")],
+) -> dict[str, int]:
+    """Delete every job in the given ended statuses (the history's "clear all")."""
+    if any(s in ("pending", "processing") for s in status):
+        raise ApiError(
+            409, "invalid_transition", "active jobs cannot be bulk-deleted; cancel first"
+        )
+    return {"deleted": service.delete_jobs(status)}
+
+
+@router.post("/{job_id}/derive", response_model=Job, status_code=201)
+async def derive(
+    job_id: str,
+    service: Service,
+    settings: AppSettings,
+    format: Annotated[OutputFormat, Form()] = OutputFormat.PNG,
+    background_color: Annotated[str | None, Form(max_length=64)] = None,
+    background_blur: Annotated[float, Form(ge=0, le=100)] = 0.0,
+    background_image: Annotated[UploadFile | None, File()] = None,
+) -> Job:
+    """A new job on the same original with a background: the editor's "save as new"."""
+    await run_in_threadpool(service.get_job, job_id)
+    background = None
+    if background_image is not None and background_image.filename:
+        staged = await run_in_threadpool(
+            stage, background_image.file, background_image.filename,
+            settings.data_dir / "staging", settings.max_upload_bytes,
+        )  # fmt: skip
+        if isinstance(staged, Rejected):
+            raise ApiError(staged.status, staged.code, staged.message)
+        background = service.files.add_background(Path(staged.path))
+    options = form_options(
+        format=format, background_color=background_color,
+        background_image=background, background_blur=background_blur,
+    )  # fmt: skip
+    return await run_in_threadpool(service.derive_job, job_id, options)
 
 
 @router.delete("/{job_id}", status_code=204)

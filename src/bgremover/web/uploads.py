@@ -8,10 +8,14 @@ import tempfile
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
+
+from pydantic import ValidationError
 
 from ..engine.decode import SUPPORTED_MEDIA_TYPES, sniff
+from ..engine.options import RemoveOptions
 from ..jobs.schemas import Upload
+from .errors import ApiError
 
 _CHUNK = 1 << 20
 _SNIFF_BYTES = 8192
@@ -94,3 +98,12 @@ def _refusal(name: str, size: int, header: bytes) -> Rejected | None:
             f"{name}: {media_type} images are not supported; convert it to PNG, JPEG or WebP",
         )
     return None
+
+
+def form_options(**fields: Any) -> RemoveOptions:
+    """``RemoveOptions`` from form fields; a 422 that says what is wrong otherwise."""
+    try:
+        return RemoveOptions(**fields)
+    except ValidationError as exc:
+        message = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+        raise ApiError(422, "invalid_options", message) from None

@@ -1,0 +1,99 @@
+// The REST API: one function per endpoint, JSON in and out, errors as ApiError.
+// The access token (only needed off loopback) is kept in localStorage and sent with
+// every request; URLs for <img> and downloads carry it as ?token=.
+
+const TOKEN_KEY = "bgremover.token";
+
+export class ApiError extends Error {
+  constructor(status, code, message, body) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.body = body;
+  }
+}
+
+export function token() {
+  return localStorage.getItem(TOKEN_KEY) || "";
+}
+
+export function setToken(value) {
+  if (value) localStorage.setItem(TOKEN_KEY, value);
+  else localStorage.removeItem(TOKEN_KEY);
+}
+
+export function withToken(url) {
+  const t = token();
+  if (!t) return url;
+  return url + (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(t);
+}
+
+function query(params = {}) {
+  const search = new URLSearchParams();
+  for (const [key, value] of Object.entries(params)) {
+    if (value === undefined || value === null || value === "") continue;
+    for (const item of Array.isArray(value) ? value : [value]) search.append(key, item);
+  }
+  const text = search.toString();
+  return text ? "?" + text : "";
+}
+
+async function request(method, path, { json, form, params } = {}) {
+  const headers = {};
+  const t = token();
+  if (t) headers.Authorization = "Bearer " + t;
+  let body;
+  if (json !== undefined) {
+    headers["Content-Type"] = "application/json";
+    body = JSON.stringify(json);
+  } else if (form) {
+    body = form;
+  }
+  const response = await fetch(path + query(params), { method, headers, body });
+  if (response.status === 204) return null;
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const error = data.error || {};
+    if (response.status === 401) window.dispatchEvent(new CustomEvent("bgremover:unauthorized"));
+    throw new ApiError(response.status, error.code || "http_error",
+      error.message || response.statusText, data);
+  }
+  return data;
+}
+
+export const api = {
+  config: () => request("GET", "/api/config"),
+  stats: () => request("GET", "/api/stats"),
+
+  upload(files, options = {}) {
+    const form = new FormData();
+    for (const file of files) form.append("files", file, file.name || "pasted.png");
+    for (const [key, value] of Object.entries(options)) {
+      if (value !== undefined && value !== null && value !== "") form.append(key, value);
+    }
+    return request("POST", "/api/batches", { form });
+  },
+
+  jobs: (params) => request("GET", "/api/jobs", { params }),
+  job: (id) => request("GET", `/api/jobs/${id}`),
+  cancelJob: (id) => request("POST", `/api/jobs/${id}/cancel`),
+  retryJob: (id) => request("POST", `/api/jobs/${id}/retry`),
+  deleteJob: (id) => request("DELETE", `/api/jobs/${id}`),
+  deleteJobs: (status) => request("DELETE", "/api/jobs", { params: { status } }),
+  setPriority: (id, priority) => request("POST", `/api/jobs/${id}/priority`, { json: { priority } }),
+  moveToFront: (id) => request("POST", `/api/jobs/${id}/priority`, { json: { front: true } }),
+  deriveJob: (id, form) => request("POST", `/api/jobs/${id}/derive`, { form }),
+  resultUrl: (id, params = {}) => withToken(`/api/jobs/${id}/result${query(params)}`),
+  originalUrl: (id) => withToken(`/api/jobs/${id}/original`),
+
+  batches: (params) => request("GET", "/api/batches", { params }),
+  batch: (id) => request("GET", `/api/batches/${id}`),
+  createManualBatch: (name) => request("POST", "/api/batches/manual", { json: { name } }),
+  cancelBatch: (id) => request("POST", `/api/batches/${id}/cancel`),
+  retryBatch: (id) => request("POST", `/api/batches/${id}/retry`),
+  archiveUrl: (id) => withToken(`/api/batches/${id}/archive`),
+
+  sessions: (params) => request("GET", "/api/sessions", { params }),
+  session: (id) => request("GET", `/api/sessions/${id}`),
+  eventsUrl: () => withToken("/api/events"),
+};

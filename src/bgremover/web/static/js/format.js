@@ -1,0 +1,57 @@
+// Small formatting helpers shared by the components.
+
+export function bytes(n) {
+  if (n === null || n === undefined) return "";
+  const units = ["B", "KB", "MB", "GB"];
+  let value = n;
+  let unit = 0;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit += 1;
+  }
+  return `${value.toFixed(value < 10 && unit ? 1 : 0)} ${units[unit]}`;
+}
+
+export function seconds(s) {
+  if (s === null || s === undefined || !isFinite(s)) return "";
+  if (s < 1) return "<1 s";
+  if (s < 60) return `${Math.round(s)} s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m} min ${Math.round(s % 60)} s`;
+  return `${Math.floor(m / 60)} h ${m % 60} min`;
+}
+
+export function eta(s) {
+  const text = seconds(s);
+  return text ? `~${text} left` : "";
+}
+
+export function time(iso) {
+  if (!iso) return "";
+  return new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+}
+
+export function dateTime(iso) {
+  if (!iso) return "";
+  return new Date(iso).toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
+}
+
+export function percent(p) {
+  return `${Math.round(p || 0)}%`;
+}
+
+export function escapeHtml(text) {
+  return String(text ?? "").replace(/[&<>"']/g, (c) => ({
+    "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;",
+  })[c]);
+}
+
+export const STATUS_LABEL = {
+  pending: "Queued",
+  processing: "Processing",
+  completed: "Done",
+  failed: "Failed",
+  cancelled: "Cancelled",
+};
+
+export const ACTIVE = new Set(["pending", "processing"]);
