@@ -5,12 +5,8 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import signal
-import socket
 import subprocess
-import sys
-import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,41 +16,17 @@ import httpx
 import pytest
 from PIL import Image
 
+from .serving import served
+
 pytestmark = pytest.mark.model
 
 STAGES = ["Loading", "Preprocessing", "AI model", "Mask", "Compositing", "Saving"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    root = tmp_path_factory.mktemp("served")
-    port = free_port()
-    env = {**os.environ, "BGREMOVER_DATA_DIR": str(root), "NO_COLOR": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bgremover", "serve", "--port", str(port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/api/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.2)
-    else:
-        process.kill()
-        pytest.fail(f"server did not start:\n{process.communicate()[0]}")
-    yield url, process
-    if process.poll() is None:
-        process.kill()
-        process.wait()
+    with served(tmp_path_factory.mktemp("served")) as running:
+        yield running
 
 
 def sse_events(response: httpx.Response) -> Iterator[dict[str, Any]]:
