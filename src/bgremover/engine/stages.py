@@ -25,14 +25,15 @@ class Stage(StrEnum):
 
 STAGES: tuple[Stage, ...] = tuple(Stage)
 
-# Share of a job's wall time per stage, measured by bench/engine_bench.py (see module doc).
+# Share of a job's wall time per stage: the mean over the 8 benchmark photos (0.14-12 MP) of
+# bench/engine_bench.py on 2 cores. Small photos are ~95 % AI model; at 12 MP Saving takes ~36 %.
 STAGE_WEIGHTS: dict[Stage, float] = {
-    Stage.LOADING: 0.06,
-    Stage.PREPROCESSING: 0.02,
-    Stage.INFERENCE: 0.70,
-    Stage.MASK: 0.04,
-    Stage.COMPOSITING: 0.03,
-    Stage.SAVING: 0.15,
+    Stage.LOADING: 0.016,
+    Stage.PREPROCESSING: 0.030,
+    Stage.INFERENCE: 0.791,
+    Stage.MASK: 0.013,
+    Stage.COMPOSITING: 0.006,
+    Stage.SAVING: 0.144,
 }
 
 ProgressCallback = Callable[[Stage, float], None]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -93,7 +93,7 @@ def create_manual(body: ManualBatch, service: Service) -> Batch:
 def list_batches(
     service: Service,
     session_id: str | None = None,
-    status: list[JobStatus] | None = None,
+    status: Annotated[list[JobStatus] | None, Query()] = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> Page[Batch]:
