@@ -184,6 +184,10 @@ def test_manual_batches_priorities_listing_sessions_and_stats(
     listing = client.get("/api/jobs", params={"q": "chel", "limit": 1}).json()
     assert listing["limit"] == 1 and listing["total"] >= 1 and len(listing["items"]) == 1
     assert all("chel" in j["file_name"] for j in listing["items"])
+    empty = client.post("/api/batches/manual", json={"name": "Still empty"}).json()
+    pending = client.get("/api/batches", params={"status": "pending"}).json()["items"]
+    assert empty["id"] in {b["id"] for b in pending}
+    assert all(b["status"] == "pending" for b in pending)
     filtered = client.get("/api/jobs", params=[("status", "failed"), ("status", "cancelled")])
     assert all(j["status"] in ("failed", "cancelled") for j in filtered.json()["items"])
     assert client.get("/api/jobs", params={"status": "bogus"}).status_code == 422

@@ -36,21 +36,42 @@ class Event:
     type: EventType
     data: dict[str, Any]
     at: float = field(default_factory=time.time)
+    wire: dict[str, bytes] = field(default_factory=dict, compare=False, repr=False)
+    """Encodings of this event kept by transports, so N subscribers cost one encoding."""
 
 
 RESYNC_SEQ = 0
+MAX_LAG_S = 10.0
+"""A subscriber whose oldest unread event is older than this is resynced instead."""
+
+
+class _Slot:
+    """A buffered event; a newer progress event for the same job empties the older slot."""
+
+    __slots__ = ("event",)
+
+    def __init__(self, event: Event | None) -> None:
+        self.event = event
 
 
 class Subscription:
-    """One subscriber's bounded buffer; read it with ``async for`` or ``get``."""
+    """One subscriber's bounded buffer; read it with ``async for``, ``next_batch`` or ``get``.
+
+    Progress events are coalesced per job inside the buffer (a reader that is behind gets
+    the latest value, not every tick); lifecycle events are kept in order. A reader too far
+    behind (buffer full, or its oldest event older than ``MAX_LAG_S``) gets one ``resync``.
+    """
 
     def __init__(self, bus: InMemoryEventBus, maxsize: int) -> None:
         self._bus = bus
         self._maxsize = maxsize
-        self._items: deque[Event] = deque()
+        self._items: deque[_Slot] = deque()
+        self._progress: dict[str, _Slot] = {}
+        self._live = 0  # slots still holding an event
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)
         self._closed = False
+        self._wake_pending = False
         self.overflows = 0
         try:
             self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
@@ -63,30 +84,95 @@ class Subscription:
         with self._lock:
             if self._closed:
                 return
-            if len(self._items) >= self._maxsize:
+            if self._behind(event):
                 self._items.clear()
+                self._progress.clear()
                 self._items.append(
-                    Event(RESYNC_SEQ, "resync", {"reason": "subscriber fell behind"})
+                    _Slot(Event(RESYNC_SEQ, "resync", {"reason": "subscriber fell behind"}))
                 )
+                self._live = 1
                 self.overflows += 1
-            else:
-                self._items.append(event)
+            elif event.type == "resync" or not self._is_resyncing():
+                slot = _Slot(event)
+                if event.type == "job.progress":
+                    older = self._progress.get(event.data["id"])
+                    if older is not None and older.event is not None:
+                        older.event = None
+                        self._live -= 1
+                    self._progress[event.data["id"]] = slot
+                self._items.append(slot)
+                self._live += 1
             self._ready.notify()
-        self._wake()
+            wake = not self._wake_pending
+            self._wake_pending = True
+        if wake:
+            self._wake()
+
+    def _behind(self, event: Event) -> bool:
+        if self._live >= self._maxsize:
+            return True
+        while self._items and self._items[0].event is None:
+            self._items.popleft()  # emptied by a newer progress event
+        return bool(self._items) and event.at - self._items[0].event.at > MAX_LAG_S  # type: ignore[union-attr]
+
+    def _is_resyncing(self) -> bool:
+        """A pending resync makes every buffered event before a fresh snapshot moot."""
+        return (
+            bool(self._items)
+            and self._items[0].event is not None
+            and (self._items[0].event.type == "resync")
+        )
 
     def _wake(self) -> None:
         if self._loop is not None and self._wakeup is not None:
             try:
-                self._loop.call_soon_threadsafe(self._wakeup.set)
+                self._loop.call_soon_threadsafe(self._set_wakeup)
             except RuntimeError:  # the subscriber's loop has closed
                 self.close()
+
+    def _set_wakeup(self) -> None:
+        with self._lock:
+            self._wake_pending = False
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    def _take(self, limit: int) -> list[Event]:
+        taken: list[Event] = []
+        while self._items and len(taken) < limit:
+            event = self._items.popleft().event
+            if event is None:
+                continue
+            self._live -= 1
+            if event.type == "job.progress" and self._progress.get(event.data["id"]) is not None:
+                slot = self._progress[event.data["id"]]
+                if slot.event is event:
+                    del self._progress[event.data["id"]]
+            taken.append(event)
+        if not self._items:
+            self._wake_pending = False
+        return taken
 
     def get(self, timeout: float | None = None) -> Event | None:
         """The next event, or None after ``timeout`` seconds or once closed."""
         with self._lock:
-            if not self._items and not self._closed:
+            if not self._has_items() and not self._closed:
                 self._ready.wait(timeout)
-            return self._items.popleft() if self._items else None
+            taken = self._take(1)
+            return taken[0] if taken else None
+
+    def _has_items(self) -> bool:
+        return self._live > 0
+
+    async def next_batch(self, limit: int = 500) -> list[Event]:
+        """Every event waiting (up to ``limit``), waiting for at least one; [] once closed."""
+        assert self._wakeup is not None, "subscribe inside the event loop to read async"
+        while True:
+            with self._lock:
+                taken = self._take(limit)
+                if taken or self._closed:
+                    return taken
+                self._wakeup.clear()
+            await self._wakeup.wait()
 
     def __aiter__(self) -> Subscription:
         return self
@@ -95,8 +181,9 @@ class Subscription:
         assert self._wakeup is not None, "subscribe inside the event loop to iterate async"
         while True:
             with self._lock:
-                if self._items:
-                    return self._items.popleft()
+                taken = self._take(1)
+                if taken:
+                    return taken[0]
                 if self._closed:
                     raise StopAsyncIteration
                 self._wakeup.clear()

@@ -41,6 +41,8 @@ class Job(_Model):
     priority: int
     attempt: int
     retried_from: str | None
+    superseded: bool
+    """A later attempt (a retry) replaced this one."""
     options: dict[str, Any]
     created_at: datetime
     queued_at: datetime

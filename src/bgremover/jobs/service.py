@@ -488,7 +488,10 @@ class JobService:
                 row.result_path = str(self.files.result_path(row.id, options.format.extension))
                 row.result_width, row.result_height, row.result_format, row.result_bytes = result
             if error is not None:
-                row.error_code, row.error_message = error
+                # Workers name the stored file; people know it by the name they uploaded.
+                stored = str(self.files.original_path(row.content_hash))
+                row.error_code = error[0]
+                row.error_message = error[1].replace(stored, row.file_name)[:2000]
             events = self._end(db, row, status)
         self._publish_all(events)
         self._wake()
@@ -616,17 +619,28 @@ class JobService:
             ).all()
             return [self._session(db, row) for row in rows], total
 
-    def active_snapshot(self) -> dict[str, Any]:
-        """Everything a client needs to draw the live queue: active jobs, their batches and
-        sessions, and the recent ones; with the bus seq it is consistent with."""
-        with self._lock, self._sessions() as db:
-            seq = self.bus.last_seq
-            jobs = db.scalars(
+    def active_snapshot(self, recent_jobs: int = 500) -> dict[str, Any]:
+        """What a client needs to draw the live queue: active jobs and the most recently
+        ended ones, their batches and sessions, and the bus seq it is consistent with.
+
+        The seq is read first and no lock is held: an event published meanwhile is replayed
+        after the snapshot and applying it twice is harmless (events carry whole rows)."""
+        seq = self.bus.last_seq
+        recent_cutoff = self._now() - self.settings.auto_group_time_window
+        with self._sessions() as db:
+            jobs = list(
+                db.scalars(
+                    select(JobRow)
+                    .where(JobRow.status.in_(ACTIVE))
+                    .order_by(JobRow.priority.desc(), JobRow.queue_order)
+                )
+            )
+            jobs += db.scalars(
                 select(JobRow)
-                .where(JobRow.status.in_(ACTIVE))
-                .order_by(JobRow.priority.desc(), JobRow.queue_order)
+                .where(JobRow.status.in_(TERMINAL), JobRow.end_time >= recent_cutoff)
+                .order_by(JobRow.end_time.desc())
+                .limit(recent_jobs)
             ).all()
-            recent_cutoff = self._now() - self.settings.auto_group_time_window
             batches = db.scalars(
                 select(BatchRow).where(
                     or_(

@@ -70,6 +70,7 @@ def job_snapshot(row: JobRow, session_id: str, live: Live | None, clock: StageCl
         priority=row.priority,
         attempt=row.attempt,
         retried_from=row.retried_from,
+        superseded=bool(row.superseded),
         options=row.options or {},
         created_at=row.created_at,
         queued_at=row.queued_at,

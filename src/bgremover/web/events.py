@@ -1,14 +1,20 @@
 """/api/events: the live event stream over Server-Sent Events.
 
-A new client first gets a ``snapshot`` (active jobs, batches, sessions); a client resuming
-with ``Last-Event-ID`` gets the events it missed instead, or a fresh snapshot when those are
-no longer kept. A client too slow to keep up never slows anyone else: its bounded buffer
-overflows into a ``resync``, answered with a fresh snapshot.
+A new client first gets a ``snapshot`` (active and recently ended jobs, their batches and
+sessions); a client resuming with ``Last-Event-ID`` gets the events it missed instead, or a
+fresh snapshot when those are no longer kept. A client too slow to keep up never slows the
+workers or other clients: its bounded buffer keeps only the latest progress per job, and when
+it is still too far behind it is answered with a fresh snapshot.
+
+Fan-out is cheap per client: each event is encoded once for everyone, everything a client has
+waiting goes out in one write, and concurrent snapshot requests share one computation.
 """
 
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,7 +22,7 @@ from fastapi import APIRouter, Header, Query, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
-from ..jobs.events import Event
+from ..jobs.events import Event, Subscription
 from ..jobs.service import JobService
 from .deps import Service
 
@@ -24,6 +30,36 @@ router = APIRouter(prefix="/api", tags=["events"])
 
 HEARTBEAT_S = 15
 CLIENT_BUFFER = 1000
+SNAPSHOT_REUSE_S = 0.5
+"""Clients asking for a snapshot within this long of another share it (a resync herd)."""
+
+
+class SnapshotCache:
+    """One snapshot computation at a time, reused briefly; the client then replays the
+    events after the snapshot's seq from the bus, so a reused snapshot loses nothing."""
+
+    def __init__(self, service: JobService) -> None:
+        self._service = service
+        self._lock = threading.Lock()
+        self._snapshot: dict[str, Any] | None = None
+        self._wire = b""
+        self._taken_at = 0.0
+
+    def get(self) -> tuple[dict[str, Any], bytes]:
+        with self._lock:
+            if self._snapshot is None or time.monotonic() - self._taken_at > SNAPSHOT_REUSE_S:
+                self._snapshot = self._service.active_snapshot()
+                self._wire = _encode("snapshot", self._snapshot, self._snapshot["seq"])
+                self._taken_at = time.monotonic()
+            return self._snapshot, self._wire
+
+
+def snapshot_cache(request: Request, service: JobService) -> SnapshotCache:
+    state = request.app.state
+    if getattr(state, "snapshots", None) is None:
+        state.snapshots = SnapshotCache(service)
+    cache: SnapshotCache = state.snapshots
+    return cache
 
 
 @router.get("/events", response_class=EventSourceResponse)
@@ -35,41 +71,52 @@ async def events(
 ) -> EventSourceResponse:
     resume = after if after is not None else _parse_seq(last_event_id)
     return EventSourceResponse(
-        _stream(request, service, resume),
+        _stream(service, snapshot_cache(request, service), resume),
         ping=HEARTBEAT_S,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
 
 
 async def _stream(
-    request: Request, service: JobService, resume: int | None
-) -> AsyncIterator[ServerSentEvent]:
-    subscription = service.bus.subscribe(after=resume, maxsize=CLIENT_BUFFER)
+    service: JobService, snapshots: SnapshotCache, resume: int | None
+) -> AsyncIterator[bytes]:
+    subscription: Subscription | None = None
+    if resume is not None:
+        subscription = service.bus.subscribe(after=resume, maxsize=CLIENT_BUFFER)
     try:
-        floor = 0
-        if resume is None:
-            snapshot = await run_in_threadpool(service.active_snapshot)
-            floor = snapshot["seq"]
-            yield _sse("snapshot", snapshot, snapshot["seq"])
-        async for event in subscription:
-            if await request.is_disconnected():
-                break
-            if event.type == "resync":
-                snapshot = await run_in_threadpool(service.active_snapshot)
-                floor = snapshot["seq"]
-                yield _sse("snapshot", snapshot, snapshot["seq"])
-            elif event.seq > floor:
-                yield _event(event)
+        while True:
+            if subscription is None:
+                snapshot, wire = await run_in_threadpool(snapshots.get)
+                yield wire
+                subscription = service.bus.subscribe(after=snapshot["seq"], maxsize=CLIENT_BUFFER)
+            batch = await subscription.next_batch()
+            if not batch:
+                return  # closed
+            chunks = []
+            for event in batch:
+                if event.type == "resync":
+                    subscription.close()
+                    subscription = None
+                    break
+                chunks.append(_wire(event))
+            if chunks:
+                yield b"".join(chunks)
     finally:
-        subscription.close()
+        if subscription is not None:
+            subscription.close()
 
 
-def _event(event: Event) -> ServerSentEvent:
-    return _sse(event.type, event.data, event.seq)
+def _wire(event: Event) -> bytes:
+    """The event's SSE encoding, made once and shared by every client."""
+    encoded = event.wire.get("sse")
+    if encoded is None:
+        encoded = event.wire["sse"] = _encode(event.type, event.data, event.seq)
+    return encoded
 
 
-def _sse(kind: str, data: dict[str, Any], seq: int) -> ServerSentEvent:
-    return ServerSentEvent(data=json.dumps(data, separators=(",", ":")), event=kind, id=str(seq))
+def _encode(kind: str, data: dict[str, Any], seq: int) -> bytes:
+    payload = json.dumps(data, separators=(",", ":"))
+    return ServerSentEvent(data=payload, event=kind, id=str(seq)).encode()
 
 
 def _parse_seq(value: str | None) -> int | None:

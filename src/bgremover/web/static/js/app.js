@@ -4,6 +4,7 @@
 //   bgremover:close  {}                       (Esc: close whatever is open)
 //   bgremover:view-job {jobId}                (scroll to / highlight a job)
 //   bgremover:unread {count}                  (notification centre's unread count)
+//   bgremover:uploaded {batch, jobs}          (the drop zone created a batch)
 
 import { api } from "./api.js";
 import { store } from "./store.js";

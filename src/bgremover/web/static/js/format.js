@@ -26,14 +26,16 @@ export function eta(s) {
   return text ? `~${text} left` : "";
 }
 
+// Building an Intl formatter is costly; with 1,000 cards it dominated rendering.
+const TIME = new Intl.DateTimeFormat([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+const DATE_TIME = new Intl.DateTimeFormat([], { dateStyle: "medium", timeStyle: "short" });
+
 export function time(iso) {
-  if (!iso) return "";
-  return new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  return iso ? TIME.format(new Date(iso)) : "";
 }
 
 export function dateTime(iso) {
-  if (!iso) return "";
-  return new Date(iso).toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
+  return iso ? DATE_TIME.format(new Date(iso)) : "";
 }
 
 export function percent(p) {

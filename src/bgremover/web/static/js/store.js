@@ -9,6 +9,11 @@ import { api } from "./api.js";
 
 const ACTIVE = new Set(["pending", "processing"]);
 
+function isNewer(known, incoming) {
+  if (!ACTIVE.has(known.status) && ACTIVE.has(incoming.status)) return true;
+  return known.status === incoming.status && known.progress > incoming.progress;
+}
+
 class Store extends EventTarget {
   constructor() {
     super();
@@ -58,9 +63,14 @@ class Store extends EventTarget {
     return () => this.removeEventListener(type, wrapped);
   }
 
-  /** Jobs fetched over REST (history, queue pages) join the live ones. */
+  /** Jobs fetched over REST (history, queue pages) join the live ones; a REST copy never
+   * replaces newer live state (an ended job stays ended, progress never goes back). */
   upsertJobs(jobs) {
-    for (const job of jobs) this._put(this.jobs, "jobs", job);
+    for (const job of jobs) {
+      const known = this.jobs.get(job.id);
+      if (known && isNewer(known, job)) continue;
+      this._put(this.jobs, "jobs", job);
+    }
   }
 
   upsertBatches(batches) {

@@ -1,0 +1,43 @@
+// <help-dialog>: the keyboard shortcuts. Opens on bgremover:open {panel: "help"} (the "?" key
+// or the top bar's button); closes on bgremover:close, Esc, its button or the backdrop.
+
+const SHORTCUTS = [
+  [["J"], "Open the job queue"],
+  [["N"], "Open notifications"],
+  [["H"], "Open history"],
+  [["Ctrl", "H"], "Open history"],
+  [["?"], "Show these shortcuts"],
+  [["Esc"], "Close whatever is open"],
+  [["Ctrl", "V"], "Paste images to upload them"],
+];
+
+class HelpDialog extends HTMLElement {
+  connectedCallback() {
+    if (this.dialog) return;
+    const rows = SHORTCUTS.map(([keys, what]) => `
+      <tr><th scope="row">${keys.map((k) => `<kbd>${k}</kbd>`).join(" + ")}</th><td>${what}</td></tr>`).join("");
+    this.innerHTML = `
+      <dialog class="help-dialog" aria-labelledby="help-title">
+        <header class="dialog__header">
+          <h2 id="help-title">Keyboard shortcuts</h2>
+          <button type="button" class="close" aria-label="Close">✕</button>
+        </header>
+        <div class="dialog__body">
+          <table class="help-dialog__keys">${rows}</table>
+          <p class="muted">Shortcuts are ignored while you type in a field.</p>
+        </div>
+      </dialog>`;
+    this.dialog = this.querySelector("dialog");
+    this.dialog.addEventListener("click", (event) => {
+      if (event.target === this.dialog || event.target.closest(".close")) this.dialog.close();
+    });
+    window.addEventListener("bgremover:open", (event) => {
+      if (event.detail.panel === "help" && !this.dialog.open) this.dialog.showModal();
+    });
+    window.addEventListener("bgremover:close", () => {
+      if (this.dialog.open) this.dialog.close();
+    });
+  }
+}
+
+customElements.define("help-dialog", HelpDialog);

@@ -1,0 +1,42 @@
+// Keyboard shortcuts: J jobs, N notifications, H or Ctrl+H history, ? help, Esc closes.
+// They open panels through the same window events as the top bar's buttons.
+
+const KEYS = { j: "jobs", n: "notifications", h: "history", "?": "help" };
+
+function open(panel) {
+  window.dispatchEvent(new CustomEvent("bgremover:open", { detail: { panel } }));
+}
+
+/** True while the user types text: a letter there is text, not a command. */
+function typing(target) {
+  if (!(target instanceof Element)) return false;
+  if (target.isContentEditable) return true;
+  if (target.matches("textarea, select")) return true;
+  return target.matches("input") && !["checkbox", "radio", "button", "submit", "reset", "range", "color"]
+    .includes(target.type);
+}
+
+export function installShortcuts() {
+  window.addEventListener("keydown", (event) => {
+    if (event.defaultPrevented || event.isComposing || event.repeat) return;
+    // Esc closes panels even from a field inside one (a dialog closes itself on Esc anyway).
+    if (event.key === "Escape") {
+      window.dispatchEvent(new CustomEvent("bgremover:close"));
+      return;
+    }
+    if (typing(event.target)) return;
+    const key = event.key.toLowerCase();
+    // Ctrl+H is the browser's history; ours wins here, as in the app this one grew from.
+    if (key === "h" && event.ctrlKey && !event.altKey && !event.metaKey && !event.shiftKey) {
+      event.preventDefault();
+      open("history");
+      return;
+    }
+    // Shift is allowed: "?" needs it on most layouts.
+    if (event.ctrlKey || event.altKey || event.metaKey) return;
+    if (KEYS[key]) {
+      event.preventDefault();
+      open(KEYS[key]);
+    }
+  });
+}
