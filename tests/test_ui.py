@@ -1,0 +1,211 @@
+"""The web UI in a real headless Chromium (Debian's, driven by Playwright) against a real
+`bgremover serve` with the real model. Screenshots land in test-artifacts/ for people to look at."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from .serving import served
+
+pytestmark = pytest.mark.model
+
+CHROMIUM = os.environ.get("BGREMOVER_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+TIMEOUT_MS = 120_000
+
+# Records every browser notification the page creates (permission is granted below).
+RECORD_NOTIFICATIONS = """
+window.__notifications = [];
+const Native = window.Notification;
+class Recording extends Native {
+  constructor(title, options) { super(title, options); window.__notifications.push(title); }
+}
+Object.defineProperty(Recording, "permission", { get: () => Native.permission });
+Recording.requestPermission = (...args) => Native.requestPermission(...args);
+window.Notification = Recording;
+"""
+
+
+SECOND_ATTEMPT_FAILED = """() =>
+  fetch('/api/jobs?q=truncated.jpg&include_superseded=true')
+    .then(r => r.json())
+    .then(d => d.items.some(j => j.attempt === 2 && j.status === 'failed'))"""
+
+ONLY_FAILED_IN_QUEUE = """() => {
+  const cards = [...document.querySelectorAll('job-queue-modal batch-card')];
+  return cards.length > 0 && cards.every(c => c.dataset.status === 'failed');
+}"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with served(tmp_path_factory.mktemp("ui"), "--dev") as (url, _):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: scripts/test.sh installs Debian's chromium package")
+    with sync_api.sync_playwright() as playwright:
+        instance = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--no-first-run"],
+        )  # fmt: skip
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def page(browser: Any, server: str) -> Iterator[Any]:
+    context = browser.new_context(
+        base_url=server, viewport={"width": 1280, "height": 900}, accept_downloads=True
+    )
+    context.grant_permissions(["notifications"], origin=server)
+    context.add_init_script(RECORD_NOTIFICATIONS)
+    context.set_default_timeout(TIMEOUT_MS)
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    tab.goto("/")
+    tab.wait_for_selector("#connection[data-state=open]")
+    yield tab
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def shot(page: Any, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=False)
+
+
+def upload(page: Any, *paths: Path) -> None:
+    page.set_input_files("drop-zone input[type=file]", [str(p) for p in paths])
+
+
+def tile(page: Any, name: str) -> Any:
+    return page.locator("li.result-tile", has_text=name).first
+
+
+def test_photos_go_through_stages_to_results_and_download_as_transparent_png(
+    page: Any, photos: dict[str, Path]
+) -> None:
+    upload(page, *photos.values())
+    seen_stages: set[str] = set()
+    for _ in range(600):
+        stage_texts = page.locator("job-card .job-card__stage").all_inner_texts()
+        seen_stages |= {t.strip() for t in stage_texts if t.strip()}
+        if "AI model" in seen_stages and not any(
+            page.locator("li.result-tile[data-status=processing]").all()
+        ):
+            break
+        if "AI model" in seen_stages and not (ARTIFACTS / "main-mid-batch.png").exists():
+            shot(page, "main-mid-batch")
+        page.wait_for_timeout(100)
+    assert "AI model" in seen_stages, f"stages seen: {seen_stages}"
+    if not (ARTIFACTS / "main-mid-batch.png").exists():
+        shot(page, "main-mid-batch")
+    for name in photos:
+        page.wait_for_selector(f"li.result-tile[data-status=completed]:has-text('{name}')")
+    shot(page, "main-results")
+
+    coffee = tile(page, "coffee.jpg")
+    with page.expect_download() as download_info:
+        coffee.locator("[data-action=download]").click()
+    download = download_info.value
+    assert download.suggested_filename == "coffee-no-bg.png"
+    image = Image.open(io.BytesIO(Path(download.path()).read_bytes()))
+    assert image.format == "PNG" and image.mode == "RGBA"
+    assert image.getchannel("A").getextrema() == (0, 255)
+
+
+def test_cancel_a_running_job(page: Any, photos: dict[str, Path], tmp_path: Path) -> None:
+    portrait = tmp_path / "portrait.jpg"
+    shutil.copy(photos["astronaut.jpg"], portrait)
+    upload(page, portrait)
+    card = page.locator("li.result-tile", has_text="portrait.jpg").first
+    page.wait_for_selector("li.result-tile[data-status=processing]:has-text('portrait.jpg')")
+    card.locator("[data-action=cancel]").click()
+    page.wait_for_selector("li.result-tile[data-status=cancelled]:has-text('portrait.jpg')")
+
+
+def test_a_corrupt_file_fails_with_a_toast_and_a_browser_notification_then_retries(
+    page: Any, bad_inputs: dict[str, Path]
+) -> None:
+    upload(page, bad_inputs["corrupt_image_jpeg"])
+    page.wait_for_selector("li.result-tile[data-status=failed]:has-text('truncated.jpg')")
+    toast = page.locator(".toast[data-kind=error]").first
+    toast.wait_for()
+    assert "truncated.jpg" in toast.inner_text()
+    page.wait_for_function("window.__notifications.length > 0")
+    titles = page.evaluate("window.__notifications")
+    assert any("truncated.jpg" in t or "Batch finished" in t for t in titles), titles
+
+    failed = page.locator("li.result-tile[data-status=failed]", has_text="truncated.jpg").first
+    failed.locator("[data-action=retry]").click()
+    # The retry is a new attempt of the same file; it fails again, as a corrupt file must.
+    page.wait_for_function(SECOND_ATTEMPT_FAILED)
+
+
+def test_queue_modal_tabs_filters_and_keyboard_shortcuts(
+    page: Any, photos: dict[str, Path], bad_inputs: dict[str, Path]
+) -> None:
+    upload(page, photos["chelsea.jpg"], bad_inputs["corrupt_image_png"])
+    page.wait_for_selector("li.result-tile[data-status=completed]:has-text('chelsea.jpg')")
+
+    page.keyboard.press("j")
+    modal = page.locator("job-queue-modal dialog")
+    modal.wait_for(state="visible")
+    page.wait_for_selector("job-queue-modal batch-card")
+    shot(page, "queue-modal")
+    modal.locator("select[name=status]").select_option("failed")
+    page.wait_for_function(ONLY_FAILED_IN_QUEUE)
+    page.click("#queue-tab-sessions")
+    assert page.get_attribute("#queue-tab-sessions", "aria-selected") == "true"
+    page.wait_for_selector("job-queue-modal session-view batch-card")
+    shot(page, "sessions-view")
+    page.keyboard.press("Escape")
+    modal.wait_for(state="hidden")
+
+    page.keyboard.press("n")
+    notifications = page.locator("notification-center dialog")
+    notifications.wait_for(state="visible")
+    assert page.locator("#unread-count").inner_text() == ""
+    page.keyboard.press("Escape")
+    notifications.wait_for(state="hidden")
+
+    page.keyboard.press("?")
+    help_dialog = page.locator("help-dialog dialog")
+    help_dialog.wait_for(state="visible")
+    assert "Ctrl" in help_dialog.inner_text()
+    page.keyboard.press("Escape")
+    help_dialog.wait_for(state="hidden")
+
+
+def test_history_opens_with_ctrl_h_and_searches_by_file_name(
+    page: Any, photos: dict[str, Path]
+) -> None:
+    upload(page, photos["coffee.jpg"], photos["chelsea.jpg"])
+    for name in ("coffee.jpg", "chelsea.jpg"):
+        page.wait_for_selector(f"li.result-tile[data-status=completed]:has-text('{name}')")
+    page.keyboard.press("Control+h")
+    history = page.locator("history-view dialog")
+    history.wait_for(state="visible")
+    page.wait_for_selector("history-view .history__item")
+    history.locator("input[name=q]").fill("chel")
+    page.wait_for_function(
+        """() => { const names = [...document.querySelectorAll('history-view .history__name')]
+                     .map(n => n.textContent);
+                   return names.length > 0 && names.every(n => n.includes('chel')); }"""
+    )
+    shot(page, "history")
