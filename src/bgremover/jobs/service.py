@@ -844,21 +844,25 @@ class JobService:
             session_id = batch.session_id if batch else ""
         return job_snapshot(row, session_id, self._live.get(row.id), self.clock)
 
-    def _batch(self, db: Db, row: BatchRow) -> Batch:
+    def _batch(self, db: Db, row: BatchRow, *, with_eta: bool = True) -> Batch:
         running = [live for live in list(self._live.values()) if live.batch_id == row.id]
-        return batch_snapshot(row, running, self._batch_eta(db, row, running), self._now())
+        eta = self._queue_eta(db, [row.id], running, row.pending_jobs) if with_eta else None
+        if eta is None and with_eta and row.status not in TERMINAL:
+            eta = 0.0
+        return batch_snapshot(row, running, eta, self._now())
 
-    def _batch_eta(self, db: Db, row: BatchRow, running: list[Live]) -> float | None:
-        """Seconds until the batch's last job should finish: the work queued up to and
-        including it, plus what running jobs have left, shared by the concurrent slots."""
-        if row.pending_jobs == 0 and not running:
-            return None if row.status in TERMINAL else 0.0
+    def _queue_eta(
+        self, db: Db, batch_ids: list[str], running: list[Live], pending: int
+    ) -> float | None:
+        """Seconds until the last job of these batches should finish: the work queued up to
+        and including it, plus what running jobs have left, shared by the concurrent slots."""
+        if pending == 0 and not running:
+            return None
         slots = max(1, self.settings.max_concurrent_jobs)
-        all_running = list(self._live.values())
-        running_left = [self._live_remaining(live) for live in all_running]
+        running_left = [self._live_remaining(live) for live in list(self._live.values())]
         last = db.execute(
             select(JobRow.priority, JobRow.queue_order)
-            .where(JobRow.batch_id == row.id, JobRow.status == "pending")
+            .where(JobRow.batch_id.in_(batch_ids), JobRow.status == "pending")
             .order_by(JobRow.priority, JobRow.queue_order.desc())
             .limit(1)
         ).first()
@@ -877,8 +881,7 @@ class JobService:
                 )
                 or 0
             )
-        per_job = self.clock.job_seconds(0)
-        queued = ahead * per_job
+        queued = ahead * self.clock.job_seconds(0)
         own_left = max((self._live_remaining(live) for live in running), default=0.0)
         return max(own_left, (sum(running_left) + queued) / slots)
 
@@ -888,10 +891,16 @@ class JobService:
         return self.clock.remaining(live.bucket, live.stage, live.fraction)
 
     def _session(self, db: Db, row: SessionRow) -> Session:
+        """The session's totals; its ETA is computed once for all its batches (a session of
+        a hundred small uploads must not cost a hundred ETA queries per event)."""
         batches = db.scalars(
             select(BatchRow).where(BatchRow.session_id == row.id).order_by(BatchRow.created_at)
         ).all()
-        return session_snapshot(row, [self._batch(db, b) for b in batches], self._now())
+        ids = [b.id for b in batches]
+        running = [live for live in list(self._live.values()) if live.batch_id in ids]
+        eta = self._queue_eta(db, ids, running, sum(b.pending_jobs for b in batches))
+        snapshots = [self._batch(db, b, with_eta=False) for b in batches]
+        return session_snapshot(row, snapshots, eta, self._now())
 
     def _batch_and_session_events(
         self, db: Db, batch: BatchRow

@@ -112,14 +112,15 @@ def batch_snapshot(row: BatchRow, running: list[Live], eta: float | None, now: d
     )
 
 
-def session_snapshot(row: SessionRow, batches: list[Batch], now: datetime) -> Session:
+def session_snapshot(
+    row: SessionRow, batches: list[Batch], eta: float | None, now: datetime
+) -> Session:
     fields = ("total", "pending", "processing", "completed", "failed", "cancelled")
     counts = Counts(**{f: sum(getattr(b.counts, f) for b in batches) for f in fields})
     status: JobStatus = batch_status(**counts.model_dump())
     starts = [b.start_time for b in batches if b.start_time]
     ends = [b.end_time for b in batches if b.end_time]
     finished = status not in ("pending", "processing")
-    etas = [b.estimated_time_remaining for b in batches if b.estimated_time_remaining is not None]
     weighted = sum(b.progress * b.counts.total for b in batches)
     return Session(
         id=row.id,
@@ -133,7 +134,7 @@ def session_snapshot(row: SessionRow, batches: list[Batch], now: datetime) -> Se
         duration=_duration(
             min(starts) if starts else None, max(ends) if finished and ends else None, now
         ),
-        estimated_time_remaining=max(etas) if etas else None,
+        estimated_time_remaining=_round(eta),
     )
 
 
