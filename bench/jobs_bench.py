@@ -67,7 +67,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import psutil
@@ -80,7 +80,9 @@ from bgremover.jobs.schemas import BatchCreated
 from bgremover.jobs.states import TERMINAL
 from bgremover.workers.base import Finished, Report, ReportSink, StageProgress, Started
 from bgremover.workers.local import LocalProcessExecutor
+from tiny_model import build_tiny_model  # bench/ is on sys.path when run as a script
 
+T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "samples"
 PARTS = ("submit", "dispatch", "latency", "model")
@@ -187,35 +189,22 @@ class CpuMeter:
         row("other processes' CPU share during this part", f"{share:.0%}{flag}")
 
 
+def contended(work: Callable[[], T]) -> tuple[T, float]:
+    """``work()`` and other processes' CPU share while it ran."""
+    meter = CpuMeter()
+    result = work()
+    return result, meter.others_share()
+
+
+def report_sides(label: str, baseline: float, system: float) -> None:
+    """Other processes' CPU share during a baseline and during the system run it is
+    compared with; unequal shares make the ratio unfair."""
+    flag = "  ← unequal: the ratio is skewed" if abs(baseline - system) > CONTENTION_WARN else ""
+    row(f"other processes' CPU share: {label}", f"{baseline:.0%} / {system:.0%}{flag}")
+
+
 # --------------------------------------------------------------------------------------------
 # Inputs
-
-
-def build_tiny_model(path: Path, matmuls: int = 0) -> Path:
-    """An ISNet-shaped ONNX model: optional 1024×1024 MatMuls, channel mean, sigmoid."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    nodes, weights, current = [], [], "input"
-    for index in range(matmuls):
-        weight = np.full((1024, 1024), 1.0 / 1024, dtype=np.float32)
-        weights.append(numpy_helper.from_array(weight, f"w{index}"))
-        nodes.append(helper.make_node("MatMul", [current, f"w{index}"], [f"m{index}"]))
-        current = f"m{index}"
-    nodes.append(helper.make_node("ReduceMean", [current], ["mean"], axes=[1], keepdims=1))
-    nodes.append(helper.make_node("Sigmoid", ["mean"], ["output"]))
-    graph = helper.make_graph(
-        nodes,
-        "tiny-isnet",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 1024, 1024])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 1, 1024, 1024])],
-        initializer=weights,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8  # readable by any onnxruntime of the last years
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
 
 
 def make_tiny_png(path: Path) -> Path:
@@ -677,14 +666,18 @@ def part_dispatch(plan: Plan, root: Path, tiny_model: Path, tiny_png: Path) -> N
     n = plan.dispatch_jobs
     section(f"1b  scheduling {n:,} cheap jobs: LocalProcessExecutor, max_concurrent_jobs=2")
     meter = CpuMeter()
-    raw_s = raw_engine_loop(tiny_model, tiny_png, plan.raw_calls, root / "raw.png")
+    raw_s, raw_others = contended(
+        lambda: raw_engine_loop(tiny_model, tiny_png, plan.raw_calls, root / "raw.png")
+    )
     settings = settings_for(root / "dispatch", model_path=tiny_model, max_concurrent_jobs=2)
-    run = run_batch(settings, stage_uploads(root / "staging", [tiny_png] * n))
+    uploads = stage_uploads(root / "staging", [tiny_png] * n)
+    run, run_others = contended(lambda: run_batch(settings, uploads))
     report_health(run)
     row("worker start (spawn + model load), both ready", f"{run.ready_s:.2f} s")
     row(f"create_batch of {n:,} (included below)", ms(run.created_at - run.submitted_at))
     report_dispatch_marks(run)
     system_rate = report_throughput(run, raw_s, plan.raw_calls)
+    report_sides("raw loop / system run", raw_others, run_others)
     report_overheads(run, raw_s)
     report_lifecycle(run)
     meter.report()
@@ -969,11 +962,12 @@ def part_model(plan: Plan, root: Path) -> None:
         f"{max(megapixels):.2f}",
     )
     settings = settings_for(root / "model")
-    run = run_batch(settings, stage_uploads(root / "staging", photos))
+    uploads = stage_uploads(root / "staging", photos)
+    run, run_others = contended(lambda: run_batch(settings, uploads))
     report_health(run)
     batch_end = batch_end_time(run)
     system_s = batch_end - run.submitted_at
-    loop_s = engine_loop(photos, root / "loop")
+    loop_s, loop_others = contended(lambda: engine_loop(photos, root / "loop"))
     row("worker start (spawn + model load), both ready", f"{run.ready_s:.2f} s")
     row(
         "JobSystem: submit → batch completed",
@@ -984,6 +978,7 @@ def part_model(plan: Plan, root: Path) -> None:
         f"{loop_s:.1f} s = {len(photos) / loop_s:.3f} images/s",
     )
     row("ratio JobSystem / engine loop (images/s)", f"{loop_s / system_s:.2f}×")
+    report_sides("engine loop / JobSystem run", loop_others, run_others)
     meter.report()
     part_eta(run, photos, sizes)
 

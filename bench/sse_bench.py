@@ -71,6 +71,8 @@ import numpy as np
 import psutil
 from PIL import Image
 
+from tiny_model import build_tiny_model  # bench/ is on sys.path when run as a script
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "samples"
 MIB = 1024 * 1024
@@ -134,34 +136,6 @@ def mib(n: float) -> str:
 
 # --------------------------------------------------------------------------------------------
 # Inputs: the tiny model and tiny PNGs
-
-
-def build_tiny_model(path: Path, matmuls: int) -> Path:
-    """ISNet-shaped: ``input`` [1,3,1024,1024] → MatMuls → channel mean → sigmoid → ``output``
-    [1,1,1024,1024] (the same model as ``bench/jobs_bench.py`` builds)."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    nodes, weights, current = [], [], "input"
-    for index in range(matmuls):
-        weight = np.full((1024, 1024), 1.0 / 1024, dtype=np.float32)
-        weights.append(numpy_helper.from_array(weight, f"w{index}"))
-        nodes.append(helper.make_node("MatMul", [current, f"w{index}"], [f"m{index}"]))
-        current = f"m{index}"
-    nodes.append(helper.make_node("ReduceMean", [current], ["mean"], axes=[1], keepdims=1))
-    nodes.append(helper.make_node("Sigmoid", ["mean"], ["output"]))
-    graph = helper.make_graph(
-        nodes,
-        "tiny-isnet",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 1024, 1024])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 1, 1024, 1024])],
-        initializer=weights,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
 
 
 def tiny_pngs(count: int, prefix: str) -> list[tuple[str, bytes]]:

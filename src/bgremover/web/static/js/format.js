@@ -57,3 +57,22 @@ export const STATUS_LABEL = {
 };
 
 export const ACTIVE = new Set(["pending", "processing"]);
+
+/** Status counts in the order and words batch and session summaries use. */
+export const COUNT_LABELS = [
+  ["completed", "done"],
+  ["processing", "running"],
+  ["pending", "queued"],
+  ["failed", "failed"],
+  ["cancelled", "cancelled"],
+];
+
+/** The ARIA state shared by <progress-bar> and <circular-progress>; returns the clamped value. */
+export function setProgressAria(element) {
+  const value = Math.max(0, Math.min(100, Number(element.getAttribute("value")) || 0));
+  element.setAttribute("aria-valuenow", String(Math.round(value)));
+  element.setAttribute("aria-valuetext", `${Math.round(value)}%`);
+  const label = element.getAttribute("label");
+  if (label) element.setAttribute("aria-label", label);
+  return value;
+}

@@ -5,16 +5,11 @@
 
 import { api } from "../api.js";
 import { store } from "../store.js";
-import { ACTIVE, STATUS_LABEL, dateTime, escapeHtml, eta, percent, seconds } from "../format.js";
+import {
+  ACTIVE, COUNT_LABELS, STATUS_LABEL, dateTime, escapeHtml, eta, percent, seconds,
+} from "../format.js";
 
 const PAGE = 50;
-const COUNT_LABELS = [
-  ["completed", "done"],
-  ["processing", "running"],
-  ["pending", "queued"],
-  ["failed", "failed"],
-  ["cancelled", "cancelled"],
-];
 
 let serial = 0;
 

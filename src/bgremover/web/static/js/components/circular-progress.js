@@ -1,3 +1,5 @@
+import { setProgressAria } from "../format.js";
+
 // <circular-progress value="42" status="processing" size="40">: a ring for compact places.
 
 const RADIUS = 16;
@@ -27,11 +29,7 @@ class CircularProgress extends HTMLElement {
   }
 
   _render() {
-    const value = Math.max(0, Math.min(100, Number(this.getAttribute("value")) || 0));
-    this.setAttribute("aria-valuenow", String(Math.round(value)));
-    this.setAttribute("aria-valuetext", `${Math.round(value)}%`);
-    const label = this.getAttribute("label");
-    if (label) this.setAttribute("aria-label", label);
+    const value = setProgressAria(this);
     const ring = this.querySelector(".circular-progress__value");
     if (ring) ring.setAttribute("stroke-dashoffset", String(CIRCUMFERENCE * (1 - value / 100)));
     const text = this.querySelector(".circular-progress__text");

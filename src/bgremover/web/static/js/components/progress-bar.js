@@ -1,3 +1,5 @@
+import { setProgressAria } from "../format.js";
+
 // <progress-bar value="42" status="processing" label="coffee.jpg">: a linear bar coloured by
 // job status, with a shimmer while processing (none under prefers-reduced-motion, see CSS).
 
@@ -19,11 +21,7 @@ class ProgressBar extends HTMLElement {
   }
 
   _render() {
-    const value = Math.max(0, Math.min(100, Number(this.getAttribute("value")) || 0));
-    this.setAttribute("aria-valuenow", String(Math.round(value)));
-    const label = this.getAttribute("label");
-    if (label) this.setAttribute("aria-label", label);
-    this.setAttribute("aria-valuetext", `${Math.round(value)}%`);
+    const value = setProgressAria(this);
     const fill = this.firstElementChild;
     if (fill) fill.style.width = `${value}%`;
   }

@@ -5,17 +5,12 @@
 
 import { api } from "../api.js";
 import { store } from "../store.js";
-import { ACTIVE, STATUS_LABEL, dateTime, escapeHtml, eta, percent, seconds } from "../format.js";
+import {
+  ACTIVE, COUNT_LABELS, STATUS_LABEL, dateTime, escapeHtml, eta, percent, seconds,
+} from "../format.js";
 import { pagerMarkup, updatePager } from "./job-queue-modal.js";
 
 const PAGE = 10;
-const COUNT_LABELS = [
-  ["completed", "done"],
-  ["processing", "running"],
-  ["pending", "queued"],
-  ["failed", "failed"],
-  ["cancelled", "cancelled"],
-];
 
 class SessionView extends HTMLElement {
   constructor() {
