@@ -11,6 +11,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from bgremover.engine.options import RemoveOptions
 from bgremover.jobs import InvalidTransition, NotFound
 from bgremover.jobs.database import connect, migrate
 from bgremover.jobs.tables import Base
@@ -331,3 +332,17 @@ def test_stopped_report_cancels_a_job_the_service_still_runs(
     item = claim(h)
     h.service.handle(Stopped(item.job_id, item.dispatch_id))
     assert h.service.get_job(item.job_id).status == "cancelled"
+
+
+def test_derive_queues_a_new_job_on_the_same_original_with_new_options(
+    harness: Harness, photos: dict[str, Path]
+) -> None:
+    h = harness
+    created = h.service.create_batch(h.uploads(photos["coffee.jpg"]))
+    source = created.jobs[0]
+    derived = h.service.derive_job(source.id, RemoveOptions(background_color="#ff0000"))
+    assert derived.status == "pending" and derived.attempt == 1 and derived.retried_from is None
+    assert derived.options == {"background_color": [255, 0, 0, 255]}
+    assert h.service.job_paths(derived.id)[0] == h.service.job_paths(source.id)[0]
+    batch = h.service.get_batch(created.batch.id)
+    assert (batch.counts.total, batch.counts.pending) == (2, 2)

@@ -147,6 +147,21 @@ def test_downloads_results_in_other_forms_originals_and_zip(
     assert sorted(names) == ["coffee-no-bg (2).png", "coffee-no-bg.png"]
 
 
+def test_derive_puts_a_result_on_a_background_through_the_queue(
+    client: TestClient, photos: dict[str, Path]
+) -> None:
+    body = upload(client, ("coffee.jpg", photos["coffee.jpg"].read_bytes())).json()
+    wait_until_ended(client, body["batch"]["id"])
+    derived = client.post(
+        f"/api/jobs/{body['jobs'][0]['id']}/derive", data={"background_color": "#ff0000"}
+    )
+    assert derived.status_code == 201, derived.text
+    done = wait_for_job(client, derived.json()["id"], lambda j: j["status"] == "completed")
+    image = Image.open(io.BytesIO(client.get(f"/api/jobs/{done['id']}/result").content))
+    assert image.mode == "RGB" and image.getpixel((5, 5)) == (255, 0, 0)
+    assert client.post("/api/jobs/nope/derive", data={}).status_code == 404
+
+
 def test_cancel_a_running_job_then_retry_it(client: TestClient, photos: dict[str, Path]) -> None:
     body = upload(client, ("astronaut.jpg", photos["astronaut.jpg"].read_bytes())).json()
     job_id = body["jobs"][0]["id"]

@@ -234,14 +234,10 @@ class JobService:
             row = self._get_job(db, job_id)
             if row.status not in RETRYABLE or row.superseded:
                 raise InvalidTransition(job_id, row.status, "retried")
-            new_row, events = self._new_attempt(db, row)
-            batch = db.get(BatchRow, row.batch_id)
-            assert batch is not None
-            events += self._batch_and_session_events(db, batch)
-            job = self._job(db, new_row)
+            jobs, events = self._queue_copies(db, row.batch_id, [row])
         self._publish_all(events)
         self._wake()
-        return RetryResult(jobs=[job])
+        return RetryResult(jobs=jobs)
 
     def retry_batch(self, batch_id: str) -> RetryResult:
         """A new attempt of every failed and cancelled job in the batch."""
@@ -256,14 +252,7 @@ class JobService:
                 )
                 .order_by(JobRow.queue_order)
             ).all()
-            events: list[tuple[EventType, dict[str, Any]]] = []
-            new_rows = []
-            for row in rows:
-                new_row, job_events = self._new_attempt(db, row)
-                new_rows.append(new_row)
-                events += job_events
-            events += self._batch_and_session_events(db, batch)
-            jobs = [self._job(db, r) for r in new_rows]
+            jobs, events = self._queue_copies(db, batch.id, rows)
         self._publish_all(events)
         self._wake()
         return RetryResult(jobs=jobs)
@@ -273,16 +262,11 @@ class JobService:
         a new result"): it runs through the queue like any other job."""
         with self._lock, self._sessions.begin() as db:
             row = self._get_job(db, job_id)
-            new_row, events = self._new_attempt(
-                db, row, options.model_dump(mode="json", exclude_defaults=True)
-            )
-            batch = db.get(BatchRow, row.batch_id)
-            assert batch is not None
-            events += self._batch_and_session_events(db, batch)
-            job = self._job(db, new_row)
+            new_options = options.model_dump(mode="json", exclude_defaults=True)
+            jobs, events = self._queue_copies(db, row.batch_id, [row], new_options)
         self._publish_all(events)
         self._wake()
-        return job
+        return jobs[0]
 
     def delete_jobs(self, statuses: Iterable[str]) -> int:
         """Delete every job in one of the given ended statuses (the history's "clear all")."""
@@ -790,6 +774,25 @@ class JobService:
             events += self._batch_and_session_events(db, batch)
             events += self._completion_notices(db, batch)
         return events
+
+    def _queue_copies(
+        self,
+        db: Db,
+        batch_id: str,
+        rows: Sequence[JobRow],
+        options: dict[str, Any] | None = None,
+    ) -> tuple[list[Job], list[tuple[EventType, dict[str, Any]]]]:
+        """Queue a copy of each row (see ``_new_attempt``); the new jobs and the events."""
+        events: list[tuple[EventType, dict[str, Any]]] = []
+        new_rows = []
+        for row in rows:
+            new_row, job_events = self._new_attempt(db, row, options)
+            new_rows.append(new_row)
+            events += job_events
+        batch = db.get(BatchRow, batch_id)
+        assert batch is not None
+        events += self._batch_and_session_events(db, batch)
+        return [self._job(db, r) for r in new_rows], events
 
     def _new_attempt(
         self, db: Db, row: JobRow, options: dict[str, Any] | None = None
