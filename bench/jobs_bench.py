@@ -5,7 +5,7 @@ the same run. Each part uses a fresh temporary ``data_dir`` with its own SQLite 
 
 Part 1 measures the system itself, with an engine stage that costs next to nothing: a tiny
 ISNet-compatible ONNX model (``input`` float32 [1,3,1024,1024] → ReduceMean over channels →
-Sigmoid → ``output`` float32 [1,1,1024,1024]), built here with the ``onnx`` package and run
+Sigmoid → ``output`` float32 [1,1,1024,1024]), built by ``bench/tiny_model.py`` with ``onnx``, run
 through ``Settings(model_path=...)``, on a 16×16 PNG crop of ``samples/coffee.jpg``.
 
 - ``submit``   (a) time of ``JobService.create_batch`` with 10,000 uploads (copies of the tiny

@@ -14,6 +14,7 @@ from alembic.migration import MigrationContext
 from bgremover.engine.options import RemoveOptions
 from bgremover.jobs import InvalidTransition, NotFound
 from bgremover.jobs.database import connect, migrate
+from bgremover.jobs.eta import StageClock
 from bgremover.jobs.tables import Base
 from bgremover.workers.base import Failed, Finished, StageProgress, Started, Stopped, WorkItem
 
@@ -346,3 +347,11 @@ def test_derive_queues_a_new_job_on_the_same_original_with_new_options(
     assert h.service.job_paths(derived.id)[0] == h.service.job_paths(source.id)[0]
     batch = h.service.get_batch(created.batch.id)
     assert (batch.counts.total, batch.counts.pending) == (2, 2)
+
+
+def test_the_first_measured_job_replaces_the_eta_defaults() -> None:
+    clock = StageClock()
+    clock.observe(0, {k: v * 10 for k, v in STAGE_TIMINGS.items()})
+    assert clock.job_seconds(0) == pytest.approx(10 * sum(STAGE_TIMINGS.values()))
+    clock.observe(0, STAGE_TIMINGS)  # later ones are averaged in
+    assert 10 * sum(STAGE_TIMINGS.values()) > clock.job_seconds(0) > sum(STAGE_TIMINGS.values())

@@ -40,16 +40,22 @@ class StageClock:
             for stage in STAGES
         }
         self.observations = 0
+        self._measured: set[int] = set()
 
     def observe(self, bucket: int, timings: dict[str, float]) -> None:
-        """Fold one finished job's stage timings into the averages."""
+        """Fold one finished job's stage timings into the averages. The first measurement
+        of a bucket replaces the defaults outright: on a busy machine they can be 5x off,
+        and averaging them in would keep the first estimates wrong for several jobs."""
         with self._lock:
+            first = bucket not in self._measured
             for name, seconds in timings.items():
                 try:
                     key = (bucket, Stage(name))
                 except ValueError:
                     continue
-                self._seconds[key] += self._smoothing * (seconds - self._seconds[key])
+                weight = 1.0 if first else self._smoothing
+                self._seconds[key] += weight * (seconds - self._seconds[key])
+            self._measured.add(bucket)
             self.observations += 1
 
     def expected(self, bucket: int, stage: Stage) -> float:

@@ -288,13 +288,13 @@ class ProgressThrottle:
     def offer(self, key: str, data: dict[str, Any]) -> None:
         now = time.monotonic()
         with self._lock:
-            if now - self._last_sent.get(key, -1e9) >= self._interval and key not in self._held:
+            wait = self._interval - (now - self._last_sent.get(key, -1e9))
+            send = wait <= 0 and key not in self._held
+            if send:
                 self._last_sent[key] = now
-                send = True
             else:
                 self._held[key] = data
-                send = False
-                self._ensure_timer()
+                self._ensure_timer(max(wait, 0.0))
         if send:
             self._publish(key, data)
 
@@ -304,10 +304,11 @@ class ProgressThrottle:
             self._held.pop(key, None)
             self._last_sent.pop(key, None)
 
-    def _ensure_timer(self) -> None:
+    def _ensure_timer(self, delay: float) -> None:
+        """Flush when the earliest held key's interval ends (one timer for all keys)."""
         if not self._timer_running:
             self._timer_running = True
-            timer = threading.Timer(self._interval, self._flush)
+            timer = threading.Timer(delay, self._flush)
             timer.daemon = True
             timer.start()
 
@@ -322,6 +323,7 @@ class ProgressThrottle:
                     self._last_sent[key] = now
             self._timer_running = False
             if self._held:
-                self._ensure_timer()
+                waits = (self._interval - (now - self._last_sent.get(k, -1e9)) for k in self._held)
+                self._ensure_timer(max(min(waits), 0.001))
         for key, data in due:
             self._publish(key, data)
