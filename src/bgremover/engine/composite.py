@@ -11,10 +11,9 @@ def cutout(
     image: Image.Image, alpha: Image.Image, foreground: Image.Image | None = None
 ) -> Image.Image:
     """RGBA cut-out; a source that was already transparent stays transparent there."""
-    rgb = (foreground or image).convert("RGB")
+    result = (foreground or image).convert("RGB")  # always a new image, safe to modify
     if image.mode == "RGBA":
         alpha = ImageChops.multiply(alpha, image.getchannel("A"))
-    result = rgb.copy()
     result.putalpha(alpha)
     return result
 
