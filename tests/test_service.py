@@ -262,6 +262,8 @@ def test_cleanup_removes_old_ended_jobs_only(harness: Harness, photos: dict[str,
     assert result.jobs_deleted == 1 and result.files_deleted == 2  # result and original
     remaining = {j.id for j in h.service.list_jobs()[0]}
     assert remaining == {old[1].id, fresh[0].id}, "a pending job was cleaned up"
+    batch = h.service.get_batch(h.service.get_job(old[1].id).batch_id)
+    assert (batch.counts.total, batch.status) == (1, "pending")  # counters and status follow
 
 
 def test_export_and_import_carry_the_queue_to_another_database(

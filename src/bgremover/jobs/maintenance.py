@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +19,27 @@ EXPORT_VERSION = 1
 _BATCH = 500
 
 
+def delete_rows(db: Db, files: FileStore, rows: Sequence[JobRow]) -> int:
+    """Delete job rows, keeping their batches' counters and status in step, and the files
+    no remaining job uses; returns how many files were removed."""
+    ids = [row.id for row in rows]
+    db.execute(update(JobRow).where(JobRow.retried_from.in_(ids)).values(retried_from=None))
+    for row in rows:
+        batch = db.get(BatchRow, row.batch_id)
+        if batch is not None and not row.superseded:
+            batch.count(row.status, -1)
+            batch.total_jobs -= 1
+            batch.refresh_status()
+        db.delete(row)
+    db.flush()
+    removed = 0
+    for row in rows:
+        removed += files.delete(row.result_path)
+        if not db.scalar(select(func.count()).where(JobRow.content_hash == row.content_hash)):
+            removed += files.delete_original(row.content_hash)
+    return removed
+
+
 def cleanup(sessions: sessionmaker[Db], files: FileStore, cutoff: datetime) -> CleanupResult:
     """Delete ended jobs whose end is older than ``cutoff``, their files, and batches and
     sessions left empty. Pending and processing jobs are never touched."""
@@ -31,21 +53,7 @@ def cleanup(sessions: sessionmaker[Db], files: FileStore, cutoff: datetime) -> C
             ).all()
             if not rows:
                 break
-            ids = [row.id for row in rows]
-            db.execute(update(JobRow).where(JobRow.retried_from.in_(ids)).values(retried_from=None))
-            for row in rows:
-                batch = db.get(BatchRow, row.batch_id)
-                if batch is not None and not row.superseded:
-                    batch.count(row.status, -1)
-                    batch.total_jobs -= 1
-                db.delete(row)
-            db.flush()
-            for row in rows:
-                files_deleted += files.delete(row.result_path)
-                if not db.scalar(
-                    select(func.count()).where(JobRow.content_hash == row.content_hash)
-                ):
-                    files_deleted += files.delete_original(row.content_hash)
+            files_deleted += delete_rows(db, files, rows)
             jobs_deleted += len(rows)
     with sessions.begin() as db:
         empty = select(BatchRow.id).where(

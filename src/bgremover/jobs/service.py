@@ -318,15 +318,7 @@ class JobService:
                 events += self._end(db, row, "cancelled", batch_events=False)
             batch = db.get(BatchRow, row.batch_id)
             assert batch is not None
-            if not row.superseded:
-                batch.count(row.status, -1)
-                batch.total_jobs -= 1
-                batch.refresh_status()
-            for child in db.scalars(select(JobRow).where(JobRow.retried_from == row.id)):
-                child.retried_from = None
-            db.delete(row)
-            db.flush()
-            self._delete_files(db, [row])
+            maintenance.delete_rows(db, self.files, [row])
             events.append(("job.updated", {"job": {"id": job_id, "deleted": True}}))
             events += self._batch_and_session_events(db, batch)
         self._publish_all(events)
@@ -960,18 +952,6 @@ class JobService:
                     )
                 )
         return events
-
-    def _delete_files(self, db: Db, rows: Sequence[JobRow]) -> int:
-        """Remove results and any original no remaining job uses; returns files removed."""
-        removed = 0
-        for row in rows:
-            removed += self.files.delete(row.result_path)
-            still_used = db.scalar(
-                select(func.count()).where(JobRow.content_hash == row.content_hash)
-            )
-            if not still_used:
-                removed += self.files.delete_original(row.content_hash)
-        return removed
 
     def _publish_all(self, events: Sequence[tuple[EventType, dict[str, Any]]]) -> None:
         for event_type, data in events:
