@@ -41,7 +41,7 @@ from .schemas import (
     Session,
     Upload,
 )
-from .snapshots import Live, batch_snapshot, job_snapshot, session_snapshot
+from .snapshots import Live, batch_snapshot, job_snapshot, live_remaining, session_snapshot
 from .states import (
     ACTIVE,
     RETRYABLE,
@@ -425,7 +425,7 @@ class JobService:
             self._throttle.discard(f"job:{report.job_id}")
             self._publish_all([("job.updated", {"job": job.model_dump(mode="json")})])
         else:
-            eta = self.clock.remaining(live.bucket, stage, report.fraction)
+            eta = live_remaining(live, self.clock)
             self._throttle.offer(
                 f"job:{report.job_id}",
                 {
@@ -854,7 +854,7 @@ class JobService:
         if pending == 0 and not running:
             return None
         slots = max(1, self.settings.max_concurrent_jobs)
-        running_left = [self._live_remaining(live) for live in list(self._live.values())]
+        running_left = [live_remaining(live, self.clock) for live in list(self._live.values())]
         last = db.execute(
             select(JobRow.priority, JobRow.queue_order)
             .where(JobRow.batch_id.in_(batch_ids), JobRow.status == "pending")
@@ -877,23 +877,23 @@ class JobService:
                 or 0
             )
         queued = ahead * self.clock.job_seconds(0)
-        own_left = max((self._live_remaining(live) for live in running), default=0.0)
+        own_left = max((live_remaining(live, self.clock) for live in running), default=0.0)
         return max(own_left, (sum(running_left) + queued) / slots)
 
-    def _live_remaining(self, live: Live) -> float:
-        if live.stage is None:
-            return self.clock.job_seconds(live.bucket)
-        return self.clock.remaining(live.bucket, live.stage, live.fraction)
-
-    def _session(self, db: Db, row: SessionRow) -> Session:
+    def _session(self, db: Db, row: SessionRow, known: Batch | None = None) -> Session:
         """The session's totals; its ETA is computed once for all its batches (a session of
-        a hundred small uploads must not cost a hundred ETA queries per event)."""
+        a hundred small uploads must not cost a hundred ETA queries per event), and not at
+        all when its only batch is ``known`` already."""
         batches = db.scalars(
             select(BatchRow).where(BatchRow.session_id == row.id).order_by(BatchRow.created_at)
         ).all()
         ids = [b.id for b in batches]
-        running = [live for live in list(self._live.values()) if live.batch_id in ids]
-        eta = self._queue_eta(db, ids, running, sum(b.pending_jobs for b in batches))
+        if known is not None and ids == [known.id]:
+            busy = known.counts.pending or known.counts.processing
+            eta = known.estimated_time_remaining if busy else None
+        else:
+            running = [live for live in list(self._live.values()) if live.batch_id in ids]
+            eta = self._queue_eta(db, ids, running, sum(b.pending_jobs for b in batches))
         snapshots = [self._batch(db, b, with_eta=False) for b in batches]
         return session_snapshot(row, snapshots, eta, self._now())
 
@@ -901,13 +901,13 @@ class JobService:
         self, db: Db, batch: BatchRow
     ) -> list[tuple[EventType, dict[str, Any]]]:
         session = db.get(SessionRow, batch.session_id)
+        snapshot = self._batch(db, batch)
         events: list[tuple[EventType, dict[str, Any]]] = [
-            ("batch.updated", {"batch": self._batch(db, batch).model_dump(mode="json")})
+            ("batch.updated", {"batch": snapshot.model_dump(mode="json")})
         ]
         if session is not None:
-            events.append(
-                ("session.updated", {"session": self._session(db, session).model_dump(mode="json")})
-            )
+            summary = self._session(db, session, known=snapshot)
+            events.append(("session.updated", {"session": summary.model_dump(mode="json")}))
         return events
 
     def _completion_notices(

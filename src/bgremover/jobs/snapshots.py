@@ -24,14 +24,18 @@ class Live:
     percent: float = 0.0
 
 
+def live_remaining(live: Live, clock: StageClock) -> float:
+    """Seconds a running job has left from its last reported stage and fraction."""
+    if live.stage is None:
+        return clock.job_seconds(live.bucket)
+    return clock.remaining(live.bucket, live.stage, live.fraction)
+
+
 def job_eta(row: JobRow, live: Live | None, clock: StageClock) -> float | None:
-    bucket = size_bucket(row.width, row.height)
-    if row.status == "pending":
-        return clock.job_seconds(bucket)
-    if row.status == "processing":
-        if live is None or live.stage is None:
-            return clock.job_seconds(bucket)
-        return clock.remaining(bucket, live.stage, live.fraction)
+    if row.status == "processing" and live is not None:
+        return live_remaining(live, clock)
+    if row.status in ("pending", "processing"):
+        return clock.job_seconds(size_bucket(row.width, row.height))
     return None
 
 
