@@ -80,7 +80,8 @@ from bgremover.jobs.schemas import BatchCreated
 from bgremover.jobs.states import TERMINAL
 from bgremover.workers.base import Finished, Report, ReportSink, StageProgress, Started
 from bgremover.workers.local import LocalProcessExecutor
-from tiny_model import build_tiny_model  # bench/ is on sys.path when run as a script
+from report import note, row, section  # bench/ is on sys.path when run as a script
+from tiny_model import build_tiny_model
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[1]
@@ -125,18 +126,6 @@ QUICK = Plan(
 
 # --------------------------------------------------------------------------------------------
 # Printing and measuring helpers
-
-
-def section(title: str) -> None:
-    print(f"\n== {title} ==", flush=True)
-
-
-def row(label: str, value: str) -> None:
-    print(f"  {label:<60} {value}", flush=True)
-
-
-def note(text: str) -> None:
-    print(f"  · {text}", flush=True)
 
 
 def ms(seconds: float) -> str:

@@ -71,7 +71,8 @@ import numpy as np
 import psutil
 from PIL import Image
 
-from tiny_model import build_tiny_model  # bench/ is on sys.path when run as a script
+from report import note, row, section  # bench/ is on sys.path when run as a script
+from tiny_model import build_tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "samples"
@@ -97,18 +98,6 @@ BASELINE_SHARE = 0.4
 
 # --------------------------------------------------------------------------------------------
 # Printing and statistics
-
-
-def section(title: str) -> None:
-    print(f"\n== {title} ==", flush=True)
-
-
-def row(label: str, value: str) -> None:
-    print(f"  {label:<58} {value}", flush=True)
-
-
-def note(text: str) -> None:
-    print(f"  · {text}", flush=True)
 
 
 def pct(values: Sequence[float], q: float) -> float:

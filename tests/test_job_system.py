@@ -112,7 +112,7 @@ def test_a_batch_of_photos_runs_through_worker_processes(
     assert any("2 done, 1 failed" in n["body"] for n in notices)
 
 
-def test_cancel_stops_a_running_inference_within_a_second_and_frees_the_slot(
+def test_cancelling_a_running_job_lets_the_rest_of_the_batch_finish(
     system: JobSystem, photos: dict[str, Path], tmp_path: Path
 ) -> None:
     sources = [photos["astronaut.jpg"], photos["coffee.jpg"], photos["chelsea.jpg"]]

@@ -52,8 +52,3 @@ def render(result: Path, stored: OutputFormat, fmt: OutputFormat, bg: str | None
         color = (255, 255, 255, 255)
     out = composite.on_color(cut, color) if color is not None else cut
     return encode(out, fmt)
-
-
-def media_type_of(path: Path) -> str:
-    with Image.open(path) as image:
-        return Image.MIME.get(image.format or "", "application/octet-stream")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from typing import Annotated
 
@@ -77,7 +78,7 @@ async def upload(
             )
         )
     finally:
-        await run_in_threadpool(_remove_tree, staging)
+        await run_in_threadpool(shutil.rmtree, staging, ignore_errors=True)
     body = UploadResult(
         batch=created.batch, jobs=created.jobs, rejected=[r.as_json() for r in rejected]
     )
@@ -143,9 +144,3 @@ def archive(batch_id: str, service: Service) -> StreamingResponse:
         stream, media_type="application/zip",
         headers={"Content-Disposition": content_disposition(zip_name)},
     )  # fmt: skip
-
-
-def _remove_tree(path: object) -> None:
-    import shutil
-
-    shutil.rmtree(str(path), ignore_errors=True)

@@ -15,7 +15,7 @@ from ..engine.options import OutputFormat
 from ..jobs.schemas import CancelResult, Job, RetryResult
 from ..jobs.states import JobStatus
 from .deps import AppSettings, Limit, Offset, Page, Service
-from .downloads import content_disposition, download_name, media_type_of, render
+from .downloads import content_disposition, download_name, render
 from .errors import ApiError
 from .uploads import Rejected, form_options, stage
 
@@ -150,6 +150,6 @@ async def result(
     name = download_name(job.file_name, wanted)
     headers = {"Content-Disposition": content_disposition(name)}
     if wanted is stored and bg is None:
-        return FileResponse(path, media_type=media_type_of(path), headers=headers)
+        return FileResponse(path, media_type=stored.media_type, headers=headers)
     data = await run_in_threadpool(render, path, stored, wanted, bg)
     return Response(data, media_type=wanted.media_type, headers=headers)
