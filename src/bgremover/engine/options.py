@@ -86,7 +86,3 @@ class RemoveOptions(BaseModel):
         if self.alpha_matting_background_threshold >= self.alpha_matting_foreground_threshold:
             raise ValueError("alpha matting: background threshold must be below the foreground one")
         return self
-
-    @property
-    def replaces_background(self) -> bool:
-        return self.background_color is not None or self.background_image is not None
