@@ -15,7 +15,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -62,7 +62,7 @@ class Subscription:
     behind (buffer full, or its oldest event older than ``MAX_LAG_S``) gets one ``resync``.
     """
 
-    def __init__(self, bus: InMemoryEventBus, maxsize: int) -> None:
+    def __init__(self, bus: EventBus, maxsize: int) -> None:
         self._bus = bus
         self._maxsize = maxsize
         self._items: deque[_Slot] = deque()
@@ -207,9 +207,13 @@ class Subscription:
 class EventBus(ABC):
     """Publishes events in ``seq`` order to every subscriber."""
 
-    @abstractmethod
     def publish(self, type: EventType, data: dict[str, Any]) -> Event:
         """Assign the next ``seq`` and deliver to every current subscriber."""
+        return self.publish_many([(type, data)])[0]
+
+    @abstractmethod
+    def publish_many(self, events: Sequence[tuple[EventType, dict[str, Any]]]) -> list[Event]:
+        """Publish several events with ascending seqs, taken in one go."""
 
     @abstractmethod
     def subscribe(self, after: int | None = None, maxsize: int = 1000) -> Subscription:
@@ -224,16 +228,32 @@ class EventBus(ABC):
     def last_seq(self) -> int: ...
 
 
-class InMemoryEventBus(EventBus):
-    """The single-process bus; the scale-out one carries the same events over Redis."""
+SeqSource = Callable[[int], list[int]]
+"""Hands out ``n`` new seqs in ascending order (``sequences.EventSeq.take``)."""
 
-    def __init__(self, replay: int = 10_000) -> None:
+
+class _LocalSeq:
+    """A seq for a bus that shares nothing: it starts at the clock in microseconds, so it
+    keeps increasing across restarts."""
+
+    def __init__(self) -> None:
+        self._next = itertools.count(time.time_ns() // 1000)
+
+    def __call__(self, count: int) -> list[int]:
+        return [next(self._next) for _ in range(count)]
+
+
+class InMemoryEventBus(EventBus):
+    """Delivers to this process's subscribers; ``seq`` comes from ``seq`` (the database's
+    sequence in a ``JobSystem``, so every process means the same thing by an event id). The
+    scale-out bus carries the same events over Redis."""
+
+    def __init__(self, replay: int = 10_000, *, seq: SeqSource | None = None, last: int = 0):
         self._lock = threading.Lock()
-        # Seq starts at the clock in microseconds, so it keeps increasing across restarts and
-        # a client resuming with an id from before a restart is told to resync.
-        first = time.time_ns() // 1000
-        self._seq = itertools.count(first)
-        self._last = first - 1
+        self._seq: SeqSource = seq or _LocalSeq()
+        self._last = last if seq is not None else self._seq(1)[0]
+        self._floor = self._last
+        """Events up to this seq cannot be replayed (before this bus, or dropped from it)."""
         self._recent: deque[Event] = deque(maxlen=replay)
         self._subscribers: set[Subscription] = set()
 
@@ -241,22 +261,38 @@ class InMemoryEventBus(EventBus):
     def last_seq(self) -> int:
         return self._last
 
-    def publish(self, type: EventType, data: dict[str, Any]) -> Event:
-        # Delivery happens under the lock so every subscriber sees seq order.
+    def publish_many(self, events: Sequence[tuple[EventType, dict[str, Any]]]) -> list[Event]:
+        if not events:
+            return []
+        # Seqs are taken and delivered under the lock so every subscriber sees seq order.
         with self._lock:
-            event = Event(next(self._seq), type, data)
-            self._last = event.seq
-            self._recent.append(event)
-            for subscription in list(self._subscribers):
-                subscription.deliver(event)
-        return event
+            seqs = self._seq(len(events))
+            published = [
+                Event(seq, type, data) for seq, (type, data) in zip(seqs, events, strict=True)
+            ]
+            self._last = published[-1].seq
+            kept = self._recent.maxlen or 0
+            dropped = len(self._recent) + len(published) - kept
+            if dropped > 0:
+                old = len(self._recent)
+                newest_dropped = (
+                    self._recent[dropped - 1] if dropped <= old else published[dropped - old - 1]
+                )
+                self._floor = newest_dropped.seq
+            self._recent.extend(published)
+            subscribers = list(self._subscribers)
+            for event in published:
+                for subscription in subscribers:
+                    subscription.deliver(event)
+        return published
 
     def subscribe(self, after: int | None = None, maxsize: int = 1000) -> Subscription:
         subscription = Subscription(self, maxsize)
         with self._lock:
             if after is not None and after != self._last:
-                oldest = self._recent[0].seq if self._recent else self._last + 1
-                if after + 1 < oldest or after > self._last:
+                # Seqs are shared with other processes, so they have gaps: what counts is
+                # whether an event newer than ``after`` was dropped.
+                if after < self._floor or after > self._last:
                     subscription.deliver(Event(RESYNC_SEQ, "resync", {"reason": "too old"}))
                 else:
                     for event in self._recent:

@@ -10,6 +10,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session as Db
 from sqlalchemy.orm import sessionmaker
 
+from . import sequences, transitions
 from .files import FileStore
 from .schemas import CleanupResult, ImportResult
 from .states import TERMINAL
@@ -19,28 +20,39 @@ EXPORT_VERSION = 1
 _BATCH = 500
 
 
-def delete_rows(db: Db, files: FileStore, rows: Sequence[JobRow]) -> int:
-    """Delete job rows, keeping their batches' counters and status in step, and the files
-    no remaining job uses; returns how many files were removed."""
+def delete_rows(db: Db, files: FileStore, rows: Sequence[JobRow], now: datetime) -> int:
+    """Delete ended job rows, keeping their batches' counters and status in step, and the
+    files no remaining job uses; returns how many files were removed. A row whose status
+    changed meanwhile (another process) is left alone."""
     ids = [row.id for row in rows]
-    db.execute(update(JobRow).where(JobRow.retried_from.in_(ids)).values(retried_from=None))
+    db.execute(
+        update(JobRow).where(JobRow.retried_from.in_(ids)).values(retried_from=None),
+        execution_options={"synchronize_session": False},
+    )
+    deleted = []
     for row in rows:
-        batch = db.get(BatchRow, row.batch_id)
-        if batch is not None and not row.superseded:
-            batch.count(row.status, -1)
-            batch.total_jobs -= 1
-            batch.refresh_status()
-        db.delete(row)
-    db.flush()
+        gone = db.execute(
+            delete(JobRow).where(
+                JobRow.id == row.id, JobRow.status == row.status, JobRow.status.in_(TERMINAL)
+            ),
+            execution_options={"synchronize_session": False},
+        ).rowcount  # type: ignore[attr-defined]
+        if gone != 1:
+            continue
+        deleted.append(row)
+        if not row.superseded:
+            transitions.shift_batch(db, row.batch_id, {row.status: -1}, now, total=-1)
     removed = 0
-    for row in rows:
+    for row in deleted:
         removed += files.delete(row.result_path)
         if not db.scalar(select(func.count()).where(JobRow.content_hash == row.content_hash)):
             removed += files.delete_original(row.content_hash)
     return removed
 
 
-def cleanup(sessions: sessionmaker[Db], files: FileStore, cutoff: datetime) -> CleanupResult:
+def cleanup(
+    sessions: sessionmaker[Db], files: FileStore, cutoff: datetime, now: datetime
+) -> CleanupResult:
     """Delete ended jobs whose end is older than ``cutoff``, their files, and batches and
     sessions left empty. Pending and processing jobs are never touched."""
     jobs_deleted = files_deleted = 0
@@ -53,7 +65,7 @@ def cleanup(sessions: sessionmaker[Db], files: FileStore, cutoff: datetime) -> C
             ).all()
             if not rows:
                 break
-            files_deleted += delete_rows(db, files, rows)
+            files_deleted += delete_rows(db, files, rows, now)
             jobs_deleted += len(rows)
     with sessions.begin() as db:
         empty = select(BatchRow.id).where(
@@ -84,7 +96,7 @@ def export_state(sessions: sessionmaker[Db], exported_at: datetime) -> dict[str,
 
 
 def import_state(
-    sessions: sessionmaker[Db], files: FileStore, state: dict[str, Any]
+    sessions: sessionmaker[Db], files: FileStore, state: dict[str, Any], now: datetime
 ) -> ImportResult:
     """Add the exported rows whose ids are new. Jobs that were running are queued again;
     a job whose original file is not in this store is marked failed with the reason."""
@@ -107,6 +119,7 @@ def import_state(
             row = JobRow(**_columns(JobRow, {**data, "retried_from": None}))
             if row.status == "processing":
                 row.status, row.stage, row.progress = "pending", None, 0.0
+            row.dispatch_id = row.lease_owner = row.lease_until = None
             if row.status == "pending" and not files.original_path(row.content_hash).exists():
                 row.status = "failed"
                 row.error_code = "original_missing"
@@ -123,26 +136,9 @@ def import_state(
                 assert child is not None
                 child.retried_from = data["retried_from"]
         for batch_id in touched:
-            _recount(db, batch_id)
+            transitions.recount(db, batch_id, now)
+        sequences.advance_to(db, "queue_order", db.scalar(select(func.max(JobRow.queue_order))))
     return ImportResult(**counts)
-
-
-def _recount(db: Db, batch_id: str) -> None:
-    """Batch counters from its jobs, after rows arrived from outside the state machine."""
-    batch = db.get(BatchRow, batch_id)
-    if batch is None:
-        return
-    by_status = dict(
-        db.execute(
-            select(JobRow.status, func.count())
-            .where(JobRow.batch_id == batch_id, JobRow.superseded.is_(False))
-            .group_by(JobRow.status)
-        ).all()
-    )
-    for status in ("pending", "processing", "completed", "failed", "cancelled"):
-        setattr(batch, f"{status}_jobs", int(by_status.get(status, 0)))
-    batch.total_jobs = sum(int(v) for v in by_status.values())
-    batch.refresh_status()
 
 
 def _row(row: Base) -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """The scheduler: hands the best pending jobs to the executor whenever it has a free slot.
 
 It sleeps until woken (a submission, a finished job, a priority change) or for a second at
-most, so submitting never blocks on it and a missed wake-up costs at most a second.
+most, so submitting never blocks on it and a missed wake-up costs at most a second. Between
+rounds it keeps the leases of this process's runs alive (and stops runs whose jobs another
+process ended), re-queues runs whose leases expired, and cleans up old jobs.
 """
 
 from __future__ import annotations
@@ -19,10 +21,18 @@ _IDLE_WAIT_S = 1.0
 
 
 class Scheduler:
-    def __init__(self, service: JobService, executor: Executor, *, cleanup_every: float) -> None:
+    def __init__(
+        self,
+        service: JobService,
+        executor: Executor,
+        *,
+        cleanup_every: float,
+        renew_every: float,
+    ) -> None:
         self._service = service
         self._executor = executor
         self._cleanup_every = cleanup_every
+        self._renew_every = min(renew_every, _IDLE_WAIT_S)
         self._wakeup = threading.Condition()
         self._woken = False
         self._stopping = False
@@ -46,7 +56,7 @@ class Scheduler:
             self._thread.join(timeout=10)
 
     def _run(self) -> None:
-        next_cleanup = time.monotonic()
+        next_cleanup = next_renewal = time.monotonic()
         while True:
             with self._wakeup:
                 self._wakeup.wait_for(lambda: self._woken or self._stopping, _IDLE_WAIT_S)
@@ -54,6 +64,10 @@ class Scheduler:
                     return
                 self._woken = False
             try:
+                if time.monotonic() >= next_renewal:
+                    next_renewal = time.monotonic() + self._renew_every
+                    self._service.renew_leases()
+                    self._service.recover()
                 self.dispatch()
                 if time.monotonic() >= next_cleanup:
                     next_cleanup = time.monotonic() + self._cleanup_every

@@ -130,3 +130,22 @@ class ImportResult(_Model):
     jobs: int
     skipped: int
     """Rows whose id already existed."""
+
+
+class ActiveSnapshot(_Model):
+    """The live queue for a client that (re)connects, consistent with events after ``seq``."""
+
+    seq: int
+    jobs: list[Job]
+    batches: list[Batch]
+    sessions: list[Session]
+
+
+class Stats(_Model):
+    jobs: dict[str, int]
+    """Jobs per status (retried attempts counted once)."""
+    batches: int
+    sessions: int
+    completed_last_hour: int
+    expected_seconds_per_image: float
+    max_concurrent_jobs: int

@@ -23,6 +23,24 @@ class Live:
     fraction: float = 0.0
     percent: float = 0.0
 
+    @classmethod
+    def from_row(
+        cls,
+        dispatch_id: str,
+        batch_id: str,
+        width: int | None,
+        height: int | None,
+        stage: str | None,
+        progress: float,
+    ) -> Live:
+        """A run held by another process, as far as the database knows it: its last stage,
+        taken as just begun."""
+        try:
+            current = Stage(stage) if stage else None
+        except ValueError:
+            current = None
+        return cls(dispatch_id, batch_id, size_bucket(width, height), current, 0.0, progress)
+
 
 def live_remaining(live: Live, clock: StageClock) -> float:
     """Seconds a running job has left from its last reported stage and fraction."""

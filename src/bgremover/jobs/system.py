@@ -10,12 +10,15 @@ from .database import connect, default_url, migrate, session_factory
 from .events import EventBus, InMemoryEventBus
 from .files import FileStore
 from .scheduler import Scheduler
+from .sequences import EventSeq
 from .service import JobService
 
 
 class JobSystem:
-    """The running job system of one process. ``start`` re-queues what a previous run left
-    processing, then starts the workers and the scheduler."""
+    """The running job system of one process; several may share one database. ``start``
+    re-queues runs that no live process holds, then starts the workers and the scheduler;
+    ``stop`` puts the runs it holds back in the queue before stopping the workers, so a stop
+    never ends a job."""
 
     def __init__(
         self,
@@ -27,7 +30,10 @@ class JobSystem:
         self.settings = settings
         self.engine = connect(settings.database_url or default_url(settings.data_dir))
         migrate(self.engine)
-        self.bus = bus or InMemoryEventBus()
+        if bus is None:
+            seq = EventSeq(self.engine)
+            bus = InMemoryEventBus(seq=seq.take, last=seq.last())
+        self.bus = bus
         self.service = JobService(
             sessions=session_factory(self.engine),
             files=FileStore(settings.data_dir),
@@ -40,7 +46,10 @@ class JobSystem:
             executor = LocalProcessExecutor(settings)
         self.executor = executor
         self.scheduler = Scheduler(
-            self.service, executor, cleanup_every=settings.cleanup_interval.total_seconds()
+            self.service,
+            executor,
+            cleanup_every=settings.cleanup_interval.total_seconds(),
+            renew_every=settings.lease_duration.total_seconds() / 3,
         )
         self.service.attach(cancel_running=executor.cancel, wake=self.scheduler.wake)
 
@@ -52,6 +61,7 @@ class JobSystem:
 
     def stop(self) -> None:
         self.scheduler.stop()
+        self.service.release_all()
         self.executor.shutdown()
         self.engine.dispose()
 

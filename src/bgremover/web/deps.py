@@ -8,6 +8,7 @@ from fastapi import Depends, Query, Request
 from pydantic import BaseModel
 
 from ..config import Settings
+from ..jobs.events import EventBus
 from ..jobs.service import JobService
 from ..jobs.system import JobSystem
 
@@ -23,12 +24,17 @@ def get_service(request: Request) -> JobService:
     return get_system(request).service
 
 
+def get_bus(request: Request) -> EventBus:
+    return get_system(request).bus
+
+
 def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
 Service = Annotated[JobService, Depends(get_service)]
+Bus = Annotated[EventBus, Depends(get_bus)]
 AppSettings = Annotated[Settings, Depends(get_settings)]
 Limit = Annotated[int, Query(ge=1, le=1000, description="Page size")]
 Offset = Annotated[int, Query(ge=0, le=10_000_000, description="Items to skip")]

@@ -22,9 +22,9 @@ from fastapi import APIRouter, Header, Query, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
-from ..jobs.events import Event, Subscription
+from ..jobs.events import Event, EventBus, Subscription
 from ..jobs.service import JobService
-from .deps import Service
+from .deps import Bus, Service
 
 router = APIRouter(prefix="/api", tags=["events"])
 
@@ -41,17 +41,19 @@ class SnapshotCache:
     def __init__(self, service: JobService) -> None:
         self._service = service
         self._lock = threading.Lock()
-        self._snapshot: dict[str, Any] | None = None
+        self._seq = 0
         self._wire = b""
-        self._taken_at = 0.0
+        self._taken_at: float | None = None
 
-    def get(self) -> tuple[dict[str, Any], bytes]:
+    def get(self) -> tuple[int, bytes]:
+        """The snapshot's seq and its SSE encoding."""
         with self._lock:
-            if self._snapshot is None or time.monotonic() - self._taken_at > SNAPSHOT_REUSE_S:
-                self._snapshot = self._service.active_snapshot()
-                self._wire = _encode("snapshot", self._snapshot, self._snapshot["seq"])
+            if self._taken_at is None or time.monotonic() - self._taken_at > SNAPSHOT_REUSE_S:
+                snapshot = self._service.active_snapshot()
+                self._seq = snapshot.seq
+                self._wire = _encode("snapshot", snapshot.model_dump(mode="json"), snapshot.seq)
                 self._taken_at = time.monotonic()
-            return self._snapshot, self._wire
+            return self._seq, self._wire
 
 
 def snapshot_cache(request: Request, service: JobService) -> SnapshotCache:
@@ -66,29 +68,30 @@ def snapshot_cache(request: Request, service: JobService) -> SnapshotCache:
 async def events(
     request: Request,
     service: Service,
+    bus: Bus,
     last_event_id: str | None = Header(default=None, alias="Last-Event-ID"),
     after: int | None = Query(default=None, ge=0, description="Resume after this seq"),
 ) -> EventSourceResponse:
     resume = after if after is not None else _parse_seq(last_event_id)
     return EventSourceResponse(
-        _stream(service, snapshot_cache(request, service), resume),
+        _stream(bus, snapshot_cache(request, service), resume),
         ping=HEARTBEAT_S,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
 
 
 async def _stream(
-    service: JobService, snapshots: SnapshotCache, resume: int | None
+    bus: EventBus, snapshots: SnapshotCache, resume: int | None
 ) -> AsyncIterator[bytes]:
     subscription: Subscription | None = None
     if resume is not None:
-        subscription = service.bus.subscribe(after=resume, maxsize=CLIENT_BUFFER)
+        subscription = bus.subscribe(after=resume, maxsize=CLIENT_BUFFER)
     try:
         while True:
             if subscription is None:
-                snapshot, wire = await run_in_threadpool(snapshots.get)
+                seq, wire = await run_in_threadpool(snapshots.get)
                 yield wire
-                subscription = service.bus.subscribe(after=snapshot["seq"], maxsize=CLIENT_BUFFER)
+                subscription = bus.subscribe(after=seq, maxsize=CLIENT_BUFFER)
             batch = await subscription.next_batch()
             if not batch:
                 return  # closed

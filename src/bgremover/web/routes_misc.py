@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse
 
-from ..jobs.schemas import ImportResult, Session
+from ..jobs.schemas import ImportResult, Session, Stats
 from .deps import AppSettings, Limit, Offset, Page, Service
 from .errors import ApiError
 
@@ -26,7 +26,7 @@ def get_session(session_id: str, service: Service) -> Session:
 
 
 @router.get("/stats")
-def stats(service: Service) -> dict[str, Any]:
+def stats(service: Service) -> Stats:
     return service.stats()
 
 

@@ -27,6 +27,9 @@ class WorkItem:
     """Path to write the result to (atomically)."""
     options: dict[str, Any] = field(default_factory=dict)
     """``RemoveOptions`` as JSON."""
+    deadline_s: float | None = None
+    """Seconds the run may take from its start; past that its worker counts as hung: it is
+    killed and the run reported ``Lost``."""
 
 
 @dataclass(frozen=True)
@@ -71,13 +74,23 @@ class Failed:
 
 @dataclass(frozen=True)
 class Stopped:
-    """The run ended because it was cancelled."""
+    """The run ended because it was cancelled (by the user, or by a shutdown)."""
 
     job_id: str
     dispatch_id: str
 
 
-Report = Started | StageProgress | Finished | Failed | Stopped
+@dataclass(frozen=True)
+class Lost:
+    """The run's worker died or hung: not the image's fault as far as anyone can tell."""
+
+    job_id: str
+    dispatch_id: str
+    reason: str
+    """In words, for people: "killed by signal SIGKILL; the machine may be out of memory"."""
+
+
+Report = Started | StageProgress | Finished | Failed | Stopped | Lost
 ReportSink = Callable[[Report], None]
 
 
@@ -87,7 +100,8 @@ class Executor(ABC):
     @abstractmethod
     def start(self, sink: ReportSink) -> None:
         """Begin accepting work. Reports go to ``sink``, called from any thread, in order
-        per run. Every submitted run ends with exactly one Finished, Failed or Stopped."""
+        per run. Every submitted run ends with exactly one Finished, Failed, Stopped or
+        Lost (its worker died, or ran past the item's ``deadline_s`` and was killed)."""
 
     @abstractmethod
     def free_slots(self) -> int:
@@ -104,5 +118,5 @@ class Executor(ABC):
 
     @abstractmethod
     def shutdown(self) -> None:
-        """Stop every worker. Runs still going get no final report: the job service
-        re-queues jobs left processing when it starts again."""
+        """Stop every worker. Runs still going are cancelled (they may report Stopped); the
+        job service has put their jobs back in the queue before calling this."""

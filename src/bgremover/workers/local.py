@@ -6,7 +6,9 @@ the server. They are started with "spawn": onnxruntime's thread pools do not sur
 
 One monitor thread owns everything that comes back: it waits on every worker's pipe and
 process sentinel at once, forwards reports to the sink in order, frees a worker when its run
-ends, and replaces a worker that died.
+ends, kills a worker whose run passed its deadline (hung), and replaces a worker that died.
+A run whose worker died or was killed so is reported ``Lost``: the job service decides whether
+it runs again.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from multiprocessing.process import BaseProcess
 from ..config import Settings
 from ..engine.errors import ModelError
 from ..engine.models import ModelStore
-from .base import Executor, Failed, Finished, Report, ReportSink, Stopped, WorkItem
+from .base import Executor, Failed, Finished, Lost, Report, ReportSink, Started, Stopped, WorkItem
 from .worker_process import Cancel, FromWorker, Ready, Run, Stop, ToWorker, serve
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,10 @@ class _Worker:
         self.cancelled = False
         self.kill_at: float | None = None
         """When to kill the worker because its cancelled run has not stopped."""
+        self.deadline: float | None = None
+        """When to kill the worker because its run has taken too long (it hangs)."""
+        self.hung_after: float | None = None
+        """Set when the worker was killed at its deadline: the run's allowed seconds."""
 
     def send(self, message: ToWorker) -> None:
         """Send without raising: if the worker is dead, the monitor reports its run."""
@@ -246,6 +252,7 @@ class LocalProcessExecutor(Executor):
     def _next_deadline(self) -> float | None:
         deadlines = [*self._restart_at.values()]
         deadlines += [w.kill_at for w in self._workers.values() if w.kill_at is not None]
+        deadlines += [w.deadline for w in self._workers.values() if w.deadline is not None]
         return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
 
     def _drain(self, worker: _Worker) -> None:
@@ -266,6 +273,17 @@ class LocalProcessExecutor(Executor):
             if message.failure is not None:
                 log.warning("%s serves failures only: %s", worker.name, message.failure)
             return
+        if isinstance(message, Started):
+            # The run's clock starts now: loading the model before it is not the run's time.
+            with self._lock:
+                running = worker.running
+                if (
+                    running is not None
+                    and running.dispatch_id == message.dispatch_id
+                    and running.deadline_s is not None
+                ):
+                    worker.deadline = time.monotonic() + running.deadline_s
+                    self._wake()
         if isinstance(message, Finished | Failed | Stopped):
             # Free the worker before the sink hears of it, so the scheduler sees the free slot.
             with self._lock:
@@ -274,6 +292,7 @@ class LocalProcessExecutor(Executor):
                     worker.running = None
                     worker.cancelled = False
                     worker.kill_at = None
+                    worker.deadline = None
         self._emit(message)
 
     def _replace(self, worker: _Worker) -> None:
@@ -301,21 +320,16 @@ class LocalProcessExecutor(Executor):
                 )
                 delay = min(MAX_RESTART_DELAY_S, 2.0 ** (deaths - 1))
                 self._restart_at[worker.name] = time.monotonic() + delay
-        log.warning("%s (pid %d) died (%s)", worker.name, worker.pid, _describe_exit(exitcode))
+        how = _describe_exit(exitcode)
+        if worker.hung_after is not None:
+            how = f"it ran past its {worker.hung_after:.0f} s deadline and was killed"
+        log.warning("%s (pid %d) died (%s)", worker.name, worker.pid, how)
         if held is None:
             return
         if cancelled:
             self._emit(Stopped(held.job_id, held.dispatch_id))
         else:
-            self._emit(
-                Failed(
-                    held.job_id,
-                    held.dispatch_id,
-                    code="worker_crashed",
-                    message=f"The worker process died while processing this image "
-                    f"({_describe_exit(exitcode)}). Retry the job to run it again.",
-                )
-            )
+            self._emit(Lost(held.job_id, held.dispatch_id, reason=how))
 
     def _act_on_deadlines(self) -> None:
         now = time.monotonic()
@@ -329,6 +343,20 @@ class LocalProcessExecutor(Executor):
             ]
             for worker in stuck:
                 worker.kill_at = None
+            hung = [
+                w for w in self._workers.values() if w.deadline is not None and w.deadline <= now
+            ]
+            for worker in hung:
+                worker.deadline = None
+                worker.hung_after = worker.running.deadline_s if worker.running else 0.0
+        for worker in hung:
+            log.warning(
+                "%s (pid %d) ran past its %.0f s deadline; killing it as hung",
+                worker.name,
+                worker.pid,
+                worker.hung_after or 0.0,
+            )
+            worker.process.kill()
         for worker in stuck:
             log.warning(
                 "%s (pid %d) ignored a cancel for %.0f s; killing it",

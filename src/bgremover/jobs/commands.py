@@ -1,0 +1,410 @@
+"""What users ask of the job system: submit, cancel, retry, derive, reprioritise, delete.
+
+Each command is one transaction whose conditional UPDATEs decide (see ``transitions``), so a
+command and a worker's report racing on another process cannot both win.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session as Db
+
+from ..engine.decode import probe
+from ..engine.options import RemoveOptions
+from . import maintenance, notices, sequences, transitions
+from .core import ServiceCore
+from .notices import Published
+from .rows import copy_of, new_id, new_job_row
+from .schemas import (
+    Batch,
+    BatchCreated,
+    CancelResult,
+    CleanupResult,
+    ImportResult,
+    Job,
+    RetryResult,
+    Upload,
+)
+from .states import ACTIVE, RETRYABLE, TERMINAL, InvalidTransition, NotFound
+from .tables import BatchRow, JobRow, SessionRow
+
+
+class Commands(ServiceCore):
+    # ----------------------------------------------------------------- creating work
+
+    def create_batch(
+        self,
+        uploads: Sequence[Upload],
+        *,
+        name: str | None = None,
+        priority: int = 0,
+        options: RemoveOptions | None = None,
+        batch_id: str | None = None,
+    ) -> BatchCreated:
+        """Store the originals and queue one job per upload, in a new batch (auto-named,
+        joining the current session) or in an existing manual batch."""
+        options_json = (options or RemoveOptions()).model_dump(mode="json", exclude_defaults=True)
+        stored = [self._store_upload(upload) for upload in uploads]
+        now = self._now()
+        with self._sessions.begin() as db:
+            if batch_id is not None:
+                batch = self._manual_batch(db, batch_id)
+                db.execute(
+                    update(SessionRow)
+                    .where(SessionRow.id == batch.session_id)
+                    .values(last_activity_at=now)
+                )
+            else:
+                batch = self._new_batch(db, name or _auto_name(len(stored), now), False, now)
+            first = sequences.take(db, "queue_order", len(stored)) if stored else 0
+            rows = [
+                new_job_row(
+                    batch_id=batch.id,
+                    file_name=upload.file_name,
+                    file_size=size,
+                    content_hash=content_hash,
+                    media_type=media_type,
+                    width=width,
+                    height=height,
+                    priority=priority,
+                    queue_order=first + index,
+                    options=options_json,
+                    now=now,
+                )
+                for index, (upload, (content_hash, size, media_type, width, height)) in enumerate(
+                    zip(uploads, stored, strict=True)
+                )
+            ]
+            db.add_all(rows)
+            db.flush()
+            transitions.shift_batch(db, batch.id, {"pending": len(rows)}, now, total=len(rows))
+            jobs = [self._job(db, row, batch.session_id) for row in rows]
+            events: list[Published] = [notices.job_updated(job) for job in jobs]
+            batch_events = self._batch_and_session_events(db, batch.id)
+            created = BatchCreated(batch=self._batch(db, self._get_batch(db, batch.id)), jobs=jobs)
+        self._publish_all(events + batch_events)
+        self._wake()
+        return created
+
+    def create_manual_batch(self, name: str) -> Batch:
+        """An empty, user-named batch that later uploads can target."""
+        now = self._now()
+        with self._sessions.begin() as db:
+            batch = self._new_batch(db, name.strip() or _auto_name(0, now), True, now)
+            snapshot = self._batch(db, batch)
+            events = self._batch_and_session_events(db, batch.id)
+        self._publish_all(events)
+        return snapshot
+
+    # ------------------------------------------------------------------ user commands
+
+    def cancel_job(self, job_id: str) -> CancelResult:
+        """Cancel a pending job at once, or a running one (its worker stops within a second
+        when it runs in this process; another process notices at its next lease renewal)."""
+        now = self._now()
+        with self._sessions.begin() as db:
+            row = self._get_job(db, job_id)
+            live = self._live_of(row)
+            values = {"end_time": now, **transitions.NOT_RUNNING}
+            if live is not None:
+                values["progress"] = max(row.progress, live.percent)
+            left = transitions.move_counted(
+                db, row, "cancelled", now, allowed=("pending", "processing"), values=values
+            )
+            if left is None:
+                raise InvalidTransition(job_id, self._get_job(db, job_id).status, "cancelled")
+            events = self._ended_events(db, job_id)
+        if left == "processing" and live is not None:
+            self._drop(job_id)
+            self._cancel_running(job_id)
+        self._publish_all(events)
+        return CancelResult(cancelled=[job_id])
+
+    def cancel_batch(self, batch_id: str) -> CancelResult:
+        """Cancel every job of the batch that has not ended."""
+        now = self._now()
+        with self._sessions.begin() as db:
+            batch = self._get_batch(db, batch_id)
+            rows = db.scalars(
+                select(JobRow)
+                .where(
+                    JobRow.batch_id == batch.id,
+                    JobRow.status.in_(ACTIVE),
+                    JobRow.superseded.is_(False),
+                )
+                .order_by(JobRow.queue_order, JobRow.id)
+            ).all()
+            held = [row.id for row in rows if self._live_of(row) is not None]
+            moved = transitions.move_many(
+                db,
+                rows,
+                "cancelled",
+                now,
+                allowed=("pending", "processing"),
+                values={"end_time": now, **transitions.NOT_RUNNING},
+            )
+            events: list[Published] = []
+            for row in moved:
+                events += self._ended_events(db, row.id, batch_events=False)
+            events += self._batch_and_session_events(db, batch.id)
+            events += self._completion_notices(db, batch.id)
+        moved_ids = {row.id for row in moved}
+        for job_id in held:
+            if job_id in moved_ids:
+                self._drop(job_id)
+                self._cancel_running(job_id)
+        self._publish_all(events)
+        return CancelResult(cancelled=[row.id for row in moved])
+
+    def retry_job(self, job_id: str) -> RetryResult:
+        """A new attempt of a failed or cancelled job, pending, linked to the old one."""
+        with self._sessions.begin() as db:
+            row = self._get_job(db, job_id)
+            jobs, events = self._queue_copies(db, row.batch_id, [row])
+            if not jobs:
+                raise InvalidTransition(job_id, row.status, "retried")
+        self._publish_all(events)
+        self._wake()
+        return RetryResult(jobs=jobs)
+
+    def retry_batch(self, batch_id: str) -> RetryResult:
+        """A new attempt of every failed and cancelled job in the batch."""
+        with self._sessions.begin() as db:
+            batch = self._get_batch(db, batch_id)
+            rows = db.scalars(
+                select(JobRow)
+                .where(
+                    JobRow.batch_id == batch.id,
+                    JobRow.status.in_(RETRYABLE),
+                    JobRow.superseded.is_(False),
+                )
+                .order_by(JobRow.queue_order)
+            ).all()
+            jobs, events = self._queue_copies(db, batch.id, rows)
+        self._publish_all(events)
+        self._wake()
+        return RetryResult(jobs=jobs)
+
+    def derive_job(self, job_id: str, options: RemoveOptions) -> Job:
+        """A new job on the same original with other output options (the editor's "save as
+        a new result"): it runs through the queue like any other job."""
+        with self._sessions.begin() as db:
+            row = self._get_job(db, job_id)
+            new_options = options.model_dump(mode="json", exclude_defaults=True)
+            jobs, events = self._queue_copies(db, row.batch_id, [row], new_options)
+        self._publish_all(events)
+        self._wake()
+        return jobs[0]
+
+    def set_priority(self, job_id: str, priority: int) -> Job:
+        """Higher runs first; only for jobs that have not ended."""
+        with self._sessions.begin() as db:
+            changed = db.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.status.in_(ACTIVE))
+                .values(priority=priority),
+                execution_options={"synchronize_session": False},
+            )
+            row = self._get_job(db, job_id)
+            if changed.rowcount != 1:  # type: ignore[attr-defined]
+                raise InvalidTransition(job_id, row.status, "reprioritised")
+            job = self._job(db, row)
+        self._publish_all([notices.job_updated(job)])
+        self._wake()
+        return job
+
+    def move_to_front(self, job_id: str) -> Job:
+        """Make a pending job the next to run: top priority, first in line."""
+        with self._sessions.begin() as db:
+            row = self._get_job(db, job_id)
+            front = db.execute(
+                select(JobRow.priority, JobRow.queue_order)
+                .where(JobRow.status == "pending")
+                .order_by(JobRow.priority.desc(), JobRow.queue_order)
+                .limit(1)
+            ).first()
+            changed = 0
+            if front is not None and row.status == "pending":
+                priority, order = front
+                in_front = (row.priority, row.queue_order) == (priority, order)
+                changed = db.execute(
+                    update(JobRow)
+                    .where(JobRow.id == job_id, JobRow.status == "pending")
+                    .values(
+                        priority=max(row.priority, priority),
+                        queue_order=row.queue_order if in_front else order - 1,
+                    ),
+                    execution_options={"synchronize_session": False},
+                ).rowcount  # type: ignore[attr-defined]
+            row = self._get_job(db, job_id)
+            if changed != 1:
+                raise InvalidTransition(job_id, row.status, "moved to the front")
+            job = self._job(db, row)
+        self._publish_all([notices.job_updated(job)])
+        return job
+
+    def delete_job(self, job_id: str) -> None:
+        """Remove a job and its files; a running job is cancelled first."""
+        now = self._now()
+        with self._sessions.begin() as db:
+            row = self._get_job(db, job_id)
+            held = self._live_of(row) is not None
+            transitions.move_counted(
+                db,
+                row,
+                "cancelled",
+                now,
+                allowed=("pending", "processing"),
+                values={"end_time": now, **transitions.NOT_RUNNING},
+            )
+            row = self._get_job(db, job_id)
+            maintenance.delete_rows(db, self.files, [row], now)
+            events = [notices.job_deleted(job_id)]
+            events += self._batch_and_session_events(db, row.batch_id)
+        if held:
+            self._drop(job_id)
+            self._cancel_running(job_id)
+        self._publish_all(events)
+
+    def delete_jobs(self, statuses: Iterable[str]) -> int:
+        """Delete every job in one of the given ended statuses (the history's "clear all")."""
+        wanted = [s for s in statuses if s in TERMINAL]
+        with self._sessions() as db:
+            ids = db.scalars(select(JobRow.id).where(JobRow.status.in_(wanted))).all()
+        deleted = 0
+        for job_id in ids:
+            try:
+                self.delete_job(job_id)
+                deleted += 1
+            except NotFound:
+                continue  # deleted meanwhile, here or by another process
+        return deleted
+
+    # --------------------------------------------------------------------- maintenance
+
+    def cleanup(self) -> CleanupResult:
+        """Delete ended jobs older than ``job_retention`` and their files."""
+        now = self._now()
+        cutoff = now - self.settings.job_retention
+        return maintenance.cleanup(self._sessions, self.files, cutoff, now)
+
+    def export_state(self) -> dict[str, Any]:
+        return maintenance.export_state(self._sessions, self._now())
+
+    def import_state(self, state: dict[str, Any]) -> ImportResult:
+        result = maintenance.import_state(self._sessions, self.files, state, self._now())
+        self._wake()
+        return result
+
+    # ------------------------------------------------------------------------ internals
+
+    def _store_upload(self, upload: Upload) -> tuple[str, int, str | None, int | None, int | None]:
+        path = Path(upload.path)
+        media_type, width, height = probe(path)
+        content_hash, size = self.files.add_original(path)
+        return content_hash, size, media_type, width, height
+
+    def _new_batch(self, db: Db, name: str, manual: bool, now: datetime) -> BatchRow:
+        session = self._current_session(db, now)
+        batch = BatchRow(
+            id=new_id(),
+            session_id=session.id,
+            name=name,
+            manual=manual,
+            status="pending",
+            created_at=now,
+            **{f"{s}_jobs": 0 for s in ("total", *transitions.COUNTED)},
+        )
+        db.add(batch)
+        db.flush()
+        return batch
+
+    def _current_session(self, db: Db, now: datetime) -> SessionRow:
+        """The session active within the grouping window, or a new one."""
+        cutoff = now - self.settings.auto_group_time_window
+        session = db.scalars(
+            select(SessionRow)
+            .where(SessionRow.last_activity_at >= cutoff)
+            .order_by(SessionRow.last_activity_at.desc())
+            .limit(1)
+        ).first()
+        if session is None:
+            session = SessionRow(
+                id=new_id(),
+                name=f"Session · {now.astimezone():%b %d, %H:%M}",
+                started_at=now,
+                last_activity_at=now,
+            )
+            db.add(session)
+            db.flush()  # rows carry no relationships, so insert the parent first
+        else:
+            session.last_activity_at = now
+        return session
+
+    def _manual_batch(self, db: Db, batch_id: str) -> BatchRow:
+        batch = self._get_batch(db, batch_id)
+        if not batch.manual:
+            raise InvalidTransition(batch_id, "an automatic batch", "given more images")
+        return batch
+
+    def _queue_copies(
+        self,
+        db: Db,
+        batch_id: str,
+        rows: Sequence[JobRow],
+        options: dict[str, Any] | None = None,
+    ) -> tuple[list[Job], list[Published]]:
+        """Queue a copy of each row: a retry (no new options) supersedes a failed or
+        cancelled job and counts as the same image of the batch (a row another process
+        retried first is skipped); a derivation (new options) is one more job."""
+        now = self._now()
+        retry = options is None
+        copies: list[JobRow] = []
+        deltas: dict[str, int] = {"pending": 0}
+        for row in rows:
+            if retry:
+                superseded = db.execute(
+                    update(JobRow)
+                    .where(
+                        JobRow.id == row.id,
+                        JobRow.status.in_(RETRYABLE),
+                        JobRow.superseded.is_(False),
+                    )
+                    .values(superseded=True),
+                    execution_options={"synchronize_session": False},
+                ).rowcount  # type: ignore[attr-defined]
+                if superseded != 1:
+                    continue
+                deltas[row.status] = deltas.get(row.status, 0) - 1
+            deltas["pending"] += 1
+            copies.append(row)
+        if not copies:
+            return [], []
+        first = sequences.take(db, "queue_order", len(copies))
+        new_rows = [
+            copy_of(row, queue_order=first + index, now=now, retry=retry, options=options)
+            for index, row in enumerate(copies)
+        ]
+        db.add_all(new_rows)
+        db.flush()
+        transitions.shift_batch(db, batch_id, deltas, now, total=0 if retry else len(copies))
+        batch = self._get_batch(db, batch_id)
+        db.execute(
+            update(SessionRow).where(SessionRow.id == batch.session_id).values(last_activity_at=now)
+        )
+        events: list[Published] = []
+        for old, new in zip(copies, new_rows, strict=True):
+            events.append(notices.job_updated(self._job(db, self._get_job(db, old.id))))
+            events.append(notices.job_updated(self._job(db, new)))
+        events += self._batch_and_session_events(db, batch_id)
+        return [self._job(db, r) for r in new_rows], events
+
+
+def _auto_name(count: int, now: datetime) -> str:
+    noun = "image" if count == 1 else "images"
+    return f"{count} {noun} · {now.astimezone():%H:%M}"

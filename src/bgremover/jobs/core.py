@@ -1,0 +1,291 @@
+"""What the service's parts share: the database, files, bus and clock, the runs this process
+holds, and turning rows into snapshots and events.
+
+Memory only caches. ``_live`` holds the progress of the runs this process claimed, between
+the database writes at stage boundaries; whether a run still counts is always decided by the
+database (its ``dispatch_id`` column), never by this cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy.orm import Session as Db
+from sqlalchemy.orm import sessionmaker
+
+from ..config import Settings
+from . import notices
+from .eta import StageClock
+from .events import EventBus, ProgressThrottle
+from .files import FileStore
+from .notices import Published
+from .rows import new_id
+from .schemas import Batch, Job, Session
+from .snapshots import Live, batch_snapshot, job_snapshot, live_remaining, session_snapshot
+from .states import ACTIVE, TERMINAL, NotFound
+from .tables import BatchRow, JobRow, SessionRow
+
+log = logging.getLogger(__name__)
+
+AHEAD_CAP = 1000
+"""Counting the queue ahead of a batch walks at most this many index entries from either end
+of the queue before it counts exactly (a batch in the middle of a huge queue)."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def process_identity() -> str:
+    """ "host/pid/token": who holds a lease; the token tells a reused pid apart."""
+    return f"{socket.gethostname()}/{os.getpid()}/{new_id()[:8]}"
+
+
+class ServiceCore:
+    """State and helpers shared by commands, reports and queries. Thread-safe: every change
+    is decided by the database; ``_live`` has its own lock."""
+
+    def __init__(
+        self,
+        *,
+        sessions: sessionmaker[Db],
+        files: FileStore,
+        bus: EventBus,
+        settings: Settings,
+        clock: StageClock | None = None,
+        now: Callable[[], datetime] = utcnow,
+        owner: str | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self.files = files
+        self.bus = bus
+        self.settings = settings
+        self.clock = clock or StageClock()
+        self._now = now
+        self.owner = owner or process_identity()
+        self._live: dict[str, Live] = {}
+        self._live_lock = threading.Lock()
+        self._throttle = ProgressThrottle(
+            self._publish_throttled, settings.progress_update_interval.total_seconds()
+        )
+        self._cancel_running: Callable[[str], None] = lambda job_id: None
+        self._wake: Callable[[], None] = lambda: None
+
+    def attach(self, *, cancel_running: Callable[[str], None], wake: Callable[[], None]) -> None:
+        """Connect the executor's cancel and the scheduler's wake-up."""
+        self._cancel_running = cancel_running
+        self._wake = wake
+
+    # ------------------------------------------------------------------ runs held here
+
+    def _hold(self, job_id: str, live: Live) -> None:
+        with self._live_lock:
+            self._live[job_id] = live
+
+    def _drop(self, job_id: str, dispatch_id: str | None = None) -> Live | None:
+        """Forget a run held here (only that dispatch, when given)."""
+        with self._live_lock:
+            live = self._live.get(job_id)
+            if live is None or (dispatch_id is not None and live.dispatch_id != dispatch_id):
+                return None
+            del self._live[job_id]
+        self._throttle.discard(f"job:{job_id}")
+        return live
+
+    def _held(self) -> dict[str, Live]:
+        with self._live_lock:
+            return dict(self._live)
+
+    def _live_of(self, row: JobRow) -> Live | None:
+        live = self._live.get(row.id)
+        return live if live is not None and live.dispatch_id == row.dispatch_id else None
+
+    # ----------------------------------------------------------------------- lookups
+
+    def _get_job(self, db: Db, job_id: str) -> JobRow:
+        row = db.get(JobRow, job_id, populate_existing=True)
+        if row is None:
+            raise NotFound("job", job_id)
+        return row
+
+    def _get_batch(self, db: Db, batch_id: str) -> BatchRow:
+        row = db.get(BatchRow, batch_id, populate_existing=True)
+        if row is None:
+            raise NotFound("batch", batch_id)
+        return row
+
+    # --------------------------------------------------------------------- snapshots
+
+    def _job(self, db: Db, row: JobRow, session_id: str | None = None) -> Job:
+        if session_id is None:
+            batch = db.get(BatchRow, row.batch_id)
+            session_id = batch.session_id if batch else ""
+        return job_snapshot(row, session_id, self._live_of(row), self.clock)
+
+    def _running(self, db: Db) -> list[Live]:
+        """Every run in progress, on any process: this process's from memory, the others'
+        from their last stage written to the database."""
+        held = {live.dispatch_id: live for live in self._held().values()}
+        rows = db.execute(
+            select(
+                JobRow.dispatch_id,
+                JobRow.batch_id,
+                JobRow.width,
+                JobRow.height,
+                JobRow.stage,
+                JobRow.progress,
+            ).where(JobRow.status == "processing")
+        ).all()
+        running = []
+        for dispatch_id, batch_id, width, height, stage, progress in rows:
+            live = held.get(dispatch_id) if dispatch_id else None
+            if live is None:
+                live = Live.from_row(dispatch_id or "", batch_id, width, height, stage, progress)
+            running.append(live)
+        return running
+
+    def _batch(self, db: Db, row: BatchRow, running: list[Live] | None = None) -> Batch:
+        running = self._running(db) if running is None else running
+        own = [live for live in running if live.batch_id == row.id]
+        eta = self._queue_eta(db, [row.id], own, running, row.pending_jobs)
+        if eta is None and row.status not in TERMINAL:
+            eta = 0.0
+        return batch_snapshot(row, own, eta, self._now())
+
+    def _session(self, db: Db, row: SessionRow, known: Batch | None = None) -> Session:
+        """The session's totals; its ETA is computed once for all its batches (a session of
+        a hundred small uploads must not cost a hundred ETA queries per event), and not at
+        all when its only batch is ``known`` already."""
+        batches = db.scalars(
+            select(BatchRow)
+            .where(BatchRow.session_id == row.id)
+            .order_by(BatchRow.created_at)
+            .execution_options(populate_existing=True)
+        ).all()
+        ids = [b.id for b in batches]
+        running = self._running(db)
+        if known is not None and ids == [known.id]:
+            busy = known.counts.pending or known.counts.processing
+            eta = known.estimated_time_remaining if busy else None
+        else:
+            own = [live for live in running if live.batch_id in ids]
+            pending = sum(b.pending_jobs for b in batches)
+            eta = self._queue_eta(db, ids, own, running, pending)
+        now = self._now()
+        snapshots = [
+            batch_snapshot(b, [live for live in running if live.batch_id == b.id], None, now)
+            for b in batches
+        ]
+        return session_snapshot(row, snapshots, eta, now)
+
+    def _queue_eta(
+        self, db: Db, batch_ids: list[str], own: list[Live], running: list[Live], pending: int
+    ) -> float | None:
+        """Seconds until the last job of these batches should finish: the work queued up to
+        and including it, plus what running jobs have left, shared by the concurrent slots."""
+        if pending == 0 and not own:
+            return None
+        slots = max(1, self.settings.max_concurrent_jobs)
+        running_left = sum(live_remaining(live, self.clock) for live in running)
+        ahead = self._pending_ahead(db, batch_ids) if pending else 0
+        queued = ahead * self.clock.job_seconds(0)
+        own_left = max((live_remaining(live, self.clock) for live in own), default=0.0)
+        return max(own_left, (running_left + queued) / slots)
+
+    def _pending_ahead(self, db: Db, batch_ids: list[str]) -> int:
+        """Pending jobs that run before these batches' last pending job, itself included.
+
+        Counted from whichever end of the queue is nearer, so a batch at the back or the
+        front of 100,000 pending jobs costs a bounded index walk."""
+        last = db.execute(
+            select(JobRow.priority, JobRow.queue_order)
+            .where(JobRow.batch_id.in_(batch_ids), JobRow.status == "pending")
+            .order_by(JobRow.priority, JobRow.queue_order.desc())
+            .limit(1)
+        ).first()
+        if last is None:
+            return 0
+        priority, order = last
+        pending = JobRow.status == "pending"
+        ahead = select(JobRow.id).where(
+            pending,
+            or_(
+                JobRow.priority > priority,
+                and_(JobRow.priority == priority, JobRow.queue_order <= order),
+            ),
+        )
+        behind = select(JobRow.id).where(
+            pending,
+            or_(
+                JobRow.priority < priority,
+                and_(JobRow.priority == priority, JobRow.queue_order > order),
+            ),
+        )
+        front = _count(db, ahead.order_by(JobRow.priority.desc(), JobRow.queue_order), AHEAD_CAP)
+        if front < AHEAD_CAP:
+            return front
+        back = _count(db, behind.order_by(JobRow.priority, JobRow.queue_order.desc()), AHEAD_CAP)
+        if back < AHEAD_CAP:
+            total = db.scalar(
+                select(func.coalesce(func.sum(BatchRow.pending_jobs), 0)).where(
+                    BatchRow.status.in_(ACTIVE)
+                )
+            )
+            return int(total or 0) - back
+        return _count(db, ahead, None)
+
+    # ------------------------------------------------------------------------ events
+
+    def _batch_and_session_events(self, db: Db, batch_id: str) -> list[Published]:
+        batch = self._get_batch(db, batch_id)
+        snapshot = self._batch(db, batch)
+        events = [notices.batch_updated(snapshot)]
+        session = db.get(SessionRow, batch.session_id)
+        if session is not None:
+            events.append(notices.session_updated(self._session(db, session, known=snapshot)))
+        return events
+
+    def _completion_notices(self, db: Db, batch_id: str) -> list[Published]:
+        """A batch that just ended gets a summary; so does its session when it ended too."""
+        batch = self._get_batch(db, batch_id)
+        if batch.status not in TERMINAL or batch.total_jobs == 0:
+            return []
+        events = [notices.batch_finished(batch)]
+        session = db.get(SessionRow, batch.session_id)
+        if session is not None:
+            summary = self._session(db, session)
+            if summary.status in TERMINAL and len(summary.batch_ids) > 1:
+                events.append(notices.session_finished(summary))
+        return events
+
+    def _ended_events(self, db: Db, job_id: str, *, batch_events: bool = True) -> list[Published]:
+        """What to publish after a job reached a terminal status in this transaction."""
+        row = self._get_job(db, job_id)
+        events = [notices.job_updated(self._job(db, row))]
+        if row.status == "failed":
+            events.append(
+                notices.job_failed(row.id, row.batch_id, row.file_name, row.error_message)
+            )
+        if batch_events:
+            events += self._batch_and_session_events(db, row.batch_id)
+            events += self._completion_notices(db, row.batch_id)
+        return events
+
+    def _publish_all(self, events: Sequence[Published]) -> None:
+        self.bus.publish_many(events)
+
+    def _publish_throttled(self, key: str, data: dict[str, object]) -> None:
+        self.bus.publish("job.progress", dict(data))
+
+
+def _count(db: Db, query: Select[Any], cap: int | None) -> int:
+    """Rows of ``query``, counting at most ``cap`` of them."""
+    inner = query.limit(cap) if cap is not None else query
+    return int(db.scalar(select(func.count()).select_from(inner.subquery())) or 0)

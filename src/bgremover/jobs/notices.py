@@ -1,0 +1,126 @@
+"""The events the job system publishes, typed: what each carries and how it is worded.
+
+Events travel as ``(type, data)`` with JSON data; the models here fix the shape of the ones
+that are not whole snapshots (notifications and coalesced progress).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from .events import EventType
+from .schemas import Batch, Job, Session
+from .tables import BatchRow
+
+Published = tuple[EventType, dict[str, Any]]
+NoticeKind = Literal["success", "error", "warning", "info"]
+
+
+class Notification(BaseModel):
+    kind: NoticeKind
+    title: str
+    body: str
+    job_id: str | None = None
+    batch_id: str | None = None
+    session_id: str | None = None
+
+
+class JobProgress(BaseModel):
+    """A running job's progress between stage changes (coalesced per job)."""
+
+    id: str
+    batch_id: str
+    progress: float
+    stage: str
+    eta: float
+    sent_at: float
+    """When the worker reported it (``time.time()``), for latency measurement."""
+
+
+def job_updated(job: Job) -> Published:
+    return ("job.updated", {"job": job.model_dump(mode="json")})
+
+
+def job_deleted(job_id: str) -> Published:
+    return ("job.updated", {"job": {"id": job_id, "deleted": True}})
+
+
+def batch_updated(batch: Batch) -> Published:
+    return ("batch.updated", {"batch": batch.model_dump(mode="json")})
+
+
+def session_updated(session: Session) -> Published:
+    return ("session.updated", {"session": session.model_dump(mode="json")})
+
+
+def progress(update: JobProgress) -> dict[str, Any]:
+    return update.model_dump()
+
+
+def notice(notification: Notification) -> Published:
+    return ("notification", notification.model_dump(exclude_none=True))
+
+
+def job_failed(job_id: str, batch_id: str, file_name: str, message: str | None) -> Published:
+    return notice(
+        Notification(
+            kind="error",
+            title=f"Couldn't process {file_name}",
+            body=message or "Processing failed",
+            job_id=job_id,
+            batch_id=batch_id,
+        )
+    )
+
+
+def job_requeued(
+    job_id: str, batch_id: str, file_name: str, reason: str, attempt: int
+) -> Published:
+    return notice(
+        Notification(
+            kind="warning",
+            title=f"Retrying {file_name}",
+            body=f"Its worker was lost ({reason}); it runs again as attempt {attempt}.",
+            job_id=job_id,
+            batch_id=batch_id,
+        )
+    )
+
+
+def batch_finished(batch: BatchRow) -> Published:
+    parts = [
+        f"{n} {label}"
+        for n, label in (
+            (batch.completed_jobs, "done"),
+            (batch.failed_jobs, "failed"),
+            (batch.cancelled_jobs, "cancelled"),
+        )
+        if n
+    ]
+    kind: NoticeKind = "success" if batch.failed_jobs == 0 and batch.completed_jobs else "warning"
+    if batch.completed_jobs == 0 and batch.failed_jobs:
+        kind = "error"
+    return notice(
+        Notification(
+            kind=kind,
+            title=f"Batch finished: {batch.name}",
+            body=", ".join(parts),
+            batch_id=batch.id,
+            session_id=batch.session_id,
+        )
+    )
+
+
+def session_finished(session: Session) -> Published:
+    c = session.counts
+    return notice(
+        Notification(
+            kind="info",
+            title=f"Session complete: {session.name}",
+            body=f"{len(session.batch_ids)} batches, {c.completed} done, {c.failed} failed, "
+            f"{c.cancelled} cancelled",
+            session_id=session.id,
+        )
+    )

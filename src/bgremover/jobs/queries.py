@@ -1,0 +1,181 @@
+"""Reading jobs, batches and sessions: lookups, filtered lists, the live snapshot, stats."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import func, or_, select
+
+from .core import ServiceCore
+from .schemas import ActiveSnapshot, Batch, Job, Session, Stats
+from .states import ACTIVE, STATUSES, TERMINAL, NotFound
+from .tables import BatchRow, JobRow, SessionRow
+
+
+class Queries(ServiceCore):
+    def get_job(self, job_id: str) -> Job:
+        with self._sessions() as db:
+            return self._job(db, self._get_job(db, job_id))
+
+    def job_paths(self, job_id: str) -> tuple[Path, Path | None]:
+        """The original's and (when completed) the result's file paths."""
+        with self._sessions() as db:
+            row = self._get_job(db, job_id)
+            result = (
+                Path(row.result_path) if row.result_path and row.status == "completed" else None
+            )
+            return self.files.original_path(row.content_hash), result
+
+    def list_jobs(
+        self,
+        *,
+        status: Iterable[str] | None = None,
+        batch_id: str | None = None,
+        session_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        q: str | None = None,
+        include_superseded: bool = False,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[list[Job], int]:
+        """Jobs matching every filter given, newest first, and the total count."""
+        query = select(JobRow)
+        if status:
+            query = query.where(JobRow.status.in_(list(status)))
+        if batch_id:
+            query = query.where(JobRow.batch_id == batch_id)
+        if session_id:
+            query = query.join(BatchRow, BatchRow.id == JobRow.batch_id).where(
+                BatchRow.session_id == session_id
+            )
+        if since:
+            query = query.where(JobRow.created_at >= since)
+        if until:
+            query = query.where(JobRow.created_at < until)
+        if q:
+            query = query.where(JobRow.file_name.ilike(f"%{_escape_like(q)}%", escape="\\"))
+        if not include_superseded:
+            query = query.where(JobRow.superseded.is_(False))
+        with self._sessions() as db:
+            total = db.scalar(select(func.count()).select_from(query.subquery())) or 0
+            rows = db.scalars(
+                query.order_by(JobRow.created_at.desc(), JobRow.queue_order.desc())
+                .limit(limit)
+                .offset(offset)
+            ).all()
+            return [self._job(db, row) for row in rows], total
+
+    def get_batch(self, batch_id: str) -> Batch:
+        with self._sessions() as db:
+            return self._batch(db, self._get_batch(db, batch_id))
+
+    def list_batches(
+        self,
+        *,
+        session_id: str | None = None,
+        status: Iterable[str] | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[list[Batch], int]:
+        query = select(BatchRow)
+        if session_id:
+            query = query.where(BatchRow.session_id == session_id)
+        if status:
+            query = query.where(BatchRow.status.in_(list(status)))
+        with self._sessions() as db:
+            total = db.scalar(select(func.count()).select_from(query.subquery())) or 0
+            rows = db.scalars(
+                query.order_by(BatchRow.created_at.desc()).limit(limit).offset(offset)
+            ).all()
+            running = self._running(db)
+            return [self._batch(db, row, running) for row in rows], total
+
+    def get_session(self, session_id: str) -> Session:
+        with self._sessions() as db:
+            row = db.get(SessionRow, session_id)
+            if row is None:
+                raise NotFound("session", session_id)
+            return self._session(db, row)
+
+    def list_sessions(self, *, limit: int = 50, offset: int = 0) -> tuple[list[Session], int]:
+        with self._sessions() as db:
+            total = db.scalar(select(func.count()).select_from(SessionRow)) or 0
+            rows = db.scalars(
+                select(SessionRow)
+                .order_by(SessionRow.last_activity_at.desc())
+                .limit(limit)
+                .offset(offset)
+            ).all()
+            return [self._session(db, row) for row in rows], total
+
+    def active_snapshot(self, recent_jobs: int = 500) -> ActiveSnapshot:
+        """What a client needs to draw the live queue: active jobs and the most recently
+        ended ones, their batches and sessions, and the bus seq it is consistent with.
+
+        The seq is read first and no lock is held: an event published meanwhile is replayed
+        after the snapshot and applying it twice is harmless (events carry whole rows)."""
+        seq = self.bus.last_seq
+        recent_cutoff = self._now() - self.settings.auto_group_time_window
+        with self._sessions() as db:
+            jobs = list(
+                db.scalars(
+                    select(JobRow)
+                    .where(JobRow.status.in_(ACTIVE))
+                    .order_by(JobRow.priority.desc(), JobRow.queue_order)
+                )
+            )
+            jobs += db.scalars(
+                select(JobRow)
+                .where(JobRow.status.in_(TERMINAL), JobRow.end_time >= recent_cutoff)
+                .order_by(JobRow.end_time.desc())
+                .limit(recent_jobs)
+            ).all()
+            batches = db.scalars(
+                select(BatchRow).where(
+                    or_(
+                        BatchRow.status.in_(ACTIVE),
+                        BatchRow.end_time >= recent_cutoff,
+                        BatchRow.created_at >= recent_cutoff,
+                    )
+                )
+            ).all()
+            sessions = [db.get(SessionRow, sid) for sid in {b.session_id for b in batches}]
+            batch_sessions = {b.id: b.session_id for b in batches}
+            running = self._running(db)
+            return ActiveSnapshot(
+                seq=seq,
+                jobs=[self._job(db, j, batch_sessions.get(j.batch_id)) for j in jobs],
+                batches=[self._batch(db, b, running) for b in batches],
+                sessions=[self._session(db, s) for s in sessions if s is not None],
+            )
+
+    def stats(self) -> Stats:
+        with self._sessions() as db:
+            by_status = dict(
+                db.execute(
+                    select(JobRow.status, func.count())
+                    .where(JobRow.superseded.is_(False))
+                    .group_by(JobRow.status)
+                ).all()
+            )
+            hour_ago = self._now() - timedelta(hours=1)
+            done_last_hour = db.scalar(
+                select(func.count()).where(
+                    JobRow.status == "completed", JobRow.end_time >= hour_ago
+                )
+            )
+            return Stats(
+                jobs={s: int(by_status.get(s, 0)) for s in STATUSES},
+                batches=db.scalar(select(func.count()).select_from(BatchRow)) or 0,
+                sessions=db.scalar(select(func.count()).select_from(SessionRow)) or 0,
+                completed_last_hour=done_last_hour or 0,
+                expected_seconds_per_image=round(self.clock.job_seconds(0), 2),
+                max_concurrent_jobs=self.settings.max_concurrent_jobs,
+            )
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -1,0 +1,464 @@
+"""What workers tell the job system, and the runs' lifetime: claim, progress, the end of a
+run, leases and recovery.
+
+A claim is one statement that takes the best pending job (``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL; SQLite runs the statement under its single writer lock) and gives it a fresh
+dispatch id and a lease. Every later report is applied only while the job still runs that
+dispatch, so a late, duplicated or stale report changes nothing, whichever process gets it.
+
+How a run ends decides what happens to its job:
+- finished or failed (the image's fault): the job ends so;
+- stopped without the user asking (a graceful shutdown): the job goes back to the queue, as
+  it was, and nothing is counted against it;
+- lost (its worker died, hung past its deadline, or its process stopped renewing the lease):
+  the job goes back to the queue as its next attempt, until ``max_attempts`` runs were lost;
+  then it fails with the reason, so an image that kills its worker cannot loop forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session as Db
+
+from ..engine.options import OutputFormat, RemoveOptions
+from ..engine.stages import Stage, overall_percent
+from ..workers.base import (
+    Failed,
+    Finished,
+    Lost,
+    Report,
+    StageProgress,
+    Started,
+    Stopped,
+    WorkItem,
+)
+from . import notices, transitions
+from .core import ServiceCore
+from .eta import size_bucket
+from .notices import JobProgress, Published
+from .rows import new_id
+from .snapshots import Live, live_remaining
+from .states import JobStatus
+from .tables import JobRow
+
+log = logging.getLogger(__name__)
+
+
+class Reports(ServiceCore):
+    # ------------------------------------------------------------------------ claims
+
+    def claim_next(self) -> WorkItem | None:
+        """Move the best pending job (highest priority, then first in line) to processing,
+        held by this process under a new dispatch id and lease."""
+        now = self._now()
+        dispatch_id = new_id()
+        best = (
+            select(JobRow.id)
+            .where(JobRow.status == "pending")
+            .order_by(JobRow.priority.desc(), JobRow.queue_order)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        with self._sessions.begin() as db:
+            claimed = db.execute(
+                update(JobRow)
+                .where(JobRow.id == best, JobRow.status == "pending")
+                .values(
+                    status="processing",
+                    dispatch_id=dispatch_id,
+                    lease_owner=self.owner,
+                    lease_until=now + self.settings.lease_duration,
+                    start_time=now,
+                    stage=None,
+                    progress=0.0,
+                    worker=None,
+                )
+                .returning(JobRow.id, JobRow.batch_id),
+                execution_options={"synchronize_session": False},
+            ).first()
+            if claimed is None:
+                return None
+            job_id, batch_id = claimed
+            transitions.shift_batch(db, batch_id, {"pending": -1, "processing": +1}, now)
+            row = self._get_job(db, job_id)
+            bucket = size_bucket(row.width, row.height)
+            self._hold(job_id, Live(dispatch_id, batch_id, bucket))
+            options = RemoveOptions.model_validate(row.options or {})
+            item = WorkItem(
+                job_id=job_id,
+                dispatch_id=dispatch_id,
+                source=str(self.files.original_path(row.content_hash)),
+                destination=str(self.files.result_path(job_id, options.format.extension)),
+                options=row.options or {},
+                deadline_s=self._deadline(bucket),
+            )
+            events = [notices.job_updated(self._job(db, row))]
+            events += self._batch_and_session_events(db, batch_id)
+        self._publish_all(events)
+        return item
+
+    def _deadline(self, bucket: int) -> float:
+        """Seconds a run may take before it counts as hung: generous, from what runs of this
+        size take here."""
+        expected = self.clock.job_seconds(bucket) * self.settings.run_timeout_factor
+        return max(self.settings.run_timeout_min.total_seconds(), expected)
+
+    # ----------------------------------------------------------------------- reports
+
+    def handle(self, report: Report) -> None:
+        """Apply a worker's report; one from a run that no longer holds its job is dropped."""
+        if isinstance(report, StageProgress):
+            self._on_progress(report)
+            return
+        if isinstance(report, Started):
+            self._on_started(report)
+            return
+        live = self._drop(report.job_id, report.dispatch_id)  # the run is over, whatever won
+        if isinstance(report, Finished):
+            self._on_finished(report, live)
+        elif isinstance(report, Failed):
+            self._end_run(
+                report,
+                "failed",
+                live,
+                {"error_code": report.code, "error_message": report.message},
+            )
+        elif isinstance(report, Stopped):
+            self._put_back(report.job_id, report.dispatch_id)
+        elif isinstance(report, Lost):
+            self._lose(report.job_id, report.dispatch_id, report.reason)
+
+    def _on_started(self, report: Started) -> None:
+        with self._sessions.begin() as db:
+            changed = db.execute(
+                update(JobRow)
+                .where(
+                    JobRow.id == report.job_id,
+                    JobRow.dispatch_id == report.dispatch_id,
+                    JobRow.status == "processing",
+                )
+                .values(worker=report.worker[:100]),
+                execution_options={"synchronize_session": False},
+            ).rowcount  # type: ignore[attr-defined]
+            if changed != 1:
+                return
+            job = self._job(db, self._get_job(db, report.job_id))
+        self._publish_all([notices.job_updated(job)])
+
+    def _on_progress(self, report: StageProgress) -> None:
+        live = self._live.get(report.job_id)
+        if live is None or live.dispatch_id != report.dispatch_id:
+            return
+        try:
+            stage = Stage(report.stage)
+        except ValueError:
+            return
+        weights = self.clock.weights(live.bucket)
+        percent = max(live.percent, overall_percent(stage, report.fraction, weights))
+        stage_changed = stage != live.stage
+        live.stage, live.fraction, live.percent = stage, report.fraction, percent
+        if not stage_changed:
+            self._throttle.offer(
+                f"job:{report.job_id}",
+                notices.progress(
+                    JobProgress(
+                        id=report.job_id,
+                        batch_id=live.batch_id,
+                        progress=round(percent, 2),
+                        stage=stage.value,
+                        eta=round(live_remaining(live, self.clock), 2),
+                        sent_at=report.sent_at,
+                    )
+                ),
+            )
+            return
+        # A stage boundary: persist it (renewing the lease) and send a full snapshot.
+        with self._sessions.begin() as db:
+            changed = db.execute(
+                update(JobRow)
+                .where(
+                    JobRow.id == report.job_id,
+                    JobRow.dispatch_id == report.dispatch_id,
+                    JobRow.status == "processing",
+                )
+                .values(
+                    stage=stage.value,
+                    progress=percent,
+                    lease_until=self._now() + self.settings.lease_duration,
+                ),
+                execution_options={"synchronize_session": False},
+            ).rowcount  # type: ignore[attr-defined]
+            job = self._job(db, self._get_job(db, report.job_id)) if changed == 1 else None
+        if job is None:
+            self._abandon(report.job_id, report.dispatch_id)
+            return
+        self._throttle.discard(f"job:{report.job_id}")
+        self._publish_all([notices.job_updated(job)])
+
+    def _on_finished(self, report: Finished, live: Live | None) -> None:
+        if live is not None:
+            self.clock.observe(live.bucket, report.timings)
+        with self._sessions() as db:
+            row = db.get(JobRow, report.job_id)
+            options = RemoveOptions.model_validate((row.options if row else None) or {})
+        ended = self._end_run(
+            report,
+            "completed",
+            live,
+            {
+                "progress": 100.0,
+                "stage": None,
+                "result_path": str(self.files.result_path(report.job_id, options.format.extension)),
+                "result_width": report.width,
+                "result_height": report.height,
+                "result_format": report.format,
+                "result_bytes": report.bytes,
+            },
+        )
+        if not ended:
+            self._discard_orphan_result(report)
+
+    def _end_run(
+        self,
+        report: Finished | Failed,
+        status: JobStatus,
+        live: Live | None,
+        values: dict[str, Any],
+    ) -> bool:
+        """End the job of this run as ``status``; False when the run no longer held it."""
+        now = self._now()
+        with self._sessions.begin() as db:
+            row = db.get(JobRow, report.job_id, populate_existing=True)
+            if row is None:
+                return False
+            values = {"end_time": now, **transitions.NOT_RUNNING, **values}
+            if "error_message" in values:
+                # Workers name the stored file; people know it by the name they uploaded.
+                stored = str(self.files.original_path(row.content_hash))
+                values["error_message"] = values["error_message"].replace(stored, row.file_name)[
+                    :2000
+                ]
+            if status != "completed" and live is not None:
+                values["progress"] = max(row.progress, live.percent)
+            left = transitions.move_counted(
+                db,
+                row,
+                status,
+                now,
+                allowed=("processing",),
+                dispatch_id=report.dispatch_id,
+                values=values,
+            )
+            if left is None:
+                return False
+            events = self._ended_events(db, report.job_id)
+        self._publish_all(events)
+        self._wake()
+        return True
+
+    def _put_back(self, job_id: str, dispatch_id: str) -> None:
+        """The run stopped without the user asking (a shutdown): back to the queue, as it
+        was. A user's cancel has already ended the job, so then nothing changes here."""
+        self._requeue(job_id, dispatch_id, counted=False)
+
+    def _lose(self, job_id: str, dispatch_id: str, reason: str) -> None:
+        """The run's worker was lost: the job's next attempt, or failed once too many were."""
+        self._requeue(job_id, dispatch_id, counted=True, reason=reason)
+
+    def _requeue(
+        self,
+        job_id: str,
+        dispatch_id: str,
+        *,
+        counted: bool,
+        reason: str = "",
+        expired_before: datetime | None = None,
+    ) -> bool:
+        now = self._now()
+        with self._sessions.begin() as db:
+            row = db.get(JobRow, job_id, populate_existing=True)
+            if row is None or row.dispatch_id != dispatch_id or row.status != "processing":
+                return False
+            events = self._requeue_row(db, row, now, counted, reason, expired_before)
+            if events is None:
+                return False
+        self._publish_all(events)
+        self._wake()
+        return True
+
+    def _requeue_row(
+        self,
+        db: Db,
+        row: JobRow,
+        now: datetime,
+        counted: bool,
+        reason: str,
+        expired_before: datetime | None,
+    ) -> list[Published] | None:
+        """Put the run of ``row`` back in the queue (or fail it after too many losses),
+        guarded by its dispatch id (and, for an expired lease, by the lease still being
+        expired: its owner may have renewed it meanwhile)."""
+        extra = []
+        if expired_before is not None:
+            extra.append(or_(JobRow.lease_until.is_(None), JobRow.lease_until < expired_before))
+        lost = row.lost_runs + 1 if counted else row.lost_runs
+        if counted and lost >= self.settings.max_attempts:
+            left = transitions.move_counted(
+                db,
+                row,
+                "failed",
+                now,
+                allowed=("processing",),
+                dispatch_id=row.dispatch_id,
+                extra=extra,
+                values={
+                    **transitions.NOT_RUNNING,
+                    "end_time": now,
+                    "lost_runs": lost,
+                    "error_code": "worker_lost",
+                    "error_message": (
+                        f"{row.file_name}: its worker was lost {lost} times while processing "
+                        f"it (last: {reason}). The image may crash or hang the worker; retry "
+                        "it to try once more."
+                    )[:2000],
+                },
+            )
+            return None if left is None else self._ended_events(db, row.id)
+        left = transitions.move_counted(
+            db,
+            row,
+            "pending",
+            now,
+            allowed=("processing",),
+            dispatch_id=row.dispatch_id,
+            extra=extra,
+            values={
+                **transitions.NOT_RUNNING,
+                "stage": None,
+                "progress": 0.0,
+                "worker": None,
+                "queued_at": now,
+                "lost_runs": lost,
+                "attempt": row.attempt + 1 if counted else row.attempt,
+            },
+        )
+        if left is None:
+            return None
+        fresh = self._get_job(db, row.id)
+        events = [notices.job_updated(self._job(db, fresh))]
+        if counted:
+            log.warning("job %s: worker lost (%s); queued again", row.id, reason)
+            events.append(
+                notices.job_requeued(row.id, row.batch_id, row.file_name, reason, fresh.attempt)
+            )
+        return events + self._batch_and_session_events(db, row.batch_id)
+
+    def _abandon(self, job_id: str, dispatch_id: str) -> None:
+        """A run held here whose job was ended or taken elsewhere: stop working on it."""
+        if self._drop(job_id, dispatch_id) is not None:
+            self._cancel_running(job_id)
+
+    def _discard_orphan_result(self, report: Finished) -> None:
+        """A run finished after its job was cancelled, deleted or re-queued: its file is not
+        wanted, unless a later run of the same job may be writing the same name."""
+        with self._sessions() as db:
+            row = db.get(JobRow, report.job_id)
+            if row is not None and row.status in ("completed", "pending", "processing"):
+                return
+        try:
+            extension = OutputFormat(report.format).extension
+        except ValueError:
+            extension = ".png"
+        self.files.delete(self.files.result_path(report.job_id, extension))
+
+    # ------------------------------------------------------------------ leases
+
+    def release_all(self) -> int:
+        """A graceful stop: every run held here goes back to the queue, uncounted, before
+        the workers are stopped (their late reports then change nothing)."""
+        released = 0
+        for job_id, live in self._held().items():
+            self._drop(job_id, live.dispatch_id)
+            released += self._requeue(job_id, live.dispatch_id, counted=False)
+        if released:
+            log.info("put %d running jobs back in the queue for the next start", released)
+        return released
+
+    def renew_leases(self) -> None:
+        """Extend the leases of the runs held here; a run whose job is no longer ours (it
+        was cancelled, deleted or recovered by another process) is stopped."""
+        held = self._held()
+        if not held:
+            return
+        dispatches = [live.dispatch_id for live in held.values()]
+        with self._sessions.begin() as db:
+            kept = set(
+                db.execute(
+                    update(JobRow)
+                    .where(JobRow.dispatch_id.in_(dispatches), JobRow.status == "processing")
+                    .values(lease_until=self._now() + self.settings.lease_duration)
+                    .returning(JobRow.dispatch_id),
+                    execution_options={"synchronize_session": False},
+                ).scalars()
+            )
+        for job_id, live in held.items():
+            if live.dispatch_id not in kept:
+                self._abandon(job_id, live.dispatch_id)
+
+    def recover(self) -> int:
+        """Re-queue runs no live process holds: leases that expired, and runs of processes
+        on this machine that no longer exist. Each counts as a lost run. Returns how many."""
+        now = self._now()
+        host = socket.gethostname()
+        with self._sessions() as db:
+            rows = db.execute(
+                select(JobRow.id, JobRow.dispatch_id, JobRow.lease_owner, JobRow.lease_until).where(
+                    JobRow.status == "processing",
+                    or_(
+                        JobRow.lease_until.is_(None),
+                        JobRow.lease_until < now,
+                        JobRow.lease_owner.like(f"{host}/%"),
+                    ),
+                )
+            ).all()
+        recovered = 0
+        for job_id, dispatch_id, owner, until in rows:
+            if owner == self.owner:
+                continue
+            expired = until is None or until < now
+            if not expired and _owner_alive(owner, host):
+                continue
+            why = "its process stopped renewing the lease" if expired else "its process is gone"
+            recovered += self._requeue(
+                job_id,
+                dispatch_id or "",
+                counted=True,
+                reason=why,
+                expired_before=now if expired else None,
+            )
+        if recovered:
+            log.info("re-queued %d jobs whose runs were lost", recovered)
+        return recovered
+
+
+def _owner_alive(owner: str | None, host: str) -> bool:
+    """Whether the process named by a lease owner ("host/pid/token") on this host runs."""
+    if not owner:
+        return False
+    parts = owner.split("/")
+    if len(parts) != 3 or parts[0] != host or not parts[1].isdigit():
+        return True  # another machine: only its lease can tell
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,169 @@
+"""The only place a job's status changes: one conditional UPDATE whose row count decides.
+
+``UPDATE jobs SET status = :to … WHERE id = :id AND status = :from [AND dispatch_id = :d]``
+is atomic on every backend, so two processes cannot both move a job: the loser changes no row
+and learns that it lost. The batch's counters move in the same transaction with
+``SET n = n + delta``. Locks are taken jobs first (in queue order), the batch last, so two
+transactions on PostgreSQL never wait on each other in a circle.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy.orm import Session as Db
+
+from .states import TERMINAL, TRANSITIONS, JobStatus, batch_status
+from .tables import BatchRow, JobRow
+
+COUNTED: tuple[JobStatus, ...] = ("pending", "processing", "completed", "failed", "cancelled")
+
+NOT_RUNNING: dict[str, Any] = {"dispatch_id": None, "lease_owner": None, "lease_until": None}
+"""What a job that no run holds has in its run columns."""
+
+
+def move(
+    db: Db,
+    job_id: str,
+    to: JobStatus,
+    *,
+    allowed: Iterable[JobStatus],
+    dispatch_id: str | None = None,
+    values: Mapping[str, Any] | None = None,
+    extra: Sequence[ColumnElement[bool]] = (),
+) -> JobStatus | None:
+    """Move the job to ``to`` if it is in one of ``allowed`` (and, given ``dispatch_id``,
+    still runs that dispatch, and meets ``extra``); returns the status it left, or None when
+    nothing changed."""
+    for current in allowed:
+        if to not in TRANSITIONS[current]:
+            raise ValueError(f"the state machine has no {current} -> {to}")
+        statement = update(JobRow).where(JobRow.id == job_id, JobRow.status == current)
+        if dispatch_id is not None:
+            statement = statement.where(JobRow.dispatch_id == dispatch_id)
+        if extra:
+            statement = statement.where(*extra)
+        changed = db.execute(
+            statement.values(status=to, **(values or {})),
+            execution_options={"synchronize_session": False},
+        )
+        if changed.rowcount == 1:  # type: ignore[attr-defined]
+            return current
+    return None
+
+
+def shift_batch(
+    db: Db, batch_id: str, deltas: Mapping[str, int], now: datetime, *, total: int = 0
+) -> None:
+    """Add ``deltas`` (status -> change) to the batch's counters atomically, then set its
+    status, start and end from the counts it now has."""
+    changes: dict[str, Any] = {
+        f"{status}_jobs": getattr(BatchRow, f"{status}_jobs") + delta
+        for status, delta in deltas.items()
+        if delta
+    }
+    if total:
+        changes["total_jobs"] = BatchRow.total_jobs + total
+    columns = (
+        BatchRow.total_jobs,
+        BatchRow.start_time,
+        BatchRow.end_time,
+        *(getattr(BatchRow, f"{status}_jobs") for status in COUNTED),
+    )
+    if changes:
+        row = db.execute(
+            update(BatchRow).where(BatchRow.id == batch_id).values(**changes).returning(*columns),
+            execution_options={"synchronize_session": False},
+        ).one()
+    else:
+        row = db.execute(select(*columns).where(BatchRow.id == batch_id)).one()
+    total_jobs, start_time, end_time, *counts = row
+    status = batch_status(total=total_jobs, **dict(zip(COUNTED, counts, strict=True)))
+    if start_time is None and deltas.get("processing", 0) > 0:
+        start_time = now
+    end_time = (end_time or now) if status in TERMINAL and total_jobs else None
+    db.execute(
+        update(BatchRow)
+        .where(BatchRow.id == batch_id)
+        .values(status=status, start_time=start_time, end_time=end_time),
+        execution_options={"synchronize_session": False},
+    )
+
+
+def move_counted(
+    db: Db,
+    job: JobRow,
+    to: JobStatus,
+    now: datetime,
+    *,
+    allowed: Iterable[JobStatus],
+    dispatch_id: str | None = None,
+    values: Mapping[str, Any] | None = None,
+    extra: Sequence[ColumnElement[bool]] = (),
+) -> JobStatus | None:
+    """``move`` plus the batch counters; returns the status the job left, or None."""
+    left = move(
+        db, job.id, to, allowed=allowed, dispatch_id=dispatch_id, values=values, extra=extra
+    )
+    if left is not None:
+        shift_batch(db, job.batch_id, {left: -1, to: +1}, now)
+    return left
+
+
+def move_many(
+    db: Db,
+    jobs: Iterable[JobRow],
+    to: JobStatus,
+    now: datetime,
+    *,
+    allowed: Iterable[JobStatus],
+    values: Mapping[str, Any] | None = None,
+) -> list[JobRow]:
+    """Move every job that can move (in the order given: queue order), then shift each
+    batch's counters once; returns the jobs that moved."""
+    allowed = tuple(allowed)
+    moved: list[JobRow] = []
+    deltas: dict[str, Counter[str]] = {}
+    for job in jobs:
+        left = move(db, job.id, to, allowed=allowed, values=values)
+        if left is not None:
+            moved.append(job)
+            counter = deltas.setdefault(job.batch_id, Counter())
+            counter[left] -= 1
+            counter[to] += 1
+    for batch_id, counter in deltas.items():
+        shift_batch(db, batch_id, counter, now)
+    return moved
+
+
+def reload(db: Db, job_id: str) -> JobRow | None:
+    """The job's row as the database has it now (updates above bypass the session)."""
+    return db.get(JobRow, job_id, populate_existing=True)
+
+
+def reload_batch(db: Db, batch_id: str) -> BatchRow | None:
+    return db.get(BatchRow, batch_id, populate_existing=True)
+
+
+def recount(db: Db, batch_id: str, now: datetime) -> None:
+    """Set a batch's counters from its jobs, after rows arrived from outside the state
+    machine (an import)."""
+    by_status = dict(
+        db.execute(
+            select(JobRow.status, func.count())
+            .where(JobRow.batch_id == batch_id, JobRow.superseded.is_(False))
+            .group_by(JobRow.status)
+        ).all()
+    )
+    counts = {f"{status}_jobs": int(by_status.get(status, 0)) for status in COUNTED}
+    db.execute(
+        update(BatchRow)
+        .where(BatchRow.id == batch_id)
+        .values(total_jobs=sum(counts.values()), **counts),
+        execution_options={"synchronize_session": False},
+    )
+    shift_batch(db, batch_id, {}, now)
