@@ -35,6 +35,13 @@ batch's wall time and per-job ETAs (``job.progress`` ``eta``, ``job.updated``
 ``estimated_time_remaining`` while processing) against the actual remaining time; first half
 against second half, and jobs started before any ETA learning (defaults) against later ones.
 
+Part 4 (``scale``) measures the queue at scale on SQLite and on PostgreSQL: with 10, 10,000
+and 100,000 jobs pending (queued before the workers start), ``claim_next`` alone (50 claims,
+no workers) and the scheduling rate of the first completions with 2 workers (cheap model),
+each against the 10-job rate; then two processes sharing one PostgreSQL database (the
+second a spawned ``JobSystem`` of its own), with an engine-bound model (three MatMuls, one
+worker of one thread each), against one process: completions/s of the same batch.
+
 Other processes' CPU use during each part is printed: this is a shared 2-core machine, and
 contention skews ratios.
 
@@ -47,6 +54,7 @@ Run it by hand from the repository root (it is not a test):
     .venv/bin/python bench/jobs_bench.py                  # everything, about 6-10 min on 2 cores
     .venv/bin/python bench/jobs_bench.py --quick          # smaller counts, about 3 min
     .venv/bin/python bench/jobs_bench.py --only dispatch --only latency
+    .venv/bin/python bench/jobs_bench.py --only scale      # PostgreSQL on 127.0.0.1:5432
 """
 
 from __future__ import annotations
@@ -55,6 +63,7 @@ import argparse
 import contextlib
 import gc
 import logging
+import multiprocessing
 import os
 import shutil
 import statistics
@@ -86,7 +95,7 @@ from tiny_model import build_tiny_model
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "samples"
-PARTS = ("submit", "dispatch", "latency", "model")
+PARTS = ("submit", "dispatch", "latency", "model", "scale")
 MIB = 1024 * 1024
 CONTENTION_WARN = 0.05
 """Other processes' share of the CPUs above which a part's numbers are flagged."""
@@ -116,11 +125,21 @@ class Plan:
     per_batch: int = 2
     latency_jobs: int = 300
     photos: int = 20
+    scale_pending: tuple[int, ...] = (10, 10_000, 100_000)
+    scale_measured: int = 300
+    """Completions measured at each queue length (and per run of the two-process part)."""
 
 
 FULL = Plan()
 QUICK = Plan(
-    dispatch_jobs=300, raw_calls=100, backlog_jobs=0, many_batches=50, latency_jobs=100, photos=8
+    dispatch_jobs=300,
+    raw_calls=100,
+    backlog_jobs=0,
+    many_batches=50,
+    latency_jobs=100,
+    photos=8,
+    scale_pending=(10, 10_000),
+    scale_measured=150,
 )
 
 
@@ -622,7 +641,7 @@ def measure_queries(system: JobSystem, batch_id: str) -> None:
     started = time.perf_counter()
     snapshot = service.active_snapshot()
     row(
-        f"active_snapshot() (every SSE connect), {len(snapshot['jobs']):,} active jobs",
+        f"active_snapshot() (every SSE connect), {len(snapshot.jobs):,} active jobs",
         f"{time.perf_counter() - started:.2f} s",
     )
     started = time.perf_counter()
@@ -1160,6 +1179,157 @@ def _of(samples: dict[str, list[EtaSample]], jobs: set[str]) -> list[EtaSample]:
 # Entry point
 
 
+# --------------------------------------------------------------------------------------------
+# Part 4: the queue at scale, on SQLite and PostgreSQL, and two processes on one database
+
+POSTGRES_ADMIN = os.environ.get(
+    "BGREMOVER_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+@contextlib.contextmanager
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for one measurement, dropped afterwards."""
+    import psycopg
+
+    name = f"bgremover_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield POSTGRES_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def queue_pending(settings: Settings, staging: Path, tiny_png: Path, count: int) -> None:
+    """``count`` pending jobs, queued in batches of 10,000 so memory stays bounded."""
+    queuing = JobSystem(settings)
+    for start in range(0, count, 10_000):
+        queuing.service.create_batch(
+            stage_uploads(staging, [tiny_png] * min(10_000, count - start))
+        )
+    queuing.stop()
+
+
+def claim_latencies(settings: Settings, claims: int = 50) -> list[float]:
+    """``claim_next`` alone (claim, batch counters, events with the batch ETA), no workers."""
+    system = JobSystem(settings)
+    durations = []
+    for _ in range(claims):
+        started = time.perf_counter()
+        system.service.claim_next()
+        durations.append(time.perf_counter() - started)
+    system.service.release_all()
+    system.stop()
+    return durations
+
+
+def part_scale(plan: Plan, root: Path, tiny_model: Path, tiny_png: Path) -> None:
+    staging = root / "staging"
+    for backend in ("sqlite", "postgresql"):
+        section(
+            f"4   the queue at scale on {backend}: claim latency and the scheduling rate of "
+            f"the first {plan.scale_measured} completions, cheap jobs, 2 workers"
+        )
+        meter = CpuMeter()
+        base_rate = None
+        for pending in plan.scale_pending:
+            with contextlib.ExitStack() as stack:
+                data = root / f"scale-{backend}-{pending}"
+                url = (
+                    stack.enter_context(postgres_url())
+                    if backend == "postgresql"
+                    else f"sqlite:///{data / 'jobs.sqlite3'}"
+                )
+                settings = settings_for(
+                    data, database_url=url, model_path=tiny_model, max_concurrent_jobs=SLOTS
+                )
+                queue_pending(settings, staging, tiny_png, pending)
+                claims = claim_latencies(settings)
+                run = run_batch(settings, [], stop_after=plan.scale_measured)
+            ends = sorted(r.at for r in first_status(run, TERMINAL).values())
+            rate = (len(ends) - 1) / (ends[-1] - ends[0])
+            base_rate = base_rate or rate
+            row(
+                f"{pending:>7,} pending: claim_next mean / p99",
+                f"{ms(statistics.mean(claims))} / {ms(pct(claims, 99))}",
+            )
+            row(
+                f"{pending:>7,} pending: scheduling rate",
+                f"{rate:.1f} jobs/s = {rate / base_rate:.2f}× the {plan.scale_pending[0]}-job rate"
+                " (goal ≥ 0.9×)",
+            )
+        meter.report()
+    part_two_processes(plan, root)
+
+
+def engine_bound_model(root: Path) -> Path:
+    """A tiny model with three 1024×1024 MatMuls: the engine, not the system, sets the pace."""
+    return build_tiny_model(root / "tiny-3.onnx", matmuls=3)
+
+
+def serve_until(settings: Settings, started: Any, stop: Any) -> None:
+    """A second process: a job system of its own on the same database, until told to stop."""
+    system = JobSystem(settings).start()
+    assert isinstance(system.executor, LocalProcessExecutor)
+    system.executor.wait_ready(120)
+    started.set()
+    stop.wait()
+    system.stop()
+
+
+def completion_rate(settings: Settings, staging: Path, tiny_png: Path, jobs: int) -> float:
+    """Jobs/s until a batch of ``jobs`` has ended, from the database (it sees every
+    process's completions), with the systems already running."""
+    submitter = JobSystem(settings)
+    created = submitter.service.create_batch(stage_uploads(staging, [tiny_png] * jobs))
+    started = time.perf_counter()
+    with submitter.bus.subscribe() as events:
+        while submitter.service.get_batch(created.batch.id).status not in TERMINAL:
+            events.get(0.05)
+    elapsed = time.perf_counter() - started
+    submitter.engine.dispose()
+    return jobs / elapsed
+
+
+def part_two_processes(plan: Plan, root: Path) -> None:
+    section(
+        "4'  two processes on one PostgreSQL database, engine-bound jobs "
+        "(tiny model with 3 MatMuls), 1 worker each, 1 intra-op thread"
+    )
+    meter = CpuMeter()
+    model, staging = engine_bound_model(root), root / "staging"
+    tiny_png = make_tiny_png(root / "tiny-2.png")
+    rates = {}
+    context = multiprocessing.get_context("spawn")
+    for processes in (1, 2):
+        with postgres_url() as url:
+            settings = settings_for(
+                root / f"two-{processes}",
+                database_url=url,
+                model_path=model,
+                max_concurrent_jobs=1,
+                intra_op_threads=1,
+            )
+            stop = context.Event()
+            children = []
+            for _ in range(processes - 1):
+                started = context.Event()
+                child = context.Process(target=serve_until, args=(settings, started, stop))
+                child.start()
+                started.wait(120)
+                children.append(child)
+            with running_system(settings):
+                rates[processes] = completion_rate(settings, staging, tiny_png, plan.scale_measured)
+            stop.set()
+            for child in children:
+                child.join(120)
+        row(f"{processes} process(es)", f"{rates[processes]:.2f} jobs/s")
+    row("2 processes against 1", f"{rates[2] / rates[1]:.2f}× (goal ≥ 1.6×)")
+    meter.report()
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller counts (about 3 min)")
@@ -1199,6 +1369,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             part_latency(plan, root, tiny_png)
         if "model" in parts:
             part_model(plan, root)
+        if "scale" in parts:
+            part_scale(plan, root, tiny_model, tiny_png)
     print(f"\ndone in {time.monotonic() - started:.0f} s")
     return 0
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from bench.tiny_model import build_tiny_model
 from PIL import Image
 
 from bgremover import Remover, Settings, load_remover
@@ -77,6 +78,13 @@ def bad_inputs(
         path.write_bytes(data)
         paths[key] = path
     return paths
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An ISNet-shaped ONNX model that runs in a tenth of a second: for tests of the job
+    system rather than the network (one 1024×1024 MatMul, so a run is not instant)."""
+    return build_tiny_model(tmp_path_factory.mktemp("model") / "tiny.onnx", matmuls=1)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

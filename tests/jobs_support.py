@@ -16,6 +16,7 @@ from bgremover.jobs.database import connect, migrate, session_factory
 from bgremover.jobs.events import Event, InMemoryEventBus, Subscription
 from bgremover.jobs.files import FileStore
 from bgremover.jobs.schemas import Upload
+from bgremover.jobs.sequences import EventSeq
 from bgremover.jobs.service import JobService
 
 POSTGRES_ADMIN = os.environ.get(
@@ -92,10 +93,12 @@ def build_harness(
     **settings: object,
 ) -> Harness:
     clock = clock or Clock()
-    bus = bus or InMemoryEventBus()
     config = Settings(data_dir=root, cache_dir=root / "cache", database_url=url, **settings)  # type: ignore[arg-type]
     engine = connect(url)
     migrate(engine)
+    if bus is None:
+        seq = EventSeq(engine)
+        bus = InMemoryEventBus(seq=seq.take, last=seq.last())
     service = JobService(
         sessions=session_factory(engine),
         files=FileStore(root / "files"),

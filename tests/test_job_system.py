@@ -1,13 +1,16 @@
-"""The whole job system with real worker processes, the real model and a real SQLite file:
-a batch through to results, cancelling a running inference, a worker killed mid-job, and a
-restart mid-batch."""
+"""The whole job system with real worker processes and a real database: a batch through to
+results, cancelling a running inference, a worker killed mid-job (once, and every time), a
+hung worker, and graceful stops mid-batch. The real model where the run must last long
+enough to be interrupted; a tiny ISNet-shaped model where many runs are needed."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -17,7 +20,7 @@ from bgremover import Settings
 from bgremover.jobs import Event, JobSystem, Subscription
 from bgremover.workers.local import LocalProcessExecutor
 
-from .jobs_support import stage_uploads
+from .jobs_support import postgres_database, stage_uploads
 
 pytestmark = pytest.mark.model
 
@@ -135,7 +138,12 @@ def test_cancelling_a_running_job_lets_the_rest_of_the_batch_finish(
     assert system.executor.free_slots() == 2
 
 
-def test_a_cancelled_worker_is_free_again_within_a_second(
+CANCEL_BOUND_S = 5.0
+"""The product stops a cancelled inference within a second (10–60 ms measured in the engine
+tests' runs); the bound here is generous so a loaded 2-core CI machine cannot fail it."""
+
+
+def test_a_cancelled_worker_is_free_again_promptly(
     system: JobSystem, photos: dict[str, Path], tmp_path: Path
 ) -> None:
     executor = system.executor
@@ -154,11 +162,35 @@ def test_a_cancelled_worker_is_free_again_within_a_second(
         started = time.monotonic()
         system.service.cancel_job(job.id)
         while executor.free_slots() < 2:
-            assert time.monotonic() - started < 1.0, "the worker was still busy after 1 s"
+            assert time.monotonic() - started < CANCEL_BOUND_S, "the worker is still busy"
             time.sleep(0.01)
 
 
-def test_a_killed_worker_fails_only_its_own_job_and_is_replaced(
+def worker_pid_of(events: list[Event], job_id: str, attempt: int) -> int | None:
+    """The pid of the worker that started this attempt of the job, from its job.updated."""
+    for event in events:
+        job = event.data.get("job", {})
+        if (
+            event.type == "job.updated"
+            and job.get("id") == job_id
+            and job.get("attempt") == attempt
+            and job.get("status") == "processing"
+            and job.get("worker")
+        ):
+            return int(job["worker"].split("pid ")[1].rstrip(")"))
+    return None
+
+
+def kill_when_started(subscription: Subscription, job_id: str, attempt: int) -> int:
+    """Wait for the attempt to start on a worker, then kill -9 that worker."""
+    events = collect(subscription, lambda evs: worker_pid_of(evs, job_id, attempt) is not None)
+    pid = worker_pid_of(events, job_id, attempt)
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    return pid
+
+
+def test_a_killed_worker_requeues_its_job_which_completes_elsewhere(
     system: JobSystem, photos: dict[str, Path], tmp_path: Path
 ) -> None:
     executor = system.executor
@@ -168,32 +200,101 @@ def test_a_killed_worker_fails_only_its_own_job_and_is_replaced(
     with system.bus.subscribe() as subscription:
         created = system.service.create_batch(stage_uploads(tmp_path, *sources))
         victim = created.jobs[0].id
-        events = collect(
-            subscription,
-            lambda evs: any(
-                e.type == "job.updated"
-                and e.data["job"]["id"] == victim
-                and e.data["job"]["worker"]
-                for e in evs
-            ),
-        )
-        worker = next(
-            e.data["job"]["worker"]
-            for e in events
-            if e.type == "job.updated" and e.data["job"]["id"] == victim and e.data["job"]["worker"]
-        )
-        pid = int(worker.split("pid ")[1].rstrip(")"))
-        os.kill(pid, signal.SIGKILL)
-        collect(subscription, ended({j.id for j in created.jobs}))
-    killed = system.service.get_job(victim)
-    assert killed.status == "failed" and killed.error is not None
-    assert killed.error.code == "worker_crashed" and "SIGKILL" in killed.error.message
+        pid = kill_when_started(subscription, victim, attempt=1)
+        events = collect(subscription, ended({j.id for j in created.jobs}))
+    job = system.service.get_job(victim)
+    assert (job.status, job.attempt, job.error) == ("completed", 2, None)
     assert [system.service.get_job(j.id).status for j in created.jobs[1:]] == ["completed"] * 2
     assert pid not in executor.worker_pids().values() and len(executor.worker_pids()) == 2
-    retried = system.service.retry_job(victim).jobs[0]
+    notices = [e.data for e in events if e.type == "notification"]
+    assert any(n["title"] == "Retrying astronaut.jpg" and "SIGKILL" in n["body"] for n in notices)
+    batch = system.service.get_batch(created.batch.id)
+    assert (batch.counts.completed, batch.counts.total) == (3, 3)
+
+
+def test_a_job_that_kills_its_worker_every_time_fails_after_max_attempts(
+    system: JobSystem, photos: dict[str, Path], tmp_path: Path
+) -> None:
+    max_attempts = system.settings.max_attempts
     with system.bus.subscribe() as subscription:
-        collect(subscription, ended({retried.id}))
-    assert system.service.get_job(retried.id).status == "completed"
+        created = system.service.create_batch(stage_uploads(tmp_path, photos["astronaut.jpg"]))
+        poison = created.jobs[0].id
+        for attempt in range(1, max_attempts + 1):
+            kill_when_started(subscription, poison, attempt)
+        collect(subscription, ended({poison}))
+    job = system.service.get_job(poison)
+    assert (job.status, job.attempt) == ("failed", max_attempts)
+    assert job.error is not None and job.error.code == "worker_lost"
+    assert f"{max_attempts} times" in job.error.message and "SIGKILL" in job.error.message
+
+
+def test_a_hung_worker_is_killed_at_its_deadline_and_its_job_runs_again(
+    tiny_model: Path, photos: dict[str, Path], tmp_path: Path
+) -> None:
+    settings = settings_for(tmp_path).model_copy(
+        update={
+            "model_path": tiny_model,
+            "max_concurrent_jobs": 1,
+            "run_timeout_min": timedelta(seconds=2),
+            "run_timeout_factor": 0.1,
+        }
+    )
+    with JobSystem(settings) as system, system.bus.subscribe() as subscription:
+        executor = system.executor
+        assert isinstance(executor, LocalProcessExecutor) and executor.wait_ready(TIMEOUT_S)
+        (hung,) = executor.worker_pids().values()
+        os.kill(hung, signal.SIGSTOP)  # alive, making no progress, answering nothing
+        job = system.service.create_batch(stage_uploads(tmp_path, photos["coffee.jpg"])).jobs[0]
+        events = collect(subscription, ended({job.id}))
+        final = system.service.get_job(job.id)
+        assert (final.status, final.attempt) == ("completed", 2)
+        assert hung not in executor.worker_pids().values()
+    notices = [e.data for e in events if e.type == "notification"]
+    assert any("deadline" in n["body"] for n in notices if n["kind"] == "warning")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_graceful_stops_mid_batch_never_end_a_job(
+    backend: str, tiny_model: Path, tmp_path: Path
+) -> None:
+    png = tmp_path / "small.png"
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(png)
+    with contextlib.ExitStack() as stack:
+        url = (
+            stack.enter_context(postgres_database())
+            if backend == "postgresql"
+            else f"sqlite:///{tmp_path / 'jobs.sqlite3'}"
+        )
+        settings = settings_for(tmp_path).model_copy(
+            update={"model_path": tiny_model, "database_url": url}
+        )
+        first = JobSystem(settings)
+        ids = {j.id for j in first.service.create_batch(stage_uploads(tmp_path, *[png] * 40)).jobs}
+        first.engine.dispose()
+        for _ in range(5):
+            system = JobSystem(settings)
+            with system.bus.subscribe() as subscription:
+                system.start()
+                done = {i for i in ids if system.service.get_job(i).status == "completed"}
+                collect(  # one more job done, then stop with others running or waiting
+                    subscription,
+                    lambda evs, done=done: any(
+                        e.type == "job.updated"
+                        and e.data["job"]["status"] == "completed"
+                        and e.data["job"]["id"] not in done
+                        for e in evs
+                    ),
+                )
+            system.stop()
+            statuses = [system.service.get_job(i).status for i in ids]
+            assert "processing" not in statuses, "a stop left a job running"
+            assert not {"cancelled", "failed"} & set(statuses), "a stop ended a job"
+        last = JobSystem(settings)
+        with last.bus.subscribe() as subscription, last:
+            left = {i for i in ids if last.service.get_job(i).status != "completed"}
+            collect(subscription, ended(left))
+            final = [last.service.get_job(i) for i in ids]
+        assert [(j.status, j.attempt) for j in final] == [("completed", 1)] * len(ids)
 
 
 def test_a_restart_mid_batch_loses_nothing(photos: dict[str, Path], tmp_path: Path) -> None:

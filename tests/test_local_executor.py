@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
@@ -20,6 +21,7 @@ from bgremover.workers import (
     Failed,
     Finished,
     LocalProcessExecutor,
+    Lost,
     Report,
     StageProgress,
     Started,
@@ -58,7 +60,7 @@ class Reports:
 
     def final(self, job_id: str) -> Report:
         return self.wait_for(
-            lambda r: r.job_id == job_id and isinstance(r, Finished | Failed | Stopped)
+            lambda r: r.job_id == job_id and isinstance(r, Finished | Failed | Stopped | Lost)
         )
 
     def in_model(self, job_id: str) -> Report:
@@ -179,7 +181,7 @@ def test_cancel_stops_running_inference_within_a_second_and_frees_the_worker(
     assert executor.worker_pids() == pids, "the worker was replaced instead of reused"
 
 
-def test_killed_worker_fails_only_its_own_job_and_is_replaced(
+def test_a_killed_worker_loses_only_its_own_run_and_is_replaced(
     start: Start, photos: dict[str, Path], tmp_path: Path
 ) -> None:
     executor, reports = start(workers=2)
@@ -191,10 +193,8 @@ def test_killed_worker_fails_only_its_own_job_and_is_replaced(
 
     os.kill(old_pid, signal.SIGKILL)
     crashed = reports.final("a")
-    assert isinstance(crashed, Failed)
-    assert crashed.code == "worker_crashed"
-    assert "SIGKILL" in crashed.message
-    assert "Retry" in crashed.message
+    assert isinstance(crashed, Lost), "a dead worker is not the image's fault"
+    assert "SIGKILL" in crashed.reason and "out of memory" in crashed.reason
     assert isinstance(reports.final("b"), Finished)
 
     new_pid = executor.worker_pids()[victim]
@@ -269,3 +269,18 @@ def test_shutdown_stops_every_worker_and_can_be_called_twice(start: Start) -> No
     assert executor.free_slots() == 0
     with pytest.raises(RuntimeError):
         executor.submit(WorkItem("x", "x", "in.jpg", "out.png"))
+
+
+def test_a_run_past_its_deadline_is_killed_as_hung_and_reported_lost(
+    start: Start, photos: dict[str, Path], tmp_path: Path
+) -> None:
+    executor, reports = start(workers=1)
+    assert executor.wait_ready(TIMEOUT_S)
+    (old_pid,) = executor.worker_pids().values()
+    os.kill(old_pid, signal.SIGSTOP)  # alive, but it will never answer again
+    executor.submit(replace(work("a", photos["coffee.jpg"], tmp_path), deadline_s=1.0))
+    lost = reports.final("a")
+    assert isinstance(lost, Lost) and "deadline" in lost.reason
+    assert executor.worker_pids()["local-1"] != old_pid
+    assert not psutil.pid_exists(old_pid)
+    assert executor.free_slots() == 1

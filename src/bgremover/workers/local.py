@@ -26,7 +26,7 @@ from multiprocessing.process import BaseProcess
 from ..config import Settings
 from ..engine.errors import ModelError
 from ..engine.models import ModelStore
-from .base import Executor, Failed, Finished, Lost, Report, ReportSink, Started, Stopped, WorkItem
+from .base import Executor, Failed, Finished, Lost, Report, ReportSink, Stopped, WorkItem
 from .worker_process import Cancel, FromWorker, Ready, Run, Stop, ToWorker, serve
 
 log = logging.getLogger(__name__)
@@ -130,6 +130,7 @@ class LocalProcessExecutor(Executor):
                     "check free_slots() first"
                 )
             worker.running = item
+            self._arm_deadline(worker)
             # Sent under the lock so a cancel for this job cannot reach the worker first.
             worker.send(Run(item))
 
@@ -185,8 +186,8 @@ class LocalProcessExecutor(Executor):
         with self._changed:
             return self._changed.wait_for(self._all_ready, timeout) and not self._closed
 
-    # Internals. ``_all_ready``, ``_spawn``, ``_worker_running``, ``_arm_kill``, ``_wake`` and
-    # ``_next_deadline`` expect the lock held; the rest run on the monitor thread.
+    # Internals. ``_all_ready``, ``_spawn``, ``_worker_running``, ``_arm_kill``, ``_arm_deadline``,
+    # ``_wake`` and ``_next_deadline`` expect the lock held; the rest run on the monitor thread.
 
     def _all_ready(self) -> bool:
         if self._closed:
@@ -218,6 +219,14 @@ class LocalProcessExecutor(Executor):
         # mid-download would only start the download again.
         if worker.ready and worker.kill_at is None:
             worker.kill_at = time.monotonic() + CANCEL_GRACE_S
+            self._wake()
+
+    def _arm_deadline(self, worker: _Worker) -> None:
+        # From the hand-over, or once the model has loaded: loading is not the run's time,
+        # but a worker that never picks its item up hangs as surely as one that stops midway.
+        item = worker.running
+        if worker.ready and item is not None and item.deadline_s is not None:
+            worker.deadline = time.monotonic() + item.deadline_s
             self._wake()
 
     def _wake(self) -> None:
@@ -269,21 +278,11 @@ class LocalProcessExecutor(Executor):
                 worker.ready = True
                 if worker.cancelled:
                     self._arm_kill(worker)
+                self._arm_deadline(worker)
                 self._changed.notify_all()
             if message.failure is not None:
                 log.warning("%s serves failures only: %s", worker.name, message.failure)
             return
-        if isinstance(message, Started):
-            # The run's clock starts now: loading the model before it is not the run's time.
-            with self._lock:
-                running = worker.running
-                if (
-                    running is not None
-                    and running.dispatch_id == message.dispatch_id
-                    and running.deadline_s is not None
-                ):
-                    worker.deadline = time.monotonic() + running.deadline_s
-                    self._wake()
         if isinstance(message, Finished | Failed | Stopped):
             # Free the worker before the sink hears of it, so the scheduler sees the free slot.
             with self._lock:
