@@ -36,9 +36,9 @@ batch's wall time and per-job ETAs (``job.progress`` ``eta``, ``job.updated``
 against second half, and jobs started before any ETA learning (defaults) against later ones.
 
 Part 4 (``scale``) measures the queue at scale on SQLite and on PostgreSQL: with 10, 10,000
-and 100,000 jobs pending (queued before the workers start), ``claim_next`` alone (50 claims,
-no workers) and the scheduling rate of the first completions with 2 workers (cheap model),
-each against the 10-job rate; then two processes sharing one PostgreSQL database (the
+and 100,000 jobs pending (plus the measured ones, queued before the workers start),
+``claim_next`` alone (50 claims, no workers) and the scheduling rate of the first completions
+with 2 workers (cheap model), each against the 10-job rate; then two processes sharing one PostgreSQL database (the
 second a spawned ``JobSystem`` of its own), with an engine-bound model (three MatMuls, one
 worker of one thread each), against one process: completions/s of the same batch.
 
@@ -305,11 +305,9 @@ def image_size(path: Path) -> tuple[int, int]:
 
 
 def settings_for(data_dir: Path, **overrides: Any) -> Settings:
-    return Settings(
-        data_dir=data_dir,
-        database_url=f"sqlite:///{data_dir / 'jobs.sqlite3'}",
-        **overrides,
-    )
+    """A SQLite file in ``data_dir`` unless ``database_url`` is given."""
+    overrides.setdefault("database_url", f"sqlite:///{data_dir / 'jobs.sqlite3'}")
+    return Settings(data_dir=data_dir, **overrides)
 
 
 def database_bytes(settings: Settings) -> tuple[int, int]:
@@ -1245,7 +1243,8 @@ def part_scale(plan: Plan, root: Path, tiny_model: Path, tiny_png: Path) -> None
                 settings = settings_for(
                     data, database_url=url, model_path=tiny_model, max_concurrent_jobs=SLOTS
                 )
-                queue_pending(settings, staging, tiny_png, pending)
+                # The measured jobs queue behind the others, so the queue never holds fewer.
+                queue_pending(settings, staging, tiny_png, pending + plan.scale_measured)
                 claims = claim_latencies(settings)
                 run = run_batch(settings, [], stop_after=plan.scale_measured)
             ends = sorted(r.at for r in first_status(run, TERMINAL).values())

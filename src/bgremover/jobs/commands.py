@@ -106,60 +106,29 @@ class Commands(ServiceCore):
     def cancel_job(self, job_id: str) -> CancelResult:
         """Cancel a pending job at once, or a running one (its worker stops within a second
         when it runs in this process; another process notices at its next lease renewal)."""
-        now = self._now()
         with self._sessions.begin() as db:
             row = self._get_job(db, job_id)
-            live = self._live_of(row)
-            values = {"end_time": now, **transitions.NOT_RUNNING}
-            if live is not None:
-                values["progress"] = max(row.progress, live.percent)
-            left = transitions.move_counted(
-                db, row, "cancelled", now, allowed=("pending", "processing"), values=values
-            )
-            if left is None:
+            cancelled = self._cancel(db, [row])
+            if not cancelled:
                 raise InvalidTransition(job_id, self._get_job(db, job_id).status, "cancelled")
             events = self._ended_events(db, job_id)
-        if left == "processing" and live is not None:
-            self._drop(job_id)
-            self._cancel_running(job_id)
+        self._stop_held(cancelled)
         self._publish_all(events)
         return CancelResult(cancelled=[job_id])
 
     def cancel_batch(self, batch_id: str) -> CancelResult:
         """Cancel every job of the batch that has not ended."""
-        now = self._now()
         with self._sessions.begin() as db:
             batch = self._get_batch(db, batch_id)
-            rows = db.scalars(
-                select(JobRow)
-                .where(
-                    JobRow.batch_id == batch.id,
-                    JobRow.status.in_(ACTIVE),
-                    JobRow.superseded.is_(False),
-                )
-                .order_by(JobRow.queue_order, JobRow.id)
-            ).all()
-            held = [row.id for row in rows if self._live_of(row) is not None]
-            moved = transitions.move_many(
-                db,
-                rows,
-                "cancelled",
-                now,
-                allowed=("pending", "processing"),
-                values={"end_time": now, **transitions.NOT_RUNNING},
-            )
+            cancelled = self._cancel(db, self._batch_jobs(db, batch.id, ACTIVE))
             events: list[Published] = []
-            for row in moved:
+            for row in cancelled:
                 events += self._ended_events(db, row.id, batch_events=False)
             events += self._batch_and_session_events(db, batch.id)
             events += self._completion_notices(db, batch.id)
-        moved_ids = {row.id for row in moved}
-        for job_id in held:
-            if job_id in moved_ids:
-                self._drop(job_id)
-                self._cancel_running(job_id)
+        self._stop_held(cancelled)
         self._publish_all(events)
-        return CancelResult(cancelled=[row.id for row in moved])
+        return CancelResult(cancelled=[row.id for row in cancelled])
 
     def retry_job(self, job_id: str) -> RetryResult:
         """A new attempt of a failed or cancelled job, pending, linked to the old one."""
@@ -176,15 +145,7 @@ class Commands(ServiceCore):
         """A new attempt of every failed and cancelled job in the batch."""
         with self._sessions.begin() as db:
             batch = self._get_batch(db, batch_id)
-            rows = db.scalars(
-                select(JobRow)
-                .where(
-                    JobRow.batch_id == batch.id,
-                    JobRow.status.in_(RETRYABLE),
-                    JobRow.superseded.is_(False),
-                )
-                .order_by(JobRow.queue_order)
-            ).all()
+            rows = self._batch_jobs(db, batch.id, RETRYABLE)
             jobs, events = self._queue_copies(db, batch.id, rows)
         self._publish_all(events)
         self._wake()
@@ -250,25 +211,13 @@ class Commands(ServiceCore):
 
     def delete_job(self, job_id: str) -> None:
         """Remove a job and its files; a running job is cancelled first."""
-        now = self._now()
         with self._sessions.begin() as db:
+            cancelled = self._cancel(db, [self._get_job(db, job_id)])
             row = self._get_job(db, job_id)
-            held = self._live_of(row) is not None
-            transitions.move_counted(
-                db,
-                row,
-                "cancelled",
-                now,
-                allowed=("pending", "processing"),
-                values={"end_time": now, **transitions.NOT_RUNNING},
-            )
-            row = self._get_job(db, job_id)
-            maintenance.delete_rows(db, self.files, [row], now)
+            maintenance.delete_rows(db, self.files, [row], self._now())
             events = [notices.job_deleted(job_id)]
             events += self._batch_and_session_events(db, row.batch_id)
-        if held:
-            self._drop(job_id)
-            self._cancel_running(job_id)
+        self._stop_held(cancelled)
         self._publish_all(events)
 
     def delete_jobs(self, statuses: Iterable[str]) -> int:
@@ -351,6 +300,49 @@ class Commands(ServiceCore):
         if not batch.manual:
             raise InvalidTransition(batch_id, "an automatic batch", "given more images")
         return batch
+
+    def _batch_jobs(self, db: Db, batch_id: str, statuses: Iterable[str]) -> Sequence[JobRow]:
+        """The batch's current jobs (not superseded) in these statuses, in queue order."""
+        return db.scalars(
+            select(JobRow)
+            .where(
+                JobRow.batch_id == batch_id,
+                JobRow.status.in_(list(statuses)),
+                JobRow.superseded.is_(False),
+            )
+            .order_by(JobRow.queue_order, JobRow.id)
+        ).all()
+
+    def _cancel(self, db: Db, rows: Sequence[JobRow]) -> list[JobRow]:
+        """Cancel those of ``rows`` that have not ended (the database decides); a run held
+        here keeps the percent it reached. Returns the rows cancelled."""
+        now = self._now()
+        reached = {
+            row.id: max(row.progress, live.percent)
+            for row in rows
+            if (live := self._live_of(row)) is not None
+        }
+        cancelled = transitions.move_many(
+            db,
+            rows,
+            "cancelled",
+            now,
+            allowed=("pending", "processing"),
+            values={"end_time": now, **transitions.NOT_RUNNING},
+        )
+        for row in cancelled:
+            if row.id in reached:
+                db.execute(
+                    update(JobRow).where(JobRow.id == row.id).values(progress=reached[row.id]),
+                    execution_options={"synchronize_session": False},
+                )
+        return cancelled
+
+    def _stop_held(self, cancelled: Iterable[JobRow]) -> None:
+        """After the commit: stop the runs of cancelled jobs that this process holds."""
+        for row in cancelled:
+            if self._drop(row.id) is not None:
+                self._cancel_running(row.id)
 
     def _queue_copies(
         self,

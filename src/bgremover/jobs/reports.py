@@ -309,48 +309,35 @@ class Reports(ServiceCore):
         if expired_before is not None:
             extra.append(or_(JobRow.lease_until.is_(None), JobRow.lease_until < expired_before))
         lost = row.lost_runs + 1 if counted else row.lost_runs
-        if counted and lost >= self.settings.max_attempts:
-            left = transitions.move_counted(
-                db,
-                row,
-                "failed",
-                now,
-                allowed=("processing",),
-                dispatch_id=row.dispatch_id,
-                extra=extra,
-                values={
-                    **transitions.NOT_RUNNING,
-                    "end_time": now,
-                    "lost_runs": lost,
-                    "error_code": "worker_lost",
-                    "error_message": (
-                        f"{row.file_name}: its worker was lost {lost} times while processing "
-                        f"it (last: {reason}). The image may crash or hang the worker; retry "
-                        "it to try once more."
-                    )[:2000],
-                },
-            )
-            return None if left is None else self._ended_events(db, row.id)
+        gives_up = counted and lost >= self.settings.max_attempts
+        values: dict[str, Any] = {**transitions.NOT_RUNNING, "lost_runs": lost}
+        if gives_up:
+            values |= {
+                "end_time": now,
+                "error_code": "worker_lost",
+                "error_message": (
+                    f"{row.file_name}: its worker was lost {lost} times while processing it "
+                    f"(last: {reason}). The image may crash or hang the worker; retry it to "
+                    "try once more."
+                )[:2000],
+            }
+        else:
+            values |= {"stage": None, "progress": 0.0, "worker": None, "queued_at": now}
+            values["attempt"] = row.attempt + 1 if counted else row.attempt
         left = transitions.move_counted(
             db,
             row,
-            "pending",
+            "failed" if gives_up else "pending",
             now,
             allowed=("processing",),
             dispatch_id=row.dispatch_id,
             extra=extra,
-            values={
-                **transitions.NOT_RUNNING,
-                "stage": None,
-                "progress": 0.0,
-                "worker": None,
-                "queued_at": now,
-                "lost_runs": lost,
-                "attempt": row.attempt + 1 if counted else row.attempt,
-            },
+            values=values,
         )
         if left is None:
             return None
+        if gives_up:
+            return self._ended_events(db, row.id)
         fresh = self._get_job(db, row.id)
         events = [notices.job_updated(self._job(db, fresh))]
         if counted:
