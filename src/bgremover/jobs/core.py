@@ -14,9 +14,8 @@ import socket
 import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.orm import Session as Db
 from sqlalchemy.orm import sessionmaker
 
@@ -34,7 +33,7 @@ from .tables import BatchRow, JobRow, SessionRow
 
 log = logging.getLogger(__name__)
 
-AHEAD_CAP = 1000
+AHEAD_CAP = 200
 """Counting the queue ahead of a batch walks at most this many index entries from either end
 of the queue before it counts exactly (a batch in the middle of a huge queue)."""
 
@@ -213,25 +212,18 @@ class ServiceCore:
         if last is None:
             return 0
         priority, order = last
-        pending = JobRow.status == "pending"
-        ahead = select(JobRow.id).where(
-            pending,
-            or_(
-                JobRow.priority > priority,
-                and_(JobRow.priority == priority, JobRow.queue_order <= order),
-            ),
-        )
-        behind = select(JobRow.id).where(
-            pending,
-            or_(
-                JobRow.priority < priority,
-                and_(JobRow.priority == priority, JobRow.queue_order > order),
-            ),
-        )
-        front = _count(db, ahead.order_by(JobRow.priority.desc(), JobRow.queue_order), AHEAD_CAP)
-        if front < AHEAD_CAP:
-            return front
-        back = _count(db, behind.order_by(JobRow.priority, JobRow.queue_order.desc()), AHEAD_CAP)
+        pending, same = JobRow.status == "pending", JobRow.priority == priority
+        # Each part is one range of the claim index, so a capped count stops early.
+        behind = [
+            and_(pending, JobRow.priority < priority),
+            and_(pending, same, JobRow.queue_order > order),
+        ]
+        ahead = [
+            and_(pending, JobRow.priority > priority),
+            and_(pending, same, JobRow.queue_order <= order),
+        ]
+        # A new batch is usually at the back of the queue, a reprioritised one at the front.
+        back = sum(_count(db, part, AHEAD_CAP) for part in behind)
         if back < AHEAD_CAP:
             total = db.scalar(
                 select(func.coalesce(func.sum(BatchRow.pending_jobs), 0)).where(
@@ -239,7 +231,10 @@ class ServiceCore:
                 )
             )
             return int(total or 0) - back
-        return _count(db, ahead, None)
+        front = sum(_count(db, part, AHEAD_CAP) for part in ahead)
+        if front < AHEAD_CAP:
+            return front
+        return sum(_count(db, part, None) for part in ahead)
 
     # ------------------------------------------------------------------------ events
 
@@ -285,7 +280,8 @@ class ServiceCore:
         self.bus.publish("job.progress", dict(data))
 
 
-def _count(db: Db, query: Select[Any], cap: int | None) -> int:
-    """Rows of ``query``, counting at most ``cap`` of them."""
+def _count(db: Db, where: ColumnElement[bool], cap: int | None) -> int:
+    """Jobs meeting ``where``, counting at most ``cap`` of them."""
+    query = select(JobRow.id).where(where)
     inner = query.limit(cap) if cap is not None else query
     return int(db.scalar(select(func.count()).select_from(inner.subquery())) or 0)
