@@ -13,7 +13,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import text
 
 from bgremover.engine.options import RemoveOptions
-from bgremover.jobs import InvalidTransition, NotFound
+from bgremover.jobs import InvalidTransition, NotFound, core
 from bgremover.jobs.database import connect, migrate
 from bgremover.jobs.eta import StageClock
 from bgremover.jobs.tables import Base
@@ -451,3 +451,19 @@ def test_the_first_measured_job_replaces_the_eta_defaults() -> None:
     assert clock.job_seconds(0) == pytest.approx(10 * sum(STAGE_TIMINGS.values()))
     clock.observe(0, STAGE_TIMINGS)  # later ones are averaged in
     assert 10 * sum(STAGE_TIMINGS.values()) > clock.job_seconds(0) > sum(STAGE_TIMINGS.values())
+
+
+def test_the_queue_ahead_of_a_batch_is_counted_right_from_either_end(
+    harness: Harness, photos: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(core, "AHEAD_CAP", 4)  # so each of the three ways of counting is used
+    h = harness
+    middle = h.service.create_batch(h.uploads(*[photos["coffee.jpg"]] * 4))
+    front = h.service.create_batch(h.uploads(*[photos["coffee.jpg"]] * 3), priority=1)
+    back = h.service.create_batch(h.uploads(*[photos["coffee.jpg"]] * 4))
+    with h.service._sessions() as db:
+        counted = {
+            name: h.service._pending_ahead(db, [created.batch.id])
+            for name, created in (("front", front), ("middle", middle), ("back", back))
+        }
+    assert counted == {"front": 3, "middle": 7, "back": 11}
