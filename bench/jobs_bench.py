@@ -38,9 +38,10 @@ against second half, and jobs started before any ETA learning (defaults) against
 Part 4 (``scale``) measures the queue at scale on SQLite and on PostgreSQL: with 10, 10,000
 and 100,000 jobs pending (plus the measured ones, queued before the workers start),
 ``claim_next`` alone (50 claims, no workers) and the scheduling rate of the first completions
-with 2 workers (cheap model), each against the 10-job rate; then two processes sharing one PostgreSQL database (the
-second a spawned ``JobSystem`` of its own), with an engine-bound model (three MatMuls, one
-worker of one thread each), against one process: completions/s of the same batch.
+with 2 workers (cheap model), each against the 10-job rate; then two processes sharing one
+PostgreSQL database (the second a spawned ``JobSystem`` of its own), with an engine-bound
+model (three MatMuls, one worker of one thread each), against one process: completions/s of
+the same batch.
 
 Other processes' CPU use during each part is printed: this is a shared 2-core machine, and
 contention skews ratios.
