@@ -18,6 +18,7 @@ from PIL import Image
 from bgremover import Settings
 from bgremover.engine import STAGES, Stage
 from bgremover.workers import (
+    Calibration,
     Failed,
     Finished,
     LocalProcessExecutor,
@@ -42,10 +43,15 @@ class Reports:
     def __init__(self) -> None:
         self._changed = threading.Condition()
         self._arrivals: list[tuple[float, Report]] = []
+        self.calibrations: list[Calibration] = []
+        """Warm-up timings the workers sent at start (not about any run)."""
 
     def __call__(self, report: Report) -> None:
         with self._changed:
-            self._arrivals.append((time.monotonic(), report))
+            if isinstance(report, Calibration):
+                self.calibrations.append(report)
+            else:
+                self._arrivals.append((time.monotonic(), report))
             self._changed.notify_all()
 
     def wait_for(self, match: Callable[[Report], bool], timeout: float = TIMEOUT_S) -> Report:
@@ -284,3 +290,13 @@ def test_a_run_past_its_deadline_is_killed_as_hung_and_reported_lost(
     assert executor.worker_pids()["local-1"] != old_pid
     assert not psutil.pid_exists(old_pid)
     assert executor.free_slots() == 1
+
+
+def test_each_worker_times_a_warm_up_image_before_it_is_ready(start: Start) -> None:
+    executor, reports = start(workers=2)
+    assert executor.wait_ready(TIMEOUT_S)
+    assert sorted(c.worker for c in reports.calibrations) == ["local-1", "local-2"]
+    for calibration in reports.calibrations:
+        assert set(calibration.timings) == {s.value for s in STAGES}
+        assert all(seconds > 0 for seconds in calibration.timings.values())
+        assert calibration.pixels == 1200 * 800

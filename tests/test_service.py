@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from PIL import Image
 from sqlalchemy import text
 
 from bgremover.engine.options import RemoveOptions
@@ -18,6 +19,7 @@ from bgremover.jobs.database import connect, migrate
 from bgremover.jobs.eta import StageClock
 from bgremover.jobs.tables import Base
 from bgremover.workers.base import (
+    Calibration,
     Failed,
     Finished,
     Lost,
@@ -467,3 +469,69 @@ def test_the_queue_ahead_of_a_batch_is_counted_right_from_either_end(
             for name, created in (("front", front), ("middle", middle), ("back", back))
         }
     assert counted == {"front": 3, "middle": 7, "back": 11}
+
+
+def test_learned_stage_timings_survive_a_restart_and_reach_other_processes(
+    harness: Harness, photos: dict[str, Path]
+) -> None:
+    h = harness
+    h.service.create_batch(h.uploads(photos["coffee.jpg"]))
+    run_to_completion(h, claim(h))
+    learned = h.service.clock.job_seconds(0)
+    assert learned == pytest.approx(sum(STAGE_TIMINGS.values()))
+    other = h.reopen()  # a restart, or another process on the same database
+    assert other.service.clock.job_seconds(0) == pytest.approx(learned)
+    # What one process learns next, the other adopts at its next refresh.
+    other.service.create_batch(other.uploads(photos["coffee.jpg"]))
+    run_to_completion(other, claim(other))
+    h.service.refresh_timings()
+    assert h.service.clock.job_seconds(0) == pytest.approx(other.service.clock.job_seconds(0))
+
+
+def test_a_warm_up_calibrates_the_sizes_no_job_has_measured(
+    harness: Harness, photos: dict[str, Path]
+) -> None:
+    h = harness
+    h.service.create_batch(h.uploads(photos["coffee.jpg"]))
+    run_to_completion(h, claim(h))  # bucket 0 is measured now
+    warm_up = {stage: 0.5 for stage in STAGE_TIMINGS} | {"AI model": 3.0}
+    h.service.handle(Calibration("local-1", 1_000_000, warm_up))
+    assert h.service.clock.job_seconds(0) == pytest.approx(sum(STAGE_TIMINGS.values()))
+    # A 24 MP image: the model takes as long, the pixel-bound stages 24 times the warm-up's.
+    assert h.service.clock.job_seconds(3) == pytest.approx(3.0 + 5 * 0.5 * 24)
+
+
+def test_batch_percent_weighs_each_job_by_the_time_its_size_takes(
+    harness: Harness, photos: dict[str, Path], tmp_path: Path
+) -> None:
+    h = harness
+    big = tmp_path / "big.png"
+    Image.new("RGB", (3000, 2000), (90, 90, 90)).save(big)  # 6 MP: another size bucket
+    created = h.service.create_batch(h.uploads(photos["coffee.jpg"], big))
+    small_s, big_s = h.service.clock.job_seconds(0), h.service.clock.job_seconds(2)
+    assert big_s > 1.2 * small_s
+    first = claim(h)
+    assert first.job_id == created.jobs[0].id
+    h.service.handle(Failed(first.job_id, first.dispatch_id, "not_an_image", "x"))
+    batch = h.service.get_batch(created.batch.id)
+    assert batch.progress == pytest.approx(100 * small_s / (small_s + big_s), abs=0.01)
+    assert batch.work_seconds == pytest.approx(small_s + big_s, abs=0.01)
+    # Its ETA prices the big job waiting by its own size, and says when it was made.
+    assert batch.estimated_time_remaining == pytest.approx(big_s / 2, rel=0.01)
+    assert batch.eta_at == h.clock.now
+
+
+def test_stats_report_how_far_the_estimates_were_off(
+    harness: Harness, photos: dict[str, Path]
+) -> None:
+    h = harness
+    assert h.service.stats().eta_accuracy is None
+    h.service.create_batch(h.uploads(photos["coffee.jpg"]))
+    item = claim(h)
+    predicted = h.service.clock.job_seconds(0)
+    h.clock.advance(seconds=2 * predicted)  # it took twice as long as expected
+    run_to_completion(h, item)
+    accuracy = h.service.stats().eta_accuracy
+    assert accuracy is not None and accuracy.jobs == 1
+    assert accuracy.median_error == pytest.approx(0.5, abs=0.01)
+    assert accuracy.mean_bias == pytest.approx(-0.5, abs=0.01)

@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     """An ISNet-compatible ONNX file to use instead of the registered model's cached copy."""
     intra_op_threads: int = Field(default=0, ge=0)
     """onnxruntime threads per inference; 0 lets onnxruntime use every core."""
+    worker_niceness: int = Field(default=10, ge=0, le=19)
+    """How much lower than the web process worker processes run (``nice``), so pages and
+    live events stay responsive while the model runs."""
 
     # Input limits.
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, gt=0)

@@ -6,6 +6,7 @@ command and a worker's report racing on another process cannot both win.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -82,7 +83,10 @@ class Commands(ServiceCore):
             ]
             db.add_all(rows)
             db.flush()
-            transitions.shift_batch(db, batch.id, {"pending": len(rows)}, now, total=len(rows))
+            deltas: Counter[str] = Counter()
+            for row in rows:
+                deltas.update(transitions.added(row))
+            transitions.shift_batch(db, batch.id, deltas, now)
             jobs = [self._job(db, row, batch.session_id) for row in rows]
             events: list[Published] = [notices.job_updated(job) for job in jobs]
             batch_events = self._batch_and_session_events(db, batch.id)
@@ -357,7 +361,7 @@ class Commands(ServiceCore):
         now = self._now()
         retry = options is None
         copies: list[JobRow] = []
-        deltas: dict[str, int] = {"pending": 0}
+        deltas: Counter[str] = Counter()
         for row in rows:
             if retry:
                 superseded = db.execute(
@@ -372,8 +376,9 @@ class Commands(ServiceCore):
                 ).rowcount  # type: ignore[attr-defined]
                 if superseded != 1:
                     continue
-                deltas[row.status] = deltas.get(row.status, 0) - 1
-            deltas["pending"] += 1
+                # The new attempt takes the old one's place in the batch's counts.
+                deltas.update({row.status: -1, "total": -1, f"total_b{row.size_bucket}": -1})
+                deltas.update({f"ended_b{row.size_bucket}": -1})
             copies.append(row)
         if not copies:
             return [], []
@@ -384,7 +389,9 @@ class Commands(ServiceCore):
         ]
         db.add_all(new_rows)
         db.flush()
-        transitions.shift_batch(db, batch_id, deltas, now, total=0 if retry else len(copies))
+        for new in new_rows:
+            deltas.update(transitions.added(new))
+        transitions.shift_batch(db, batch_id, deltas, now)
         batch = self._get_batch(db, batch_id)
         db.execute(
             update(SessionRow).where(SessionRow.id == batch.session_id).values(last_activity_at=now)

@@ -21,7 +21,7 @@ from sqlalchemy.orm import sessionmaker
 
 from ..config import Settings
 from . import notices
-from .eta import StageClock
+from .eta import BUCKET_EDGES_MP, StageClock
 from .events import EventBus, ProgressThrottle
 from .files import FileStore
 from .notices import Published
@@ -30,6 +30,7 @@ from .schemas import Batch, Job, Session
 from .snapshots import Live, batch_snapshot, job_snapshot, live_remaining, session_snapshot
 from .states import ACTIVE, TERMINAL, NotFound
 from .tables import BatchRow, JobRow, SessionRow
+from .timings import TimingStore
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,8 @@ class ServiceCore:
         self._throttle = ProgressThrottle(
             self._publish_throttled, settings.progress_update_interval.total_seconds()
         )
+        self._timings = TimingStore(sessions)
+        self.clock.load(self._timings.load())
         self._cancel_running: Callable[[str], None] = lambda job_id: None
         self._wake: Callable[[], None] = lambda: None
 
@@ -81,6 +84,10 @@ class ServiceCore:
         """Connect the executor's cancel and the scheduler's wake-up."""
         self._cancel_running = cancel_running
         self._wake = wake
+
+    def refresh_timings(self) -> None:
+        """Adopt what other processes have learned about stage timings meanwhile."""
+        self.clock.load(self._timings.load())
 
     # ------------------------------------------------------------------ runs held here
 
@@ -126,7 +133,7 @@ class ServiceCore:
         if session_id is None:
             batch = db.get(BatchRow, row.batch_id)
             session_id = batch.session_id if batch else ""
-        return job_snapshot(row, session_id, self._live_of(row), self.clock)
+        return job_snapshot(row, session_id, self._live_of(row), self.clock, self._now())
 
     def _running(self, db: Db) -> list[Live]:
         """Every run in progress, on any process: this process's from memory, the others'
@@ -153,10 +160,10 @@ class ServiceCore:
     def _batch(self, db: Db, row: BatchRow, running: list[Live] | None = None) -> Batch:
         running = self._running(db) if running is None else running
         own = [live for live in running if live.batch_id == row.id]
-        eta = self._queue_eta(db, [row.id], own, running, row.pending_jobs)
+        eta = self._queue_eta(db, [row], own, running)
         if eta is None and row.status not in TERMINAL:
             eta = 0.0
-        return batch_snapshot(row, own, eta, self._now())
+        return batch_snapshot(row, own, eta, self._now(), self.clock)
 
     def _session(self, db: Db, row: SessionRow, known: Batch | None = None) -> Session:
         """The session's totals; its ETA is computed once for all its batches (a session of
@@ -175,28 +182,61 @@ class ServiceCore:
             eta = known.estimated_time_remaining if busy else None
         else:
             own = [live for live in running if live.batch_id in ids]
-            pending = sum(b.pending_jobs for b in batches)
-            eta = self._queue_eta(db, ids, own, running, pending)
+            eta = self._queue_eta(db, list(batches), own, running)
         now = self._now()
         snapshots = [
-            batch_snapshot(b, [live for live in running if live.batch_id == b.id], None, now)
+            batch_snapshot(
+                b, [live for live in running if live.batch_id == b.id], None, now, self.clock
+            )
             for b in batches
         ]
         return session_snapshot(row, snapshots, eta, now)
 
     def _queue_eta(
-        self, db: Db, batch_ids: list[str], own: list[Live], running: list[Live], pending: int
+        self, db: Db, batches: list[BatchRow], own: list[Live], running: list[Live]
     ) -> float | None:
-        """Seconds until the last job of these batches should finish: the work queued up to
-        and including it, plus what running jobs have left, shared by the concurrent slots."""
-        if pending == 0 and not own:
+        """Seconds until the last job of these batches should finish: what the running jobs
+        have left and the work queued up to and including that job, shared by the concurrent
+        slots. Their own jobs are priced by their sizes; others ahead at the queue's mean."""
+        own_pending = self._pending_by_bucket(batches, own)
+        if not any(own_pending) and not own:
             return None
-        slots = max(1, self.settings.max_concurrent_jobs)
+        seconds = self._bucket_seconds()
         running_left = sum(live_remaining(live, self.clock) for live in running)
-        ahead = self._pending_ahead(db, batch_ids) if pending else 0
-        queued = ahead * self.clock.job_seconds(0)
+        queued = 0.0
+        if any(own_pending):
+            ahead = self._pending_ahead(db, [b.id for b in batches])
+            others = max(0, ahead - sum(own_pending))
+            queued = sum(n * s for n, s in zip(own_pending, seconds, strict=True))
+            queued += others * self._mean_pending_seconds(db, running, seconds)
+        slots = max(1, self.settings.max_concurrent_jobs)
         own_left = max((live_remaining(live, self.clock) for live in own), default=0.0)
         return max(own_left, (running_left + queued) / slots)
+
+    def _bucket_seconds(self) -> list[float]:
+        return [self.clock.job_seconds(bucket) for bucket in range(len(BUCKET_EDGES_MP) + 1)]
+
+    @staticmethod
+    def _pending_by_bucket(batches: Sequence[BatchRow], running: list[Live]) -> list[int]:
+        """Jobs per size bucket not yet started in these batches."""
+        counts = [0] * (len(BUCKET_EDGES_MP) + 1)
+        for batch in batches:
+            for bucket, (total, ended) in enumerate(
+                zip(batch.by_bucket("total"), batch.by_bucket("ended"), strict=True)
+            ):
+                counts[bucket] += total - ended
+        for live in running:
+            counts[live.bucket] -= 1
+        return [max(0, n) for n in counts]
+
+    def _mean_pending_seconds(self, db: Db, running: list[Live], seconds: list[float]) -> float:
+        """The expected time of a pending job anywhere in the queue (by the sizes queued)."""
+        active = db.scalars(select(BatchRow).where(BatchRow.status.in_(ACTIVE))).all()
+        pending = self._pending_by_bucket(active, running)
+        count = sum(pending)
+        if not count:
+            return seconds[0]
+        return sum(n * s for n, s in zip(pending, seconds, strict=True)) / count
 
     def _pending_ahead(self, db: Db, batch_ids: list[str]) -> int:
         """Pending jobs that run before these batches' last pending job, itself included.

@@ -1,7 +1,9 @@
 """Expected stage durations, learned from finished jobs, for honest ETAs.
 
 Durations are kept per stage and per image-size bucket as exponentially decaying averages, so
-the estimate follows this machine and its current concurrency. Before any job has finished,
+the estimate follows this machine and its current concurrency; the database keeps them across
+restarts and shares them between processes (``timings``). Before any job of a size has
+finished, each worker's warm-up run at start calibrates them for this machine; before that,
 the defaults come from the engine's measured stage weights and a measured per-image time.
 Queue waiting is never part of a duration: only the worker's own stage timings are observed.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_right
+from collections.abc import Iterable
 
 from ..engine.stages import STAGE_WEIGHTS, STAGES, Stage
 
@@ -19,6 +22,8 @@ BUCKET_EDGES_MP: tuple[float, ...] = (1.0, 4.0, 16.0)
 # sharing two cores (bench/engine_bench.py); larger images add decode/resize/encode time.
 FIRST_RUN_SECONDS: tuple[float, ...] = (4.0, 5.0, 7.0, 12.0)
 SMOOTHING = 0.3
+REPRESENTATIVE_MP: tuple[float, ...] = (0.5, 2.0, 8.0, 24.0)
+"""A typical image of each bucket, for scaling a warm-up's pixel-bound stages."""
 
 
 def size_bucket(width: int | None, height: int | None) -> int:
@@ -57,6 +62,35 @@ class StageClock:
                 self._seconds[key] += weight * (seconds - self._seconds[key])
             self._measured.add(bucket)
             self.observations += 1
+
+    def calibrate(self, pixels: int, timings: dict[str, float]) -> None:
+        """Seed the buckets no finished job has measured from a warm-up run of ``pixels``:
+        the model's time is the same for every size (its input is 1024×1024), the other
+        stages scale with the pixels."""
+        with self._lock:
+            for bucket, megapixels in enumerate(REPRESENTATIVE_MP):
+                if bucket in self._measured:
+                    continue
+                scale = megapixels * 1e6 / max(1, pixels)
+                for name, seconds in timings.items():
+                    try:
+                        stage = Stage(name)
+                    except ValueError:
+                        continue
+                    value = seconds if stage is Stage.INFERENCE else seconds * scale
+                    self._seconds[(bucket, stage)] = value
+
+    def load(self, rows: Iterable[tuple[int, str, float, int]]) -> None:
+        """Adopt learned timings (bucket, stage, seconds, samples) kept in the database."""
+        with self._lock:
+            for bucket, name, seconds, samples in rows:
+                try:
+                    key = (bucket, Stage(name))
+                except ValueError:
+                    continue
+                if samples > 0 and key in self._seconds:
+                    self._seconds[key] = seconds
+                    self._measured.add(bucket)
 
     def expected(self, bucket: int, stage: Stage) -> float:
         with self._lock:

@@ -41,7 +41,13 @@ def delete_rows(db: Db, files: FileStore, rows: Sequence[JobRow], now: datetime)
             continue
         deleted.append(row)
         if not row.superseded:
-            transitions.shift_batch(db, row.batch_id, {row.status: -1}, now, total=-1)
+            bucket = row.size_bucket
+            transitions.shift_batch(
+                db,
+                row.batch_id,
+                {row.status: -1, "total": -1, f"total_b{bucket}": -1, f"ended_b{bucket}": -1},
+                now,
+            )
     removed = 0
     for row in deleted:
         removed += files.delete(row.result_path)

@@ -35,6 +35,8 @@ class JobProgress(BaseModel):
     progress: float
     stage: str
     eta: float
+    eta_at: float
+    """When ``eta`` was estimated (``time.time()``): a client counts down from there."""
     sent_at: float
     """When the worker reported it (``time.time()``), for latency measurement."""
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session as Db
 
 from .core import ServiceCore
-from .schemas import ActiveSnapshot, Batch, Job, Session, Stats
+from .schemas import ActiveSnapshot, Batch, EtaAccuracy, Job, Session, Stats
 from .states import ACTIVE, STATUSES, TERMINAL, NotFound
 from .tables import BatchRow, JobRow, SessionRow
 
@@ -174,7 +176,29 @@ class Queries(ServiceCore):
                 completed_last_hour=done_last_hour or 0,
                 expected_seconds_per_image=round(self.clock.job_seconds(0), 2),
                 max_concurrent_jobs=self.settings.max_concurrent_jobs,
+                eta_accuracy=self._eta_accuracy(db),
             )
+
+    @staticmethod
+    def _eta_accuracy(db: Db, recent: int = 100) -> EtaAccuracy | None:
+        rows = db.execute(
+            select(JobRow.predicted_seconds, JobRow.start_time, JobRow.end_time)
+            .where(JobRow.status == "completed", JobRow.predicted_seconds.is_not(None))
+            .order_by(JobRow.end_time.desc())
+            .limit(recent)
+        ).all()
+        errors = []
+        for predicted, start, end in rows:
+            actual = (end - start).total_seconds() if start and end else 0.0
+            if predicted is not None and actual > 0:
+                errors.append((predicted - actual) / actual)
+        if not errors:
+            return None
+        return EtaAccuracy(
+            jobs=len(errors),
+            median_error=round(statistics.median(abs(e) for e in errors), 3),
+            mean_bias=round(statistics.fmean(errors), 3),
+        )
 
 
 def _escape_like(text: str) -> str:

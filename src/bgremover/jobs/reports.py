@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +30,7 @@ from sqlalchemy.orm import Session as Db
 from ..engine.options import OutputFormat, RemoveOptions
 from ..engine.stages import Stage, overall_percent
 from ..workers.base import (
+    Calibration,
     Failed,
     Finished,
     Lost,
@@ -40,7 +42,6 @@ from ..workers.base import (
 )
 from . import notices, transitions
 from .core import ServiceCore
-from .eta import size_bucket
 from .notices import JobProgress, Published
 from .rows import new_id
 from .snapshots import Live, live_remaining
@@ -80,15 +81,19 @@ class Reports(ServiceCore):
                     progress=0.0,
                     worker=None,
                 )
-                .returning(JobRow.id, JobRow.batch_id),
+                .returning(JobRow.id, JobRow.batch_id, JobRow.size_bucket),
                 execution_options={"synchronize_session": False},
             ).first()
             if claimed is None:
                 return None
-            job_id, batch_id = claimed
+            job_id, batch_id, bucket = claimed
+            predicted = self.clock.job_seconds(bucket)
+            db.execute(
+                update(JobRow).where(JobRow.id == job_id).values(predicted_seconds=predicted),
+                execution_options={"synchronize_session": False},
+            )
             transitions.shift_batch(db, batch_id, {"pending": -1, "processing": +1}, now)
             row = self._get_job(db, job_id)
-            bucket = size_bucket(row.width, row.height)
             self._hold(job_id, Live(dispatch_id, batch_id, bucket))
             options = RemoveOptions.model_validate(row.options or {})
             item = WorkItem(
@@ -116,6 +121,10 @@ class Reports(ServiceCore):
         """Apply a worker's report; one from a run that no longer holds its job is dropped."""
         if isinstance(report, StageProgress):
             self._on_progress(report)
+            return
+        if isinstance(report, Calibration):
+            self.clock.calibrate(report.pixels, report.timings)
+            log.info("%s calibrated the estimates: %s", report.worker, report.timings)
             return
         if isinstance(report, Started):
             self._on_started(report)
@@ -174,6 +183,7 @@ class Reports(ServiceCore):
                         progress=round(percent, 2),
                         stage=stage.value,
                         eta=round(live_remaining(live, self.clock), 2),
+                        eta_at=time.time(),
                         sent_at=report.sent_at,
                     )
                 ),
@@ -205,6 +215,7 @@ class Reports(ServiceCore):
     def _on_finished(self, report: Finished, live: Live | None) -> None:
         if live is not None:
             self.clock.observe(live.bucket, report.timings)
+            self._timings.observe(live.bucket, report.timings)
         with self._sessions() as db:
             row = db.get(JobRow, report.job_id)
             options = RemoveOptions.model_validate((row.options if row else None) or {})

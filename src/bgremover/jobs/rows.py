@@ -6,6 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from .eta import size_bucket
 from .tables import JobRow
 
 
@@ -47,6 +48,7 @@ def new_job_row(
         retried_from=retried_from,
         superseded=False,
         lost_runs=0,
+        size_bucket=size_bucket(width, height),
         options=options,
         created_at=now,
         queued_at=now,

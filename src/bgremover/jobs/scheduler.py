@@ -68,6 +68,7 @@ class Scheduler:
                     next_renewal = time.monotonic() + self._renew_every
                     self._service.renew_leases()
                     self._service.recover()
+                    self._service.refresh_timings()
                 self.dispatch()
                 if time.monotonic() >= next_cleanup:
                     next_cleanup = time.monotonic() + self._cleanup_every

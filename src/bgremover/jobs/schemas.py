@@ -50,6 +50,8 @@ class Job(_Model):
     end_time: datetime | None
     estimated_time_remaining: float | None
     """Seconds of processing left (queue waiting not included)."""
+    eta_at: datetime | None = None
+    """When the estimate was made: a client counts it down from there between events."""
     error: JobError | None
     worker: str | None
     result: ResultInfo | None
@@ -79,6 +81,12 @@ class Batch(_Model):
     """Seconds from the first job starting to the last one ending (or now)."""
     estimated_time_remaining: float | None
     """Seconds until the batch's last job is expected to finish, queue included."""
+    eta_at: datetime | None = None
+    work_seconds: float = 0.0
+    """Expected processing time of all its jobs, each priced by its image size."""
+    work_done_seconds: float = 0.0
+    """How much of ``work_seconds`` is done: ``progress`` is their ratio, so 50 % means
+    half the time, not half the images."""
 
 
 class Session(_Model):
@@ -92,6 +100,7 @@ class Session(_Model):
     batch_ids: list[str]
     duration: float | None
     estimated_time_remaining: float | None
+    eta_at: datetime | None = None
 
 
 class Upload(_Model):
@@ -141,6 +150,17 @@ class ActiveSnapshot(_Model):
     sessions: list[Session]
 
 
+class EtaAccuracy(_Model):
+    """How the estimate made when each job started compared with how long it took."""
+
+    jobs: int
+    """Completed jobs measured (the most recent, at most 100)."""
+    median_error: float
+    """Median of |predicted − actual| / actual: 0.1 means typically 10 % off."""
+    mean_bias: float
+    """Mean of (predicted − actual) / actual: negative when estimates run short."""
+
+
 class Stats(_Model):
     jobs: dict[str, int]
     """Jobs per status (retried attempts counted once)."""
@@ -149,3 +169,5 @@ class Stats(_Model):
     completed_last_hour: int
     expected_seconds_per_image: float
     max_concurrent_jobs: int
+    eta_accuracy: EtaAccuracy | None = None
+    """None until a job has completed with an estimate."""

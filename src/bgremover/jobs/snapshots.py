@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ..engine.stages import Stage
-from .eta import StageClock, size_bucket
+from .eta import BUCKET_EDGES_MP, StageClock, size_bucket
 from .schemas import Batch, Counts, Job, JobError, ResultInfo, Session
 from .states import JobStatus, batch_status
 from .tables import BatchRow, JobRow, SessionRow
@@ -52,12 +52,27 @@ def live_remaining(live: Live, clock: StageClock) -> float:
 def job_eta(row: JobRow, live: Live | None, clock: StageClock) -> float | None:
     if row.status == "processing" and live is not None:
         return live_remaining(live, clock)
-    if row.status in ("pending", "processing"):
-        return clock.job_seconds(size_bucket(row.width, row.height))
+    if row.status == "processing":  # run by another process: from its last stage written
+        other = Live.from_row("", row.batch_id, row.width, row.height, row.stage, row.progress)
+        return live_remaining(other, clock)
+    if row.status == "pending":
+        return clock.job_seconds(row.size_bucket)
     return None
 
 
-def job_snapshot(row: JobRow, session_id: str, live: Live | None, clock: StageClock) -> Job:
+def work(row: BatchRow, running: list[Live], clock: StageClock) -> tuple[float, float]:
+    """Seconds of work the batch's jobs are expected to take in all, and how much of it is
+    done: ended jobs whole, running ones by their percent, each job priced by its size."""
+    seconds = [clock.job_seconds(bucket) for bucket in range(len(BUCKET_EDGES_MP) + 1)]
+    total = sum(n * s for n, s in zip(row.by_bucket("total"), seconds, strict=True))
+    done = sum(n * s for n, s in zip(row.by_bucket("ended"), seconds, strict=True))
+    done += sum(live.percent / 100 * seconds[live.bucket] for live in running)
+    return done, total
+
+
+def job_snapshot(
+    row: JobRow, session_id: str, live: Live | None, clock: StageClock, now: datetime
+) -> Job:
     error = (
         JobError(code=row.error_code, message=row.error_message or row.error_code)
         if row.error_code
@@ -98,7 +113,8 @@ def job_snapshot(row: JobRow, session_id: str, live: Live | None, clock: StageCl
         queued_at=row.queued_at,
         start_time=row.start_time,
         end_time=row.end_time,
-        estimated_time_remaining=_round(job_eta(row, live, clock)),
+        estimated_time_remaining=_round(eta := job_eta(row, live, clock)),
+        eta_at=now if eta is not None else None,
         error=error,
         worker=row.worker,
         result=result,
@@ -116,21 +132,27 @@ def counts_of(row: BatchRow) -> Counts:
     )
 
 
-def batch_snapshot(row: BatchRow, running: list[Live], eta: float | None, now: datetime) -> Batch:
+def batch_snapshot(
+    row: BatchRow, running: list[Live], eta: float | None, now: datetime, clock: StageClock
+) -> Batch:
     counts = counts_of(row)
+    done, total = work(row, running, clock)
     return Batch(
         id=row.id,
         name=row.name,
         session_id=row.session_id,
         manual=row.manual,
         status=row.status,  # type: ignore[arg-type]
-        progress=_progress(counts, running),
+        progress=_percent(done, total),
         counts=counts,
         created_at=row.created_at,
         start_time=row.start_time,
         end_time=row.end_time,
         duration=_duration(row.start_time, row.end_time, now),
         estimated_time_remaining=_round(eta),
+        eta_at=now if eta is not None else None,
+        work_seconds=round(total, 2),
+        work_done_seconds=round(done, 2),
     )
 
 
@@ -143,28 +165,27 @@ def session_snapshot(
     starts = [b.start_time for b in batches if b.start_time]
     ends = [b.end_time for b in batches if b.end_time]
     finished = status not in ("pending", "processing")
-    weighted = sum(b.progress * b.counts.total for b in batches)
+    done = sum(b.work_done_seconds for b in batches)
+    total = sum(b.work_seconds for b in batches)
     return Session(
         id=row.id,
         name=row.name,
         started_at=row.started_at,
         last_activity_at=row.last_activity_at,
         status=status,
-        progress=round(weighted / counts.total, 2) if counts.total else 0.0,
+        progress=_percent(done, total),
         counts=counts,
         batch_ids=[b.id for b in batches],
         duration=_duration(
             min(starts) if starts else None, max(ends) if finished and ends else None, now
         ),
         estimated_time_remaining=_round(eta),
+        eta_at=now if eta is not None else None,
     )
 
 
-def _progress(counts: Counts, running: list[Live]) -> float:
-    if counts.total == 0:
-        return 0.0
-    done = counts.completed + counts.failed + counts.cancelled
-    return round((100.0 * done + sum(live.percent for live in running)) / counts.total, 2)
+def _percent(done: float, total: float) -> float:
+    return round(min(100.0, 100.0 * done / total), 2) if total > 0 else 0.0
 
 
 def _duration(start: datetime | None, end: datetime | None, now: datetime) -> float | None:

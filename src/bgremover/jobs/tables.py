@@ -77,6 +77,20 @@ class BatchRow(Base):
     completed_jobs: Mapped[int] = mapped_column(Integer, default=0)
     failed_jobs: Mapped[int] = mapped_column(Integer, default=0)
     cancelled_jobs: Mapped[int] = mapped_column(Integer, default=0)
+    # Jobs per image-size bucket (``eta.size_bucket``): all of them, and those ended. They
+    # weigh each job by the time its size takes, so a batch at 50 % is half done in time.
+    total_b0: Mapped[int] = mapped_column(Integer, default=0)
+    total_b1: Mapped[int] = mapped_column(Integer, default=0)
+    total_b2: Mapped[int] = mapped_column(Integer, default=0)
+    total_b3: Mapped[int] = mapped_column(Integer, default=0)
+    ended_b0: Mapped[int] = mapped_column(Integer, default=0)
+    ended_b1: Mapped[int] = mapped_column(Integer, default=0)
+    ended_b2: Mapped[int] = mapped_column(Integer, default=0)
+    ended_b3: Mapped[int] = mapped_column(Integer, default=0)
+
+    def by_bucket(self, kind: str) -> list[int]:
+        """``total`` or ``ended`` jobs per size bucket."""
+        return [getattr(self, f"{kind}_b{bucket}") for bucket in range(4)]
 
 
 class JobRow(Base):
@@ -127,6 +141,10 @@ class JobRow(Base):
     """Renewed while the owner is alive; once past, any process may re-queue the job."""
     lost_runs: Mapped[int] = mapped_column(Integer, default=0)
     """Runs lost to a dead or hung worker; bounded by ``max_attempts``."""
+    size_bucket: Mapped[int] = mapped_column(Integer, default=0)
+    """``eta.size_bucket`` of the image: what its runs are expected to take."""
+    predicted_seconds: Mapped[float | None] = mapped_column(Float)
+    """The run's expected duration when it started, to measure the estimates against."""
     result_path: Mapped[str | None] = mapped_column(String(500))
     result_width: Mapped[int | None] = mapped_column(Integer)
     result_height: Mapped[int | None] = mapped_column(Integer)
@@ -142,3 +160,15 @@ class CounterRow(Base):
 
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger)
+
+
+class StageTimingRow(Base):
+    """Learned seconds per stage and image-size bucket, shared by every process and kept
+    across restarts; averaged in the database, so concurrent observations all count."""
+
+    __tablename__ = "stage_timings"
+
+    bucket: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stage: Mapped[str] = mapped_column(String(32), primary_key=True)
+    seconds: Mapped[float] = mapped_column(Float)
+    samples: Mapped[int] = mapped_column(Integer)

@@ -56,18 +56,15 @@ def move(
     return None
 
 
-def shift_batch(
-    db: Db, batch_id: str, deltas: Mapping[str, int], now: datetime, *, total: int = 0
-) -> None:
-    """Add ``deltas`` (status -> change) to the batch's counters atomically, then set its
-    status, start and end from the counts it now has."""
-    changes: dict[str, Any] = {
-        f"{status}_jobs": getattr(BatchRow, f"{status}_jobs") + delta
-        for status, delta in deltas.items()
-        if delta
-    }
-    if total:
-        changes["total_jobs"] = BatchRow.total_jobs + total
+def shift_batch(db: Db, batch_id: str, deltas: Mapping[str, int], now: datetime) -> None:
+    """Add ``deltas`` to the batch's counters atomically, then set its status, start and end
+    from the counts it now has. Keys: a status or "total" (jobs), or a per-size-bucket
+    counter ("total_b2", "ended_b0")."""
+    changes: dict[str, Any] = {}
+    for key, delta in deltas.items():
+        if delta:
+            column = f"{key}_jobs" if key in COUNTED or key == "total" else key
+            changes[column] = getattr(BatchRow, column) + delta
     columns = (
         BatchRow.total_jobs,
         BatchRow.start_time,
@@ -94,6 +91,19 @@ def shift_batch(
     )
 
 
+def move_deltas(left: JobStatus, to: JobStatus, bucket: int) -> Counter[str]:
+    """The counter deltas of one job of size ``bucket`` moving from ``left`` to ``to``."""
+    deltas: Counter[str] = Counter({left: -1, to: +1})
+    if to in TERMINAL and left not in TERMINAL:
+        deltas[f"ended_b{bucket}"] += 1
+    return deltas
+
+
+def added(job: JobRow) -> Counter[str]:
+    """The counter deltas of a new job in its batch (pending)."""
+    return Counter({"pending": 1, "total": 1, f"total_b{job.size_bucket}": 1})
+
+
 def move_counted(
     db: Db,
     job: JobRow,
@@ -110,7 +120,7 @@ def move_counted(
         db, job.id, to, allowed=allowed, dispatch_id=dispatch_id, values=values, extra=extra
     )
     if left is not None:
-        shift_batch(db, job.batch_id, {left: -1, to: +1}, now)
+        shift_batch(db, job.batch_id, move_deltas(left, to, job.size_bucket), now)
     return left
 
 
@@ -132,9 +142,9 @@ def move_many(
         left = move(db, job.id, to, allowed=allowed, values=values)
         if left is not None:
             moved.append(job)
-            counter = deltas.setdefault(job.batch_id, Counter())
-            counter[left] -= 1
-            counter[to] += 1
+            deltas.setdefault(job.batch_id, Counter()).update(
+                move_deltas(left, to, job.size_bucket)
+            )
     for batch_id, counter in deltas.items():
         shift_batch(db, batch_id, counter, now)
     return moved
@@ -152,18 +162,24 @@ def reload_batch(db: Db, batch_id: str) -> BatchRow | None:
 def recount(db: Db, batch_id: str, now: datetime) -> None:
     """Set a batch's counters from its jobs, after rows arrived from outside the state
     machine (an import)."""
-    by_status = dict(
-        db.execute(
-            select(JobRow.status, func.count())
-            .where(JobRow.batch_id == batch_id, JobRow.superseded.is_(False))
-            .group_by(JobRow.status)
-        ).all()
-    )
-    counts = {f"{status}_jobs": int(by_status.get(status, 0)) for status in COUNTED}
+    rows = db.execute(
+        select(JobRow.status, JobRow.size_bucket, func.count())
+        .where(JobRow.batch_id == batch_id, JobRow.superseded.is_(False))
+        .group_by(JobRow.status, JobRow.size_bucket)
+    ).all()
+    counts: Counter[str] = Counter()
+    for status, bucket, n in rows:
+        counts[f"{status}_jobs"] += n
+        counts["total_jobs"] += n
+        counts[f"total_b{bucket}"] += n
+        if status in TERMINAL:
+            counts[f"ended_b{bucket}"] += n
+    columns = [f"{s}_jobs" for s in ("total", *COUNTED)]
+    columns += [f"{kind}_b{bucket}" for kind in ("total", "ended") for bucket in range(4)]
     db.execute(
         update(BatchRow)
         .where(BatchRow.id == batch_id)
-        .values(total_jobs=sum(counts.values()), **counts),
+        .values(**{column: counts[column] for column in columns}),
         execution_options={"synchronize_session": False},
     )
     shift_batch(db, batch_id, {}, now)

@@ -5,6 +5,7 @@ scale-out) is a matter of configuration.
 """
 
 from .base import (
+    Calibration,
     Executor,
     Failed,
     Finished,
@@ -19,6 +20,7 @@ from .base import (
 from .local import LocalProcessExecutor
 
 __all__ = [
+    "Calibration",
     "Executor",
     "Failed",
     "Finished",

@@ -90,7 +90,17 @@ class Lost:
     """In words, for people: "killed by signal SIGKILL; the machine may be out of memory"."""
 
 
-Report = Started | StageProgress | Finished | Failed | Stopped | Lost
+@dataclass(frozen=True)
+class Calibration:
+    """Not about a run: a worker timed a warm-up image of ``pixels`` at start, per stage."""
+
+    worker: str
+    pixels: int
+    timings: dict[str, float]
+
+
+RunReport = Started | StageProgress | Finished | Failed | Stopped | Lost
+Report = RunReport | Calibration
 ReportSink = Callable[[Report], None]
 
 

@@ -274,6 +274,8 @@ class LocalProcessExecutor(Executor):
 
     def _receive(self, worker: _Worker, message: FromWorker) -> None:
         if isinstance(message, Ready):
+            if message.calibration is not None:  # heard before anyone sees the worker ready
+                self._emit(message.calibration)
             with self._lock:
                 worker.ready = True
                 if worker.cancelled:

@@ -13,21 +13,35 @@ import logging
 import os
 import queue
 import signal
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
 from pydantic import ValidationError
 
 from ..api import load_remover
 from ..config import Settings
 from ..engine import Cancelled, CancelToken, EngineError, ModelError, RemoveOptions, Remover, Stage
-from .base import Failed, Finished, Report, StageProgress, Started, Stopped, WorkItem
+from .base import (
+    Calibration,
+    Failed,
+    Finished,
+    Report,
+    StageProgress,
+    Started,
+    Stopped,
+    WorkItem,
+)
 
 log = logging.getLogger(__name__)
 
+WARM_UP_SIZE = (1200, 800)
+"""A 1-megapixel photo-sized image: the pixel-bound stages scale from it to other sizes."""
 PROGRESS_INTERVAL_S = 0.05
 """Within one stage, send progress at most this often; the event bus coalesces further."""
 
@@ -56,6 +70,8 @@ class Ready:
     """Worker → parent: the model is loaded, or failed to load and every item will fail."""
 
     failure: str | None = None
+    calibration: Calibration | None = None
+    """How long a warm-up image took here, stage by stage, before the first job."""
 
 
 ToWorker = Run | Cancel | Stop
@@ -70,6 +86,9 @@ def serve(name: str, conn: Connection, settings: Settings) -> None:
     inbox = _Inbox(conn)
     threading.Thread(target=inbox.listen, name=f"{name}-listener", daemon=True).start()
 
+    # Inference yields the CPU to the web process: pages and live events stay responsive.
+    with contextlib.suppress(OSError):
+        os.nice(settings.worker_niceness)
     remover: Remover | ModelError
     try:
         remover = load_remover(settings)
@@ -77,7 +96,10 @@ def serve(name: str, conn: Connection, settings: Settings) -> None:
         # Stay up and fail each item with the reason: a restart would only fail the same way.
         log.error("%s: cannot load the model: %s", name, err.message)
         remover = err
-    outbox.send(Ready(failure=remover.message if isinstance(remover, ModelError) else None))
+    if isinstance(remover, ModelError):
+        outbox.send(Ready(failure=remover.message))
+    else:
+        outbox.send(Ready(calibration=_warm_up(name, remover)))
 
     label = f"{name} (pid {os.getpid()})"
     while (run := inbox.runs.get()) is not None:
@@ -85,6 +107,25 @@ def serve(name: str, conn: Connection, settings: Settings) -> None:
         outbox.send(Started(item.job_id, item.dispatch_id, worker=label))
         outbox.send(_outcome(item, token, remover, outbox))
         inbox.forget(item.dispatch_id)
+
+
+def _warm_up(name: str, remover: Remover) -> Calibration | None:
+    """Time one image through every stage: onnxruntime's first run is slow anyway, and the
+    timings give this machine's estimates (at this concurrency) before any job has ended."""
+    width, height = WARM_UP_SIZE
+    rows = np.linspace(0, 255, height, dtype=np.float32)[:, None, None]
+    noise = np.random.default_rng(0).integers(0, 64, (height, width, 3), dtype=np.uint8)
+    pixels = np.clip(rows + noise, 0, 255).astype(np.uint8)
+    try:
+        with tempfile.TemporaryDirectory(prefix="bgremover-warm-up-") as folder:
+            source = Path(folder) / "warm-up.jpg"
+            Image.fromarray(pixels, "RGB").save(source, quality=90)
+            removal = remover.process(source, destination=Path(folder) / "warm-up.png")
+    except Exception:  # a warm-up is a nicety: the worker serves without it
+        log.exception("%s: the warm-up run failed", name)
+        return None
+    timings = {stage.value: seconds for stage, seconds in removal.timings.items()}
+    return Calibration(worker=name, pixels=width * height, timings=timings)
 
 
 def _outcome(
