@@ -535,3 +535,21 @@ def test_stats_report_how_far_the_estimates_were_off(
     assert accuracy is not None and accuracy.jobs == 1
     assert accuracy.median_error == pytest.approx(0.5, abs=0.01)
     assert accuracy.mean_bias == pytest.approx(-0.5, abs=0.01)
+
+
+def test_a_snapshot_carries_the_notifications_a_resyncing_client_missed(
+    tmp_path: Path, photos: dict[str, Path]
+) -> None:
+    h = build_harness(tmp_path, f"sqlite:///{tmp_path / 'jobs.sqlite3'}")
+    h.service.create_batch(h.uploads(photos["coffee.jpg"]))
+    seen_until = h.bus.last_seq
+    item = claim(h)
+    h.service.handle(Failed(item.job_id, item.dispatch_id, "not_an_image", "x.jpg: not an image"))
+    with h.bus.subscribe(after=seen_until - 10**6) as late:  # far too old to replay
+        assert late.get(1).type == "resync"  # type: ignore[union-attr]
+    snapshot = h.service.active_snapshot()
+    missed = [n for n in snapshot.notifications if n["seq"] > seen_until]
+    assert [n["title"] for n in missed] == [
+        "Couldn't process coffee.jpg",
+        "Batch finished: " + (h.service.get_batch(h.service.get_job(item.job_id).batch_id).name),
+    ]

@@ -41,6 +41,7 @@ class Event:
 
 
 RESYNC_SEQ = 0
+KEPT_NOTIFICATIONS = 100
 MAX_LAG_S = 10.0
 """A subscriber whose oldest unread event is older than this is resynced instead."""
 
@@ -227,6 +228,11 @@ class EventBus(ABC):
     @abstractmethod
     def last_seq(self) -> int: ...
 
+    @abstractmethod
+    def recent_notifications(self) -> list[Event]:
+        """The latest notifications, oldest first: a client that had to resync gets the ones
+        it missed with its snapshot instead of losing them."""
+
 
 SeqSource = Callable[[int], list[int]]
 """Hands out ``n`` new seqs in ascending order (``sequences.EventSeq.take``)."""
@@ -255,11 +261,16 @@ class InMemoryEventBus(EventBus):
         self._floor = self._last
         """Events up to this seq cannot be replayed (before this bus, or dropped from it)."""
         self._recent: deque[Event] = deque(maxlen=replay)
+        self._notifications: deque[Event] = deque(maxlen=KEPT_NOTIFICATIONS)
         self._subscribers: set[Subscription] = set()
 
     @property
     def last_seq(self) -> int:
         return self._last
+
+    def recent_notifications(self) -> list[Event]:
+        with self._lock:
+            return list(self._notifications)
 
     def publish_many(self, events: Sequence[tuple[EventType, dict[str, Any]]]) -> list[Event]:
         if not events:
@@ -280,6 +291,7 @@ class InMemoryEventBus(EventBus):
                 )
                 self._floor = newest_dropped.seq
             self._recent.extend(published)
+            self._notifications.extend(e for e in published if e.type == "notification")
             subscribers = list(self._subscribers)
             for event in published:
                 for subscription in subscribers:

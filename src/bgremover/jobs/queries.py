@@ -152,6 +152,9 @@ class Queries(ServiceCore):
                 jobs=[self._job(db, j, batch_sessions.get(j.batch_id)) for j in jobs],
                 batches=[self._batch(db, b, running) for b in batches],
                 sessions=[self._session(db, s) for s in sessions if s is not None],
+                notifications=[
+                    {"seq": event.seq, **event.data} for event in self.bus.recent_notifications()
+                ],
             )
 
     def stats(self) -> Stats:

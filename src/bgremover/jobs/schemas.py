@@ -148,6 +148,9 @@ class ActiveSnapshot(_Model):
     jobs: list[Job]
     batches: list[Batch]
     sessions: list[Session]
+    notifications: list[dict[str, Any]] = []
+    """The latest notifications with their ``seq``: a client resuming from an older seq shows
+    those it missed."""
 
 
 class EtaAccuracy(_Model):

@@ -95,5 +95,5 @@ export const api = {
 
   sessions: (params) => request("GET", "/api/sessions", { params }),
   session: (id) => request("GET", `/api/sessions/${id}`),
-  eventsUrl: () => withToken("/api/events"),
+  eventsUrl: (after = null) => withToken(after == null ? "/api/events" : `/api/events?after=${after}`),
 };

@@ -4,10 +4,36 @@
 // event updates one thing. The browser's EventSource reconnects by itself and sends
 // Last-Event-ID, so the server replays what was missed (or sends a fresh snapshot).
 // Listeners hear about changes at most once per animation frame, with the ids that changed.
+//
+// Between events, estimates move with time: `liveEta` counts an ETA down from when it arrived
+// and `liveProgress` advances a running item's percent at the pace its ETA implies (never
+// past 99 %, never backwards), and a one-second tick redraws what is active.
 
 import { api } from "./api.js";
 
 const ACTIVE = new Set(["pending", "processing"]);
+const TICK_MS = 1000;
+
+function running(item) {
+  return item.status === "processing" || (item.counts && ACTIVE.has(item.status));
+}
+
+/** Seconds left now: the estimate counted down since it arrived. */
+export function liveEta(item) {
+  const left = item.estimated_time_remaining;
+  if (left == null || item._since == null) return left;
+  return Math.max(0, left - (performance.now() - item._since) / 1000);
+}
+
+/** Percent now: the last reported value advanced at the pace its ETA implies. */
+export function liveProgress(item) {
+  const reported = item.progress || 0;
+  const left = item.estimated_time_remaining;
+  if (!running(item) || !left || item._since == null) return reported;
+  const elapsed = (performance.now() - item._since) / 1000;
+  const guess = reported + (100 - reported) * Math.min(elapsed / left, 1);
+  return Math.max(item._floor || 0, reported, Math.min(99, guess));
+}
 
 function isNewer(known, incoming) {
   if (!ACTIVE.has(known.status) && ACTIVE.has(incoming.status)) return true;
@@ -26,12 +52,14 @@ class Store extends EventTarget {
     this._source = null;
     this._changed = { jobs: new Set(), batches: new Set(), sessions: new Set() };
     this._frame = null;
+    this._ticker = null;
   }
 
   connect() {
     if (this._source) this._source.close();
     this._setConnection("connecting");
-    const source = new EventSource(api.eventsUrl());
+    // A new connection resumes after the last event seen, so nothing in between is lost.
+    const source = new EventSource(api.eventsUrl(this.lastSeq));
     this._source = source;
     source.onopen = () => this._setConnection("open");
     source.onerror = () => {
@@ -40,10 +68,11 @@ class Store extends EventTarget {
       if (source.readyState === EventSource.CLOSED) setTimeout(() => this.connect(), 3000);
     };
     const on = (type, handler) => source.addEventListener(type, (event) => {
+      const before = this.lastSeq;
       this.lastSeq = Number(event.lastEventId);
-      handler(JSON.parse(event.data));
+      handler(JSON.parse(event.data), before);
     });
-    on("snapshot", (data) => this._snapshot(data));
+    on("snapshot", (data, before) => this._snapshot(data, before));
     on("job.updated", (data) => this._jobUpdated(data.job));
     on("job.progress", (data) => this._jobProgress(data));
     on("batch.updated", (data) => this._put(this.batches, "batches", data.batch));
@@ -90,7 +119,13 @@ class Store extends EventTarget {
       .sort((a, b) => a.created_at.localeCompare(b.created_at));
   }
 
-  _snapshot(data) {
+  _snapshot(data, missedAfter) {
+    // Notifications that fell in the gap before this snapshot are shown, not lost.
+    if (missedAfter != null) {
+      for (const notice of data.notifications || []) {
+        if (notice.seq > missedAfter) this.dispatchEvent(new CustomEvent("notification", { detail: notice }));
+      }
+    }
     const seen = new Set(data.jobs.map((job) => job.id));
     const vanished = [...this.jobs.values()].filter((j) => ACTIVE.has(j.status) && !seen.has(j.id));
     for (const job of data.jobs) this._put(this.jobs, "jobs", job);
@@ -118,7 +153,12 @@ class Store extends EventTarget {
   }
 
   _put(map, kind, item) {
+    const known = map.get(item.id);
+    item._since = performance.now();
+    // What was on screen stays the floor: a new report never moves a bar back.
+    if (known && known.status === item.status && running(item)) item._floor = liveProgress(known);
     map.set(item.id, item);
+    this._tick();
     this._changed[kind].add(item.id);
     this._schedule();
   }
@@ -127,6 +167,21 @@ class Store extends EventTarget {
     this.jobs.delete(id);
     this._changed.jobs.add(id);
     this._schedule();
+  }
+
+  /** Redraw active items once a second while any exist, so estimates move between events. */
+  _tick() {
+    if (this._ticker) return;
+    this._ticker = setInterval(() => {
+      let active = false;
+      for (const [kind, map] of [["jobs", this.jobs], ["batches", this.batches], ["sessions", this.sessions]]) {
+        for (const item of map.values()) {
+          if (running(item)) { this._changed[kind].add(item.id); active = true; }
+        }
+      }
+      if (active) this._schedule();
+      else { clearInterval(this._ticker); this._ticker = null; }
+    }, TICK_MS);
   }
 
   _schedule() {

@@ -4,7 +4,7 @@
 // at a time. It follows the store; `batch` may be set directly to seed it.
 
 import { api } from "../api.js";
-import { store } from "../store.js";
+import { liveEta, liveProgress, store } from "../store.js";
 import {
   ACTIVE, COUNT_LABELS, STATUS_LABEL, dateTime, escapeHtml, eta, percent, seconds,
 } from "../format.js";
@@ -165,17 +165,18 @@ class BatchCard extends HTMLElement {
     status.dataset.status = batch.status;
     status.textContent = empty ? "Empty" : STATUS_LABEL[batch.status] || batch.status;
     this.querySelector(".batch-card__manual").hidden = !batch.manual;
-    this.querySelector(".batch-card__percent").textContent = percent(batch.progress);
+    const live = liveProgress(batch);
+    this.querySelector(".batch-card__percent").textContent = percent(live);
     const bar = this.querySelector("progress-bar");
-    bar.setAttribute("value", String(batch.progress));
+    bar.setAttribute("value", String(Math.round(live * 10) / 10));
     bar.setAttribute("status", batch.status);
-    bar.setAttribute("label", `${batch.name}: ${percent(batch.progress)}`);
+    bar.setAttribute("label", `${batch.name}: ${percent(live)}`);
 
     const parts = COUNT_LABELS.filter(([key]) => counts[key])
       .map(([key, label]) => `<span class="count" data-status="${key}">${counts[key]} ${label}</span>`);
     this.querySelector(".batch-card__counts").innerHTML =
       `<span class="count">${counts.total} ${counts.total === 1 ? "image" : "images"}</span>${parts.join("")}`;
-    this.querySelector(".batch-card__eta").textContent = active ? eta(batch.estimated_time_remaining) : "";
+    this.querySelector(".batch-card__eta").textContent = active ? eta(liveEta(batch)) : "";
     this.querySelector(".batch-card__duration").textContent =
       batch.duration ? `${active ? "running" : "took"} ${seconds(batch.duration)}` : "";
     const created = this.querySelector(".batch-card__created");

@@ -13,7 +13,7 @@
 // cancelled|missing); buttons carry data-action (view|download|edit|cancel|retry|front).
 
 import { api, ApiError } from "../api.js";
-import { store } from "../store.js";
+import { liveEta, liveProgress, store } from "../store.js";
 import { ACTIVE, STATUS_LABEL, bytes, eta, seconds, time } from "../format.js";
 
 /** Whether a newer attempt of this job exists (so it can no longer be retried). */
@@ -131,9 +131,10 @@ class JobCard extends HTMLElement {
     els.status.dataset.status = status;
     this._text(els.size, bytes(job.file_size));
     this._text(els.stage, status === "processing" ? job.stage || "Starting" : "");
-    this._text(els.percent, active ? `${Math.round(job.progress || 0)}%` : "");
+    const live = liveProgress(job);
+    this._text(els.percent, active ? `${Math.round(live)}%` : "");
 
-    const value = status === "completed" ? 100 : job.progress || 0;
+    const value = status === "completed" ? 100 : Math.round(live * 10) / 10;
     this._set("bar", `${status}:${value}`, () => {
       els.bar.setAttribute("status", status);
       els.bar.setAttribute("value", String(value));
@@ -160,7 +161,7 @@ class JobCard extends HTMLElement {
   }
 
   _etaText(job) {
-    if (job.status === "processing") return eta(job.estimated_time_remaining);
+    if (job.status === "processing") return eta(liveEta(job));
     // A pending job's estimate is its processing time; the wait in the queue comes on top.
     if (job.status === "pending" && job.estimated_time_remaining) {
       return `~${seconds(job.estimated_time_remaining)} once started`;

@@ -4,7 +4,7 @@
 // API: refresh(), focusSession(id), showCompleted (false hides completed batches inside).
 
 import { api } from "../api.js";
-import { store } from "../store.js";
+import { liveEta, liveProgress, store } from "../store.js";
 import {
   ACTIVE, COUNT_LABELS, STATUS_LABEL, dateTime, escapeHtml, eta, percent, seconds,
 } from "../format.js";
@@ -147,11 +147,12 @@ class SessionView extends HTMLElement {
     const status = row.querySelector(".status");
     status.dataset.status = session.status;
     status.textContent = STATUS_LABEL[session.status] || session.status;
-    row.querySelector(".session__percent").textContent = percent(session.progress);
+    const live = liveProgress(session);
+    row.querySelector(".session__percent").textContent = percent(live);
     const bar = row.querySelector("progress-bar");
-    bar.setAttribute("value", String(session.progress));
+    bar.setAttribute("value", String(Math.round(live * 10) / 10));
     bar.setAttribute("status", session.status);
-    bar.setAttribute("label", `${session.name}: ${percent(session.progress)}`);
+    bar.setAttribute("label", `${session.name}: ${percent(live)}`);
     const { counts } = session;
     const batches = session.batch_ids.length;
     const countParts = [
@@ -165,7 +166,7 @@ class SessionView extends HTMLElement {
       `<span>started ${escapeHtml(dateTime(session.started_at))}</span>`,
     ];
     if (session.duration) parts.push(`<span>${active ? "running" : "took"} ${seconds(session.duration)}</span>`);
-    if (active && session.estimated_time_remaining) parts.push(`<span>${eta(session.estimated_time_remaining)}</span>`);
+    if (active && session.estimated_time_remaining) parts.push(`<span>${eta(liveEta(session))}</span>`);
     row.querySelector(".session__meta").innerHTML = parts.join("");
 
     const expanded = this._expanded.has(session.id);
