@@ -1,0 +1,239 @@
+"""ETA benchmark: how right the progress and ETAs a user sees are, on a fresh server.
+
+Reproduces the table of the "progress truth" issue. A fresh ``bgremover serve`` (new data dir,
+as every new user has) gets one batch of 10 photos in shuffled order (5 small: the sample
+photos; 3 of 3 MP and 2 of 12 MP, upscaled from them with LANCZOS), the SSE stream read from
+before the upload. Afterwards the events are replayed the way the UI shows them (store.js:
+an ETA counts down from when it arrived; a running item's percent advances at the pace its
+ETA implies, never past 99 % and never backwards), sampled every 0.25 s, against what really
+happened (each job's and the batch's end as the client received it):
+
+- job ETA median relative error before the first job completes, and after;
+- batch ETA median relative error after the first completion, and at 75 % of the wall time;
+- the worst gap between the batch's percent and the share of the wall time elapsed.
+
+Each measure is printed with its goal. The 100-client SSE latency is ``bench/sse_bench.py``'s.
+Run it by hand from the repository root (about 2–4 min on 2 cores):
+
+    .venv/bin/python bench/eta_bench.py [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from PIL import Image
+
+from report import note, row, section  # bench/ is on sys.path when run as a script
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "samples"
+SAMPLE_EVERY_S = 0.25
+MIN_LEFT_S = 0.5
+"""Samples with less than this left are skipped: a relative error there says nothing."""
+
+
+def make_photos(folder: Path) -> list[Path]:
+    """5 small, 3 of 3 MP, 2 of 12 MP, shuffled with a fixed seed."""
+    samples = sorted(SAMPLES.glob("*.jpg"))
+    photos = [samples[i % len(samples)] for i in range(5)]
+    for index, (megapixels, count) in enumerate(((3, 3), (12, 2))):
+        for n in range(count):
+            source = samples[(index + n) % len(samples)]
+            with Image.open(source) as image:
+                scale = (megapixels * 1e6 / (image.width * image.height)) ** 0.5
+                size = (round(image.width * scale), round(image.height * scale))
+                path = folder / f"{source.stem}-{megapixels}mp-{n}.jpg"
+                image.convert("RGB").resize(size, Image.Resampling.LANCZOS).save(path, quality=92)
+                photos.append(path)
+    random.Random(7).shuffle(photos)
+    return photos
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Recording:
+    events: list[tuple[float, str, dict[str, Any]]] = field(default_factory=list)
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+def listen(url: str, recording: Recording, ready: threading.Event) -> None:
+    """Read the SSE stream until the batch has finished, recording arrival times."""
+    kind, data = "", ""
+    with httpx.stream("GET", f"{url}/api/events", timeout=None) as response:
+        ready.set()
+        for line in response.iter_lines():
+            if line.startswith("event:"):
+                kind = line.split(":", 1)[1].strip()
+            elif line.startswith("data:"):
+                data = line.split(":", 1)[1].strip()
+            elif not line and data:
+                payload = json.loads(data)
+                recording.events.append((time.monotonic(), kind, payload))
+                if kind == "notification" and payload["title"].startswith("Batch finished"):
+                    recording.done.set()
+                    return
+                kind, data = "", ""
+
+
+@dataclass
+class Shown:
+    """What the UI shows of one job or batch: its last report and when it arrived."""
+
+    progress: float = 0.0
+    eta: float | None = None
+    since: float = 0.0
+    floor: float = 0.0
+    running: bool = False
+
+    def update(self, at: float, progress: float, eta: float | None, running: bool) -> None:
+        if self.running and running:
+            self.floor = self.percent(at)
+        self.progress, self.eta, self.since, self.running = progress, eta, at, running
+
+    def eta_at(self, t: float) -> float | None:
+        return None if self.eta is None else max(0.0, self.eta - (t - self.since))
+
+    def percent(self, t: float) -> float:
+        if not self.running or not self.eta:
+            return self.progress
+        guess = self.progress + (100 - self.progress) * min((t - self.since) / self.eta, 1.0)
+        return max(self.floor, self.progress, min(99.0, guess))
+
+
+def analyse(recording: Recording, uploaded_at: float, batch_id: str) -> None:
+    events = recording.events
+    job_end: dict[str, float] = {}
+    for at, kind, data in events:
+        if kind == "job.updated" and data["job"]["status"] in ("completed", "failed"):
+            job_end.setdefault(data["job"]["id"], at)
+    batch_end = max(job_end.values())
+    first_end = min(job_end.values())
+    wall = batch_end - uploaded_at
+    jobs: dict[str, Shown] = {}
+    batch = Shown()
+    job_before, job_after, batch_after, gaps = [], [], [], []
+    at_75: float | None = None
+    index = 0
+    t = uploaded_at
+    while t < batch_end:
+        while index < len(events) and events[index][0] <= t:
+            at, kind, data = events[index]
+            index += 1
+            if kind == "job.progress":
+                shown = jobs.setdefault(data["id"], Shown())
+                shown.update(at, data["progress"], data["eta"], True)
+            elif kind == "job.updated":
+                job = data["job"]
+                shown = jobs.setdefault(job["id"], Shown())
+                shown.update(
+                    at, job["progress"], job["estimated_time_remaining"],
+                    job["status"] == "processing",
+                )  # fmt: skip
+            elif kind == "batch.updated" and data["batch"]["id"] == batch_id:
+                b = data["batch"]
+                batch.update(
+                    at, b["progress"], b["estimated_time_remaining"],
+                    b["status"] in ("pending", "processing"),
+                )  # fmt: skip
+        for job_id, shown in jobs.items():
+            left = job_end.get(job_id, batch_end) - t
+            eta = shown.eta_at(t)
+            if shown.running and eta is not None and left > MIN_LEFT_S:
+                (job_before if t < first_end else job_after).append(abs(eta - left) / left)
+        left = batch_end - t
+        eta = batch.eta_at(t)
+        if eta is not None and left > MIN_LEFT_S:
+            error = abs(eta - left) / left
+            if t >= first_end:
+                batch_after.append(error)
+            if at_75 is None and t - uploaded_at >= 0.75 * wall:
+                at_75 = error
+        gaps.append(abs(batch.percent(t) - 100 * (t - uploaded_at) / wall))
+        t += SAMPLE_EVERY_S
+
+    section("what the UI showed, sampled every 0.25 s, against what happened")
+    row("batch wall time (upload to last job's end)", f"{wall:.1f} s")
+    report("job ETA median error before the first completion", job_before, 0.25)
+    report("job ETA median error after the first completion", job_after, 0.10)
+    report("batch ETA median error after the first completion", batch_after, 0.08)
+    row(
+        "batch ETA error at 75 % of the wall time",
+        f"{100 * at_75:.0f} % (goal ≤ 15 %)" if at_75 is not None else "no sample",
+    )
+    row("worst |batch % − elapsed %|", f"{max(gaps):.1f} points (goal ≤ 10)")
+
+
+def report(label: str, errors: list[float], goal: float) -> None:
+    if not errors:
+        row(label, "no samples")
+        return
+    value = statistics.median(errors)
+    row(label, f"{100 * value:.0f} % over {len(errors)} samples (goal ≤ {100 * goal:.0f} %)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bgremover-eta-bench-") as tmp:
+        root = Path(tmp)
+        (root / "photos").mkdir()
+        photos = make_photos(root / "photos")
+        port = free_port()
+        env = {**os.environ, "BGREMOVER_DATA_DIR": str(root / "data")}
+        server = subprocess.Popen(
+            [sys.executable, "-m", "bgremover", "serve", "--port", str(port),
+             "--workers", str(args.workers)],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(300):
+                try:
+                    if httpx.get(f"{url}/api/health", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.2)
+            recording, ready = Recording(), threading.Event()
+            listener = threading.Thread(target=listen, args=(url, recording, ready), daemon=True)
+            listener.start()
+            ready.wait(30)
+            files = [("files", (p.name, p.read_bytes())) for p in photos]
+            uploaded_at = time.monotonic()
+            created = httpx.post(f"{url}/api/batches", files=files, timeout=120).json()
+            if not recording.done.wait(1800):
+                note("the batch did not finish within 30 min")
+                return 1
+        finally:
+            server.terminate()
+            server.wait(30)
+        sizes = ", ".join(f"{p.name}" for p in photos)
+        print(f"bgremover ETA benchmark: 10 photos on a fresh server, {args.workers} workers")
+        note(f"order: {sizes}")
+        analyse(recording, uploaded_at, created["batch"]["id"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
