@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -24,6 +25,15 @@ def run_cli(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedP
         cwd=cwd,
         timeout=300,
     )
+
+
+def mask_of(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("L")) >= 128
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / (a | b).sum())
 
 
 @pytest.fixture
@@ -55,10 +65,26 @@ def test_bad_files_fail_alone_with_reasons_and_good_files_complete(
         "not an image",
         "truncated or corrupt",
         "110 megapixels",
-        "image/heic images are not supported",
+        "image/jxl images are not supported",
     ):
         assert reason in result.stdout, f"summary lacks {reason!r}:\n{result.stdout}"
-    assert "2 done, 6 failed" in result.stdout
+    assert "2 done, 7 failed" in result.stdout
+
+
+def test_heic_and_avif_photos_give_the_same_mask_as_the_jpeg(
+    photos: dict[str, Path], phone_photos: dict[str, Path], tmp_path: Path
+) -> None:
+    folder = tmp_path / "phone"
+    folder.mkdir()
+    for source in (photos["chelsea.jpg"], *phone_photos.values()):
+        kind = source.suffix.lstrip(".")
+        shutil.copy(source, folder / f"{kind}{source.suffix}")
+    result = run_cli("remove", folder, "--format", "mask")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 done" in result.stdout
+    jpeg = mask_of(folder / "jpg-mask.png")
+    for name in ("heic-mask.png", "avif-mask.png"):
+        assert iou(mask_of(folder / name), jpeg) >= 0.97, name
 
 
 def test_existing_outputs_are_skipped_unless_overwrite(

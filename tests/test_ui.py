@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import shutil
@@ -95,6 +96,34 @@ def upload(page: Any, *paths: Path) -> None:
 
 def tile(page: Any, name: str) -> Any:
     return page.locator("li.result-tile", has_text=name).first
+
+
+DROP = """([name, b64]) => {
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  const transfer = new DataTransfer();
+  transfer.items.add(new File([bytes], name));
+  const target = document.querySelector("drop-zone .drop-zone__target");
+  for (const type of ["dragenter", "dragover", "drop"]) {
+    target.dispatchEvent(new DragEvent(type, { dataTransfer: transfer, bubbles: true,
+                                               cancelable: true }));
+  }
+}"""
+
+
+def drop(page: Any, path: Path) -> None:
+    """Drag and drop a file onto the page, as a file manager would."""
+    page.evaluate(DROP, [path.name, base64.b64encode(path.read_bytes()).decode()])
+
+
+def test_heic_from_the_picker_and_avif_dropped_become_results(
+    page: Any, phone_photos: dict[str, Path]
+) -> None:
+    accept = page.get_attribute("drop-zone input[type=file]", "accept") or ""
+    assert {".heic", ".avif"} <= set(accept.split(",")), accept
+    upload(page, phone_photos["chelsea.heic"])
+    drop(page, phone_photos["chelsea.avif"])
+    for name in phone_photos:
+        page.wait_for_selector(f"li.result-tile[data-status=completed]:has-text('{name}')")
 
 
 def test_photos_go_through_stages_to_results_and_download_as_transparent_png(

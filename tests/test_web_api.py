@@ -73,6 +73,7 @@ def test_bad_files_get_their_status_or_a_failed_job_while_good_ones_complete(
         ("huge.png", big.getvalue()),
         ("truncated.jpg", bad_inputs["corrupt_image_jpeg"].read_bytes()),
         ("bomb.png", bad_inputs["image_too_large"].read_bytes()),
+        ("broken.heic", bad_inputs["corrupt_image_heif"].read_bytes()),
     )
     assert response.status_code == 201, response.text
     body = response.json()
@@ -83,15 +84,18 @@ def test_bad_files_get_their_status_or_a_failed_job_while_good_ones_complete(
         "huge.png": "file_too_large",
     }
     names = [job["file_name"] for job in body["jobs"]]
-    assert names == ["coffee.jpg", "chelsea.jpg", "truncated.jpg", "bomb.png"]  # no path parts
+    assert names == ["coffee.jpg", "chelsea.jpg", "truncated.jpg", "bomb.png", "broken.heic"]
     batch = wait_until_ended(client, body["batch"]["id"])
     assert batch["counts"] == {
-        "total": 4, "pending": 0, "processing": 0, "completed": 2, "failed": 2, "cancelled": 0,
+        "total": 5, "pending": 0, "processing": 0, "completed": 2, "failed": 3, "cancelled": 0,
     }  # fmt: skip
     jobs = {
         j["file_name"]: j for j in client.get(f"/api/jobs?batch_id={batch['id']}").json()["items"]
     }
     assert jobs["truncated.jpg"]["error"]["code"] == "corrupt_image"
+    # A HEIC header is accepted (HEIC is decoded); what follows it is not a picture.
+    assert jobs["broken.heic"]["error"]["code"] == "corrupt_image"
+    assert "broken.heic" in jobs["broken.heic"]["error"]["message"]
     assert "110 megapixels" in jobs["bomb.png"]["error"]["message"]
     result = jobs["coffee.jpg"]["result"]
     assert (result["width"], result["height"], result["format"]) == (600, 400, "png")
@@ -103,8 +107,8 @@ def test_a_request_with_no_usable_file_is_refused_with_its_status(
     text = upload(client, ("notes.jpg", bad_inputs["not_an_image"].read_bytes()))
     assert text.status_code == 415
     assert text.json()["error"]["code"] == "not_an_image"
-    heic = upload(client, ("photo.heic", bad_inputs["unsupported_format"].read_bytes()))
-    assert heic.status_code == 415 and "image/heic" in heic.json()["error"]["message"]
+    jxl = upload(client, ("photo.jxl", bad_inputs["unsupported_format"].read_bytes()))
+    assert jxl.status_code == 415 and "image/jxl" in jxl.json()["error"]["message"]
     big = upload(client, ("big.jpg", b"\xff\xd8\xff" + b"\0" * (MAX_BYTES + 1)))
     assert big.status_code == 413 and big.json()["error"]["code"] == "file_too_large"
     bad_option = upload(client, ("a.jpg", b"x"), background_color="nope")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -148,6 +149,45 @@ def test_cancel_and_retry_over_http(
         ),
     )  # fmt: skip
     assert httpx.get(f"{url}/api/jobs/{job_id}").json()["status"] == "cancelled"
+
+
+def upload_and_wait(url: str, files: list[tuple[str, bytes]], **form: str) -> dict[str, Any]:
+    """Upload a batch while already following the stream, and return it once it has ended."""
+    with httpx.stream("GET", f"{url}/api/events", timeout=120) as response:
+        events = sse_events(response)
+        next(events)  # the snapshot: from here on nothing about the new batch is missed
+        body = httpx.post(
+            f"{url}/api/batches", files=[("files", f) for f in files], data=form, timeout=60
+        )
+        assert body.status_code == 201, body.text
+        batch_id = body.json()["batch"]["id"]
+        for event in events:
+            batch = event["data"].get("batch", {})
+            ours = event["event"] == "batch.updated" and batch.get("id") == batch_id
+            if ours and batch["status"] not in ("pending", "processing"):
+                return dict(body.json())
+    raise AssertionError("the event stream ended before the batch did")
+
+
+def test_heic_and_avif_uploads_give_the_same_mask_as_the_jpeg(
+    server: tuple[str, subprocess.Popen[str]],
+    photos: dict[str, Path],
+    phone_photos: dict[str, Path],
+) -> None:
+    url, _ = server
+    sources = [photos["chelsea.jpg"], *phone_photos.values()]
+    created = upload_and_wait(url, [(p.name, p.read_bytes()) for p in sources], format="mask")
+    masks = {}
+    for job in created["jobs"]:
+        done = httpx.get(f"{url}/api/jobs/{job['id']}").json()
+        assert done["status"] == "completed", done
+        result = httpx.get(f"{url}/api/jobs/{job['id']}/result")
+        masks[job["file_name"]] = np.asarray(Image.open(io.BytesIO(result.content))) >= 128
+    assert {j["media_type"] for j in created["jobs"]} == {"image/jpeg", "image/heic", "image/avif"}
+    jpeg = masks["chelsea.jpg"]
+    for name in phone_photos:
+        iou = (masks[name] & jpeg).sum() / (masks[name] | jpeg).sum()
+        assert iou >= 0.97, f"{name}: IoU {iou:.3f} against the JPEG"
 
 
 def test_ctrl_c_shuts_down_gracefully(server: tuple[str, subprocess.Popen[str]]) -> None:

@@ -38,11 +38,11 @@ from .engine import (
 )
 from .engine.models import ModelStore, get_model, registered_models
 
-# Folders are searched for these; formats Pillow cannot decode (HEIC, AVIF) are included so
-# they are reported as unsupported instead of being skipped without a word.
+# Folders are searched for these (".hif" is Canon's HEIF); JPEG XL, which we cannot decode,
+# is included so it is reported as unsupported instead of being skipped without a word.
 IMAGE_SUFFIXES = {
     ".jpg", ".jpeg", ".jfif", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".tga",
-    ".ppm", ".pgm", ".pnm", ".ico", ".psd", ".heic", ".heif", ".avif",
+    ".ppm", ".pgm", ".pnm", ".ico", ".psd", ".heic", ".heif", ".hif", ".avif", ".jxl",
 }  # fmt: skip
 
 app = typer.Typer(

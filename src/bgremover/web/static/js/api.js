@@ -4,6 +4,10 @@
 
 const TOKEN_KEY = "bgremover.token";
 
+// What file pickers offer: every image, plus the extensions of phone photos (HEIC, AVIF)
+// that some systems do not list under image/* (they have no registered media type there).
+export const IMAGE_ACCEPT = "image/*,.heic,.heif,.hif,.avif";
+
 export class ApiError extends Error {
   constructor(status, code, message, body) {
     super(message);

@@ -3,7 +3,7 @@
 // to a manual batch) and, when expanded, its jobs as <job-card compact> rows, fetched a page
 // at a time. It follows the store; `batch` may be set directly to seed it.
 
-import { api } from "../api.js";
+import { IMAGE_ACCEPT, api } from "../api.js";
 import { store } from "../store.js";
 import {
   ACTIVE, COUNT_LABELS, STATUS_LABEL, dateTime, escapeHtml, eta, percent, seconds,
@@ -93,7 +93,7 @@ class BatchCard extends HTMLElement {
         <button type="button" data-action="retry-batch">Retry failed</button>
         <button type="button" data-action="zip">Download ZIP</button>
         <label class="batch-card__add" hidden>
-          <input type="file" accept="image/*" multiple data-action="add-files" class="visually-hidden">
+          <input type="file" accept="${IMAGE_ACCEPT}" multiple data-action="add-files" class="visually-hidden">
           <span class="button-like">Add images…</span>
         </label>
         <span class="batch-card__error" role="alert"></span>
