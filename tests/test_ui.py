@@ -110,6 +110,14 @@ DROP = """([name, b64]) => {
 }"""
 
 
+SHOWN_PREVIEWS = """(name) => {
+  const tile = [...document.querySelectorAll('li.result-tile')]
+    .find((li) => li.textContent.includes(name));
+  const images = tile ? [...tile.querySelectorAll('.result-tile__preview img')] : [];
+  return images.length === 2 && images.every((img) => img.complete && img.naturalWidth > 0);
+}"""
+
+
 def drop(page: Any, path: Path) -> None:
     """Drag and drop a file onto the page, as a file manager would."""
     page.evaluate(DROP, [path.name, base64.b64encode(path.read_bytes()).decode()])
@@ -118,12 +126,19 @@ def drop(page: Any, path: Path) -> None:
 def test_heic_from_the_picker_and_avif_dropped_become_results(
     page: Any, phone_photos: dict[str, Path]
 ) -> None:
+    images: list[str] = []
+    page.on("request", lambda r: images.append(r.url) if r.resource_type == "image" else None)
     accept = page.get_attribute("drop-zone input[type=file]", "accept") or ""
     assert {".heic", ".avif"} <= set(accept.split(",")), accept
     upload(page, phone_photos["chelsea.heic"])
+    page.wait_for_selector("drop-zone:not([busy]) .drop-zone__message[data-kind=success]")
     drop(page, phone_photos["chelsea.avif"])
     for name in phone_photos:
         page.wait_for_selector(f"li.result-tile[data-status=completed]:has-text('{name}')")
+    # A browser cannot show a HEIC; the server-made thumbnails (before and after) it can.
+    page.wait_for_function(SHOWN_PREVIEWS, arg="chelsea.heic")
+    shot(page, "phone-photos")
+    assert images and all("/thumbnail?" in url for url in images), images
 
 
 def test_photos_go_through_stages_to_results_and_download_as_transparent_png(

@@ -86,8 +86,14 @@ def read_source(source: ImageSource, *, max_bytes: int | None = None) -> tuple[b
     return data, name
 
 
-def decode(data: bytes, *, name: str = "image", max_pixels: int) -> Image.Image:
-    """Decode the first frame, apply EXIF orientation and normalise to RGB or RGBA (8 bit)."""
+def decode(
+    data: bytes, *, name: str = "image", max_pixels: int, draft: int | None = None
+) -> Image.Image:
+    """Decode the first frame, apply EXIF orientation and normalise to RGB or RGBA (8 bit).
+
+    ``draft`` lets a JPEG decode at a reduced scale that still covers ``draft`` pixels on
+    both sides (for thumbnails: an eighth of the work and memory of a full decode).
+    """
     if not data:
         raise InputError(f"{name}: the file is empty (0 bytes)", code="empty_file")
     try:
@@ -103,6 +109,8 @@ def decode(data: bytes, *, name: str = "image", max_pixels: int) -> Image.Image:
                     code="image_too_large",
                 )
             image.seek(0)
+            if draft is not None:
+                image.draft(None, (draft, draft))
             image.load()
     except InputError:
         raise

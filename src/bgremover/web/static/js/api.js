@@ -89,6 +89,10 @@ export const api = {
   deriveJob: (id, form) => request("POST", `/api/jobs/${id}/derive`, { form }),
   resultUrl: (id, params = {}) => withToken(`/api/jobs/${id}/result${query(params)}`),
   originalUrl: (id) => withToken(`/api/jobs/${id}/original`),
+  // A small WebP of the original or the result (longest side `size`), cached by the server:
+  // what lists show instead of full photos (and the only way a browser shows a HEIC).
+  thumbnailUrl: (id, { size = 256, of = "original" } = {}) =>
+    withToken(`/api/jobs/${id}/thumbnail${query({ size, of })}`),
 
   batches: (params) => request("GET", "/api/batches", { params }),
   batch: (id) => request("GET", `/api/batches/${id}`),
