@@ -253,3 +253,33 @@ def test_history_opens_with_ctrl_h_and_searches_by_file_name(
                    return names.length > 0 && names.every(n => n.includes('chel')); }"""
     )
     shot(page, "history")
+
+
+TWO_COFFEE_RESULTS = """() => [...document.querySelectorAll(
+  'li.result-tile[data-status=completed]')].filter(t => t.textContent.includes('coffee.jpg'))
+  .length === 2"""
+
+NEWEST_COFFEE = """() => fetch('/api/jobs?q=coffee.jpg&limit=1').then(r => r.json())
+  .then(d => d.items[0])"""
+
+
+def test_editor_saves_brightness_and_contrast_as_a_new_result(
+    page: Any, photos: dict[str, Path]
+) -> None:
+    upload(page, photos["coffee.jpg"])
+    page.wait_for_selector("li.result-tile[data-status=completed]:has-text('coffee.jpg')")
+    tile(page, "coffee.jpg").locator("[data-action=edit]").click()
+    editor = page.locator("editor-dialog dialog")
+    editor.wait_for(state="visible")
+    page.wait_for_selector("editor-dialog .editor-dialog__loading[hidden]", state="attached")
+    editor.locator("input[name=mode][value=none]").check()
+    editor.locator("input[name=brightness]").fill("50")
+    editor.locator("input[name=contrast]").fill("150")
+    assert editor.locator("output[name=brightnessValue]").inner_text() == "50%"
+    shot(page, "editor-brightness")
+    editor.locator("[data-action=save]").click()
+    editor.wait_for(state="hidden")
+    page.wait_for_function(TWO_COFFEE_RESULTS)
+    derived = page.evaluate(NEWEST_COFFEE)
+    assert derived["options"] == {"brightness": 0.5, "contrast": 1.5}
+    assert derived["status"] == "completed" and derived["result"]["format"] == "png"

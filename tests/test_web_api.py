@@ -17,6 +17,8 @@ from PIL import Image
 from bgremover import Settings
 from bgremover.web import InsecureBinding, create_app
 
+from .conftest import SUBJECT_POINTS
+
 pytestmark = pytest.mark.model
 
 MAX_BYTES = 300_000
@@ -164,6 +166,30 @@ def test_derive_puts_a_result_on_a_background_through_the_queue(
     image = Image.open(io.BytesIO(client.get(f"/api/jobs/{done['id']}/result").content))
     assert image.mode == "RGB" and image.getpixel((5, 5)) == (255, 0, 0)
     assert client.post("/api/jobs/nope/derive", data={}).status_code == 404
+
+
+def test_derive_with_brightness_and_contrast_changes_the_subject_not_the_background(
+    client: TestClient, photos: dict[str, Path]
+) -> None:
+    body = upload(client, ("coffee.jpg", photos["coffee.jpg"].read_bytes())).json()
+    wait_until_ended(client, body["batch"]["id"])
+    source = body["jobs"][0]["id"]
+    form = {"background_color": "#ff0000", "brightness": "0.5", "contrast": "1.5"}
+    derived = client.post(f"/api/jobs/{source}/derive", data=form)
+    assert derived.status_code == 201, derived.text
+    assert derived.json()["options"] == {
+        "background_color": [255, 0, 0, 255], "brightness": 0.5, "contrast": 1.5,
+    }  # fmt: skip
+    done = wait_for_job(client, derived.json()["id"], lambda j: j["status"] == "completed")
+    darker = Image.open(io.BytesIO(client.get(f"/api/jobs/{done['id']}/result").content))
+    plain_bytes = client.get(f"/api/jobs/{source}/result", params={"bg": "#ff0000"}).content
+    plain = Image.open(io.BytesIO(plain_bytes)).convert("RGB")
+    assert darker.getpixel((5, 5)) == plain.getpixel((5, 5)) == (255, 0, 0)
+    for point in SUBJECT_POINTS["coffee.jpg"]:
+        assert sum(darker.getpixel(point)) < sum(plain.getpixel(point)), point  # type: ignore[arg-type]
+    for bad in ({"brightness": "3"}, {"contrast": "-1"}):
+        refused = client.post(f"/api/jobs/{source}/derive", data=bad)
+        assert refused.status_code == 422, bad
 
 
 def test_cancel_a_running_job_then_retry_it(client: TestClient, photos: dict[str, Path]) -> None:
