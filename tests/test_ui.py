@@ -8,8 +8,10 @@ import io
 import os
 import shutil
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from PIL import Image
@@ -232,6 +234,7 @@ def test_queue_modal_tabs_filters_and_keyboard_shortcuts(
     help_dialog = page.locator("help-dialog dialog")
     help_dialog.wait_for(state="visible")
     assert "Ctrl" in help_dialog.inner_text()
+    assert "bgremover serve --dev" in help_dialog.inner_text()
     page.keyboard.press("Escape")
     help_dialog.wait_for(state="hidden")
 
@@ -283,3 +286,40 @@ def test_editor_saves_brightness_and_contrast_as_a_new_result(
     derived = page.evaluate(NEWEST_COFFEE)
     assert derived["options"] == {"brightness": 0.5, "contrast": 1.5}
     assert derived["status"] == "completed" and derived["result"]["format"] == "png"
+
+
+JOB_AND_BATCH = """(name) => fetch('/api/jobs?q=' + name).then(r => r.json())
+  .then(d => fetch('/api/batches/' + d.items[0].batch_id).then(r => r.json())
+    .then(batch => ({ job: d.items[0], batch })))"""
+
+
+def test_times_follow_the_browsers_locale_and_time_zone_everywhere(
+    browser: Any, server: str, photos: dict[str, Path], tmp_path: Path
+) -> None:
+    zone = "Pacific/Auckland"  # far from the server's clock, and a 12-hour locale
+    context = browser.new_context(base_url=server, locale="en-US", timezone_id=zone)
+    context.set_default_timeout(TIMEOUT_MS)
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    tab.goto("/")
+    tab.wait_for_selector("#connection[data-state=open]")
+    photo = tmp_path / "clock-check.jpg"
+    shutil.copy(photos["chelsea.jpg"], photo)
+    upload(tab, photo)
+    tab.wait_for_selector("li.result-tile[data-status=completed]:has-text('clock-check.jpg')")
+    found = tab.evaluate(JOB_AND_BATCH, photo.name)
+
+    def local(iso: str) -> datetime:
+        return datetime.fromisoformat(iso).astimezone(ZoneInfo(zone))
+
+    name = f"1 image · {local(found['batch']['created_at']):%-I:%M %p}"
+    assert name in tab.locator("drop-zone .drop-zone__message").inner_text()
+    started = tab.locator("li.result-tile job-card .job-card__started").first.inner_text()
+    assert started == f"Started {local(found['job']['start_time']):%-I:%M:%S %p}"
+    tab.keyboard.press("j")
+    tab.wait_for_selector("job-queue-modal batch-card")
+    names = tab.locator("job-queue-modal .batch-card__name").all_inner_texts()
+    assert name in names, names
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"

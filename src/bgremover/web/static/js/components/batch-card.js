@@ -6,7 +6,7 @@
 import { IMAGE_ACCEPT, api } from "../api.js";
 import { store } from "../store.js";
 import {
-  ACTIVE, COUNT_LABELS, STATUS_LABEL, dateTime, escapeHtml, eta, percent, seconds,
+  ACTIVE, COUNT_LABELS, STATUS_LABEL, batchName, dateTime, escapeHtml, eta, percent, seconds,
 } from "../format.js";
 
 const PAGE = 50;
@@ -160,7 +160,7 @@ class BatchCard extends HTMLElement {
     const empty = counts.total === 0; // a manual batch nothing was added to yet
     const active = ACTIVE.has(batch.status) && !empty;
     this.dataset.status = batch.status;
-    this.querySelector(".batch-card__name").textContent = batch.name;
+    this.querySelector(".batch-card__name").textContent = batchName(batch);
     const status = this.querySelector(".status");
     status.dataset.status = batch.status;
     status.textContent = empty ? "Empty" : STATUS_LABEL[batch.status] || batch.status;
@@ -169,7 +169,7 @@ class BatchCard extends HTMLElement {
     const bar = this.querySelector("progress-bar");
     bar.setAttribute("value", String(batch.progress));
     bar.setAttribute("status", batch.status);
-    bar.setAttribute("label", `${batch.name}: ${percent(batch.progress)}`);
+    bar.setAttribute("label", `${batchName(batch)}: ${percent(batch.progress)}`);
 
     const parts = COUNT_LABELS.filter(([key]) => counts[key])
       .map(([key, label]) => `<span class="count" data-status="${key}">${counts[key]} ${label}</span>`);

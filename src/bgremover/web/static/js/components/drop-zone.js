@@ -8,7 +8,7 @@
 
 import { IMAGE_ACCEPT, api, ApiError } from "../api.js";
 import { store } from "../store.js";
-import { bytes, escapeHtml } from "../format.js";
+import { batchName, bytes, escapeHtml } from "../format.js";
 
 const FORMATS = "JPEG, PNG, WebP, HEIC or AVIF";
 let counter = 0;
@@ -153,7 +153,7 @@ class DropZone extends HTMLElement {
       window.dispatchEvent(new CustomEvent("bgremover:uploaded", {
         detail: { batch: response.batch, jobs: response.jobs },
       }));
-      this._report(response.jobs.length, response.batch.name, response.rejected || []);
+      this._report(response.jobs.length, batchName(response.batch), response.rejected || []);
     } catch (error) {
       const rejected = error instanceof ApiError ? error.body?.error?.rejected || [] : [];
       if (rejected.length) this._report(0, "", rejected);
