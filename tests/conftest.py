@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from bench.tiny_model import build_tiny_model
 from PIL import Image
+from pillow_heif import register_heif_opener
 
 from bgremover import Remover, Settings, load_remover
 
@@ -47,6 +48,21 @@ def encode(image: Image.Image, fmt: str, **params: object) -> bytes:
 
 
 @pytest.fixture(scope="session")
+def phone_photos(
+    tmp_path_factory: pytest.TempPathFactory, photos: dict[str, Path]
+) -> dict[str, Path]:
+    """The cat photo as a phone saves it: HEIC (encoded by pillow-heif) and AVIF (by Pillow)."""
+    register_heif_opener()
+    folder = tmp_path_factory.mktemp("phone")
+    photo = Image.open(photos["chelsea.jpg"])
+    paths = {}
+    for name, fmt in (("chelsea.heic", "HEIF"), ("chelsea.avif", "AVIF")):
+        paths[name] = folder / name
+        paths[name].write_bytes(encode(photo, fmt, quality=90))
+    return paths
+
+
+@pytest.fixture(scope="session")
 def bad_inputs(
     tmp_path_factory: pytest.TempPathFactory, photos: dict[str, Path]
 ) -> dict[str, Path]:
@@ -61,8 +77,10 @@ def bad_inputs(
         "corrupt_image_png": png[: len(png) // 2],
         # 110 megapixels of 1-bit black: a 14 kB file that would need 440 MB as RGBA.
         "image_too_large": encode(Image.new("1", (11_000, 10_000)), "PNG"),
-        # A real HEIF file header: an image format Pillow cannot decode.
-        "unsupported_format": b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\0" * 64,
+        # A real HEIF file header followed by nothing usable: HEIC is decoded, this is not.
+        "corrupt_image_heif": b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\0" * 64,
+        # A JPEG XL codestream's start: an image format we do not decode.
+        "unsupported_format": b"\xff\x0a\xfa\x7f\x01\x90\x08" + b"\0" * 64,
     }
     names = {
         "empty_file": "empty.jpg",
@@ -70,7 +88,8 @@ def bad_inputs(
         "corrupt_image_jpeg": "truncated.jpg",
         "corrupt_image_png": "truncated.png",
         "image_too_large": "bomb.png",
-        "unsupported_format": "photo.heic",
+        "corrupt_image_heif": "broken.heic",
+        "unsupported_format": "photo.jxl",
     }
     paths = {}
     for key, data in files.items():

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
 pytestmark = pytest.mark.model
 
 
-def run_cli(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "250", "NO_COLOR": "1", "TERM": "dumb"}
+def run_cli(
+    *args: str | Path, cwd: Path | None = None, columns: int = 250
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI as a script would: stdout and stderr are pipes, not a terminal."""
+    env = {**os.environ, "COLUMNS": str(columns), "NO_COLOR": "1", "TERM": "dumb"}
     return subprocess.run(
         [sys.executable, "-m", "bgremover", *map(str, args)],
         capture_output=True,
@@ -24,6 +29,15 @@ def run_cli(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedP
         cwd=cwd,
         timeout=300,
     )
+
+
+def mask_of(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("L")) >= 128
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / (a | b).sum())
 
 
 @pytest.fixture
@@ -55,10 +69,70 @@ def test_bad_files_fail_alone_with_reasons_and_good_files_complete(
         "not an image",
         "truncated or corrupt",
         "110 megapixels",
-        "image/heic images are not supported",
+        "image/jxl images are not supported",
     ):
         assert reason in result.stdout, f"summary lacks {reason!r}:\n{result.stdout}"
-    assert "2 done, 6 failed" in result.stdout
+    assert "2 done, 7 failed" in result.stderr
+
+
+def test_heic_and_avif_photos_give_the_same_mask_as_the_jpeg(
+    photos: dict[str, Path], phone_photos: dict[str, Path], tmp_path: Path
+) -> None:
+    folder = tmp_path / "phone"
+    folder.mkdir()
+    for source in (photos["chelsea.jpg"], *phone_photos.values()):
+        kind = source.suffix.lstrip(".")
+        shutil.copy(source, folder / f"{kind}{source.suffix}")
+    result = run_cli("remove", folder, "--format", "mask")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 done" in result.stderr
+    jpeg = mask_of(folder / "jpg-mask.png")
+    for name in ("heic-mask.png", "avif-mask.png"):
+        assert iou(mask_of(folder / name), jpeg) >= 0.97, name
+
+
+def test_piped_output_is_one_whole_line_per_file_at_any_width(
+    photos: dict[str, Path], bad_inputs: dict[str, Path], tmp_path: Path
+) -> None:
+    folder = tmp_path / "holiday-photos-from-the-whole-family-2026" / "at-the-seaside-in-june"
+    folder.mkdir(parents=True)
+    good = folder / "a-rather-long-file-name-straight-from-a-phone-camera-roll-0001.jpg"
+    bad = folder / "visiting-the-lighthouse-on-the-last-afternoon-of-the-trip.jpg"
+    shutil.copy(photos["coffee.jpg"], good)
+    shutil.copy(bad_inputs["not_an_image"], bad)
+    result = run_cli("remove", good, bad, tmp_path / "missing.jpg", columns=80)
+    assert result.returncode == 1
+    assert "…" not in result.stdout and "━" not in result.stdout  # no ellipsis, no bar
+    rows = {path: rest for path, *rest in (line.split("\t") for line in result.stdout.splitlines())}
+    assert set(rows) == {str(good), str(bad), str(tmp_path / "missing.jpg")}
+    output = good.with_name(good.stem + "-no-bg.png")
+    assert rows[str(good)] == ["done", str(output)] and output.is_file()
+    status, reason = rows[str(bad)]
+    assert status == "failed" and reason.startswith(f"{bad}: not an image")
+    assert rows[str(tmp_path / "missing.jpg")][0] == "failed"
+    assert result.stderr.strip().endswith("1 done, 2 failed")
+
+
+def test_json_summary_lists_every_file_with_its_outcome_and_the_counts(
+    photos: dict[str, Path], bad_inputs: dict[str, Path], tmp_path: Path
+) -> None:
+    good = tmp_path / "coffee.jpg"
+    shutil.copy(photos["coffee.jpg"], good)
+    bad = bad_inputs["unsupported_format"]
+    result = run_cli("remove", good, bad, "--json", "-o", tmp_path / "out")
+    assert result.returncode == 1
+    summary = json.loads(result.stdout)
+    assert summary["counts"] == {"done": 1, "failed": 1, "skipped": 0, "cancelled": 0}
+    files = {f["path"]: f for f in summary["files"]}
+    assert files[str(good)] == {
+        "path": str(good), "status": "done", "output": str(tmp_path / "out" / "coffee-no-bg.png"),
+        "reason": None, "code": None,
+    }  # fmt: skip
+    assert files[str(bad)]["status"] == "failed"
+    assert files[str(bad)]["code"] == "unsupported_format"
+    assert "image/jxl images are not supported" in files[str(bad)]["reason"]
+    again = json.loads(run_cli("remove", good, "--json", "-o", tmp_path / "out").stdout)
+    assert again["files"][0]["status"] == "skipped"
 
 
 def test_existing_outputs_are_skipped_unless_overwrite(
@@ -70,10 +144,10 @@ def test_existing_outputs_are_skipped_unless_overwrite(
     output = tmp_path / "coffee-no-bg.png"
     first = output.stat().st_mtime_ns
     again = run_cli("remove", source)
-    assert again.returncode == 0 and "1 skipped" in again.stdout
+    assert again.returncode == 0 and "1 skipped" in again.stderr
     assert output.stat().st_mtime_ns == first
     forced = run_cli("remove", source, "--overwrite", "--format", "webp", "--bg-color", "white")
-    assert forced.returncode == 0 and "1 done" in forced.stdout
+    assert forced.returncode == 0 and "1 done" in forced.stderr
     with Image.open(tmp_path / "coffee-no-bg.webp") as image:
         assert image.format == "WEBP"
 
@@ -106,7 +180,7 @@ def test_unwritable_output_directory_fails_each_file_clearly(
     result = run_cli("remove", photos["coffee.jpg"], "-o", blocker / "out")
     assert result.returncode == 1
     assert "cannot write output there" in result.stdout
-    assert "1 failed" in result.stdout
+    assert "1 failed" in result.stderr
 
 
 def test_invalid_options_are_refused_before_any_work(photos: dict[str, Path]) -> None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
+import pillow_heif
 import pytest
 from PIL import Image
 
-from bgremover.engine.decode import decode, read_source
+from bgremover.engine.decode import SUPPORTED_MEDIA_TYPES, decode, probe, read_source, sniff
 from bgremover.engine.errors import InputError
 
 from .conftest import encode
@@ -29,7 +31,8 @@ def load(path: Path, max_pixels: int = LIMIT) -> Image.Image:
         ("corrupt_image_jpeg", "corrupt_image", "truncated"),
         ("corrupt_image_png", "corrupt_image", "truncated"),
         ("image_too_large", "image_too_large", "110 megapixels"),
-        ("unsupported_format", "unsupported_format", "image/heic"),
+        ("corrupt_image_heif", "corrupt_image", "truncated or corrupt"),
+        ("unsupported_format", "unsupported_format", "image/jxl"),
     ],
 )
 def test_bad_input_fails_with_a_message_naming_the_file_and_problem(
@@ -117,3 +120,69 @@ def test_animated_gif_uses_the_first_frame() -> None:
     image = decode(data, max_pixels=LIMIT)
     r, _, b = image.convert("RGB").getpixel((16, 16))  # type: ignore[misc]
     assert r > 200 and b < 50
+
+
+def rotated_jpeg(photos: dict[str, Path]) -> bytes:
+    """The cat photo as a camera held upright saves it: landscape pixels, EXIF "rotate 90°"."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return encode(Image.open(photos["chelsea.jpg"]), "JPEG", exif=exif, quality=95)
+
+
+@pytest.mark.parametrize(("fmt", "media_type"), [("HEIF", "image/heic"), ("AVIF", "image/avif")])
+def test_phone_formats_decode_upright_like_the_same_photo_as_jpeg(
+    photos: dict[str, Path], tmp_path: Path, fmt: str, media_type: str
+) -> None:
+    jpeg = rotated_jpeg(photos)
+    # Given the JPEG's EXIF, each encoder stores the orientation its format's way: HEIF as a
+    # rotation box, AVIF as the box plus the EXIF tag.
+    opened = Image.open(io.BytesIO(jpeg))
+    data = encode(opened, fmt, quality=90, exif=opened.info["exif"])
+    assert sniff(data[:64]) == media_type
+    expected = decode(jpeg, max_pixels=LIMIT)
+    image = decode(data, name=f"photo.{fmt.lower()}", max_pixels=LIMIT)
+    assert (image.mode, image.size) == ("RGB", (300, 451)) == (expected.mode, expected.size)
+    difference = np.abs(np.asarray(image, dtype=int) - np.asarray(expected, dtype=int))
+    assert difference.mean() < 3, f"{fmt} differs from the JPEG by {difference.mean():.1f} levels"
+    path = tmp_path / f"photo.{fmt.lower()}"
+    path.write_bytes(data)
+    assert probe(path) == (media_type, 300, 451)
+
+
+def test_10_bit_heic_decodes_to_8_bit_with_its_colours(photos: dict[str, Path]) -> None:
+    photo = np.asarray(Image.open(photos["coffee.jpg"]).convert("RGB"))
+    ten_bit = pillow_heif.from_bytes(
+        mode="RGB;16", size=(photo.shape[1], photo.shape[0]),
+        data=(photo.astype(np.uint16) << 8).tobytes(),
+    )  # fmt: skip
+    buffer = io.BytesIO()
+    ten_bit.save(buffer, quality=95)
+    data = buffer.getvalue()
+    assert pillow_heif.open_heif(data, convert_hdr_to_8bit=False).info["bit_depth"] == 10
+    assert sniff(data[:64]) == "image/heic"  # its brand is "heix", not "heic"
+    image = decode(data, max_pixels=LIMIT)
+    assert image.mode == "RGB" and image.size == (photo.shape[1], photo.shape[0])
+    assert np.abs(np.asarray(image, dtype=int) - photo).mean() < 3
+
+
+def test_heic_with_transparency_keeps_it(photos: dict[str, Path]) -> None:
+    photo = Image.open(photos["coffee.jpg"]).convert("RGBA")
+    photo.putalpha(Image.new("L", photo.size, 0).resize(photo.size))
+    image = decode(encode(photo, "HEIF", quality=90), max_pixels=LIMIT)
+    assert image.mode == "RGBA" and image.getchannel("A").getextrema() == (0, 0)
+
+
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
+def test_truncated_phone_photo_fails_as_corrupt_naming_the_file(
+    photos: dict[str, Path], fmt: str
+) -> None:
+    data = encode(Image.open(photos["chelsea.jpg"]), fmt, quality=90)
+    for cut in (data[: len(data) // 2], data[:300]):
+        with pytest.raises(InputError, match="truncated or corrupt") as caught:
+            decode(cut, name="IMG_0001.HEIC", max_pixels=LIMIT)
+        assert caught.value.code == "corrupt_image"
+        assert "IMG_0001.HEIC" in caught.value.message
+
+
+def test_heic_and_avif_are_supported_media_types() -> None:
+    assert {"image/heic", "image/heif", "image/avif"} <= SUPPORTED_MEDIA_TYPES

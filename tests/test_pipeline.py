@@ -149,6 +149,42 @@ def test_image_background_is_used_behind_the_subject(
     assert result.getpixel((5, 5)) == (10, 20, 200)
 
 
+def css_brightness_contrast(rgb: np.ndarray, brightness: float, contrast: float) -> np.ndarray:
+    """What a browser's ``filter: brightness(b) contrast(c)`` does to 8-bit colours."""
+    bright = np.clip(rgb.astype(float) * brightness, 0, 255)
+    return np.clip(np.round((bright - 127.5) * contrast + 127.5), 0, 255)
+
+
+@pytest.mark.parametrize(("brightness", "contrast"), [(1.5, 1.2), (0.6, 0.5), (1.0, 0.0)])
+def test_brightness_and_contrast_change_the_subject_as_a_browser_would_and_not_its_mask(
+    remover: Remover, photos: dict[str, Path], brightness: float, contrast: float
+) -> None:
+    plain = remover.remove(photos["coffee.jpg"])
+    adjusted = remover.remove(
+        photos["coffee.jpg"], RemoveOptions(brightness=brightness, contrast=contrast)
+    )
+    assert np.array_equal(alpha_of(adjusted), alpha_of(plain))
+    seen = alpha_of(plain) > 0
+    expected = css_brightness_contrast(np.asarray(plain)[..., :3][seen], brightness, contrast)
+    got = np.asarray(adjusted)[..., :3][seen].astype(float)
+    assert np.abs(got - expected).max() <= 1
+
+
+def test_brightness_leaves_a_colour_background_as_chosen(
+    remover: Remover, photos: dict[str, Path]
+) -> None:
+    green = "#00ff00"
+    plain = remover.remove(photos["coffee.jpg"], RemoveOptions(background_color=green))
+    darker = remover.remove(
+        photos["coffee.jpg"],
+        RemoveOptions(background_color=green, brightness=0.5, contrast=1.5),
+    )
+    for x, y in BACKGROUND_POINTS["coffee.jpg"]:
+        assert darker.getpixel((x, y)) == plain.getpixel((x, y)) == (0, 255, 0)
+    for x, y in SUBJECT_POINTS["coffee.jpg"]:
+        assert sum(darker.getpixel((x, y))) < sum(plain.getpixel((x, y)))  # type: ignore[arg-type]
+
+
 def test_alpha_matting_and_post_processing_keep_subject_and_background(
     remover: Remover, photos: dict[str, Path]
 ) -> None:

@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import shutil
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from PIL import Image
@@ -95,6 +98,49 @@ def upload(page: Any, *paths: Path) -> None:
 
 def tile(page: Any, name: str) -> Any:
     return page.locator("li.result-tile", has_text=name).first
+
+
+DROP = """([name, b64]) => {
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  const transfer = new DataTransfer();
+  transfer.items.add(new File([bytes], name));
+  const target = document.querySelector("drop-zone .drop-zone__target");
+  for (const type of ["dragenter", "dragover", "drop"]) {
+    target.dispatchEvent(new DragEvent(type, { dataTransfer: transfer, bubbles: true,
+                                               cancelable: true }));
+  }
+}"""
+
+
+SHOWN_PREVIEWS = """(name) => {
+  const tile = [...document.querySelectorAll('li.result-tile')]
+    .find((li) => li.textContent.includes(name));
+  const images = tile ? [...tile.querySelectorAll('.result-tile__preview img')] : [];
+  return images.length === 2 && images.every((img) => img.complete && img.naturalWidth > 0);
+}"""
+
+
+def drop(page: Any, path: Path) -> None:
+    """Drag and drop a file onto the page, as a file manager would."""
+    page.evaluate(DROP, [path.name, base64.b64encode(path.read_bytes()).decode()])
+
+
+def test_heic_from_the_picker_and_avif_dropped_become_results(
+    page: Any, phone_photos: dict[str, Path]
+) -> None:
+    images: list[str] = []
+    page.on("request", lambda r: images.append(r.url) if r.resource_type == "image" else None)
+    accept = page.get_attribute("drop-zone input[type=file]", "accept") or ""
+    assert {".heic", ".avif"} <= set(accept.split(",")), accept
+    upload(page, phone_photos["chelsea.heic"])
+    page.wait_for_selector("drop-zone:not([busy]) .drop-zone__message[data-kind=success]")
+    drop(page, phone_photos["chelsea.avif"])
+    for name in phone_photos:
+        page.wait_for_selector(f"li.result-tile[data-status=completed]:has-text('{name}')")
+    # A browser cannot show a HEIC; the server-made thumbnails (before and after) it can.
+    page.wait_for_function(SHOWN_PREVIEWS, arg="chelsea.heic")
+    shot(page, "phone-photos")
+    assert images and all("/thumbnail?" in url for url in images), images
 
 
 def test_photos_go_through_stages_to_results_and_download_as_transparent_png(
@@ -188,6 +234,7 @@ def test_queue_modal_tabs_filters_and_keyboard_shortcuts(
     help_dialog = page.locator("help-dialog dialog")
     help_dialog.wait_for(state="visible")
     assert "Ctrl" in help_dialog.inner_text()
+    assert "bgremover serve --dev" in help_dialog.inner_text()
     page.keyboard.press("Escape")
     help_dialog.wait_for(state="hidden")
 
@@ -209,3 +256,70 @@ def test_history_opens_with_ctrl_h_and_searches_by_file_name(
                    return names.length > 0 && names.every(n => n.includes('chel')); }"""
     )
     shot(page, "history")
+
+
+TWO_COFFEE_RESULTS = """() => [...document.querySelectorAll(
+  'li.result-tile[data-status=completed]')].filter(t => t.textContent.includes('coffee.jpg'))
+  .length === 2"""
+
+NEWEST_COFFEE = """() => fetch('/api/jobs?q=coffee.jpg&limit=1').then(r => r.json())
+  .then(d => d.items[0])"""
+
+
+def test_editor_saves_brightness_and_contrast_as_a_new_result(
+    page: Any, photos: dict[str, Path]
+) -> None:
+    upload(page, photos["coffee.jpg"])
+    page.wait_for_selector("li.result-tile[data-status=completed]:has-text('coffee.jpg')")
+    tile(page, "coffee.jpg").locator("[data-action=edit]").click()
+    editor = page.locator("editor-dialog dialog")
+    editor.wait_for(state="visible")
+    page.wait_for_selector("editor-dialog .editor-dialog__loading[hidden]", state="attached")
+    editor.locator("input[name=mode][value=none]").check()
+    editor.locator("input[name=brightness]").fill("50")
+    editor.locator("input[name=contrast]").fill("150")
+    assert editor.locator("output[name=brightnessValue]").inner_text() == "50%"
+    shot(page, "editor-brightness")
+    editor.locator("[data-action=save]").click()
+    editor.wait_for(state="hidden")
+    page.wait_for_function(TWO_COFFEE_RESULTS)
+    derived = page.evaluate(NEWEST_COFFEE)
+    assert derived["options"] == {"brightness": 0.5, "contrast": 1.5}
+    assert derived["status"] == "completed" and derived["result"]["format"] == "png"
+
+
+JOB_AND_BATCH = """(name) => fetch('/api/jobs?q=' + name).then(r => r.json())
+  .then(d => fetch('/api/batches/' + d.items[0].batch_id).then(r => r.json())
+    .then(batch => ({ job: d.items[0], batch })))"""
+
+
+def test_times_follow_the_browsers_locale_and_time_zone_everywhere(
+    browser: Any, server: str, photos: dict[str, Path], tmp_path: Path
+) -> None:
+    zone = "Pacific/Auckland"  # far from the server's clock, and a 12-hour locale
+    context = browser.new_context(base_url=server, locale="en-US", timezone_id=zone)
+    context.set_default_timeout(TIMEOUT_MS)
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    tab.goto("/")
+    tab.wait_for_selector("#connection[data-state=open]")
+    photo = tmp_path / "clock-check.jpg"
+    shutil.copy(photos["chelsea.jpg"], photo)
+    upload(tab, photo)
+    tab.wait_for_selector("li.result-tile[data-status=completed]:has-text('clock-check.jpg')")
+    found = tab.evaluate(JOB_AND_BATCH, photo.name)
+
+    def local(iso: str) -> datetime:
+        return datetime.fromisoformat(iso).astimezone(ZoneInfo(zone))
+
+    name = f"1 image · {local(found['batch']['created_at']):%-I:%M %p}"
+    assert name in tab.locator("drop-zone .drop-zone__message").inner_text()
+    started = tab.locator("li.result-tile job-card .job-card__started").first.inner_text()
+    assert started == f"Started {local(found['job']['start_time']):%-I:%M:%S %p}"
+    tab.keyboard.press("j")
+    tab.wait_for_selector("job-queue-modal batch-card")
+    names = tab.locator("job-queue-modal .batch-card__name").all_inner_texts()
+    assert name in names, names
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"

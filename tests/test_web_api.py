@@ -17,6 +17,8 @@ from PIL import Image
 from bgremover import Settings
 from bgremover.web import InsecureBinding, create_app
 
+from .conftest import SUBJECT_POINTS
+
 pytestmark = pytest.mark.model
 
 MAX_BYTES = 300_000
@@ -73,6 +75,7 @@ def test_bad_files_get_their_status_or_a_failed_job_while_good_ones_complete(
         ("huge.png", big.getvalue()),
         ("truncated.jpg", bad_inputs["corrupt_image_jpeg"].read_bytes()),
         ("bomb.png", bad_inputs["image_too_large"].read_bytes()),
+        ("broken.heic", bad_inputs["corrupt_image_heif"].read_bytes()),
     )
     assert response.status_code == 201, response.text
     body = response.json()
@@ -83,15 +86,18 @@ def test_bad_files_get_their_status_or_a_failed_job_while_good_ones_complete(
         "huge.png": "file_too_large",
     }
     names = [job["file_name"] for job in body["jobs"]]
-    assert names == ["coffee.jpg", "chelsea.jpg", "truncated.jpg", "bomb.png"]  # no path parts
+    assert names == ["coffee.jpg", "chelsea.jpg", "truncated.jpg", "bomb.png", "broken.heic"]
     batch = wait_until_ended(client, body["batch"]["id"])
     assert batch["counts"] == {
-        "total": 4, "pending": 0, "processing": 0, "completed": 2, "failed": 2, "cancelled": 0,
+        "total": 5, "pending": 0, "processing": 0, "completed": 2, "failed": 3, "cancelled": 0,
     }  # fmt: skip
     jobs = {
         j["file_name"]: j for j in client.get(f"/api/jobs?batch_id={batch['id']}").json()["items"]
     }
     assert jobs["truncated.jpg"]["error"]["code"] == "corrupt_image"
+    # A HEIC header is accepted (HEIC is decoded); what follows it is not a picture.
+    assert jobs["broken.heic"]["error"]["code"] == "corrupt_image"
+    assert "broken.heic" in jobs["broken.heic"]["error"]["message"]
     assert "110 megapixels" in jobs["bomb.png"]["error"]["message"]
     result = jobs["coffee.jpg"]["result"]
     assert (result["width"], result["height"], result["format"]) == (600, 400, "png")
@@ -103,8 +109,8 @@ def test_a_request_with_no_usable_file_is_refused_with_its_status(
     text = upload(client, ("notes.jpg", bad_inputs["not_an_image"].read_bytes()))
     assert text.status_code == 415
     assert text.json()["error"]["code"] == "not_an_image"
-    heic = upload(client, ("photo.heic", bad_inputs["unsupported_format"].read_bytes()))
-    assert heic.status_code == 415 and "image/heic" in heic.json()["error"]["message"]
+    jxl = upload(client, ("photo.jxl", bad_inputs["unsupported_format"].read_bytes()))
+    assert jxl.status_code == 415 and "image/jxl" in jxl.json()["error"]["message"]
     big = upload(client, ("big.jpg", b"\xff\xd8\xff" + b"\0" * (MAX_BYTES + 1)))
     assert big.status_code == 413 and big.json()["error"]["code"] == "file_too_large"
     bad_option = upload(client, ("a.jpg", b"x"), background_color="nope")
@@ -160,6 +166,30 @@ def test_derive_puts_a_result_on_a_background_through_the_queue(
     image = Image.open(io.BytesIO(client.get(f"/api/jobs/{done['id']}/result").content))
     assert image.mode == "RGB" and image.getpixel((5, 5)) == (255, 0, 0)
     assert client.post("/api/jobs/nope/derive", data={}).status_code == 404
+
+
+def test_derive_with_brightness_and_contrast_changes_the_subject_not_the_background(
+    client: TestClient, photos: dict[str, Path]
+) -> None:
+    body = upload(client, ("coffee.jpg", photos["coffee.jpg"].read_bytes())).json()
+    wait_until_ended(client, body["batch"]["id"])
+    source = body["jobs"][0]["id"]
+    form = {"background_color": "#ff0000", "brightness": "0.5", "contrast": "1.5"}
+    derived = client.post(f"/api/jobs/{source}/derive", data=form)
+    assert derived.status_code == 201, derived.text
+    assert derived.json()["options"] == {
+        "background_color": [255, 0, 0, 255], "brightness": 0.5, "contrast": 1.5,
+    }  # fmt: skip
+    done = wait_for_job(client, derived.json()["id"], lambda j: j["status"] == "completed")
+    darker = Image.open(io.BytesIO(client.get(f"/api/jobs/{done['id']}/result").content))
+    plain_bytes = client.get(f"/api/jobs/{source}/result", params={"bg": "#ff0000"}).content
+    plain = Image.open(io.BytesIO(plain_bytes)).convert("RGB")
+    assert darker.getpixel((5, 5)) == plain.getpixel((5, 5)) == (255, 0, 0)
+    for point in SUBJECT_POINTS["coffee.jpg"]:
+        assert sum(darker.getpixel(point)) < sum(plain.getpixel(point)), point  # type: ignore[arg-type]
+    for bad in ({"brightness": "3"}, {"contrast": "-1"}):
+        refused = client.post(f"/api/jobs/{source}/derive", data=bad)
+        assert refused.status_code == 422, bad
 
 
 def cancel_while_running(client: TestClient, photos: dict[str, Path]) -> str:

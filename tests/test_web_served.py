@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -24,8 +25,13 @@ STAGES = ["Loading", "Preprocessing", "AI model", "Mask", "Compositing", "Saving
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    with served(tmp_path_factory.mktemp("served")) as running:
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("served")
+
+
+@pytest.fixture(scope="module")
+def server(data_dir: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    with served(data_dir) as running:
         yield running
 
 
@@ -148,6 +154,97 @@ def test_cancel_and_retry_over_http(
         ),
     )  # fmt: skip
     assert httpx.get(f"{url}/api/jobs/{job_id}").json()["status"] == "cancelled"
+
+
+def upload_and_wait(url: str, files: list[tuple[str, bytes]], **form: str) -> dict[str, Any]:
+    """Upload a batch while already following the stream, and return it once it has ended."""
+    with httpx.stream("GET", f"{url}/api/events", timeout=120) as response:
+        events = sse_events(response)
+        next(events)  # the snapshot: from here on nothing about the new batch is missed
+        body = httpx.post(
+            f"{url}/api/batches", files=[("files", f) for f in files], data=form, timeout=60
+        )
+        assert body.status_code == 201, body.text
+        batch_id = body.json()["batch"]["id"]
+        for event in events:
+            batch = event["data"].get("batch", {})
+            ours = event["event"] == "batch.updated" and batch.get("id") == batch_id
+            if ours and batch["status"] not in ("pending", "processing"):
+                return dict(body.json())
+    raise AssertionError("the event stream ended before the batch did")
+
+
+def test_heic_and_avif_uploads_give_the_same_mask_as_the_jpeg(
+    server: tuple[str, subprocess.Popen[str]],
+    photos: dict[str, Path],
+    phone_photos: dict[str, Path],
+) -> None:
+    url, _ = server
+    sources = [photos["chelsea.jpg"], *phone_photos.values()]
+    created = upload_and_wait(url, [(p.name, p.read_bytes()) for p in sources], format="mask")
+    masks = {}
+    for job in created["jobs"]:
+        done = httpx.get(f"{url}/api/jobs/{job['id']}").json()
+        assert done["status"] == "completed", done
+        result = httpx.get(f"{url}/api/jobs/{job['id']}/result")
+        masks[job["file_name"]] = np.asarray(Image.open(io.BytesIO(result.content))) >= 128
+    assert {j["media_type"] for j in created["jobs"]} == {"image/jpeg", "image/heic", "image/avif"}
+    for job in created["jobs"]:  # browsers cannot show HEIC; its thumbnail they can
+        preview = httpx.get(f"{url}/api/jobs/{job['id']}/thumbnail", params={"size": 128})
+        assert Image.open(io.BytesIO(preview.content)).size == (128, 85), job["file_name"]
+    jpeg = masks["chelsea.jpg"]
+    for name in phone_photos:
+        iou = (masks[name] & jpeg).sum() / (masks[name] | jpeg).sum()
+        assert iou >= 0.97, f"{name}: IoU {iou:.3f} against the JPEG"
+
+
+def test_thumbnails_are_small_webp_and_served_from_the_cache(
+    server: tuple[str, subprocess.Popen[str]],
+    data_dir: Path,
+    photos: dict[str, Path],
+    bad_inputs: dict[str, Path],
+) -> None:
+    url, _ = server
+    big = Image.open(photos["coffee.jpg"]).resize((2400, 1600), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    big.save(buffer, "JPEG", quality=92)
+    photo = buffer.getvalue()
+    created = upload_and_wait(
+        url, [("big.jpg", photo), ("broken.png", bad_inputs["corrupt_image_png"].read_bytes())]
+    )
+    job_id, broken_id = (job["id"] for job in created["jobs"])
+    thumbnail_url = f"{url}/api/jobs/{job_id}/thumbnail"
+    before = set((data_dir / "thumbnails").rglob("*.webp"))
+
+    first = httpx.get(thumbnail_url, params={"size": 256})
+    assert first.status_code == 200 and first.headers["content-type"] == "image/webp"
+    original = Image.open(io.BytesIO(first.content))
+    assert (original.format, original.size) == ("WEBP", (256, 171))
+    assert len(first.content) < len(photo) / 20, f"{len(first.content)} bytes is not small"
+    result = Image.open(io.BytesIO(httpx.get(thumbnail_url, params={"of": "result"}).content))
+    assert result.size == (256, 171) and result.mode == "RGBA"
+    assert result.getchannel("A").getextrema() == (0, 255)  # the cut-out, not the photo
+
+    # The second request is answered from the cache file, not rendered again: it returns
+    # whatever that file holds.
+    cached = set((data_dir / "thumbnails").rglob("*.webp")) - before
+    assert sorted(p.name.endswith(".png.256.webp") for p in cached) == [False, True], cached
+    cached_original = next(p for p in cached if not p.name.endswith(".png.256.webp"))
+    marker = io.BytesIO()
+    Image.new("RGB", (8, 8), "red").save(marker, "WEBP")
+    cached_original.write_bytes(marker.getvalue())
+    assert httpx.get(thumbnail_url, params={"size": 256}).content == marker.getvalue()
+
+    for size in (0, 4096):
+        refused = httpx.get(thumbnail_url, params={"size": size})
+        assert refused.status_code == 422 and refused.json()["error"]["code"] == "invalid_request"
+    not_ready = httpx.get(f"{url}/api/jobs/{broken_id}/thumbnail", params={"of": "result"})
+    assert not_ready.status_code == 409
+    unreadable = httpx.get(f"{url}/api/jobs/{broken_id}/thumbnail")
+    assert unreadable.status_code == 422 and "broken.png" in unreadable.json()["error"]["message"]
+
+    assert httpx.delete(f"{url}/api/jobs/{job_id}").status_code == 204
+    assert not any(p.exists() for p in cached), "thumbnails outlived their job"
 
 
 def test_ctrl_c_shuts_down_gracefully(server: tuple[str, subprocess.Popen[str]]) -> None:

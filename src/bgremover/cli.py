@@ -5,7 +5,9 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import glob
+import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -38,11 +40,11 @@ from .engine import (
 )
 from .engine.models import ModelStore, get_model, registered_models
 
-# Folders are searched for these; formats Pillow cannot decode (HEIC, AVIF) are included so
-# they are reported as unsupported instead of being skipped without a word.
+# Folders are searched for these (".hif" is Canon's HEIF); JPEG XL, which we cannot decode,
+# is included so it is reported as unsupported instead of being skipped without a word.
 IMAGE_SUFFIXES = {
     ".jpg", ".jpeg", ".jfif", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".tga",
-    ".ppm", ".pgm", ".pnm", ".ico", ".psd", ".heic", ".heif", ".avif",
+    ".ppm", ".pgm", ".pnm", ".ico", ".psd", ".heic", ".heif", ".hif", ".avif", ".jxl",
 }  # fmt: skip
 
 app = typer.Typer(
@@ -71,6 +73,28 @@ class Outcome:
     planned: Planned
     status: str  # done | failed | skipped | cancelled
     detail: str = ""
+    """The output path when done, else the reason."""
+    code: str | None = None
+    """The error code of a failure (``corrupt_image``, ``unsupported_format``, ...)."""
+
+    def as_line(self) -> str:
+        """``path<TAB>status<TAB>output or reason``: whole, on one line, for scripts."""
+        fields = (str(self.planned.source), self.status, self.detail)
+        return "\t".join(f.translate(_ONE_LINE) for f in fields)
+
+    def as_json(self) -> dict[str, str | None]:
+        """The output is there when done or skipped (it existed); the reason when not done."""
+        return {
+            "path": str(self.planned.source),
+            "status": self.status,
+            "output": str(self.planned.output) if self.status in ("done", "skipped") else None,
+            "reason": None if self.status == "done" else self.detail,
+            "code": self.code,
+        }
+
+
+# Tabs and line breaks inside a field would split it; they become spaces.
+_ONE_LINE = str.maketrans("\t\r\n", "   ")
 
 
 def collect_inputs(inputs: list[str]) -> tuple[list[tuple[Path, Path]], list[Planned]]:
@@ -173,8 +197,16 @@ def remove(
     threads: Annotated[
         int | None, typer.Option(help="onnxruntime threads (default: all cores).")
     ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print a JSON summary (files, counts) on stdout.")
+    ] = False,
 ) -> None:
-    """Remove the background from images; writes NAME-no-bg.png (or the chosen format)."""
+    """Remove the background from images; writes NAME-no-bg.png (or the chosen format).
+
+    On a terminal: a progress bar, then a summary table. Piped or redirected: one line per
+    file as it ends (path, status, output or reason, tab-separated) and the totals on stderr.
+    With --json: one JSON document on stdout.
+    """
     try:
         options = RemoveOptions(
             format=fmt,
@@ -203,17 +235,45 @@ def remove(
         err_console.print(f"[red]Model error:[/] {exc}")
         raise typer.Exit(3) from None
 
-    outcomes = [Outcome(m, "failed", m.error or "") for m in missing]
-    outcomes += _process_all(remover, planned, options, overwrite)
-    _print_summary(outcomes)
+    lines = not as_json and not console.is_terminal
+    report: Callable[[Outcome], None] = _print_line if lines else (lambda _: None)
+    outcomes = [Outcome(m, "failed", m.error or "", "unreadable") for m in missing]
+    for outcome in outcomes:
+        report(outcome)
+    outcomes += _process_all(
+        remover, planned, options, overwrite, _progress_console(as_json), report
+    )
+    if as_json:
+        _print_json(outcomes)
+    elif lines:
+        err_console.print(_totals(outcomes), highlight=False)
+    else:
+        _print_summary(outcomes)
     if any(o.status in ("failed", "cancelled") for o in outcomes):
         raise typer.Exit(130 if any(o.status == "cancelled" for o in outcomes) else 1)
 
 
+def _progress_console(as_json: bool) -> Console | None:
+    """The bar goes where a person watches: stdout unless it carries JSON, else stderr."""
+    if not as_json and console.is_terminal:
+        return console
+    return err_console if err_console.is_terminal else None
+
+
 def _process_all(
-    remover: Remover, planned: list[Planned], options: RemoveOptions, overwrite: bool
+    remover: Remover,
+    planned: list[Planned],
+    options: RemoveOptions,
+    overwrite: bool,
+    progress_console: Console | None,
+    report: Callable[[Outcome], None],
 ) -> list[Outcome]:
     outcomes: list[Outcome] = []
+
+    def end(outcome: Outcome) -> None:
+        outcomes.append(outcome)
+        report(outcome)
+
     cancel = CancelToken()
     columns = (
         TextColumn("{task.description}", style="bold"),
@@ -227,17 +287,22 @@ def _process_all(
     # Inference runs in a worker thread so Ctrl-C reaches the main thread at once and can
     # terminate the running model call through the cancel token.
     with (
-        Progress(*columns, console=console, transient=False) as progress,
+        Progress(
+            *columns,
+            console=progress_console or console,
+            transient=False,
+            disable=progress_console is None,
+        ) as progress,
         concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool,
     ):
         total_task = progress.add_task("All images", total=100 * len(planned), stage="")
         task = progress.add_task("", total=100, stage="")
         for index, item in enumerate(planned):
             if cancel.cancelled:
-                outcomes.append(Outcome(item, "cancelled", "not started"))
+                end(Outcome(item, "cancelled", "not started"))
                 continue
             if item.output.exists() and not overwrite:
-                outcomes.append(Outcome(item, "skipped", "output exists (use --overwrite)"))
+                end(Outcome(item, "skipped", "output exists (use --overwrite)"))
                 progress.update(total_task, completed=100 * (index + 1))
                 continue
             progress.reset(
@@ -248,15 +313,15 @@ def _process_all(
             )
             try:
                 _wait(future)
-                outcomes.append(Outcome(item, "done", str(item.output)))
+                end(Outcome(item, "done", str(item.output)))
             except KeyboardInterrupt:
                 cancel.cancel()
                 _settle(future)
-                outcomes.append(Outcome(item, "cancelled", "interrupted"))
+                end(Outcome(item, "cancelled", "interrupted"))
             except Cancelled:
-                outcomes.append(Outcome(item, "cancelled", "interrupted"))
+                end(Outcome(item, "cancelled", "interrupted"))
             except EngineError as exc:
-                outcomes.append(Outcome(item, "failed", exc.message))
+                end(Outcome(item, "failed", exc.message, exc.code))
             progress.update(total_task, completed=100 * (index + 1))
         progress.remove_task(task)
     return outcomes
@@ -281,10 +346,29 @@ def _short(path: Path, width: int = 32) -> str:
     return name if len(name) <= width else name[: width - 1] + "…"
 
 
-def _print_summary(outcomes: list[Outcome]) -> None:
-    counts = {
+def _counts(outcomes: list[Outcome]) -> dict[str, int]:
+    return {
         s: sum(o.status == s for o in outcomes) for s in ("done", "failed", "skipped", "cancelled")
     }
+
+
+def _totals(outcomes: list[Outcome]) -> str:
+    return ", ".join(f"{n} {s}" for s, n in _counts(outcomes).items() if n) or "nothing to do"
+
+
+def _print_line(outcome: Outcome) -> None:
+    # Plain print, not Rich: no wrapping, markup or ellipsis at any width; flushed so a
+    # script reading the pipe sees each file as it ends.
+    print(outcome.as_line(), flush=True)
+
+
+def _print_json(outcomes: list[Outcome]) -> None:
+    summary = {"files": [o.as_json() for o in outcomes], "counts": _counts(outcomes)}
+    print(json.dumps(summary, indent=2, ensure_ascii=False), flush=True)
+
+
+def _print_summary(outcomes: list[Outcome]) -> None:
+    counts = _counts(outcomes)
     table = Table(title="Summary", show_lines=False)
     table.add_column("File")
     table.add_column("Status")
@@ -299,7 +383,7 @@ def _print_summary(outcomes: list[Outcome]) -> None:
         )
     if shown:
         console.print(table)
-    console.print(", ".join(f"{n} {s}" for s, n in counts.items() if n) or "nothing to do")
+    console.print(_totals(outcomes))
 
 
 def _settings(**overrides: Any) -> Settings:

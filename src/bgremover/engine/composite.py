@@ -18,6 +18,20 @@ def cutout(
     return result
 
 
+def adjust(cut: Image.Image, brightness: float = 1.0, contrast: float = 1.0) -> Image.Image:
+    """The RGBA cut-out's colours through CSS ``brightness()`` then ``contrast()``, each
+    clamped to 0–255 as browsers do, so the result matches the editor's canvas preview; the
+    alpha channel is left alone. The identity returns ``cut`` itself."""
+    if brightness == 1.0 and contrast == 1.0:
+        return cut
+    table = [round(_clamp((_clamp(v * brightness) - 127.5) * contrast + 127.5)) for v in range(256)]
+    return cut.point(table * 3 + list(range(256)))
+
+
+def _clamp(value: float) -> float:
+    return min(255.0, max(0.0, value))
+
+
 def on_color(cut: Image.Image, color: RGBA) -> Image.Image:
     """The cut-out over a solid colour; RGB when the colour is opaque."""
     background = Image.new("RGBA", cut.size, color)

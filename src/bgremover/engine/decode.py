@@ -15,23 +15,35 @@ import filetype
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from . import formats
 from .errors import InputError
 
 ImageSource = bytes | bytearray | memoryview | str | os.PathLike[str] | Image.Image | np.ndarray
 
 _HIGH_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I", "F"}
+_SNIFF_BYTES = 8192
 
-# What Pillow decodes here; other image types (HEIC, AVIF, JPEG XL) are refused by name.
-SUPPORTED_MEDIA_TYPES = frozenset(
+# What Pillow (with the HEIC and AVIF plugins) decodes here; other image types (JPEG XL,
+# camera raw, GIMP's XCF) are refused by name.
+_PILLOW_MEDIA_TYPES = frozenset(
     {
         "image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp", "image/tiff",
         "image/x-icon", "image/vnd.adobe.photoshop", "image/x-tga",
     }
 )  # fmt: skip
+SUPPORTED_MEDIA_TYPES = _PILLOW_MEDIA_TYPES | formats.register()
+# JPEG XL (a bare codestream or its ISO-BMFF container), which ``filetype`` does not know:
+# named so it is refused as an unsupported image rather than as "not an image".
+_JXL_SIGNATURES = (b"\xff\x0a", b"\x00\x00\x00\x0cJXL \x0d\x0a\x87\x0a")
 
 
 def sniff(header: bytes) -> str | None:
     """The media type of a file from its first bytes, or None when not recognised."""
+    isobmff = formats.sniff_isobmff(header)
+    if isobmff is not None:
+        return isobmff
+    if header.startswith(_JXL_SIGNATURES):
+        return "image/jxl"
     kind = filetype.guess(header)
     return kind.mime if kind is not None else None
 
@@ -74,8 +86,14 @@ def read_source(source: ImageSource, *, max_bytes: int | None = None) -> tuple[b
     return data, name
 
 
-def decode(data: bytes, *, name: str = "image", max_pixels: int) -> Image.Image:
-    """Decode the first frame, apply EXIF orientation and normalise to RGB or RGBA (8 bit)."""
+def decode(
+    data: bytes, *, name: str = "image", max_pixels: int, draft: int | None = None
+) -> Image.Image:
+    """Decode the first frame, apply EXIF orientation and normalise to RGB or RGBA (8 bit).
+
+    ``draft`` lets a JPEG decode at a reduced scale that still covers ``draft`` pixels on
+    both sides (for thumbnails: an eighth of the work and memory of a full decode).
+    """
     if not data:
         raise InputError(f"{name}: the file is empty (0 bytes)", code="empty_file")
     try:
@@ -91,6 +109,8 @@ def decode(data: bytes, *, name: str = "image", max_pixels: int) -> Image.Image:
                     code="image_too_large",
                 )
             image.seek(0)
+            if draft is not None:
+                image.draft(None, (draft, draft))
             image.load()
     except InputError:
         raise
@@ -102,7 +122,8 @@ def decode(data: bytes, *, name: str = "image", max_pixels: int) -> Image.Image:
         # Pillow reports cut-off files as OSError("image file is truncated ...") and broken
         # chunks as SyntaxError/ValueError; all mean the bytes stop or go wrong mid-image.
         raise InputError(
-            f"{name}: the image data is truncated or corrupt ({exc})", code="corrupt_image"
+            f"{name}: the image data is truncated or corrupt ({str(exc).strip()})",
+            code="corrupt_image",
         ) from None
     return normalise(image)
 
@@ -142,14 +163,21 @@ def _to_8bit(image: Image.Image) -> Image.Image:
 
 
 def _unidentified(data: bytes, name: str) -> InputError:
-    kind = filetype.guess(data)
-    if kind is not None and kind.mime.startswith("image/"):
+    media_type = sniff(data[:_SNIFF_BYTES])
+    if media_type in SUPPORTED_MEDIA_TYPES:
+        # Its header says a format we decode, but no decoder could make sense of the rest.
         return InputError(
-            f"{name}: {kind.mime} images are not supported; convert it to PNG, JPEG or WebP",
+            f"{name}: the image data is truncated or corrupt (it starts like {media_type} "
+            "but cannot be decoded)",
+            code="corrupt_image",
+        )
+    if media_type is not None and media_type.startswith("image/"):
+        return InputError(
+            f"{name}: {media_type} images are not supported; convert it to PNG, JPEG or WebP",
             code="unsupported_format",
         )
-    if kind is not None:
-        return InputError(f"{name}: this is a {kind.mime} file, not an image", code="not_an_image")
+    if media_type is not None:
+        return InputError(f"{name}: this is a {media_type} file, not an image", code="not_an_image")
     if data.lstrip()[:5].lower() in (b"<?xml", b"<svg ") or b"<svg" in data[:512].lower():
         return InputError(
             f"{name}: SVG (vector) images are not supported; export it as PNG",
@@ -162,8 +190,8 @@ def _unidentified(data: bytes, name: str) -> InputError:
 
 def probe(path: Path) -> tuple[str | None, int | None, int | None]:
     """Media type and upright size from the header alone (no decode); Nones when unknown."""
-    kind = filetype.guess(str(path))
-    media_type = kind.mime if kind is not None else None
+    with open(path, "rb") as file:
+        media_type = sniff(file.read(_SNIFF_BYTES))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)

@@ -69,6 +69,11 @@ class RemoveOptions(BaseModel):
     """Composite onto this image (scaled to cover, centred)."""
     background_blur: float = Field(default=0.0, ge=0.0, le=100.0)
     """Gaussian blur radius applied to ``background_image``."""
+    brightness: float = Field(default=1.0, ge=0.0, le=2.0)
+    """Scale the subject's colours (1 unchanged, 0 black), as CSS ``brightness()`` does."""
+    contrast: float = Field(default=1.0, ge=0.0, le=2.0)
+    """Spread the subject's colours from mid-grey (1 unchanged, 0 grey), as CSS
+    ``contrast()`` does; applied after brightness."""
     alpha_matting: bool = False
     """Refine soft edges (hair, fur) with closed-form matting; slower."""
     alpha_matting_foreground_threshold: int = Field(default=240, ge=1, le=255)

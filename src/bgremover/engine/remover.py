@@ -159,7 +159,9 @@ class Remover:
     ) -> Image.Image:
         if options.format is OutputFormat.MASK:
             return alpha
-        cut = composite.cutout(image, alpha, foreground)
+        cut = composite.adjust(
+            composite.cutout(image, alpha, foreground), options.brightness, options.contrast
+        )
         if options.background_image is not None:
             try:
                 with Image.open(options.background_image) as background:

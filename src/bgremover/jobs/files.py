@@ -1,5 +1,6 @@
 """Originals and results on disk. Originals are named by content hash, never by the user's
-file name, so uploads cannot choose paths and identical files are stored once."""
+file name, so uploads cannot choose paths and identical files are stored once. Thumbnails
+are a cache beside them, named for the file they show and deleted with it."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ class FileStore:
         self.originals = root / "originals"
         self.results = root / "results"
         self.backgrounds = root / "backgrounds"
-        for folder in (self.originals, self.results, self.backgrounds):
+        self.thumbnails = root / "thumbnails"
+        for folder in (self.originals, self.results, self.backgrounds, self.thumbnails):
             folder.mkdir(parents=True, exist_ok=True)
 
     def add_original(self, source: Path) -> tuple[str, int]:
@@ -53,11 +55,22 @@ class FileStore:
     def result_path(self, job_id: str, extension: str) -> Path:
         return self.results / job_id[:2] / f"{job_id}{extension}"
 
+    def thumbnail_path(self, source: Path, size: int) -> Path:
+        """Where the cached WebP thumbnail of a stored original or result goes. Their names
+        are unique (content hash, job id) and the files never change, so neither does this."""
+        return self.thumbnails / source.name[:2] / f"{source.name}.{size}.webp"
+
     def delete_original(self, content_hash: str) -> bool:
-        return _unlink(self.original_path(content_hash))
+        return self.delete(self.original_path(content_hash))
 
     def delete(self, path: str | Path | None) -> bool:
-        return _unlink(Path(path)) if path else False
+        """Delete a stored file and its thumbnails; whether the file was there."""
+        if not path:
+            return False
+        path = Path(path)
+        for thumbnail in (self.thumbnails / path.name[:2]).glob(f"{path.name}.*.webp"):
+            _unlink(thumbnail)
+        return _unlink(path)
 
 
 def _unlink(path: Path) -> bool:

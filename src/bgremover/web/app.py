@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from .. import __version__
 from ..config import Settings
 from ..jobs.system import JobSystem
-from . import errors, events, routes_batches, routes_jobs, routes_misc
+from . import errors, events, routes_batches, routes_jobs, routes_misc, thumbnails
 from .auth import TokenMiddleware, is_loopback
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -56,7 +56,7 @@ def create_app(settings: Settings, *, system: JobSystem | None = None) -> FastAP
     if system is not None:
         app.state.system = system
     errors.install(app)
-    for module in (routes_batches, routes_jobs, routes_misc, events):
+    for module in (routes_batches, routes_jobs, routes_misc, events, thumbnails):
         app.include_router(module.router)
     if settings.token:
         app.add_middleware(TokenMiddleware, token=settings.token)

@@ -95,8 +95,11 @@ async def derive(
     background_color: Annotated[str | None, Form(max_length=64)] = None,
     background_blur: Annotated[float, Form(ge=0, le=100)] = 0.0,
     background_image: Annotated[UploadFile | None, File()] = None,
+    brightness: Annotated[float, Form(ge=0, le=2, description="Subject, 1 = unchanged")] = 1.0,
+    contrast: Annotated[float, Form(ge=0, le=2, description="Subject, 1 = unchanged")] = 1.0,
 ) -> Job:
-    """A new job on the same original with a background: the editor's "save as new"."""
+    """A new job on the same original with a background and the subject's brightness and
+    contrast: the editor's "save as new"."""
     await run_in_threadpool(service.get_job, job_id)
     background = None
     if background_image is not None and background_image.filename:
@@ -110,6 +113,7 @@ async def derive(
     options = form_options(
         format=format, background_color=background_color,
         background_image=background, background_blur=background_blur,
+        brightness=brightness, contrast=contrast,
     )  # fmt: skip
     return await run_in_threadpool(service.derive_job, job_id, options)
 

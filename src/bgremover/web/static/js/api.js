@@ -4,6 +4,10 @@
 
 const TOKEN_KEY = "bgremover.token";
 
+// What file pickers offer: every image, plus the extensions of phone photos (HEIC, AVIF)
+// that some systems do not list under image/* (they have no registered media type there).
+export const IMAGE_ACCEPT = "image/*,.heic,.heif,.hif,.avif";
+
 export class ApiError extends Error {
   constructor(status, code, message, body) {
     super(message);
@@ -85,6 +89,10 @@ export const api = {
   deriveJob: (id, form) => request("POST", `/api/jobs/${id}/derive`, { form }),
   resultUrl: (id, params = {}) => withToken(`/api/jobs/${id}/result${query(params)}`),
   originalUrl: (id) => withToken(`/api/jobs/${id}/original`),
+  // A small WebP of the original or the result (longest side `size`), cached by the server:
+  // what lists show instead of full photos (and the only way a browser shows a HEIC).
+  thumbnailUrl: (id, { size = 256, of = "original" } = {}) =>
+    withToken(`/api/jobs/${id}/thumbnail${query({ size, of })}`),
 
   batches: (params) => request("GET", "/api/batches", { params }),
   batch: (id) => request("GET", `/api/batches/${id}`),

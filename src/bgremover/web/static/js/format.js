@@ -26,9 +26,15 @@ export function eta(s) {
   return text ? `~${text} left` : "";
 }
 
-// Building an Intl formatter is costly; with 1,000 cards it dominated rendering.
-const TIME = new Intl.DateTimeFormat([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+// Every time on the page is formatted here, from timestamps, in the browser's locale and
+// time zone (12- or 24-hour as the locale has it). Building an Intl formatter is costly; with
+// 1,000 cards it dominated rendering, so each is made once.
+const TIME = new Intl.DateTimeFormat([], { hour: "numeric", minute: "2-digit", second: "2-digit" });
+const SHORT_TIME = new Intl.DateTimeFormat([], { hour: "numeric", minute: "2-digit" });
 const DATE_TIME = new Intl.DateTimeFormat([], { dateStyle: "medium", timeStyle: "short" });
+const SHORT_DATE_TIME = new Intl.DateTimeFormat([], {
+  month: "short", day: "numeric", hour: "numeric", minute: "2-digit",
+});
 
 export function time(iso) {
   return iso ? TIME.format(new Date(iso)) : "";
@@ -36,6 +42,33 @@ export function time(iso) {
 
 export function dateTime(iso) {
   return iso ? DATE_TIME.format(new Date(iso)) : "";
+}
+
+// Automatic names are made by the server ("3 images · 19:14", "Session · Nov 29, 19:14") in
+// its clock and 24-hour style; the page shows their time from the timestamp instead, like
+// every other time. Names people typed are shown as typed.
+const AUTO_BATCH = /^(\d+ images?) · \d{2}:\d{2}$/;
+const AUTO_SESSION = /^Session · [A-Z][a-z]{2} \d{2}, \d{2}:\d{2}$/;
+
+export function batchName(batch) {
+  const match = !batch.manual && AUTO_BATCH.exec(batch.name);
+  return match ? `${match[1]} · ${SHORT_TIME.format(new Date(batch.created_at))}` : batch.name;
+}
+
+export function sessionName(session) {
+  return AUTO_SESSION.test(session.name)
+    ? `Session · ${SHORT_DATE_TIME.format(new Date(session.started_at))}` : session.name;
+}
+
+/** A server notification with the batch and session names in it shown as above. */
+export function localNames(notification, { batch, session }) {
+  let { title, body } = notification;
+  for (const [thing, name] of [[batch, batchName], [session, sessionName]]) {
+    if (!thing) continue;
+    title = title?.replaceAll(thing.name, name(thing));
+    body = body?.replaceAll(thing.name, name(thing));
+  }
+  return { ...notification, title, body };
 }
 
 export function percent(p) {

@@ -3,10 +3,10 @@
 // to a manual batch) and, when expanded, its jobs as <job-card compact> rows, fetched a page
 // at a time. It follows the store; `batch` may be set directly to seed it.
 
-import { api } from "../api.js";
+import { IMAGE_ACCEPT, api } from "../api.js";
 import { liveEta, liveProgress, store } from "../store.js";
 import {
-  ACTIVE, COUNT_LABELS, STATUS_LABEL, dateTime, escapeHtml, eta, percent, seconds,
+  ACTIVE, COUNT_LABELS, STATUS_LABEL, batchName, dateTime, escapeHtml, eta, percent, seconds,
 } from "../format.js";
 
 const PAGE = 50;
@@ -93,7 +93,7 @@ class BatchCard extends HTMLElement {
         <button type="button" data-action="retry-batch">Retry failed</button>
         <button type="button" data-action="zip">Download ZIP</button>
         <label class="batch-card__add" hidden>
-          <input type="file" accept="image/*" multiple data-action="add-files" class="visually-hidden">
+          <input type="file" accept="${IMAGE_ACCEPT}" multiple data-action="add-files" class="visually-hidden">
           <span class="button-like">Add images…</span>
         </label>
         <span class="batch-card__error" role="alert"></span>
@@ -160,7 +160,7 @@ class BatchCard extends HTMLElement {
     const empty = counts.total === 0; // a manual batch nothing was added to yet
     const active = ACTIVE.has(batch.status) && !empty;
     this.dataset.status = batch.status;
-    this.querySelector(".batch-card__name").textContent = batch.name;
+    this.querySelector(".batch-card__name").textContent = batchName(batch);
     const status = this.querySelector(".status");
     status.dataset.status = batch.status;
     status.textContent = empty ? "Empty" : STATUS_LABEL[batch.status] || batch.status;
@@ -170,7 +170,7 @@ class BatchCard extends HTMLElement {
     const bar = this.querySelector("progress-bar");
     bar.setAttribute("value", String(Math.round(live * 10) / 10));
     bar.setAttribute("status", batch.status);
-    bar.setAttribute("label", `${batch.name}: ${percent(live)}`);
+    bar.setAttribute("label", `${batchName(batch)}: ${percent(live)}`);
 
     const parts = COUNT_LABELS.filter(([key]) => counts[key])
       .map(([key, label]) => `<span class="count" data-status="${key}">${counts[key]} ${label}</span>`);

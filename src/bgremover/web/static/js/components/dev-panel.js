@@ -5,7 +5,7 @@
 
 import { api } from "../api.js";
 import { store } from "../store.js";
-import { escapeHtml, time } from "../format.js";
+import { batchName, escapeHtml, time } from "../format.js";
 
 const SCENARIOS = [
   ["single", "Single job", "Uploads one image."],
@@ -151,7 +151,7 @@ class DevPanel extends HTMLElement {
     const result = await api.upload(files, options);
     store.upsertBatches([result.batch]);
     store.upsertJobs(result.jobs);
-    this._log(`Batch “${result.batch.name}”: ${result.jobs.length} job(s)`);
+    this._log(`Batch “${batchName(result.batch)}”: ${result.jobs.length} job(s)`);
     for (const rejected of result.rejected || []) this._log(`Refused ${rejected.file_name}: ${rejected.message}`, "error");
     return result;
   }
@@ -173,7 +173,7 @@ class DevPanel extends HTMLElement {
         // Let the first job start, so the cancel also stops a running inference.
         await new Promise((resolve) => setTimeout(resolve, 600));
         const { cancelled } = await api.cancelBatch(batch.id);
-        this._log(`Cancelled ${cancelled.length} job(s) of “${batch.name}”`);
+        this._log(`Cancelled ${cancelled.length} job(s) of “${batchName(batch)}”`);
       } else if (scenario === "info") {
         await Promise.all([
           this._upload(await this._images(1), { name: "Session part 1" }),

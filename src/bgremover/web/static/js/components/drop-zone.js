@@ -6,10 +6,11 @@
 // results grid shows those jobs) and puts the new jobs into the store unless the live events
 // brought them first, so the cards appear without waiting for the event stream.
 
-import { api, ApiError } from "../api.js";
+import { IMAGE_ACCEPT, api, ApiError } from "../api.js";
 import { store } from "../store.js";
-import { bytes, escapeHtml } from "../format.js";
+import { batchName, bytes, escapeHtml } from "../format.js";
 
+const FORMATS = "JPEG, PNG, WebP, HEIC or AVIF";
 let counter = 0;
 
 class DropZone extends HTMLElement {
@@ -21,11 +22,11 @@ class DropZone extends HTMLElement {
            aria-describedby="${id}-hint" aria-controls="${id}-input">
         <p class="drop-zone__title"><strong>Drop images here</strong>, paste them, or
           <span class="drop-zone__link">choose files</span></p>
-        <p class="drop-zone__hint muted" id="${id}-hint">PNG, JPEG or WebP, many at once</p>
+        <p class="drop-zone__hint muted" id="${id}-hint">${FORMATS}, many at once</p>
       </div>
       <label class="visually-hidden" for="${id}-input">Choose images to upload</label>
       <input type="file" id="${id}-input" class="visually-hidden" multiple
-             accept="image/png,image/jpeg,image/webp,image/*" tabindex="-1">
+             accept="${IMAGE_ACCEPT}" tabindex="-1">
       <form class="drop-zone__options" aria-label="Output options">
         <fieldset>
           <label>Format
@@ -128,7 +129,7 @@ class DropZone extends HTMLElement {
 
   _showLimit(config) {
     if (!config?.max_upload_bytes) return;
-    this._hint.textContent = `PNG, JPEG or WebP, many at once, up to ${bytes(config.max_upload_bytes)} each`;
+    this._hint.textContent = `${FORMATS}, many at once, up to ${bytes(config.max_upload_bytes)} each`;
   }
 
   /** Upload `files` with the chosen options; resolves when the server answered. */
@@ -152,7 +153,7 @@ class DropZone extends HTMLElement {
       window.dispatchEvent(new CustomEvent("bgremover:uploaded", {
         detail: { batch: response.batch, jobs: response.jobs },
       }));
-      this._report(response.jobs.length, response.batch.name, response.rejected || []);
+      this._report(response.jobs.length, batchName(response.batch), response.rejected || []);
     } catch (error) {
       const rejected = error instanceof ApiError ? error.body?.error?.rejected || [] : [];
       if (rejected.length) this._report(0, "", rejected);

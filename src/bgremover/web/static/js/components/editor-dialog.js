@@ -1,4 +1,5 @@
-// <editor-dialog>: put a finished cut-out on a colour or on an image (optionally blurred).
+// <editor-dialog>: put a finished cut-out on a colour or on an image (optionally blurred),
+// and set the subject's brightness and contrast.
 //
 // Opens on bgremover:open {panel: "editor", jobId}; closes on bgremover:close, Esc, its
 // buttons or a click on the backdrop. The preview is drawn on a <canvas> in the browser, at
@@ -24,7 +25,7 @@ function loadImage(src) {
 }
 
 /** Draw the cut-out over its background on `canvas`, whose size sets the scale. */
-function compose(canvas, cutout, { mode, color, background, blur }) {
+function compose(canvas, cutout, { mode, color, background, blur, brightness, contrast }) {
   const ctx = canvas.getContext("2d");
   const { width, height } = canvas;
   ctx.clearRect(0, 0, width, height);
@@ -45,8 +46,14 @@ function compose(canvas, cutout, { mode, color, background, blur }) {
     ctx.drawImage(background, (width - w) / 2, (height - h) / 2, w, h);
     ctx.filter = "none";
   }
+  // The server applies the same CSS formulas to the subject alone (engine/composite.py).
+  ctx.filter = brightness !== 1 || contrast !== 1
+    ? `brightness(${brightness}) contrast(${contrast})` : "none";
   ctx.drawImage(cutout, 0, 0, width, height);
+  ctx.filter = "none";
 }
+
+const PERCENT_SLIDERS = ["brightness", "contrast"];
 
 class EditorDialog extends HTMLElement {
   connectedCallback() {
@@ -54,7 +61,7 @@ class EditorDialog extends HTMLElement {
     this.innerHTML = `
       <dialog class="editor-dialog" aria-labelledby="editor-title">
         <header class="dialog__header">
-          <h2 id="editor-title">Edit background</h2>
+          <h2 id="editor-title">Edit result</h2>
           <span class="editor-dialog__name muted"></span>
           <button type="button" class="close" data-action="close" aria-label="Close editor">✕</button>
         </header>
@@ -72,10 +79,21 @@ class EditorDialog extends HTMLElement {
               <label><input type="radio" name="mode" value="image"> Image
                 <input type="file" name="image" accept="image/png,image/jpeg,image/webp"
                        aria-label="Background image"></label>
-              <label class="editor-dialog__blur">Blur
+              <label class="editor-dialog__slider">Blur
                 <input type="range" name="blur" min="0" max="40" step="1" value="0"
                        aria-describedby="editor-blur-value">
                 <output id="editor-blur-value" name="blurValue">0</output></label>
+            </fieldset>
+            <fieldset>
+              <legend>Subject</legend>
+              <label class="editor-dialog__slider">Brightness
+                <input type="range" name="brightness" min="0" max="200" step="5" value="100"
+                       aria-describedby="editor-brightness-value">
+                <output id="editor-brightness-value" name="brightnessValue">100%</output></label>
+              <label class="editor-dialog__slider">Contrast
+                <input type="range" name="contrast" min="0" max="200" step="5" value="100"
+                       aria-describedby="editor-contrast-value">
+                <output id="editor-contrast-value" name="contrastValue">100%</output></label>
             </fieldset>
             <p class="editor-dialog__message" role="alert" hidden></p>
             <div class="editor-dialog__actions">
@@ -148,6 +166,7 @@ class EditorDialog extends HTMLElement {
     this._backgroundUrl = null;
     this.form.reset();
     this.form.elements.blurValue.value = "0";
+    for (const name of PERCENT_SLIDERS) this.form.elements[`${name}Value`].value = "100%";
     this._say("");
     this.canvas.getContext("2d").clearRect(0, 0, this.canvas.width, this.canvas.height);
   }
@@ -159,6 +178,8 @@ class EditorDialog extends HTMLElement {
       color: form.color.value,
       background: this.background,
       blur: Number(form.blur.value),
+      brightness: Number(form.brightness.value) / 100,
+      contrast: Number(form.contrast.value) / 100,
     };
   }
 
@@ -166,6 +187,9 @@ class EditorDialog extends HTMLElement {
     const form = this.form.elements;
     if (event.target === form.color) form.mode.value = "color";
     if (event.target === form.blur) form.blurValue.value = form.blur.value;
+    for (const name of PERCENT_SLIDERS) {
+      if (event.target === form[name]) form[`${name}Value`].value = `${form[name].value}%`;
+    }
     if (event.target === form.image) {
       const file = form.image.files[0];
       if (!file) return;
@@ -221,6 +245,9 @@ class EditorDialog extends HTMLElement {
     if (settings.mode === "image") {
       form.append("background_image", this.form.elements.image.files[0]);
       form.append("background_blur", String(settings.blur));
+    }
+    for (const name of PERCENT_SLIDERS) {
+      if (settings[name] !== 1) form.append(name, String(settings[name]));
     }
     this._setBusy(true);
     try {

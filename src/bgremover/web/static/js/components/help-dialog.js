@@ -1,4 +1,4 @@
-// <help-dialog>: the keyboard shortcuts. Opens on bgremover:open {panel: "help"} (the "?" key
+// <help-dialog>: the keyboard shortcuts, and how to get the dev test panel. Opens on bgremover:open {panel: "help"} (the "?" key
 // or the top bar's button); closes on bgremover:close, Esc, its button or the backdrop.
 
 const SHORTCUTS = [
@@ -25,6 +25,9 @@ class HelpDialog extends HTMLElement {
         <div class="dialog__body">
           <table class="help-dialog__keys">${rows}</table>
           <p class="muted">Shortcuts are ignored while you type in a field.</p>
+          <p class="muted help-dialog__dev">The test panel (sample jobs, failures, cancels)
+            appears when the server is started with <code>bgremover serve --dev</code>; a
+            <code>?dev=1</code> in the address does not show it.</p>
         </div>
       </dialog>`;
     this.dialog = this.querySelector("dialog");

@@ -8,6 +8,8 @@ import { bytes, dateTime, escapeHtml } from "../format.js";
 import { dayStart, pagerMarkup, updatePager } from "./job-queue-modal.js";
 
 const PAGE = 24;
+// Tiles are up to about 250 CSS pixels wide; twice that for HiDPI screens.
+const THUMB_SIZE = 512;
 
 class HistoryView extends HTMLElement {
   connectedCallback() {
@@ -143,7 +145,8 @@ class HistoryView extends HTMLElement {
         <li class="history__item" data-job-id="${escapeHtml(job.id)}">
           <button type="button" class="history__thumb checkerboard" data-action="edit"
             title="Open ${name} in the editor">
-            <img src="${escapeHtml(api.resultUrl(job.id))}" alt="${name}, background removed"
+            <img src="${escapeHtml(api.thumbnailUrl(job.id, { size: THUMB_SIZE, of: "result" }))}"
+              alt="${name}, background removed"
               loading="lazy" decoding="async" width="${job.result?.width || ""}" height="${job.result?.height || ""}">
           </button>
           <div class="history__info">

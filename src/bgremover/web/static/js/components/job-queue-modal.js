@@ -9,7 +9,7 @@
 
 import { api } from "../api.js";
 import { store } from "../store.js";
-import { STATUS_LABEL, dateTime, escapeHtml } from "../format.js";
+import { STATUS_LABEL, batchName, dateTime, escapeHtml } from "../format.js";
 
 const BATCH_PAGE = 20;
 const JOB_PAGE = 50;
@@ -369,7 +369,7 @@ class JobQueueModal extends HTMLElement {
         .find((o) => (store.batches.get(o.value)?.created_at || "") < (batch?.created_at || ""));
       select.insertBefore(option, after || null);
     }
-    option.textContent = batch ? `${batch.name} (${dateTime(batch.created_at)})` : id;
+    option.textContent = batch ? `${batchName(batch)} (${dateTime(batch.created_at)})` : id;
   }
 
   async _newBatch(event) {

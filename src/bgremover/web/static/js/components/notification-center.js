@@ -9,7 +9,7 @@
 
 import { api } from "../api.js";
 import { store } from "../store.js";
-import { dateTime, escapeHtml } from "../format.js";
+import { dateTime, escapeHtml, localNames } from "../format.js";
 import {
   BROWSER_EVENTS, KINDS, NotificationHistory, browserSupport, loadSettings,
   requestBrowserPermission, saveSettings, showBrowserNotification,
@@ -137,7 +137,10 @@ class NotificationCenter extends HTMLElement {
     if (this.dialog.open) this.dialog.close();
   }
 
-  _receive(n) {
+  _receive(server) {
+    const n = localNames(server, {
+      batch: store.batches.get(server.batch_id), session: store.sessions.get(server.session_id),
+    });
     // store.lastSeq is this event's seq: it keys the entry so tabs do not record it twice.
     const key = store.lastSeq ? `${store.lastSeq}|${n.title}` : null;
     this.history.add(n, key);

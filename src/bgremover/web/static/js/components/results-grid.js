@@ -16,6 +16,10 @@ import { ACTIVE, STATUS_LABEL } from "../format.js";
 import "./circular-progress.js";
 import "./job-card.js";
 
+// Previews, not full photos: a tile is at most about 400 CSS pixels wide, and the original and
+// the result at the same size line up under the before/after split.
+const PREVIEW_SIZE = 768;
+
 const PAGE = 60;
 const HIGHLIGHT_MS = 2000;
 
@@ -222,7 +226,7 @@ class ResultTile {
       ${active ? `<circular-progress class="result-tile__ring" status="${job.status}"></circular-progress>`
         : `<span class="result-tile__state status" data-status="${job.status}">${STATUS_LABEL[job.status]}</span>`}`;
     const img = this._preview.querySelector("img");
-    img.src = api.originalUrl(job.id);
+    img.src = api.thumbnailUrl(job.id, { size: PREVIEW_SIZE });
     img.alt = `${job.file_name} (original)`;
     this._ring = this._preview.querySelector("circular-progress");
     this._ring?.setAttribute("label", `${job.file_name} progress`);
@@ -241,9 +245,9 @@ class ResultTile {
       <span class="result-tile__label result-tile__label--after" aria-hidden="true">After</span>
       <input class="result-tile__slider" type="range" min="0" max="100" value="50">`;
     const [original, result] = this._preview.querySelectorAll("img");
-    original.src = api.originalUrl(job.id);
+    original.src = api.thumbnailUrl(job.id, { size: PREVIEW_SIZE });
     original.alt = `${job.file_name} before`;
-    result.src = api.resultUrl(job.id);
+    result.src = api.thumbnailUrl(job.id, { size: PREVIEW_SIZE, of: "result" });
     result.alt = `${job.file_name} without background`;
     const slider = this._preview.querySelector("input");
     slider.setAttribute("aria-label", `Compare ${job.file_name}: original on the left, result on the right`);

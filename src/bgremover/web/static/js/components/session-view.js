@@ -6,7 +6,7 @@
 import { api } from "../api.js";
 import { liveEta, liveProgress, store } from "../store.js";
 import {
-  ACTIVE, COUNT_LABELS, STATUS_LABEL, dateTime, escapeHtml, eta, percent, seconds,
+  ACTIVE, COUNT_LABELS, STATUS_LABEL, dateTime, escapeHtml, eta, percent, seconds, sessionName,
 } from "../format.js";
 import { pagerMarkup, updatePager } from "./job-queue-modal.js";
 
@@ -143,7 +143,7 @@ class SessionView extends HTMLElement {
     if (!session) return;
     const active = ACTIVE.has(session.status);
     row.dataset.status = session.status;
-    row.querySelector(".session__name").textContent = session.name;
+    row.querySelector(".session__name").textContent = sessionName(session);
     const status = row.querySelector(".status");
     status.dataset.status = session.status;
     status.textContent = STATUS_LABEL[session.status] || session.status;
@@ -152,7 +152,7 @@ class SessionView extends HTMLElement {
     const bar = row.querySelector("progress-bar");
     bar.setAttribute("value", String(Math.round(live * 10) / 10));
     bar.setAttribute("status", session.status);
-    bar.setAttribute("label", `${session.name}: ${percent(live)}`);
+    bar.setAttribute("label", `${sessionName(session)}: ${percent(live)}`);
     const { counts } = session;
     const batches = session.batch_ids.length;
     const countParts = [
