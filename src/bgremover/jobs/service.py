@@ -29,6 +29,7 @@ from ..workers.base import Failed, Finished, Report, StageProgress, Started, Sto
 from . import maintenance
 from .eta import StageClock, size_bucket
 from .events import EventBus, EventType, ProgressThrottle
+from .exchange import QueueState
 from .files import FileStore
 from .schemas import (
     Batch,
@@ -492,9 +493,9 @@ class JobService:
     def export_state(self) -> dict[str, Any]:
         return maintenance.export_state(self._sessions, self._now())
 
-    def import_state(self, state: dict[str, Any]) -> ImportResult:
+    def import_state(self, state: QueueState) -> ImportResult:
         with self._lock:
-            result = maintenance.import_state(self._sessions, self.files, state)
+            result = maintenance.import_state(self._sessions, self.files, state, self._now())
         self._wake()
         return result
 
@@ -505,12 +506,12 @@ class JobService:
             return self._job(db, self._get_job(db, job_id))
 
     def job_paths(self, job_id: str) -> tuple[Path, Path | None]:
-        """The original's and (when completed) the result's file paths."""
+        """The original's and (when completed) the result's file paths, derived by the
+        store from the row's hash and id (a stored path string is never trusted)."""
         with self._sessions() as db:
             row = self._get_job(db, job_id)
-            result = (
-                Path(row.result_path) if row.result_path and row.status == "completed" else None
-            )
+            done = row.status == "completed"
+            result = self.files.result_file(row.id, row.result_format) if done else None
             return self.files.original_path(row.content_hash), result
 
     def list_jobs(
