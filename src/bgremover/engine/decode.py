@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -95,7 +96,15 @@ def decode(data: bytes, *, name: str = "image", max_pixels: int) -> Image.Image:
     except InputError:
         raise
     except Image.DecompressionBombError as exc:
-        raise InputError(f"{name}: {exc}", code="image_too_large") from None
+        # Pillow's own ceiling (2 × its MAX_IMAGE_PIXELS) stops the open before our check;
+        # report the size against the limit this app enforces and lets people change.
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(found[1]) / 1e6:.0f} megapixels" if found else "too many pixels"
+        raise InputError(
+            f"{name}: {size}, over the limit of {max_pixels / 1e6:.0f} "
+            "(BGREMOVER_MAX_IMAGE_PIXELS)",
+            code="image_too_large",
+        ) from None
     except UnidentifiedImageError:
         raise _unidentified(data, name) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
@@ -143,6 +152,13 @@ def _to_8bit(image: Image.Image) -> Image.Image:
 
 def _unidentified(data: bytes, name: str) -> InputError:
     kind = filetype.guess(data)
+    if kind is not None and kind.mime in SUPPORTED_MEDIA_TYPES:
+        # It starts like a format we decode, yet Pillow cannot read even its header.
+        return InputError(
+            f"{name}: the {kind.mime} data is corrupt (the file starts like one but its "
+            "contents cannot be read)",
+            code="corrupt_image",
+        )
     if kind is not None and kind.mime.startswith("image/"):
         return InputError(
             f"{name}: {kind.mime} images are not supported; convert it to PNG, JPEG or WebP",
