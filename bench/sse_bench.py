@@ -78,6 +78,8 @@ REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "samples"
 MIB = 1024 * 1024
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
+# What the web UI sends with requests that change something (see web/origin.py).
+UI_HEADER = {"X-BGRemover-Request": "1"}
 SLOTS = 2
 """``max_concurrent_jobs`` of the server, as the issue asks."""
 CROP = 16
@@ -172,6 +174,7 @@ class Server:
             "BGREMOVER_DATA_DIR": str(data_dir),
             "BGREMOVER_MODEL_PATH": str(model),
             "BGREMOVER_MAX_CONCURRENT_JOBS": str(SLOTS),
+            "BGREMOVER_MAX_CONNECTIONS": "100000",  # measure the server, not its cap
             "NO_COLOR": "1",
         }
         self._log = self.log_path.open("wb")
@@ -628,7 +631,10 @@ class Phase:
 def warm_up(server: Server, deadline: float) -> frozenset[str]:
     """Two jobs before measuring: workers spawned, model loaded, first ETAs learnt."""
     created = httpx.post(
-        f"{server.url}/api/batches", files=_files(tiny_pngs(WARMUP_JOBS, "warmup")), timeout=60
+        f"{server.url}/api/batches",
+        files=_files(tiny_pngs(WARMUP_JOBS, "warmup")),
+        headers=UI_HEADER,
+        timeout=60,
     )
     created.raise_for_status()
     body = created.json()
@@ -731,7 +737,9 @@ def run_phase(
             files = _files(tiny_pngs(jobs, "job"))
             probe = probing.enter_context(HealthProbe(server.url))
             phase.uploaded_at = time.time()
-            response = httpx.post(f"{server.url}/api/batches", files=files, timeout=120)
+            response = httpx.post(
+                f"{server.url}/api/batches", files=files, headers=UI_HEADER, timeout=120
+            )
             response.raise_for_status()
             phase.upload_s = time.time() - phase.uploaded_at
             batch_id = response.json()["batch"]["id"]

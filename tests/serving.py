@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -10,9 +11,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+
+# What the web UI sends with every state-changing request (a page on another site cannot).
+UI = {"X-BGRemover-Request": "1"}
 
 
 def free_port() -> int:
@@ -22,10 +27,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def served(root: Path, *args: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """Start the server with its data in ``root``; yield its URL and process; kill it after."""
+def served(
+    root: Path, *args: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """Start the server with its data in ``root`` (and ``env`` added to the environment);
+    yield its URL and process; kill it after."""
     port = free_port()
-    env = {**os.environ, "BGREMOVER_DATA_DIR": str(root), "NO_COLOR": "1"}
+    env = {**os.environ, **(env or {}), "BGREMOVER_DATA_DIR": str(root), "NO_COLOR": "1"}
     process = subprocess.Popen(
         [sys.executable, "-m", "bgremover", "serve", "--port", str(port), *args],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -47,3 +55,49 @@ def served(root: Path, *args: str) -> Iterator[tuple[str, subprocess.Popen[str]]
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def sse_events(response: httpx.Response) -> Iterator[dict[str, Any]]:
+    """Parse an SSE stream into {"id", "event", "data"} dicts (comments skipped)."""
+    event: dict[str, Any] = {}
+    for line in response.iter_lines():
+        if not line:
+            if "data" in event:
+                event["data"] = json.loads(event["data"])
+                yield event
+            event = {}
+        elif not line.startswith(":"):
+            key, _, value = line.partition(":")
+            event[key] = value.removeprefix(" ")
+
+
+def follow(url: str, until: Any, headers: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Events from the server's stream until ``until(seen)`` is true."""
+    seen: list[dict[str, Any]] = []
+    with httpx.stream("GET", f"{url}/api/events", headers=headers, timeout=120) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for event in sse_events(response):
+            seen.append(event)
+            if until(seen):
+                break
+    return seen
+
+
+def job_ended(job_ids: set[str]) -> Any:
+    """A ``follow`` condition: every job in ``job_ids`` reached an ended status."""
+
+    def check(seen: list[dict[str, Any]]) -> bool:
+        ended = {
+            e["data"]["job"]["id"] for e in seen
+            if e["event"] == "job.updated"
+            and e["data"]["job"].get("status") in ("completed", "failed", "cancelled")
+        }  # fmt: skip
+        snapshot = [e for e in seen if e["event"] == "snapshot"]
+        for event in snapshot:
+            ended |= {
+                j["id"] for j in event["data"].get("jobs", [])
+                if j["status"] in ("completed", "failed", "cancelled")
+            }  # fmt: skip
+        return job_ids <= ended
+
+    return check

@@ -13,8 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .serving import served
-from .test_web_served import follow
+from .serving import UI, follow, served
 
 pytestmark = pytest.mark.model
 
@@ -38,7 +37,7 @@ def test_a_fresh_server_estimates_its_first_jobs_and_never_goes_back(
                 for e in seen[-1:]
             )
 
-        with httpx.Client(timeout=120) as client:
+        with httpx.Client(timeout=120, headers=UI) as client:
             created = client.post(f"{url}/api/batches", files=files).json()
         follow(url, until_done)
 
@@ -78,7 +77,7 @@ def test_a_client_that_reconnects_gets_every_missed_event_and_notification(
     with served(tmp_path / "reconnect") as (url, _):
         last_id = follow(url, lambda seen: True)[-1]["id"]  # connected, then gone
         jpeg = photos["chelsea.jpg"].read_bytes()
-        with httpx.Client(timeout=120) as client:
+        with httpx.Client(timeout=120, headers=UI) as client:
             created = client.post(
                 f"{url}/api/batches",
                 files=[

@@ -17,6 +17,7 @@ from bgremover.engine.options import RemoveOptions
 from bgremover.jobs import InvalidTransition, NotFound, core
 from bgremover.jobs.database import connect, migrate
 from bgremover.jobs.eta import StageClock
+from bgremover.jobs.exchange import QueueState
 from bgremover.jobs.tables import Base
 from bgremover.workers.base import (
     Calibration,
@@ -346,7 +347,7 @@ def test_export_and_import_carry_the_queue_to_another_database(
     item = claim(h)
     h.service.handle(Failed(item.job_id, item.dispatch_id, "boom", "failed"))
     h.service.retry_job(item.job_id)
-    state = h.service.export_state()
+    state = QueueState.model_validate(h.service.export_state())
     other = build_harness(tmp_path / "other", f"sqlite:///{tmp_path / 'other.sqlite3'}")
     result = other.service.import_state(state)
     assert (result.sessions, result.batches, result.jobs, result.skipped) == (1, 1, 3, 0)

@@ -18,6 +18,7 @@ from bgremover import Settings
 from bgremover.web import InsecureBinding, create_app
 
 from .conftest import SUBJECT_POINTS
+from .serving import UI
 
 pytestmark = pytest.mark.model
 
@@ -28,7 +29,8 @@ MAX_BYTES = 300_000
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     root = tmp_path_factory.mktemp("web")
     settings = Settings(data_dir=root, max_upload_bytes=MAX_BYTES, max_concurrent_jobs=2)
-    with TestClient(create_app(settings)) as test_client:
+    # As the web UI calls it: a local host name and the header that proves the same origin.
+    with TestClient(create_app(settings), base_url="http://localhost", headers=UI) as test_client:
         yield test_client
 
 
@@ -271,7 +273,7 @@ def test_errors_are_json_with_the_right_status(client: TestClient) -> None:
 
 def test_export_and_import_round_trip(client: TestClient) -> None:
     state = client.get("/api/export").json()
-    assert state["version"] == 1 and state["jobs"]
+    assert state["version"] == 2 and state["jobs"]
     result = client.post("/api/import", json=state).json()
     assert result["jobs"] == 0 and result["skipped"] >= len(state["jobs"])
 
@@ -282,16 +284,18 @@ def test_a_server_off_loopback_needs_a_token(tmp_path: Path) -> None:
     app = create_app(
         Settings(data_dir=tmp_path, host="0.0.0.0", token="s3cret", max_concurrent_jobs=1)
     )
-    with TestClient(app) as guarded:
+    with TestClient(app, base_url="http://localhost", headers=UI) as guarded:
         denied = guarded.get("/api/stats")
         assert denied.status_code == 401 and denied.json()["error"]["code"] == "unauthorized"
         assert (
             guarded.get("/api/stats", headers={"Authorization": "Bearer wrong"}).status_code == 401
         )
+        # A token in the URL only where a header is impossible (streams, images, downloads).
+        assert guarded.get("/api/stats?token=s3cret").status_code == 401
+        assert guarded.get("/api/jobs/nope/result?token=s3cret").status_code == 404
         assert (
             guarded.get("/api/stats", headers={"Authorization": "Bearer s3cret"}).status_code == 200
         )
-        assert guarded.get("/api/stats?token=s3cret").status_code == 200
         assert (
             guarded.get("/docs").status_code == 200
         )  # the page itself; its API calls need the token

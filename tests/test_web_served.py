@@ -4,7 +4,6 @@ stream to the end, download, reconnect with Last-Event-ID, shut down gracefully.
 from __future__ import annotations
 
 import io
-import json
 import signal
 import subprocess
 import zipfile
@@ -17,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from .serving import served
+from .serving import UI, follow, served, sse_events
 
 pytestmark = pytest.mark.model
 
@@ -35,37 +34,12 @@ def server(data_dir: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
         yield running
 
 
-def sse_events(response: httpx.Response) -> Iterator[dict[str, Any]]:
-    """Parse an SSE stream into {"id", "event", "data"} dicts (comments skipped)."""
-    event: dict[str, Any] = {}
-    for line in response.iter_lines():
-        if not line:
-            if "data" in event:
-                event["data"] = json.loads(event["data"])
-                yield event
-            event = {}
-        elif not line.startswith(":"):
-            key, _, value = line.partition(":")
-            event[key] = value.removeprefix(" ")
-
-
-def follow(url: str, until: Any, headers: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    seen: list[dict[str, Any]] = []
-    with httpx.stream("GET", f"{url}/api/events", headers=headers, timeout=120) as response:
-        assert response.headers["content-type"].startswith("text/event-stream")
-        for event in sse_events(response):
-            seen.append(event)
-            if until(seen):
-                break
-    return seen
-
-
 def test_upload_follow_the_stream_to_the_end_and_download(
     server: tuple[str, subprocess.Popen[str]], photos: dict[str, Path]
 ) -> None:
     url, _ = server
     files = [("files", (name, path.read_bytes())) for name, path in photos.items()]
-    created = httpx.post(f"{url}/api/batches", files=files, timeout=60).json()
+    created = httpx.post(f"{url}/api/batches", files=files, headers=UI, timeout=60).json()
     ids = {job["id"] for job in created["jobs"]}
 
     def all_done(seen: list[dict[str, Any]]) -> bool:
@@ -110,7 +84,9 @@ def test_reconnect_with_last_event_id_replays_what_was_missed(
     first = follow(url, lambda seen: len(seen) >= 1)
     last_id = first[-1]["id"]
     created = httpx.post(
-        f"{url}/api/batches", files=[("files", ("coffee.jpg", photos["coffee.jpg"].read_bytes()))]
+        f"{url}/api/batches",
+        files=[("files", ("coffee.jpg", photos["coffee.jpg"].read_bytes()))],
+        headers=UI,
     ).json()
     job_id = created["jobs"][0]["id"]
     resumed = follow(
@@ -134,6 +110,7 @@ def test_cancel_and_retry_over_http(
     created = httpx.post(
         f"{url}/api/batches",
         files=[("files", ("astronaut.jpg", photos["astronaut.jpg"].read_bytes()))],
+        headers=UI,
     ).json()
     job_id = created["jobs"][0]["id"]
     follow(
@@ -143,8 +120,8 @@ def test_cancel_and_retry_over_http(
             and e["data"]["stage"] == "AI model" for e in seen
         ),
     )  # fmt: skip
-    assert httpx.post(f"{url}/api/jobs/{job_id}/cancel").status_code == 200
-    retried = httpx.post(f"{url}/api/jobs/{job_id}/retry").json()["jobs"][0]
+    assert httpx.post(f"{url}/api/jobs/{job_id}/cancel", headers=UI).status_code == 200
+    retried = httpx.post(f"{url}/api/jobs/{job_id}/retry", headers=UI).json()["jobs"][0]
     new_id = retried["id"]
     follow(
         url,
@@ -162,7 +139,11 @@ def upload_and_wait(url: str, files: list[tuple[str, bytes]], **form: str) -> di
         events = sse_events(response)
         next(events)  # the snapshot: from here on nothing about the new batch is missed
         body = httpx.post(
-            f"{url}/api/batches", files=[("files", f) for f in files], data=form, timeout=60
+            f"{url}/api/batches",
+            files=[("files", f) for f in files],
+            data=form,
+            headers=UI,
+            timeout=60,
         )
         assert body.status_code == 201, body.text
         batch_id = body.json()["batch"]["id"]

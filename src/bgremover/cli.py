@@ -27,7 +27,7 @@ from rich.progress import (
 from rich.table import Table
 
 from .api import load_remover
-from .config import Settings
+from .config import Settings, settings_error
 from .engine import (
     Cancelled,
     CancelToken,
@@ -387,7 +387,13 @@ def _print_summary(outcomes: list[Outcome]) -> None:
 
 
 def _settings(**overrides: Any) -> Settings:
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    """Settings from the environment and options; a bad value ends the command with one
+    line that names it (not a traceback)."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        err_console.print(settings_error(exc), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -409,9 +415,8 @@ def serve(
     dev: Annotated[bool, typer.Option("--dev", help="Show the UI's test panel.")] = False,
 ) -> None:
     """Run the web app, the scheduler and the worker pool until Ctrl-C."""
-    import uvicorn
-
     from .web import InsecureBinding, create_app
+    from .web.serving import run
 
     settings = _settings(
         host=host, port=port, token=token, max_concurrent_jobs=workers, dev=dev or None
@@ -425,19 +430,13 @@ def serve(
     console.print(
         f"BG Remover: http://{shown}:{settings.port}/  (Ctrl-C stops; jobs resume next start)"
     )
-    uvicorn.run(
-        web_app,
-        host=settings.host,
-        port=settings.port,
-        log_level="info",
-        timeout_graceful_shutdown=5,
-    )
+    run(web_app, settings)
 
 
 @models_app.command("list")
 def models_list() -> None:
     """Registered models and whether each is downloaded."""
-    settings = Settings()
+    settings = _settings()
     store = ModelStore(settings.models_dir)
     table = Table()
     for column in ("Name", "Description", "Size", "Downloaded", "Default"):
@@ -466,7 +465,7 @@ def models_pull(
     force: Annotated[bool, typer.Option("--force", help="Download again even if valid.")] = False,
 ) -> None:
     """Download a model and verify its hashes."""
-    settings = Settings()
+    settings = _settings()
     store = ModelStore(settings.models_dir)
     try:
         cls = get_model(name or settings.model)
@@ -488,7 +487,7 @@ def models_info(
     ] = None,
 ) -> None:
     """Where a model lives, its source and whether the cached file passes its hash check."""
-    settings = Settings()
+    settings = _settings()
     store = ModelStore(settings.models_dir)
     try:
         cls = get_model(name or settings.model)

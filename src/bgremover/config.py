@@ -8,18 +8,34 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Annotated, Any
 
 import platformdirs
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BeforeValidator, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 APP_NAME = "bgremover"
+ENV_PREFIX = "BGREMOVER_"
+
+
+def _seconds(value: Any) -> Any:
+    """Plain numbers are seconds (``30``, ``1.5``); other text goes to pydantic, which reads
+    ISO 8601 (``PT30S``) and ``[D days, ]HH:MM:SS``."""
+    if isinstance(value, str):
+        try:
+            return timedelta(seconds=float(value.strip()))
+        except ValueError:
+            return value
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_seconds)]
 
 
 class Settings(BaseSettings):
     """Application settings; build one per process and pass it down (nothing global)."""
 
-    model_config = SettingsConfigDict(env_prefix="BGREMOVER_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     # Where things live.
     data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir(APP_NAME)))
@@ -42,12 +58,12 @@ class Settings(BaseSettings):
     # The job system (seed constants).
     database_url: str | None = None
     """SQLAlchemy URL; default: a SQLite file in ``data_dir``. PostgreSQL URLs work too."""
-    cleanup_interval: timedelta = timedelta(hours=1)
-    auto_group_time_window: timedelta = timedelta(seconds=300)
+    cleanup_interval: Duration = timedelta(hours=1)
+    auto_group_time_window: Duration = timedelta(seconds=300)
     max_concurrent_jobs: int = Field(default=2, ge=1)
-    notification_duration: timedelta = timedelta(seconds=5)
-    progress_update_interval: timedelta = timedelta(milliseconds=100)
-    job_retention: timedelta = timedelta(days=7)
+    notification_duration: Duration = timedelta(seconds=5)
+    progress_update_interval: Duration = timedelta(milliseconds=100)
+    job_retention: Duration = timedelta(days=7)
 
     # Runs that go wrong: a lost worker re-queues its job, a hung one is killed at a deadline.
     max_attempts: int = Field(default=3, ge=1)
@@ -68,8 +84,41 @@ class Settings(BaseSettings):
     dev: bool = False
     """Development mode: shows the UI's test panel."""
     max_files_per_upload: int = Field(default=1000, ge=1)
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Host names (comma-separated) the server answers besides localhost names, loopback
+    addresses and ``host``; ``*`` answers any. Guards against DNS rebinding."""
+
+    # Slow or greedy clients (the HTTP server's limits).
+    header_timeout: Duration = timedelta(seconds=10)
+    """A request's line and headers must arrive within this long."""
+    body_timeout: Duration = timedelta(seconds=30)
+    """A request body that stops arriving for this long is dropped."""
+    keep_alive_timeout: Duration = timedelta(seconds=5)
+    max_connections: int = Field(default=200, ge=1)
+    """Open connections (event streams included) before new requests get 503."""
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip().lower() for part in value.split(",") if part.strip()]
+        return value
 
     @property
     def models_dir(self) -> Path:
         """Downloaded model files, verified by hash before every load."""
         return self.cache_dir / "models"
+
+
+def settings_error(exc: ValidationError) -> str:
+    """One line naming each bad ``BGREMOVER_*`` value, what was wrong and what works."""
+    parts = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else "?"
+        known = Settings.model_fields.get(field)
+        is_duration = known is not None and known.annotation is timedelta
+        hint = " (give seconds, e.g. 30, or ISO 8601 such as PT5M)" if is_duration else ""
+        given = error.get("input")
+        shown = f"={given!r}" if isinstance(given, (str, int, float)) else ""
+        parts.append(f"{ENV_PREFIX}{field.upper()}{shown}: {error['msg']}{hint}")
+    return "invalid setting: " + "; ".join(parts)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -115,7 +116,15 @@ def decode(
     except InputError:
         raise
     except Image.DecompressionBombError as exc:
-        raise InputError(f"{name}: {exc}", code="image_too_large") from None
+        # Pillow's own ceiling (2 × its MAX_IMAGE_PIXELS) stops the open before our check;
+        # report the size against the limit this app enforces and lets people change.
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(found[1]) / 1e6:.0f} megapixels" if found else "too many pixels"
+        raise InputError(
+            f"{name}: {size}, over the limit of {max_pixels / 1e6:.0f} "
+            "(BGREMOVER_MAX_IMAGE_PIXELS)",
+            code="image_too_large",
+        ) from None
     except UnidentifiedImageError:
         raise _unidentified(data, name) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:

@@ -19,6 +19,7 @@ from ..engine.decode import probe
 from ..engine.options import RemoveOptions
 from . import maintenance, notices, sequences, transitions
 from .core import ServiceCore
+from .exchange import QueueState
 from .notices import Published
 from .rows import copy_of, new_id, new_job_row
 from .schemas import (
@@ -249,7 +250,7 @@ class Commands(ServiceCore):
     def export_state(self) -> dict[str, Any]:
         return maintenance.export_state(self._sessions, self._now())
 
-    def import_state(self, state: dict[str, Any]) -> ImportResult:
+    def import_state(self, state: QueueState) -> ImportResult:
         result = maintenance.import_state(self._sessions, self.files, state, self._now())
         self._wake()
         return result

@@ -1,13 +1,33 @@
 """Originals and results on disk. Originals are named by content hash, never by the user's
-file name, so uploads cannot choose paths and identical files are stored once. Thumbnails
-are a cache beside them, named for the file they show and deleted with it."""
+file name, so uploads cannot choose paths and identical files are stored once. Every path
+is derived here from a checked key (a content hash or a job id), never taken from a row.
+Thumbnails are a cache beside them, named for the file they show and deleted with it."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 from pathlib import Path
+
+from ..engine.decode import SUPPORTED_MEDIA_TYPES, sniff
+from ..engine.options import OutputFormat
+
+HASH_PATTERN = r"^[0-9a-f]{64}$"
+"""A content hash: the name of an original or background in the store."""
+ID_PATTERN = r"^[0-9a-f]{32}$"
+"""A job, batch or session id (a uuid4 in hex); results are named by job id."""
+
+
+class NotAStoreKey(ValueError):
+    """A hash or id that is not one: joining it into a path could leave the store."""
+
+
+def _checked(key: str, pattern: str) -> str:
+    if not re.fullmatch(pattern, key):
+        raise NotAStoreKey(f"{key[:80]!r} is not a file store key")
+    return key
 
 
 class FileStore:
@@ -26,7 +46,7 @@ class FileStore:
     def add_background(self, source: Path) -> Path:
         """Move a background image (for compositing) into the store; returns its path."""
         content_hash, _ = self._add(source, self.backgrounds)
-        return self.backgrounds / content_hash[:2] / content_hash
+        return self.background_path(content_hash)
 
     def _add(self, source: Path, folder: Path) -> tuple[str, int]:
         digest = hashlib.sha256()
@@ -50,9 +70,15 @@ class FileStore:
         return content_hash, size
 
     def original_path(self, content_hash: str) -> Path:
+        _checked(content_hash, HASH_PATTERN)
         return self.originals / content_hash[:2] / content_hash
 
+    def background_path(self, content_hash: str) -> Path:
+        _checked(content_hash, HASH_PATTERN)
+        return self.backgrounds / content_hash[:2] / content_hash
+
     def result_path(self, job_id: str, extension: str) -> Path:
+        _checked(job_id, ID_PATTERN)
         return self.results / job_id[:2] / f"{job_id}{extension}"
 
     def thumbnail_path(self, source: Path, size: int) -> Path:
@@ -60,8 +86,19 @@ class FileStore:
         are unique (content hash, job id) and the files never change, so neither does this."""
         return self.thumbnails / source.name[:2] / f"{source.name}.{size}.webp"
 
+    def result_file(self, job_id: str, result_format: str | None) -> Path | None:
+        """Where a finished job's result lives, from its id and stored format (None when
+        the format is not one we write)."""
+        try:
+            return self.result_path(job_id, OutputFormat(result_format or "").extension)
+        except ValueError:
+            return None
+
     def delete_original(self, content_hash: str) -> bool:
-        return self.delete(self.original_path(content_hash))
+        try:
+            return self.delete(self.original_path(content_hash))
+        except NotAStoreKey:
+            return False
 
     def delete(self, path: str | Path | None) -> bool:
         """Delete a stored file and its thumbnails; whether the file was there."""
@@ -71,6 +108,18 @@ class FileStore:
         for thumbnail in (self.thumbnails / path.name[:2]).glob(f"{path.name}.*.webp"):
             _unlink(thumbnail)
         return _unlink(path)
+
+
+def image_type(path: Path) -> str | None:
+    """The media type of a stored file read from its bytes when it is an image we decode;
+    None when it is missing or anything else (a row's claim is never asked)."""
+    try:
+        with open(path, "rb") as f:
+            header = f.read(8192)
+    except OSError:
+        return None
+    media_type = sniff(header)
+    return media_type if media_type in SUPPORTED_MEDIA_TYPES else None
 
 
 def _unlink(path: Path) -> bool:

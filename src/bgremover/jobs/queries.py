@@ -22,12 +22,12 @@ class Queries(ServiceCore):
             return self._job(db, self._get_job(db, job_id))
 
     def job_paths(self, job_id: str) -> tuple[Path, Path | None]:
-        """The original's and (when completed) the result's file paths."""
+        """The original's and (when completed) the result's file paths, derived by the
+        store from the row's hash and id (a stored path string is never trusted)."""
         with self._sessions() as db:
             row = self._get_job(db, job_id)
-            result = (
-                Path(row.result_path) if row.result_path and row.status == "completed" else None
-            )
+            done = row.status == "completed"
+            result = self.files.result_file(row.id, row.result_format) if done else None
             return self.files.original_path(row.content_hash), result
 
     def list_jobs(

@@ -16,6 +16,8 @@ from ..config import Settings
 from ..jobs.system import JobSystem
 from . import errors, events, routes_batches, routes_jobs, routes_misc, thumbnails
 from .auth import TokenMiddleware, is_loopback
+from .headers import SecurityHeaders
+from .origin import HostGuard, SameOriginGuard
 
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -58,8 +60,12 @@ def create_app(settings: Settings, *, system: JobSystem | None = None) -> FastAP
     errors.install(app)
     for module in (routes_batches, routes_jobs, routes_misc, events, thumbnails):
         app.include_router(module.router)
+    # Added innermost first: headers on every answer, then Host, token, same-origin proof.
+    app.add_middleware(SameOriginGuard)
     if settings.token:
-        app.add_middleware(TokenMiddleware, token=settings.token)
+        app.add_middleware(TokenMiddleware, token=settings.token, port=settings.port)
+    app.add_middleware(HostGuard, bound=settings.host, allowed=settings.allowed_hosts)
+    app.add_middleware(SecurityHeaders)
 
     @app.get("/", include_in_schema=False)
     def index() -> Response:

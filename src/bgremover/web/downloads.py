@@ -11,19 +11,35 @@ from PIL import Image
 from ..engine import composite
 from ..engine.encode import encode
 from ..engine.options import OutputFormat, parse_color
+from ..jobs.names import display_name
 from .errors import ApiError
+
+# RFC 5987 attr-char: what filename*= may carry unencoded.
+_ATTR_CHARS = "!#$&+-.^_`|~"
 
 
 def download_name(file_name: str, fmt: OutputFormat) -> str:
-    """``photo.png`` → ``photo-no-bg.png`` (``photo-mask.png`` for a mask)."""
+    """``photo.png`` → ``photo-no-bg.png`` (``photo-mask.png`` for a mask); any stored name
+    passes the upload sanitiser again, so no row can put a folder into an archive."""
+    file_name = display_name(file_name)
     stem = file_name.rsplit(".", 1)[0] if "." in file_name.strip(".") else file_name
     suffix = "-mask" if fmt is OutputFormat.MASK else "-no-bg"
-    return f"{stem or 'image'}{suffix}{fmt.extension}"
+    return display_name(f"{stem or 'image'}{suffix}{fmt.extension}")
+
+
+def archive_name(batch_name: str) -> str:
+    """A batch's ZIP name: its name without folder or drive separators."""
+    return display_name(f"{batch_name.replace('/', '-').replace(':', '.')}.zip")
 
 
 def content_disposition(name: str) -> str:
-    ascii_name = name.encode("ascii", "replace").decode().replace('"', "'").replace("?", "_")
-    return f"attachment; filename=\"{ascii_name}\"; filename*=utf-8''{quote(name)}"
+    """``attachment`` per RFC 6266: an ASCII ``filename`` for old clients and the exact
+    name as UTF-8 in ``filename*``; control characters never reach the header."""
+    name = display_name(name)
+    fallback = "".join(
+        "'" if ch == '"' else ch if " " <= ch <= "~" and ch != "\\" else "_" for ch in name
+    )
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe=_ATTR_CHARS)}"
 
 
 def render(result: Path, stored: OutputFormat, fmt: OutputFormat, bg: str | None) -> bytes:

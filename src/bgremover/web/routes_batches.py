@@ -13,10 +13,11 @@ from starlette.concurrency import run_in_threadpool
 from zipstream import ZipStream
 
 from ..engine.options import OutputFormat
+from ..jobs.names import Name, clean_text
 from ..jobs.schemas import Batch, BatchCreated, CancelResult, RetryResult, Upload
 from ..jobs.states import JobStatus
 from .deps import AppSettings, Limit, Offset, Page, Service
-from .downloads import content_disposition, download_name
+from .downloads import archive_name, content_disposition, download_name
 from .errors import ApiError, error_body
 from .uploads import Rejected, form_options, stage
 
@@ -24,7 +25,7 @@ router = APIRouter(prefix="/api/batches", tags=["batches"])
 
 
 class ManualBatch(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
+    name: Name
 
 
 class UploadResult(BatchCreated):
@@ -49,6 +50,7 @@ async def upload(
 ) -> JSONResponse:
     """Each upload becomes a batch (auto-named) unless ``batch_id`` names a manual batch.
     Files that are not images or are too large are refused one by one; the rest run."""
+    name = clean_text(name) or None
     options = form_options(
         format=format, background_color=background_color,
         alpha_matting=alpha_matting, post_process_mask=post_process_mask,
@@ -139,8 +141,7 @@ def archive(batch_id: str, service: Service) -> StreamingResponse:
             name, counter = f"{stem} ({counter}){dot}{ext}", counter + 1
         used.add(name)
         stream.add_path(str(path), arcname=name)
-    zip_name = f"{batch.name.replace('/', '-').replace(':', '.')}.zip"
     return StreamingResponse(
         stream, media_type="application/zip",
-        headers={"Content-Disposition": content_disposition(zip_name)},
+        headers={"Content-Disposition": content_disposition(archive_name(batch.name))},
     )  # fmt: skip

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from ..engine.options import OutputFormat
+from ..jobs.files import image_type
 from ..jobs.schemas import CancelResult, Job, RetryResult
 from ..jobs.states import JobStatus
 from .deps import AppSettings, Limit, Offset, Page, Service
@@ -126,12 +127,14 @@ def delete_job(job_id: str, service: Service) -> Response:
 
 @router.get("/{job_id}/original", response_class=FileResponse)
 def original(job_id: str, service: Service) -> FileResponse:
+    """The uploaded image, typed by what its stored bytes are (never by a row's claim)."""
     job = service.get_job(job_id)
     path, _ = service.job_paths(job_id)
-    if not path.exists():
+    media_type = image_type(path)
+    if media_type is None:
         raise ApiError(410, "gone", f"the original of {job.file_name} is no longer stored")
     return FileResponse(
-        path, media_type=job.media_type or "application/octet-stream",
+        path, media_type=media_type,
         headers={"Content-Disposition": content_disposition(job.file_name)},
     )  # fmt: skip
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from ..jobs.exchange import QueueState
 from ..jobs.schemas import ImportResult, Session, Stats
 from .deps import AppSettings, Limit, Offset, Page, Service
 from .errors import ApiError
@@ -52,10 +53,12 @@ def export_state(service: Service) -> JSONResponse:
 
 
 @router.post("/import", response_model=ImportResult)
-def import_state(service: Service, state: Annotated[dict[str, Any], Body()]) -> ImportResult:
+def import_state(service: Service, state: QueueState) -> ImportResult:
+    """Add a queue exported by ``GET /api/export`` (rows whose ids are new). The files are
+    not in the JSON: jobs whose files are missing from this server's store come in failed."""
     try:
         return service.import_state(state)
-    except (ValueError, KeyError, TypeError) as exc:
+    except ValueError as exc:
         raise ApiError(422, "invalid_import", f"not a BG Remover queue export: {exc}") from None
 
 

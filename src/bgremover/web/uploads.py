@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -14,12 +13,12 @@ from pydantic import ValidationError
 
 from ..engine.decode import SUPPORTED_MEDIA_TYPES, sniff
 from ..engine.options import RemoveOptions
+from ..jobs.names import display_name
 from ..jobs.schemas import Upload
 from .errors import ApiError
 
 _CHUNK = 1 << 20
 _SNIFF_BYTES = 8192
-_MAX_NAME = 200
 
 
 @dataclass(frozen=True)
@@ -33,21 +32,6 @@ class Rejected:
 
     def as_json(self) -> dict[str, object]:
         return {"file_name": self.file_name, "error": {"code": self.code, "message": self.message}}
-
-
-def display_name(raw: str | None) -> str:
-    """A safe name for showing and for download names: no folders, no control characters."""
-    name = (raw or "").replace("\\", "/").rsplit("/", 1)[-1]
-    name = unicodedata.normalize("NFC", name)
-    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip(" .")
-    if len(name) > _MAX_NAME:
-        stem, dot, ext = name.rpartition(".")
-        name = (
-            (stem[: _MAX_NAME - len(ext) - 1] + dot + ext)
-            if dot and len(ext) < 10
-            else name[:_MAX_NAME]
-        )
-    return name or "image"
 
 
 def stage(file: BinaryIO, raw_name: str | None, staging: Path, max_bytes: int) -> Upload | Rejected:

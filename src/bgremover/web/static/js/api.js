@@ -1,6 +1,9 @@
 // The REST API: one function per endpoint, JSON in and out, errors as ApiError.
 // The access token (only needed off loopback) is kept in localStorage and sent with
-// every request; URLs for <img> and downloads carry it as ?token=.
+// every request; the server then sets an HttpOnly cookie, and URLs for <img>, downloads
+// and the event stream carry it as ?token= too (the server accepts it only there).
+// Every request carries X-BGRemover-Request: a page on another site cannot add it, so the
+// server knows a change comes from this page.
 
 const TOKEN_KEY = "bgremover.token";
 
@@ -43,7 +46,7 @@ function query(params = {}) {
 }
 
 async function request(method, path, { json, form, params } = {}) {
-  const headers = {};
+  const headers = { "X-BGRemover-Request": "1" };
   const t = token();
   if (t) headers.Authorization = "Bearer " + t;
   let body;
