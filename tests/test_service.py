@@ -38,6 +38,10 @@ STAGE_TIMINGS = {
 }  # fmt: skip
 
 
+COFFEE_PIXELS = 600 * 400
+"""samples/coffee.jpg, the size ``run_to_completion`` reports."""
+
+
 def run_to_completion(h: Harness, item: WorkItem, *, size: tuple[int, int] = (600, 400)) -> None:
     """Report what a worker reports for a successful run, and write its result file."""
     Path(item.destination).parent.mkdir(parents=True, exist_ok=True)
@@ -478,10 +482,10 @@ def test_learned_stage_timings_survive_a_restart_and_reach_other_processes(
     h = harness
     h.service.create_batch(h.uploads(photos["coffee.jpg"]))
     run_to_completion(h, claim(h))
-    learned = h.service.clock.job_seconds(0)
+    learned = h.service.clock.job_seconds(0, COFFEE_PIXELS)
     assert learned == pytest.approx(sum(STAGE_TIMINGS.values()))
     other = h.reopen()  # a restart, or another process on the same database
-    assert other.service.clock.job_seconds(0) == pytest.approx(learned)
+    assert other.service.clock.job_seconds(0, COFFEE_PIXELS) == pytest.approx(learned)
     # What one process learns next, the other adopts at its next refresh.
     other.service.create_batch(other.uploads(photos["coffee.jpg"]))
     run_to_completion(other, claim(other))
@@ -497,9 +501,12 @@ def test_a_warm_up_calibrates_the_sizes_no_job_has_measured(
     run_to_completion(h, claim(h))  # bucket 0 is measured now
     warm_up = {stage: 0.5 for stage in STAGE_TIMINGS} | {"AI model": 3.0}
     h.service.handle(Calibration("local-1", 1_000_000, warm_up))
-    assert h.service.clock.job_seconds(0) == pytest.approx(sum(STAGE_TIMINGS.values()))
-    # A 24 MP image: the model takes as long, the pixel-bound stages 24 times the warm-up's.
-    assert h.service.clock.job_seconds(3) == pytest.approx(3.0 + 5 * 0.5 * 24)
+    measured = h.service.clock.job_seconds(0, COFFEE_PIXELS)
+    assert measured == pytest.approx(sum(STAGE_TIMINGS.values()))
+    # A 24 MP image: the model takes as long, the pixel-bound stages 24 times the warm-up's;
+    # a 12 MP one in the same bucket half that.
+    assert h.service.clock.job_seconds(3, 24_000_000) == pytest.approx(3.0 + 5 * 0.5 * 24)
+    assert h.service.clock.job_seconds(3, 12_000_000) == pytest.approx(3.0 + 5 * 0.5 * 12)
 
 
 def test_batch_percent_weighs_each_job_by_the_time_its_size_takes(
@@ -529,7 +536,7 @@ def test_stats_report_how_far_the_estimates_were_off(
     assert h.service.stats().eta_accuracy is None
     h.service.create_batch(h.uploads(photos["coffee.jpg"]))
     item = claim(h)
-    predicted = h.service.clock.job_seconds(0)
+    predicted = h.service.clock.job_seconds(0, COFFEE_PIXELS)
     h.clock.advance(seconds=2 * predicted)  # it took twice as long as expected
     run_to_completion(h, item)
     accuracy = h.service.stats().eta_accuracy

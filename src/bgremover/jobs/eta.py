@@ -23,7 +23,9 @@ BUCKET_EDGES_MP: tuple[float, ...] = (1.0, 4.0, 16.0)
 FIRST_RUN_SECONDS: tuple[float, ...] = (4.0, 5.0, 7.0, 12.0)
 SMOOTHING = 0.3
 REPRESENTATIVE_MP: tuple[float, ...] = (0.5, 2.0, 8.0, 24.0)
-"""A typical image of each bucket, for scaling a warm-up's pixel-bound stages."""
+"""A typical image of each bucket: learned times are kept for it, and a job's pixel-bound
+stages are scaled from it by the job's own pixel count."""
+MIN_SIZE_FACTOR = 0.05
 
 
 def size_bucket(width: int | None, height: int | None) -> int:
@@ -47,21 +49,29 @@ class StageClock:
         self.observations = 0
         self._measured: set[int] = set()
 
-    def observe(self, bucket: int, timings: dict[str, float]) -> None:
-        """Fold one finished job's stage timings into the averages. The first measurement
-        of a bucket replaces the defaults outright: on a busy machine they can be 5x off,
-        and averaging them in would keep the first estimates wrong for several jobs."""
+    def observe(
+        self, bucket: int, timings: dict[str, float], pixels: int | None = None
+    ) -> dict[str, float]:
+        """Fold one finished job's stage timings into the averages (scaled to the bucket's
+        typical size when the job's ``pixels`` are given); returns what was folded in. The
+        first measurement of a bucket replaces the defaults outright: on a busy machine they
+        can be 5x off, and averaging them in would keep the first estimates wrong for
+        several jobs."""
+        normalized = {}
         with self._lock:
             first = bucket not in self._measured
             for name, seconds in timings.items():
                 try:
-                    key = (bucket, Stage(name))
+                    stage = Stage(name)
                 except ValueError:
                     continue
+                key = (bucket, stage)
+                normalized[name] = seconds / _size_factor(bucket, stage, pixels)
                 weight = 1.0 if first else self._smoothing
-                self._seconds[key] += weight * (seconds - self._seconds[key])
+                self._seconds[key] += weight * (normalized[name] - self._seconds[key])
             self._measured.add(bucket)
             self.observations += 1
+        return normalized
 
     def calibrate(self, pixels: int, timings: dict[str, float]) -> None:
         """Seed the buckets no finished job has measured from a warm-up run of ``pixels``:
@@ -92,23 +102,36 @@ class StageClock:
                     self._seconds[key] = seconds
                     self._measured.add(bucket)
 
-    def expected(self, bucket: int, stage: Stage) -> float:
+    def expected(self, bucket: int, stage: Stage, pixels: int | None = None) -> float:
         with self._lock:
-            return self._seconds[(bucket, stage)]
+            return self._seconds[(bucket, stage)] * _size_factor(bucket, stage, pixels)
 
-    def job_seconds(self, bucket: int) -> float:
-        """Expected processing time of a whole job in this bucket."""
+    def job_seconds(self, bucket: int, pixels: int | None = None) -> float:
+        """Expected processing time of a whole job in this bucket (of ``pixels``, when
+        known: the pixel-bound stages scale from the bucket's typical size)."""
+        return sum(self.weights(bucket, pixels).values())
+
+    def weights(self, bucket: int, pixels: int | None = None) -> dict[Stage, float]:
+        """Expected seconds per stage: their shares make percent complete, as measured."""
         with self._lock:
-            return sum(self._seconds[(bucket, stage)] for stage in STAGES)
+            return {
+                stage: self._seconds[(bucket, stage)] * _size_factor(bucket, stage, pixels)
+                for stage in STAGES
+            }
 
-    def weights(self, bucket: int) -> dict[Stage, float]:
-        """Stage shares for percent complete, as measured here."""
-        with self._lock:
-            return {stage: self._seconds[(bucket, stage)] for stage in STAGES}
-
-    def remaining(self, bucket: int, stage: Stage, fraction: float) -> float:
+    def remaining(
+        self, bucket: int, stage: Stage, fraction: float, pixels: int | None = None
+    ) -> float:
         """Seconds left for a job that has done ``fraction`` of ``stage``."""
-        with self._lock:
-            index = STAGES.index(stage)
-            left = (1.0 - min(max(fraction, 0.0), 1.0)) * self._seconds[(bucket, stage)]
-            return left + sum(self._seconds[(bucket, s)] for s in STAGES[index + 1 :])
+        seconds = self.weights(bucket, pixels)
+        index = STAGES.index(stage)
+        left = (1.0 - min(max(fraction, 0.0), 1.0)) * seconds[stage]
+        return left + sum(seconds[s] for s in STAGES[index + 1 :])
+
+
+def _size_factor(bucket: int, stage: Stage, pixels: int | None) -> float:
+    """How much longer than for the bucket's typical image a stage takes for ``pixels``: the
+    model's input is always 1024×1024; decoding, resizing, compositing and saving scale."""
+    if pixels is None or stage is Stage.INFERENCE:
+        return 1.0
+    return max(MIN_SIZE_FACTOR, pixels / (REPRESENTATIVE_MP[bucket] * 1e6))

@@ -87,14 +87,16 @@ class Reports(ServiceCore):
             if claimed is None:
                 return None
             job_id, batch_id, bucket = claimed
-            predicted = self.clock.job_seconds(bucket)
+            row = self._get_job(db, job_id)
+            pixels = row.width * row.height if row.width and row.height else None
+            predicted = self.clock.job_seconds(bucket, pixels)
             db.execute(
                 update(JobRow).where(JobRow.id == job_id).values(predicted_seconds=predicted),
                 execution_options={"synchronize_session": False},
             )
             transitions.shift_batch(db, batch_id, {"pending": -1, "processing": +1}, now)
             row = self._get_job(db, job_id)
-            self._hold(job_id, Live(dispatch_id, batch_id, bucket))
+            self._hold(job_id, Live(dispatch_id, batch_id, bucket, pixels=pixels))
             options = RemoveOptions.model_validate(row.options or {})
             item = WorkItem(
                 job_id=job_id,
@@ -102,17 +104,17 @@ class Reports(ServiceCore):
                 source=str(self.files.original_path(row.content_hash)),
                 destination=str(self.files.result_path(job_id, options.format.extension)),
                 options=row.options or {},
-                deadline_s=self._deadline(bucket),
+                deadline_s=self._deadline(predicted),
             )
             events = [notices.job_updated(self._job(db, row))]
             events += self._batch_and_session_events(db, batch_id)
         self._publish_all(events)
         return item
 
-    def _deadline(self, bucket: int) -> float:
+    def _deadline(self, predicted: float) -> float:
         """Seconds a run may take before it counts as hung: generous, from what runs of this
         size take here."""
-        expected = self.clock.job_seconds(bucket) * self.settings.run_timeout_factor
+        expected = predicted * self.settings.run_timeout_factor
         return max(self.settings.run_timeout_min.total_seconds(), expected)
 
     # ----------------------------------------------------------------------- reports
@@ -169,7 +171,7 @@ class Reports(ServiceCore):
             stage = Stage(report.stage)
         except ValueError:
             return
-        weights = self.clock.weights(live.bucket)
+        weights = self.clock.weights(live.bucket, live.pixels)
         percent = max(live.percent, overall_percent(stage, report.fraction, weights))
         stage_changed = stage != live.stage
         live.stage, live.fraction, live.percent = stage, report.fraction, percent
@@ -214,8 +216,10 @@ class Reports(ServiceCore):
 
     def _on_finished(self, report: Finished, live: Live | None) -> None:
         if live is not None:
-            self.clock.observe(live.bucket, report.timings)
-            self._timings.observe(live.bucket, report.timings)
+            normalized = self.clock.observe(
+                live.bucket, report.timings, report.width * report.height
+            )
+            self._timings.observe(live.bucket, normalized)
         with self._sessions() as db:
             row = db.get(JobRow, report.job_id)
             options = RemoveOptions.model_validate((row.options if row else None) or {})

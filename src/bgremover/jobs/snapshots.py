@@ -22,6 +22,7 @@ class Live:
     stage: Stage | None = None
     fraction: float = 0.0
     percent: float = 0.0
+    pixels: int | None = None
 
     @classmethod
     def from_row(
@@ -39,14 +40,16 @@ class Live:
             current = Stage(stage) if stage else None
         except ValueError:
             current = None
-        return cls(dispatch_id, batch_id, size_bucket(width, height), current, 0.0, progress)
+        pixels = width * height if width and height else None
+        bucket = size_bucket(width, height)
+        return cls(dispatch_id, batch_id, bucket, current, 0.0, progress, pixels)
 
 
 def live_remaining(live: Live, clock: StageClock) -> float:
     """Seconds a running job has left from its last reported stage and fraction."""
     if live.stage is None:
-        return clock.job_seconds(live.bucket)
-    return clock.remaining(live.bucket, live.stage, live.fraction)
+        return clock.job_seconds(live.bucket, live.pixels)
+    return clock.remaining(live.bucket, live.stage, live.fraction, live.pixels)
 
 
 def job_eta(row: JobRow, live: Live | None, clock: StageClock) -> float | None:
@@ -56,7 +59,7 @@ def job_eta(row: JobRow, live: Live | None, clock: StageClock) -> float | None:
         other = Live.from_row("", row.batch_id, row.width, row.height, row.stage, row.progress)
         return live_remaining(other, clock)
     if row.status == "pending":
-        return clock.job_seconds(row.size_bucket)
+        return clock.job_seconds(row.size_bucket, _pixels(row.width, row.height))
     return None
 
 
@@ -196,3 +199,7 @@ def _duration(start: datetime | None, end: datetime | None, now: datetime) -> fl
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
+
+
+def _pixels(width: int | None, height: int | None) -> int | None:
+    return width * height if width and height else None
