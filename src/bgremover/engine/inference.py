@@ -47,6 +47,7 @@ class InferenceSession:
         self._input = self._session.get_inputs()[0].name
         self._output = self._session.get_outputs()[0].name
         self.expected_seconds = _FIRST_RUN_ESTIMATE_S
+        self._measured = False
 
     def run(
         self,
@@ -89,7 +90,11 @@ class InferenceSession:
             if unregister is not None:
                 unregister()
         elapsed = time.perf_counter() - started
-        self.expected_seconds += _SMOOTHING * (elapsed - self.expected_seconds)
+        # The first measured run replaces the guess (a worker's warm-up run, usually): on a
+        # loaded machine the guess can be far off, and the ticker would sit at its cap.
+        weight = _SMOOTHING if self._measured else 1.0
+        self.expected_seconds += weight * (elapsed - self.expected_seconds)
+        self._measured = True
         return np.asarray(output)
 
     def _tick(self, progress: Callable[[float], None], stop: threading.Event) -> None:
