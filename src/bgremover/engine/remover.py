@@ -79,9 +79,10 @@ class Remover:
     ) -> None:
         self.model = resolved.model
         self.model_path = resolved.path
+        self.session_path = resolved.session_path
         self.max_image_pixels = max_image_pixels
         self.max_input_bytes = max_input_bytes
-        self._session = InferenceSession(resolved.path, intra_op_threads=intra_op_threads)
+        self._session = InferenceSession(self.session_path, intra_op_threads=intra_op_threads)
 
     def process(
         self,
