@@ -123,6 +123,21 @@ def test_each_output_format_decodes_to_what_was_asked(
     assert not list(tmp_path.glob(".*part")), "temporary files were left behind"
 
 
+def test_png_cut_out_keeps_the_photo_colour_wherever_it_is_visible(
+    remover: Remover, photos: dict[str, Path], tmp_path: Path
+) -> None:
+    source = photos["astronaut.jpg"]
+    destination = tmp_path / "out.png"
+    remover.process(source, destination=destination)
+    with Image.open(destination) as written, Image.open(source) as original:
+        pixels = np.asarray(written.convert("RGBA"))
+        colour = np.asarray(original.convert("RGB"))
+    visible = pixels[..., 3] > 0
+    assert 0 < visible.mean() < 1
+    assert np.array_equal(pixels[visible, :3], colour[visible])
+    assert not pixels[~visible, :3].any(), "hidden colour is not cleared (PNG twice the size)"
+
+
 def test_colour_background_fills_transparent_areas(
     remover: Remover, photos: dict[str, Path]
 ) -> None:
