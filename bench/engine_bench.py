@@ -351,20 +351,27 @@ def bench_floor(
 
     def run(photo: Photo) -> Any:
         image = decode(Path(photo.path).read_bytes(), name=photo.name, max_pixels=10**9)
-        return image, session.run(model.preprocess(image))
+        tensor = model.preprocess(image)
+        model_seconds, prediction = timed(session.run, tensor)
+        return image, prediction, model_seconds
 
-    samples = measure(photos, plan, run)
+    samples = measure(photos, plan, run, lambda outcome: {"model_seconds": outcome[2]})
     result = {"samples": samples, "loaded_rss": loaded_rss, "peak_rss": peak_rss()}
     if masks_dir is not None and precision == "fp16":
         for photo in photos:
-            image, prediction = run(photo)
+            image, prediction, _ = run(photo)
             alpha = mask.to_size(mask.stretch(model.postprocess(prediction)), image.size)
             alpha.save(masks_dir / f"fp16-{photo.name}.png")
     return result
 
 
 def stage_timings(removal: Any) -> dict[str, Any]:
-    return {"timings": {str(stage): t for stage, t in removal.timings.items()}}
+    from bgremover.engine import Stage
+
+    return {
+        "timings": {str(stage): t for stage, t in removal.timings.items()},
+        "model_seconds": removal.timings[Stage.INFERENCE],
+    }
 
 
 def bench_one_by_one(photos: list[Photo], plan: Plan, work_dir: Path) -> dict[str, Any]:
@@ -398,11 +405,20 @@ def bench_ours(
             for i, p in enumerate(members * plan.repeat)
         ]
         started = time.perf_counter()
+        model_seconds = 0.0
         for _, outcome in remover.process_many(batch):
             if not isinstance(outcome, bgremover.Removal):
                 raise outcome
+            model_seconds += outcome.timings[bgremover.Stage.INFERENCE]
         seconds = time.perf_counter() - started
-        samples.append({"bucket": bucket, "images": len(batch), "seconds": seconds})
+        samples.append(
+            {
+                "bucket": bucket,
+                "images": len(batch),
+                "seconds": seconds,
+                "model_seconds": model_seconds,
+            }
+        )
     result = {"samples": samples, "loaded_rss": loaded_rss, "peak_rss": peak_rss()}
     if masks_dir is not None:
         options = bgremover.RemoveOptions(format="mask")
@@ -625,10 +641,12 @@ def samples_of(results: Results, mode: str) -> list[dict[str, Any]] | None:
     return samples
 
 
-def seconds_per_image(samples: list[dict[str, Any]], bucket: str | None = None) -> float | None:
-    chosen = [s for s in samples if bucket is None or s["bucket"] == bucket]
+def seconds_per_image(
+    samples: list[dict[str, Any]], bucket: str | None = None, key: str = "seconds"
+) -> float | None:
+    chosen = [s for s in samples if (bucket is None or s["bucket"] == bucket) and key in s]
     images = sum(s["images"] for s in chosen)
-    return sum(s["seconds"] for s in chosen) / images if images else None
+    return sum(s[key] for s in chosen) / images if images else None
 
 
 def fmt(value: float | None, spec: str = ".2f") -> str:
@@ -652,6 +670,12 @@ def print_throughput(results: Results, buckets: list[str]) -> None:
         row += f"{result['loaded_rss'] / MIB:>9.0f} MiB{result['peak_rss'] / MIB:>7.0f} MiB"
         row += f"{fmt(result['others_share'], '.0%'):>12}"
         print(row + ("  <- inflated" if is_contended(result["others_share"]) else ""))
+    print("\nThe model run alone, seconds per image (does the overlap slow the model?)")
+    for mode in (*THROUGHPUT_MODES, "baseline"):
+        samples = samples_of(results, mode)
+        if samples is not None and any("model_seconds" in s for s in samples):
+            cells = [seconds_per_image(samples, b, "model_seconds") for b in buckets]
+            print(f"{mode:<12}" + "".join(f"{fmt(c):>13}" for c in cells))
 
 
 def print_ratios(results: Results, buckets: list[str]) -> None:
