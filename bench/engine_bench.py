@@ -32,15 +32,15 @@ script re-invoked with ``--mode``) so that the memory peaks do not mask each oth
    change masks: IoU >= 0.999, delta <= 2/255), and against rembg (``only_mask=True``).
 
 The parent also measures how much CPU other processes took while each mode ran (from
-/proc/stat); on a small machine that inflates the timings, so a mode that shared more than 5 %
-of the CPUs is rerun (``--retries``) and the least contended run is kept and flagged. On a
-shared machine compare the ratios within one run, not absolute times across runs.
+/proc/stat); on a small machine that inflates the timings, so with ``--rounds N`` every mode is
+run N times round-robin and each mode's least contended run is kept; a kept run that shared
+more than 5 % of the CPUs is flagged. Ratios hold only between runs of similar contention.
 
 Run it by hand from the repository root (it is not a test):
 
     .venv/bin/python bench/engine_bench.py            # 9 photos, ~3 minutes on 2 idle cores
     .venv/bin/python bench/engine_bench.py --quick    # 6 photos, two per size bucket
-    .venv/bin/python bench/engine_bench.py --threads 1 --repeat 2
+    .venv/bin/python bench/engine_bench.py --threads 1 --repeat 2 --rounds 3
     git archive main src | tar -x -C /tmp/main      # before/after in one run:
     .venv/bin/python bench/engine_bench.py --quick --baseline-src /tmp/main/src
 """
@@ -532,28 +532,40 @@ def png_settings() -> dict[str, Callable[[Image.Image], bytes]]:
 
 
 def bench_png(photos: list[Photo], threads: int) -> dict[str, Any]:
-    """PNG encode time (median of a few) and size per writer on the largest photo's RGBA
-    cut-out (12 MP in both sets), as ``composite.cutout`` makes it (black under fully
+    """PNG encode time (median of a few) and size per writer on the largest photos' RGBA
+    cut-outs (12 MP in both sets), as ``composite.cutout`` makes them (black under fully
     transparent pixels) and, for the previous setting, with the photo's colour kept there."""
-    photo = max(photos, key=lambda p: p.pixels)
+    largest = max(p.pixels for p in photos)
     remover = load_our_remover(threads)
-    cutout = remover.process(photo.path, encode_result=False).image
-    with Image.open(photo.path) as original:
-        kept = original.convert("RGB")
-    kept.putalpha(cutout.getchannel("A"))
-    cases = {name: (writer, cutout) for name, writer in png_settings().items()}
-    cases["Pillow level 3, colour kept under transparent pixels (before)"] = (
-        png_settings()["Pillow level 3 (the previous setting)"],
-        kept,
-    )
-    writers = {}
-    for name, (writer, image) in cases.items():
-        runs = [timed(writer, image) for _ in range(PNG_REPEATS)]
-        writers[name] = {
-            "seconds": statistics.median(s for s, _ in runs),
-            "bytes": len(runs[0][1]),
-        }
-    return {"photo": photo.name, "size": list(cutout.size), "mode": cutout.mode, "writers": writers}
+    writers = png_settings()
+    tables = []
+    for photo in (p for p in photos if p.pixels == largest):
+        cutout = remover.process(photo.path, encode_result=False).image
+        with Image.open(photo.path) as original:
+            kept = original.convert("RGB")
+        kept.putalpha(cutout.getchannel("A"))
+        cases = {name: (writer, cutout) for name, writer in writers.items()}
+        cases["Pillow level 3, colour kept under transparent pixels (before)"] = (
+            writers["Pillow level 3 (the previous setting)"],
+            kept,
+        )
+        table = {}
+        for name, (writer, image) in cases.items():
+            runs = [timed(writer, image) for _ in range(PNG_REPEATS)]
+            table[name] = {
+                "seconds": statistics.median(s for s, _ in runs),
+                "bytes": len(runs[0][1]),
+            }
+        transparent = float(np.mean(np.asarray(cutout.getchannel("A")) == 0))
+        tables.append(
+            {
+                "photo": photo.name,
+                "size": list(cutout.size),
+                "transparent": transparent,
+                "writers": table,
+            }
+        )
+    return {"tables": tables}
 
 
 def run_child_mode(args: argparse.Namespace) -> None:
@@ -613,21 +625,30 @@ def is_contended(others_share: float | None) -> bool:
     return others_share is not None and others_share > CONTENTION_WARN
 
 
-def run_mode(
-    mode: str, manifest: Path, plan: Plan, retries: int, baseline_src: Path | None
-) -> dict[str, Any] | None:
-    """Run a mode, again (up to ``retries`` times) while other processes shared the CPUs;
-    keep the least contended result."""
-    best: dict[str, Any] | None = None
-    for _ in range(1 + retries):
-        result = run_child(mode, manifest, plan, baseline_src)
-        if result is None:
-            return best
-        if best is None or (result["others_share"] or 0.0) < (best["others_share"] or 0.0):
-            best = result
-        if not is_contended(best["others_share"]):
-            break
+def run_rounds(
+    modes: list[str], manifest: Path, plan: Plan, rounds: int, baseline_src: Path | None
+) -> dict[str, dict[str, Any] | None]:
+    """Run every mode ``rounds`` times, round-robin, so that each meets the machine at several
+    moments; keep each mode's least contended run (a mode that fails first is not rerun)."""
+    best: dict[str, dict[str, Any] | None] = {}
+    for number in range(1, rounds + 1):
+        if rounds > 1:
+            print(f" round {number} of {rounds}", flush=True)
+        for mode in modes:
+            if mode in best and best[mode] is None:
+                continue
+            result = run_child(mode, manifest, plan, baseline_src)
+            if result is None:
+                best.setdefault(mode, None)
+                continue
+            kept = best.get(mode)
+            if kept is None or contention(result) < contention(kept):
+                best[mode] = result
     return best
+
+
+def contention(result: dict[str, Any]) -> float:
+    return float(result["others_share"] or 0.0)
 
 
 Results = dict[str, dict[str, Any] | None]
@@ -731,14 +752,16 @@ def print_stage_shares(one_by_one: list[dict[str, Any]] | None, buckets: list[st
 def print_png(result: dict[str, Any] | None) -> None:
     if result is None:
         return
-    width, height = result["size"]
     caveat = " (inflated: other processes shared the CPUs)"
-    print(
-        f"\nPNG encode of a {width}x{height} {result['mode']} cut-out ({result['photo']}), "
-        f"median of {PNG_REPEATS}{caveat if is_contended(result['others_share']) else ''}"
-    )
-    for name, entry in result["writers"].items():
-        print(f"  {name:<64}{entry['seconds']:>7.3f} s{entry['bytes'] / MIB:>8.2f} MiB")
+    for table in result["tables"]:
+        width, height = table["size"]
+        print(
+            f"\nPNG encode of a {width}x{height} RGBA cut-out ({table['photo']}, "
+            f"{table['transparent']:.0%} fully transparent), median of {PNG_REPEATS}"
+            f"{caveat if is_contended(result['others_share']) else ''}"
+        )
+        for name, entry in table["writers"].items():
+            print(f"  {name:<64}{entry['seconds']:>7.3f} s{entry['bytes'] / MIB:>8.2f} MiB")
 
 
 def mask_agreement(a: np.ndarray, b: np.ndarray) -> tuple[float, int, int]:
@@ -808,9 +831,7 @@ def run_parent(args: argparse.Namespace) -> None:
         print("\nMeasuring, each mode in its own process:")
         plan = Plan(threads, args.repeat, args.warmup)
         modes = [*CHILD_MODES, *(["baseline"] if args.baseline_src else [])]
-        results = {
-            mode: run_mode(mode, manifest, plan, args.retries, args.baseline_src) for mode in modes
-        }
+        results = run_rounds(modes, manifest, plan, args.rounds, args.baseline_src)
         buckets = list(by_bucket(photos))
         print_throughput(results, buckets)
         print_ratios(results, buckets)
@@ -841,11 +862,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "before/after in one run",
     )
     parser.add_argument(
-        "--retries",
+        "--rounds",
         type=int,
-        default=2,
-        help="rerun a mode up to this many times while other processes take over "
-        f"{CONTENTION_WARN:.0%} of the CPUs, keeping the least contended run (default 2)",
+        default=1,
+        help="measure every mode this many times, round-robin, keeping each mode's least "
+        "contended run (on a shared machine, 3 or more)",
     )
     parser.add_argument(
         "--warmup",
@@ -860,8 +881,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     child.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     child.add_argument("--masks", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.repeat < 1 or args.warmup < 1 or args.retries < 0:
-        parser.error("--repeat and --warmup must be at least 1, --retries at least 0")
+    if min(args.repeat, args.warmup, args.rounds) < 1:
+        parser.error("--repeat, --warmup and --rounds must be at least 1")
     if args.mode is not None and (args.manifest is None or args.result is None):
         parser.error("--mode needs --manifest and --result")
     return args
