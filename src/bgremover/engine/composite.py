@@ -16,8 +16,8 @@ def cutout(
     """RGBA cut-out; a source that was already transparent stays transparent there.
 
     Fully transparent pixels get black colour: nobody sees it, and PNG then compresses those
-    runs to almost nothing (half the file and less than half the encode time at 12 MP,
-    bench/engine_bench.py), for 0.03 s here.
+    runs to almost nothing (a 12 MP photo that is 44 % background: half the file and less
+    than half the encode time, bench/engine_bench.py), for 0.03 s here.
     """
     colour = foreground or image
     if image.mode == "RGBA":
