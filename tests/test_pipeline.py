@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bgremover import Cancelled, CancelToken, InputError, RemoveOptions, Remover, Stage
-from bgremover.engine import STAGES
+from bgremover import Cancelled, CancelToken, InputError, Removal, RemoveOptions, Remover, Stage
+from bgremover.engine import STAGES, BatchItem
 
 from .conftest import BACKGROUND_POINTS, SUBJECT_POINTS, encode
 
@@ -128,6 +128,21 @@ def test_each_output_format_decodes_to_what_was_asked(
     assert not list(tmp_path.glob(".*part")), "temporary files were left behind"
 
 
+def test_png_cut_out_keeps_the_photo_colour_wherever_it_is_visible(
+    remover: Remover, photos: dict[str, Path], tmp_path: Path
+) -> None:
+    source = photos["astronaut.jpg"]
+    destination = tmp_path / "out.png"
+    remover.process(source, destination=destination)
+    with Image.open(destination) as written, Image.open(source) as original:
+        pixels = np.asarray(written.convert("RGBA"))
+        colour = np.asarray(original.convert("RGB"))
+    visible = pixels[..., 3] > 0
+    assert 0 < visible.mean() < 1
+    assert np.array_equal(pixels[visible, :3], colour[visible])
+    assert not pixels[~visible, :3].any(), "hidden colour is not cleared (PNG twice the size)"
+
+
 def test_colour_background_fills_transparent_areas(
     remover: Remover, photos: dict[str, Path]
 ) -> None:
@@ -238,3 +253,44 @@ def test_array_and_bytes_inputs_give_the_same_result(
     from_bytes = alpha_of(remover.remove(data))
     from_array = alpha_of(remover.remove(np.asarray(Image.open(io.BytesIO(data)))))
     assert np.abs(from_bytes.astype(int) - from_array).max() <= 1
+
+
+def test_process_many_gives_each_image_its_own_result_in_order(
+    remover: Remover, photos: dict[str, Path], bad_inputs: dict[str, Path], tmp_path: Path
+) -> None:
+    sources = [
+        photos["chelsea.jpg"],
+        bad_inputs["corrupt_image_jpeg"],
+        photos["coffee.jpg"],
+        photos["astronaut.jpg"],
+    ]
+    items = [BatchItem(s, tmp_path / f"{i}.png") for i, s in enumerate(sources)]
+    results = list(remover.process_many(items))
+    assert [item for item, _ in results] == items
+    failed = results[1][1]
+    assert isinstance(failed, InputError) and failed.code == "corrupt_image"
+    assert not items[1].destination.exists()  # type: ignore[union-attr]
+    for item, result in (results[0], *results[2:]):
+        assert isinstance(result, Removal)
+        alone = remover.remove(item.source)
+        with Image.open(item.destination) as written:  # type: ignore[arg-type]
+            assert np.array_equal(alpha_of(written), alpha_of(alone))
+
+
+def test_process_many_stops_the_images_in_flight_when_cancelled(
+    remover: Remover, photos: dict[str, Path], tmp_path: Path
+) -> None:
+    cancel = CancelToken()
+
+    def cancel_once_saved(stage: Stage, fraction: float) -> None:
+        if stage is Stage.SAVING and fraction == 1.0:
+            cancel.cancel()  # the first image is written; the rest must not be
+
+    names = sorted(photos) * 2
+    items = [BatchItem(photos[names[0]], tmp_path / "0.png", cancel_once_saved)]
+    items += [BatchItem(photos[n], tmp_path / f"{i}.png") for i, n in enumerate(names[1:], 1)]
+    results = [result for _, result in remover.process_many(items, cancel=cancel)]
+    assert isinstance(results[0], Removal)
+    assert len(results) == len(items)
+    assert all(isinstance(r, Cancelled) for r in results[1:])
+    assert [p.name for p in tmp_path.iterdir()] == ["0.png"]

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import concurrent.futures
-import contextlib
 import glob
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -29,10 +27,12 @@ from rich.table import Table
 from .api import load_remover
 from .config import Settings, settings_error
 from .engine import (
+    BatchItem,
     Cancelled,
     CancelToken,
     EngineError,
     OutputFormat,
+    Removal,
     RemoveOptions,
     Remover,
     Stage,
@@ -145,24 +145,6 @@ def plan_outputs(
     return planned
 
 
-def _run_one(
-    remover: Remover,
-    item: Planned,
-    options: RemoveOptions,
-    progress: Progress,
-    task: TaskID,
-    total_task: TaskID,
-    done_before: float,
-    cancel: CancelToken,
-) -> None:
-    def report(stage: Stage, fraction: float) -> None:
-        percent = overall_percent(stage, fraction)
-        progress.update(task, completed=percent, stage=stage.value)
-        progress.update(total_task, completed=done_before + percent)
-
-    remover.process(item.source, options, destination=item.output, progress=report, cancel=cancel)
-
-
 @app.command()
 def remove(
     inputs: Annotated[list[str], typer.Argument(help="Image files, folders (recursive) or globs.")],
@@ -268,10 +250,10 @@ def _process_all(
     progress_console: Console | None,
     report: Callable[[Outcome], None],
 ) -> list[Outcome]:
-    outcomes: list[Outcome] = []
+    outcomes: dict[int, Outcome] = {}
 
-    def end(outcome: Outcome) -> None:
-        outcomes.append(outcome)
+    def end(index: int, outcome: Outcome) -> None:
+        outcomes[index] = outcome
         report(outcome)
 
     cancel = CancelToken()
@@ -284,61 +266,75 @@ def _process_all(
         TextColumn("ETA"),
         TimeRemainingColumn(),
     )
-    # Inference runs in a worker thread so Ctrl-C reaches the main thread at once and can
-    # terminate the running model call through the cancel token.
-    with (
-        Progress(
-            *columns,
-            console=progress_console or console,
-            transient=False,
-            disable=progress_console is None,
-        ) as progress,
-        concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool,
-    ):
+    with Progress(
+        *columns,
+        console=progress_console or console,
+        transient=False,
+        disable=progress_console is None,
+    ) as progress:
         total_task = progress.add_task("All images", total=100 * len(planned), stage="")
-        task = progress.add_task("", total=100, stage="")
+        todo: list[tuple[int, Planned]] = []
         for index, item in enumerate(planned):
-            if cancel.cancelled:
-                end(Outcome(item, "cancelled", "not started"))
-                continue
             if item.output.exists() and not overwrite:
-                end(Outcome(item, "skipped", "output exists (use --overwrite)"))
-                progress.update(total_task, completed=100 * (index + 1))
-                continue
-            progress.reset(
-                task, total=100, description=_short(item.source), stage=Stage.LOADING.value
-            )
-            future = pool.submit(
-                _run_one, remover, item, options, progress, task, total_task, 100.0 * index, cancel
-            )
-            try:
-                _wait(future)
-                end(Outcome(item, "done", str(item.output)))
-            except KeyboardInterrupt:
-                cancel.cancel()
-                _settle(future)
-                end(Outcome(item, "cancelled", "interrupted"))
-            except Cancelled:
-                end(Outcome(item, "cancelled", "interrupted"))
-            except EngineError as exc:
-                end(Outcome(item, "failed", exc.message, exc.code))
-            progress.update(total_task, completed=100 * (index + 1))
-        progress.remove_task(task)
-    return outcomes
+                end(index, Outcome(item, "skipped", "output exists (use --overwrite)"))
+                progress.advance(total_task, 100)
+            else:
+                todo.append((index, item))
+        rows: dict[int, _Row] = {}
 
+        def batch() -> Iterator[BatchItem]:
+            # Pulled lazily by process_many, so a row appears when its image starts.
+            for index, item in todo:
+                rows[index] = row = _Row(progress, total_task, _short(item.source))
+                yield BatchItem(item.source, item.output, row.report)
 
-def _wait(future: concurrent.futures.Future[None]) -> None:
-    while True:
+        # The images run on process_many's threads (the next one loads and the last one saves
+        # while the model runs), so Ctrl-C reaches this thread at once and cancels them.
+        results = remover.process_many(batch(), options, cancel=cancel)
         try:
-            future.result(timeout=0.2)
-            return
-        except concurrent.futures.TimeoutError:
-            continue
+            for (index, item), (_, result) in zip(todo, results, strict=False):
+                end(index, _outcome(item, result))
+                rows.pop(index).finish()
+        except KeyboardInterrupt:
+            cancel.cancel()
+            results.close()
+        for index, item in todo:
+            if index not in outcomes:
+                reason = "interrupted" if index in rows else "not started"
+                end(index, Outcome(item, "cancelled", reason))
+        for row in rows.values():
+            progress.remove_task(row.task)
+    return [outcomes[index] for index in sorted(outcomes)]
 
 
-def _settle(future: concurrent.futures.Future[None]) -> None:
-    with contextlib.suppress(Cancelled, EngineError):
-        future.result()
+def _outcome(item: Planned, result: Removal | EngineError) -> Outcome:
+    if isinstance(result, Cancelled):
+        return Outcome(item, "cancelled", "interrupted")
+    if isinstance(result, EngineError):
+        return Outcome(item, "failed", result.message, result.code)
+    return Outcome(item, "done", str(item.output))
+
+
+class _Row:
+    """One image's progress row; keeps the overall bar at the sum of every image's percent."""
+
+    def __init__(self, progress: Progress, total_task: TaskID, name: str) -> None:
+        self.progress = progress
+        self.total_task = total_task
+        self.task = progress.add_task(name, total=100, stage=Stage.LOADING.value)
+        self.percent = 0.0
+
+    def report(self, stage: Stage, fraction: float) -> None:
+        percent = overall_percent(stage, fraction)
+        self.progress.update(self.task, completed=percent, stage=stage.value)
+        self.progress.advance(self.total_task, percent - self.percent)
+        self.percent = percent
+
+    def finish(self) -> None:
+        """Count the image as done in the overall bar (also when it failed) and drop its row."""
+        self.progress.advance(self.total_task, 100 - self.percent)
+        self.percent = 100.0
+        self.progress.remove_task(self.task)
 
 
 def _short(path: Path, width: int = 32) -> str:

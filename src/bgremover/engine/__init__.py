@@ -6,12 +6,13 @@ Nothing here knows about jobs, databases or the web.
 from .cancel import CancelToken
 from .errors import Cancelled, EngineError, InputError, ModelError, OutputError
 from .options import OutputFormat, RemoveOptions
-from .remover import Removal, Remover
+from .remover import BatchItem, Removal, Remover
 from .stages import STAGE_WEIGHTS, STAGES, ProgressCallback, Stage, overall_percent
 
 __all__ = [
     "STAGES",
     "STAGE_WEIGHTS",
+    "BatchItem",
     "CancelToken",
     "Cancelled",
     "EngineError",

@@ -6,16 +6,25 @@ from PIL import Image, ImageChops, ImageFilter, ImageOps
 
 from .options import RGBA
 
+_VISIBLE = [0] + [255] * 255
+"""Point table: 0 where alpha is 0, else 255 (a mask that keeps the colour by ``darker``)."""
+
 
 def cutout(
     image: Image.Image, alpha: Image.Image, foreground: Image.Image | None = None
 ) -> Image.Image:
-    """RGBA cut-out; a source that was already transparent stays transparent there."""
-    result = (foreground or image).convert("RGB")  # always a new image, safe to modify
+    """RGBA cut-out; a source that was already transparent stays transparent there.
+
+    Fully transparent pixels get black colour: nobody sees it, and PNG then compresses those
+    runs to almost nothing (a 12 MP photo that is 44 % background: half the file and less
+    than half the encode time, bench/engine_bench.py), for 0.03 s here.
+    """
+    colour = foreground or image
     if image.mode == "RGBA":
         alpha = ImageChops.multiply(alpha, image.getchannel("A"))
-    result.putalpha(alpha)
-    return result
+    visible = alpha.point(_VISIBLE)
+    bands = [ImageChops.darker(band, visible) for band in colour.convert("RGB").split()]
+    return Image.merge("RGBA", [*bands, alpha])
 
 
 def adjust(cut: Image.Image, brightness: float = 1.0, contrast: float = 1.0) -> Image.Image:

@@ -19,7 +19,7 @@ from .cancel import CancelToken
 from .errors import Cancelled, EngineError, ModelError
 
 _TICK_S = 0.1
-_FIRST_RUN_ESTIMATE_S = 3.0  # fp16 ISNet at 1024² on 2 CPU cores (bench/engine_bench.py)
+_FIRST_RUN_ESTIMATE_S = 3.0  # ISNet at 1024² on 2 busy CPU cores (bench/engine_bench.py)
 _SMOOTHING = 0.3
 _PROGRESS_CAP = 0.95
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import tempfile
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from ..errors import ModelError
 from .base import SegmentationModel, get_model
+from .fp32 import CONVERTER_VERSION, converted_bytes
 from .isnet import IsNet
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,9 @@ class ResolvedModel:
 
     model: SegmentationModel
     path: Path
+    """The model file as downloaded or given."""
+    session_path: Path
+    """What onnxruntime loads: the verified fp32 copy of ``path`` (see ``fp32.py``)."""
 
 
 class ModelStore:
@@ -51,9 +56,10 @@ class ModelStore:
                     "or unset it to use the bundled download",
                     code="model_unavailable",
                 )
-            return ResolvedModel(IsNet(), path)
+            return ResolvedModel(IsNet(), path, self.runtime_copy(path, sha256_file(path)))
         cls = get_model(name)
-        return ResolvedModel(cls(), self.ensure(cls))
+        path = self.ensure(cls)
+        return ResolvedModel(cls(), path, self.runtime_copy(path, cls.sha256 or sha256_file(path)))
 
     def is_valid(self, model: type[SegmentationModel]) -> bool:
         path = self.path_for(model)
@@ -72,6 +78,40 @@ class ModelStore:
             log.warning("%s fails its sha256 check; fetching it again", path)
             path.unlink()
         return self.pull(model)
+
+    def runtime_copy(self, source: Path, source_sha256: str) -> Path:
+        """The fp32 copy of ``source`` that onnxruntime loads, checked against the sha256 in
+        its sidecar and made again when missing, corrupt or made from another file; ``source``
+        itself when the cache cannot be written (slower, same mask)."""
+        copy = self.models_dir / f"{source.stem}.fp32.onnx"
+        sidecar = copy.with_name(copy.name + ".json")
+        origin = {"source_sha256": source_sha256, "converter": CONVERTER_VERSION}
+        saved = _read_json(sidecar)
+        if (
+            saved is not None
+            and all(saved.get(key) == value for key, value in origin.items())
+            and copy.is_file()
+            and sha256_file(copy) == saved.get("sha256")
+        ):
+            return copy
+        if copy.exists():
+            log.warning("%s is stale or fails its sha256 check; converting %s again", copy, source)
+        data = converted_bytes(source)
+        try:
+            self.models_dir.mkdir(parents=True, exist_ok=True)
+            _write_atomic(copy, data)
+            record = {**origin, "sha256": hashlib.sha256(data).hexdigest()}
+            _write_atomic(sidecar, json.dumps(record).encode())
+        except OSError as exc:
+            log.warning(
+                "%s: cannot cache the fp32 model there (%s), so %s runs as it is (slower); "
+                "make BGREMOVER_CACHE_DIR writable to fix this",
+                self.models_dir,
+                exc.strerror,
+                source,
+            )
+            return source
+        return copy
 
     def pull(self, model: type[SegmentationModel]) -> Path:
         """Fetch, verify and atomically install the model file."""
@@ -96,3 +136,22 @@ class ModelStore:
         finally:
             tmp.unlink(missing_ok=True)
         return path
+
+
+def _read_json(path: Path) -> dict[str, object] | None:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
