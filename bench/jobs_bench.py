@@ -46,9 +46,7 @@ the same batch.
 Other processes' CPU use during each part is printed: this is a shared 2-core machine, and
 contention skews ratios.
 
-Needs the ``onnx`` package, which is not a project dependency:
-
-    .venv/bin/pip install onnx
+Builds the tiny model with the ``onnx`` package (a project dependency since the fp32 copy).
 
 Run it by hand from the repository root (it is not a test):
 
