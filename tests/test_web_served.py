@@ -224,7 +224,7 @@ def test_thumbnails_are_small_webp_and_served_from_the_cache(
     unreadable = httpx.get(f"{url}/api/jobs/{broken_id}/thumbnail")
     assert unreadable.status_code == 422 and "broken.png" in unreadable.json()["error"]["message"]
 
-    assert httpx.delete(f"{url}/api/jobs/{job_id}").status_code == 204
+    assert httpx.delete(f"{url}/api/jobs/{job_id}", headers=UI).status_code == 204
     assert not any(p.exists() for p in cached), "thumbnails outlived their job"
 
 
