@@ -463,17 +463,25 @@ def test_the_first_measured_job_replaces_the_eta_defaults() -> None:
 def test_the_queue_ahead_of_a_batch_is_counted_right_from_either_end(
     harness: Harness, photos: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(core, "AHEAD_CAP", 4)  # so each of the three ways of counting is used
+    monkeypatch.setattr(core, "AHEAD_CAP", 4)  # so each of the four ways of counting is used
     h = harness
-    middle = h.service.create_batch(h.uploads(*[photos["coffee.jpg"]] * 4))
+    big = h.service.create_batch(h.uploads(*[photos["coffee.jpg"]] * 5))
+    middle = h.service.create_batch(h.uploads(*[photos["coffee.jpg"]] * 2))
+    back = h.service.create_batch(h.uploads(*[photos["coffee.jpg"]] * 5))
     front = h.service.create_batch(h.uploads(*[photos["coffee.jpg"]] * 3), priority=1)
-    back = h.service.create_batch(h.uploads(*[photos["coffee.jpg"]] * 4))
     with h.service._sessions() as db:
         counted = {
             name: h.service._pending_ahead(db, [created.batch.id])
-            for name, created in (("front", front), ("middle", middle), ("back", back))
+            for name, created in (
+                ("front", front),
+                ("big", big),
+                ("middle", middle),
+                ("back", back),
+            )
         }
-    assert counted == {"front": 3, "middle": 7, "back": 11}
+    # front: counted from the front; big: the jobs before its first plus its own; middle:
+    # exactly (too many on either side); back: all pending less none behind it.
+    assert counted == {"front": 3, "big": 8, "middle": 10, "back": 15}
 
 
 def test_learned_stage_timings_survive_a_restart_and_reach_other_processes(

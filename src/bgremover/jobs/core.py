@@ -242,7 +242,8 @@ class ServiceCore:
         """Pending jobs that run before these batches' last pending job, itself included.
 
         Counted from whichever end of the queue is nearer, so a batch at the back or the
-        front of 100,000 pending jobs costs a bounded index walk."""
+        front of 100,000 pending jobs costs a bounded index walk; a big batch deep in the
+        queue is the jobs before its first one plus its own."""
         last = db.execute(
             select(JobRow.priority, JobRow.queue_order)
             .where(JobRow.batch_id.in_(batch_ids), JobRow.status == "pending")
@@ -274,6 +275,27 @@ class ServiceCore:
         front = sum(_count(db, part, AHEAD_CAP) for part in ahead)
         if front < AHEAD_CAP:
             return front
+        first = db.execute(
+            select(JobRow.priority, JobRow.queue_order)
+            .where(JobRow.batch_id.in_(batch_ids), JobRow.status == "pending")
+            .order_by(JobRow.priority.desc(), JobRow.queue_order)
+            .limit(1)
+        ).one()
+        before = [
+            and_(pending, JobRow.priority > first.priority),
+            and_(
+                pending, JobRow.priority == first.priority, JobRow.queue_order < first.queue_order
+            ),
+        ]
+        ahead_of_first = sum(_count(db, part, AHEAD_CAP) for part in before)
+        if ahead_of_first < AHEAD_CAP:
+            # Exact unless other jobs are interleaved with the batch's (a reprioritised one).
+            own = db.scalar(
+                select(func.coalesce(func.sum(BatchRow.pending_jobs), 0)).where(
+                    BatchRow.id.in_(batch_ids)
+                )
+            )
+            return ahead_of_first + int(own or 0)
         return sum(_count(db, part, None) for part in ahead)
 
     # ------------------------------------------------------------------------ events
