@@ -205,7 +205,7 @@ class ServiceCore:
         running_left = sum(live_remaining(live, self.clock) for live in running)
         queued = 0.0
         if any(own_pending):
-            ahead = self._pending_ahead(db, [b.id for b in batches])
+            ahead = self._pending_ahead(db, [b.id for b in batches if b.pending_jobs])
             others = max(0, ahead - sum(own_pending))
             queued = sum(n * s for n, s in zip(own_pending, seconds, strict=True))
             queued += others * self._mean_pending_seconds(db, running, seconds)
@@ -244,12 +244,7 @@ class ServiceCore:
         Counted from whichever end of the queue is nearer, so a batch at the back or the
         front of 100,000 pending jobs costs a bounded index walk; a big batch deep in the
         queue is the jobs before its first one plus its own."""
-        last = db.execute(
-            select(JobRow.priority, JobRow.queue_order)
-            .where(JobRow.batch_id.in_(batch_ids), JobRow.status == "pending")
-            .order_by(JobRow.priority, JobRow.queue_order.desc())
-            .limit(1)
-        ).first()
+        last = _edge(db, batch_ids, last=True)
         if last is None:
             return 0
         priority, order = last
@@ -275,17 +270,12 @@ class ServiceCore:
         front = sum(_count(db, part, AHEAD_CAP) for part in ahead)
         if front < AHEAD_CAP:
             return front
-        first = db.execute(
-            select(JobRow.priority, JobRow.queue_order)
-            .where(JobRow.batch_id.in_(batch_ids), JobRow.status == "pending")
-            .order_by(JobRow.priority.desc(), JobRow.queue_order)
-            .limit(1)
-        ).one()
+        first = _edge(db, batch_ids, last=False)
+        assert first is not None
+        first_priority, first_order = first
         before = [
-            and_(pending, JobRow.priority > first.priority),
-            and_(
-                pending, JobRow.priority == first.priority, JobRow.queue_order < first.queue_order
-            ),
+            and_(pending, JobRow.priority > first_priority),
+            and_(pending, JobRow.priority == first_priority, JobRow.queue_order < first_order),
         ]
         ahead_of_first = sum(_count(db, part, AHEAD_CAP) for part in before)
         if ahead_of_first < AHEAD_CAP:
@@ -347,3 +337,29 @@ def _count(db: Db, where: ColumnElement[bool], cap: int | None) -> int:
     query = select(JobRow.id).where(where)
     inner = query.limit(cap) if cap is not None else query
     return int(db.scalar(select(func.count()).select_from(inner.subquery())) or 0)
+
+
+def _edge(db: Db, batch_ids: list[str], *, last: bool) -> tuple[int, int] | None:
+    """(priority, queue_order) of the pending job of these batches that runs last (or
+    first): one index lookup per batch, so a session of many batches in a long queue does
+    not sort the whole queue."""
+    order = (
+        (JobRow.priority, JobRow.queue_order.desc())
+        if last
+        else (JobRow.priority.desc(), JobRow.queue_order)
+    )
+    edges = []
+    for batch_id in batch_ids:
+        edge = db.execute(
+            select(JobRow.priority, JobRow.queue_order)
+            .where(JobRow.batch_id == batch_id, JobRow.status == "pending")
+            .order_by(*order)
+            .limit(1)
+        ).first()
+        if edge is not None:
+            edges.append((int(edge[0]), int(edge[1])))
+    if not edges:
+        return None
+    if last:
+        return min(edges, key=lambda e: (e[0], -e[1]))
+    return max(edges, key=lambda e: (e[0], -e[1]))
