@@ -148,17 +148,8 @@ class Reports(ServiceCore):
 
     def _on_started(self, report: Started) -> None:
         with self._sessions.begin() as db:
-            changed = db.execute(
-                update(JobRow)
-                .where(
-                    JobRow.id == report.job_id,
-                    JobRow.dispatch_id == report.dispatch_id,
-                    JobRow.status == "processing",
-                )
-                .values(worker=report.worker[:100]),
-                execution_options={"synchronize_session": False},
-            ).rowcount  # type: ignore[attr-defined]
-            if changed != 1:
+            values = {"worker": report.worker[:100]}
+            if not transitions.update_run(db, report.job_id, report.dispatch_id, values):
                 return
             job = self._job(db, self._get_job(db, report.job_id))
         self._publish_all([notices.job_updated(job)])
@@ -193,21 +184,13 @@ class Reports(ServiceCore):
             return
         # A stage boundary: persist it (renewing the lease) and send a full snapshot.
         with self._sessions.begin() as db:
-            changed = db.execute(
-                update(JobRow)
-                .where(
-                    JobRow.id == report.job_id,
-                    JobRow.dispatch_id == report.dispatch_id,
-                    JobRow.status == "processing",
-                )
-                .values(
-                    stage=stage.value,
-                    progress=percent,
-                    lease_until=self._now() + self.settings.lease_duration,
-                ),
-                execution_options={"synchronize_session": False},
-            ).rowcount  # type: ignore[attr-defined]
-            job = self._job(db, self._get_job(db, report.job_id)) if changed == 1 else None
+            values = {
+                "stage": stage.value,
+                "progress": percent,
+                "lease_until": self._now() + self.settings.lease_duration,
+            }
+            changed = transitions.update_run(db, report.job_id, report.dispatch_id, values)
+            job = self._job(db, self._get_job(db, report.job_id)) if changed else None
         if job is None:
             self._abandon(report.job_id, report.dispatch_id)
             return

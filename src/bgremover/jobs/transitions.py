@@ -56,6 +56,20 @@ def move(
     return None
 
 
+def update_run(db: Db, job_id: str, dispatch_id: str, values: Mapping[str, Any]) -> bool:
+    """Change a running job's columns only while it still runs ``dispatch_id``; False when
+    it no longer does (it ended, or another run holds it)."""
+    changed = db.execute(
+        update(JobRow)
+        .where(
+            JobRow.id == job_id, JobRow.dispatch_id == dispatch_id, JobRow.status == "processing"
+        )
+        .values(**values),
+        execution_options={"synchronize_session": False},
+    )
+    return bool(changed.rowcount == 1)  # type: ignore[attr-defined]
+
+
 def shift_batch(db: Db, batch_id: str, deltas: Mapping[str, int], now: datetime) -> None:
     """Add ``deltas`` to the batch's counters atomically, then set its status, start and end
     from the counts it now has. Keys: a status or "total" (jobs), or a per-size-bucket
