@@ -53,6 +53,7 @@ def run_second_process(
     """Process B: a job system of its own on the same database, until told to stop."""
     executor = RecordingExecutor(settings)
     system = JobSystem(settings, executor=executor).start()
+    executor.wait_ready(TIMEOUT_S)  # its worker is serving before process A starts
     owner.put(system.service.owner)
     started.set()
     stop.wait()
@@ -115,9 +116,10 @@ def test_two_processes_on_one_database_keep_one_truth(tiny_model: Path, tmp_path
 
 
 def drive(a: JobSystem, b_owner: str, ids: set[str]) -> set[str]:
-    """Until every job has ended: cancel (from A) jobs that B is running, up to CANCELS.
-    Returns the jobs whose cancel A's service accepted."""
+    """Until every job has ended: cancel (from A) every other job that B is running, up to
+    CANCELS, so B also completes some. Returns the jobs whose cancel A's service accepted."""
     cancelled: set[str] = set()
+    seen: set[str] = set()
     deadline = time.monotonic() + TIMEOUT_S
     with a.bus.subscribe() as subscription:
         while time.monotonic() < deadline:
@@ -134,7 +136,12 @@ def drive(a: JobSystem, b_owner: str, ids: set[str]) -> set[str]:
                 ).all()
             if not active:
                 return cancelled
-            for job_id in b_running[: CANCELS - len(cancelled)]:
+            for job_id in b_running:
+                if job_id in seen or len(cancelled) >= CANCELS:
+                    continue
+                seen.add(job_id)
+                if len(seen) % 2:
+                    continue  # this one B may finish
                 try:
                     a.service.cancel_job(job_id)
                     cancelled.add(job_id)
