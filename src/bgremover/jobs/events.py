@@ -347,7 +347,8 @@ class ProgressThrottle:
             self._publish(key, data)
 
     def discard(self, key: str) -> None:
-        """Forget a held update: a lifecycle event about the same thing supersedes it."""
+        """Forget a held update: a lifecycle event about the same thing supersedes it.
+        Returns once no held update for it can be published any more."""
         with self._lock:
             self._held.pop(key, None)
             self._last_sent.pop(key, None)
@@ -373,5 +374,7 @@ class ProgressThrottle:
             if self._held:
                 waits = (self._interval - (now - self._last_sent.get(k, -1e9)) for k in self._held)
                 self._ensure_timer(max(min(waits), 0.001))
-        for key, data in due:
-            self._publish(key, data)
+            # Published under the lock: a ``discard`` (a lifecycle event about to go out) waits
+            # for it, so a held older value can never follow the newer event.
+            for key, data in due:
+                self._publish(key, data)
