@@ -569,3 +569,22 @@ def test_a_snapshot_carries_the_notifications_a_resyncing_client_missed(
         "Couldn't process coffee.jpg",
         "Batch finished: " + (h.service.get_batch(h.service.get_job(item.job_id).batch_id).name),
     ]
+
+
+def test_a_batch_percent_never_goes_back_when_the_estimates_change(
+    harness: Harness, photos: dict[str, Path], tmp_path: Path
+) -> None:
+    h = harness
+    big = tmp_path / "big.png"
+    Image.new("RGB", (3000, 2000), (90, 90, 90)).save(big)
+    created = h.service.create_batch(h.uploads(photos["coffee.jpg"], big))
+    first = claim(h)
+    h.service.handle(Failed(first.job_id, first.dispatch_id, "not_an_image", "x"))
+    shown = h.service.get_batch(created.batch.id).progress
+    assert shown > 0
+    # Big images turn out to take far longer than thought: the work left is repriced...
+    h.service.clock.observe(2, {stage: 10.0 for stage in STAGE_TIMINGS})
+    # ...but what was shown does not shrink; more jobs in the batch may make it.
+    assert h.service.get_batch(created.batch.id).progress == shown
+    h.service.derive_job(first.job_id, RemoveOptions(background_color="#ffffff"))
+    assert h.service.get_batch(created.batch.id).progress < shown

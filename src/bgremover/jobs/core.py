@@ -71,6 +71,8 @@ class ServiceCore:
         self._now = now
         self.owner = owner or process_identity()
         self._live: dict[str, Live] = {}
+        self._shown: dict[str, tuple[int, float]] = {}
+        """Batch and session percent last shown, by id, with the job count it was for."""
         self._live_lock = threading.Lock()
         self._throttle = ProgressThrottle(
             self._publish_throttled, settings.progress_update_interval.total_seconds()
@@ -163,7 +165,10 @@ class ServiceCore:
         eta = self._queue_eta(db, [row], own, running)
         if eta is None and row.status not in TERMINAL:
             eta = 0.0
-        return batch_snapshot(row, own, eta, self._now(), self.clock)
+        snapshot = batch_snapshot(row, own, eta, self._now(), self.clock)
+        return snapshot.model_copy(
+            update={"progress": self._never_back(row.id, row.total_jobs, snapshot)}
+        )
 
     def _session(self, db: Db, row: SessionRow, known: Batch | None = None) -> Session:
         """The session's totals; its ETA is computed once for all its batches (a session of
@@ -190,7 +195,23 @@ class ServiceCore:
             )
             for b in batches
         ]
-        return session_snapshot(row, snapshots, eta, now)
+        summary = session_snapshot(row, snapshots, eta, now)
+        return summary.model_copy(
+            update={"progress": self._never_back(row.id, summary.counts.total, summary)}
+        )
+
+    def _never_back(self, key: str, total: int, item: Batch | Session) -> float:
+        """The percent to show: never below what was shown while the same jobs ran. Learned
+        timings reprice the work, which could move a time-weighted percent back; new jobs
+        (``total`` changed) may, since there is more to do."""
+        with self._live_lock:
+            if item.status in TERMINAL:
+                self._shown.pop(key, None)
+                return item.progress
+            shown_total, shown = self._shown.get(key, (total, 0.0))
+            progress = max(shown, item.progress) if shown_total == total else item.progress
+            self._shown[key] = (total, progress)
+            return progress
 
     def _queue_eta(
         self, db: Db, batches: list[BatchRow], own: list[Live], running: list[Live]
