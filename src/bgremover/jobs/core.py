@@ -170,7 +170,13 @@ class ServiceCore:
             update={"progress": self._never_back(row.id, row.total_jobs, snapshot)}
         )
 
-    def _session(self, db: Db, row: SessionRow, known: Batch | None = None) -> Session:
+    def _session(
+        self,
+        db: Db,
+        row: SessionRow,
+        known: Batch | None = None,
+        running: list[Live] | None = None,
+    ) -> Session:
         """The session's totals; its ETA is computed once for all its batches (a session of
         a hundred small uploads must not cost a hundred ETA queries per event), and not at
         all when its only batch is ``known`` already."""
@@ -181,7 +187,7 @@ class ServiceCore:
             .execution_options(populate_existing=True)
         ).all()
         ids = [b.id for b in batches]
-        running = self._running(db)
+        running = self._running(db) if running is None else running
         if known is not None and ids == [known.id]:
             busy = known.counts.pending or known.counts.processing
             eta = known.estimated_time_remaining if busy else None
@@ -313,11 +319,13 @@ class ServiceCore:
 
     def _batch_and_session_events(self, db: Db, batch_id: str) -> list[Published]:
         batch = self._get_batch(db, batch_id)
-        snapshot = self._batch(db, batch)
+        running = self._running(db)
+        snapshot = self._batch(db, batch, running)
         events = [notices.batch_updated(snapshot)]
         session = db.get(SessionRow, batch.session_id)
         if session is not None:
-            events.append(notices.session_updated(self._session(db, session, known=snapshot)))
+            summary = self._session(db, session, known=snapshot, running=running)
+            events.append(notices.session_updated(summary))
         return events
 
     def _completion_notices(self, db: Db, batch_id: str) -> list[Published]:

@@ -81,14 +81,15 @@ class Reports(ServiceCore):
                     progress=0.0,
                     worker=None,
                 )
-                .returning(JobRow.id, JobRow.batch_id, JobRow.size_bucket),
+                .returning(
+                    JobRow.id, JobRow.batch_id, JobRow.size_bucket, JobRow.width, JobRow.height
+                ),
                 execution_options={"synchronize_session": False},
             ).first()
             if claimed is None:
                 return None
-            job_id, batch_id, bucket = claimed
-            row = self._get_job(db, job_id)
-            pixels = row.width * row.height if row.width and row.height else None
+            job_id, batch_id, bucket, width, height = claimed
+            pixels = width * height if width and height else None
             predicted = self.clock.job_seconds(bucket, pixels)
             db.execute(
                 update(JobRow).where(JobRow.id == job_id).values(predicted_seconds=predicted),

@@ -164,15 +164,6 @@ def move_many(
     return moved
 
 
-def reload(db: Db, job_id: str) -> JobRow | None:
-    """The job's row as the database has it now (updates above bypass the session)."""
-    return db.get(JobRow, job_id, populate_existing=True)
-
-
-def reload_batch(db: Db, batch_id: str) -> BatchRow | None:
-    return db.get(BatchRow, batch_id, populate_existing=True)
-
-
 def recount(db: Db, batch_id: str, now: datetime) -> None:
     """Set a batch's counters from its jobs, after rows arrived from outside the state
     machine (an import)."""
