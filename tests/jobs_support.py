@@ -15,6 +15,7 @@ from bgremover import Settings
 from bgremover.jobs.database import connect, migrate, session_factory
 from bgremover.jobs.events import Event, InMemoryEventBus, Subscription
 from bgremover.jobs.files import FileStore
+from bgremover.storage import LocalStorage
 from bgremover.jobs.schemas import Upload
 from bgremover.jobs.sequences import EventSeq
 from bgremover.jobs.service import JobService
@@ -101,7 +102,7 @@ def build_harness(
         bus = InMemoryEventBus(seq=seq.take, last=seq.last())
     service = JobService(
         sessions=session_factory(engine),
-        files=FileStore(root / "files"),
+        files=FileStore(LocalStorage(root / "files"), root / "files"),
         bus=bus,
         settings=config,
         now=clock,

@@ -42,6 +42,7 @@ from ..workers.base import (
 )
 from . import notices, transitions
 from .core import ServiceCore
+from .files import background_hash
 from .notices import JobProgress, Published
 from .rows import new_id
 from .snapshots import Live, live_remaining
@@ -98,19 +99,27 @@ class Reports(ServiceCore):
             transitions.shift_batch(db, batch_id, {"pending": -1, "processing": +1}, now)
             row = self._get_job(db, job_id)
             self._hold(job_id, Live(dispatch_id, batch_id, bucket, pixels=pixels))
-            options = RemoveOptions.model_validate(row.options or {})
-            item = WorkItem(
-                job_id=job_id,
-                dispatch_id=dispatch_id,
-                source=str(self.files.original_path(row.content_hash)),
-                destination=str(self.files.result_path(job_id, options.format.extension)),
-                options=row.options or {},
-                deadline_s=self._deadline(predicted),
-            )
+            item = self._work_item(row, dispatch_id, predicted)
             events = [notices.job_updated(self._job(db, row))]
             events += self._batch_and_session_events(db, batch_id)
         self._publish_all(events)
         return item
+
+    def _work_item(self, row: JobRow, dispatch_id: str, predicted: float) -> WorkItem:
+        """What a worker needs for one run: storage keys (derived from the row's hash and
+        id, never a stored path) and the output options."""
+        options = dict(row.options or {})
+        background = background_hash(options.pop("background_image", None))
+        extension = RemoveOptions.model_validate(options).format.extension
+        return WorkItem(
+            job_id=row.id,
+            dispatch_id=dispatch_id,
+            original_key=self.files.original_key(row.content_hash),
+            result_key=self.files.result_key(row.id, extension),
+            background_key=self.files.background_key(background) if background else None,
+            options=options,
+            deadline_s=self._deadline(predicted),
+        )
 
     def _deadline(self, predicted: float) -> float:
         """Seconds a run may take before it counts as hung: generous, from what runs of this
@@ -214,7 +223,7 @@ class Reports(ServiceCore):
             {
                 "progress": 100.0,
                 "stage": None,
-                "result_path": str(self.files.result_path(report.job_id, options.format.extension)),
+                "result_path": self.files.result_key(report.job_id, options.format.extension),
                 "result_width": report.width,
                 "result_height": report.height,
                 "result_format": report.format,
@@ -240,7 +249,7 @@ class Reports(ServiceCore):
             values = {"end_time": now, **transitions.NOT_RUNNING, **values}
             if "error_message" in values:
                 # Workers name the stored file; people know it by the name they uploaded.
-                stored = str(self.files.original_path(row.content_hash))
+                stored = self.files.original_key(row.content_hash).rsplit("/", 1)[-1]
                 values["error_message"] = values["error_message"].replace(stored, row.file_name)[
                     :2000
                 ]
@@ -362,7 +371,7 @@ class Reports(ServiceCore):
             extension = OutputFormat(report.format).extension
         except ValueError:
             extension = ".png"
-        self.files.delete(self.files.result_path(report.job_id, extension))
+        self.files.delete(self.files.result_key(report.job_id, extension))
 
     # ------------------------------------------------------------------ leases
 

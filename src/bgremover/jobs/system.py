@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import TracebackType
 
 from ..config import Settings
+from ..storage import open_storage
 from ..workers.base import Executor
 from .database import connect, default_url, migrate, session_factory
 from .events import EventBus, InMemoryEventBus
@@ -36,7 +37,7 @@ class JobSystem:
         self.bus = bus
         self.service = JobService(
             sessions=session_factory(self.engine),
-            files=FileStore(settings.data_dir),
+            files=FileStore(open_storage(settings), settings.data_dir),
             bus=self.bus,
             settings=settings,
         )

@@ -1,7 +1,7 @@
 """The executor contract: how the job system hands work to workers and hears back.
 
 The job service never assumes a worker shares its process or machine: it sends a ``WorkItem``
-(plain data: paths and JSON options) and receives ``Report`` messages through a sink that may
+(plain data: storage keys and JSON options) and receives ``Report`` messages through a sink that may
 be called from any thread. The local process pool implements this today; a Celery executor
 implements the same contract for scale-out.
 """
@@ -21,12 +21,15 @@ class WorkItem:
     job_id: str
     dispatch_id: str
     """Unique per run; every report carries it so a stale run's reports can be told apart."""
-    source: str
-    """Path of the original image."""
-    destination: str
-    """Path to write the result to (atomically)."""
+    original_key: str
+    """Storage key of the original image (workers get keys, never paths: they may run on
+    another machine)."""
+    result_key: str
+    """Storage key to write the result under."""
+    background_key: str | None = None
+    """Storage key of the background image to composite onto, if any."""
     options: dict[str, Any] = field(default_factory=dict)
-    """``RemoveOptions`` as JSON."""
+    """``RemoveOptions`` as JSON, without ``background_image`` (see ``background_key``)."""
     deadline_s: float | None = None
     """Seconds the run may take from its start; past that its worker counts as hung: it is
     killed and the run reported ``Lost``."""

@@ -22,21 +22,13 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from pydantic import ValidationError
 
 from ..api import load_remover
 from ..config import Settings
-from ..engine import Cancelled, CancelToken, EngineError, ModelError, RemoveOptions, Remover, Stage
-from .base import (
-    Calibration,
-    Failed,
-    Finished,
-    Report,
-    StageProgress,
-    Started,
-    Stopped,
-    WorkItem,
-)
+from ..engine import CancelToken, ModelError, Remover, Stage
+from ..storage import open_storage
+from .base import Calibration, Report, StageProgress, Started, WorkItem
+from .running import run_item
 
 log = logging.getLogger(__name__)
 
@@ -102,10 +94,14 @@ def serve(name: str, conn: Connection, settings: Settings) -> None:
         outbox.send(Ready(calibration=_warm_up(name, remover)))
 
     label = f"{name} (pid {os.getpid()})"
+    storage = open_storage(settings)
+    scratch = settings.data_dir / "scratch"
+    scratch.mkdir(parents=True, exist_ok=True)
     while (run := inbox.runs.get()) is not None:
         item, token = run
         outbox.send(Started(item.job_id, item.dispatch_id, worker=label))
-        outbox.send(_outcome(item, token, remover, outbox))
+        progress = _ProgressSender(item, outbox)
+        outbox.send(run_item(item, remover, storage, scratch, progress=progress, cancel=token))
         inbox.forget(item.dispatch_id)
 
 
@@ -126,55 +122,6 @@ def _warm_up(name: str, remover: Remover) -> Calibration | None:
         return None
     timings = {stage.value: seconds for stage, seconds in removal.timings.items()}
     return Calibration(worker=name, pixels=width * height, timings=timings)
-
-
-def _outcome(
-    item: WorkItem, token: CancelToken, remover: Remover | ModelError, outbox: _Outbox
-) -> Report:
-    """Run one item and turn whatever happened into its single final report."""
-    job_id, dispatch_id = item.job_id, item.dispatch_id
-    if token.cancelled:
-        return Stopped(job_id, dispatch_id)
-    if isinstance(remover, ModelError):
-        return Failed(job_id, dispatch_id, code=remover.code, message=remover.message)
-    name = Path(item.source).name
-    try:
-        options = RemoveOptions(**item.options)
-        removal = remover.process(
-            Path(item.source),
-            options,
-            destination=Path(item.destination),
-            progress=_ProgressSender(item, outbox),
-            cancel=token,
-        )
-    except Cancelled:
-        return Stopped(job_id, dispatch_id)
-    except EngineError as err:
-        return Failed(job_id, dispatch_id, code=err.code, message=err.message)
-    except ValidationError as err:
-        return Failed(
-            job_id, dispatch_id, code="invalid_options", message=f"{name}: bad options ({err})"
-        )
-    except Exception as exc:
-        log.exception("unexpected error on %s", item.source)
-        return Failed(
-            job_id,
-            dispatch_id,
-            code="internal_error",
-            message=f"{name}: unexpected error ({type(exc).__name__}: {exc}); "
-            "this is a bug in BG Remover",
-        )
-    width, height = removal.size
-    size = len(removal.data) if removal.data is not None else Path(item.destination).stat().st_size
-    return Finished(
-        job_id,
-        dispatch_id,
-        width=width,
-        height=height,
-        format=removal.format.value,
-        bytes=size,
-        timings={stage.value: seconds for stage, seconds in removal.timings.items()},
-    )
 
 
 class _Outbox:
