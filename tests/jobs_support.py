@@ -15,10 +15,10 @@ from bgremover import Settings
 from bgremover.jobs.database import connect, migrate, session_factory
 from bgremover.jobs.events import Event, InMemoryEventBus, Subscription
 from bgremover.jobs.files import FileStore
-from bgremover.storage import LocalStorage
 from bgremover.jobs.schemas import Upload
 from bgremover.jobs.sequences import EventSeq
 from bgremover.jobs.service import JobService
+from bgremover.storage import LocalStorage
 
 POSTGRES_ADMIN = os.environ.get(
     "BGREMOVER_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
