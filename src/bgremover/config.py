@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     ``s3://bucket/prefix``, which web processes and workers on other machines share."""
     s3_endpoint_url: str | None = None
     """An S3-compatible server other than AWS (MinIO, Ceph, …): ``http://host:9000``."""
+    redis_namespace: str = Field(default="bgremover", pattern=r"^[A-Za-z0-9_.-]{1,40}$")
+    """Prefix of this deployment's Redis keys, channels and Celery queue, so several
+    deployments (or test runs) can share one Redis."""
     worker_heartbeat: Duration = timedelta(seconds=2)
     """How often a Celery worker process says it is alive; one silent for three of these no
     longer counts as a slot."""

@@ -102,8 +102,29 @@ class Calibration:
     timings: dict[str, float]
 
 
+@dataclass(frozen=True)
+class Freed:
+    """Not about a run: a remote worker slot came free, so the scheduler may start more
+    now instead of at its next round."""
+
+    worker: str
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """One worker process as the cluster sees it."""
+
+    name: str
+    """"host/pid": unique while the process lives."""
+    host: str
+    pid: int
+    started_at: float
+    job_id: str | None = None
+    """The job it runs now, if any."""
+
+
 RunReport = Started | StageProgress | Finished | Failed | Stopped | Lost
-Report = RunReport | Calibration
+Report = RunReport | Calibration | Freed
 ReportSink = Callable[[Report], None]
 
 
@@ -120,6 +141,16 @@ class Executor(ABC):
     def free_slots(self) -> int:
         """How many more items can start now; the scheduler submits at most this many."""
 
+    def shared_slots(self) -> int | None:
+        """Slots shared with every other process that dispatches to the same workers (the
+        job store then counts the runs of all of them), or None when ``free_slots`` is
+        this process's own."""
+        return None
+
+    remote = False
+    """Whether workers take runs over and report to the job store themselves, so the
+    dispatching process holds no run once it is handed out."""
+
     @abstractmethod
     def submit(self, item: WorkItem) -> None:
         """Start ``item``. Never blocks on the work itself."""
@@ -128,6 +159,14 @@ class Executor(ABC):
     def cancel(self, job_id: str) -> None:
         """Stop the job's run if one is running (its inference within a second) and free
         the slot; it then reports Stopped. A no-op for a job that is not running here."""
+
+    def workers(self) -> list[WorkerInfo]:
+        """The worker processes serving this executor and what each runs, for people."""
+        return []
+
+    def health(self) -> dict[str, str]:
+        """What this executor depends on and whether it answers ("ok" or the problem)."""
+        return {}
 
     @abstractmethod
     def shutdown(self) -> None:

@@ -8,17 +8,23 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import threading
+import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from ..engine import Cancelled, CancelToken, EngineError, ModelError, RemoveOptions, Remover
+from ..engine import Cancelled, CancelToken, EngineError, ModelError, RemoveOptions, Remover, Stage
 from ..engine.stages import ProgressCallback
 from ..storage import Storage, StorageError
-from .base import Failed, Finished, Report, Stopped, WorkItem
+from .base import Failed, Finished, Report, StageProgress, Stopped, WorkItem
 
 log = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL_S = 0.05
+"""Within one stage, send progress at most this often; the event bus coalesces further."""
 
 
 def run_item(
@@ -97,3 +103,32 @@ def run_item(
         bytes=size,
         timings={stage.value: seconds for stage, seconds in removal.timings.items()},
     )
+
+
+class ProgressReports:
+    """Turns the engine's progress into StageProgress reports: every stage change, otherwise
+    at most every 50 ms."""
+
+    def __init__(self, item: WorkItem, send: Callable[[StageProgress], None]) -> None:
+        self._item = item
+        self._send = send
+        self._lock = threading.Lock()
+        self._stage: Stage | None = None
+        self._sent_at = 0.0
+
+    def __call__(self, stage: Stage, fraction: float) -> None:
+        now = time.monotonic()
+        # Held while sending too, so reports from two threads cannot overtake each other.
+        with self._lock:
+            if stage is self._stage and now - self._sent_at < PROGRESS_INTERVAL_S:
+                return
+            self._stage, self._sent_at = stage, now
+            self._send(
+                StageProgress(
+                    self._item.job_id,
+                    self._item.dispatch_id,
+                    stage=stage.value,
+                    fraction=fraction,
+                    sent_at=time.time(),
+                )
+            )

@@ -15,7 +15,6 @@ import queue
 import signal
 import tempfile
 import threading
-import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -25,17 +24,15 @@ from PIL import Image
 
 from ..api import load_remover
 from ..config import Settings
-from ..engine import CancelToken, ModelError, Remover, Stage
+from ..engine import CancelToken, ModelError, Remover
 from ..storage import open_storage
-from .base import Calibration, Report, StageProgress, Started, WorkItem
-from .running import run_item
+from .base import Calibration, Report, Started, WorkItem
+from .running import ProgressReports, run_item
 
 log = logging.getLogger(__name__)
 
 WARM_UP_SIZE = (1200, 800)
 """A 1-megapixel photo-sized image: the pixel-bound stages scale from it to other sizes."""
-PROGRESS_INTERVAL_S = 0.05
-"""Within one stage, send progress at most this often; the event bus coalesces further."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +88,7 @@ def serve(name: str, conn: Connection, settings: Settings) -> None:
     if isinstance(remover, ModelError):
         outbox.send(Ready(failure=remover.message))
     else:
-        outbox.send(Ready(calibration=_warm_up(name, remover)))
+        outbox.send(Ready(calibration=warm_up(name, remover)))
 
     label = f"{name} (pid {os.getpid()})"
     storage = open_storage(settings)
@@ -100,12 +97,12 @@ def serve(name: str, conn: Connection, settings: Settings) -> None:
     while (run := inbox.runs.get()) is not None:
         item, token = run
         outbox.send(Started(item.job_id, item.dispatch_id, worker=label))
-        progress = _ProgressSender(item, outbox)
+        progress = ProgressReports(item, outbox.send)
         outbox.send(run_item(item, remover, storage, scratch, progress=progress, cancel=token))
         inbox.forget(item.dispatch_id)
 
 
-def _warm_up(name: str, remover: Remover) -> Calibration | None:
+def warm_up(name: str, remover: Remover) -> Calibration | None:
     """Time one image through every stage: onnxruntime's first run is slow anyway, and the
     timings give this machine's estimates (at this concurrency) before any job has ended."""
     width, height = WARM_UP_SIZE
@@ -172,31 +169,3 @@ class _Inbox:
     def forget(self, dispatch_id: str) -> None:
         with self._lock:
             self._tokens.pop(dispatch_id, None)
-
-
-class _ProgressSender:
-    """Sends stage progress: every stage change, otherwise at most every 50 ms."""
-
-    def __init__(self, item: WorkItem, outbox: _Outbox) -> None:
-        self._item = item
-        self._outbox = outbox
-        self._lock = threading.Lock()
-        self._stage: Stage | None = None
-        self._sent_at = 0.0
-
-    def __call__(self, stage: Stage, fraction: float) -> None:
-        now = time.monotonic()
-        # Held while sending too, so reports from two threads cannot overtake each other.
-        with self._lock:
-            if stage is self._stage and now - self._sent_at < PROGRESS_INTERVAL_S:
-                return
-            self._stage, self._sent_at = stage, now
-            self._outbox.send(
-                StageProgress(
-                    self._item.job_id,
-                    self._item.dispatch_id,
-                    stage=stage.value,
-                    fraction=fraction,
-                    sent_at=time.time(),
-                )
-            )
