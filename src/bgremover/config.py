@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     # The job system (seed constants).
     database_url: str | None = None
     """SQLAlchemy URL; default: a SQLite file in ``data_dir``. PostgreSQL URLs work too."""
+    redis_url: str | None = None
+    """``redis://host:6379/0``: events go through a Redis stream that every web process and
+    worker shares, so any web process serves any client (scale-out). Unset: events stay in
+    this process. Deployments sharing one Redis use a database number (``/1``) each."""
     cleanup_interval: Duration = timedelta(hours=1)
     auto_group_time_window: Duration = timedelta(seconds=300)
     max_concurrent_jobs: int = Field(default=2, ge=1)

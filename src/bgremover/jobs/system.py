@@ -30,10 +30,8 @@ class JobSystem:
         self.settings = settings
         self.engine = connect(settings.database_url or default_url(settings.data_dir))
         migrate(self.engine)
-        if bus is None:
-            seq = EventSeq(self.engine)
-            bus = InMemoryEventBus(seq=seq.take, last=seq.last())
-        self.bus = bus
+        self._owns_bus = bus is None
+        self.bus = bus if bus is not None else self._event_bus()
         self.service = JobService(
             sessions=session_factory(self.engine),
             files=FileStore(settings.data_dir),
@@ -53,6 +51,16 @@ class JobSystem:
         )
         self.service.attach(cancel_running=executor.cancel, wake=self.scheduler.wake)
 
+    def _event_bus(self) -> EventBus:
+        """Redis when the deployment shares one, else this process's own (the default, which
+        needs nothing more than the database)."""
+        if self.settings.redis_url:
+            from .redis_bus import RedisEventBus  # imports redis only when it is used
+
+            return RedisEventBus(self.settings.redis_url)
+        seq = EventSeq(self.engine)
+        return InMemoryEventBus(seq=seq.take, last=seq.last())
+
     def start(self) -> JobSystem:
         self.service.recover()
         self.executor.start(self.service.handle)
@@ -63,6 +71,8 @@ class JobSystem:
         self.scheduler.stop()
         self.service.release_all()
         self.executor.shutdown()
+        if self._owns_bus:
+            self.bus.close()
         self.engine.dispose()
 
     def __enter__(self) -> JobSystem:
