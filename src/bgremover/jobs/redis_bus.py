@@ -74,7 +74,8 @@ class RedisEventBus(EventBus):
     ``maxlen`` bounds the stream (a client resuming further back gets a ``resync``);
     ``replay`` events are also kept in this process, so most resumes need no Redis read;
     the reader waits up to ``block`` seconds per read; publishing (and starting) keeps
-    retrying an unreachable Redis for ``retry_for`` seconds before it raises.
+    retrying an unreachable Redis for ``retry_for`` seconds before it raises. A process that
+    only publishes (a worker) passes ``follow=False`` and runs no reader.
     """
 
     def __init__(
@@ -86,6 +87,7 @@ class RedisEventBus(EventBus):
         replay: int = 10_000,
         block: float = 1.0,
         retry_for: float = 5.0,
+        follow: bool = True,
     ) -> None:
         try:
             import redis
@@ -118,8 +120,10 @@ class RedisEventBus(EventBus):
         self._errors: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError)
         self._fanout = Fanout(replay, self._retrying("reach", self._top))
         self._stop = threading.Event()
-        self._reader = threading.Thread(target=self._follow, name="redis-events", daemon=True)
-        self._reader.start()
+        self._reader: threading.Thread | None = None
+        if follow:
+            self._reader = threading.Thread(target=self._follow, name="redis-events", daemon=True)
+            self._reader.start()
 
     # Publishing.
 
@@ -147,6 +151,8 @@ class RedisEventBus(EventBus):
         reached yet (the client came from a web process that was ahead) waits for the events
         past it. Called on the event loop: only those two resumes read Redis (one round trip,
         or one per ``PAGE`` replayed events)."""
+        if self._reader is None:
+            raise RuntimeError("this event bus only publishes (made with follow=False)")
         subscription = Subscription(self, maxsize)
         known = after
         while True:
@@ -222,7 +228,7 @@ class RedisEventBus(EventBus):
         self._stop.set()
         with suppress(*self._errors):  # unreachable: the reader's retry wait ends at the stop
             self._client.xadd(self._wake, {"e": "close"})
-        if self._reader is not threading.current_thread():
+        if self._reader is not None and self._reader is not threading.current_thread():
             self._reader.join()
         with suppress(*self._errors):
             self._client.delete(self._wake)
