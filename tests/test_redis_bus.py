@@ -4,6 +4,7 @@ subscriber on any of them sees one ordered history that it can resume anywhere."
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -203,9 +204,12 @@ def test_recent_notifications_survive_the_instance_that_published_them(
     assert all(e.type == "notification" for e in kept)
 
 
-def test_a_redis_restart_resyncs_subscribers_and_seqs_keep_increasing(tmp_path: Path) -> None:
+def test_a_redis_restart_resyncs_subscribers_and_seqs_keep_increasing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="bgremover.jobs.redis_bus")
     with private_redis(tmp_path) as server:
-        a = RedisEventBus(server.url, retry_for=0.2)
+        a = RedisEventBus(server.url, retry_for=0.2, follow=False)
         b = RedisEventBus(server.url, block=0.2)
         try:
             on_b = b.subscribe()
@@ -219,6 +223,9 @@ def test_a_redis_restart_resyncs_subscribers_and_seqs_keep_increasing(tmp_path: 
             after = a.publish("job.updated", {"job": {"id": "after"}})
             assert after.seq > before.seq, "a seq was reused after the restart"
             assert [e.data for e in until_seq(on_b, after.seq)][-1] == after.data
+            said = [r.getMessage() for r in caplog.records if r.name.endswith("redis_bus")]
+            assert sum("live events resume once it answers" in m for m in said) == 1
+            assert sum("reachable again" in m for m in said) == 1
         finally:
             a.close()
             b.close()

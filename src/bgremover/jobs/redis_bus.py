@@ -256,7 +256,11 @@ class RedisEventBus(EventBus):
             except self._errors as exc:
                 if failing_since is None:
                     failing_since = time.monotonic()
-                    log.warning("event stream at %s unreachable, retrying: %s", self._where, exc)
+                    log.warning(
+                        "event stream at %s unreachable; live events resume once it answers: %s",
+                        self._where,
+                        exc,
+                    )
                 self._stop.wait(delay)
                 delay = min(delay * 2, MAX_BACKOFF_S)
                 continue
