@@ -63,7 +63,7 @@ def connect_with_retry(settings: Settings) -> JobService:
     delay = 1.0
     while True:
         try:
-            return open_service(settings)
+            return open_service(settings, follow=False)
         except SQLAlchemyError as exc:
             reason = str(exc).splitlines()[0]
             log.warning("cannot reach the database (%s); retrying in %.0f s", reason, delay)

@@ -18,21 +18,29 @@ from .sequences import EventSeq
 from .service import JobService
 
 
-def open_bus(settings: Settings, engine: Engine) -> EventBus:
+def open_bus(settings: Settings, engine: Engine, *, follow: bool = True) -> EventBus:
     """The event bus: in this process, with seqs from the database; or the Redis stream
-    every web process and worker shares, when ``redis_url`` is set."""
+    every web process and worker shares, when ``redis_url`` is set (``follow=False``: a
+    process that only publishes, a worker, reads nothing back)."""
+    if settings.redis_url:
+        from .redis_bus import RedisEventBus  # imports redis only when it is used
+
+        prefix = f"{settings.redis_namespace}:events"
+        return RedisEventBus(settings.redis_url, prefix=prefix, follow=follow)
     seq = EventSeq(engine)
     return InMemoryEventBus(seq=seq.take, last=seq.last())
 
 
-def open_service(settings: Settings, *, bus: EventBus | None = None) -> JobService:
+def open_service(
+    settings: Settings, *, bus: EventBus | None = None, follow: bool = True
+) -> JobService:
     """A job service on the configured database (migrated), store and bus."""
     engine = connect(settings.database_url or default_url(settings.data_dir))
     migrate(engine)
     return JobService(
         sessions=session_factory(engine),
         files=FileStore(open_storage(settings), settings.data_dir),
-        bus=bus if bus is not None else open_bus(settings, engine),
+        bus=bus if bus is not None else open_bus(settings, engine, follow=follow),
         settings=settings,
     )
 
