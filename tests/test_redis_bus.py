@@ -235,8 +235,9 @@ def test_two_servers_on_one_redis_serve_any_client_and_resume_on_the_other(
     tiny_model: Path, photos: dict[str, Path], tmp_path: Path
 ) -> None:
     """Two `bgremover serve` processes share PostgreSQL and Redis (and, until shared storage
-    exists, a data directory): a client of server 2 follows a batch uploaded to server 1, and
-    resuming with its Last-Event-ID on server 1 replays exactly what it saw after that id."""
+    exists, a data directory): a client of server 2 follows a batch uploaded to server 1;
+    when server 2 is killed, resuming with its Last-Event-ID on server 1 replays exactly what
+    it saw after that id."""
     with private_redis(tmp_path) as server, postgres_database() as database:
         env = {
             "BGREMOVER_DATABASE_URL": database,
@@ -245,7 +246,7 @@ def test_two_servers_on_one_redis_serve_any_client_and_resume_on_the_other(
             "BGREMOVER_MAX_CONCURRENT_JOBS": "1",
         }
         data = tmp_path / "data"
-        with served(data, env=env) as (one, _), served(data, env=env) as (two, _):
+        with served(data, env=env) as (one, _), served(data, env=env) as (two, second):
             seen: list[dict[str, Any]] = []
             with httpx.stream("GET", f"{two}/api/events", timeout=120) as response:
                 events = sse_events(response)
@@ -263,6 +264,8 @@ def test_two_servers_on_one_redis_serve_any_client_and_resume_on_the_other(
             seqs = [int(e["id"]) for e in seen]
             assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
 
+            second.kill()  # the client's server dies: it reconnects to the other one
+            second.wait()
             lifecycle = [e for e in seen[1:] if e["event"] != "job.progress"]
             resume_after = lifecycle[-4]["id"]
             last = int(seen[-1]["id"])
