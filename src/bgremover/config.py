@@ -58,10 +58,6 @@ class Settings(BaseSettings):
     # The job system (seed constants).
     database_url: str | None = None
     """SQLAlchemy URL; default: a SQLite file in ``data_dir``. PostgreSQL URLs work too."""
-    redis_url: str | None = None
-    """``redis://host:6379/0``: events go through a Redis stream that every web process and
-    worker shares, so any web process serves any client (scale-out). Unset: events stay in
-    this process. Deployments sharing one Redis use a database number (``/1``) each."""
     cleanup_interval: Duration = timedelta(hours=1)
     auto_group_time_window: Duration = timedelta(seconds=300)
     max_concurrent_jobs: int = Field(default=2, ge=1)
@@ -79,6 +75,25 @@ class Settings(BaseSettings):
     run_timeout_factor: float = Field(default=10.0, gt=0)
     """A run is killed as hung after ``run_timeout_factor`` times its expected duration, and
     never before ``run_timeout_min``."""
+
+    # Scale-out (one machine needs none of these).
+    redis_url: str | None = None
+    """``redis://host:6379/0``: when set, events go through a Redis stream shared by every
+    web process, and jobs run on Celery workers (``bgremover worker``), not in ``serve``."""
+    broker_url: str | None = None
+    """Celery's broker; default ``redis_url``. ``amqp://user:pass@host:5672//`` (RabbitMQ)
+    works too."""
+    storage_url: str | None = None
+    """Originals and results: ``file:///path`` (default: ``data_dir``) or
+    ``s3://bucket/prefix``, which web processes and workers on other machines share."""
+    s3_endpoint_url: str | None = None
+    """An S3-compatible server other than AWS (MinIO, Ceph, …): ``http://host:9000``."""
+    redis_namespace: str = Field(default="bgremover", pattern=r"^[A-Za-z0-9_.-]{1,40}$")
+    """Prefix of this deployment's Redis keys, channels and Celery queue, so several
+    deployments (or test runs) can share one Redis."""
+    worker_heartbeat: Duration = timedelta(seconds=2)
+    """How often a Celery worker process says it is alive; one silent for three of these no
+    longer counts as a slot."""
 
     # The web app.
     host: str = "127.0.0.1"

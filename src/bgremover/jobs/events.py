@@ -234,6 +234,10 @@ class EventBus(ABC):
     @abstractmethod
     def last_seq(self) -> int: ...
 
+    def close(self) -> None:  # noqa: B027 - most buses hold nothing to release
+        """Release what the bus holds (connections, threads); subscribers are not served
+        afterwards."""
+
     @abstractmethod
     def recent_notifications(self) -> list[Event]:
         """The latest notifications, oldest first: a client that had to resync gets the ones

@@ -19,6 +19,7 @@ from ..jobs.states import JobStatus
 from .deps import AppSettings, Limit, Offset, Page, Service
 from .downloads import archive_name, content_disposition, download_name
 from .errors import ApiError, error_body
+from .stored import chunks
 from .uploads import Rejected, form_options, stage
 
 router = APIRouter(prefix="/api/batches", tags=["batches"])
@@ -129,10 +130,11 @@ def archive(batch_id: str, service: Service) -> StreamingResponse:
     if not jobs:
         raise ApiError(409, "not_ready", f"batch {batch.name!r} has no completed results yet")
     stream = ZipStream(sized=False)
+    storage = service.files.storage
     used: set[str] = set()
     for job in reversed(jobs):
-        _, path = service.job_paths(job.id)
-        if path is None or not path.exists() or job.result is None:
+        _, key = service.job_files(job.id)
+        if key is None or job.result is None or not storage.exists(key):
             continue
         name = download_name(job.file_name, OutputFormat(job.result.format))
         stem, dot, ext = name.rpartition(".")
@@ -140,7 +142,11 @@ def archive(batch_id: str, service: Service) -> StreamingResponse:
         while name in used:
             name, counter = f"{stem} ({counter}){dot}{ext}", counter + 1
         used.add(name)
-        stream.add_path(str(path), arcname=name)
+        local = storage.local_path(key)
+        if local is not None:
+            stream.add_path(str(local), arcname=name)
+        else:
+            stream.add(chunks(storage, key), arcname=name)
     return StreamingResponse(
         stream, media_type="application/zip",
         headers={"Content-Disposition": content_disposition(archive_name(batch.name))},
