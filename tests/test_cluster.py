@@ -170,7 +170,7 @@ def test_a_cluster_loses_no_job_and_no_event_when_processes_die(
         web1_process.wait()
         on_web1.wait_for("web 1 going away", lambda seen: on_web1.broken.is_set())
         last_id = next(e["id"] for e in reversed(on_web1.events) if e.get("id"))
-        resumed = Listener(web2, last_event_id=last_id)
+        resumed = Listener(web2, last_event_id=f"{last_id}-0")  # as the Redis stream id
         stack.callback(resumed.close)
 
         def all_ended(seen: list[dict[str, Any]]) -> bool:
@@ -178,14 +178,22 @@ def test_a_cluster_loses_no_job_and_no_event_when_processes_die(
             return all(jobs.get(job_id, {}).get("status") in ENDED for job_id in job_ids)
 
         on_web2.wait_for("every job's end", all_ended)
-        resumed.wait_for("every job's end after resuming", all_ended)
+        resumed.wait_for(
+            "every job's end, before web 1 died or after resuming",
+            lambda seen: all_ended(on_web1.events + seen),
+        )
 
         final = _jobs(on_web2.events)
         ended = {job_id: final[job_id]["status"] for job_id in job_ids}
         assert ended[cancelled] == "cancelled"
         assert {s for j, s in ended.items() if j != cancelled} == {"completed"}, ended
         for job_id in (killed_child, killed_whole):
-            assert final[job_id]["attempt"] == 2, f"{job_id} ran again after its worker died"
+            history = [
+                (e["event"], e["data"].get("job", {}).get("status"), e["data"].get("body"))
+                for e in on_web2.events
+                if job_id in (e["data"].get("job", {}).get("id"), e["data"].get("job_id"))
+            ]
+            assert final[job_id]["attempt"] == 2, f"{job_id} lost more than one run: {history}"
 
         # The resumed client got no snapshot and every lifecycle event web 2's client saw
         # after its last one from web 1.
