@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Callable
@@ -134,6 +135,8 @@ def test_a_cluster_loses_no_job_and_no_event_when_processes_die(
         for listener in (on_web1, on_web2):
             listener.wait_for("the snapshot", lambda seen: seen)
         _wait_for_workers(web2, 2)
+        listed = httpx.get(f"{web2}/api/stats", timeout=30).json()["workers"]
+        assert {w["pid"] for w in listed} == _children(worker_a) | _children(worker_b)
 
         files = [
             ("files", (p.name, p.read_bytes(), "image/jpeg")) for p in _photos(tmp_path / "in")
@@ -232,3 +235,38 @@ def _wait_for_workers(url: str, count: int) -> None:
         pytest.fail(f"{count} workers never became ready: {httpx.get(f'{url}/api/health').json()}")
     finally:
         timer.cancel()
+
+
+def test_a_worker_without_a_cluster_says_what_to_set(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BGREMOVER_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "bgremover", "worker"],
+        env={**env, "BGREMOVER_DATA_DIR": str(tmp_path)},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "BGREMOVER_REDIS_URL" in result.stderr
+
+
+def test_a_worker_that_cannot_reach_the_database_waits_and_says_so(
+    tmp_path: Path, slow_tiny_model: Path
+) -> None:
+    ensure_service("redis", 6379)
+    env = {
+        "BGREMOVER_DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:1/nowhere",
+        "BGREMOVER_REDIS_URL": REDIS_URL,
+        "BGREMOVER_REDIS_NAMESPACE": f"test-{uuid.uuid4().hex[:8]}",
+        "BGREMOVER_MODEL_PATH": str(slow_tiny_model),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bgremover", "worker", "--concurrency", "1"],
+        env={**os.environ, **env, "BGREMOVER_DATA_DIR": str(tmp_path)},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        said = next(line for line in iter(process.stdout.readline, "") if "retrying in" in line)
+        assert "cannot reach the database" in said
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
