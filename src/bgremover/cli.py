@@ -38,7 +38,9 @@ from .engine import (
     Stage,
     overall_percent,
 )
+from .engine.decode import probe
 from .engine.models import ModelStore, get_model, registered_models
+from .jobs.eta import StageClock, size_bucket
 
 # Folders are searched for these (".hif" is Canon's HEIF); JPEG XL, which we cannot decode,
 # is included so it is reported as unsupported instead of being skipped without a word.
@@ -282,10 +284,13 @@ def _process_all(
                 todo.append((index, item))
         rows: dict[int, _Row] = {}
 
+        estimates = _Estimates()
+
         def batch() -> Iterator[BatchItem]:
             # Pulled lazily by process_many, so a row appears when its image starts.
             for index, item in todo:
-                rows[index] = row = _Row(progress, total_task, _short(item.source))
+                weights = estimates.weights(item.source)
+                rows[index] = row = _Row(progress, total_task, _short(item.source), weights)
                 yield BatchItem(item.source, item.output, row.report)
 
         # The images run on process_many's threads (the next one loads and the last one saves
@@ -293,6 +298,8 @@ def _process_all(
         results = remover.process_many(batch(), options, cancel=cancel)
         try:
             for (index, item), (_, result) in zip(todo, results, strict=False):
+                if isinstance(result, Removal):
+                    estimates.learn(result)
                 end(index, _outcome(item, result))
                 rows.pop(index).finish()
         except KeyboardInterrupt:
@@ -315,17 +322,44 @@ def _outcome(item: Planned, result: Removal | EngineError) -> Outcome:
     return Outcome(item, "done", str(item.output))
 
 
+class _Estimates:
+    """Expected seconds per stage for each image by its size, as the job system prices
+    them: the model takes as long at any size, the other stages scale with the pixels. The
+    first image's timings calibrate the rest (and each later one refines its size)."""
+
+    def __init__(self) -> None:
+        self._clock = StageClock()
+
+    def weights(self, path: Path) -> dict[Stage, float]:
+        try:
+            _, width, height = probe(path)
+        except OSError:
+            width = height = None
+        pixels = width * height if width and height else None
+        return self._clock.weights(size_bucket(width, height), pixels)
+
+    def learn(self, removal: Removal) -> None:
+        width, height = removal.size
+        timings = {stage.value: seconds for stage, seconds in removal.timings.items()}
+        self._clock.calibrate(width * height, timings)
+        self._clock.observe(size_bucket(width, height), timings, width * height)
+
+
 class _Row:
     """One image's progress row; keeps the overall bar at the sum of every image's percent."""
 
-    def __init__(self, progress: Progress, total_task: TaskID, name: str) -> None:
+    def __init__(
+        self, progress: Progress, total_task: TaskID, name: str, weights: dict[Stage, float]
+    ) -> None:
         self.progress = progress
         self.total_task = total_task
         self.task = progress.add_task(name, total=100, stage=Stage.LOADING.value)
+        self.weights = weights
         self.percent = 0.0
 
     def report(self, stage: Stage, fraction: float) -> None:
-        percent = overall_percent(stage, fraction)
+        # Never back: a stage report from the loading thread may trail the model's.
+        percent = max(self.percent, overall_percent(stage, fraction, self.weights))
         self.progress.update(self.task, completed=percent, stage=stage.value)
         self.progress.advance(self.total_task, percent - self.percent)
         self.percent = percent
