@@ -7,6 +7,7 @@ import statistics
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from PIL import Image
 from sqlalchemy import func, select
@@ -16,6 +17,7 @@ from bgremover.jobs.tables import JobRow, StageDurationRow
 from bgremover.workers.base import Failed
 
 from .jobs_support import Harness, claim, run_to_completion
+from .serving import UI, follow, job_ended, served
 
 STAGES = ["Loading", "Preprocessing", "AI model", "Mask", "Compositing", "Saving"]
 
@@ -217,3 +219,56 @@ def test_since_that_is_not_a_past_time_within_90_days_is_refused_with_the_forms_
         window_start(since, NOW)
     assert says in str(caught.value)
     assert since.strip() in str(caught.value)
+
+
+def test_the_endpoint_reports_real_runs_of_a_served_process_and_refuses_a_bad_since(
+    tiny_model: Path, photos: dict[str, Path], bad_inputs: dict[str, Path], tmp_path: Path
+) -> None:
+    files = [photos["coffee.jpg"], photos["chelsea.jpg"], bad_inputs["corrupt_image_jpeg"]]
+    with served(tmp_path / "data", env={"BGREMOVER_MODEL_PATH": str(tiny_model)}) as (url, _):
+        created = httpx.post(
+            f"{url}/api/batches",
+            files=[("files", (f.name, f.read_bytes(), "application/octet-stream")) for f in files],
+            headers=UI,
+            timeout=60,
+        )
+        assert created.status_code == 201, created.text
+        ids = {job["id"] for job in created.json()["jobs"]}
+        follow(url, job_ended(ids))
+        jobs = [httpx.get(f"{url}/api/jobs/{job_id}").json() for job_id in ids]
+        response = httpx.get(f"{url}/api/analytics", params={"since": "1h"})
+        refused = {
+            since: httpx.get(f"{url}/api/analytics", params={"since": since})
+            for since in ("yesterday", "2999-01-01T00:00:00Z", "400d", "x" * 65)
+        }
+        default = httpx.get(f"{url}/api/analytics")
+
+    assert response.status_code == 200, response.text
+    report = response.json()
+    done = [j for j in jobs if j["status"] == "completed"]
+    (failed,) = [j for j in jobs if j["status"] == "failed"]
+    assert len(done) == 2
+    assert report["totals"] == {"completed": 2, "failed": 1, "cancelled": 0}
+    assert sum(hour["completed"] for hour in report["hours"]) == 2
+    assert [(f["code"], f["count"]) for f in report["failures"]] == [(failed["error"]["code"], 1)]
+    assert [s["stage"] for s in report["stages"]] == STAGES
+    assert all(s["jobs"] == 2 and 0 < s["median"] <= s["p90"] for s in report["stages"])
+    assert [(s["label"], s["jobs"]) for s in report["sizes"]] == [("< 1 MP", 2)]
+    assert report["queue_wait"]["overall"]["jobs"] == 3
+    runs = sorted(
+        datetime.fromisoformat(j["end_time"]).timestamp()
+        - datetime.fromisoformat(j["start_time"]).timestamp()
+        for j in done
+    )
+    points = report["eta"]["points"]
+    assert report["eta"]["jobs"] == 2 and len(points) == 2
+    assert sorted(p["actual"] for p in points) == pytest.approx(runs, abs=2e-3)
+    assert all(p["predicted"] > 0 for p in points)
+
+    for since, refusal in refused.items():
+        assert refusal.status_code == 422, (since, refusal.text)
+        error = refusal.json()["error"]
+        assert error["code"] == ("invalid_request" if len(since) > 64 else "invalid_since")
+    assert "give a time" in refused["yesterday"].json()["error"]["message"]
+    assert default.status_code == 200
+    assert default.json()["totals"]["completed"] == 2  # the last 24 hours
