@@ -9,10 +9,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image
 from sqlalchemy import func, select
 
-from bgremover.jobs.analytics import InvalidWindow, window_start
+from bgremover.jobs.analytics import MAX_WINDOW, InvalidWindow, window_start
 from bgremover.jobs.tables import JobRow, StageDurationRow
 from bgremover.workers.base import Failed
 
@@ -210,6 +212,10 @@ def test_since_takes_a_time_or_a_span_back_from_now(since: str | None, start: da
         ("P0D", "not in the past"),
         ("PXD", "not an ISO 8601 duration"),
         ("91d", "more than 90 days"),
+        ("999999w", "more than 90 days"),  # before year 1 if subtracted
+        ("P999999999D", "more than 90 days"),
+        ("0001-01-01T00:00:00+01:00", "is not a time"),  # before year 1 in UTC
+        ("0001-01-01T00:00:00Z", "more than 90 days"),
     ],
 )
 def test_since_that_is_not_a_past_time_within_90_days_is_refused_with_the_forms_that_work(
@@ -219,6 +225,21 @@ def test_since_that_is_not_a_past_time_within_90_days_is_refused_with_the_forms_
         window_start(since, NOW)
     assert says in str(caught.value)
     assert since.strip() in str(caught.value)
+
+
+@given(
+    st.text(max_size=64)
+    | st.from_regex(r"\A-?P(\d{1,12}D)?(T\d{1,12}[HMS])?\Z")
+    | st.from_regex(r"\A\d{1,9}[mhdwMHDW]\Z")
+    | st.datetimes(timezones=st.timezones()).map(datetime.isoformat)
+)
+def test_any_since_is_a_start_within_the_window_or_a_clear_refusal(since: str) -> None:
+    try:
+        start = window_start(since, NOW)
+    except InvalidWindow as refusal:
+        assert "since=" in str(refusal)
+    else:
+        assert NOW - MAX_WINDOW <= start < NOW
 
 
 def test_the_endpoint_reports_real_runs_of_a_served_process_and_refuses_a_bad_since(

@@ -46,12 +46,17 @@ class _Shape(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
-class HourCounts(_Shape):
-    hour: datetime
-    """Start of the hour (UTC)."""
+class Totals(_Shape):
+    """Jobs that ended, by how."""
+
     completed: int = 0
     failed: int = 0
     cancelled: int = 0
+
+
+class HourCounts(Totals):
+    hour: datetime
+    """Start of the hour (UTC)."""
 
 
 class FailureReason(_Shape):
@@ -111,12 +116,6 @@ class EtaErrors(_Shape):
     """The most recent (at most ``ETA_POINTS``), oldest first."""
 
 
-class Totals(_Shape):
-    completed: int = 0
-    failed: int = 0
-    cancelled: int = 0
-
-
 class Analytics(_Shape):
     since: datetime
     until: datetime
@@ -139,31 +138,32 @@ def window_start(since: str | None, now: datetime) -> datetime:
     text = (since or "").strip()
     if not text:
         return now - DEFAULT_WINDOW
+    # Compared as spans before subtracting: "999999w" back from now is before year 1.
     if match := _SPAN.fullmatch(text):
-        start = now - timedelta(**{_UNITS[match[2].lower()]: int(match[1])})
+        span = timedelta(**{_UNITS[match[2].lower()]: int(match[1])})
     elif text[0] in "Pp":
         try:
-            start = now - _DURATION.validate_python(text.upper())
+            span = _DURATION.validate_python(text.upper())
         except ValidationError:
             raise InvalidWindow(f"since={text!r} is not an ISO 8601 duration; {_FORMS}") from None
     else:
-        start = _time(text)
-    if start >= now:
+        span = now - _time(text)
+    if span <= timedelta(0):
         raise InvalidWindow(f"since={text!r} is not in the past; {_FORMS}")
-    if now - start > MAX_WINDOW:
+    if span > MAX_WINDOW:
         raise InvalidWindow(
             f"since={text!r} is more than {MAX_WINDOW.days} days ago; ask for a shorter window"
         )
-    return start
+    return now - span
 
 
 def _time(text: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(text)
-    except ValueError:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: a zone that moves it before year 1
         hint = " (a '+' in a URL reads as a space: write %2B or Z)" if " " in text else ""
         raise InvalidWindow(f"since={text!r} is not a time{hint}; {_FORMS}") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def report(db: Db, since: datetime, until: datetime) -> Analytics:
@@ -311,9 +311,7 @@ def _eta(db: Db, since: datetime, until: datetime) -> EtaErrors:
     jobs, bias = db.execute(select(func.count(), func.avg(error)).where(*measured)).one()
     if not jobs:
         return EtaErrors()
-    ((_, median, p90),) = _spread_rows(
-        db, select(func.abs(error).label("value")).where(*measured)
-    )
+    ((_, median, p90),) = _spread_rows(db, select(func.abs(error).label("value")).where(*measured))
     recent = db.execute(
         select(JobRow.end_time, JobRow.predicted_seconds, actual)
         .where(*measured)

@@ -8,7 +8,7 @@ import { api } from "../api.js";
 import { store } from "../store.js";
 import { dateTime, escapeHtml } from "../format.js";
 import {
-  draw, duration, etaChart, hoursChart, spreadChart, themeColours, waitChart,
+  describe, draw, duration, etaChart, hoursChart, spreadChart, themeColours, waitChart,
 } from "../charts.js";
 
 const WINDOWS = [
@@ -39,7 +39,8 @@ class AnalyticsView extends HTMLElement {
     const figures = CHARTS.map(([name, title, about]) => `
       <figure class="analytics__chart" data-chart="${name}" data-points="0">
         <figcaption><strong>${title}</strong> <span class="muted">${about}</span></figcaption>
-        <div class="analytics__plot"></div>
+        <div class="analytics__plot" aria-hidden="true"></div>
+        <p class="analytics__text visually-hidden"></p>
         <p class="analytics__empty muted" hidden>Nothing in this window yet.</p>
       </figure>`).join("");
     this.innerHTML = `
@@ -160,6 +161,7 @@ class AnalyticsView extends HTMLElement {
       // How many values the chart shows, for people using a screen reader and for tests.
       figure.dataset.points = chart
         ? String(chart.data.slice(1).flat().filter((v) => v !== null && v !== 0).length) : "0";
+      figure.querySelector(".analytics__text").textContent = chart ? describe(chart) : "";
       if (!chart) continue;
       this._plots.push({ plot: draw(target, chart), target });
       this._resize.observe(target);
