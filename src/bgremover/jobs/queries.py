@@ -11,8 +11,7 @@ from pathlib import Path
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session as Db
 
-from . import analytics
-from .analytics import Analytics
+from .analytics import Analytics, report, window_start
 from .core import ServiceCore
 from .schemas import ActiveSnapshot, Batch, EtaAccuracy, Job, Session, Stats
 from .states import ACTIVE, STATUSES, TERMINAL, NotFound
@@ -190,9 +189,9 @@ class Queries(ServiceCore):
         last 24 hours) to now. Raises ``analytics.InvalidWindow`` for a ``since`` it cannot
         read, in the future or too far back."""
         now = self._now()
-        start = analytics.window_start(since, now)
+        start = window_start(since, now)
         with self._sessions() as db:
-            return analytics.report(db, start, now)
+            return report(db, start, now)
 
     @staticmethod
     def _eta_accuracy(db: Db, recent: int = 100) -> EtaAccuracy | None:

@@ -78,6 +78,7 @@ class AnalyticsView extends HTMLElement {
       else if (action === "refresh") this.load();
     });
     this.dialog.addEventListener("close", () => this._clear());
+    this.charts = this.querySelector(".analytics__charts");
     window.addEventListener("bgremover:open", (event) => {
       if (event.detail?.panel === "analytics") this.open(event.detail.since);
     });
@@ -123,7 +124,13 @@ class AnalyticsView extends HTMLElement {
       this._report = report;
       this._render(report);
     } catch (error) {
-      if (request === this._request) status.textContent = `Could not load analytics: ${error.message}`;
+      if (request !== this._request) return;
+      // No charts of another window under a message about this one.
+      this._report = null;
+      this._clear();
+      this.charts.hidden = true;
+      this.querySelector(".analytics__totals").replaceChildren();
+      status.textContent = `Could not load analytics: ${error.message}`;
     } finally {
       if (request === this._request) this.removeAttribute("aria-busy");
     }
@@ -131,6 +138,7 @@ class AnalyticsView extends HTMLElement {
 
   _render(report) {
     this._clear();
+    this.charts.hidden = false;
     const colours = themeColours();
     const { totals, eta } = report;
     const run = report.sizes.reduce((all, s) => all + s.jobs, 0);
