@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from bgremover.jobs.schemas import Upload
 from bgremover.jobs.sequences import EventSeq
 from bgremover.jobs.service import JobService
 from bgremover.storage import LocalStorage
+from bgremover.workers.base import Finished, StageProgress, Started, WorkItem
 
 POSTGRES_ADMIN = os.environ.get(
     "BGREMOVER_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -117,3 +119,38 @@ def drain(subscription: Subscription, timeout: float = 0.05) -> list[Event]:
     while (event := subscription.get(timeout)) is not None:
         events.append(event)
     return events
+
+
+STAGE_TIMINGS = {
+    "Loading": 0.05, "Preprocessing": 0.02, "AI model": 2.0, "Mask": 0.05,
+    "Compositing": 0.01, "Saving": 0.1,
+}  # fmt: skip
+
+
+COFFEE_PIXELS = 600 * 400
+"""samples/coffee.jpg, the size ``run_to_completion`` reports."""
+
+
+def run_to_completion(
+    h: Harness,
+    item: WorkItem,
+    *,
+    size: tuple[int, int] = (600, 400),
+    timings: dict[str, float] = STAGE_TIMINGS,
+) -> None:
+    """Report what a worker reports for a successful run (stages that took ``timings``), and
+    write its result file."""
+    result = h.root / "files" / item.result_key
+    result.parent.mkdir(parents=True, exist_ok=True)
+    result.write_bytes(b"result")
+    h.service.handle(Started(item.job_id, item.dispatch_id, "test-worker"))
+    for stage in timings:
+        h.service.handle(StageProgress(item.job_id, item.dispatch_id, stage, 0.0, time.time()))
+        h.service.handle(StageProgress(item.job_id, item.dispatch_id, stage, 1.0, time.time()))
+    h.service.handle(Finished(item.job_id, item.dispatch_id, size[0], size[1], "png", 6, timings))
+
+
+def claim(h: Harness) -> WorkItem:
+    item = h.service.claim_next()
+    assert item is not None
+    return item

@@ -27,39 +27,17 @@ from bgremover.workers.base import (
     StageProgress,
     Started,
     Stopped,
-    WorkItem,
 )
 
-from .jobs_support import Harness, build_harness, drain
-
-STAGE_TIMINGS = {
-    "Loading": 0.05, "Preprocessing": 0.02, "AI model": 2.0, "Mask": 0.05,
-    "Compositing": 0.01, "Saving": 0.1,
-}  # fmt: skip
-
-
-COFFEE_PIXELS = 600 * 400
-"""samples/coffee.jpg, the size ``run_to_completion`` reports."""
-
-
-def run_to_completion(h: Harness, item: WorkItem, *, size: tuple[int, int] = (600, 400)) -> None:
-    """Report what a worker reports for a successful run, and write its result file."""
-    result = h.root / "files" / item.result_key
-    result.parent.mkdir(parents=True, exist_ok=True)
-    result.write_bytes(b"result")
-    h.service.handle(Started(item.job_id, item.dispatch_id, "test-worker"))
-    for stage in STAGE_TIMINGS:
-        h.service.handle(StageProgress(item.job_id, item.dispatch_id, stage, 0.0, time.time()))
-        h.service.handle(StageProgress(item.job_id, item.dispatch_id, stage, 1.0, time.time()))
-    h.service.handle(
-        Finished(item.job_id, item.dispatch_id, size[0], size[1], "png", 6, STAGE_TIMINGS)
-    )
-
-
-def claim(h: Harness) -> WorkItem:
-    item = h.service.claim_next()
-    assert item is not None
-    return item
+from .jobs_support import (
+    COFFEE_PIXELS,
+    STAGE_TIMINGS,
+    Harness,
+    build_harness,
+    claim,
+    drain,
+    run_to_completion,
+)
 
 
 def test_a_submission_is_a_named_batch_in_the_current_session(

@@ -323,3 +323,83 @@ def test_times_follow_the_browsers_locale_and_time_zone_everywhere(
     assert name in names, names
     context.close()
     assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+# Every violation of the Content-Security-Policy, from the first byte of the page on.
+RECORD_CSP = """
+window.__csp = [];
+document.addEventListener("securitypolicyviolation",
+  (e) => window.__csp.push(`${e.violatedDirective} ${e.blockedURI}`));
+"""
+
+CHARTS_DRAWN = """() => ['hours', 'stages', 'sizes', 'wait', 'eta'].every((name) => {
+  const figure = document.querySelector(`analytics-view figure[data-chart=${name}]`);
+  return Number(figure.dataset.points) > 0 && figure.querySelector('canvas') !== null;
+})"""
+
+# How many pixels of a chart's canvas have a theme colour: the chart drew its data, not only
+# its axes and grid (a canvas converts the custom property's value to RGB for comparison).
+PAINTED = """([chart, property]) => {
+  const probe = document.createElement('canvas').getContext('2d');
+  probe.fillStyle = getComputedStyle(document.documentElement).getPropertyValue(property).trim();
+  probe.fillRect(0, 0, 1, 1);
+  const [r, g, b] = probe.getImageData(0, 0, 1, 1).data;
+  const canvas = document.querySelector(`analytics-view figure[data-chart=${chart}] canvas`);
+  const pixels = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+  let count = 0;
+  for (let i = 0; i < pixels.length; i += 4) {
+    const [pr, pg, pb, alpha] = pixels.slice(i, i + 4);
+    if (Math.abs(pr - r) + Math.abs(pg - g) + Math.abs(pb - b) < 12 && alpha > 200) count += 1;
+  }
+  return count;
+}"""
+
+
+def test_analytics_opens_with_a_and_charts_real_jobs_without_errors(
+    page: Any, photos: dict[str, Path], bad_inputs: dict[str, Path]
+) -> None:
+    console_errors: list[str] = []
+    refused: list[str] = []
+    page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+    page.on("response", lambda r: refused.append(r.url) if r.status >= 400 else None)
+    page.context.add_init_script(RECORD_CSP)
+    page.reload()
+    page.wait_for_selector("#connection[data-state=open]")
+    upload(page, photos["coffee.jpg"], photos["astronaut.jpg"], bad_inputs["corrupt_image_png"])
+    for name, status in (("coffee.jpg", "completed"), ("astronaut.jpg", "completed"),
+                         ("truncated.png", "failed")):  # fmt: skip
+        page.wait_for_selector(f"li.result-tile[data-status={status}]:has-text('{name}')")
+
+    page.keyboard.press("a")
+    view = page.locator("analytics-view dialog")
+    view.wait_for(state="visible")
+    page.wait_for_function(CHARTS_DRAWN)
+    for chart, colour in (
+        ("hours", "--status-completed"), ("hours", "--status-failed"),
+        ("stages", "--chart-median"), ("stages", "--chart-p90"),
+        ("sizes", "--chart-median"), ("wait", "--chart-p90"),
+        ("eta", "--chart-predicted"), ("eta", "--chart-actual"),
+    ):  # fmt: skip
+        assert page.evaluate(PAINTED, [chart, colour]) > 0, f"{chart} drew nothing in {colour}"
+    failed = page.evaluate(
+        "() => fetch('/api/jobs?q=truncated.png').then(r => r.json()).then(d => d.items[0])"
+    )
+    reasons = view.locator("[data-chart=failures] tbody th").all_inner_texts()
+    assert failed["error"]["code"] in reasons, reasons
+    shot(page, "analytics")
+
+    # The batch card links to the same view, from the batch's start.
+    page.keyboard.press("Escape")
+    view.wait_for(state="hidden")
+    page.keyboard.press("j")
+    page.locator("job-queue-modal batch-card [data-action=analytics]").first.click()
+    view.wait_for(state="visible")
+    page.wait_for_function(CHARTS_DRAWN)
+    assert view.locator("select[name=since] option:checked").inner_text().startswith("Since ")
+
+    assert page.evaluate("window.__csp") == [], "the Content-Security-Policy blocked something"
+    # The one error the browser logs is the failed image's tile asking for a thumbnail the
+    # server cannot render from a truncated file (422); nothing else failed or was logged.
+    assert all(f"/api/jobs/{failed['id']}/thumbnail" in url for url in refused), refused
+    assert len(console_errors) == len(refused), console_errors
+    assert all(e.startswith("Failed to load resource") for e in console_errors), console_errors

@@ -1,4 +1,5 @@
-"""Reading jobs, batches and sessions: lookups, filtered lists, the live snapshot, stats."""
+"""Reading jobs, batches and sessions: lookups, filtered lists, the live snapshot, stats and
+analytics."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session as Db
 
+from .analytics import Analytics, report, window_start
 from .core import ServiceCore
 from .schemas import ActiveSnapshot, Batch, EtaAccuracy, Job, Session, Stats
 from .states import ACTIVE, STATUSES, TERMINAL, NotFound
@@ -180,6 +182,15 @@ class Queries(ServiceCore):
                 max_concurrent_jobs=self.settings.max_concurrent_jobs,
                 eta_accuracy=self._eta_accuracy(db),
             )
+
+    def analytics(self, since: str | None = None) -> Analytics:
+        """What happened from ``since`` (a time or a span back such as "24h"; by default the
+        last 24 hours) to now. Raises ``analytics.InvalidWindow`` for a ``since`` it cannot
+        read, in the future or too far back."""
+        now = self._now()
+        start = window_start(since, now)
+        with self._sessions() as db:
+            return report(db, start, now)
 
     @staticmethod
     def _eta_accuracy(db: Db, recent: int = 100) -> EtaAccuracy | None:

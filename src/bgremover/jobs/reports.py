@@ -41,7 +41,7 @@ from ..workers.base import (
     Stopped,
     WorkItem,
 )
-from . import notices, transitions
+from . import notices, timings, transitions
 from .core import ServiceCore
 from .files import background_hash
 from .notices import JobProgress, Published
@@ -283,6 +283,7 @@ class Reports(ServiceCore):
                 "result_format": report.format,
                 "result_bytes": report.bytes,
             },
+            stage_seconds=report.timings,
         )
         if not ended:
             self._discard_orphan_result(report)
@@ -293,8 +294,10 @@ class Reports(ServiceCore):
         status: JobStatus,
         live: Live | None,
         values: dict[str, Any],
+        stage_seconds: dict[str, float] | None = None,
     ) -> bool:
-        """End the job of this run as ``status``; False when the run no longer held it."""
+        """End the job of this run as ``status`` (keeping its ``stage_seconds`` with it);
+        False when the run no longer held it."""
         now = self._now()
         with self._sessions.begin() as db:
             row = db.get(JobRow, report.job_id, populate_existing=True)
@@ -320,6 +323,8 @@ class Reports(ServiceCore):
             )
             if left is None:
                 return False
+            if stage_seconds:
+                timings.record_run(db, report.job_id, stage_seconds)
             events = self._ended_events(db, report.job_id)
         self._publish_all(events)
         self._wake()

@@ -172,3 +172,14 @@ class StageTimingRow(Base):
     stage: Mapped[str] = mapped_column(String(32), primary_key=True)
     seconds: Mapped[float] = mapped_column(Float)
     samples: Mapped[int] = mapped_column(Integer)
+
+
+class StageDurationRow(Base):
+    """Seconds each stage of a completed run took, as its worker measured them: the samples
+    analytics reports medians of (``stage_timings`` keeps only a decaying average)."""
+
+    __tablename__ = "stage_durations"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    stage: Mapped[str] = mapped_column(String(32), primary_key=True)
+    seconds: Mapped[float] = mapped_column(Float)

@@ -2,19 +2,37 @@
 
 Each finished job folds its stage timings into the rows of its size bucket with one atomic
 ``UPDATE … SET seconds = seconds + a * (x - seconds)``, so observations from any number of
-processes all count; each process reads the rows back into its ``StageClock``.
+processes all count; each process reads the rows back into its ``StageClock``. Each completed
+run also keeps its own stage durations (``record_run``): the samples analytics reports on.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import case, select, update
+import math
+
+from sqlalchemy import case, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session as Db
 from sqlalchemy.orm import sessionmaker
 
+from ..engine.stages import Stage
 from .eta import SMOOTHING
-from .tables import StageTimingRow
+from .tables import StageDurationRow, StageTimingRow
+
+STAGE_NAMES = frozenset(stage.value for stage in Stage)
+
+
+def record_run(db: Db, job_id: str, timings: dict[str, float]) -> None:
+    """Keep the seconds each stage of a completed run took, in the transaction that completes
+    it; names that are not stages and impossible values (a worker's report) are left out."""
+    rows = [
+        {"job_id": job_id, "stage": stage, "seconds": seconds}
+        for stage, seconds in timings.items()
+        if stage in STAGE_NAMES and math.isfinite(seconds) and seconds >= 0
+    ]
+    if rows:
+        db.execute(insert(StageDurationRow), rows)
 
 
 class TimingStore:

@@ -71,6 +71,8 @@ async function request(method, path, { json, form, params } = {}) {
 export const api = {
   config: () => request("GET", "/api/config"),
   stats: () => request("GET", "/api/stats"),
+  // `since`: an ISO time or a span back from now ("24h", "7d"); the server's default is 24h.
+  analytics: (since) => request("GET", "/api/analytics", { params: { since } }),
 
   upload(files, options = {}) {
     const form = new FormData();

@@ -1,6 +1,7 @@
 // Boot: register every component, load the server's config, connect the live store and
 // wire the top bar. Components talk through the store and through window events:
-//   bgremover:open   {panel: "jobs"|"notifications"|"history"|"help"|"editor"|"token", jobId?}
+//   bgremover:open   {panel: "jobs"|"notifications"|"history"|"analytics"|"help"|"editor"|"token",
+//                     jobId?, since?}
 //   bgremover:close  {}                       (Esc: close whatever is open)
 //   bgremover:view-job {jobId}                (scroll to / highlight a job)
 //   bgremover:unread {count}                  (notification centre's unread count)
@@ -19,6 +20,7 @@ import "./components/job-queue-modal.js";
 import "./components/session-view.js";
 import "./components/notification-center.js";
 import "./components/history-view.js";
+import "./components/analytics-view.js";
 import "./components/editor-dialog.js";
 import "./components/help-dialog.js";
 import "./components/token-dialog.js";
@@ -34,6 +36,7 @@ function wireTopBar() {
   document.getElementById("open-jobs").addEventListener("click", () => open("jobs"));
   document.getElementById("open-notifications").addEventListener("click", () => open("notifications"));
   document.getElementById("open-history").addEventListener("click", () => open("history"));
+  document.getElementById("open-analytics").addEventListener("click", () => open("analytics"));
   document.getElementById("open-help").addEventListener("click", () => open("help"));
 
   const count = document.getElementById("active-count");

@@ -1,7 +1,8 @@
-// Keyboard shortcuts: J jobs, N notifications, H or Ctrl+H history, ? help, Esc closes.
+// Keyboard shortcuts: J jobs, N notifications, H or Ctrl+H history, A analytics, ? help,
+// Esc closes.
 // They open panels through the same window events as the top bar's buttons.
 
-const KEYS = { j: "jobs", n: "notifications", h: "history", "?": "help" };
+const KEYS = { j: "jobs", n: "notifications", h: "history", a: "analytics", "?": "help" };
 
 function open(panel) {
   window.dispatchEvent(new CustomEvent("bgremover:open", { detail: { panel } }));

@@ -1,7 +1,8 @@
 // <batch-card batch-id="..." [expanded]>: one batch with its aggregated progress, counts by
 // status, ETA and duration, the batch actions (cancel, retry failed, download ZIP, add images
 // to a manual batch) and, when expanded, its jobs as <job-card compact> rows, fetched a page
-// at a time. It follows the store; `batch` may be set directly to seed it.
+// at a time, and a link to the analytics view from the batch's start. It follows the store;
+// `batch` may be set directly to seed it.
 
 import { IMAGE_ACCEPT, api } from "../api.js";
 import { liveEta, liveProgress, store } from "../store.js";
@@ -92,6 +93,7 @@ class BatchCard extends HTMLElement {
         <button type="button" data-action="cancel-batch" class="danger">Cancel batch</button>
         <button type="button" data-action="retry-batch">Retry failed</button>
         <button type="button" data-action="zip">Download ZIP</button>
+        <button type="button" data-action="analytics" title="Charts from this batch's start until now">Analytics</button>
         <label class="batch-card__add" hidden>
           <input type="file" accept="${IMAGE_ACCEPT}" multiple data-action="add-files" class="visually-hidden">
           <span class="button-like">Add images…</span>
@@ -214,6 +216,10 @@ class BatchCard extends HTMLElement {
     if (action === "expand") this.expanded = !this.expanded;
     else if (action === "more") this._loadJobs(true);
     else if (action === "zip") this._download();
+    else if (action === "analytics") {
+      const since = store.batches.get(this.batchId)?.created_at;
+      window.dispatchEvent(new CustomEvent("bgremover:open", { detail: { panel: "analytics", since } }));
+    }
     else if (action === "cancel-batch") this._act(button, () => api.cancelBatch(this.batchId));
     else if (action === "retry-batch") {
       this._act(button, async () => {

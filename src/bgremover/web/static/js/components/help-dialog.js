@@ -6,6 +6,7 @@ const SHORTCUTS = [
   [["N"], "Open notifications"],
   [["H"], "Open history"],
   [["Ctrl", "H"], "Open history"],
+  [["A"], "Open analytics (charts)"],
   [["?"], "Show these shortcuts"],
   [["Esc"], "Close whatever is open"],
   [["Ctrl", "V"], "Paste images to upload them"],
