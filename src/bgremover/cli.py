@@ -23,6 +23,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from .api import load_remover
 from .config import Settings, settings_error
@@ -39,6 +40,8 @@ from .engine import (
     overall_percent,
 )
 from .engine.models import ModelStore, get_model, registered_models
+from .jobs.database import default_url
+from .jobs.presets import PresetOptions, UnknownPreset, open_presets
 
 # Folders are searched for these (".hif" is Canon's HEIF); JPEG XL, which we cannot decode,
 # is included so it is reported as unsupported instead of being skipped without a word.
@@ -153,21 +156,38 @@ def remove(
         typer.Option("--output", "-o", help="Output folder (default: beside each input)."),
     ] = None,
     fmt: Annotated[
-        OutputFormat, typer.Option("--format", "-f", help="Output format.")
-    ] = OutputFormat.PNG,
+        OutputFormat | None, typer.Option("--format", "-f", help="Output format [default: png].")
+    ] = None,
     bg_color: Annotated[
-        str | None, typer.Option("--bg-color", help="Background colour, e.g. white or #00ff00.")
+        str | None,
+        typer.Option(
+            "--bg-color", help="Background colour, e.g. white or #00ff00 (none: no colour)."
+        ),
     ] = None,
     bg_image: Annotated[
         Path | None, typer.Option("--bg-image", help="Background image, scaled to cover.")
     ] = None,
     bg_blur: Annotated[float, typer.Option("--bg-blur", help="Blur radius for --bg-image.")] = 0.0,
     alpha_matting: Annotated[
-        bool, typer.Option("--alpha-matting", help="Refine soft edges such as hair (slower).")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--alpha-matting/--no-alpha-matting",
+            help="Refine soft edges such as hair (slower) [default: off].",
+            show_default=False,
+        ),
+    ] = None,
     post_process: Annotated[
-        bool, typer.Option("--post-process", help="Smooth the mask to hard edges.")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--post-process/--no-post-process",
+            help="Smooth the mask to hard edges [default: off].",
+            show_default=False,
+        ),
+    ] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(help="Start from this saved preset; the options given here override it."),
+    ] = None,
     quality: Annotated[int, typer.Option(help="WebP/JPEG quality (1-100).")] = 90,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace existing outputs.")
@@ -189,28 +209,19 @@ def remove(
     file as it ends (path, status, output or reason, tab-separated) and the totals on stderr.
     With --json: one JSON document on stdout.
     """
-    try:
-        options = RemoveOptions(
-            format=fmt,
-            background_color=bg_color,  # type: ignore[arg-type]  # parsed by the validator
-            background_image=bg_image,
-            background_blur=bg_blur,
-            alpha_matting=alpha_matting,
-            post_process_mask=post_process,
-            quality=quality,
-        )
-    except ValidationError as exc:
-        messages = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
-        err_console.print(f"[red]Invalid options:[/] {messages}")
-        raise typer.Exit(2) from None
-
+    settings = _settings(model=model, model_path=model_path, intra_op_threads=threads)
+    options = _options(
+        _preset(settings, preset),
+        dict(format=fmt, background_color="none" if bg_image else bg_color,
+             alpha_matting=alpha_matting, post_process_mask=post_process),
+        background_image=bg_image, background_blur=bg_blur, quality=quality,
+    )  # fmt: skip
     found, missing = collect_inputs(inputs)
-    planned = plan_outputs(found, output, fmt)
+    planned = plan_outputs(found, output, options.format)
     if not planned and not missing:
         err_console.print("[red]No images found[/] in " + ", ".join(inputs))
         raise typer.Exit(2)
 
-    settings = _settings(model=model, model_path=model_path, intra_op_threads=threads)
     try:
         remover = load_remover(settings)
     except EngineError as exc:
@@ -233,6 +244,38 @@ def remove(
         _print_summary(outcomes)
     if any(o.status in ("failed", "cancelled") for o in outcomes):
         raise typer.Exit(130 if any(o.status == "cancelled" for o in outcomes) else 1)
+
+
+def _preset(settings: Settings, name: str | None) -> PresetOptions:
+    """The options of the preset ``name`` from the server's database; ends the command with
+    the reason when there is no such preset or the database cannot be read."""
+    if name is None:
+        return PresetOptions()
+    where = settings.database_url or default_url(settings.data_dir)
+    try:
+        with open_presets(settings) as presets:
+            return presets.get(name)
+    except UnknownPreset as exc:
+        fix = "save one in the web UI or with POST /api/presets"
+        err_console.print(f"{exc} in {where}; {fix}", markup=False, highlight=False)
+    except SQLAlchemyError as exc:
+        err_console.print(
+            f"cannot read presets from {where}: {exc}; check BGREMOVER_DATABASE_URL "
+            "(or BGREMOVER_DATA_DIR) names the database `bgremover serve` uses",
+            markup=False, highlight=False,
+        )  # fmt: skip
+    raise typer.Exit(2)
+
+
+def _options(base: PresetOptions, given: dict[str, Any], **extra: Any) -> RemoveOptions:
+    """``base`` with the options given (not None) over it; ends the command with the reason
+    when they do not go together."""
+    try:
+        return base.overridden(**given).remove_options(**extra)
+    except ValidationError as exc:
+        messages = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+        err_console.print(f"[red]Invalid options:[/] {messages}")
+        raise typer.Exit(2) from None
 
 
 def _progress_console(as_json: bool) -> Console | None:

@@ -9,6 +9,7 @@ from ..workers.base import Executor
 from .database import connect, default_url, migrate, session_factory
 from .events import EventBus, InMemoryEventBus
 from .files import FileStore
+from .presets import PresetStore
 from .scheduler import Scheduler
 from .sequences import EventSeq
 from .service import JobService
@@ -34,6 +35,7 @@ class JobSystem:
             seq = EventSeq(self.engine)
             bus = InMemoryEventBus(seq=seq.take, last=seq.last())
         self.bus = bus
+        self.presets = PresetStore(session_factory(self.engine))
         self.service = JobService(
             sessions=session_factory(self.engine),
             files=FileStore(settings.data_dir),

@@ -172,3 +172,14 @@ class StageTimingRow(Base):
     stage: Mapped[str] = mapped_column(String(32), primary_key=True)
     seconds: Mapped[float] = mapped_column(Float)
     samples: Mapped[int] = mapped_column(Integer)
+
+
+class PresetRow(Base):
+    """A named set of upload options (``presets.PresetOptions`` as JSON)."""
+
+    __tablename__ = "presets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

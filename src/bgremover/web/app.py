@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from .. import __version__
 from ..config import Settings
 from ..jobs.system import JobSystem
-from . import errors, events, routes_batches, routes_jobs, routes_misc, thumbnails
+from . import errors, events, routes_batches, routes_jobs, routes_misc, routes_presets, thumbnails
 from .auth import TokenMiddleware, is_loopback
 from .headers import SecurityHeaders
 from .origin import HostGuard, SameOriginGuard
@@ -58,7 +58,7 @@ def create_app(settings: Settings, *, system: JobSystem | None = None) -> FastAP
     if system is not None:
         app.state.system = system
     errors.install(app)
-    for module in (routes_batches, routes_jobs, routes_misc, events, thumbnails):
+    for module in (routes_batches, routes_jobs, routes_misc, routes_presets, events, thumbnails):
         app.include_router(module.router)
     # Added innermost first: headers on every answer, then Host, token, same-origin proof.
     app.add_middleware(SameOriginGuard)
