@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
+import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +44,7 @@ from .engine import (
 from .engine.models import ModelStore, get_model, registered_models
 from .jobs.database import default_url
 from .jobs.presets import PresetOptions, UnknownPreset, open_presets
+from .watch.backend import Backend
 
 # Folders are searched for these (".hif" is Canon's HEIF); JPEG XL, which we cannot decode,
 # is included so it is reported as unsupported instead of being skipped without a word.
@@ -131,7 +134,6 @@ def plan_outputs(
 ) -> list[Planned]:
     """Output paths: ``name-no-bg.ext`` beside the input, or under ``out_dir`` keeping the
     folder structure; two inputs that would collide keep their original extension."""
-    suffix = "-mask" if fmt is OutputFormat.MASK else "-no-bg"
     planned: list[Planned] = []
     taken: set[Path] = set()
     seen: set[Path] = set()
@@ -140,9 +142,9 @@ def plan_outputs(
             continue
         seen.add(source.resolve())
         folder = source.parent if out_dir is None else out_dir / source.parent.relative_to(base)
-        output = folder / f"{source.stem}{suffix}{fmt.extension}"
+        output = folder / fmt.result_name(source.stem)
         if output in taken:
-            output = folder / f"{source.stem}-{source.suffix.lstrip('.')}{suffix}{fmt.extension}"
+            output = folder / fmt.result_name(f"{source.stem}-{source.suffix.lstrip('.')}")
         taken.add(output)
         planned.append(Planned(source, output))
     return planned
@@ -470,6 +472,88 @@ def serve(
         f"BG Remover: http://{shown}:{settings.port}/  (Ctrl-C stops; jobs resume next start)"
     )
     run(web_app, settings)
+
+
+@app.command()
+def watch(
+    folder: Annotated[
+        Path, typer.Argument(help="Folder to watch (with its subfolders).", file_okay=False)
+    ],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Results folder (default: FOLDER/no-bg).")
+    ] = None,
+    preset: Annotated[
+        str | None, typer.Option(help="Process with this saved preset's options.")
+    ] = None,
+    server: Annotated[
+        str | None,
+        typer.Option(help="Send the jobs to this running `bgremover serve` (its URL) instead."),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            help="The server's access token (or BGREMOVER_TOKEN).", envvar="BGREMOVER_TOKEN"
+        ),
+    ] = None,
+) -> None:
+    """Turn every image that appears in FOLDER into a job; results go to the output folder.
+
+    A file is taken once completely written. Finished files are remembered in the output
+    folder (.bgremover-watch.json): a restart redoes none of them and takes the files added
+    while it was stopped. Ctrl-C stops; queued jobs are followed again on the next start.
+    """
+    from .watch.folder import Rules
+    from .watch.ledger import Ledger, LedgerError
+    from .watch.runner import Display, Runner
+
+    root = folder.expanduser().resolve()
+    if not root.is_dir():
+        err_console.print(f"{folder}: no such folder", markup=False)
+        raise typer.Exit(2)
+    out = (output.expanduser() if output else root / "no-bg").resolve()
+    if out == root:
+        err_console.print(
+            "the output folder must not be the watched folder itself; "
+            "leave out -o to use FOLDER/no-bg", markup=False,
+        )  # fmt: skip
+        raise typer.Exit(2)
+    settings = _settings(token=token)
+    try:
+        ledger = Ledger(out)
+    except LedgerError as exc:
+        err_console.print(str(exc), markup=False)
+        raise typer.Exit(2) from None
+    backend = _watch_backend(settings, server, preset, f"Watch: {root.name}")
+    runner = Runner(Rules(root, out), backend, ledger, Display(console),
+                    settings.watch_settle.total_seconds())  # fmt: skip
+    signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
+    with contextlib.suppress(KeyboardInterrupt):
+        runner.run()
+    console.print(runner.summary(), highlight=False)
+
+
+def _stop_like_ctrl_c(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _watch_backend(
+    settings: Settings, server: str | None, preset: str | None, batch_name: str
+) -> Backend:
+    """This process's own job system, or the server at ``server`` (checked now, so a wrong
+    URL, token or preset name ends the command at once with the reason)."""
+    if server is None:
+        from .watch.local import LocalJobs
+
+        return LocalJobs(settings, batch_name, _preset(settings, preset))
+    from .watch.remote import RemoteJobs
+
+    remote = RemoteJobs(server, settings.token, batch_name, preset)
+    try:
+        remote.check()
+    except ConnectionError as exc:
+        err_console.print(str(exc), markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    return remote
 
 
 @models_app.command("list")
