@@ -96,9 +96,20 @@ def results(out: Path) -> list[str]:
     )
 
 
-def exercise(watch: Watching, folder: Path, photos: dict[str, Path]) -> None:
-    """What a watch folder receives: a slowly written photo (open while another is copied in
-    and processed), a text file, a file named like a result and a file in the output folder."""
+def receive(folder: Path, photos: dict[str, Path], env: dict[str, str], *args: str) -> str:
+    """Watch ``folder`` (with ``args``) while it receives what a watch folder gets: a photo
+    there before the start, a slowly written one (open while another is copied in and
+    processed), a text file, a file named like a result and a file in the output folder.
+    Returns what the watcher printed."""
+    (folder / "no-bg").mkdir(parents=True)
+    shutil.copy(photos["coffee.jpg"], folder / "coffee.jpg")
+    with watching(folder, *args, env=env) as watch:
+        watch.wait_for("done    coffee.jpg")
+        write_while_watched(watch, folder, photos)
+        return watch.stop()
+
+
+def write_while_watched(watch: Watching, folder: Path, photos: dict[str, Path]) -> None:
     slow = folder / "sub" / "slow.jpg"
     slow.parent.mkdir()
     data = photos["chelsea.jpg"].read_bytes()
@@ -139,12 +150,7 @@ def test_alone_images_become_results_once_complete_and_nothing_else_is_processed
     tmp_path: Path, photos: dict[str, Path], local_env: dict[str, str]
 ) -> None:
     folder = tmp_path / "inbox"
-    (folder / "no-bg").mkdir(parents=True)
-    shutil.copy(photos["coffee.jpg"], folder / "coffee.jpg")  # there before it starts
-    with watching(folder, env=local_env) as watch:
-        watch.wait_for("done    coffee.jpg")
-        exercise(watch, folder, photos)
-        output = watch.stop()
+    output = receive(folder, photos, local_env)
     check_outcome(output, folder / "no-bg", ".png")
     with Image.open(folder / "no-bg" / "fast-no-bg.png") as image:
         assert image.mode == "RGBA"
@@ -188,15 +194,9 @@ def test_with_a_server_jobs_show_there_and_results_land_in_the_output_folder(
                            headers=auth)  # fmt: skip
         assert saved.status_code == 201, saved.text
         folder = tmp_path / "inbox"
-        (folder / "no-bg").mkdir(parents=True)
-        shutil.copy(photos["coffee.jpg"], folder / "coffee.jpg")
         # The watcher's own data folder is empty: everything happens on the server.
         env = {"BGREMOVER_DATA_DIR": str(tmp_path / "elsewhere"), "BGREMOVER_TOKEN": "watch-token"}
-        args = ("--server", url, "--preset", "Shop")
-        with watching(folder, *args, env=env) as watch:
-            watch.wait_for("done    coffee.jpg")
-            exercise(watch, folder, photos)
-            output = watch.stop()
+        output = receive(folder, photos, env, "--server", url, "--preset", "Shop")
         check_outcome(output, folder / "no-bg", ".webp")
         with Image.open(folder / "no-bg" / "fast-no-bg.webp") as image:
             assert image.format == "WEBP"

@@ -529,7 +529,7 @@ def watch(
     signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
     with contextlib.suppress(KeyboardInterrupt):
         runner.run()
-    console.print(runner.summary(), highlight=False)
+    console.print(runner.summary(), highlight=False, soft_wrap=True)
 
 
 def _stop_like_ctrl_c(signum: int, frame: object) -> None:

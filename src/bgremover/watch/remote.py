@@ -71,7 +71,13 @@ class RemoteJobs:
                     for event_id, kind, data in _events(response.iter_lines()):
                         last_id = event_id or last_id
                         _dispatch(kind, data, report)
-            except (httpx.HTTPError, ConnectionError) as exc:
+            except (
+                httpx.HTTPError,
+                httpx.StreamError,
+                ConnectionError,
+                ValueError,
+                KeyError,
+            ) as exc:
                 if self._stopping.is_set():
                     return
                 wait = RECONNECT_S[min(failures, len(RECONNECT_S) - 1)]
