@@ -139,7 +139,8 @@ def check_outcome(output: str, out: Path, extension: str) -> None:
     ], output
     with Image.open(out / "sub" / f"slow-no-bg{extension}") as image:
         assert image.size == (451, 300)  # the whole photo, not a third of it
-    assert sum("slow.jpg" in line for line in output.splitlines()) == 1, output
+    slow = [line.split()[0] for line in output.splitlines() if "slow.jpg" in line]
+    assert slow == ["queued", "done"], output  # taken once, when complete
     assert "notes.txt is not an image" in output
     assert "named like a result" in output
     assert "dropped-in-output" not in output
@@ -205,6 +206,20 @@ def test_with_a_server_jobs_show_there_and_results_land_in_the_output_folder(
         batches = httpx.get(f"{url}/api/batches", headers=auth).json()["items"]
         assert [b["name"] for b in batches] == ["Watch: inbox"]
         assert not (tmp_path / "elsewhere").exists()
+
+        # Killed right after queueing a photo: the next start follows that job (which may
+        # have ended meanwhile) instead of uploading the photo again.
+        shutil.copy(photos["coffee.jpg"], folder / "late.jpg")
+        with watching(folder, "--server", url, env=env) as watch:
+            watch.wait_for("queued  late.jpg")
+            watch.process.kill()
+        with watching(folder, "--server", url, env=env) as watch:
+            watch.wait_for("done    late.jpg")
+            output = watch.stop()
+        assert "queued  late.jpg" not in output
+        assert (folder / "no-bg" / "late-no-bg.png").is_file()
+        jobs = httpx.get(f"{url}/api/jobs", headers=auth, params={"q": "late"}).json()["items"]
+        assert len(jobs) == 1
 
         unknown = subprocess.run(
             [sys.executable, "-m", "bgremover", "watch", str(folder), "--server", url,

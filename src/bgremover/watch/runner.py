@@ -167,6 +167,7 @@ class Runner:
         self.ledger.record(rel, Entry(signature.size, signature.mtime_ns, "queued", job_id))
         self.active[job_id] = rel
         self.display.show(job_id, rel)
+        self.display.say(f"queued  {rel}")
 
     def _follow(self, update: Update) -> None:
         rel = self.active.get(update.job_id)
