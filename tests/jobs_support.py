@@ -18,6 +18,7 @@ from bgremover.jobs.files import FileStore
 from bgremover.jobs.schemas import Upload
 from bgremover.jobs.sequences import EventSeq
 from bgremover.jobs.service import JobService
+from bgremover.storage import LocalStorage
 
 POSTGRES_ADMIN = os.environ.get(
     "BGREMOVER_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -101,7 +102,7 @@ def build_harness(
         bus = InMemoryEventBus(seq=seq.take, last=seq.last())
     service = JobService(
         sessions=session_factory(engine),
-        files=FileStore(root / "files"),
+        files=FileStore(LocalStorage(root / "files"), root / "files"),
         bus=bus,
         settings=config,
         now=clock,

@@ -92,9 +92,9 @@ def test_a_batch_of_photos_runs_through_worker_processes(
     )
     for name in ("coffee.jpg", "chelsea.jpg"):
         assert jobs[name].status == "completed", jobs[name].error
-        _, result = system.service.job_paths(jobs[name].id)
+        _, result = system.service.job_files(jobs[name].id)
         assert result is not None
-        with Image.open(result) as image:
+        with Image.open(system.service.files.storage.open(result)) as image:
             assert image.mode == "RGBA" and image.size == Image.open(photos[name]).size
     assert [e.seq for e in events] == sorted(e.seq for e in events)
     progress: dict[str, float] = {}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import signal
 import threading
 import time
@@ -96,14 +98,15 @@ Start = Callable[..., tuple[LocalProcessExecutor, Reports]]
 
 
 @pytest.fixture
-def start() -> Iterator[Start]:
+def start(tmp_path: Path) -> Iterator[Start]:
     """Start an executor with a recording sink, ready to serve; shut down after the test."""
     executors: list[LocalProcessExecutor] = []
 
     def make(
         settings: Settings | None = None, workers: int = 2
     ) -> tuple[LocalProcessExecutor, Reports]:
-        executor = LocalProcessExecutor(settings or Settings(), workers=workers)
+        settings = (settings or Settings()).model_copy(update={"data_dir": tmp_path})
+        executor = LocalProcessExecutor(settings, workers=workers)
         executors.append(executor)
         reports = Reports()
         executor.start(reports)
@@ -115,13 +118,24 @@ def start() -> Iterator[Start]:
         executor.shutdown()
 
 
-def work(job_id: str, source: Path, out: Path) -> WorkItem:
+def work(job_id: str, source: Path, data_dir: Path) -> WorkItem:
+    """An item for ``source``, put in the data dir's store as the job service would."""
+    content_hash = hashlib.sha256(source.read_bytes()).hexdigest()
+    original_key = f"originals/{content_hash[:2]}/{content_hash}"
+    target = data_dir / original_key
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
     return WorkItem(
         job_id=job_id,
         dispatch_id=uuid.uuid4().hex,
-        source=str(source),
-        destination=str(out / f"{job_id}.png"),
+        original_key=original_key,
+        result_key=result_key(job_id),
     )
+
+
+def result_key(job_id: str) -> str:
+    name = hashlib.md5(job_id.encode()).hexdigest()  # a job id's shape: 32 hex digits
+    return f"results/{name[:2]}/{name}.png"
 
 
 def worker_name(started: Report) -> str:
@@ -158,7 +172,7 @@ def test_runs_items_on_two_workers_and_reports_stages_in_order(
         assert positions == sorted(positions), "progress went backwards"
         assert {p.stage for p in progress} == {s.value for s in STAGES}
 
-        destination = Path(items[job_id].destination)
+        destination = tmp_path / items[job_id].result_key
         with Image.open(source) as original, Image.open(destination) as result:
             assert (result.format, result.mode) == ("PNG", "RGBA")
             assert result.size == original.size == (final.width, final.height)
@@ -180,7 +194,7 @@ def test_cancel_stops_running_inference_within_a_second_and_frees_the_worker(
     assert isinstance(final, Stopped)
     assert reports.arrived_at(final) - cancelled_at < 1.0
     assert executor.free_slots() == 1
-    assert not (tmp_path / "a.png").exists()
+    assert not (tmp_path / result_key("a")).exists()
 
     executor.submit(work("b", photos["coffee.jpg"], tmp_path))
     assert isinstance(reports.final("b"), Finished)
@@ -226,9 +240,10 @@ def test_bad_input_fails_its_own_item_with_the_engine_message(
     failed = reports.final("bad")
     assert isinstance(failed, Failed)
     assert failed.code == "not_an_image"
-    assert bad_inputs["not_an_image"].name in failed.message
+    stored = hashlib.sha256(bad_inputs["not_an_image"].read_bytes()).hexdigest()
+    assert stored in failed.message, "it names the stored file (the service names the upload)"
     assert isinstance(reports.final("good"), Finished)
-    assert (tmp_path / "good.png").is_file()
+    assert (tmp_path / result_key("good")).is_file()
 
 
 def test_model_load_failure_fails_items_instead_of_crash_looping(
@@ -264,7 +279,9 @@ def test_cancel_that_is_not_honoured_in_time_kills_the_worker_and_reports_stoppe
     assert executor.free_slots() == 1
 
 
-def test_shutdown_stops_every_worker_and_can_be_called_twice(start: Start) -> None:
+def test_shutdown_stops_every_worker_and_can_be_called_twice(
+    start: Start, photos: dict[str, Path], tmp_path: Path
+) -> None:
     executor, _ = start(workers=2)
     pids = list(executor.worker_pids().values())
     assert all(psutil.pid_exists(pid) for pid in pids)
@@ -274,7 +291,7 @@ def test_shutdown_stops_every_worker_and_can_be_called_twice(start: Start) -> No
     assert not any(psutil.pid_exists(pid) for pid in pids)
     assert executor.free_slots() == 0
     with pytest.raises(RuntimeError):
-        executor.submit(WorkItem("x", "x", "in.jpg", "out.png"))
+        executor.submit(work("x", photos["coffee.jpg"], tmp_path))
 
 
 def test_a_run_past_its_deadline_is_killed_as_hung_and_reported_lost(

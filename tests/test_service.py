@@ -44,8 +44,9 @@ COFFEE_PIXELS = 600 * 400
 
 def run_to_completion(h: Harness, item: WorkItem, *, size: tuple[int, int] = (600, 400)) -> None:
     """Report what a worker reports for a successful run, and write its result file."""
-    Path(item.destination).parent.mkdir(parents=True, exist_ok=True)
-    Path(item.destination).write_bytes(b"result")
+    result = h.root / "files" / item.result_key
+    result.parent.mkdir(parents=True, exist_ok=True)
+    result.write_bytes(b"result")
     h.service.handle(Started(item.job_id, item.dispatch_id, "test-worker"))
     for stage in STAGE_TIMINGS:
         h.service.handle(StageProgress(item.job_id, item.dispatch_id, stage, 0.0, time.time()))
@@ -89,7 +90,7 @@ def test_identical_uploads_are_stored_once_by_content_hash(
 ) -> None:
     h = harness
     h.service.create_batch(h.uploads(photos["coffee.jpg"], photos["coffee.jpg"]))
-    stored = [p for p in h.service.files.originals.rglob("*") if p.is_file()]
+    stored = [p for p in (h.root / "files" / "originals").rglob("*") if p.is_file()]
     assert len(stored) == 1 and stored[0].name != "coffee.jpg"
 
 
@@ -192,7 +193,7 @@ def test_a_late_completion_never_overwrites_a_cancel(
     run_to_completion(h, item)
     job = h.service.get_job(item.job_id)
     assert job.status == "cancelled" and job.result is None
-    assert not Path(item.destination).exists(), "the unwanted result file was kept"
+    assert not h.service.files.storage.exists(item.result_key), "the unwanted result was kept"
     with pytest.raises(InvalidTransition):
         h.service.cancel_job(item.job_id)
 
@@ -319,11 +320,11 @@ def test_delete_removes_the_job_and_files_nobody_else_uses(
 ) -> None:
     h = harness
     jobs = h.service.create_batch(h.uploads(photos["coffee.jpg"], photos["coffee.jpg"])).jobs
-    original, _ = h.service.job_paths(jobs[0].id)
+    original, _ = h.service.job_files(jobs[0].id)
     h.service.delete_job(jobs[0].id)
-    assert original.exists(), "the other job still needs the original"
+    assert h.service.files.storage.exists(original), "the other job still needs the original"
     h.service.delete_job(jobs[1].id)
-    assert not original.exists()
+    assert not h.service.files.storage.exists(original)
     with pytest.raises(NotFound):
         h.service.get_job(jobs[0].id)
 
@@ -447,7 +448,7 @@ def test_derive_queues_a_new_job_on_the_same_original_with_new_options(
     derived = h.service.derive_job(source.id, RemoveOptions(background_color="#ff0000"))
     assert derived.status == "pending" and derived.attempt == 1 and derived.retried_from is None
     assert derived.options == {"background_color": [255, 0, 0, 255]}
-    assert h.service.job_paths(derived.id)[0] == h.service.job_paths(source.id)[0]
+    assert h.service.job_files(derived.id)[0] == h.service.job_files(source.id)[0]
     batch = h.service.get_batch(created.batch.id)
     assert (batch.counts.total, batch.counts.pending) == (2, 2)
 

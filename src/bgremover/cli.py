@@ -556,6 +556,45 @@ def _watch_backend(
     return remote
 
 
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            "--concurrency", "-c", help="Worker processes (default: one per 2 cores).", min=1
+        ),
+    ] = None,
+    loglevel: Annotated[str, typer.Option(help="Celery's log level.")] = "INFO",
+) -> None:
+    """Run Celery worker processes for a cluster (needs BGREMOVER_REDIS_URL and a shared
+    BGREMOVER_DATABASE_URL and BGREMOVER_STORAGE_URL); each loads the model once."""
+    settings = _settings()
+    if not settings.redis_url:
+        err_console.print(
+            "bgremover worker: set BGREMOVER_REDIS_URL (and BGREMOVER_DATABASE_URL, "
+            "BGREMOVER_STORAGE_URL) to the cluster's, as for `bgremover serve`"
+        )
+        raise typer.Exit(2)
+    cores = os.cpu_count() or 1
+    processes = concurrency or max(1, cores // 2)
+    # Processes share the cores instead of each onnxruntime taking all of them.
+    if not settings.intra_op_threads:
+        os.environ["BGREMOVER_INTRA_OP_THREADS"] = str(max(1, cores // processes))
+    from .celery_app import app as celery
+
+    celery.worker_main(
+        [
+            "worker",
+            f"--concurrency={processes}",
+            f"--loglevel={loglevel}",
+            f"--hostname=bgremover-{os.getpid()}@%h",
+            "--pool=prefork",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
+
+
 @models_app.command("list")
 def models_list() -> None:
     """Registered models and whether each is downloaded."""

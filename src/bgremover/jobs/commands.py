@@ -109,8 +109,8 @@ class Commands(ServiceCore):
     # ------------------------------------------------------------------ user commands
 
     def cancel_job(self, job_id: str) -> CancelResult:
-        """Cancel a pending job at once, or a running one (its worker stops within a second
-        when it runs in this process; another process notices at its next lease renewal)."""
+        """Cancel a pending job at once, or a running one (its worker stops within a second;
+        a process that missed the word notices at its next lease renewal)."""
         with self._sessions.begin() as db:
             row = self._get_job(db, job_id)
             cancelled = self._cancel(db, [row])
@@ -344,9 +344,10 @@ class Commands(ServiceCore):
         return cancelled
 
     def _stop_held(self, cancelled: Iterable[JobRow]) -> None:
-        """After the commit: stop the runs of cancelled jobs that this process holds."""
+        """After the commit: stop the runs of cancelled jobs that this process holds, or,
+        when runs are held by remote workers, tell those workers."""
         for row in cancelled:
-            if self._drop(row.id) is not None:
+            if self._drop(row.id) is not None or self._runs_elsewhere:
                 self._cancel_running(row.id)
 
     def _queue_copies(

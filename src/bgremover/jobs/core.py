@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy import ColumnElement, Engine, and_, func, select
 from sqlalchemy.orm import Session as Db
 from sqlalchemy.orm import sessionmaker
 
@@ -81,11 +81,31 @@ class ServiceCore:
         self.clock.load(self._timings.load())
         self._cancel_running: Callable[[str], None] = lambda job_id: None
         self._wake: Callable[[], None] = lambda: None
+        self._runs_elsewhere = False
 
-    def attach(self, *, cancel_running: Callable[[str], None], wake: Callable[[], None]) -> None:
-        """Connect the executor's cancel and the scheduler's wake-up."""
+    def attach(
+        self,
+        *,
+        cancel_running: Callable[[str], None],
+        wake: Callable[[], None],
+        runs_elsewhere: bool = False,
+    ) -> None:
+        """Connect the executor's cancel and the scheduler's wake-up. ``runs_elsewhere``:
+        the executor's workers take runs over and report to the store themselves (Celery),
+        so this process holds no run after handing it out and a cancel goes to them all."""
         self._cancel_running = cancel_running
         self._wake = wake
+        self._runs_elsewhere = runs_elsewhere
+
+    @property
+    def database(self) -> Engine:
+        engine: Engine = self._sessions.kw["bind"]
+        return engine
+
+    def close(self) -> None:
+        """Release the database connections and the bus."""
+        self.bus.close()
+        self.database.dispose()
 
     def refresh_timings(self) -> None:
         """Adopt what other processes have learned about stage timings meanwhile."""

@@ -124,6 +124,12 @@ class Subscription:
             and (self._items[0].event.type == "resync")
         )
 
+    @property
+    def resyncing(self) -> bool:
+        """Whether a resync waits to be read (events delivered now would be dropped)."""
+        with self._lock:
+            return self._is_resyncing()
+
     def _wake(self) -> None:
         if self._loop is not None and self._wakeup is not None:
             try:
@@ -228,10 +234,18 @@ class EventBus(ABC):
     @abstractmethod
     def last_seq(self) -> int: ...
 
+    def close(self) -> None:  # noqa: B027 - most buses hold nothing to release
+        """Release what the bus holds (connections, threads); subscribers are not served
+        afterwards."""
+
     @abstractmethod
     def recent_notifications(self) -> list[Event]:
         """The latest notifications, oldest first: a client that had to resync gets the ones
         it missed with its snapshot instead of losing them."""
+
+    def close(self) -> None:
+        """Stop what the bus runs in the background (nothing, for a bus of one process)."""
+        return
 
 
 SeqSource = Callable[[int], list[int]]
@@ -249,73 +263,114 @@ class _LocalSeq:
         return [next(self._next) for _ in range(count)]
 
 
+class Fanout:
+    """What every bus does in its own process: deliver events in seq order to the local
+    subscribers and keep the recent ones for replay. Callers hold ``lock`` around each use,
+    so a subscriber's replay and its live events never interleave."""
+
+    def __init__(self, replay: int, last: int) -> None:
+        self.lock = threading.Lock()
+        self.last = last
+        """The newest seq delivered here."""
+        self.floor = last
+        """Events up to this seq cannot be replayed from here (before this bus, or dropped)."""
+        self._recent: deque[Event] = deque(maxlen=replay)
+        self._subscribers: dict[Subscription, int] = {}
+        """Each subscriber with the seq it has already seen (it gets only newer events)."""
+
+    def deliver(self, events: Sequence[Event]) -> None:
+        """Hand ``events`` (ascending, all newer than ``last``) to every subscriber."""
+        kept = self._recent.maxlen or 0
+        dropped = len(self._recent) + len(events) - kept
+        if dropped > 0:
+            old = len(self._recent)
+            newest_dropped = (
+                self._recent[dropped - 1] if dropped <= old else events[dropped - old - 1]
+            )
+            self.floor = newest_dropped.seq
+        self._recent.extend(events)
+        self.last = events[-1].seq
+        subscribers = list(self._subscribers.items())
+        for event in events:
+            for subscription, seen in subscribers:
+                if event.seq > seen:
+                    subscription.deliver(event)
+
+    def replays(self, after: int) -> bool:
+        """Whether every event newer than ``after`` that this process delivered is kept."""
+        return self.floor <= after <= self.last
+
+    def attach(self, subscription: Subscription, after: int | None) -> None:
+        """Replay the kept events newer than ``after`` (which ``replays``), then go live; an
+        ``after`` ahead of ``last`` skips the events up to it as they arrive."""
+        if after is not None:
+            for event in self._recent:
+                if event.seq > after:
+                    subscription.deliver(event)
+        self._subscribers[subscription] = self.last if after is None else max(after, self.last)
+
+    def detach(self, subscription: Subscription) -> None:
+        self._subscribers.pop(subscription, None)
+
+    def restart(self, last: int, reason: str) -> None:
+        """Events were lost before reaching this process: everyone re-reads the state."""
+        self._recent.clear()
+        self.last = self.floor = last
+        for subscription in self._subscribers:
+            subscription.deliver(Event(RESYNC_SEQ, "resync", {"reason": reason}))
+        self._subscribers = dict.fromkeys(self._subscribers, last)
+
+
+def too_old() -> Event:
+    """What a subscriber resuming after events that are no longer kept gets first."""
+    return Event(RESYNC_SEQ, "resync", {"reason": "too old"})
+
+
 class InMemoryEventBus(EventBus):
     """Delivers to this process's subscribers; ``seq`` comes from ``seq`` (the database's
     sequence in a ``JobSystem``, so every process means the same thing by an event id). The
-    scale-out bus carries the same events over Redis."""
+    scale-out bus (``redis_bus.RedisEventBus``) carries the same events over Redis."""
 
     def __init__(self, replay: int = 10_000, *, seq: SeqSource | None = None, last: int = 0):
-        self._lock = threading.Lock()
         self._seq: SeqSource = seq or _LocalSeq()
-        self._last = last if seq is not None else self._seq(1)[0]
-        self._floor = self._last
-        """Events up to this seq cannot be replayed (before this bus, or dropped from it)."""
-        self._recent: deque[Event] = deque(maxlen=replay)
+        self._fanout = Fanout(replay, last if seq is not None else self._seq(1)[0])
         self._notifications: deque[Event] = deque(maxlen=KEPT_NOTIFICATIONS)
-        self._subscribers: set[Subscription] = set()
 
     @property
     def last_seq(self) -> int:
-        return self._last
+        return self._fanout.last
 
     def recent_notifications(self) -> list[Event]:
-        with self._lock:
+        with self._fanout.lock:
             return list(self._notifications)
 
     def publish_many(self, events: Sequence[tuple[EventType, dict[str, Any]]]) -> list[Event]:
         if not events:
             return []
         # Seqs are taken and delivered under the lock so every subscriber sees seq order.
-        with self._lock:
+        with self._fanout.lock:
             seqs = self._seq(len(events))
             published = [
                 Event(seq, type, data) for seq, (type, data) in zip(seqs, events, strict=True)
             ]
-            self._last = published[-1].seq
-            kept = self._recent.maxlen or 0
-            dropped = len(self._recent) + len(published) - kept
-            if dropped > 0:
-                old = len(self._recent)
-                newest_dropped = (
-                    self._recent[dropped - 1] if dropped <= old else published[dropped - old - 1]
-                )
-                self._floor = newest_dropped.seq
-            self._recent.extend(published)
             self._notifications.extend(e for e in published if e.type == "notification")
-            subscribers = list(self._subscribers)
-            for event in published:
-                for subscription in subscribers:
-                    subscription.deliver(event)
+            self._fanout.deliver(published)
         return published
 
     def subscribe(self, after: int | None = None, maxsize: int = 1000) -> Subscription:
         subscription = Subscription(self, maxsize)
-        with self._lock:
-            if after is not None and after != self._last:
-                # Seqs are shared with other processes, so they have gaps: what counts is
-                # whether an event newer than ``after`` was dropped.
-                if after < self._floor or after > self._last:
-                    subscription.deliver(Event(RESYNC_SEQ, "resync", {"reason": "too old"}))
-                else:
-                    for event in self._recent:
-                        if event.seq > after:
-                            subscription.deliver(event)
-            self._subscribers.add(subscription)
+        with self._fanout.lock:
+            # Seqs are shared with other processes, so they have gaps: what counts is
+            # whether an event newer than ``after`` was dropped.
+            if after is not None and not self._fanout.replays(after):
+                subscription.deliver(too_old())
+                after = None
+            self._fanout.attach(subscription, after)
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
-        with self._lock:
-            self._subscribers.discard(subscription)
+        with self._fanout.lock:
+            self._fanout.detach(subscription)
 
 
 class ProgressThrottle:

@@ -9,14 +9,13 @@ store derives every path from them (a background image travels as its content ha
 from __future__ import annotations
 
 import re
-from pathlib import PurePath
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..engine.options import OutputFormat, RemoveOptions
 from ..engine.stages import Stage
-from .files import HASH_PATTERN, ID_PATTERN
+from .files import HASH_PATTERN, ID_PATTERN, background_hash
 from .names import FileName, Name, clean_text
 from .states import JobStatus
 
@@ -119,9 +118,8 @@ class QueueState(_Row):
         return self
 
 
-def background_hash(options: dict[str, Any]) -> dict[str, Any]:
-    """Stored options for export: the background image by content hash, not by path."""
-    background = options.get("background_image")
-    if background is None:
+def exported_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Stored options for export: the background image by content hash, never a path."""
+    if options.get("background_image") is None:
         return options
-    return {**options, "background_image": PurePath(str(background)).name}
+    return {**options, "background_image": background_hash(options["background_image"])}

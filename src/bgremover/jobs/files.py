@@ -1,18 +1,21 @@
-"""Originals and results on disk. Originals are named by content hash, never by the user's
-file name, so uploads cannot choose paths and identical files are stored once. Every path
-is derived here from a checked key (a content hash or a job id), never taken from a row.
-Thumbnails are a cache beside them, named for the file they show and deleted with it."""
+"""Originals, results and backgrounds in the store, and thumbnails in a local cache.
+
+Originals are named by content hash, never by the user's file name, so uploads cannot choose
+names and identical files are stored once. Every storage key is derived here from a checked
+key (a content hash or a job id), never taken from a row. Thumbnails are a cache in this
+process's data dir, named for the file they show and deleted with it.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import shutil
+from contextlib import suppress
 from pathlib import Path
 
 from ..engine.decode import SUPPORTED_MEDIA_TYPES, sniff
 from ..engine.options import OutputFormat
+from ..storage import Storage
 
 HASH_PATTERN = r"^[0-9a-f]{64}$"
 """A content hash: the name of an original or background in the store."""
@@ -21,7 +24,7 @@ ID_PATTERN = r"^[0-9a-f]{32}$"
 
 
 class NotAStoreKey(ValueError):
-    """A hash or id that is not one: joining it into a path could leave the store."""
+    """A hash or id that is not one: joining it into a key could leave the store."""
 
 
 def _checked(key: str, pattern: str) -> str:
@@ -30,101 +33,94 @@ def _checked(key: str, pattern: str) -> str:
     return key
 
 
+def _fanned(folder: str, name: str) -> str:
+    return f"{folder}/{name[:2]}/{name}"
+
+
 class FileStore:
-    def __init__(self, root: Path) -> None:
-        self.originals = root / "originals"
-        self.results = root / "results"
-        self.backgrounds = root / "backgrounds"
-        self.thumbnails = root / "thumbnails"
-        for folder in (self.originals, self.results, self.backgrounds, self.thumbnails):
-            folder.mkdir(parents=True, exist_ok=True)
+    def __init__(self, storage: Storage, cache_root: Path) -> None:
+        self.storage = storage
+        self.thumbnails = cache_root / "thumbnails"
+        self.thumbnails.mkdir(parents=True, exist_ok=True)
 
     def add_original(self, source: Path) -> tuple[str, int]:
         """Move ``source`` into the store; returns its sha256 and size."""
-        return self._add(source, self.originals)
+        return self._add(source, "originals")
 
-    def add_background(self, source: Path) -> Path:
-        """Move a background image (for compositing) into the store; returns its path."""
-        content_hash, _ = self._add(source, self.backgrounds)
-        return self.background_path(content_hash)
+    def add_background(self, source: Path) -> str:
+        """Move a background image (for compositing) into the store; returns its hash."""
+        content_hash, _ = self._add(source, "backgrounds")
+        return content_hash
 
-    def _add(self, source: Path, folder: Path) -> tuple[str, int]:
+    def _add(self, source: Path, folder: str) -> tuple[str, int]:
         digest = hashlib.sha256()
         with open(source, "rb") as f:
             while block := f.read(1 << 20):
                 digest.update(block)
         content_hash = digest.hexdigest()
-        target = folder / content_hash[:2] / content_hash
         size = source.stat().st_size
-        if target.exists():
+        key = _fanned(folder, content_hash)
+        if self.storage.size(key) == size:
             source.unlink()
         else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.replace(source, target)
-            except OSError:  # another filesystem: copy, then rename into place
-                tmp = target.with_suffix(".part")
-                shutil.copyfile(source, tmp)
-                os.replace(tmp, target)
-                source.unlink()
+            self.storage.put(key, source)
         return content_hash, size
 
-    def original_path(self, content_hash: str) -> Path:
-        _checked(content_hash, HASH_PATTERN)
-        return self.originals / content_hash[:2] / content_hash
+    def original_key(self, content_hash: str) -> str:
+        return _fanned("originals", _checked(content_hash, HASH_PATTERN))
 
-    def background_path(self, content_hash: str) -> Path:
-        _checked(content_hash, HASH_PATTERN)
-        return self.backgrounds / content_hash[:2] / content_hash
+    def background_key(self, content_hash: str) -> str:
+        return _fanned("backgrounds", _checked(content_hash, HASH_PATTERN))
 
-    def result_path(self, job_id: str, extension: str) -> Path:
-        _checked(job_id, ID_PATTERN)
-        return self.results / job_id[:2] / f"{job_id}{extension}"
+    def result_key(self, job_id: str, extension: str) -> str:
+        return _fanned("results", _checked(job_id, ID_PATTERN) + extension)
 
-    def thumbnail_path(self, source: Path, size: int) -> Path:
-        """Where the cached WebP thumbnail of a stored original or result goes. Their names
-        are unique (content hash, job id) and the files never change, so neither does this."""
-        return self.thumbnails / source.name[:2] / f"{source.name}.{size}.webp"
-
-    def result_file(self, job_id: str, result_format: str | None) -> Path | None:
-        """Where a finished job's result lives, from its id and stored format (None when
-        the format is not one we write)."""
+    def result_file(self, job_id: str, result_format: str | None) -> str | None:
+        """The key of a finished job's result, from its id and stored format (None when the
+        format is not one we write)."""
         try:
-            return self.result_path(job_id, OutputFormat(result_format or "").extension)
+            return self.result_key(job_id, OutputFormat(result_format or "").extension)
         except ValueError:
             return None
 
+    def thumbnail_path(self, key: str, size: int) -> Path:
+        """Where the cached WebP thumbnail of a stored original or result goes. Their names
+        are unique (content hash, job id) and the files never change, so neither does this."""
+        name = key.rsplit("/", 1)[-1]
+        return self.thumbnails / name[:2] / f"{name}.{size}.webp"
+
+    def image_type(self, key: str) -> str | None:
+        """The media type of a stored file read from its bytes when it is an image we decode;
+        None when it is missing or anything else (a row's claim is never asked)."""
+        try:
+            with self.storage.open(key) as f:
+                header = f.read(8192)
+        except (OSError, ValueError):
+            return None
+        media_type = sniff(header)
+        return media_type if media_type in SUPPORTED_MEDIA_TYPES else None
+
     def delete_original(self, content_hash: str) -> bool:
         try:
-            return self.delete(self.original_path(content_hash))
+            return self.delete(self.original_key(content_hash))
         except NotAStoreKey:
             return False
 
-    def delete(self, path: str | Path | None) -> bool:
+    def delete(self, key: str | None) -> bool:
         """Delete a stored file and its thumbnails; whether the file was there."""
-        if not path:
+        if not key:
             return False
-        path = Path(path)
-        for thumbnail in (self.thumbnails / path.name[:2]).glob(f"{path.name}.*.webp"):
-            _unlink(thumbnail)
-        return _unlink(path)
+        name = key.rsplit("/", 1)[-1]
+        for thumbnail in (self.thumbnails / name[:2]).glob(f"{name}.*.webp"):
+            with suppress(FileNotFoundError):
+                thumbnail.unlink()
+        return self.storage.delete(key)
 
 
-def image_type(path: Path) -> str | None:
-    """The media type of a stored file read from its bytes when it is an image we decode;
-    None when it is missing or anything else (a row's claim is never asked)."""
-    try:
-        with open(path, "rb") as f:
-            header = f.read(8192)
-    except OSError:
+def background_hash(value: object) -> str | None:
+    """The content hash a job's ``background_image`` option names. Rows written before the
+    store had keys hold the file's path, whose name is the hash."""
+    if value is None:
         return None
-    media_type = sniff(header)
-    return media_type if media_type in SUPPORTED_MEDIA_TYPES else None
-
-
-def _unlink(path: Path) -> bool:
-    try:
-        path.unlink()
-        return True
-    except FileNotFoundError:
-        return False
+    name = str(value).replace("\\", "/").rsplit("/", 1)[-1]
+    return name if re.fullmatch(HASH_PATTERN, name) else None

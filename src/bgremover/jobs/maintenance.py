@@ -19,9 +19,9 @@ from .exchange import (
     ExportedJob,
     ExportedSession,
     QueueState,
-    background_hash,
+    exported_options,
 )
-from .files import FileStore, image_type
+from .files import FileStore
 from .schemas import CleanupResult, ImportResult
 from .states import STATUSES, TERMINAL
 from .tables import Base, BatchRow, DateTime, JobRow, SessionRow
@@ -106,7 +106,7 @@ def export_state(sessions: sessionmaker[Db], exported_at: datetime) -> dict[str,
         jobs = []
         for row in db.scalars(select(JobRow).order_by(JobRow.queue_order)):
             data = _row(row, ExportedJob)
-            data["options"] = background_hash(data["options"] or {})
+            data["options"] = exported_options(data["options"] or {})
             jobs.append(data)
         return {
             "version": EXPORT_VERSION,
@@ -170,24 +170,24 @@ def _job_row(files: FileStore, job: ExportedJob, now: datetime) -> JobRow:
     row.queued_at = job.queued_at or job.created_at
     row.size_bucket = size_bucket(row.width, row.height)
     row.lost_runs = 0
-    original = files.original_path(job.content_hash)
-    row.media_type = image_type(original)
-    options = dict(job.options)
-    background = options.get("background_image")
-    if background is not None:
-        options["background_image"] = str(files.background_path(background))
-    row.options = options
+    row.media_type = files.image_type(files.original_key(job.content_hash))
+    background = job.options.get("background_image")
+    row.options = dict(job.options)
     if row.status == "processing":
         row.status, row.stage, row.progress = "pending", None, 0.0
     missing = None
     if row.status == "pending" and row.media_type is None:
         missing = ("original_missing", "the original file was not imported with the queue")
-    elif row.status == "pending" and background and not files.background_path(background).exists():
+    elif (
+        row.status == "pending"
+        and background
+        and not files.storage.exists(files.background_key(background))
+    ):
         missing = ("background_missing", "its background image was not imported with the queue")
     elif row.status == "completed":
         result = files.result_file(row.id, row.result_format)
-        if result is not None and result.is_file():
-            row.result_path = str(result)
+        if result is not None and files.storage.exists(result):
+            row.result_path = result
         else:
             missing = ("result_missing", "its result file was not imported with the queue")
     if missing is not None:

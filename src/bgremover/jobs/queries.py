@@ -5,7 +5,6 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session as Db
@@ -21,14 +20,14 @@ class Queries(ServiceCore):
         with self._sessions() as db:
             return self._job(db, self._get_job(db, job_id))
 
-    def job_paths(self, job_id: str) -> tuple[Path, Path | None]:
-        """The original's and (when completed) the result's file paths, derived by the
+    def job_files(self, job_id: str) -> tuple[str, str | None]:
+        """The storage keys of the original and (when completed) the result, derived by the
         store from the row's hash and id (a stored path string is never trusted)."""
         with self._sessions() as db:
             row = self._get_job(db, job_id)
             done = row.status == "completed"
             result = self.files.result_file(row.id, row.result_format) if done else None
-            return self.files.original_path(row.content_hash), result
+            return self.files.original_key(row.content_hash), result
 
     def list_jobs(
         self,

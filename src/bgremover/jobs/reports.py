@@ -24,7 +24,7 @@ import time
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session as Db
 
 from ..engine.options import OutputFormat, RemoveOptions
@@ -33,6 +33,7 @@ from ..workers.base import (
     Calibration,
     Failed,
     Finished,
+    Freed,
     Lost,
     Report,
     StageProgress,
@@ -42,6 +43,7 @@ from ..workers.base import (
 )
 from . import notices, transitions
 from .core import ServiceCore
+from .files import background_hash
 from .notices import JobProgress, Published
 from .rows import new_id
 from .snapshots import Live, live_remaining
@@ -50,13 +52,18 @@ from .tables import JobRow
 
 log = logging.getLogger(__name__)
 
+CLAIM_LOCK = 0x62677265  # "bgre": PostgreSQL advisory lock serialising claims within slots
+
 
 class Reports(ServiceCore):
     # ------------------------------------------------------------------------ claims
 
-    def claim_next(self) -> WorkItem | None:
+    def claim_next(self, *, within: int | None = None) -> WorkItem | None:
         """Move the best pending job (highest priority, then first in line) to processing,
-        held by this process under a new dispatch id and lease."""
+        held by this process under a new dispatch id and lease. With ``within`` (worker
+        slots shared by every dispatching process), only while fewer runs than that are
+        processing anywhere: counting and claiming are one step, serialised across
+        processes, so the cluster never runs more than its slots."""
         now = self._now()
         dispatch_id = new_id()
         best = (
@@ -67,10 +74,18 @@ class Reports(ServiceCore):
             .with_for_update(skip_locked=True)
             .scalar_subquery()
         )
+        conditions = [JobRow.id == best, JobRow.status == "pending"]
         with self._sessions.begin() as db:
+            if within is not None:
+                if db.get_bind().dialect.name == "postgresql":
+                    db.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK)))
+                running = (
+                    select(func.count()).select_from(JobRow).where(JobRow.status == "processing")
+                )
+                conditions.append(running.scalar_subquery() < within)
             claimed = db.execute(
                 update(JobRow)
-                .where(JobRow.id == best, JobRow.status == "pending")
+                .where(*conditions)
                 .values(
                     status="processing",
                     dispatch_id=dispatch_id,
@@ -97,20 +112,62 @@ class Reports(ServiceCore):
             )
             transitions.shift_batch(db, batch_id, {"pending": -1, "processing": +1}, now)
             row = self._get_job(db, job_id)
-            self._hold(job_id, Live(dispatch_id, batch_id, bucket, pixels=pixels))
-            options = RemoveOptions.model_validate(row.options or {})
-            item = WorkItem(
-                job_id=job_id,
-                dispatch_id=dispatch_id,
-                source=str(self.files.original_path(row.content_hash)),
-                destination=str(self.files.result_path(job_id, options.format.extension)),
-                options=row.options or {},
-                deadline_s=self._deadline(predicted),
-            )
+            if not self._runs_elsewhere:
+                self._hold(job_id, Live(dispatch_id, batch_id, bucket, pixels=pixels))
+            item = self._work_item(row, dispatch_id, predicted)
             events = [notices.job_updated(self._job(db, row))]
             events += self._batch_and_session_events(db, batch_id)
         self._publish_all(events)
         return item
+
+    def take_over(self, item: WorkItem, worker: str) -> bool:
+        """A worker process (on any machine) starts ``item``: the run becomes this
+        process's (its lease, its progress) if the job still waits for exactly this
+        dispatch and no worker has started it yet. False for a stale or duplicate
+        delivery: another dispatch won, the job ended, or a worker already took it (if
+        that worker died, its expired lease or its death notice re-queues the job)."""
+        now = self._now()
+        with self._sessions.begin() as db:
+            taken = db.execute(
+                update(JobRow)
+                .where(
+                    JobRow.id == item.job_id,
+                    JobRow.dispatch_id == item.dispatch_id,
+                    JobRow.status == "processing",
+                    JobRow.worker.is_(None),
+                )
+                .values(
+                    worker=worker[:100],
+                    lease_owner=self.owner,
+                    lease_until=now + self.settings.lease_duration,
+                )
+                .returning(JobRow.batch_id, JobRow.size_bucket, JobRow.width, JobRow.height),
+                execution_options={"synchronize_session": False},
+            ).first()
+            if taken is None:
+                return False
+            batch_id, bucket, width, height = taken
+            job = self._job(db, self._get_job(db, item.job_id))
+        pixels = width * height if width and height else None
+        self._hold(item.job_id, Live(item.dispatch_id, batch_id, bucket, pixels=pixels))
+        self._publish_all([notices.job_updated(job)])
+        return True
+
+    def _work_item(self, row: JobRow, dispatch_id: str, predicted: float) -> WorkItem:
+        """What a worker needs for one run: storage keys (derived from the row's hash and
+        id, never a stored path) and the output options."""
+        options = dict(row.options or {})
+        background = background_hash(options.pop("background_image", None))
+        extension = RemoveOptions.model_validate(options).format.extension
+        return WorkItem(
+            job_id=row.id,
+            dispatch_id=dispatch_id,
+            original_key=self.files.original_key(row.content_hash),
+            result_key=self.files.result_key(row.id, extension),
+            background_key=self.files.background_key(background) if background else None,
+            options=options,
+            deadline_s=self._deadline(predicted),
+        )
 
     def _deadline(self, predicted: float) -> float:
         """Seconds a run may take before it counts as hung: generous, from what runs of this
@@ -128,6 +185,9 @@ class Reports(ServiceCore):
         if isinstance(report, Calibration):
             self.clock.calibrate(report.pixels, report.timings)
             log.info("%s calibrated the estimates: %s", report.worker, report.timings)
+            return
+        if isinstance(report, Freed):
+            self._wake()
             return
         if isinstance(report, Started):
             self._on_started(report)
@@ -214,7 +274,7 @@ class Reports(ServiceCore):
             {
                 "progress": 100.0,
                 "stage": None,
-                "result_path": str(self.files.result_path(report.job_id, options.format.extension)),
+                "result_path": self.files.result_key(report.job_id, options.format.extension),
                 "result_width": report.width,
                 "result_height": report.height,
                 "result_format": report.format,
@@ -240,7 +300,7 @@ class Reports(ServiceCore):
             values = {"end_time": now, **transitions.NOT_RUNNING, **values}
             if "error_message" in values:
                 # Workers name the stored file; people know it by the name they uploaded.
-                stored = str(self.files.original_path(row.content_hash))
+                stored = self.files.original_key(row.content_hash).rsplit("/", 1)[-1]
                 values["error_message"] = values["error_message"].replace(stored, row.file_name)[
                     :2000
                 ]
@@ -362,7 +422,7 @@ class Reports(ServiceCore):
             extension = OutputFormat(report.format).extension
         except ValueError:
             extension = ".png"
-        self.files.delete(self.files.result_path(report.job_id, extension))
+        self.files.delete(self.files.result_key(report.job_id, extension))
 
     # ------------------------------------------------------------------ leases
 

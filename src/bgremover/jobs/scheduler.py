@@ -81,8 +81,9 @@ class Scheduler:
     def dispatch(self) -> int:
         """Start pending jobs while the executor has room; returns how many started."""
         started = 0
-        while self._executor.free_slots() > 0:
-            item = self._service.claim_next()
+        shared = self._executor.shared_slots()
+        while shared is not None or self._executor.free_slots() > 0:
+            item = self._service.claim_next(within=shared)
             if item is None:
                 break
             try:

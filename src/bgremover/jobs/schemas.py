@@ -164,6 +164,17 @@ class EtaAccuracy(_Model):
     """Mean of (predicted − actual) / actual: negative when estimates run short."""
 
 
+class WorkerStatus(_Model):
+    """One worker process and the job it runs."""
+
+    name: str
+    host: str
+    pid: int
+    since: datetime
+    job_id: str | None = None
+    file_name: str | None = None
+
+
 class Stats(_Model):
     jobs: dict[str, int]
     """Jobs per status (retried attempts counted once)."""
@@ -174,3 +185,5 @@ class Stats(_Model):
     max_concurrent_jobs: int
     eta_accuracy: EtaAccuracy | None = None
     """None until a job has completed with an estimate."""
+    workers: list[WorkerStatus] = []
+    """The worker processes (local, or every Celery worker of the cluster)."""

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from types import TracebackType
 
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
+
 from ..config import Settings
+from ..storage import StorageError, open_storage
 from ..workers.base import Executor
 from .database import connect, default_url, migrate, session_factory
 from .events import EventBus, InMemoryEventBus
@@ -13,6 +17,44 @@ from .presets import PresetStore
 from .scheduler import Scheduler
 from .sequences import EventSeq
 from .service import JobService
+
+
+def open_bus(settings: Settings, engine: Engine, *, follow: bool = True) -> EventBus:
+    """The event bus: in this process, with seqs from the database; or the Redis stream
+    every web process and worker shares, when ``redis_url`` is set (``follow=False``: a
+    process that only publishes, a worker, reads nothing back)."""
+    if settings.redis_url:
+        from .redis_bus import RedisEventBus  # imports redis only when it is used
+
+        prefix = f"{settings.redis_namespace}:events"
+        return RedisEventBus(settings.redis_url, prefix=prefix, follow=follow)
+    seq = EventSeq(engine)
+    return InMemoryEventBus(seq=seq.take, last=seq.last())
+
+
+def open_service(
+    settings: Settings, *, bus: EventBus | None = None, follow: bool = True
+) -> JobService:
+    """A job service on the configured database (migrated), store and bus."""
+    engine = connect(settings.database_url or default_url(settings.data_dir))
+    migrate(engine)
+    return JobService(
+        sessions=session_factory(engine),
+        files=FileStore(open_storage(settings), settings.data_dir),
+        bus=bus if bus is not None else open_bus(settings, engine, follow=follow),
+        settings=settings,
+    )
+
+
+def default_executor(settings: Settings) -> Executor:
+    """Celery workers when the cluster is configured, else local worker processes."""
+    if settings.redis_url:
+        from ..workers.celery_executor import CeleryExecutor
+
+        return CeleryExecutor(settings)
+    from ..workers.local import LocalProcessExecutor
+
+    return LocalProcessExecutor(settings)
 
 
 class JobSystem:
@@ -29,31 +71,37 @@ class JobSystem:
         bus: EventBus | None = None,
     ) -> None:
         self.settings = settings
-        self.engine = connect(settings.database_url or default_url(settings.data_dir))
-        migrate(self.engine)
-        if bus is None:
-            seq = EventSeq(self.engine)
-            bus = InMemoryEventBus(seq=seq.take, last=seq.last())
-        self.bus = bus
+        self.service = open_service(settings, bus=bus)
+        self.bus = self.service.bus
+        self.engine = self.service.database
         self.presets = PresetStore(session_factory(self.engine))
-        self.service = JobService(
-            sessions=session_factory(self.engine),
-            files=FileStore(settings.data_dir),
-            bus=self.bus,
-            settings=settings,
-        )
-        if executor is None:
-            from ..workers.local import LocalProcessExecutor
-
-            executor = LocalProcessExecutor(settings)
-        self.executor = executor
+        self.executor = executor if executor is not None else default_executor(settings)
         self.scheduler = Scheduler(
             self.service,
-            executor,
+            self.executor,
             cleanup_every=settings.cleanup_interval.total_seconds(),
             renew_every=settings.lease_duration.total_seconds() / 3,
         )
-        self.service.attach(cancel_running=executor.cancel, wake=self.scheduler.wake)
+        self.service.attach(
+            cancel_running=self.executor.cancel,
+            wake=self.scheduler.wake,
+            runs_elsewhere=self.executor.remote,
+        )
+
+    def health(self) -> dict[str, str]:
+        """Each dependency ("database", "storage", and the executor's: "redis", "broker")
+        with "ok" or what is wrong."""
+        checks = {"database": "ok", "storage": "ok"}
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except SQLAlchemyError as exc:
+            checks["database"] = f"unreachable: {str(exc).splitlines()[0]}"
+        try:
+            self.service.files.storage.check()
+        except StorageError as exc:
+            checks["storage"] = str(exc)
+        return checks | self.executor.health()
 
     def start(self) -> JobSystem:
         self.service.recover()
@@ -65,7 +113,7 @@ class JobSystem:
         self.scheduler.stop()
         self.service.release_all()
         self.executor.shutdown()
-        self.engine.dispose()
+        self.service.close()
 
     def __enter__(self) -> JobSystem:
         return self.start()

@@ -72,11 +72,12 @@ class LocalJobs:
         return Update.from_job(job.model_dump(mode="json"))
 
     def save_result(self, job_id: str, target: Path) -> None:
-        _, result = self.system.service.job_paths(job_id)
-        if result is None or not result.is_file():
+        service = self.system.service
+        _, key = service.job_files(job_id)
+        if key is None or not service.files.storage.exists(key):
             raise FileNotFoundError(f"the result of job {job_id} is no longer stored")
         tmp = target.with_name(f".{target.name}.part")
-        shutil.copyfile(result, tmp)
+        service.files.storage.get(key, tmp)
         tmp.replace(target)
 
     def stop(self) -> None:

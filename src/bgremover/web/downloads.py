@@ -3,7 +3,7 @@ backgrounds rendered from the stored transparent result without running the mode
 
 from __future__ import annotations
 
-from pathlib import Path
+import io
 from urllib.parse import quote
 
 from PIL import Image
@@ -42,13 +42,13 @@ def content_disposition(name: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe=_ATTR_CHARS)}"
 
 
-def render(result: Path, stored: OutputFormat, fmt: OutputFormat, bg: str | None) -> bytes:
+def render(result: bytes, stored: OutputFormat, fmt: OutputFormat, bg: str | None) -> bytes:
     """The stored result in another format or on a background colour."""
-    with Image.open(result) as image:
+    with Image.open(io.BytesIO(result)) as image:
         image.load()
     if stored is OutputFormat.MASK or image.mode not in ("RGBA", "LA"):
         if fmt is stored and bg is None:
-            return result.read_bytes()
+            return result
         raise ApiError(
             409,
             "no_transparency",

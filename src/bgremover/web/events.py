@@ -123,7 +123,10 @@ def _encode(kind: str, data: dict[str, Any], seq: int) -> bytes:
 
 
 def _parse_seq(value: str | None) -> int | None:
+    """A ``Last-Event-ID``: the seq, as sent (``N``) or as its Redis stream id (``N-0``)."""
+    if not value:
+        return None
     try:
-        return int(value) if value else None
+        return int(value.removesuffix("-0"))
     except ValueError:
         return None

@@ -20,6 +20,7 @@ from ..jobs.states import JobStatus
 from .deps import AppSettings, Limit, Offset, Page, Presets, Service
 from .downloads import archive_name, content_disposition, download_name
 from .errors import ApiError, error_body
+from .stored import chunks
 from .uploads import Rejected, preset_options, stage
 
 router = APIRouter(prefix="/api/batches", tags=["batches"])
@@ -149,10 +150,11 @@ def archive(batch_id: str, service: Service) -> StreamingResponse:
     if not jobs:
         raise ApiError(409, "not_ready", f"batch {batch.name!r} has no completed results yet")
     stream = ZipStream(sized=False)
+    storage = service.files.storage
     used: set[str] = set()
     for job in reversed(jobs):
-        _, path = service.job_paths(job.id)
-        if path is None or not path.exists() or job.result is None:
+        _, key = service.job_files(job.id)
+        if key is None or job.result is None or not storage.exists(key):
             continue
         name = download_name(job.file_name, OutputFormat(job.result.format))
         stem, dot, ext = name.rpartition(".")
@@ -160,7 +162,11 @@ def archive(batch_id: str, service: Service) -> StreamingResponse:
         while name in used:
             name, counter = f"{stem} ({counter}){dot}{ext}", counter + 1
         used.add(name)
-        stream.add_path(str(path), arcname=name)
+        local = storage.local_path(key)
+        if local is not None:
+            stream.add_path(str(local), arcname=name)
+        else:
+            stream.add(chunks(storage, key), arcname=name)
     return StreamingResponse(
         stream, media_type="application/zip",
         headers={"Content-Disposition": content_disposition(archive_name(batch.name))},

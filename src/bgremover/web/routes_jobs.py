@@ -12,12 +12,12 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from ..engine.options import OutputFormat
-from ..jobs.files import image_type
 from ..jobs.schemas import CancelResult, Job, RetryResult
 from ..jobs.states import JobStatus
 from .deps import AppSettings, Limit, Offset, Page, Service
 from .downloads import content_disposition, download_name, render
 from .errors import ApiError
+from .stored import read_all, stored_response
 from .uploads import Rejected, form_options, stage
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
@@ -110,7 +110,7 @@ async def derive(
         )  # fmt: skip
         if isinstance(staged, Rejected):
             raise ApiError(staged.status, staged.code, staged.message)
-        background = service.files.add_background(Path(staged.path))
+        background = await run_in_threadpool(service.files.add_background, Path(staged.path))
     options = form_options(
         format=format, background_color=background_color,
         background_image=background, background_blur=background_blur,
@@ -126,17 +126,15 @@ def delete_job(job_id: str, service: Service) -> Response:
 
 
 @router.get("/{job_id}/original", response_class=FileResponse)
-def original(job_id: str, service: Service) -> FileResponse:
+def original(job_id: str, service: Service) -> Response:
     """The uploaded image, typed by what its stored bytes are (never by a row's claim)."""
     job = service.get_job(job_id)
-    path, _ = service.job_paths(job_id)
-    media_type = image_type(path)
+    key, _ = service.job_files(job_id)
+    media_type = service.files.image_type(key)
     if media_type is None:
         raise ApiError(410, "gone", f"the original of {job.file_name} is no longer stored")
-    return FileResponse(
-        path, media_type=media_type,
-        headers={"Content-Disposition": content_disposition(job.file_name)},
-    )  # fmt: skip
+    headers = {"Content-Disposition": content_disposition(job.file_name)}
+    return stored_response(service.files.storage, key, media_type, headers)
 
 
 @router.get("/{job_id}/result", response_class=Response)
@@ -147,16 +145,18 @@ async def result(
     bg: Annotated[str | None, Query(max_length=64, description="Background colour")] = None,
 ) -> Response:
     job = await run_in_threadpool(service.get_job, job_id)
-    _, path = await run_in_threadpool(service.job_paths, job_id)
-    if job.status != "completed" or path is None or job.result is None:
+    _, key = await run_in_threadpool(service.job_files, job_id)
+    if job.status != "completed" or key is None or job.result is None:
         raise ApiError(409, "not_ready", f"{job.file_name} has no result (it is {job.status})")
-    if not path.exists():
+    storage = service.files.storage
+    if not await run_in_threadpool(storage.exists, key):
         raise ApiError(410, "gone", f"the result of {job.file_name} is no longer stored")
     stored = OutputFormat(job.result.format)
     wanted = format or stored
     name = download_name(job.file_name, wanted)
     headers = {"Content-Disposition": content_disposition(name)}
     if wanted is stored and bg is None:
-        return FileResponse(path, media_type=stored.media_type, headers=headers)
-    data = await run_in_threadpool(render, path, stored, wanted, bg)
+        return stored_response(storage, key, stored.media_type, headers)
+    data = await run_in_threadpool(read_all, storage, key)
+    data = await run_in_threadpool(render, data, stored, wanted, bg)
     return Response(data, media_type=wanted.media_type, headers=headers)

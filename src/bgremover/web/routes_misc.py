@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from ..jobs.exchange import QueueState
-from ..jobs.schemas import ImportResult, Session, Stats
-from .deps import AppSettings, Limit, Offset, Page, Service
+from ..jobs.schemas import ImportResult, Session, Stats, WorkerStatus
+from ..jobs.states import NotFound
+from .deps import AppSettings, Limit, Offset, Page, Service, get_system
 from .errors import ApiError
 
 router = APIRouter(prefix="/api", tags=["sessions and state"])
@@ -27,8 +30,25 @@ def get_session(session_id: str, service: Service) -> Session:
 
 
 @router.get("/stats")
-def stats(service: Service) -> Stats:
-    return service.stats()
+def stats(request: Request, service: Service) -> Stats:
+    """Counts, estimate quality, and the worker processes with the job each runs."""
+    workers = []
+    for worker in get_system(request).executor.workers():
+        file_name = None
+        if worker.job_id is not None:
+            with contextlib.suppress(NotFound):
+                file_name = service.get_job(worker.job_id).file_name
+        workers.append(
+            WorkerStatus(
+                name=worker.name,
+                host=worker.host,
+                pid=worker.pid,
+                since=datetime.fromtimestamp(worker.started_at, UTC),
+                job_id=worker.job_id,
+                file_name=file_name,
+            )
+        )
+    return service.stats().model_copy(update={"workers": workers})
 
 
 @router.get("/config")
@@ -63,5 +83,14 @@ def import_state(service: Service, state: QueueState) -> ImportResult:
 
 
 @router.get("/health")
-def health() -> dict[str, str]:
-    return {"status": "ok"}
+def health(request: Request) -> JSONResponse:
+    """ "ok" with each dependency's state and the number of workers; 503 when the
+    database does not answer (nothing works without it), "degraded" when another
+    dependency does not."""
+    system = get_system(request)
+    checks: dict[str, Any] = system.health()
+    failing = [name for name, state in checks.items() if state != "ok"]
+    workers = len(system.executor.workers())
+    status = "ok" if not failing else "degraded"
+    body = {"status": status, **checks, "workers": workers}
+    return JSONResponse(body, status_code=503 if "database" in failing else 200)

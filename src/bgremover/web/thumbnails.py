@@ -10,9 +10,11 @@ from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
+from ..config import Settings
 from ..engine.encode import write_atomic
 from ..engine.errors import InputError
 from ..engine.thumbnail import thumbnail
+from ..jobs.files import FileStore
 from .deps import AppSettings, Service
 from .errors import ApiError
 
@@ -39,18 +41,19 @@ async def job_thumbnail(
 ) -> FileResponse:
     """A WebP of the original or the result whose longest side is at most ``size``."""
     job = await run_in_threadpool(service.get_job, job_id)
-    original, result = await run_in_threadpool(service.job_paths, job_id)
-    source = original
+    original, result = await run_in_threadpool(service.job_files, job_id)
+    key = original
     if of == "result":
         if result is None:
             raise ApiError(409, "not_ready", f"{job.file_name} has no result (it is {job.status})")
-        source = result
-    if not source.exists():
-        raise ApiError(410, "gone", f"the {of} of {job.file_name} is no longer stored")
-    cached = service.files.thumbnail_path(source, size)
+        key = result
+    cached = service.files.thumbnail_path(key, size)
     if not cached.exists():
         try:
-            await run_in_threadpool(_render, source, cached, size, settings.max_image_pixels)
+            await run_in_threadpool(_render, service.files, key, cached, size, settings)
+        except FileNotFoundError:
+            gone = f"the {of} of {job.file_name} is no longer stored"
+            raise ApiError(410, "gone", gone) from None
         except InputError as exc:
             raise ApiError(
                 422, exc.code, f"{job.file_name}: no thumbnail, the {of} cannot be read"
@@ -58,5 +61,9 @@ async def job_thumbnail(
     return FileResponse(cached, media_type="image/webp", headers={"Cache-Control": _CACHE_CONTROL})
 
 
-def _render(source: Path, cached: Path, size: int, max_pixels: int) -> None:
-    write_atomic(cached, thumbnail(source, size, max_pixels=max_pixels))
+def _render(files: FileStore, key: str, cached: Path, size: int, settings: Settings) -> None:
+    scratch = settings.data_dir / "scratch"
+    scratch.mkdir(parents=True, exist_ok=True)
+    with files.storage.readable(key, scratch) as source:
+        data = thumbnail(source, size, max_pixels=settings.max_image_pixels)
+    write_atomic(cached, data)

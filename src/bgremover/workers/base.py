@@ -1,7 +1,7 @@
 """The executor contract: how the job system hands work to workers and hears back.
 
 The job service never assumes a worker shares its process or machine: it sends a ``WorkItem``
-(plain data: paths and JSON options) and receives ``Report`` messages through a sink that may
+(plain data: storage keys and JSON options) and receives ``Report`` messages through a sink that may
 be called from any thread. The local process pool implements this today; a Celery executor
 implements the same contract for scale-out.
 """
@@ -21,12 +21,15 @@ class WorkItem:
     job_id: str
     dispatch_id: str
     """Unique per run; every report carries it so a stale run's reports can be told apart."""
-    source: str
-    """Path of the original image."""
-    destination: str
-    """Path to write the result to (atomically)."""
+    original_key: str
+    """Storage key of the original image (workers get keys, never paths: they may run on
+    another machine)."""
+    result_key: str
+    """Storage key to write the result under."""
+    background_key: str | None = None
+    """Storage key of the background image to composite onto, if any."""
     options: dict[str, Any] = field(default_factory=dict)
-    """``RemoveOptions`` as JSON."""
+    """``RemoveOptions`` as JSON, without ``background_image`` (see ``background_key``)."""
     deadline_s: float | None = None
     """Seconds the run may take from its start; past that its worker counts as hung: it is
     killed and the run reported ``Lost``."""
@@ -99,8 +102,29 @@ class Calibration:
     timings: dict[str, float]
 
 
+@dataclass(frozen=True)
+class Freed:
+    """Not about a run: a remote worker slot came free, so the scheduler may start more
+    now instead of at its next round."""
+
+    worker: str
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """One worker process as the cluster sees it."""
+
+    name: str
+    """"host/pid": unique while the process lives."""
+    host: str
+    pid: int
+    started_at: float
+    job_id: str | None = None
+    """The job it runs now, if any."""
+
+
 RunReport = Started | StageProgress | Finished | Failed | Stopped | Lost
-Report = RunReport | Calibration
+Report = RunReport | Calibration | Freed
 ReportSink = Callable[[Report], None]
 
 
@@ -117,6 +141,16 @@ class Executor(ABC):
     def free_slots(self) -> int:
         """How many more items can start now; the scheduler submits at most this many."""
 
+    def shared_slots(self) -> int | None:
+        """Slots shared with every other process that dispatches to the same workers (the
+        job store then counts the runs of all of them), or None when ``free_slots`` is
+        this process's own."""
+        return None
+
+    remote = False
+    """Whether workers take runs over and report to the job store themselves, so the
+    dispatching process holds no run once it is handed out."""
+
     @abstractmethod
     def submit(self, item: WorkItem) -> None:
         """Start ``item``. Never blocks on the work itself."""
@@ -125,6 +159,14 @@ class Executor(ABC):
     def cancel(self, job_id: str) -> None:
         """Stop the job's run if one is running (its inference within a second) and free
         the slot; it then reports Stopped. A no-op for a job that is not running here."""
+
+    def workers(self) -> list[WorkerInfo]:
+        """The worker processes serving this executor and what each runs, for people."""
+        return []
+
+    def health(self) -> dict[str, str]:
+        """What this executor depends on and whether it answers ("ok" or the problem)."""
+        return {}
 
     @abstractmethod
     def shutdown(self) -> None:

@@ -18,6 +18,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import socket
 import threading
 import time
 from multiprocessing.connection import Connection, wait
@@ -26,7 +27,17 @@ from multiprocessing.process import BaseProcess
 from ..config import Settings
 from ..engine.errors import ModelError
 from ..engine.models import ModelStore
-from .base import Executor, Failed, Finished, Lost, Report, ReportSink, Stopped, WorkItem
+from .base import (
+    Executor,
+    Failed,
+    Finished,
+    Lost,
+    Report,
+    ReportSink,
+    Stopped,
+    WorkerInfo,
+    WorkItem,
+)
 from .worker_process import Cancel, FromWorker, Ready, Run, Stop, ToWorker, serve
 
 log = logging.getLogger(__name__)
@@ -86,6 +97,7 @@ class LocalProcessExecutor(Executor):
         self._restart_at: dict[str, float] = {}
         self._early_deaths: dict[str, int] = {}
         self._sink: ReportSink | None = None
+        self._started_at = time.time()
         self._closed = False
         self._monitor: threading.Thread | None = None
         # Wakes the monitor when its deadlines change or when it must exit.
@@ -180,6 +192,19 @@ class LocalProcessExecutor(Executor):
         """Name to pid of every live worker ("local-1": 4242), for tests and status pages."""
         with self._lock:
             return {name: worker.pid for name, worker in self._workers.items()}
+
+    def workers(self) -> list[WorkerInfo]:
+        with self._lock:
+            return [
+                WorkerInfo(
+                    name=name,
+                    host=socket.gethostname(),
+                    pid=worker.pid,
+                    started_at=self._started_at,
+                    job_id=worker.running.job_id if worker.running else None,
+                )
+                for name, worker in sorted(self._workers.items())
+            ]
 
     def wait_ready(self, timeout: float) -> bool:
         """Wait until every worker has loaded its model (or failed to); False on timeout."""

@@ -15,35 +15,24 @@ import queue
 import signal
 import tempfile
 import threading
-import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from pydantic import ValidationError
 
 from ..api import load_remover
 from ..config import Settings
-from ..engine import Cancelled, CancelToken, EngineError, ModelError, RemoveOptions, Remover, Stage
-from .base import (
-    Calibration,
-    Failed,
-    Finished,
-    Report,
-    StageProgress,
-    Started,
-    Stopped,
-    WorkItem,
-)
+from ..engine import CancelToken, ModelError, Remover
+from ..storage import open_storage
+from .base import Calibration, Report, Started, WorkItem
+from .running import ProgressReports, run_item
 
 log = logging.getLogger(__name__)
 
 WARM_UP_SIZE = (1200, 800)
 """A 1-megapixel photo-sized image: the pixel-bound stages scale from it to other sizes."""
-PROGRESS_INTERVAL_S = 0.05
-"""Within one stage, send progress at most this often; the event bus coalesces further."""
 
 
 @dataclass(frozen=True)
@@ -99,17 +88,21 @@ def serve(name: str, conn: Connection, settings: Settings) -> None:
     if isinstance(remover, ModelError):
         outbox.send(Ready(failure=remover.message))
     else:
-        outbox.send(Ready(calibration=_warm_up(name, remover)))
+        outbox.send(Ready(calibration=warm_up(name, remover)))
 
     label = f"{name} (pid {os.getpid()})"
+    storage = open_storage(settings)
+    scratch = settings.data_dir / "scratch"
+    scratch.mkdir(parents=True, exist_ok=True)
     while (run := inbox.runs.get()) is not None:
         item, token = run
         outbox.send(Started(item.job_id, item.dispatch_id, worker=label))
-        outbox.send(_outcome(item, token, remover, outbox))
+        progress = ProgressReports(item, outbox.send)
+        outbox.send(run_item(item, remover, storage, scratch, progress=progress, cancel=token))
         inbox.forget(item.dispatch_id)
 
 
-def _warm_up(name: str, remover: Remover) -> Calibration | None:
+def warm_up(name: str, remover: Remover) -> Calibration | None:
     """Time one image through every stage: onnxruntime's first run is slow anyway, and the
     timings give this machine's estimates (at this concurrency) before any job has ended."""
     width, height = WARM_UP_SIZE
@@ -126,55 +119,6 @@ def _warm_up(name: str, remover: Remover) -> Calibration | None:
         return None
     timings = {stage.value: seconds for stage, seconds in removal.timings.items()}
     return Calibration(worker=name, pixels=width * height, timings=timings)
-
-
-def _outcome(
-    item: WorkItem, token: CancelToken, remover: Remover | ModelError, outbox: _Outbox
-) -> Report:
-    """Run one item and turn whatever happened into its single final report."""
-    job_id, dispatch_id = item.job_id, item.dispatch_id
-    if token.cancelled:
-        return Stopped(job_id, dispatch_id)
-    if isinstance(remover, ModelError):
-        return Failed(job_id, dispatch_id, code=remover.code, message=remover.message)
-    name = Path(item.source).name
-    try:
-        options = RemoveOptions(**item.options)
-        removal = remover.process(
-            Path(item.source),
-            options,
-            destination=Path(item.destination),
-            progress=_ProgressSender(item, outbox),
-            cancel=token,
-        )
-    except Cancelled:
-        return Stopped(job_id, dispatch_id)
-    except EngineError as err:
-        return Failed(job_id, dispatch_id, code=err.code, message=err.message)
-    except ValidationError as err:
-        return Failed(
-            job_id, dispatch_id, code="invalid_options", message=f"{name}: bad options ({err})"
-        )
-    except Exception as exc:
-        log.exception("unexpected error on %s", item.source)
-        return Failed(
-            job_id,
-            dispatch_id,
-            code="internal_error",
-            message=f"{name}: unexpected error ({type(exc).__name__}: {exc}); "
-            "this is a bug in BG Remover",
-        )
-    width, height = removal.size
-    size = len(removal.data) if removal.data is not None else Path(item.destination).stat().st_size
-    return Finished(
-        job_id,
-        dispatch_id,
-        width=width,
-        height=height,
-        format=removal.format.value,
-        bytes=size,
-        timings={stage.value: seconds for stage, seconds in removal.timings.items()},
-    )
 
 
 class _Outbox:
@@ -225,31 +169,3 @@ class _Inbox:
     def forget(self, dispatch_id: str) -> None:
         with self._lock:
             self._tokens.pop(dispatch_id, None)
-
-
-class _ProgressSender:
-    """Sends stage progress: every stage change, otherwise at most every 50 ms."""
-
-    def __init__(self, item: WorkItem, outbox: _Outbox) -> None:
-        self._item = item
-        self._outbox = outbox
-        self._lock = threading.Lock()
-        self._stage: Stage | None = None
-        self._sent_at = 0.0
-
-    def __call__(self, stage: Stage, fraction: float) -> None:
-        now = time.monotonic()
-        # Held while sending too, so reports from two threads cannot overtake each other.
-        with self._lock:
-            if stage is self._stage and now - self._sent_at < PROGRESS_INTERVAL_S:
-                return
-            self._stage, self._sent_at = stage, now
-            self._outbox.send(
-                StageProgress(
-                    self._item.job_id,
-                    self._item.dispatch_id,
-                    stage=stage.value,
-                    fraction=fraction,
-                    sent_at=time.time(),
-                )
-            )

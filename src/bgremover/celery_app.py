@@ -1,0 +1,250 @@
+"""The Celery side of ``bgremover worker``: one task, run by worker processes that each
+load the model once and report straight to the job store.
+
+``celery -A bgremover.celery_app flower`` shows the workers (with the same BGREMOVER_*
+variables as the workers). A worker process:
+- at start, connects to the database (retrying with backoff), loads the model, times a
+  warm-up image for the estimates, and beats in Redis as one free slot;
+- takes each run over in the job store under the run's dispatch id, so a stale or duplicate
+  delivery changes nothing; reports stages, percent, completion or failure itself (through
+  the job service: the same coalescing and events as one machine), renews the run's lease,
+  and stops the inference within a second when any web process cancels the job.
+The worker's main process reports a run whose child process died or hung ``Lost``; if the
+whole worker dies, the run's lease expires and any web process re-queues it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from celery import signals
+from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
+
+from .api import load_remover
+from .config import Settings, settings_error
+from .engine import CancelToken, ModelError, Remover
+from .jobs.service import JobService
+from .jobs.system import open_service
+from .storage import open_storage
+from .workers.base import Lost, WorkerInfo, WorkItem
+from .workers.celery_config import TASK, make_app
+from .workers.cluster import Channels, Listener, WorkerRegistry, redis_client
+from .workers.running import ProgressReports, run_item
+from .workers.worker_process import warm_up
+
+log = logging.getLogger("bgremover.worker")
+
+MAX_RETRY_DELAY_S = 30.0
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SystemExit(settings_error(exc)) from None
+
+
+settings = _settings()
+app = make_app(settings)
+
+
+def connect_with_retry(settings: Settings) -> JobService:
+    """The job service, once the database answers: a worker started before the database
+    (or cut off from it) waits, saying so, instead of exiting."""
+    delay = 1.0
+    while True:
+        try:
+            return open_service(settings, follow=False)
+        except SQLAlchemyError as exc:
+            reason = str(exc).splitlines()[0]
+            log.warning("cannot reach the database (%s); retrying in %.0f s", reason, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, MAX_RETRY_DELAY_S)
+
+
+class Node:
+    """One worker process: its model, its job service and its single slot."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.name = f"{socket.gethostname()}/{os.getpid()}"
+        self.label = f"{socket.gethostname()} (pid {os.getpid()})"
+        channels = Channels(settings.redis_namespace)
+        self._redis = redis_client(settings)
+        self._freed = channels.freed
+        self._registry = WorkerRegistry(
+            self._redis, channels, settings.worker_heartbeat.total_seconds()
+        )
+        self.service = connect_with_retry(settings)
+        self.service.attach(cancel_running=self.cancel, wake=lambda: None)
+        self.storage = open_storage(settings)
+        self.scratch = Path(tempfile.mkdtemp(prefix="bgremover-worker-"))
+        self._lock = threading.Lock()
+        self._running: tuple[WorkItem, CancelToken] | None = None
+        self._started_at = time.time()
+        self._stop = threading.Event()
+
+        started = time.monotonic()
+        self.remover: Remover | ModelError
+        try:
+            self.remover = load_remover(settings)
+        except ModelError as err:
+            log.error("%s: cannot load the model: %s", self.name, err.message)
+            self.remover = err  # every run fails with the reason; a restart would too
+        else:
+            calibration = warm_up(self.name, self.remover)
+            if calibration is not None:
+                self.service.handle(calibration)
+            log.info("%s: model ready in %.1f s", self.name, time.monotonic() - started)
+
+        self._listener = Listener(self._redis, channels.cancel, self.cancel).start()
+        self._beat()
+        threading.Thread(target=self._keep_alive, name="heartbeat", daemon=True).start()
+
+    def run(self, item: WorkItem) -> None:
+        """Run ``item`` if its dispatch is still the job's and no worker has it yet."""
+        token = CancelToken()
+        with self._lock:
+            self._running = (item, token)
+        try:
+            if not self.service.take_over(item, self.label):
+                log.info(
+                    "job %s: dispatch %s is stale or taken; dropped", item.job_id, item.dispatch_id
+                )
+                return
+            self._beat()
+            report = run_item(
+                item,
+                self.remover,
+                self.storage,
+                self.scratch,
+                progress=ProgressReports(item, self.service.handle),
+                cancel=token,
+            )
+            self.service.handle(report)
+        finally:
+            with self._lock:
+                self._running = None
+            self._beat()
+            self._redis.publish(self._freed, self.name)
+
+    def cancel(self, job_id: str) -> None:
+        """Stop the run of ``job_id`` if this process runs it (a broadcast reaches all)."""
+        with self._lock:
+            running = self._running
+        if running is not None and running[0].job_id == job_id:
+            running[1].cancel()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._listener.stop()
+        try:
+            self._registry.leave(self.name)
+        except Exception:
+            log.warning("%s: could not leave the worker list", self.name)
+        self.service.close()
+
+    def _beat(self) -> None:
+        with self._lock:
+            running = self._running
+        info = WorkerInfo(
+            name=self.name,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            started_at=self._started_at,
+            job_id=running[0].job_id if running else None,
+        )
+        self._registry.beat(info)
+
+    def _keep_alive(self) -> None:
+        """Beat in Redis; renew the lease of the run held here (and stop it when its job
+        was ended elsewhere: the cancel broadcast may have been missed)."""
+        beat_s = self.settings.worker_heartbeat.total_seconds()
+        renew_s = min(1.0, self.settings.lease_duration.total_seconds() / 3)
+        next_beat = next_renewal = time.monotonic()
+        warned = False
+        while not self._stop.wait(min(beat_s, renew_s)):
+            now = time.monotonic()
+            try:
+                if now >= next_beat:
+                    next_beat = now + beat_s
+                    self._beat()
+                if now >= next_renewal:
+                    next_renewal = now + renew_s
+                    self.service.renew_leases()
+                if warned:
+                    log.info("%s: the database and Redis answer again", self.name)
+                warned = False
+            except Exception as exc:
+                if not warned:
+                    log.warning(
+                        "%s: cannot reach the database or Redis (%s); retrying", self.name, exc
+                    )
+                warned = True
+
+
+_node: Node | None = None
+
+
+def _start_node(**_: Any) -> None:
+    global _node
+    if _reporter is not None:  # the parent's connections are not this process's to use
+        _reporter.database.dispose(close=False)
+    # Inference yields the CPU to anything else on the machine (a web process, say).
+    with contextlib.suppress(OSError):
+        os.nice(settings.worker_niceness)
+    _node = Node(settings)
+
+
+def _stop_node(**_: Any) -> None:
+    if _node is not None:
+        _node.close()
+
+
+def run(item: dict[str, Any]) -> None:
+    """Run one work item (see ``workers.base.WorkItem``)."""
+    if _node is None:
+        raise RuntimeError("the worker process did not start its node")
+    _node.run(WorkItem(**item))
+
+
+_reporter: JobService | None = None
+_reporter_lock = threading.Lock()
+
+
+def _report_lost(task_id: str, exception: BaseException, args: Any = None, **_: Any) -> None:
+    """In the worker's main process: a child died or hung mid-run (kill -9, out of memory,
+    past Celery's hard time limit). The run is lost; the job store re-queues it (or fails it
+    after too many losses), guarded by its dispatch id."""
+    from billiard.exceptions import WorkerLostError
+    from celery.exceptions import TimeLimitExceeded
+
+    if not isinstance(exception, WorkerLostError | TimeLimitExceeded) or not args:
+        return
+    global _reporter
+    item = WorkItem(**args[0])
+    if isinstance(exception, TimeLimitExceeded):
+        reason = (
+            f"it ran past its {exception.args[0] if exception.args else ''} s limit and was killed"
+        )
+    else:
+        reason = f"its worker process died ({exception}); the machine may be out of memory"
+    with _reporter_lock:
+        if _reporter is None:
+            _reporter = connect_with_retry(settings)
+    _reporter.handle(Lost(item.job_id, item.dispatch_id, reason=reason))
+
+
+signals.worker_process_init.connect(_start_node, weak=False)
+signals.worker_process_shutdown.connect(_stop_node, weak=False)
+signals.task_failure.connect(_report_lost, weak=False)
+app.task(name=TASK)(run)

@@ -1,0 +1,83 @@
+"""The storage contract."""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+_KEY = re.compile(r"^[a-z]+/[0-9a-f]{2}/[0-9a-f]{32,64}(\.[0-9a-z]{1,5})?$")
+"""The only key shapes the job system makes: a folder, a two-character fan-out and a hash or
+id with an extension. Anything else (``..``, a leading ``/``, a user's file name) is refused."""
+
+
+class StorageError(RuntimeError):
+    """A backend could not do what was asked; the message names the store and the fix."""
+
+
+def check_key(key: str) -> str:
+    """``key`` if it has a shape the job system makes, else ValueError: a key that could
+    leave the store (``../``, an absolute path) never reaches a backend."""
+    if not _KEY.fullmatch(key):
+        raise ValueError(f"{key[:80]!r} is not a storage key")
+    return key
+
+
+class Storage(ABC):
+    """Files by key. Writes are atomic: a reader sees the whole file or none."""
+
+    @abstractmethod
+    def put(self, key: str, source: Path) -> None:
+        """Store ``source``'s content under ``key`` and remove ``source`` (it is consumed)."""
+
+    @abstractmethod
+    def get(self, key: str, target: Path) -> None:
+        """Copy the file to ``target``; FileNotFoundError when there is none."""
+
+    @abstractmethod
+    def open(self, key: str) -> BinaryIO:
+        """A binary stream of the file for reading; FileNotFoundError when there is none."""
+
+    @abstractmethod
+    def size(self, key: str) -> int | None:
+        """The file's size in bytes; None when there is no such file."""
+
+    @abstractmethod
+    def delete(self, key: str) -> bool:
+        """Delete the file; whether it was there."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """Where the files are, for logs and /api/health ("s3://bucket/prefix at http://…")."""
+
+    def exists(self, key: str) -> bool:
+        return self.size(key) is not None
+
+    def local_path(self, key: str) -> Path | None:
+        """A path this process may read (and atomically replace) directly, when the backend
+        is a local folder; None otherwise."""
+        return None
+
+    @contextmanager
+    def readable(self, key: str, scratch: Path) -> Iterator[Path]:
+        """A local file with the content of ``key``: the stored file itself when local,
+        else a copy in ``scratch`` that is removed afterwards."""
+        local = self.local_path(key)
+        if local is not None:
+            if not local.is_file():
+                raise FileNotFoundError(key)
+            yield local
+            return
+        copy = scratch / key.replace("/", "_")
+        self.get(key, copy)
+        try:
+            yield copy
+        finally:
+            copy.unlink(missing_ok=True)
+
+    @abstractmethod
+    def check(self) -> None:
+        """Raise StorageError when the store cannot be used (for /api/health and start-up)."""

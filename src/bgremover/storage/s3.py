@@ -1,0 +1,104 @@
+"""The scale-out backend: an S3-compatible bucket (AWS S3, MinIO, Ceph, moto's server).
+
+boto3 rather than s3fs: whole objects are all we store, and boto3's ``upload_file`` /
+``download_file`` already do multipart transfers and retries, without fsspec's caching
+layers or an event loop in a thread. Credentials come the usual AWS ways (environment,
+``~/.aws``, instance roles); ``endpoint_url`` points at a non-AWS server.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, BinaryIO, cast
+
+from .base import Storage, StorageError, check_key
+
+
+class S3Storage(Storage):
+    def __init__(self, bucket: str, prefix: str = "", *, endpoint_url: str | None = None) -> None:
+        try:
+            import boto3
+            from botocore.config import Config
+        except ImportError as exc:  # pragma: no cover - boto3 is a dependency
+            raise StorageError("s3:// storage needs boto3: pip install boto3") from exc
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.endpoint_url = endpoint_url
+        config = Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5)
+        self._client: Any = boto3.client("s3", endpoint_url=endpoint_url, config=config)
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        self._errors = (BotoCoreError, ClientError)
+
+    def _name(self, key: str) -> str:
+        key = check_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _missing(self, exc: Exception) -> bool:
+        error = getattr(exc, "response", {}).get("Error", {})
+        return str(error.get("Code")) in ("404", "NoSuchKey", "NotFound")
+
+    def _fail(self, doing: str, exc: Exception) -> StorageError:
+        return StorageError(
+            f"{self.describe()}: could not {doing} ({exc}); check the bucket, "
+            "BGREMOVER_S3_ENDPOINT_URL and the AWS credentials"
+        )
+
+    def put(self, key: str, source: Path) -> None:
+        try:
+            self._client.upload_file(str(source), self.bucket, self._name(key))
+        except self._errors as exc:
+            raise self._fail(f"store {key}", exc) from exc
+        source.unlink()
+
+    def get(self, key: str, target: Path) -> None:
+        # Into a temporary name first: a reader of ``target`` never sees half a file.
+        fd, part = tempfile.mkstemp(dir=target.parent, prefix=".part-")
+        os.close(fd)
+        try:
+            self._client.download_file(self.bucket, self._name(key), part)
+            os.replace(part, target)
+        except self._errors as exc:
+            if self._missing(exc):
+                raise FileNotFoundError(key) from exc
+            raise self._fail(f"read {key}", exc) from exc
+        finally:
+            Path(part).unlink(missing_ok=True)
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            response = self._client.get_object(Bucket=self.bucket, Key=self._name(key))
+        except self._errors as exc:
+            if self._missing(exc):
+                raise FileNotFoundError(key) from exc
+            raise self._fail(f"read {key}", exc) from exc
+        return cast(BinaryIO, response["Body"])
+
+    def size(self, key: str) -> int | None:
+        try:
+            head = self._client.head_object(Bucket=self.bucket, Key=self._name(key))
+        except self._errors as exc:
+            if self._missing(exc):
+                return None
+            raise self._fail(f"look up {key}", exc) from exc
+        return int(head["ContentLength"])
+
+    def delete(self, key: str) -> bool:
+        existed = self.exists(key)
+        try:
+            self._client.delete_object(Bucket=self.bucket, Key=self._name(key))
+        except self._errors as exc:
+            raise self._fail(f"delete {key}", exc) from exc
+        return existed
+
+    def describe(self) -> str:
+        where = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+        return f"{where} at {self.endpoint_url}" if self.endpoint_url else where
+
+    def check(self) -> None:
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+        except self._errors as exc:
+            raise self._fail("reach the bucket", exc) from exc

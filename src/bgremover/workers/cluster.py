@@ -1,0 +1,130 @@
+"""What Celery workers and dispatching web processes share through Redis: who is alive
+(the cluster's slots, and what each runs), cancels, and "a slot is free" wake-ups.
+
+Every worker process is one slot. It writes a small record with a time to live and renews
+it every heartbeat, so a slot whose process died (kill -9, a lost machine) stops counting
+within three heartbeats without anyone having to notice the death.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+from ..config import Settings
+from .base import WorkerInfo
+
+log = logging.getLogger(__name__)
+
+MISSED_BEATS = 3
+"""A worker silent for this many heartbeats no longer counts as a slot."""
+
+
+def redis_client(settings: Settings) -> Any:
+    """A client for ``settings.redis_url`` (imported here: one machine needs no Redis)."""
+    if not settings.redis_url:
+        raise ValueError("BGREMOVER_REDIS_URL is not set: the cluster needs Redis")
+    import redis
+
+    return redis.Redis.from_url(
+        settings.redis_url, socket_connect_timeout=5, health_check_interval=30
+    )
+
+
+class Channels:
+    """Names of the shared keys and channels, under ``settings.redis_namespace``."""
+
+    def __init__(self, namespace: str) -> None:
+        self.workers = f"{namespace}:workers"
+        self.cancel = f"{namespace}:cancel"
+        self.freed = f"{namespace}:freed"
+        self.queue = f"{namespace}.jobs"
+
+    def worker(self, name: str) -> str:
+        return f"{self.workers}:{name}"
+
+
+class WorkerRegistry:
+    """The live worker processes: each renews its record; readers see only live ones."""
+
+    def __init__(self, redis: Any, channels: Channels, heartbeat_s: float) -> None:
+        self._redis = redis
+        self._channels = channels
+        self._ttl_s = heartbeat_s * MISSED_BEATS
+
+    def beat(self, info: WorkerInfo) -> None:
+        """Say ``info`` is alive (and what it runs) for the next few heartbeats."""
+        expires = time.time() + self._ttl_s
+        pipe = self._redis.pipeline()
+        pipe.set(
+            self._channels.worker(info.name), json.dumps(asdict(info)), px=int(self._ttl_s * 1000)
+        )
+        pipe.zadd(self._channels.workers, {info.name: expires})
+        pipe.execute()
+
+    def leave(self, name: str) -> None:
+        pipe = self._redis.pipeline()
+        pipe.delete(self._channels.worker(name))
+        pipe.zrem(self._channels.workers, name)
+        pipe.execute()
+
+    def live(self) -> list[WorkerInfo]:
+        """Every worker process that beat recently, by name."""
+        now = time.time()
+        self._redis.zremrangebyscore(self._channels.workers, "-inf", now)
+        names = [n.decode() for n in self._redis.zrangebyscore(self._channels.workers, now, "+inf")]
+        if not names:
+            return []
+        records = self._redis.mget([self._channels.worker(name) for name in names])
+        workers = [WorkerInfo(**json.loads(r)) for r in records if r is not None]
+        return sorted(workers, key=lambda w: w.name)
+
+
+class Listener:
+    """Calls ``handle(message)`` for every message on ``channel``, from its own thread,
+    reconnecting with backoff when Redis goes away (and saying so in the log)."""
+
+    def __init__(self, redis: Any, channel: str, handle: Callable[[str], None]) -> None:
+        self._redis = redis
+        self._channel = channel
+        self._handle = handle
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"listen-{channel}", daemon=True)
+        self._subscribed = threading.Event()
+
+    def start(self) -> Listener:
+        self._thread.start()
+        return self
+
+    def wait_subscribed(self, timeout: float) -> bool:
+        return self._subscribed.wait(timeout)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(self._channel)
+                self._subscribed.set()
+                if delay > 0.5:
+                    log.info("listening on %s again", self._channel)
+                delay = 0.5
+                while not self._stop.is_set():
+                    message = pubsub.get_message(timeout=0.5)
+                    if message is not None and message.get("type") == "message":
+                        self._handle(message["data"].decode())
+                pubsub.close()
+            except Exception as exc:  # Redis down or restarted: retry with backoff
+                self._subscribed.clear()
+                log.warning("%s: cannot listen (%s); retrying in %.0f s", self._channel, exc, delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 30.0)

@@ -1,0 +1,134 @@
+"""One run of one work item, wherever the worker is: fetch by key, remove, store by key.
+
+Shared by the local worker processes and the Celery workers, so both turn every outcome
+into the same single final report.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from ..engine import Cancelled, CancelToken, EngineError, ModelError, RemoveOptions, Remover, Stage
+from ..engine.stages import ProgressCallback
+from ..storage import Storage, StorageError
+from .base import Failed, Finished, Report, StageProgress, Stopped, WorkItem
+
+log = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL_S = 0.05
+"""Within one stage, send progress at most this often; the event bus coalesces further."""
+
+
+def run_item(
+    item: WorkItem,
+    remover: Remover | ModelError,
+    storage: Storage,
+    scratch: Path,
+    *,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> Report:
+    """Run ``item`` and return its final report (Finished, Failed or Stopped). Files not in
+    a local folder are copied through ``scratch``; the result is stored under its key."""
+    job_id, dispatch_id = item.job_id, item.dispatch_id
+    if cancel is not None and cancel.cancelled:
+        return Stopped(job_id, dispatch_id)
+    if isinstance(remover, ModelError):
+        return Failed(job_id, dispatch_id, code=remover.code, message=remover.message)
+    # Messages name the stored file by its hash; the job service puts the user's name back.
+    name = item.original_key.rsplit("/", 1)[-1]
+    local_source: Path | None = None
+    try:
+        with ExitStack() as stack:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=scratch)))
+            local_source = stack.enter_context(storage.readable(item.original_key, folder))
+            options = dict(item.options)
+            if item.background_key is not None:
+                background = stack.enter_context(storage.readable(item.background_key, folder))
+                options["background_image"] = str(background)
+            direct = storage.local_path(item.result_key)
+            destination = direct or folder / "result"
+            if direct is not None:
+                direct.parent.mkdir(parents=True, exist_ok=True)
+            removal = remover.process(
+                local_source,
+                RemoveOptions(**options),
+                destination=destination,
+                progress=progress,
+                cancel=cancel,
+            )
+            size = destination.stat().st_size
+            if direct is None:
+                storage.put(item.result_key, destination)
+    except Cancelled:
+        return Stopped(job_id, dispatch_id)
+    except EngineError as err:
+        message = err.message.replace(str(local_source), name) if local_source else err.message
+        return Failed(job_id, dispatch_id, code=err.code, message=message)
+    except FileNotFoundError:
+        return Failed(
+            job_id, dispatch_id, code="original_missing",
+            message=f"{name}: the stored original is gone; upload the image again",
+        )  # fmt: skip
+    except StorageError as err:
+        return Failed(job_id, dispatch_id, code="storage_error", message=str(err))
+    except ValidationError as err:
+        return Failed(
+            job_id, dispatch_id, code="invalid_options", message=f"{name}: bad options ({err})"
+        )
+    except Exception as exc:
+        log.exception("unexpected error on %s", item.original_key)
+        return Failed(
+            job_id,
+            dispatch_id,
+            code="internal_error",
+            message=f"{name}: unexpected error ({type(exc).__name__}: {exc}); "
+            "this is a bug in BG Remover",
+        )
+    width, height = removal.size
+    return Finished(
+        job_id,
+        dispatch_id,
+        width=width,
+        height=height,
+        format=removal.format.value,
+        bytes=size,
+        timings={stage.value: seconds for stage, seconds in removal.timings.items()},
+    )
+
+
+class ProgressReports:
+    """Turns the engine's progress into StageProgress reports: every stage change, otherwise
+    at most every 50 ms."""
+
+    def __init__(self, item: WorkItem, send: Callable[[StageProgress], None]) -> None:
+        self._item = item
+        self._send = send
+        self._lock = threading.Lock()
+        self._stage: Stage | None = None
+        self._sent_at = 0.0
+
+    def __call__(self, stage: Stage, fraction: float) -> None:
+        now = time.monotonic()
+        # Held while sending too, so reports from two threads cannot overtake each other.
+        with self._lock:
+            if stage is self._stage and now - self._sent_at < PROGRESS_INTERVAL_S:
+                return
+            self._stage, self._sent_at = stage, now
+            self._send(
+                StageProgress(
+                    self._item.job_id,
+                    self._item.dispatch_id,
+                    stage=stage.value,
+                    fraction=fraction,
+                    sent_at=time.time(),
+                )
+            )

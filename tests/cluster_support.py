@@ -1,0 +1,183 @@
+"""The services a cluster test needs, checked and started when they are not running:
+Redis, RabbitMQ, and a real S3 protocol server (moto's server mode, in a process)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.serving import free_port, sse_events
+
+REDIS_URL = os.environ.get("BGREMOVER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+RABBITMQ_URL = os.environ.get("BGREMOVER_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
+S3_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+START_TIMEOUT_S = 120.0
+WAIT_S = 240.0
+
+# How this machine kind starts each service (the same commands started them before the
+# session); a test that finds one down runs it and waits.
+_START = {
+    "redis": [
+        "redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379",
+        "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis",
+        "--logfile", "/var/log/redis/ci.log",
+    ],
+    "rabbitmq": ["rabbitmq-server", "-detached"],
+}  # fmt: skip
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def ensure_service(name: str, port: int) -> None:
+    """Make sure the local service on ``port`` answers, starting it if needed; fail the
+    test with the reason when it cannot be started."""
+    if _answers(port):
+        return
+    command = _START[name]
+    if shutil.which(command[0]) is None:
+        pytest.fail(f"{name} is not running on 127.0.0.1:{port} and {command[0]} is not installed")
+    subprocess.run(command, check=False, capture_output=True, timeout=60)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not _answers(port):
+        if time.monotonic() > deadline:
+            pytest.fail(f"{name} did not start on 127.0.0.1:{port} ({' '.join(command)})")
+        time.sleep(0.5)
+    if name == "rabbitmq":  # the port opens before the broker accepts logins
+        import kombu
+
+        with kombu.Connection(RABBITMQ_URL) as connection:
+            connection.ensure_connection(max_retries=60, interval_start=1, interval_step=1)
+
+
+@dataclass(frozen=True)
+class S3Server:
+    endpoint: str
+    bucket: str
+
+    def url(self, prefix: str) -> str:
+        return f"s3://{self.bucket}/{prefix}"
+
+
+@contextmanager
+def s3_server(root: Path) -> Iterator[S3Server]:
+    """A moto S3 server in its own process on a free port, with one bucket."""
+    port = free_port()
+    env = {**os.environ, **S3_CREDENTIALS}
+    log = open(root / "moto.log", "w")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not _answers(port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the S3 server did not start: {(root / 'moto.log').read_text()}")
+            time.sleep(0.2)
+        import boto3
+
+        bucket = f"bgremover-{uuid.uuid4().hex[:8]}"
+        boto3.client("s3", endpoint_url=endpoint, **_boto_credentials()).create_bucket(
+            Bucket=bucket
+        )
+        yield S3Server(endpoint, bucket)
+    finally:
+        process.kill()
+        process.wait()
+        log.close()
+
+
+def _boto_credentials() -> dict[str, str]:
+    return {
+        "aws_access_key_id": S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        "region_name": S3_CREDENTIALS["AWS_DEFAULT_REGION"],
+    }
+
+
+class Listener:
+    """An SSE client in a thread that keeps every event and lets the test wait on them."""
+
+    def __init__(self, url: str, last_event_id: str | None = None) -> None:
+        self.url = url
+        self.events: list[dict[str, Any]] = []
+        self.broken = threading.Event()
+        self._changed = threading.Condition()
+        self._client = httpx.Client(timeout=httpx.Timeout(10, read=None))
+        headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+        self._thread = threading.Thread(target=self._read, args=(headers,), daemon=True)
+        self._thread.start()
+
+    def _read(self, headers: dict[str, str]) -> None:
+        try:
+            with self._client.stream("GET", f"{self.url}/api/events", headers=headers) as r:
+                for event in sse_events(r):
+                    event["received_at"] = time.time()
+                    with self._changed:
+                        self.events.append(event)
+                        self._changed.notify_all()
+        except httpx.HTTPError:
+            pass
+        finally:
+            self.broken.set()
+            with self._changed:
+                self._changed.notify_all()
+
+    def wait_for(self, what: str, found: Callable[[list[dict[str, Any]]], Any]) -> Any:
+        """Wait until ``found(events)`` returns something truthy, and return it."""
+        with self._changed:
+            result = self._changed.wait_for(
+                lambda: found(self.events) or self.broken.is_set(), WAIT_S
+            )
+            if not found(self.events):
+                pytest.fail(f"{self.url}: never saw {what}; last events: {self.events[-5:]}")
+        return result
+
+    def close(self) -> None:
+        self._client.close()
+
+
+@contextmanager
+def worker(
+    root: Path, env: dict[str, str], concurrency: int = 1
+) -> Iterator[subprocess.Popen[str]]:
+    """`bgremover worker` in a session of its own (so it can be killed whole)."""
+    log = open(root / "worker.log", "w")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bgremover", "worker", "--concurrency", str(concurrency)],
+        env={**os.environ, **env, "BGREMOVER_DATA_DIR": str(root)},
+        stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log.close()
