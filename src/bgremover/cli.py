@@ -477,10 +477,13 @@ def serve(
 @app.command()
 def watch(
     folder: Annotated[
-        Path, typer.Argument(help="Folder to watch (with its subfolders).", file_okay=False)
+        Path,
+        typer.Argument(
+            help="Folder to watch (with its subfolders).", file_okay=False, metavar="DIR"
+        ),
     ],
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Results folder (default: FOLDER/no-bg).")
+        Path | None, typer.Option("--output", "-o", help="Results folder (default: DIR/no-bg).")
     ] = None,
     preset: Annotated[
         str | None, typer.Option(help="Process with this saved preset's options.")
@@ -496,7 +499,7 @@ def watch(
         ),
     ] = None,
 ) -> None:
-    """Turn every image that appears in FOLDER into a job; results go to the output folder.
+    """Turn every image that appears in DIR into a job; results go to the output folder.
 
     A file is taken once completely written. Finished files are remembered in the output
     folder (.bgremover-watch.json): a restart redoes none of them and takes the files added
@@ -514,7 +517,7 @@ def watch(
     if out == root:
         err_console.print(
             "the output folder must not be the watched folder itself; "
-            "leave out -o to use FOLDER/no-bg", markup=False,
+            "leave out -o to use DIR/no-bg", markup=False,
         )  # fmt: skip
         raise typer.Exit(2)
     settings = _settings(token=token)
