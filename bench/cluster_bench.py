@@ -47,7 +47,7 @@ from tests.cluster_support import REDIS_URL, Listener, ensure_service, worker  #
 from tests.jobs_support import postgres_database  # noqa: E402
 from tests.serving import UI, served  # noqa: E402
 
-CHEAP_JOBS = 200
+CHEAP_JOBS = 100
 MODEL_PHOTOS = 20
 
 

@@ -21,9 +21,10 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.redis_support import SHARED_URL, START_SHARED
 from tests.serving import free_port, sse_events
 
-REDIS_URL = os.environ.get("BGREMOVER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+REDIS_URL = SHARED_URL
 RABBITMQ_URL = os.environ.get("BGREMOVER_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
 S3_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -35,14 +36,7 @@ WAIT_S = 240.0
 
 # How this machine kind starts each service (the same commands started them before the
 # session); a test that finds one down runs it and waits.
-_START = {
-    "redis": [
-        "redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379",
-        "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis",
-        "--logfile", "/var/log/redis/ci.log",
-    ],
-    "rabbitmq": ["rabbitmq-server", "-detached"],
-}  # fmt: skip
+_START = {"redis": START_SHARED, "rabbitmq": ["rabbitmq-server", "-detached"]}
 
 
 def _answers(port: int) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Callable
@@ -134,6 +135,8 @@ def test_a_cluster_loses_no_job_and_no_event_when_processes_die(
         for listener in (on_web1, on_web2):
             listener.wait_for("the snapshot", lambda seen: seen)
         _wait_for_workers(web2, 2)
+        listed = httpx.get(f"{web2}/api/stats", timeout=30).json()["workers"]
+        assert {w["pid"] for w in listed} == _children(worker_a) | _children(worker_b)
 
         files = [
             ("files", (p.name, p.read_bytes(), "image/jpeg")) for p in _photos(tmp_path / "in")
@@ -170,7 +173,7 @@ def test_a_cluster_loses_no_job_and_no_event_when_processes_die(
         web1_process.wait()
         on_web1.wait_for("web 1 going away", lambda seen: on_web1.broken.is_set())
         last_id = next(e["id"] for e in reversed(on_web1.events) if e.get("id"))
-        resumed = Listener(web2, last_event_id=last_id)
+        resumed = Listener(web2, last_event_id=f"{last_id}-0")  # as the Redis stream id
         stack.callback(resumed.close)
 
         def all_ended(seen: list[dict[str, Any]]) -> bool:
@@ -178,14 +181,22 @@ def test_a_cluster_loses_no_job_and_no_event_when_processes_die(
             return all(jobs.get(job_id, {}).get("status") in ENDED for job_id in job_ids)
 
         on_web2.wait_for("every job's end", all_ended)
-        resumed.wait_for("every job's end after resuming", all_ended)
+        resumed.wait_for(
+            "every job's end, before web 1 died or after resuming",
+            lambda seen: all_ended(on_web1.events + seen),
+        )
 
         final = _jobs(on_web2.events)
         ended = {job_id: final[job_id]["status"] for job_id in job_ids}
         assert ended[cancelled] == "cancelled"
         assert {s for j, s in ended.items() if j != cancelled} == {"completed"}, ended
         for job_id in (killed_child, killed_whole):
-            assert final[job_id]["attempt"] == 2, f"{job_id} ran again after its worker died"
+            history = [
+                (e["event"], e["data"].get("job", {}).get("status"), e["data"].get("body"))
+                for e in on_web2.events
+                if job_id in (e["data"].get("job", {}).get("id"), e["data"].get("job_id"))
+            ]
+            assert final[job_id]["attempt"] == 2, f"{job_id} lost more than one run: {history}"
 
         # The resumed client got no snapshot and every lifecycle event web 2's client saw
         # after its last one from web 1.
@@ -224,3 +235,38 @@ def _wait_for_workers(url: str, count: int) -> None:
         pytest.fail(f"{count} workers never became ready: {httpx.get(f'{url}/api/health').json()}")
     finally:
         timer.cancel()
+
+
+def test_a_worker_without_a_cluster_says_what_to_set(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BGREMOVER_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "bgremover", "worker"],
+        env={**env, "BGREMOVER_DATA_DIR": str(tmp_path)},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "BGREMOVER_REDIS_URL" in result.stderr
+
+
+def test_a_worker_that_cannot_reach_the_database_waits_and_says_so(
+    tmp_path: Path, slow_tiny_model: Path
+) -> None:
+    ensure_service("redis", 6379)
+    env = {
+        "BGREMOVER_DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:1/nowhere",
+        "BGREMOVER_REDIS_URL": REDIS_URL,
+        "BGREMOVER_REDIS_NAMESPACE": f"test-{uuid.uuid4().hex[:8]}",
+        "BGREMOVER_MODEL_PATH": str(slow_tiny_model),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bgremover", "worker", "--concurrency", "1"],
+        env={**os.environ, **env, "BGREMOVER_DATA_DIR": str(tmp_path)},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        said = next(line for line in iter(process.stdout.readline, "") if "retrying in" in line)
+        assert "cannot reach the database" in said
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()

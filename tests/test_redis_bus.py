@@ -11,16 +11,13 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import redis
 
 from bgremover.jobs.events import Event, Subscription
 from bgremover.jobs.redis_bus import RedisEventBus, RedisUnavailable
 
-from .jobs_support import postgres_database
 from .redis_support import private_redis, shared_redis, unique_prefix
-from .serving import UI, follow, job_ended, served, sse_events
 
 WAIT_S = 60.0
 """Only a bound for a test that fails: every wait returns as soon as its event arrives."""
@@ -229,50 +226,3 @@ def test_a_redis_restart_resyncs_subscribers_and_seqs_keep_increasing(
         finally:
             a.close()
             b.close()
-
-
-def test_two_servers_on_one_redis_serve_any_client_and_resume_on_the_other(
-    tiny_model: Path, photos: dict[str, Path], tmp_path: Path
-) -> None:
-    """Two `bgremover serve` processes share PostgreSQL and Redis (and, until shared storage
-    exists, a data directory): a client of server 2 follows a batch uploaded to server 1, and
-    resuming with its Last-Event-ID on server 1 replays exactly what it saw after that id."""
-    with private_redis(tmp_path) as server, postgres_database() as database:
-        env = {
-            "BGREMOVER_DATABASE_URL": database,
-            "BGREMOVER_REDIS_URL": server.url,
-            "BGREMOVER_MODEL_PATH": str(tiny_model),
-            "BGREMOVER_MAX_CONCURRENT_JOBS": "1",
-        }
-        data = tmp_path / "data"
-        with served(data, env=env) as (one, _), served(data, env=env) as (two, _):
-            seen: list[dict[str, Any]] = []
-            with httpx.stream("GET", f"{two}/api/events", timeout=120) as response:
-                events = sse_events(response)
-                seen.append(next(events))
-                assert seen[0]["event"] == "snapshot"
-                files = [("files", (name, path.read_bytes())) for name, path in photos.items()]
-                created = httpx.post(f"{one}/api/batches", files=files, headers=UI, timeout=60)
-                ids = {job["id"] for job in created.json()["jobs"]}
-                done = job_ended(ids)
-                for event in events:
-                    seen.append(event)
-                    if done(seen[1:]):
-                        break
-            assert done(seen[1:]), "server 2's client did not see every job end"
-            seqs = [int(e["id"]) for e in seen]
-            assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
-
-            lifecycle = [e for e in seen[1:] if e["event"] != "job.progress"]
-            resume_after = lifecycle[-4]["id"]
-            last = int(seen[-1]["id"])
-            resumed = follow(
-                one,
-                lambda got: int(got[-1]["id"]) >= last,
-                headers={"Last-Event-ID": f"{resume_after}-0"},  # as a Redis stream id
-            )
-            assert resumed[0]["event"] != "snapshot", "the resume was answered with a snapshot"
-            after = int(resume_after)
-            replayed = [e for e in resumed if e["event"] != "job.progress" and int(e["id"]) <= last]
-            expected = [e for e in lifecycle if int(e["id"]) > after]
-            assert replayed == expected

@@ -245,12 +245,26 @@ def test_cancel_and_retry_a_whole_batch(harness: Harness, photos: dict[str, Path
     assert h.service.get_batch(created.batch.id).counts.pending == 3
 
 
+def test_a_run_no_worker_started_is_queued_again_uncounted_when_its_lease_expires(
+    harness: Harness, photos: dict[str, Path]
+) -> None:
+    h = harness
+    h.service.create_batch(h.uploads(photos["coffee.jpg"]))
+    waiting = claim(h)  # sent to a worker that never picked it up
+    other = h.reopen()
+    h.clock.advance(seconds=h.settings.lease_duration.total_seconds() + 1)
+    assert other.service.recover() == 1
+    job = other.service.get_job(waiting.job_id)
+    assert (job.status, job.attempt) == ("pending", 1), "no worker lost a run it never had"
+
+
 def test_a_run_whose_lease_expired_is_queued_again_and_its_late_report_ignored(
     harness: Harness, photos: dict[str, Path]
 ) -> None:
     h = harness
     h.service.create_batch(h.uploads(*[photos["coffee.jpg"]] * 3))
     running = claim(h)
+    h.service.handle(Started(running.job_id, running.dispatch_id, worker="local-1"))
     other = h.reopen()  # another process on the same database
     assert other.service.recover() == 0, "a run whose owner renews its lease was taken"
     h.clock.advance(seconds=h.settings.lease_duration.total_seconds() - 1)

@@ -107,7 +107,7 @@ class Node:
             log.info("%s: model ready in %.1f s", self.name, time.monotonic() - started)
 
         self._listener = Listener(self._redis, channels.cancel, self.cancel).start()
-        self._beat()
+        # A slot from the first beat on; if Redis is away now, the heartbeat keeps trying.
         threading.Thread(target=self._keep_alive, name="heartbeat", daemon=True).start()
 
     def run(self, item: WorkItem) -> None:
@@ -121,7 +121,8 @@ class Node:
                     "job %s: dispatch %s is stale or taken; dropped", item.job_id, item.dispatch_id
                 )
                 return
-            self._beat()
+            with contextlib.suppress(Exception):  # what it runs, for /api/stats
+                self._beat()
             report = run_item(
                 item,
                 self.remover,
@@ -134,8 +135,15 @@ class Node:
         finally:
             with self._lock:
                 self._running = None
+            self._say_free()
+
+    def _say_free(self) -> None:
+        """Tell the dispatchers at once (they would otherwise notice within a second)."""
+        try:
             self._beat()
             self._redis.publish(self._freed, self.name)
+        except Exception as exc:
+            log.warning("%s: cannot reach Redis to say it is free (%s)", self.name, exc)
 
     def cancel(self, job_id: str) -> None:
         """Stop the run of ``job_id`` if this process runs it (a broadcast reaches all)."""
@@ -172,7 +180,7 @@ class Node:
         renew_s = min(1.0, self.settings.lease_duration.total_seconds() / 3)
         next_beat = next_renewal = time.monotonic()
         warned = False
-        while not self._stop.wait(min(beat_s, renew_s)):
+        while not self._stop.is_set():
             now = time.monotonic()
             try:
                 if now >= next_beat:
@@ -190,6 +198,7 @@ class Node:
                         "%s: cannot reach the database or Redis (%s); retrying", self.name, exc
                     )
                 warned = True
+            self._stop.wait(min(beat_s, renew_s))
 
 
 _node: Node | None = None

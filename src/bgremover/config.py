@@ -68,10 +68,10 @@ class Settings(BaseSettings):
     # Runs that go wrong: a lost worker re-queues its job, a hung one is killed at a deadline.
     max_attempts: int = Field(default=3, ge=1)
     """Runs a job may lose to a dead or hung worker before it fails with the reason."""
-    lease_duration: timedelta = timedelta(seconds=30)
+    lease_duration: Duration = timedelta(seconds=30)
     """How long a claimed run stays its process's without a renewal; after that any process
     may re-queue it (a crashed server's jobs come back at the latest this long after)."""
-    run_timeout_min: timedelta = timedelta(minutes=2)
+    run_timeout_min: Duration = timedelta(minutes=2)
     run_timeout_factor: float = Field(default=10.0, gt=0)
     """A run is killed as hung after ``run_timeout_factor`` times its expected duration, and
     never before ``run_timeout_min``."""

@@ -243,10 +243,6 @@ class EventBus(ABC):
         """The latest notifications, oldest first: a client that had to resync gets the ones
         it missed with its snapshot instead of losing them."""
 
-    def close(self) -> None:
-        """Stop what the bus runs in the background (nothing, for a bus of one process)."""
-        return
-
 
 SeqSource = Callable[[int], list[int]]
 """Hands out ``n`` new seqs in ascending order (``sequences.EventSeq.take``)."""

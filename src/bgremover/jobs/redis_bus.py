@@ -91,15 +91,14 @@ class RedisEventBus(EventBus):
     ) -> None:
         try:
             import redis
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
         except ImportError as exc:  # pragma: no cover - a dependency of the package
             raise RuntimeError(
                 "BGREMOVER_REDIS_URL is set but the redis package is missing: "
                 "pip install 'redis>=5'"
             ) from exc
         self._where = _redacted(url)
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
-
         # No retries inside redis-py: the reader must see an outage to check what was lost,
         # and publishing retries (and gives up) on its own schedule.
         self._client = redis.Redis.from_url(
@@ -226,12 +225,13 @@ class RedisEventBus(EventBus):
     def close(self) -> None:
         """Stop the reader (within ``block`` seconds) and drop the connections."""
         self._stop.set()
-        with suppress(*self._errors):  # unreachable: the reader's retry wait ends at the stop
-            self._client.xadd(self._wake, {"e": "close"})
-        if self._reader is not None and self._reader is not threading.current_thread():
-            self._reader.join()
-        with suppress(*self._errors):
-            self._client.delete(self._wake)
+        if self._reader is not None:
+            with suppress(*self._errors):  # unreachable: the reader's retry wait ends at once
+                self._client.xadd(self._wake, {"e": "close"})
+            if self._reader is not threading.current_thread():
+                self._reader.join()
+            with suppress(*self._errors):
+                self._client.delete(self._wake)
         self._client.close()
 
     # The reader.

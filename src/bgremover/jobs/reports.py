@@ -112,7 +112,10 @@ class Reports(ServiceCore):
             )
             transitions.shift_batch(db, batch_id, {"pending": -1, "processing": +1}, now)
             row = self._get_job(db, job_id)
-            if not self._runs_elsewhere:
+            if self._runs_elsewhere:
+                with self._live_lock:
+                    self._handed[job_id] = dispatch_id
+            else:
                 self._hold(job_id, Live(dispatch_id, batch_id, bucket, pixels=pixels))
             item = self._work_item(row, dispatch_id, predicted)
             events = [notices.job_updated(self._job(db, row))]
@@ -439,7 +442,10 @@ class Reports(ServiceCore):
 
     def renew_leases(self) -> None:
         """Extend the leases of the runs held here; a run whose job is no longer ours (it
-        was cancelled, deleted or recovered by another process) is stopped."""
+        was cancelled, deleted or recovered by another process) is stopped. Runs sent to
+        remote workers keep their lease here until a worker takes them over: waiting in the
+        broker for a free worker is not a lost run."""
+        self._renew_handed()
         held = self._held()
         if not held:
             return
@@ -458,14 +464,45 @@ class Reports(ServiceCore):
             if live.dispatch_id not in kept:
                 self._abandon(job_id, live.dispatch_id)
 
+    def _renew_handed(self) -> None:
+        with self._live_lock:
+            handed = dict(self._handed)
+        if not handed:
+            return
+        with self._sessions.begin() as db:
+            waiting = set(
+                db.execute(
+                    update(JobRow)
+                    .where(
+                        JobRow.dispatch_id.in_(list(handed.values())),
+                        JobRow.status == "processing",
+                        JobRow.worker.is_(None),
+                    )
+                    .values(lease_until=self._now() + self.settings.lease_duration)
+                    .returning(JobRow.dispatch_id),
+                    execution_options={"synchronize_session": False},
+                ).scalars()
+            )
+        with self._live_lock:
+            for job_id, dispatch_id in handed.items():
+                if dispatch_id not in waiting and self._handed.get(job_id) == dispatch_id:
+                    del self._handed[job_id]  # taken over, ended or recovered
+
     def recover(self) -> int:
         """Re-queue runs no live process holds: leases that expired, and runs of processes
-        on this machine that no longer exist. Each counts as a lost run. Returns how many."""
+        on this machine that no longer exist. Each that a worker had started counts as a
+        lost run (one still waiting for a worker does not). Returns how many."""
         now = self._now()
         host = socket.gethostname()
         with self._sessions() as db:
             rows = db.execute(
-                select(JobRow.id, JobRow.dispatch_id, JobRow.lease_owner, JobRow.lease_until).where(
+                select(
+                    JobRow.id,
+                    JobRow.dispatch_id,
+                    JobRow.lease_owner,
+                    JobRow.lease_until,
+                    JobRow.worker,
+                ).where(
                     JobRow.status == "processing",
                     or_(
                         JobRow.lease_until.is_(None),
@@ -475,7 +512,7 @@ class Reports(ServiceCore):
                 )
             ).all()
         recovered = 0
-        for job_id, dispatch_id, owner, until in rows:
+        for job_id, dispatch_id, owner, until, worker in rows:
             if owner == self.owner:
                 continue
             expired = until is None or until < now
@@ -485,7 +522,7 @@ class Reports(ServiceCore):
             recovered += self._requeue(
                 job_id,
                 dispatch_id or "",
-                counted=True,
+                counted=worker is not None,
                 reason=why,
                 expired_before=now if expired else None,
             )
