@@ -122,7 +122,9 @@ class Runner:
         """Jobs the last run queued: results of those that ended meanwhile are saved now, the
         rest followed; a job the server no longer has makes its file new work again."""
         for rel, entry in self.ledger.queued().items():
-            assert entry.job_id is not None
+            if entry.job_id is None:  # a queued entry always has its job; be safe anyway
+                self.ledger.forget(rel)
+                continue
             self.active[entry.job_id] = rel
             self.display.show(entry.job_id, rel)
             self._refresh(entry.job_id)
@@ -134,8 +136,10 @@ class Runner:
             self.display.say(str(exc))
             return
         if state is None:
-            self.ledger.forget(self.active.pop(job_id))
+            rel = self.active.pop(job_id)
+            self.ledger.forget(rel)
             self.display.end(job_id)
+            self.folder.add(self.rules.root / rel)  # new work again (when it still exists)
         else:
             self._follow(state)
 
