@@ -17,10 +17,13 @@ pytestmark = pytest.mark.model
 
 
 def run_cli(
-    *args: str | Path, cwd: Path | None = None, columns: int = 250
+    *args: str | Path,
+    cwd: Path | None = None,
+    columns: int = 250,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run the CLI as a script would: stdout and stderr are pipes, not a terminal."""
-    env = {**os.environ, "COLUMNS": str(columns), "NO_COLOR": "1", "TERM": "dumb"}
+    env = {**os.environ, **(env or {}), "COLUMNS": str(columns), "NO_COLOR": "1", "TERM": "dumb"}
     return subprocess.run(
         [sys.executable, "-m", "bgremover", *map(str, args)],
         capture_output=True,

@@ -403,3 +403,50 @@ def test_analytics_opens_with_a_and_charts_real_jobs_without_errors(
     assert all(f"/api/jobs/{failed['id']}/thumbnail" in url for url in refused), refused
     assert len(console_errors) == len(refused), console_errors
     assert all(e.startswith("Failed to load resource") for e in console_errors), console_errors
+def test_options_saved_as_a_preset_fill_the_next_drop(
+    page: Any, photos: dict[str, Path], tmp_path: Path
+) -> None:
+    zone = "drop-zone"
+    page.select_option(f"{zone} select[name=format]", "webp")
+    page.check(f"{zone} input[name=use_background]")
+    page.fill(f"{zone} input[name=background_color]", "#00ff00")
+    page.select_option(f"{zone} select[name=priority]", "10")
+    page.check(f"{zone} input[name=post_process_mask]")
+    page.click("preset-picker [data-action=new]")
+    page.fill("preset-picker input[name=preset_name]", "<b>shop</b>")
+    page.click("preset-picker [data-action=save]")
+    page.wait_for_selector("preset-picker .preset-picker__message:has-text('1–64 letters')")
+    page.fill("preset-picker input[name=preset_name]", "Green shop")
+    page.click("preset-picker [data-action=save]")
+    page.wait_for_selector("preset-picker .preset-picker__message:has-text('Saved preset')")
+
+    # A fresh page starts from the defaults and lists the saved preset; picking it fills
+    # the options, and the next drop is sent with them.
+    page.reload()
+    page.wait_for_selector("#connection[data-state=open]")
+    page.wait_for_selector("preset-picker option[value='Green shop']", state="attached")
+    assert page.input_value(f"{zone} select[name=format]") == "png"
+    page.select_option("preset-picker select", "Green shop")
+    assert page.input_value(f"{zone} select[name=format]") == "webp"
+    assert page.is_checked(f"{zone} input[name=use_background]")
+    assert page.input_value(f"{zone} input[name=background_color]") == "#00ff00"
+    assert page.input_value(f"{zone} select[name=priority]") == "10"
+    assert page.is_checked(f"{zone} input[name=post_process_mask]")
+    assert not page.is_checked(f"{zone} input[name=alpha_matting]")
+    shot(page, "preset-chosen")
+    photo = tmp_path / "preset-shop.jpg"
+    shutil.copy(photos["coffee.jpg"], photo)
+    with page.expect_response(lambda r: r.url.endswith("/api/batches")) as answer:
+        drop(page, photo)
+    job = answer.value.json()["jobs"][0]
+    assert job["priority"] == 10
+    assert job["options"] == {
+        "format": "webp", "background_color": [0, 255, 0, 255], "post_process_mask": True
+    }  # fmt: skip
+    page.wait_for_selector("li.result-tile[data-status=completed]:has-text('preset-shop.jpg')")
+
+    page.click("preset-picker [data-action=delete]")
+    page.wait_for_selector("preset-picker .preset-picker__message:has-text('Deleted preset')")
+    assert page.locator("preset-picker option[value='Green shop']").count() == 0
+    names = page.evaluate("() => fetch('/api/presets').then((r) => r.json())")
+    assert names == []

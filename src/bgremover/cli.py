@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
+import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from .api import load_remover
 from .config import Settings, settings_error
@@ -41,6 +44,9 @@ from .engine import (
 from .engine.decode import probe
 from .engine.models import ModelStore, get_model, registered_models
 from .jobs.eta import StageClock, size_bucket
+from .jobs.database import default_url
+from .jobs.presets import PresetOptions, UnknownPreset, open_presets
+from .watch.backend import Backend
 
 # Folders are searched for these (".hif" is Canon's HEIF); JPEG XL, which we cannot decode,
 # is included so it is reported as unsupported instead of being skipped without a word.
@@ -130,7 +136,6 @@ def plan_outputs(
 ) -> list[Planned]:
     """Output paths: ``name-no-bg.ext`` beside the input, or under ``out_dir`` keeping the
     folder structure; two inputs that would collide keep their original extension."""
-    suffix = "-mask" if fmt is OutputFormat.MASK else "-no-bg"
     planned: list[Planned] = []
     taken: set[Path] = set()
     seen: set[Path] = set()
@@ -139,9 +144,9 @@ def plan_outputs(
             continue
         seen.add(source.resolve())
         folder = source.parent if out_dir is None else out_dir / source.parent.relative_to(base)
-        output = folder / f"{source.stem}{suffix}{fmt.extension}"
+        output = folder / fmt.result_name(source.stem)
         if output in taken:
-            output = folder / f"{source.stem}-{source.suffix.lstrip('.')}{suffix}{fmt.extension}"
+            output = folder / fmt.result_name(f"{source.stem}-{source.suffix.lstrip('.')}")
         taken.add(output)
         planned.append(Planned(source, output))
     return planned
@@ -155,21 +160,38 @@ def remove(
         typer.Option("--output", "-o", help="Output folder (default: beside each input)."),
     ] = None,
     fmt: Annotated[
-        OutputFormat, typer.Option("--format", "-f", help="Output format.")
-    ] = OutputFormat.PNG,
+        OutputFormat | None, typer.Option("--format", "-f", help="Output format [default: png].")
+    ] = None,
     bg_color: Annotated[
-        str | None, typer.Option("--bg-color", help="Background colour, e.g. white or #00ff00.")
+        str | None,
+        typer.Option(
+            "--bg-color", help="Background colour, e.g. white or #00ff00 (none: no colour)."
+        ),
     ] = None,
     bg_image: Annotated[
         Path | None, typer.Option("--bg-image", help="Background image, scaled to cover.")
     ] = None,
     bg_blur: Annotated[float, typer.Option("--bg-blur", help="Blur radius for --bg-image.")] = 0.0,
     alpha_matting: Annotated[
-        bool, typer.Option("--alpha-matting", help="Refine soft edges such as hair (slower).")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--alpha-matting/--no-alpha-matting",
+            help="Refine soft edges such as hair (slower) [default: off].",
+            show_default=False,
+        ),
+    ] = None,
     post_process: Annotated[
-        bool, typer.Option("--post-process", help="Smooth the mask to hard edges.")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--post-process/--no-post-process",
+            help="Smooth the mask to hard edges [default: off].",
+            show_default=False,
+        ),
+    ] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(help="Start from this saved preset; the options given here override it."),
+    ] = None,
     quality: Annotated[int, typer.Option(help="WebP/JPEG quality (1-100).")] = 90,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace existing outputs.")
@@ -191,28 +213,19 @@ def remove(
     file as it ends (path, status, output or reason, tab-separated) and the totals on stderr.
     With --json: one JSON document on stdout.
     """
-    try:
-        options = RemoveOptions(
-            format=fmt,
-            background_color=bg_color,  # type: ignore[arg-type]  # parsed by the validator
-            background_image=bg_image,
-            background_blur=bg_blur,
-            alpha_matting=alpha_matting,
-            post_process_mask=post_process,
-            quality=quality,
-        )
-    except ValidationError as exc:
-        messages = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
-        err_console.print(f"[red]Invalid options:[/] {messages}")
-        raise typer.Exit(2) from None
-
+    settings = _settings(model=model, model_path=model_path, intra_op_threads=threads)
+    options = _options(
+        _preset(settings, preset),
+        dict(format=fmt, background_color="none" if bg_image else bg_color,
+             alpha_matting=alpha_matting, post_process_mask=post_process),
+        background_image=bg_image, background_blur=bg_blur, quality=quality,
+    )  # fmt: skip
     found, missing = collect_inputs(inputs)
-    planned = plan_outputs(found, output, fmt)
+    planned = plan_outputs(found, output, options.format)
     if not planned and not missing:
         err_console.print("[red]No images found[/] in " + ", ".join(inputs))
         raise typer.Exit(2)
 
-    settings = _settings(model=model, model_path=model_path, intra_op_threads=threads)
     try:
         remover = load_remover(settings)
     except EngineError as exc:
@@ -235,6 +248,38 @@ def remove(
         _print_summary(outcomes)
     if any(o.status in ("failed", "cancelled") for o in outcomes):
         raise typer.Exit(130 if any(o.status == "cancelled" for o in outcomes) else 1)
+
+
+def _preset(settings: Settings, name: str | None) -> PresetOptions:
+    """The options of the preset ``name`` from the server's database; ends the command with
+    the reason when there is no such preset or the database cannot be read."""
+    if name is None:
+        return PresetOptions()
+    where = settings.database_url or default_url(settings.data_dir)
+    try:
+        with open_presets(settings) as presets:
+            return presets.get(name)
+    except UnknownPreset as exc:
+        fix = "save one in the web UI or with POST /api/presets"
+        err_console.print(f"{exc} in {where}; {fix}", markup=False, highlight=False)
+    except SQLAlchemyError as exc:
+        err_console.print(
+            f"cannot read presets from {where}: {exc}; check BGREMOVER_DATABASE_URL "
+            "(or BGREMOVER_DATA_DIR) names the database `bgremover serve` uses",
+            markup=False, highlight=False,
+        )  # fmt: skip
+    raise typer.Exit(2)
+
+
+def _options(base: PresetOptions, given: dict[str, Any], **extra: Any) -> RemoveOptions:
+    """``base`` with the options given (not None) over it; ends the command with the reason
+    when they do not go together."""
+    try:
+        return base.overridden(**given).remove_options(**extra)
+    except ValidationError as exc:
+        messages = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+        err_console.print(f"[red]Invalid options:[/] {messages}")
+        raise typer.Exit(2) from None
 
 
 def _progress_console(as_json: bool) -> Console | None:
@@ -461,6 +506,91 @@ def serve(
         f"BG Remover: http://{shown}:{settings.port}/  (Ctrl-C stops; jobs resume next start)"
     )
     run(web_app, settings)
+
+
+@app.command()
+def watch(
+    folder: Annotated[
+        Path,
+        typer.Argument(
+            help="Folder to watch (with its subfolders).", file_okay=False, metavar="DIR"
+        ),
+    ],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Results folder (default: DIR/no-bg).")
+    ] = None,
+    preset: Annotated[
+        str | None, typer.Option(help="Process with this saved preset's options.")
+    ] = None,
+    server: Annotated[
+        str | None,
+        typer.Option(help="Send the jobs to this running `bgremover serve` (its URL) instead."),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            help="The server's access token (or BGREMOVER_TOKEN).", envvar="BGREMOVER_TOKEN"
+        ),
+    ] = None,
+) -> None:
+    """Turn every image that appears in DIR into a job; results go to the output folder.
+
+    A file is taken once completely written. Finished files are remembered in the output
+    folder (.bgremover-watch.json): a restart redoes none of them and takes the files added
+    while it was stopped. Ctrl-C stops; queued jobs are followed again on the next start.
+    """
+    from .watch.folder import Rules
+    from .watch.ledger import Ledger, LedgerError
+    from .watch.runner import Display, Runner
+
+    root = folder.expanduser().resolve()
+    if not root.is_dir():
+        err_console.print(f"{folder}: no such folder", markup=False)
+        raise typer.Exit(2)
+    out = (output.expanduser() if output else root / "no-bg").resolve()
+    if out == root:
+        err_console.print(
+            "the output folder must not be the watched folder itself; "
+            "leave out -o to use DIR/no-bg", markup=False,
+        )  # fmt: skip
+        raise typer.Exit(2)
+    settings = _settings(token=token)
+    try:
+        ledger = Ledger(out)
+    except LedgerError as exc:
+        err_console.print(str(exc), markup=False)
+        raise typer.Exit(2) from None
+    backend = _watch_backend(settings, server, preset, f"Watch: {root.name}")
+    runner = Runner(Rules(root, out), backend, ledger, Display(console),
+                    settings.watch_settle.total_seconds())  # fmt: skip
+    signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
+    with contextlib.suppress(KeyboardInterrupt):
+        runner.run()
+    console.print(runner.summary(), highlight=False, soft_wrap=True)
+
+
+def _stop_like_ctrl_c(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _watch_backend(
+    settings: Settings, server: str | None, preset: str | None, batch_name: str
+) -> Backend:
+    """This process's own job system, or the server at ``server`` (checked now, so a wrong
+    URL, token or preset name ends the command at once with the reason)."""
+    if server is None:
+        from .watch.local import LocalJobs
+
+        return LocalJobs(settings, batch_name, _preset(settings, preset))
+    from .watch.remote import RemoteJobs
+
+    remote = RemoteJobs(server, settings.token, batch_name, preset)
+    try:
+        remote.check()
+    except ConnectionError as exc:
+        err_console.print(str(exc), markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    return remote
 
 
 @app.command()

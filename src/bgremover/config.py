@@ -95,6 +95,11 @@ class Settings(BaseSettings):
     """How often a Celery worker process says it is alive; one silent for three of these no
     longer counts as a slot."""
 
+    # Watch folders.
+    watch_settle: Duration = timedelta(seconds=2)
+    """A file in a watch folder that no process is known to be writing (there are no close
+    events for it: moved in, or a system without them) is taken once unchanged this long."""
+
     # The web app.
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)

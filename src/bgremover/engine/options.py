@@ -22,6 +22,10 @@ class OutputFormat(StrEnum):
     def extension(self) -> str:
         return {"png": ".png", "webp": ".webp", "jpeg": ".jpg", "mask": ".png"}[self.value]
 
+    def result_name(self, stem: str) -> str:
+        """The file name of a result: ``photo`` → ``photo-no-bg.png`` (``photo-mask.png``)."""
+        return f"{stem}{'-mask' if self is OutputFormat.MASK else '-no-bg'}{self.extension}"
+
     @property
     def media_type(self) -> str:
         return {

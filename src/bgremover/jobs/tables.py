@@ -183,3 +183,14 @@ class StageDurationRow(Base):
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     stage: Mapped[str] = mapped_column(String(32), primary_key=True)
     seconds: Mapped[float] = mapped_column(Float)
+
+
+class PresetRow(Base):
+    """A named set of upload options (``presets.PresetOptions`` as JSON)."""
+
+    __tablename__ = "presets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -21,6 +21,7 @@ from . import (
     routes_batches,
     routes_jobs,
     routes_misc,
+    routes_presets,
     thumbnails,
 )
 from .auth import TokenMiddleware, is_loopback
@@ -66,7 +67,8 @@ def create_app(settings: Settings, *, system: JobSystem | None = None) -> FastAP
     if system is not None:
         app.state.system = system
     errors.install(app)
-    for module in (routes_batches, routes_jobs, routes_misc, routes_analytics, events, thumbnails):
+    routers = (routes_batches, routes_jobs, routes_misc, routes_presets, routes_analytics)
+    for module in (*routers, events, thumbnails):
         app.include_router(module.router)
     # Added innermost first: headers on every answer, then Host, token, same-origin proof.
     app.add_middleware(SameOriginGuard)

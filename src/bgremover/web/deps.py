@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from ..config import Settings
 from ..jobs.events import EventBus
+from ..jobs.presets import PresetStore
 from ..jobs.service import JobService
 from ..jobs.system import JobSystem
 
@@ -28,6 +29,10 @@ def get_bus(request: Request) -> EventBus:
     return get_system(request).bus
 
 
+def get_presets(request: Request) -> PresetStore:
+    return get_system(request).presets
+
+
 def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
@@ -35,6 +40,7 @@ def get_settings(request: Request) -> Settings:
 
 Service = Annotated[JobService, Depends(get_service)]
 Bus = Annotated[EventBus, Depends(get_bus)]
+Presets = Annotated[PresetStore, Depends(get_presets)]
 AppSettings = Annotated[Settings, Depends(get_settings)]
 Limit = Annotated[int, Query(ge=1, le=1000, description="Page size")]
 Offset = Annotated[int, Query(ge=0, le=10_000_000, description="Items to skip")]

@@ -14,13 +14,14 @@ from zipstream import ZipStream
 
 from ..engine.options import OutputFormat
 from ..jobs.names import Name, clean_text
+from ..jobs.presets import PresetOptions, PresetStore, UnknownPreset
 from ..jobs.schemas import Batch, BatchCreated, CancelResult, RetryResult, Upload
 from ..jobs.states import JobStatus
-from .deps import AppSettings, Limit, Offset, Page, Service
+from .deps import AppSettings, Limit, Offset, Page, Presets, Service
 from .downloads import archive_name, content_disposition, download_name
 from .errors import ApiError, error_body
 from .stored import chunks
-from .uploads import Rejected, form_options, stage
+from .uploads import Rejected, preset_options, stage
 
 router = APIRouter(prefix="/api/batches", tags=["batches"])
 
@@ -36,26 +37,36 @@ class UploadResult(BatchCreated):
 
 @router.post("", status_code=201, response_model=UploadResult,
              responses={413: {"description": "Every file too large"},
-                        415: {"description": "No file is a supported image"}})  # fmt: skip
+                        415: {"description": "No file is a supported image"},
+                        422: {"description": "Invalid options or an unknown preset"}})  # fmt: skip
 async def upload(
     service: Service,
+    presets: Presets,
     settings: AppSettings,
     files: Annotated[list[UploadFile], File(description="Images (many)")],
     name: Annotated[str | None, Form(max_length=200)] = None,
-    priority: Annotated[int, Form(ge=-1000, le=1000)] = 0,
+    preset: Annotated[
+        str | None, Form(max_length=64, description="Start from this preset's options")
+    ] = None,
+    priority: Annotated[int | None, Form(ge=-1000, le=1000, description="Default 0")] = None,
     batch_id: Annotated[str | None, Form(max_length=64)] = None,
-    format: Annotated[OutputFormat, Form()] = OutputFormat.PNG,
-    background_color: Annotated[str | None, Form(max_length=64)] = None,
-    alpha_matting: Annotated[bool, Form()] = False,
-    post_process_mask: Annotated[bool, Form()] = False,
+    format: Annotated[OutputFormat | None, Form(description="Default png")] = None,
+    background_color: Annotated[
+        str | None, Form(max_length=64, description="none: no colour (clears a preset's)")
+    ] = None,
+    alpha_matting: Annotated[bool | None, Form()] = None,
+    post_process_mask: Annotated[bool | None, Form()] = None,
 ) -> JSONResponse:
     """Each upload becomes a batch (auto-named) unless ``batch_id`` names a manual batch.
-    Files that are not images or are too large are refused one by one; the rest run."""
+    Files that are not images or are too large are refused one by one; the rest run.
+    Options given here override those of ``preset``; what neither sets has its default."""
     name = clean_text(name) or None
-    options = form_options(
-        format=format, background_color=background_color,
+    chosen = await run_in_threadpool(_preset_options, presets, preset)
+    fields = preset_options(
+        chosen, format=format, background_color=background_color, priority=priority,
         alpha_matting=alpha_matting, post_process_mask=post_process_mask,
     )  # fmt: skip
+    options, priority = fields.remove_options(), fields.priority
     if len(files) > settings.max_files_per_upload:
         raise ApiError(413, "too_many_files", f"at most {settings.max_files_per_upload} files")
     staging = settings.data_dir / "staging" / uuid.uuid4().hex
@@ -86,6 +97,15 @@ async def upload(
         batch=created.batch, jobs=created.jobs, rejected=[r.as_json() for r in rejected]
     )
     return JSONResponse(body.model_dump(mode="json"), 201)
+
+
+def _preset_options(presets: PresetStore, name: str | None) -> PresetOptions:
+    if name is None:
+        return PresetOptions()
+    try:
+        return presets.get(name)
+    except UnknownPreset as exc:
+        raise ApiError(422, "unknown_preset", str(exc)) from None
 
 
 @router.post("/manual", status_code=201, response_model=Batch)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -14,6 +16,7 @@ from pydantic import ValidationError
 from ..engine.decode import SUPPORTED_MEDIA_TYPES, sniff
 from ..engine.options import RemoveOptions
 from ..jobs.names import display_name
+from ..jobs.presets import PresetOptions
 from ..jobs.schemas import Upload
 from .errors import ApiError
 
@@ -86,8 +89,23 @@ def _refusal(name: str, size: int, header: bytes) -> Rejected | None:
 
 def form_options(**fields: Any) -> RemoveOptions:
     """``RemoveOptions`` from form fields; a 422 that says what is wrong otherwise."""
-    try:
+    with _invalid_as_422():
         return RemoveOptions(**fields)
+
+
+def preset_options(base: PresetOptions, **fields: Any) -> PresetOptions:
+    """``base`` (a preset's options) with the form fields given (not None) over it; a 422
+    that says what is wrong otherwise."""
+    with _invalid_as_422():
+        options = base.overridden(**fields)
+        options.remove_options()  # the combination is checked too
+        return options
+
+
+@contextmanager
+def _invalid_as_422() -> Iterator[None]:
+    try:
+        yield
     except ValidationError as exc:
         message = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
         raise ApiError(422, "invalid_options", message) from None

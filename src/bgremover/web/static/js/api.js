@@ -106,6 +106,10 @@ export const api = {
   retryBatch: (id) => request("POST", `/api/batches/${id}/retry`),
   archiveUrl: (id) => withToken(`/api/batches/${id}/archive`),
 
+  presets: () => request("GET", "/api/presets"),
+  savePreset: (preset) => request("POST", "/api/presets", { json: preset }),
+  deletePreset: (name) => request("DELETE", `/api/presets/${encodeURIComponent(name)}`),
+
   sessions: (params) => request("GET", "/api/sessions", { params }),
   session: (id) => request("GET", `/api/sessions/${id}`),
   eventsUrl: (after = null) => withToken(after == null ? "/api/events" : `/api/events?after=${after}`),

@@ -1,6 +1,6 @@
 // <drop-zone>: where images come in — drag and drop, the file picker, or paste anywhere on
-// the page — with the output options of the upload (format, background colour, priority and
-// an optional manual batch name).
+// the page — with the output options of the upload (format, background colour, edge
+// refinement, priority and an optional manual batch name), which a saved preset can fill in.
 //
 // After a successful upload it dispatches `bgremover:uploaded` {batch, jobs} on window (the
 // results grid shows those jobs) and puts the new jobs into the store unless the live events
@@ -9,6 +9,7 @@
 import { IMAGE_ACCEPT, api, ApiError } from "../api.js";
 import { store } from "../store.js";
 import { batchName, bytes, escapeHtml } from "../format.js";
+import "./preset-picker.js";
 
 const FORMATS = "JPEG, PNG, WebP, HEIC or AVIF";
 let counter = 0;
@@ -42,6 +43,10 @@ class DropZone extends HTMLElement {
             <input type="color" name="background_color" value="#ffffff" disabled
                    aria-label="Background colour">
           </label>
+          <label title="Refine soft edges such as hair (slower)">
+            <input type="checkbox" name="alpha_matting"> Refine edges</label>
+          <label title="Smooth the mask to hard edges">
+            <input type="checkbox" name="post_process_mask"> Smooth mask</label>
           <label>Priority
             <select name="priority">
               <option value="10">High</option>
@@ -53,6 +58,7 @@ class DropZone extends HTMLElement {
             <input type="text" name="batch_name" maxlength="200" placeholder="automatic"
                    autocomplete="off">
           </label>
+          <preset-picker></preset-picker>
         </fieldset>
       </form>
       <div class="drop-zone__message" role="status" aria-live="polite" hidden></div>`;
@@ -89,6 +95,9 @@ class DropZone extends HTMLElement {
       colour.disabled = !event.target.checked;
     });
     this._form.addEventListener("submit", (event) => event.preventDefault());
+    const picker = this.querySelector("preset-picker");
+    picker.currentOptions = () => this._options();
+    picker.addEventListener("preset-chosen", (event) => this._apply(event.detail.preset));
 
     // Drops anywhere on the page count (missing the target by a few pixels would otherwise
     // make the browser navigate away to the image); file inputs and open dialogs keep theirs.
@@ -181,9 +190,28 @@ class DropZone extends HTMLElement {
     const form = this._form.elements;
     return {
       format: form.format.value,
-      priority: form.priority.value,
+      priority: Number(form.priority.value),
       background_color: form.use_background.checked ? form.background_color.value : undefined,
+      alpha_matting: form.alpha_matting.checked,
+      post_process_mask: form.post_process_mask.checked,
     };
+  }
+
+  /** Fill the options with a preset's; the next upload sends them. */
+  _apply(preset) {
+    const form = this._form.elements;
+    form.format.value = preset.format;
+    const priority = String(preset.priority);
+    if (![...form.priority.options].some((option) => option.value === priority)) {
+      form.priority.add(new Option(`Custom (${priority})`, priority));
+    }
+    form.priority.value = priority;
+    const colour = preset.background_color;
+    form.use_background.checked = Boolean(colour);
+    form.background_color.disabled = !colour;
+    if (colour) form.background_color.value = colour.slice(0, 7);
+    form.alpha_matting.checked = preset.alpha_matting;
+    form.post_process_mask.checked = preset.post_process_mask;
   }
 
   _report(accepted, batchName, rejected) {

@@ -1,0 +1,236 @@
+"""`bgremover watch` as a user runs it: a real process watching a real folder, alone (its
+own job system) and sending to a real `bgremover serve`. Every wait is on what the process
+prints or on files appearing, never on a clock; a slow copy is a file kept open for writing
+while other work goes on."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+from .serving import UI, served
+
+TIMEOUT_S = 120
+
+
+class Watching:
+    """A running `bgremover watch` and the lines it prints."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def wait_for(self, start: str) -> str:
+        """The first line printed (so far, or next) that starts with ``start``."""
+        for line in self.lines:
+            if line.startswith(start):
+                return line
+        while True:
+            try:
+                line = self._queue.get(timeout=TIMEOUT_S)
+            except queue.Empty:
+                raise AssertionError(f"no line {start!r} in:\n" + "\n".join(self.lines)) from None
+            if line is None:
+                raise AssertionError(f"watch ended before {start!r}:\n" + "\n".join(self.lines))
+            self.lines.append(line)
+            if line.startswith(start):
+                return line
+
+    def stop(self) -> str:
+        """Ctrl-C, then everything it printed."""
+        self.process.send_signal(signal.SIGINT)
+        self.process.wait(timeout=TIMEOUT_S)
+        while (line := self._queue.get(timeout=TIMEOUT_S)) is not None:
+            self.lines.append(line)
+        return "\n".join(self.lines)
+
+
+@contextmanager
+def watching(folder: Path, *args: str, env: dict[str, str]) -> Iterator[Watching]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bgremover", "watch", str(folder), *args],
+        env={**os.environ, **env, "NO_COLOR": "1", "COLUMNS": "250"},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    watch = Watching(process)
+    try:
+        watch.wait_for("Watching ")
+        yield watch
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def local_env(tmp_path: Path, tiny_model: Path) -> dict[str, str]:
+    return {"BGREMOVER_DATA_DIR": str(tmp_path / "data"), "BGREMOVER_MODEL_PATH": str(tiny_model)}
+
+
+def results(out: Path) -> list[str]:
+    return sorted(
+        p.relative_to(out).as_posix()
+        for p in out.rglob("*")
+        if p.is_file() and not p.name.startswith(".")
+    )
+
+
+def receive(folder: Path, photos: dict[str, Path], env: dict[str, str], *args: str) -> str:
+    """Watch ``folder`` (with ``args``) while it receives what a watch folder gets: a photo
+    there before the start, a slowly written one (open while another is copied in and
+    processed), a text file, a file named like a result and a file in the output folder.
+    Returns what the watcher printed."""
+    (folder / "no-bg").mkdir(parents=True)
+    shutil.copy(photos["coffee.jpg"], folder / "coffee.jpg")
+    with watching(folder, *args, env=env) as watch:
+        watch.wait_for("done    coffee.jpg")
+        write_while_watched(watch, folder, photos)
+        return watch.stop()
+
+
+def write_while_watched(watch: Watching, folder: Path, photos: dict[str, Path]) -> None:
+    slow = folder / "sub" / "slow.jpg"
+    slow.parent.mkdir()
+    data = photos["chelsea.jpg"].read_bytes()
+    with slow.open("wb") as writer:
+        writer.write(data[: len(data) // 3])
+        writer.flush()
+        shutil.copy(photos["astronaut.jpg"], folder / "fast.jpg")
+        watch.wait_for("done    fast.jpg")
+        assert not any("slow.jpg" in line for line in watch.lines), watch.lines
+        for start in range(len(data) // 3, len(data), 4096):
+            writer.write(data[start : start + 4096])
+            writer.flush()
+    (folder / "notes.txt").write_text("not a photo\n")
+    Image.open(photos["coffee.jpg"]).save(folder / "cup-no-bg.png")
+    shutil.copy(photos["coffee.jpg"], folder / "no-bg" / "dropped-in-output.jpg")
+    watch.wait_for("done    sub/slow.jpg")
+    for name in ("notes.txt", "cup-no-bg.png"):
+        watch.wait_for(f"skipped {name}")
+
+
+def check_outcome(output: str, out: Path, extension: str) -> None:
+    assert results(out) == [
+        f"coffee-no-bg{extension}",
+        "dropped-in-output.jpg",
+        f"fast-no-bg{extension}",
+        f"sub/slow-no-bg{extension}",
+    ], output
+    with Image.open(out / "sub" / f"slow-no-bg{extension}") as image:
+        assert image.size == (451, 300)  # the whole photo, not a third of it
+    slow = [line.split()[0] for line in output.splitlines() if "slow.jpg" in line]
+    assert slow == ["queued", "done"], output  # taken once, when complete
+    assert "notes.txt is not an image" in output
+    assert "named like a result" in output
+    assert "dropped-in-output" not in output
+    assert "Stopped watching: 3 done, 2 skipped this run" in output
+
+
+def test_alone_images_become_results_once_complete_and_nothing_else_is_processed(
+    tmp_path: Path, photos: dict[str, Path], local_env: dict[str, str]
+) -> None:
+    folder = tmp_path / "inbox"
+    output = receive(folder, photos, local_env)
+    check_outcome(output, folder / "no-bg", ".png")
+    with Image.open(folder / "no-bg" / "fast-no-bg.png") as image:
+        assert image.mode == "RGBA"
+
+
+def test_a_restart_redoes_nothing_and_takes_the_files_added_while_it_was_stopped(
+    tmp_path: Path, photos: dict[str, Path], local_env: dict[str, str]
+) -> None:
+    folder, out = tmp_path / "inbox", tmp_path / "results"
+    (folder / "deep").mkdir(parents=True)
+    shutil.copy(photos["coffee.jpg"], folder / "deep" / "coffee.jpg")
+    (folder / "notes.txt").write_text("not a photo\n")
+    with watching(folder, "-o", str(out), env=local_env) as watch:
+        watch.wait_for("done    deep/coffee.jpg")
+        watch.wait_for("skipped notes.txt")
+        first = watch.stop()
+    assert "1 done, 1 skipped" in first
+    made = (out / "deep" / "coffee-no-bg.png").stat().st_mtime_ns
+    shutil.copy(photos["chelsea.jpg"], folder / "chelsea.jpg")
+
+    with watching(folder, "-o", str(out), env=local_env) as watch:
+        watch.wait_for("done    chelsea.jpg")
+        second = watch.stop()
+    assert "coffee" not in second and "notes.txt" not in second, second
+    assert "Stopped watching: 1 done this run" in second
+    assert (out / "deep" / "coffee-no-bg.png").stat().st_mtime_ns == made
+    assert results(out) == ["chelsea-no-bg.png", "deep/coffee-no-bg.png"]
+    ledger = json.loads((out / ".bgremover-watch.json").read_text())["files"]
+    assert {rel: e["status"] for rel, e in ledger.items()} == {
+        "chelsea.jpg": "done", "deep/coffee.jpg": "done", "notes.txt": "skipped"
+    }  # fmt: skip
+
+
+def test_with_a_server_jobs_show_there_and_results_land_in_the_output_folder(
+    tmp_path: Path, photos: dict[str, Path], tiny_model: Path
+) -> None:
+    server_env = {"BGREMOVER_MODEL_PATH": str(tiny_model), "BGREMOVER_TOKEN": "watch-token"}
+    with served(tmp_path / "server", env=server_env) as (url, _):
+        auth = {**UI, "Authorization": "Bearer watch-token"}
+        saved = httpx.post(f"{url}/api/presets", json={"name": "Shop", "format": "webp"},
+                           headers=auth)  # fmt: skip
+        assert saved.status_code == 201, saved.text
+        folder = tmp_path / "inbox"
+        # The watcher's own data folder is empty: everything happens on the server.
+        env = {"BGREMOVER_DATA_DIR": str(tmp_path / "elsewhere"), "BGREMOVER_TOKEN": "watch-token"}
+        output = receive(folder, photos, env, "--server", url, "--preset", "Shop")
+        check_outcome(output, folder / "no-bg", ".webp")
+        with Image.open(folder / "no-bg" / "fast-no-bg.webp") as image:
+            assert image.format == "WEBP"
+        jobs = httpx.get(f"{url}/api/jobs", headers=auth).json()["items"]
+        assert sorted(j["file_name"] for j in jobs) == ["coffee.jpg", "fast.jpg", "slow.jpg"]
+        batches = httpx.get(f"{url}/api/batches", headers=auth).json()["items"]
+        assert [b["name"] for b in batches] == ["Watch: inbox"]
+        assert not (tmp_path / "elsewhere").exists()
+
+        # Killed right after queueing a photo: the next start follows that job (which may
+        # have ended meanwhile) instead of uploading the photo again.
+        shutil.copy(photos["coffee.jpg"], folder / "late.jpg")
+        with watching(folder, "--server", url, env=env) as watch:
+            watch.wait_for("queued  late.jpg")
+            watch.process.kill()
+        with watching(folder, "--server", url, env=env) as watch:
+            watch.wait_for("done    late.jpg")
+            output = watch.stop()
+        assert "queued  late.jpg" not in output
+        assert (folder / "no-bg" / "late-no-bg.png").is_file()
+        jobs = httpx.get(f"{url}/api/jobs", headers=auth, params={"q": "late"}).json()["items"]
+        assert len(jobs) == 1
+
+        unknown = subprocess.run(
+            [sys.executable, "-m", "bgremover", "watch", str(folder), "--server", url,
+             "--preset", "Nope"],
+            env={**os.environ, **env}, capture_output=True, text=True, timeout=TIMEOUT_S,
+        )  # fmt: skip
+        assert unknown.returncode == 2
+        assert "no preset named 'Nope' (saved presets: Shop)" in unknown.stderr
+        no_token = subprocess.run(
+            [sys.executable, "-m", "bgremover", "watch", str(folder), "--server", url],
+            env={**os.environ, "BGREMOVER_TOKEN": ""}, capture_output=True, text=True,
+            timeout=TIMEOUT_S,
+        )  # fmt: skip
+        assert no_token.returncode == 2 and "BGREMOVER_TOKEN" in no_token.stderr
