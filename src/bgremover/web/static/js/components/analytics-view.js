@@ -141,7 +141,6 @@ class AnalyticsView extends HTMLElement {
     this.charts.hidden = false;
     const colours = themeColours();
     const { totals, eta } = report;
-    const run = report.sizes.reduce((all, s) => all + s.jobs, 0);
     const facts = [
       ["completed", `${totals.completed} completed`],
       ["failed", `${totals.failed} failed`],
@@ -152,12 +151,12 @@ class AnalyticsView extends HTMLElement {
     ];
     this.querySelector(".analytics__totals").innerHTML = facts.filter(([, text]) => text)
       .map(([kind, text]) => `<li class="count" data-status="${kind}">${escapeHtml(text)}</li>`).join("");
-    const sizes = report.sizes;
+    const { sizes } = report;
     const charts = {
       hours: report.hours.some((h) => h.completed || h.failed) ? hoursChart(report.hours, colours) : null,
       stages: report.stages.length
         ? spreadChart("Stage", report.stages.map((s) => s.stage), report.stages, colours) : null,
-      sizes: run ? spreadChart("Size", sizes.map((s) => s.label), sizes, colours) : null,
+      sizes: sizes.length ? spreadChart("Size", sizes.map((s) => s.label), sizes, colours) : null,
       wait: report.queue_wait.hours.length ? waitChart(report.queue_wait.hours, colours) : null,
       eta: eta.points.length ? etaChart(eta.points, colours) : null,
     };
@@ -166,7 +165,8 @@ class AnalyticsView extends HTMLElement {
       const target = figure.querySelector(".analytics__plot");
       figure.querySelector(".analytics__empty").hidden = Boolean(chart);
       target.hidden = !chart;
-      // How many values the chart shows, for people using a screen reader and for tests.
+      // How many non-zero values the chart shows (tests and tools read it); the text beside
+      // the canvas says them in words for screen readers.
       figure.dataset.points = chart
         ? String(chart.data.slice(1).flat().filter((v) => v !== null && v !== 0).length) : "0";
       figure.querySelector(".analytics__text").textContent = chart ? describe(chart) : "";
