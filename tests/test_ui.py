@@ -399,10 +399,13 @@ def test_analytics_opens_with_a_and_charts_real_jobs_without_errors(
 
     assert page.evaluate("window.__csp") == [], "the Content-Security-Policy blocked something"
     # The one error the browser logs is the failed image's tile asking for a thumbnail the
-    # server cannot render from a truncated file (422); nothing else failed or was logged.
+    # server cannot render from a truncated file (422) while the job was still queued or
+    # running (nobody knew yet); once it failed, the tile asks no more.
     assert all(f"/api/jobs/{failed['id']}/thumbnail" in url for url in refused), refused
     assert len(console_errors) == len(refused), console_errors
     assert all(e.startswith("Failed to load resource") for e in console_errors), console_errors
+
+
 def test_options_saved_as_a_preset_fill_the_next_drop(
     page: Any, photos: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -43,8 +43,8 @@ from .engine import (
 )
 from .engine.decode import probe
 from .engine.models import ModelStore, get_model, registered_models
-from .jobs.eta import StageClock, size_bucket
 from .jobs.database import default_url
+from .jobs.eta import StageClock, size_bucket
 from .jobs.presets import PresetOptions, UnknownPreset, open_presets
 from .watch.backend import Backend
 

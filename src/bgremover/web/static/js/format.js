@@ -109,3 +109,14 @@ export function setProgressAria(element) {
   if (label) element.setAttribute("aria-label", label);
   return value;
 }
+
+// Failures that mean the upload is not a picture the server can read: no thumbnail exists,
+// so the UI does not ask for one (the server would answer 422 and the browser log an error).
+const UNREADABLE = new Set([
+  "corrupt_image", "empty_file", "file_too_large", "image_too_large", "not_an_image",
+  "unreadable", "unsupported_format",
+]);
+
+export function hasPreview(job) {
+  return !(job.status === "failed" && UNREADABLE.has(job.error?.code));
+}

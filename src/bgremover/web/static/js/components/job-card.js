@@ -14,7 +14,7 @@
 
 import { api, ApiError } from "../api.js";
 import { liveEta, liveProgress, store } from "../store.js";
-import { ACTIVE, STATUS_LABEL, bytes, eta, seconds, time } from "../format.js";
+import { ACTIVE, STATUS_LABEL, bytes, eta, hasPreview, seconds, time } from "../format.js";
 
 /** Whether a newer attempt of this job exists (so it can no longer be retried). */
 export function isSuperseded(jobId) {
@@ -156,7 +156,7 @@ class JobCard extends HTMLElement {
     this._text(els.error, message);
     els.error.hidden = !message;
 
-    if (!this.hasAttribute("no-thumb")) {
+    if (!this.hasAttribute("no-thumb") && hasPreview(job)) {
       const src = api.thumbnailUrl(job.id, { size: THUMB_SIZE });
       this._set("thumb", src, () => { els.thumb.hidden = false; els.thumb.src = src; });
     }

@@ -12,7 +12,7 @@
 
 import { api } from "../api.js";
 import { store } from "../store.js";
-import { ACTIVE, STATUS_LABEL } from "../format.js";
+import { ACTIVE, STATUS_LABEL, hasPreview } from "../format.js";
 import "./circular-progress.js";
 import "./job-card.js";
 
@@ -226,8 +226,9 @@ class ResultTile {
       ${active ? `<circular-progress class="result-tile__ring" status="${job.status}"></circular-progress>`
         : `<span class="result-tile__state status" data-status="${job.status}">${STATUS_LABEL[job.status]}</span>`}`;
     const img = this._preview.querySelector("img");
-    img.src = api.thumbnailUrl(job.id, { size: PREVIEW_SIZE });
     img.alt = `${job.file_name} (original)`;
+    if (hasPreview(job)) img.src = api.thumbnailUrl(job.id, { size: PREVIEW_SIZE });
+    else img.hidden = true;
     this._ring = this._preview.querySelector("circular-progress");
     this._ring?.setAttribute("label", `${job.file_name} progress`);
   }
