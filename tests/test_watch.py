@@ -99,7 +99,8 @@ def results(out: Path) -> list[str]:
 def receive(folder: Path, photos: dict[str, Path], env: dict[str, str], *args: str) -> str:
     """Watch ``folder`` (with ``args``) while it receives what a watch folder gets: a photo
     there before the start, a slowly written one (open while another is copied in and
-    processed), a text file, a file named like a result and a file in the output folder.
+    processed), a finished photo moved in, a text file, a file named like a result and a file
+    in the output folder.
     Returns what the watcher printed."""
     (folder / "no-bg").mkdir(parents=True)
     shutil.copy(photos["coffee.jpg"], folder / "coffee.jpg")
@@ -122,10 +123,14 @@ def write_while_watched(watch: Watching, folder: Path, photos: dict[str, Path]) 
         for start in range(len(data) // 3, len(data), 4096):
             writer.write(data[start : start + 4096])
             writer.flush()
+    outside = folder.parent / "saved-elsewhere.jpg"
+    shutil.copy(photos["coffee.jpg"], outside)
+    outside.replace(folder / "moved.jpg")  # a finished file moved in: taken at once
     (folder / "notes.txt").write_text("not a photo\n")
     Image.open(photos["coffee.jpg"]).save(folder / "cup-no-bg.png")
     shutil.copy(photos["coffee.jpg"], folder / "no-bg" / "dropped-in-output.jpg")
     watch.wait_for("done    sub/slow.jpg")
+    watch.wait_for("done    moved.jpg")
     for name in ("notes.txt", "cup-no-bg.png"):
         watch.wait_for(f"skipped {name}")
 
@@ -135,6 +140,7 @@ def check_outcome(output: str, out: Path, extension: str) -> None:
         f"coffee-no-bg{extension}",
         "dropped-in-output.jpg",
         f"fast-no-bg{extension}",
+        f"moved-no-bg{extension}",
         f"sub/slow-no-bg{extension}",
     ], output
     with Image.open(out / "sub" / f"slow-no-bg{extension}") as image:
@@ -144,7 +150,7 @@ def check_outcome(output: str, out: Path, extension: str) -> None:
     assert "notes.txt is not an image" in output
     assert "named like a result" in output
     assert "dropped-in-output" not in output
-    assert "Stopped watching: 3 done, 2 skipped this run" in output
+    assert "Stopped watching: 4 done, 2 skipped this run" in output
 
 
 def test_alone_images_become_results_once_complete_and_nothing_else_is_processed(
@@ -202,7 +208,8 @@ def test_with_a_server_jobs_show_there_and_results_land_in_the_output_folder(
         with Image.open(folder / "no-bg" / "fast-no-bg.webp") as image:
             assert image.format == "WEBP"
         jobs = httpx.get(f"{url}/api/jobs", headers=auth).json()["items"]
-        assert sorted(j["file_name"] for j in jobs) == ["coffee.jpg", "fast.jpg", "slow.jpg"]
+        names = sorted(j["file_name"] for j in jobs)
+        assert names == ["coffee.jpg", "fast.jpg", "moved.jpg", "slow.jpg"]
         batches = httpx.get(f"{url}/api/batches", headers=auth).json()["items"]
         assert [b["name"] for b in batches] == ["Watch: inbox"]
         assert not (tmp_path / "elsewhere").exists()

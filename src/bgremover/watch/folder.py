@@ -1,24 +1,26 @@
 """Which files in the watched folder are work, and when each is completely written.
 
-watchdog reports what happens to files. On Linux (inotify) it also reports opens and the
-close of a file written to: a file is complete when its last writer closes it. A file moved
-into place is complete at once (the usual "write a temporary file, then rename" save). Where
-no open and close events come (other systems, a file moved in from another folder), a file
-is complete once no writer is known to hold it open and it has not changed for ``settle``
-seconds.
+watchdog reports what happens to files. On Linux (inotify) it also reports the close of a
+file written to: a file is complete when its writer closes it. A file renamed or moved into
+the folder is complete at once (the usual "write a temporary file, then rename" save). Where
+no such event comes (other systems; files already in a folder when it was created or moved
+in, before its watch began), a file is complete once it has not changed for ``settle``
+seconds and no process has it open for writing.
 """
 
 from __future__ import annotations
 
 import os
 import queue
+import sys
 import time
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
 
 # Files that browsers and copy tools write before renaming them to the real name.
 TEMPORARY_SUFFIXES = {".part", ".partial", ".crdownload", ".download", ".tmp", ".swp"}
@@ -78,12 +80,10 @@ class FolderWatch:
     def __init__(self, rules: Rules, inbox: queue.Queue[object], settle: float) -> None:
         self.rules = rules
         self.settle = settle
-        self._observer = Observer()
+        self._observer = _observer()
         self._observer.schedule(_Forward(inbox), str(rules.root), recursive=True)
         self._changed: dict[Path, float] = {}
         """Files written to, with when they last changed (monotonic)."""
-        self._writers: Counter[Path] = Counter()
-        """Opens not yet closed, per file (known only where the system reports them)."""
         self._complete: set[Path] = set()
 
     def start(self) -> None:
@@ -94,7 +94,7 @@ class FolderWatch:
         self._observer.join()
 
     def add(self, path: Path) -> None:
-        """A file found by the start-up scan: complete once it has settled."""
+        """A file found by a scan: complete once it has settled."""
         try:
             age = time.time() - path.stat().st_mtime
         except OSError:
@@ -104,31 +104,26 @@ class FolderWatch:
     def note(self, event: FileSystemEvent) -> None:
         kind = event.event_type
         path = Path(os.fsdecode(event.src_path))
-        now = time.monotonic()
         if kind == "moved":
             self._drop(path)
-            self._complete.add(Path(os.fsdecode(event.dest_path)))
+            if event.dest_path:  # empty when moved out of the folder
+                self._complete.add(Path(os.fsdecode(event.dest_path)))
         elif kind == "deleted":
             self._drop(path)
         elif kind in ("created", "modified"):
-            self._changed[path] = now
-        elif kind == "opened":
-            self._writers[path] += 1
-        elif kind in ("closed", "closed_no_write"):
-            self._writers[path] -= 1
-            if self._writers[path] <= 0:
-                del self._writers[path]
-                if kind == "closed":
-                    self._complete.add(path)
+            self._changed[path] = time.monotonic()
+        elif kind == "closed":  # closed after writing
+            self._changed.pop(path, None)
+            self._complete.add(path)
 
     def ready(self) -> list[Path]:
         """Files complete now, each once per change; ignored ones left out."""
         now = time.monotonic()
-        settled = [
-            path for path, at in self._changed.items()
-            if now - at >= self.settle and not self._writers[path]
-        ]  # fmt: skip
-        done = sorted(self._complete.union(settled))
+        quiet = {path for path, at in self._changed.items() if now - at >= self.settle}
+        busy = _open_for_writing(quiet) if quiet else set()
+        for path in busy:  # look again one settle time later
+            self._changed[path] = now
+        done = sorted(self._complete | (quiet - busy))
         for path in done:
             self._changed.pop(path, None)
         self._complete.clear()
@@ -138,12 +133,36 @@ class FolderWatch:
         """Seconds until a waiting file may have settled; None when none waits."""
         if self._complete:
             return 0.0
-        waiting = [at for path, at in self._changed.items() if not self._writers[path]]
-        if not waiting:
+        if not self._changed:
             return None
-        return max(0.0, min(waiting) + self.settle - time.monotonic())
+        return max(0.0, min(self._changed.values()) + self.settle - time.monotonic())
 
     def _drop(self, path: Path) -> None:
         self._changed.pop(path, None)
-        self._writers.pop(path, None)
         self._complete.discard(path)
+
+
+def _observer() -> BaseObserver:
+    """On Linux, inotify with moves from outside the folder reported as moves (not as
+    creations), so a file moved in counts as complete at once."""
+    if sys.platform.startswith("linux"):
+        from watchdog.observers.inotify import InotifyObserver
+
+        return InotifyObserver(generate_full_events=True)
+    return Observer()
+
+
+def _open_for_writing(paths: set[Path]) -> set[Path]:
+    """Those of ``paths`` that some process has open for writing (as far as this user may
+    see; where the system does not say how a file is open, any open counts)."""
+    wanted = {str(p): p for p in paths}
+    found: set[Path] = set()
+    for process in psutil.process_iter():
+        try:
+            files = process.open_files()
+        except (psutil.Error, OSError):
+            continue
+        for file in files:
+            if file.path in wanted and getattr(file, "mode", "w") != "r":
+                found.add(wanted[file.path])
+    return found
