@@ -3,7 +3,7 @@
 glibc keeps freed blocks of its main heap for reuse. Loading the model parses the whole ONNX
 file (176 MB for ISNet in fp32) into buffers that are freed once the session holds its
 weights, yet stay in the process: 470 MB resident after the load, 241 MB once trimmed
-(bench/jobs_bench.py ``--only memory``). Two workers keep that twice.
+(issue 11's note). Two workers kept that twice.
 """
 
 from __future__ import annotations
