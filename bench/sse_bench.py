@@ -164,7 +164,11 @@ class Server:
     """``python -m bgremover serve`` in its own process group; stopped (and killed if it must
     be, workers included) by ``stop``, which is safe to call twice."""
 
-    def __init__(self, data_dir: Path, model: Path) -> None:
+    def __init__(
+        self, data_dir: Path, model: Path | None, *, settings: dict[str, str] | None = None
+    ) -> None:
+        """``model`` None serves the registered model; ``settings`` are more environment
+        variables (``{"BGREMOVER_X": "1"}``)."""
         data_dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -172,10 +176,11 @@ class Server:
         env = {
             **os.environ,
             "BGREMOVER_DATA_DIR": str(data_dir),
-            "BGREMOVER_MODEL_PATH": str(model),
             "BGREMOVER_MAX_CONCURRENT_JOBS": str(SLOTS),
             "BGREMOVER_MAX_CONNECTIONS": "100000",  # measure the server, not its cap
             "NO_COLOR": "1",
+            **({"BGREMOVER_MODEL_PATH": str(model)} if model is not None else {}),
+            **(settings or {}),
         }
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
@@ -251,8 +256,9 @@ def cpu_seconds(process: psutil.Process) -> float:
 class ResourceSampler:
     """Samples the server's RSS (alone and with its children) on a thread."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, every: float = RSS_EVERY_S) -> None:
         self._server = server
+        self._every = every
         self.peak_main = 0
         self.peak_total = 0
         self.peak_threads = 0
@@ -276,7 +282,7 @@ class ResourceSampler:
         return main, total
 
     def _run(self) -> None:
-        while not self._stop.wait(RSS_EVERY_S):
+        while not self._stop.wait(self._every):
             self.sample()
 
     def __enter__(self) -> ResourceSampler:

