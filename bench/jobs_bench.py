@@ -45,11 +45,12 @@ the same batch.
 
 Part 5 (``memory``) starts a real ``bgremover serve`` (2 workers, the real model) on a
 temporary data dir, four times: with ``BGREMOVER_LEAN_MODEL_MEMORY=0`` (the old behaviour) and
-with the default, in the order before, after, after, before. Each first runs the two bundled samples
-(so both workers have loaded and warmed up), then uploads two 12 MP photos (samples upscaled with
-LANCZOS) in one batch and samples the whole process tree's RSS (web process + workers, summed)
-every 50 ms until both jobs end: peak total RSS, idle RSS before, wall time from upload to
-both ended and the tree's CPU seconds in that time, side by side, plus how far the two servers' masks differ (IoU at 128, max |Δalpha|).
+with the default, in the order before, after, after, before. Each first runs the two bundled
+samples (so both workers have loaded and warmed up), then uploads two 12 MP photos (samples
+upscaled with LANCZOS) in one batch and samples the whole process tree's RSS (web process +
+workers, summed) every 50 ms until both jobs end: peak total RSS, idle RSS before, wall time
+from upload to both ended and the tree's CPU seconds in that time, side by side, plus how far
+the two servers' masks differ (IoU at 128, max |Δalpha|).
 
 Other processes' CPU use during each part is printed: this is a shared 2-core machine, and
 contention skews ratios.
