@@ -11,6 +11,8 @@ function open(panel) {
 /** True while the user types text: a letter there is text, not a command. */
 function typing(target) {
   if (!(target instanceof Element)) return false;
+  // A field left focused in a panel that has closed is not where the user types.
+  if (target.closest("dialog:not([open])")) return false;
   if (target.isContentEditable) return true;
   if (target.matches("textarea, select")) return true;
   return target.matches("input") && !["checkbox", "radio", "button", "submit", "reset", "range", "color"]
