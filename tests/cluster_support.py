@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.redis_support import SHARED_URL, START_SHARED
+from tests.redis_support import SHARED_URL, shared_redis
 from tests.serving import free_port, sse_events
 
 REDIS_URL = SHARED_URL
@@ -36,7 +36,7 @@ WAIT_S = 240.0
 
 # How this machine kind starts each service (the same commands started them before the
 # session); a test that finds one down runs it and waits.
-_START = {"redis": START_SHARED, "rabbitmq": ["rabbitmq-server", "-detached"]}
+START_RABBITMQ = ["rabbitmq-server", "-detached"]
 
 
 def _answers(port: int) -> bool:
@@ -52,20 +52,18 @@ def ensure_service(name: str, port: int) -> None:
     test with the reason when it cannot be started."""
     if _answers(port):
         return
-    command = _START[name]
+    if name == "redis":
+        shared_redis()  # starts it and waits until it answers PING
+        return
+    command = START_RABBITMQ
     if shutil.which(command[0]) is None:
         pytest.fail(f"{name} is not running on 127.0.0.1:{port} and {command[0]} is not installed")
     subprocess.run(command, check=False, capture_output=True, timeout=60)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while not _answers(port):
-        if time.monotonic() > deadline:
-            pytest.fail(f"{name} did not start on 127.0.0.1:{port} ({' '.join(command)})")
-        time.sleep(0.5)
-    if name == "rabbitmq":  # the port opens before the broker accepts logins
-        import kombu
+    import kombu
 
-        with kombu.Connection(RABBITMQ_URL) as connection:
-            connection.ensure_connection(max_retries=60, interval_start=1, interval_step=1)
+    # Until the broker accepts a login (its port opens before that), with kombu's backoff.
+    with kombu.Connection(RABBITMQ_URL) as connection:
+        connection.ensure_connection(max_retries=60, interval_start=1, interval_step=1)
 
 
 @dataclass(frozen=True)
@@ -82,18 +80,19 @@ def s3_server(root: Path) -> Iterator[S3Server]:
     """A moto S3 server in its own process on a free port, with one bucket."""
     port = free_port()
     env = {**os.environ, **S3_CREDENTIALS}
-    log = open(root / "moto.log", "w")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
+    serving = threading.Event()
+    # Its output goes to a log (read to the end, so the server never blocks on a full pipe);
+    # werkzeug's "Running on" line says it listens.
+    copier = threading.Thread(target=_copy_log, args=(process, root / "moto.log", serving))
+    copier.start()
     endpoint = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not _answers(port):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the S3 server did not start: {(root / 'moto.log').read_text()}")
-            time.sleep(0.2)
+        if not serving.wait(START_TIMEOUT_S) or process.poll() is not None:
+            pytest.fail(f"the S3 server did not start: {(root / 'moto.log').read_text()}")
         import boto3
 
         bucket = f"bgremover-{uuid.uuid4().hex[:8]}"
@@ -104,7 +103,18 @@ def s3_server(root: Path) -> Iterator[S3Server]:
     finally:
         process.kill()
         process.wait()
-        log.close()
+        copier.join()
+
+
+def _copy_log(process: subprocess.Popen[str], log: Path, serving: threading.Event) -> None:
+    assert process.stdout is not None
+    with open(log, "w") as out:
+        for line in process.stdout:
+            out.write(line)
+            out.flush()
+            if "Running on" in line:
+                serving.set()
+    serving.set()  # it exited: the waiter reads the log and fails with it
 
 
 def _boto_credentials() -> dict[str, str]:

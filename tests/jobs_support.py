@@ -6,11 +6,12 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from bgremover import Settings
 from bgremover.jobs.database import connect, migrate, session_factory
@@ -21,6 +22,9 @@ from bgremover.jobs.sequences import EventSeq
 from bgremover.jobs.service import JobService
 from bgremover.storage import LocalStorage
 from bgremover.workers.base import Finished, StageProgress, Started, WorkItem
+
+WAIT_S = 120.0
+"""How long a test waits for the next event before it calls the job stuck."""
 
 POSTGRES_ADMIN = os.environ.get(
     "BGREMOVER_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -154,3 +158,16 @@ def claim(h: Harness) -> WorkItem:
     item = h.service.claim_next()
     assert item is not None
     return item
+
+
+def wait_for_job(client: Any, job_id: str, test: Callable[[dict[str, Any]], bool]) -> Any:
+    """The job as the API shows it once ``test`` holds, re-read after each event of the
+    app's bus (subscribed before the first read, so no change slips between)."""
+    bus = client.app.state.system.bus
+    with bus.subscribe() as events:
+        while True:
+            job = client.get(f"/api/jobs/{job_id}").json()
+            if test(job):
+                return job
+            if events.get(timeout=WAIT_S) is None:
+                raise AssertionError(f"job {job_id} never reached the expected state: {job}")

@@ -4,7 +4,6 @@ command line (`remove --preset`, reading the server's database)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from bgremover.jobs.database import connect, migrate, session_factory
 from bgremover.jobs.presets import Preset, PresetStore, UnknownPreset, open_presets
 from bgremover.web import create_app
 
+from .jobs_support import wait_for_job
 from .serving import UI
 from .test_cli import run_cli
 
@@ -37,13 +37,10 @@ def upload(client: TestClient, path: Path, **form: Any) -> Any:
 
 
 def ended(client: TestClient, job_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        job: dict[str, Any] = client.get(f"/api/jobs/{job_id}").json()
-        if job["status"] in ("completed", "failed", "cancelled"):
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} did not end")
+    job: dict[str, Any] = wait_for_job(
+        client, job_id, lambda job: job["status"] in ("completed", "failed", "cancelled")
+    )
+    return job
 
 
 def test_presets_are_saved_listed_replaced_and_deleted(client: TestClient) -> None:

@@ -18,6 +18,7 @@ from bgremover import Settings
 from bgremover.web import InsecureBinding, create_app
 
 from .conftest import SUBJECT_POINTS
+from .jobs_support import wait_for_job
 from .serving import UI
 
 pytestmark = pytest.mark.model
@@ -50,16 +51,6 @@ def wait_until_ended(client: TestClient, batch_id: str, timeout: float = 120) ->
             return dict(batch)
         time.sleep(0.2)
     raise AssertionError(f"batch {batch_id} did not end in {timeout} s")
-
-
-def wait_for_job(client: TestClient, job_id: str, test: Any, timeout: float = 120) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/api/jobs/{job_id}").json()
-        if test(job):
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} never reached the expected state")
 
 
 def test_bad_files_get_their_status_or_a_failed_job_while_good_ones_complete(
