@@ -171,7 +171,8 @@ def analyse(recording: Recording, uploaded_at: float, batch_id: str) -> None:
                 batch_after.append(error)
             if at_75 is None and t - uploaded_at >= 0.75 * wall:
                 at_75 = error
-        gaps.append(abs(batch.percent(t) - 100 * (t - uploaded_at) / wall))
+        elapsed = 100 * (t - uploaded_at) / wall
+        gaps.append((abs(batch.percent(t) - elapsed), t - uploaded_at, batch.percent(t), elapsed))
         t += SAMPLE_EVERY_S
 
     section("what the UI showed, sampled every 0.25 s, against what happened")
@@ -183,7 +184,12 @@ def analyse(recording: Recording, uploaded_at: float, batch_id: str) -> None:
         "batch ETA error at 75 % of the wall time",
         f"{100 * at_75:.0f} % (goal ≤ 15 %)" if at_75 is not None else "no sample",
     )
-    row("worst |batch % − elapsed %|", f"{max(gaps):.1f} points (goal ≤ 10)")
+    gap, when, shown, elapsed = max(gaps)
+    row(
+        "worst |batch % − elapsed %|",
+        f"{gap:.1f} points (goal ≤ 10), at {when:.1f} s: "
+        f"{shown:.0f} % shown, {elapsed:.0f} % elapsed",
+    )
 
 
 def report(label: str, errors: list[float], goal: float) -> None:

@@ -23,6 +23,7 @@ from bgremover.workers import (
     Calibration,
     Failed,
     Finished,
+    Freed,
     LocalProcessExecutor,
     Lost,
     Report,
@@ -47,11 +48,15 @@ class Reports:
         self._arrivals: list[tuple[float, Report]] = []
         self.calibrations: list[Calibration] = []
         """Warm-up timings the workers sent at start (not about any run)."""
+        self.freed: list[str] = []
+        """Workers that came free for a run (not about any run either)."""
 
     def __call__(self, report: Report) -> None:
         with self._changed:
             if isinstance(report, Calibration):
                 self.calibrations.append(report)
+            elif isinstance(report, Freed):
+                self.freed.append(report.worker)
             else:
                 self._arrivals.append((time.monotonic(), report))
             self._changed.notify_all()
@@ -65,6 +70,13 @@ class Reports:
         if found is None:
             pytest.fail(f"no matching report within {timeout} s; got {self.all()}")
         return found
+
+    def wait_freed(self, count: int) -> list[str]:
+        """The workers that reported a free slot, once ``count`` of them have."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: len(self.freed) >= count, TIMEOUT_S):
+                pytest.fail(f"{len(self.freed)} of {count} workers reported a free slot")
+            return list(self.freed)
 
     def final(self, job_id: str) -> Report:
         return self.wait_for(
@@ -276,7 +288,7 @@ def test_cancel_that_is_not_honoured_in_time_kills_the_worker_and_reports_stoppe
     executor.cancel("a")
     assert isinstance(reports.final("a"), Stopped)
     assert executor.worker_pids()["local-1"] != old_pid
-    assert executor.free_slots() == 1
+    assert executor.wait_ready(TIMEOUT_S) and executor.free_slots() == 1
 
 
 def test_shutdown_stops_every_worker_and_can_be_called_twice(
@@ -306,14 +318,38 @@ def test_a_run_past_its_deadline_is_killed_as_hung_and_reported_lost(
     assert isinstance(lost, Lost) and "deadline" in lost.reason
     assert executor.worker_pids()["local-1"] != old_pid
     assert not psutil.pid_exists(old_pid)
-    assert executor.free_slots() == 1
+    assert executor.wait_ready(TIMEOUT_S) and executor.free_slots() == 1
 
 
 def test_each_worker_times_a_warm_up_image_before_it_is_ready(start: Start) -> None:
     executor, reports = start(workers=2)
     assert executor.wait_ready(TIMEOUT_S)
     assert sorted(c.worker for c in reports.calibrations) == ["local-1", "local-2"]
+    assert sorted(reports.wait_freed(2)) == ["local-1", "local-2"]
     for calibration in reports.calibrations:
         assert set(calibration.timings) == {s.value for s in STAGES}
         assert all(seconds > 0 for seconds in calibration.timings.values())
         assert calibration.pixels == 1200 * 800
+
+
+def test_a_worker_takes_no_item_until_its_model_is_loaded_and_timed(
+    photos: dict[str, Path], tmp_path: Path
+) -> None:
+    """A job handed to a worker still loading would show "processing" while it only waits,
+    its ETA counting down for nothing (seconds on a fresh server): the slot opens, with a
+    ``Freed`` report for the scheduler, when the worker is ready."""
+    executor = LocalProcessExecutor(Settings(data_dir=tmp_path), workers=1)
+    reports = Reports()
+    executor.start(reports)
+    try:
+        # Starting a process, loading the model and timing an image take seconds.
+        assert executor.free_slots() == 0
+        with pytest.raises(RuntimeError, match="no free worker"):
+            executor.submit(work("early", photos["coffee.jpg"], tmp_path))
+        assert reports.wait_freed(1) == ["local-1"]
+        assert [c.worker for c in reports.calibrations] == ["local-1"]
+        assert executor.free_slots() == 1
+        executor.submit(work("a", photos["coffee.jpg"], tmp_path))
+        assert isinstance(reports.final("a"), Finished)
+    finally:
+        executor.shutdown()

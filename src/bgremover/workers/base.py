@@ -104,8 +104,8 @@ class Calibration:
 
 @dataclass(frozen=True)
 class Freed:
-    """Not about a run: a remote worker slot came free, so the scheduler may start more
-    now instead of at its next round."""
+    """Not about a run: a worker slot came free (a remote one, or a local worker that has
+    loaded its model), so the scheduler may start more now instead of at its next round."""
 
     worker: str
 

@@ -31,6 +31,7 @@ from .base import (
     Executor,
     Failed,
     Finished,
+    Freed,
     Lost,
     Report,
     ReportSink,
@@ -125,17 +126,18 @@ class LocalProcessExecutor(Executor):
         self._monitor.start()
 
     def free_slots(self) -> int:
-        """Live workers without a run, counting those still loading the model: an item sent
-        there waits for the load, where a scheduler told "0" would wait for a notice that
-        never comes."""
+        """Ready workers without a run. One still loading its model (and timing its warm-up
+        image) is not a slot yet: a job sent there would show "processing" while it waits,
+        its ETA counting down for nothing; the worker's ``Freed`` report, when it is ready,
+        has the scheduler start a job there at once."""
         with self._lock:
-            return sum(1 for worker in self._workers.values() if worker.running is None)
+            return sum(1 for worker in self._workers.values() if self._free(worker))
 
     def submit(self, item: WorkItem) -> None:
         with self._lock:
             if self._sink is None or self._closed:
                 raise RuntimeError("LocalProcessExecutor.submit: the executor is not running")
-            worker = next((w for w in self._workers.values() if w.running is None), None)
+            worker = next((w for w in self._workers.values() if self._free(w)), None)
             if worker is None:
                 raise RuntimeError(
                     f"LocalProcessExecutor.submit: no free worker for job {item.job_id}; "
@@ -214,6 +216,10 @@ class LocalProcessExecutor(Executor):
     # Internals. ``_all_ready``, ``_spawn``, ``_worker_running``, ``_arm_kill``, ``_arm_deadline``,
     # ``_wake`` and ``_next_deadline`` expect the lock held; the rest run on the monitor thread.
 
+    @staticmethod
+    def _free(worker: _Worker) -> bool:
+        return worker.ready and worker.running is None
+
     def _all_ready(self) -> bool:
         if self._closed:
             return True
@@ -240,17 +246,15 @@ class LocalProcessExecutor(Executor):
         )
 
     def _arm_kill(self, worker: _Worker) -> None:
-        # Not while the model loads: the run stops as soon as it starts, and killing a worker
-        # mid-download would only start the download again.
-        if worker.ready and worker.kill_at is None:
+        if worker.kill_at is None:
             worker.kill_at = time.monotonic() + CANCEL_GRACE_S
             self._wake()
 
     def _arm_deadline(self, worker: _Worker) -> None:
-        # From the hand-over, or once the model has loaded: loading is not the run's time,
-        # but a worker that never picks its item up hangs as surely as one that stops midway.
+        # From the hand-over: a worker that never picks its item up hangs as surely as one
+        # that stops midway.
         item = worker.running
-        if worker.ready and item is not None and item.deadline_s is not None:
+        if item is not None and item.deadline_s is not None:
             worker.deadline = time.monotonic() + item.deadline_s
             self._wake()
 
@@ -303,12 +307,10 @@ class LocalProcessExecutor(Executor):
                 self._emit(message.calibration)
             with self._lock:
                 worker.ready = True
-                if worker.cancelled:
-                    self._arm_kill(worker)
-                self._arm_deadline(worker)
                 self._changed.notify_all()
             if message.failure is not None:
                 log.warning("%s serves failures only: %s", worker.name, message.failure)
+            self._emit(Freed(worker.name))
             return
         if isinstance(message, Finished | Failed | Stopped):
             # Free the worker before the sink hears of it, so the scheduler sees the free slot.
