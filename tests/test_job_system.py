@@ -297,9 +297,11 @@ def test_graceful_stops_mid_batch_never_end_a_job(
         assert [(j.status, j.attempt) for j in final] == [("completed", 1)] * len(ids)
 
 
-def test_a_restart_mid_batch_loses_nothing(photos: dict[str, Path], tmp_path: Path) -> None:
-    settings = settings_for(tmp_path)
-    sources = [photos[n] for n in ("coffee.jpg", "chelsea.jpg", "astronaut.jpg")] * 2
+def test_a_restart_mid_batch_loses_nothing(
+    tiny_model: Path, photos: dict[str, Path], tmp_path: Path
+) -> None:
+    settings = settings_for(tmp_path).model_copy(update={"model_path": tiny_model})
+    sources = [photos[n] for n in ("coffee.jpg", "chelsea.jpg", "astronaut.jpg")] * 6
     first = JobSystem(settings).start()
     with first.bus.subscribe() as subscription:
         created = first.service.create_batch(stage_uploads(tmp_path, *sources))
