@@ -4,9 +4,9 @@ Reproduces the table of the "progress truth" issue. A fresh ``bgremover serve`` 
 as every new user has) gets one batch of 10 photos in shuffled order (5 small: the sample
 photos; 3 of 3 MP and 2 of 12 MP, upscaled from them with LANCZOS), the SSE stream read from
 before the upload. Afterwards the events are replayed the way the UI shows them (store.js:
-an ETA counts down from when it arrived; a running item's percent advances at the pace its
-ETA implies, never past 99 % and never backwards), sampled every 0.25 s, against what really
-happened (each job's and the batch's end as the client received it):
+an ETA counts down from when it arrived; a running item's percent goes on from what was shown
+toward 100 % at the pace its ETA implies, never past 99 % and never backwards), sampled every
+0.25 s, against what really happened (each job's and the batch's end as the client received it):
 
 - job ETA median relative error before the first job completes, and after;
 - batch ETA median relative error after the first completion, and at 75 % of the wall time;
@@ -119,8 +119,8 @@ class Shown:
     def percent(self, t: float) -> float:
         if not self.running or not self.eta:
             return self.progress
-        guess = self.progress + (100 - self.progress) * min((t - self.since) / self.eta, 1.0)
-        return max(self.floor, self.progress, min(99.0, guess))
+        start = max(self.floor, self.progress)
+        return max(start, min(99.0, start + (100 - start) * min((t - self.since) / self.eta, 1)))
 
 
 def analyse(recording: Recording, uploaded_at: float, batch_id: str) -> None:

@@ -125,6 +125,33 @@ def drop(page: Any, path: Path) -> None:
     page.evaluate(DROP, [path.name, base64.b64encode(path.read_bytes()).decode()])
 
 
+def test_a_bar_keeps_its_share_of_the_time_when_a_waiting_batch_starts(page: Any) -> None:
+    """A batch that waited (say, for the workers' models to load) reports 0 % of its work
+    done when its first jobs start, with a new ETA: its bar neither drops back nor stalls
+    there, but goes on from what it showed toward 100 % at the pace of that ETA."""
+    before, after, later = page.evaluate(
+        """async () => {
+            const { arrived, liveProgress } = await import("/static/js/store.js");
+            const waiting = arrived(undefined, {
+                status: "pending", counts: { total: 10 }, progress: 0,
+                estimated_time_remaining: 20,
+            });
+            waiting._since -= 10000;  // 10 s of its 20 s have passed
+            const before = liveProgress(waiting);
+            const started = arrived(waiting, {
+                status: "processing", counts: { total: 10 }, progress: 0,
+                estimated_time_remaining: 10,
+            });
+            const after = liveProgress(started);
+            started._since -= 5000;  // half of the new ETA has passed
+            return [before, after, liveProgress(started)];
+        }"""
+    )
+    assert before == pytest.approx(50, abs=1)
+    assert after >= before
+    assert later == pytest.approx(75, abs=1)
+
+
 def test_heic_from_the_picker_and_avif_dropped_become_results(
     page: Any, phone_photos: dict[str, Path]
 ) -> None:

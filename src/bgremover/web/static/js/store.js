@@ -25,14 +25,26 @@ export function liveEta(item) {
   return Math.max(0, left - (performance.now() - item._since) / 1000);
 }
 
-/** Percent now: the last reported value advanced at the pace its ETA implies. */
+/** Percent now: from what was on screen when the last report came (or the report, if
+ * higher), advanced toward 100 % at the pace its ETA implies, so the bar's share stays the
+ * share of the time elapsed even where the reported work lags it (a batch that waited for
+ * the workers' models to load has done no work yet, but its wait was time). */
 export function liveProgress(item) {
   const reported = item.progress || 0;
   const left = item.estimated_time_remaining;
   if (!running(item) || !left || item._since == null) return reported;
+  const start = Math.max(item._floor || 0, reported);
   const elapsed = (performance.now() - item._since) / 1000;
-  const guess = reported + (100 - reported) * Math.min(elapsed / left, 1);
-  return Math.max(item._floor || 0, reported, Math.min(99, guess));
+  return Math.max(start, Math.min(99, start + (100 - start) * Math.min(elapsed / left, 1)));
+}
+
+/** Stamps a report as it arrives: when, and what was on screen for the same item, which its
+ * bar never goes below (a batch going from pending to processing included; a job's new
+ * attempt starts from pending, so from its own report). */
+export function arrived(known, item) {
+  item._since = performance.now();
+  if (known && running(known) && running(item)) item._floor = liveProgress(known);
+  return item;
 }
 
 function isNewer(known, incoming) {
@@ -153,11 +165,7 @@ class Store extends EventTarget {
   }
 
   _put(map, kind, item) {
-    const known = map.get(item.id);
-    item._since = performance.now();
-    // What was on screen stays the floor: a new report never moves a bar back.
-    if (known && known.status === item.status && running(item)) item._floor = liveProgress(known);
-    map.set(item.id, item);
+    map.set(item.id, arrived(map.get(item.id), item));
     this._tick();
     this._changed[kind].add(item.id);
     this._schedule();
