@@ -233,8 +233,11 @@ def test_a_corrupt_file_fails_with_a_toast_and_a_browser_notification_then_retri
 def test_queue_modal_tabs_filters_and_keyboard_shortcuts(
     page: Any, photos: dict[str, Path], bad_inputs: dict[str, Path]
 ) -> None:
-    upload(page, photos["chelsea.jpg"], bad_inputs["corrupt_image_png"])
+    # Two batches of its own: one that completes, one whose only file fails.
+    upload(page, photos["chelsea.jpg"])
     page.wait_for_selector("li.result-tile[data-status=completed]:has-text('chelsea.jpg')")
+    upload(page, bad_inputs["corrupt_image_png"])
+    page.wait_for_selector("li.result-tile[data-status=failed]:has-text('truncated.png')")
 
     page.keyboard.press("j")
     modal = page.locator("job-queue-modal dialog")
