@@ -155,6 +155,21 @@ def test_existing_outputs_are_skipped_unless_overwrite(
         assert image.format == "WEBP"
 
 
+def test_a_name_that_looks_like_markup_is_shown_as_it_is(
+    photos: dict[str, Path], tmp_path: Path
+) -> None:
+    """A folder "x[" holding "b].jpg" makes the row name "x[/b].jpg", which Rich would read
+    as a closing tag: the command must show the name as it is, not stop with MarkupError."""
+    folder = tmp_path / "in" / "x["
+    folder.mkdir(parents=True)
+    shutil.copy(photos["chelsea.jpg"], folder / "b].jpg")
+    # FORCE_COLOR: Rich takes stdout for a terminal and draws its progress rows.
+    result = run_cli("remove", "in", "-o", "out", cwd=tmp_path, env={"FORCE_COLOR": "1"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp_path / "out" / "x[" / "b]-no-bg.png").is_file()
+    assert "in/x[/b].jpg" in result.stdout and "out/x[/b]-no-bg.png" in result.stdout
+
+
 def test_globs_and_missing_paths(photos: dict[str, Path], tmp_path: Path) -> None:
     for name in ("coffee.jpg", "chelsea.jpg"):
         shutil.copy(photos[name], tmp_path / name)

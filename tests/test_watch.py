@@ -5,6 +5,7 @@ while other work goes on."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import queue
@@ -20,6 +21,10 @@ from pathlib import Path
 import httpx
 import pytest
 from PIL import Image
+from rich.console import Console
+
+from bgremover.watch.backend import Update
+from bgremover.watch.runner import Display
 
 from .serving import UI, served
 
@@ -151,6 +156,18 @@ def check_outcome(output: str, out: Path, extension: str) -> None:
     assert "named like a result" in output
     assert "dropped-in-output" not in output
     assert "Stopped watching: 4 done, 2 skipped this run" in output
+
+
+def test_a_name_or_stage_that_looks_like_markup_is_shown_as_it_is() -> None:
+    """A file "b].jpg" in a folder "x[" is the row "x[/b].jpg", and a server names the
+    stage: neither is Rich markup, which stopped the watch with MarkupError."""
+    out = io.StringIO()
+    display = Display(Console(file=out, force_terminal=True, width=120))
+    with display.progress:
+        display.show("job-1", "x[/b].jpg")
+        display.update(Update("job-1", "processing", 40.0, "[/]"))
+        display.progress.refresh()
+    assert "x[/b].jpg" in out.getvalue() and "[/]" in out.getvalue()
 
 
 def test_alone_images_become_results_once_complete_and_nothing_else_is_processed(

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     Progress,
@@ -25,6 +26,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy.exc import SQLAlchemyError
 
 from .api import load_remover
@@ -46,6 +48,7 @@ from .engine.models import ModelStore, get_model, registered_models
 from .jobs.database import default_url
 from .jobs.eta import StageClock, size_bucket
 from .jobs.presets import PresetOptions, UnknownPreset, open_presets
+from .terminal import label_columns
 from .watch.backend import Backend
 
 # Folders are searched for these (".hif" is Canon's HEIF); JPEG XL, which we cannot decode,
@@ -223,13 +226,13 @@ def remove(
     found, missing = collect_inputs(inputs)
     planned = plan_outputs(found, output, options.format)
     if not planned and not missing:
-        err_console.print("[red]No images found[/] in " + ", ".join(inputs))
+        err_console.print(f"[red]No images found[/] in {escape(', '.join(inputs))}")
         raise typer.Exit(2)
 
     try:
         remover = load_remover(settings)
     except EngineError as exc:
-        err_console.print(f"[red]Model error:[/] {exc}")
+        err_console.print(f"[red]Model error:[/] {escape(str(exc))}")
         raise typer.Exit(3) from None
 
     lines = not as_json and not console.is_terminal
@@ -278,7 +281,7 @@ def _options(base: PresetOptions, given: dict[str, Any], **extra: Any) -> Remove
         return base.overridden(**given).remove_options(**extra)
     except ValidationError as exc:
         messages = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
-        err_console.print(f"[red]Invalid options:[/] {messages}")
+        err_console.print(f"[red]Invalid options:[/] {escape(messages)}")
         raise typer.Exit(2) from None
 
 
@@ -305,8 +308,7 @@ def _process_all(
 
     cancel = CancelToken()
     columns = (
-        TextColumn("{task.description}", style="bold"),
-        TextColumn("[cyan]{task.fields[stage]:<13}"),
+        *label_columns(),
         BarColumn(),
         TaskProgressColumn(),
         TimeElapsedColumn(),
@@ -451,10 +453,11 @@ def _print_summary(outcomes: list[Outcome]) -> None:
     style = {"done": "green", "failed": "red", "skipped": "yellow", "cancelled": "magenta"}
     shown = [o for o in outcomes if o.status != "done"] if counts["done"] > 20 else outcomes
     for outcome in shown:
+        # Text, not markup: names and reasons come from outside ("x[/b].jpg" is a file).
         table.add_row(
-            str(outcome.planned.source),
-            f"[{style[outcome.status]}]{outcome.status}[/]",
-            outcome.detail,
+            Text(str(outcome.planned.source)),
+            Text(outcome.status, style=style[outcome.status]),
+            Text(outcome.detail),
         )
     if shown:
         console.print(table)
@@ -499,11 +502,12 @@ def serve(
     try:
         web_app = create_app(settings)
     except InsecureBinding as exc:
-        err_console.print(f"[red]{exc}[/]")
+        err_console.print(f"[red]{escape(str(exc))}[/]")
         raise typer.Exit(2) from None
     shown = f"[{settings.host}]" if ":" in settings.host else settings.host
     console.print(
-        f"BG Remover: http://{shown}:{settings.port}/  (Ctrl-C stops; jobs resume next start)"
+        f"BG Remover: http://{shown}:{settings.port}/  (Ctrl-C stops; jobs resume next start)",
+        markup=False,
     )
     run(web_app, settings)
 
@@ -653,7 +657,9 @@ def models_list() -> None:
         )
     console.print(table)
     if settings.model_path is not None:
-        console.print(f"BGREMOVER_MODEL_PATH overrides the model: {settings.model_path}")
+        console.print(
+            f"BGREMOVER_MODEL_PATH overrides the model: {settings.model_path}", markup=False
+        )
 
 
 @models_app.command("pull")
@@ -673,10 +679,10 @@ def models_pull(
         ):
             path = store.pull(cls) if force else store.ensure(cls)
     except EngineError as exc:
-        err_console.print(f"[red]{exc}[/]")
+        err_console.print(f"[red]{escape(str(exc))}[/]")
         raise typer.Exit(3) from None
     console.print(f"{cls.name}: verified", highlight=False)
-    console.print(str(path), highlight=False, soft_wrap=True)
+    console.print(str(path), markup=False, highlight=False, soft_wrap=True)
 
 
 @models_app.command("info")
@@ -691,14 +697,14 @@ def models_info(
     try:
         cls = get_model(name or settings.model)
     except EngineError as exc:
-        err_console.print(f"[red]{exc}[/]")
+        err_console.print(f"[red]{escape(str(exc))}[/]")
         raise typer.Exit(2) from None
     path = store.path_for(cls)
     console.print(f"name:        {cls.name}")
     console.print(f"description: {cls.description}")
     console.print(f"source:      {cls.source.describe() if cls.source else 'none'}")
     console.print(f"sha256:      {cls.sha256}")
-    console.print(f"path:        {path}")
+    console.print(f"path:        {path}", markup=False)
     if not path.is_file():
         console.print("status:      not downloaded (run `bgremover models pull`)")
     else:

@@ -8,10 +8,11 @@ import queue
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn
+from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn
 from watchdog.events import FileSystemEvent
 
 from ..engine.options import OutputFormat
+from ..terminal import label_columns
 from .backend import ENDED, Backend, Notice, Refused, Resync, Update
 from .folder import FolderWatch, Rules
 from .ledger import Entry, Ledger, Signature
@@ -24,8 +25,7 @@ class Display:
     def __init__(self, console: Console) -> None:
         self.live = console.is_terminal
         self.progress = Progress(
-            TextColumn("{task.description}", style="bold"),
-            TextColumn("[cyan]{task.fields[stage]:<13}"),
+            *label_columns(),
             BarColumn(),
             TaskProgressColumn(),
             console=console,
