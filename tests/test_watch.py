@@ -24,6 +24,7 @@ from PIL import Image
 from rich.console import Console
 
 from bgremover.watch.backend import Update
+from bgremover.watch.ledger import FILE_NAME, Ledger, LedgerError
 from bgremover.watch.runner import Display
 
 from .serving import UI, served
@@ -168,6 +169,20 @@ def test_a_name_or_stage_that_looks_like_markup_is_shown_as_it_is() -> None:
         display.update(Update("job-1", "processing", 40.0, "[/]"))
         display.progress.refresh()
     assert "x[/b].jpg" in out.getvalue() and "[/]" in out.getvalue()
+
+
+def test_a_ledger_that_is_not_ours_stops_watch_with_its_path_and_the_fix(tmp_path: Path) -> None:
+    """The ledger is a file in the output folder: edited, truncated or from another tool, it
+    is refused with a message naming it and what to do, never a traceback."""
+    entry = '{"size": 1, "mtime_ns": 1, "status": "%s"}'
+    for bad in (
+        '{"version": 1, "files": {"a.jpg": {"size": 1}}}',
+        '{"version": 1, "files": 3}',
+        '{"version": 1, "files": {"a.jpg": %s}}' % (entry % "gone"),
+    ):
+        (tmp_path / FILE_NAME).write_text(bad)
+        with pytest.raises(LedgerError, match="delete it"):
+            Ledger(tmp_path)
 
 
 def test_alone_images_become_results_once_complete_and_nothing_else_is_processed(

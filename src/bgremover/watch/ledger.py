@@ -13,7 +13,7 @@ import os
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 FILE_NAME = ".bgremover-watch.json"
 VERSION = 1
@@ -67,9 +67,16 @@ class Ledger:
                 f"{self.path} is unreadable ({exc}); delete it to start over "
                 "(every image in the folder is then processed again)"
             ) from None
+        not_ours = LedgerError(f"{self.path} is not a version {VERSION} watch ledger; delete it")
         if not isinstance(data, dict) or data.get("version") != VERSION:
-            raise LedgerError(f"{self.path} is not a version {VERSION} watch ledger; delete it")
-        return {rel: Entry(**fields) for rel, fields in data.get("files", {}).items()}
+            raise not_ours
+        try:
+            entries = {rel: Entry(**fields) for rel, fields in data.get("files", {}).items()}
+        except (AttributeError, TypeError):  # not a mapping of entries, or not our fields
+            raise not_ours from None
+        if any(entry.status not in get_args(Status) for entry in entries.values()):
+            raise not_ours
+        return entries
 
     def settled(self, rel: str, signature: Signature) -> bool:
         """True when this version of the file needs nothing more: done, refused or failed
