@@ -62,11 +62,10 @@ async def upload(
     Options given here override those of ``preset``; what neither sets has its default."""
     name = clean_text(name) or None
     chosen = await run_in_threadpool(_preset_options, presets, preset)
-    fields = preset_options(
+    options, priority = preset_options(
         chosen, format=format, background_color=background_color, priority=priority,
         alpha_matting=alpha_matting, post_process_mask=post_process_mask,
     )  # fmt: skip
-    options, priority = fields.remove_options(), fields.priority
     if len(files) > settings.max_files_per_upload:
         raise ApiError(413, "too_many_files", f"at most {settings.max_files_per_upload} files")
     staging = settings.data_dir / "staging" / uuid.uuid4().hex

@@ -93,13 +93,12 @@ def form_options(**fields: Any) -> RemoveOptions:
         return RemoveOptions(**fields)
 
 
-def preset_options(base: PresetOptions, **fields: Any) -> PresetOptions:
-    """``base`` (a preset's options) with the form fields given (not None) over it; a 422
-    that says what is wrong otherwise."""
+def preset_options(base: PresetOptions, **fields: Any) -> tuple[RemoveOptions, int]:
+    """The image options and queue priority of ``base`` (a preset's options) with the form
+    fields given (not None) over it; a 422 that says what is wrong otherwise."""
     with _invalid_as_422():
         options = base.overridden(**fields)
-        options.remove_options()  # the combination is checked too
-        return options
+        return options.remove_options(), options.priority
 
 
 @contextmanager
