@@ -24,6 +24,7 @@ from PIL import Image
 from rich.console import Console
 
 from bgremover.watch.backend import Update
+from bgremover.watch.folder import Rules
 from bgremover.watch.ledger import FILE_NAME, Ledger, LedgerError
 from bgremover.watch.runner import Display
 
@@ -179,10 +180,32 @@ def test_a_ledger_that_is_not_ours_stops_watch_with_its_path_and_the_fix(tmp_pat
         '{"version": 1, "files": {"a.jpg": {"size": 1}}}',
         '{"version": 1, "files": 3}',
         '{"version": 1, "files": {"a.jpg": %s}}' % (entry % "gone"),
+        # Entries name files under the watched folder; one that climbs out would be uploaded.
+        '{"version": 1, "files": {"../../secret.jpg": %s}}' % (entry % "queued"),
+        '{"version": 1, "files": {"/home/someone/secret.jpg": %s}}' % (entry % "queued"),
     ):
         (tmp_path / FILE_NAME).write_text(bad)
         with pytest.raises(LedgerError, match="delete it"):
             Ledger(tmp_path)
+
+
+def test_a_link_to_a_file_outside_the_folder_is_refused(
+    photos: dict[str, Path], tmp_path: Path
+) -> None:
+    """Whoever may drop files into a shared watch folder must not get one of the user's own
+    photos processed (and its cut-out written beside theirs) by dropping a link to it."""
+    private, watched = tmp_path / "private", tmp_path / "drop"
+    private.mkdir()
+    (watched / "sub").mkdir(parents=True)
+    shutil.copy(photos["chelsea.jpg"], private / "secret.jpg")
+    shutil.copy(photos["coffee.jpg"], watched / "coffee.jpg")
+    (watched / "sub" / "looks-innocent.jpg").symlink_to(private / "secret.jpg")
+    (watched / "again.jpg").symlink_to(watched / "coffee.jpg")  # inside: a link is fine
+    rules = Rules(watched, watched / "no-bg")
+    reason = rules.refusal(watched / "sub" / "looks-innocent.jpg")
+    assert reason is not None and "outside" in reason
+    assert rules.refusal(watched / "again.jpg") is None
+    assert rules.refusal(watched / "coffee.jpg") is None
 
 
 def test_alone_images_become_results_once_complete_and_nothing_else_is_processed(

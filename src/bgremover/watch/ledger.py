@@ -12,7 +12,7 @@ import json
 import os
 import threading
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal, get_args
 
 FILE_NAME = ".bgremover-watch.json"
@@ -76,6 +76,9 @@ class Ledger:
             raise not_ours from None
         if any(entry.status not in get_args(Status) for entry in entries.values()):
             raise not_ours
+        # Keys name files under the watched folder: one that climbs out would be uploaded.
+        if any(_outside(rel) for rel in entries):
+            raise not_ours
         return entries
 
     def settled(self, rel: str, signature: Signature) -> bool:
@@ -113,6 +116,11 @@ class Ledger:
         tmp = self.path.with_name(self.path.name + ".tmp")
         tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
         os.replace(tmp, self.path)
+
+
+def _outside(rel: str) -> bool:
+    path = PurePosixPath(rel)
+    return path.is_absolute() or ".." in path.parts
 
 
 class LedgerError(Exception):
