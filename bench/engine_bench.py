@@ -24,8 +24,8 @@ script re-invoked with ``--mode``) so that the memory peaks do not mask each oth
    parent's high-water mark.
 4. ``one-by-one``'s mean share of wall time per stage (from ``Removal.timings``), per bucket
    and overall, beside ``STAGE_WEIGHTS`` from ``stages.py``.
-5. PNG encode time and size of a real 12 MP RGBA cut-out for our setting, Pillow's levels, the
-   previous setting on the previous cut-out (colour kept under transparent pixels), and
+5. PNG encode time and size of a real 12 MP RGBA cut-out for our writer (``png.py``), Pillow's
+   settings, the seed's setting on the seed's cut-out (colour kept under transparent pixels), and
    OpenCV and fpng when they happen to be installed (neither is a dependency).
 6. Mask agreement per photo, IoU at threshold 128 and the largest |delta alpha|: ours
    (``format="mask"``) against the fp16 model as shipped at full size (the fp32 copy must not
@@ -501,8 +501,11 @@ def png_settings() -> dict[str, Callable[[Image.Image], bytes]]:
     from bgremover.engine.options import OutputFormat
 
     writers: dict[str, Callable[[Image.Image], bytes]] = {
-        "ours (encode.py: zlib level 1, RLE strategy)": lambda i: encode(i, OutputFormat.PNG),
-        "Pillow level 3 (the previous setting)": pillow(compress_level=3),
+        "ours (png.py: Up filter, ISA-L level 1)": lambda i: encode(i, OutputFormat.PNG),
+        "Pillow level 1, RLE strategy (the previous setting)": pillow(
+            compress_level=1, compress_type=3
+        ),
+        "Pillow level 3 (the setting before that)": pillow(compress_level=3),
         "Pillow level 6 (Pillow's default)": pillow(compress_level=6),
         "Pillow level 1": pillow(compress_level=1),
     }
@@ -545,8 +548,8 @@ def bench_png(photos: list[Photo], threads: int) -> dict[str, Any]:
             kept = original.convert("RGB")
         kept.putalpha(cutout.getchannel("A"))
         cases = {name: (writer, cutout) for name, writer in writers.items()}
-        cases["Pillow level 3, colour kept under transparent pixels (before)"] = (
-            writers["Pillow level 3 (the previous setting)"],
+        cases["Pillow level 3, colour kept under transparent pixels (the seed)"] = (
+            writers["Pillow level 3 (the setting before that)"],
             kept,
         )
         table = {}

@@ -11,28 +11,20 @@ from PIL import Image
 
 from .errors import OutputError
 from .options import OutputFormat
-
-# zlib's run-length strategy at level 1 on a cut-out with black under its transparent pixels
-# (composite.cutout) writes a 12 MP PNG in 0.38-0.51 s, against 0.86-0.88 s for the previous
-# level 3 with the photo's colour kept there, and half the bytes when much of the photo is
-# background (4.5 MiB against 8.9 MiB); level 6 takes 1.1-1.9 s (bench/engine_bench.py). The file
-# stays a plain PNG. Faster writers (fpng 0.06-0.14 s, OpenCV 0.19-0.28 s) were not worth a new
-# native dependency.
-_PNG_COMPRESS_LEVEL = 1
-_PNG_RLE_STRATEGY = 3  # zlib's Z_RLE, Pillow's ``compress_type``
+from .png import write_png
 
 
 def encode(image: Image.Image, fmt: OutputFormat, *, quality: int = 90) -> bytes:
+    """The file's bytes; PNG and the mask are written by ``png.write_png`` (fast enough to
+    hide behind the model), JPEG and WebP by Pillow."""
+    if fmt not in (OutputFormat.JPEG, OutputFormat.WEBP):
+        return write_png(image)
     buffer = io.BytesIO()
     if fmt is OutputFormat.JPEG:
         rgb = image if image.mode == "RGB" else _flatten(image)
         rgb.save(buffer, "JPEG", quality=quality, optimize=True)
-    elif fmt is OutputFormat.WEBP:
-        image.save(buffer, "WEBP", quality=quality, method=4, exact=False)
     else:
-        image.save(
-            buffer, "PNG", compress_level=_PNG_COMPRESS_LEVEL, compress_type=_PNG_RLE_STRATEGY
-        )
+        image.save(buffer, "WEBP", quality=quality, method=4, exact=False)
     return buffer.getvalue()
 
 
