@@ -10,12 +10,13 @@ script re-invoked with ``--mode``) so that the memory peaks do not mask each oth
      one photo after another: what the product could at best do before the fp32 copy,
    - ``floor-fp32``: the same on the fp32 copy we run (``models/fp32.py``): the floor now,
    - ``ours``: ``remover.process_many`` over each bucket's photos, file in, file out, as
-     ``bgremover remove`` runs them (loading and saving overlap the model),
+     ``bgremover remove`` runs them (one image per core at once, ``plan_batch``),
    - ``one-by-one``: ``remover.process(path, destination=...)`` per photo, no overlap,
    - ``rembg``: ``rembg.remove(bytes)`` with a ``dis_custom`` session on the shipped ONNX
      file, file in, file out (skipped with a message when rembg does not import),
    - ``baseline`` (with ``--baseline-src``): ``one-by-one`` with another checkout's code,
-   all with the same intra-op thread count and the same untimed warm-up (``--warmup`` runs
+   all with the same intra-op thread count (``ours`` splits it into lanes, as the CLI
+   does) and the same untimed warm-up (``--warmup`` runs
    on the first photo; 2 by default, as the second run is still slow).
 2. Ratios per bucket: each mode's time per image over the fp32 floor's, and rembg's time over
    the mode's (how many times faster than rembg).
@@ -390,27 +391,33 @@ def bench_ours(
     photos: list[Photo], plan: Plan, work_dir: Path, masks_dir: Path | None
 ) -> dict[str, Any]:
     """``remover.process_many`` over each size bucket's photos (``repeat`` times over), file
-    in, file out, as ``bgremover remove`` runs them; then (untimed) the masks for the checks."""
+    in, file out, as ``bgremover remove`` runs them: lanes and threads from ``plan_batch``;
+    then (untimed) the masks for the checks. Its model seconds per image are a lane's run
+    divided by the lanes, the model's share of the wall time."""
     import bgremover
-    from bgremover.engine import BatchItem
+    from bgremover.engine import BatchItem, plan_batch
 
-    remover = load_our_remover(plan.threads)
+    buckets = by_bucket(photos)
+    lanes = plan_batch(min(len(m) for m in buckets.values()) * plan.repeat, plan.threads)
+    remover = load_our_remover(lanes.threads)
     loaded_rss = current_rss()
-    for _ in range(plan.warmup):
-        remover.process(photos[0].path, destination=work_dir / "ours-warmup.png")
+
+    def run(batch: list[BatchItem]) -> float:
+        model_seconds = 0.0
+        for _, outcome in remover.process_many(batch, lanes=lanes.lanes):
+            if not isinstance(outcome, bgremover.Removal):
+                raise outcome
+            model_seconds += outcome.timings[bgremover.Stage.INFERENCE]
+        return model_seconds / lanes.lanes
+
+    run([BatchItem(photos[0].path, work_dir / "ours-warmup.png")] * plan.warmup * lanes.lanes)
     samples = []
-    for bucket, members in by_bucket(photos).items():
+    for bucket, members in buckets.items():
         batch = [
             BatchItem(p.path, work_dir / f"ours-{i}.png")
             for i, p in enumerate(members * plan.repeat)
         ]
-        started = time.perf_counter()
-        model_seconds = 0.0
-        for _, outcome in remover.process_many(batch):
-            if not isinstance(outcome, bgremover.Removal):
-                raise outcome
-            model_seconds += outcome.timings[bgremover.Stage.INFERENCE]
-        seconds = time.perf_counter() - started
+        seconds, model_seconds = timed(run, batch)
         samples.append(
             {
                 "bucket": bucket,
@@ -419,7 +426,12 @@ def bench_ours(
                 "model_seconds": model_seconds,
             }
         )
-    result = {"samples": samples, "loaded_rss": loaded_rss, "peak_rss": peak_rss()}
+    result = {
+        "samples": samples,
+        "loaded_rss": loaded_rss,
+        "peak_rss": peak_rss(),
+        "lanes": [lanes.lanes, lanes.threads],
+    }
     if masks_dir is not None:
         options = bgremover.RemoveOptions(format="mask")
         for photo in photos:
@@ -694,7 +706,9 @@ def print_throughput(results: Results, buckets: list[str]) -> None:
         row += f"{result['loaded_rss'] / MIB:>9.0f} MiB{result['peak_rss'] / MIB:>7.0f} MiB"
         row += f"{fmt(result['others_share'], '.0%'):>12}"
         print(row + ("  <- inflated" if is_contended(result["others_share"]) else ""))
-    print("\nThe model run alone, seconds per image (does the overlap slow the model?)")
+    lanes = (results.get("ours") or {}).get("lanes")
+    split = f"; ours ran {lanes[0]} lanes of {lanes[1]} thread(s)" if lanes else ""
+    print(f"\nThe model run alone, seconds per image (ours: a lane's run over the lanes{split})")
     for mode in (*THROUGHPUT_MODES, "baseline"):
         samples = samples_of(results, mode)
         if samples is not None and any("model_seconds" in s for s in samples):

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from bgremover import Cancelled, CancelToken, InputError, Removal, RemoveOptions, Remover, Stage
-from bgremover.engine import STAGES, BatchItem
+from bgremover.engine import STAGES, BatchItem, BatchPlan, ProgressCallback, plan_batch
 
 from .conftest import BACKGROUND_POINTS, SUBJECT_POINTS, encode
 
@@ -265,7 +265,7 @@ def test_process_many_gives_each_image_its_own_result_in_order(
         photos["astronaut.jpg"],
     ]
     items = [BatchItem(s, tmp_path / f"{i}.png") for i, s in enumerate(sources)]
-    results = list(remover.process_many(items))
+    results = list(remover.process_many(items, lanes=2))
     assert [item for item, _ in results] == items
     failed = results[1][1]
     assert isinstance(failed, InputError) and failed.code == "corrupt_image"
@@ -284,13 +284,46 @@ def test_process_many_stops_the_images_in_flight_when_cancelled(
 
     def cancel_once_saved(stage: Stage, fraction: float) -> None:
         if stage is Stage.SAVING and fraction == 1.0:
-            cancel.cancel()  # the first image is written; the rest must not be
+            cancel.cancel()  # the first image is written; those after the other lane's not
 
     names = sorted(photos) * 2
     items = [BatchItem(photos[names[0]], tmp_path / "0.png", cancel_once_saved)]
     items += [BatchItem(photos[n], tmp_path / f"{i}.png") for i, n in enumerate(names[1:], 1)]
-    results = [result for _, result in remover.process_many(items, cancel=cancel)]
+    results = [result for _, result in remover.process_many(items, cancel=cancel, lanes=2)]
     assert isinstance(results[0], Removal)
     assert len(results) == len(items)
-    assert all(isinstance(r, Cancelled) for r in results[1:])
-    assert [p.name for p in tmp_path.iterdir()] == ["0.png"]
+    # The image in the other lane may have been saved first; either it is whole or not there.
+    assert isinstance(results[1], Removal) == (tmp_path / "1.png").exists()
+    assert all(isinstance(r, Cancelled) for r in results[2:])
+    written = {p.name for p in tmp_path.iterdir()}
+    assert written <= {"0.png", "1.png"}, "an unfinished or unstarted image was written"
+
+
+def test_process_many_runs_two_images_in_the_model_at_once_with_two_lanes(
+    remover: Remover, photos: dict[str, Path]
+) -> None:
+    """Each lane's model run waits until the other's has begun: only two lanes really side by
+    side get past it (one lane would give up after the timeout and fail the test)."""
+    started = [threading.Event(), threading.Event()]
+
+    def meet(lane: int) -> ProgressCallback:
+        def report(stage: Stage, fraction: float) -> None:
+            if stage is Stage.INFERENCE and fraction == 0.0:
+                started[lane].set()
+                assert started[1 - lane].wait(timeout=60), "the other image never started"
+
+        return report
+
+    items = [BatchItem(photos["astronaut.jpg"], progress=meet(lane)) for lane in (0, 1)]
+    results = [result for _, result in remover.process_many(items, lanes=2)]
+    assert all(isinstance(r, Removal) for r in results), results
+
+
+@pytest.mark.parametrize(
+    ("images", "cores", "lanes", "threads"),
+    [(1, 2, 1, 2), (1, 16, 1, 16), (5, 2, 2, 1), (2, 16, 2, 8), (50, 16, 4, 4), (50, 1, 1, 1)],
+)
+def test_a_batch_gets_one_lane_per_core_and_a_single_image_every_core(
+    images: int, cores: int, lanes: int, threads: int
+) -> None:
+    assert plan_batch(images, cores) == BatchPlan(lanes=lanes, threads=threads)

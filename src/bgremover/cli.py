@@ -42,6 +42,7 @@ from .engine import (
     Remover,
     Stage,
     overall_percent,
+    plan_batch,
 )
 from .engine.decode import probe
 from .engine.models import ModelStore, get_model, registered_models
@@ -204,7 +205,11 @@ def remove(
         Path | None, typer.Option("--model-path", help="An ISNet-compatible .onnx file.")
     ] = None,
     threads: Annotated[
-        int | None, typer.Option(help="onnxruntime threads (default: all cores).")
+        int | None,
+        typer.Option(
+            help="CPU cores to use (default: all); a batch runs one image per core at once, "
+            "up to 4."
+        ),
     ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print a JSON summary (files, counts) on stdout.")
@@ -229,8 +234,9 @@ def remove(
         err_console.print(f"[red]No images found[/] in {escape(', '.join(inputs))}")
         raise typer.Exit(2)
 
+    plan = plan_batch(sum(_to_run(p, overwrite) for p in planned), settings.intra_op_threads)
     try:
-        remover = load_remover(settings)
+        remover = load_remover(settings.model_copy(update={"intra_op_threads": plan.threads}))
     except EngineError as exc:
         err_console.print(f"[red]Model error:[/] {escape(str(exc))}")
         raise typer.Exit(3) from None
@@ -241,7 +247,7 @@ def remove(
     for outcome in outcomes:
         report(outcome)
     outcomes += _process_all(
-        remover, planned, options, overwrite, _progress_console(as_json), report
+        remover, plan.lanes, planned, options, overwrite, _progress_console(as_json), report
     )
     if as_json:
         _print_json(outcomes)
@@ -292,8 +298,13 @@ def _progress_console(as_json: bool) -> Console | None:
     return err_console if err_console.is_terminal else None
 
 
+def _to_run(item: Planned, overwrite: bool) -> bool:
+    return overwrite or not item.output.exists()
+
+
 def _process_all(
     remover: Remover,
+    lanes: int,
     planned: list[Planned],
     options: RemoveOptions,
     overwrite: bool,
@@ -324,7 +335,7 @@ def _process_all(
         total_task = progress.add_task("All images", total=100 * len(planned), stage="")
         todo: list[tuple[int, Planned]] = []
         for index, item in enumerate(planned):
-            if item.output.exists() and not overwrite:
+            if not _to_run(item, overwrite):
                 end(index, Outcome(item, "skipped", "output exists (use --overwrite)"))
                 progress.advance(total_task, 100)
             else:
@@ -340,9 +351,9 @@ def _process_all(
                 rows[index] = row = _Row(progress, total_task, _short(item.source), weights)
                 yield BatchItem(item.source, item.output, row.report)
 
-        # The images run on process_many's threads (the next one loads and the last one saves
-        # while the model runs), so Ctrl-C reaches this thread at once and cancels them.
-        results = remover.process_many(batch(), options, cancel=cancel)
+        # The images run on process_many's lanes (threads), so Ctrl-C reaches this thread at
+        # once and cancels them.
+        results = remover.process_many(batch(), options, cancel=cancel, lanes=lanes)
         try:
             for (index, item), (_, result) in zip(todo, results, strict=False):
                 if isinstance(result, Removal):

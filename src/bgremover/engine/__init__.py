@@ -6,13 +6,14 @@ Nothing here knows about jobs, databases or the web.
 from .cancel import CancelToken
 from .errors import Cancelled, EngineError, InputError, ModelError, OutputError
 from .options import OutputFormat, RemoveOptions
-from .remover import BatchItem, Removal, Remover
+from .remover import BatchItem, BatchPlan, Removal, Remover, plan_batch
 from .stages import STAGE_WEIGHTS, STAGES, ProgressCallback, Stage, overall_percent
 
 __all__ = [
     "STAGES",
     "STAGE_WEIGHTS",
     "BatchItem",
+    "BatchPlan",
     "CancelToken",
     "Cancelled",
     "EngineError",
@@ -26,4 +27,5 @@ __all__ = [
     "Remover",
     "Stage",
     "overall_percent",
+    "plan_batch",
 ]

@@ -6,14 +6,11 @@ Python API and each worker process hold.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,19 +28,38 @@ from .models import ResolvedModel
 from .options import OutputFormat, RemoveOptions
 from .stages import ProgressCallback, Stage
 
-_IN_FLIGHT = 3
-"""Images ``process_many`` holds at once: one loading, one in the model, one being saved."""
-_HELPER_NICE = 19
+_MAX_LANES = 4
+"""Images ``plan_batch`` lets run at once: each lane holds one model run's working memory
+(about 0.5 GB at 1024² with ``lean_memory``) and a decoded photo."""
 
 
-def _lowest_priority() -> None:
-    """Thread initializer: the lowest CPU priority for the calling thread (Linux, where nice is
-    per thread). At equal priority the helpers slowed a 12 MP model run from 0.77 s to 1.20 s on
-    2 cores for a 5 % gain in wall time; at nice 19 the model keeps its 0.77 s and the wall
-    time is the same or better (bench/engine_bench.py, ``ours``)."""
-    if sys.platform == "linux":
-        with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _HELPER_NICE)
+@dataclass(frozen=True)
+class BatchPlan:
+    """How a batch shares the cores: ``lanes`` images at once, ``threads`` onnxruntime
+    threads each (the ``Remover``'s ``intra_op_threads``)."""
+
+    lanes: int
+    threads: int
+
+
+def plan_batch(images: int, cores: int = 0) -> BatchPlan:
+    """One lane per core, up to ``_MAX_LANES``; a single image gets every core.
+
+    On 2 cores, two one-thread lanes took 1.58-1.72 s per 12 MP photo, the model's own
+    two-thread floor 1.58-1.69 s, and a two-thread model with loading and saving on helper
+    threads 1.62-2.36 s: a lane's stages run back to back on its own core, so nothing waits
+    at a thread barrier and the other lane's model fills the time this one spends on the
+    image (bench/engine_bench.py). ``cores`` 0: every core this process may use.
+    """
+    cores = cores or available_cores()
+    lanes = max(1, min(images, cores, _MAX_LANES))
+    return BatchPlan(lanes=lanes, threads=max(1, cores // lanes))
+
+
+def available_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -103,7 +119,8 @@ def _settle(item: BatchItem, future: Future[Removal]) -> tuple[BatchItem, Remova
 
 
 class Remover:
-    """Removes backgrounds with one loaded model; not safe to call from two threads at once."""
+    """Removes backgrounds with one loaded model; ``process`` may run on several threads at
+    once (onnxruntime sessions take concurrent runs), as ``process_many``'s lanes do."""
 
     def __init__(
         self,
@@ -147,49 +164,55 @@ class Remover:
         options: RemoveOptions | None = None,
         *,
         cancel: CancelToken | None = None,
+        lanes: int = 1,
     ) -> Generator[tuple[BatchItem, Removal | EngineError], None, None]:
-        """``process`` for each item, results in order, with the stages overlapped.
+        """``process`` for each item, ``lanes`` images at once, results in order.
 
-        While the model runs image N, image N+1 is loaded and image N-1 composited and saved on
-        helper threads (Pillow and onnxruntime release the GIL) at the lowest CPU priority, so
-        they take the cores' idle moments without slowing the model; at most ``_IN_FLIGHT``
-        images are held.
-        An image's ``EngineError`` (``Cancelled`` included) is its result and the others go on.
-        Stopping the iteration (Ctrl-C, ``close``) cancels what is still running.
+        Items are pulled as lanes come free (a lazy iterable sees each pull when its image
+        starts); ``plan_batch`` picks ``lanes`` and this ``Remover``'s threads together.
+        Finished results wait for an earlier, slower image; at most ``2 × lanes`` images are
+        held. An image's ``EngineError`` (``Cancelled`` included) is its result and the others
+        go on. Stopping the iteration (Ctrl-C, ``close``) cancels what is still running.
         """
         options = options or RemoveOptions()
         stop = CancelToken()
         unlink = cancel.on_cancel(stop.cancel) if cancel is not None else None
-        load, save = (
-            ThreadPoolExecutor(1, f"bgremover-{name}", initializer=_lowest_priority)
-            for name in ("load", "save")
-        )
-        model = ThreadPoolExecutor(1, "bgremover-model")
-        pools = [load, model, save]
+        pool = ThreadPoolExecutor(lanes, "bgremover-lane")
         pending: deque[tuple[BatchItem, Future[Removal]]] = deque()
+        source = iter(items)
+        exhausted = False
 
         def submit(item: BatchItem) -> None:
-            stages = _Stages(item.progress, stop)
-            before = load.submit(self._before_model, item.source, stages)
-            during = model.submit(lambda: self._model(before.result()[1], stages))
-            after = save.submit(
-                lambda: self._after_model(
-                    before.result()[0], during.result(), options, item.destination, True, stages
-                )
+            future = pool.submit(
+                self.process,
+                item.source,
+                options,
+                destination=item.destination,
+                progress=item.progress,
+                cancel=stop,
             )
-            pending.append((item, after))
+            pending.append((item, future))
 
         try:
-            for item in items:
-                if len(pending) == _IN_FLIGHT:
+            while True:
+                running = sum(not future.done() for _, future in pending)
+                while not exhausted and running < lanes and len(pending) < 2 * lanes:
+                    item = next(source, None)
+                    if item is None:
+                        exhausted = True
+                    else:
+                        submit(item)
+                        running += 1
+                if not pending:
+                    return
+                if pending[0][1].done():
                     yield _settle(*pending.popleft())
-                submit(item)
-            while pending:
-                yield _settle(*pending.popleft())
+                else:
+                    running_now = [future for _, future in pending if not future.done()]
+                    wait(running_now, return_when=FIRST_COMPLETED)
         finally:
             stop.cancel()  # no-op after a full run; otherwise stops the images still in flight
-            for pool in pools:
-                pool.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown(wait=True, cancel_futures=True)
             if unlink is not None:
                 unlink()
 
