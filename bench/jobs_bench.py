@@ -466,9 +466,9 @@ def timed_claims(system: JobSystem) -> list[float]:
     service = system.service
     claim = service.claim_next
 
-    def timed() -> Any:
+    def timed(**kwargs: Any) -> Any:
         started = time.perf_counter()
-        item = claim()
+        item = claim(**kwargs)
         if item is not None:
             durations.append(time.perf_counter() - started)
         return item
