@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -211,3 +212,41 @@ def test_models_info_reports_a_verified_model() -> None:
     result = run_cli("models", "info")
     assert result.returncode == 0
     assert "isnet-general-use" in result.stdout and "verified" in result.stdout
+
+
+def test_ctrl_c_mid_batch_keeps_what_is_done_and_leaves_no_partial_file(
+    photos: dict[str, Path], tmp_path: Path
+) -> None:
+    """SIGINT once the first photo is done: the images in the lanes stop, each finished one is
+    whole, nothing else is written (not even a temporary file), and the exit status is 130."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    names = [f"{i}-{name}" for i in range(4) for name in sorted(photos)]
+    for name in names:
+        shutil.copy(photos[name.split("-", 1)[1]], folder / name)
+    out = tmp_path / "out"
+    env = {**os.environ, "COLUMNS": "250", "NO_COLOR": "1", "TERM": "dumb"}
+    with (tmp_path / "stderr").open("w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bgremover", "remove", str(folder), "-o", str(out)],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            env=env,
+        )
+        assert process.stdout is not None
+        first = process.stdout.readline()  # one line per file as it ends
+        process.send_signal(signal.SIGINT)
+        rest = process.stdout.read()  # what readline buffered too, to the end
+        process.wait(timeout=120)
+    lines = [line.split("\t") for line in (first + rest).splitlines()]
+
+    assert process.returncode == 130
+    assert len(lines) == len(names), f"every file gets its line:\n{first + rest}"
+    done = {Path(output).name for _, status, output in lines if status == "done"}
+    assert done and all(status in ("done", "cancelled") for _, status, _ in lines)
+    assert any(status == "cancelled" for _, status, _ in lines), "the batch was not stopped"
+    assert {p.name for p in out.iterdir()} == done, "an unfinished image left a file"
+    for name in done:
+        with Image.open(out / name) as image:
+            image.load()  # whole, not truncated

@@ -351,15 +351,15 @@ def _process_all(
                 rows[index] = row = _Row(progress, total_task, _short(item.source), weights)
                 yield BatchItem(item.source, item.output, row.report)
 
-        # The images run on process_many's lanes (threads), so Ctrl-C reaches this thread at
-        # once and cancels them.
+        # The images run on process_many's lanes (threads); this thread takes Ctrl-C.
         results = remover.process_many(batch(), options, cancel=cancel, lanes=lanes)
         try:
-            for (index, item), (_, result) in zip(todo, results, strict=False):
-                if isinstance(result, Removal):
-                    estimates.learn(result)
-                end(index, _outcome(item, result))
-                rows.pop(index).finish()
+            with _ctrl_c_cancels(cancel):
+                for (index, item), (_, result) in zip(todo, results, strict=False):
+                    if isinstance(result, Removal):
+                        estimates.learn(result)
+                    end(index, _outcome(item, result))
+                    rows.pop(index).finish()
         except KeyboardInterrupt:
             cancel.cancel()
             results.close()
@@ -370,6 +370,24 @@ def _process_all(
         for row in rows.values():
             progress.remove_task(row.task)
     return [outcomes[index] for index in sorted(outcomes)]
+
+
+@contextlib.contextmanager
+def _ctrl_c_cancels(cancel: CancelToken) -> Iterator[None]:
+    """The first Ctrl-C cancels the images in flight and lets each end with its line; a
+    KeyboardInterrupt raised wherever this thread was could cut a finished file's line out
+    of the piped output. A second Ctrl-C stops at once."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        if cancel.cancelled:
+            raise KeyboardInterrupt
+        cancel.cancel()
+
+    previous = signal.signal(signal.SIGINT, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _outcome(item: Planned, result: Removal | EngineError) -> Outcome:

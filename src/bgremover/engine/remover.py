@@ -169,7 +169,8 @@ class Remover:
         """``process`` for each item, ``lanes`` images at once, results in order.
 
         Items are pulled as lanes come free (a lazy iterable sees each pull when its image
-        starts); ``plan_batch`` picks ``lanes`` and this ``Remover``'s threads together.
+        starts), none after a cancel; ``plan_batch`` picks ``lanes`` and this ``Remover``'s
+        threads together.
         Finished results wait for an earlier, slower image; at most ``2 × lanes`` images are
         held. An image's ``EngineError`` (``Cancelled`` included) is its result and the others
         go on. Stopping the iteration (Ctrl-C, ``close``) cancels what is still running.
@@ -180,36 +181,34 @@ class Remover:
         pool = ThreadPoolExecutor(lanes, "bgremover-lane")
         pending: deque[tuple[BatchItem, Future[Removal]]] = deque()
         source = iter(items)
-        exhausted = False
 
-        def submit(item: BatchItem) -> None:
-            future = pool.submit(
-                self.process,
-                item.source,
-                options,
-                destination=item.destination,
-                progress=item.progress,
-                cancel=stop,
-            )
-            pending.append((item, future))
+        def fill() -> None:
+            """Start items while a lane is free and fewer than ``2 × lanes`` are held."""
+            while not stop.cancelled and len(pending) < 2 * lanes:
+                if sum(not future.done() for _, future in pending) >= lanes:
+                    return
+                item = next(source, None)
+                if item is None:
+                    return
+                future = pool.submit(
+                    self.process,
+                    item.source,
+                    options,
+                    destination=item.destination,
+                    progress=item.progress,
+                    cancel=stop,
+                )
+                pending.append((item, future))
 
         try:
-            while True:
-                running = sum(not future.done() for _, future in pending)
-                while not exhausted and running < lanes and len(pending) < 2 * lanes:
-                    item = next(source, None)
-                    if item is None:
-                        exhausted = True
-                    else:
-                        submit(item)
-                        running += 1
-                if not pending:
-                    return
+            fill()
+            while pending:
                 if pending[0][1].done():
                     yield _settle(*pending.popleft())
                 else:
-                    running_now = [future for _, future in pending if not future.done()]
-                    wait(running_now, return_when=FIRST_COMPLETED)
+                    running = [future for _, future in pending if not future.done()]
+                    wait(running, return_when=FIRST_COMPLETED)
+                fill()
         finally:
             stop.cancel()  # no-op after a full run; otherwise stops the images still in flight
             pool.shutdown(wait=True, cancel_futures=True)
