@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import stat
 import threading
 import time
 from pathlib import Path
@@ -126,6 +128,22 @@ def test_each_output_format_decodes_to_what_was_asked(
             assert (written.format, written.mode, written.size) == (pil_format, mode, (600, 400))
         assert removal.data == destination.read_bytes()
     assert not list(tmp_path.glob(".*part")), "temporary files were left behind"
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_an_output_gets_the_permissions_any_new_file_of_the_user_would(
+    remover: Remover, photos: dict[str, Path], tmp_path: Path, umask: int
+) -> None:
+    """Not the temporary file's 0600: a cut-out in a shared folder is for others to read
+    when the user's umask says so, and private when it says that."""
+    previous = os.umask(umask)
+    try:
+        remover.process(photos["astronaut.jpg"], destination=tmp_path / "out.png")
+        (tmp_path / "plain").touch()
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "out.png").stat().st_mode) == 0o666 & ~umask
+    assert (tmp_path / "out.png").stat().st_mode == (tmp_path / "plain").stat().st_mode
 
 
 def test_png_cut_out_keeps_the_photo_colour_wherever_it_is_visible(
