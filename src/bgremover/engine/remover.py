@@ -29,8 +29,8 @@ from .options import OutputFormat, RemoveOptions
 from .stages import ProgressCallback, Stage
 
 _MAX_LANES = 4
-"""Images ``plan_batch`` lets run at once: each lane holds one model run's working memory
-(about 0.5 GB at 1024² with ``lean_memory``) and a decoded photo."""
+"""Images ``plan_batch`` lets run at once: each lane holds one model run's working memory and
+a decoded photo (two lanes of 12 MP photos peaked at 2.0 GB, one image at a time at 1.0 GB)."""
 
 
 @dataclass(frozen=True)
@@ -45,11 +45,12 @@ class BatchPlan:
 def plan_batch(images: int, cores: int = 0) -> BatchPlan:
     """One lane per core, up to ``_MAX_LANES``; a single image gets every core.
 
-    On 2 cores, two one-thread lanes took 1.58-1.72 s per 12 MP photo, the model's own
-    two-thread floor 1.58-1.69 s, and a two-thread model with loading and saving on helper
-    threads 1.62-2.36 s: a lane's stages run back to back on its own core, so nothing waits
-    at a thread barrier and the other lane's model fills the time this one spends on the
-    image (bench/engine_bench.py). ``cores`` 0: every core this process may use.
+    On 2 cores two one-thread lanes ran at 0.94-0.99× the time per photo of the model's own
+    two-thread floor at every size (12 MP: 1.69 s against 1.73 s), where a two-thread model
+    with loading and saving on idle-priority helper threads took 1.38× at 12 MP: a lane's
+    stages run back to back on its own core, so nothing waits at a thread barrier, and the
+    other lane's model fills the time this one spends on the image (bench/engine_bench.py).
+    ``cores`` 0: every core this process may use.
     """
     cores = cores or available_cores()
     lanes = max(1, min(images, cores, _MAX_LANES))
