@@ -65,19 +65,30 @@ class Watching:
                 return line
 
     def stop(self) -> str:
-        """Ctrl-C, then everything it printed."""
+        """Ctrl-C, then everything it printed. A watcher that does not stop fails the test
+        with what it printed and where each of its threads was (faulthandler on SIGABRT)."""
         self.process.send_signal(signal.SIGINT)
-        self.process.wait(timeout=TIMEOUT_S)
+        try:
+            self.process.wait(timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGABRT)
+            self.process.wait(timeout=TIMEOUT_S)
+            self._drain()
+            printed = "\n".join(self.lines)
+            raise AssertionError(f"watch did not stop on Ctrl-C:\n{printed}") from None
+        self._drain()
+        return "\n".join(self.lines)
+
+    def _drain(self) -> None:
         while (line := self._queue.get(timeout=TIMEOUT_S)) is not None:
             self.lines.append(line)
-        return "\n".join(self.lines)
 
 
 @contextmanager
 def watching(folder: Path, *args: str, env: dict[str, str]) -> Iterator[Watching]:
     process = subprocess.Popen(
         [sys.executable, "-m", "bgremover", "watch", str(folder), *args],
-        env={**os.environ, **env, "NO_COLOR": "1", "COLUMNS": "250"},
+        env={**os.environ, **env, "NO_COLOR": "1", "COLUMNS": "250", "PYTHONFAULTHANDLER": "1"},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     watch = Watching(process)
