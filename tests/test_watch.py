@@ -31,6 +31,15 @@ from bgremover.watch.runner import Display
 from .serving import UI, served
 
 TIMEOUT_S = 120
+WATCH = [
+    sys.executable,
+    "-c",
+    # Ctrl-C reaches watch as KeyboardInterrupt even when this suite was started as a
+    # background job of a script, whose children inherit SIGINT ignored.
+    "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "from bgremover.cli import main; sys.argv[0] = 'bgremover'; main()",
+    "watch",
+]
 
 
 class Watching:
@@ -87,7 +96,7 @@ class Watching:
 @contextmanager
 def watching(folder: Path, *args: str, env: dict[str, str]) -> Iterator[Watching]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "bgremover", "watch", str(folder), *args],
+        [*WATCH, str(folder), *args],
         env={**os.environ, **env, "NO_COLOR": "1", "COLUMNS": "250", "PYTHONFAULTHANDLER": "1"},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
