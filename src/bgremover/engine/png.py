@@ -1,11 +1,11 @@
 """PNG writing fast enough to hide behind the model: numpy's Up filter, ISA-L's deflate.
 
 Pillow tries every PNG filter on every row and deflates with zlib; a 12 MP cut-out took
-0.60-0.89 s that way, a quarter of a one-thread worker's time per photo. The Up filter on
-every row and ISA-L's level 1 write the same photos in 0.10-0.13 s and smaller (4.80 MiB
-against 4.45, 6.87 against 7.33; fpng 0.13-0.21 s at 5.6-9.4 MiB; bench/engine_bench.py's
-PNG table). The file is a plain 8-bit PNG any reader opens; only the deflate is a library's,
-the chunk framing below is the format's fixed minimum.
+0.65-1.33 s that way, a quarter of a one-thread worker's time per photo. The Up filter on
+every row and ISA-L's level 1 write the same photos in 0.08-0.23 s at about the same size
+(4.80 MiB against 4.45, 6.87 against 7.33; fpng 0.13-0.21 s at 5.6-9.4 MiB;
+bench/engine_bench.py's PNG table). The file is a plain 8-bit PNG any reader opens; only the
+deflate is a library's, the chunk framing below is the format's fixed minimum.
 """
 
 from __future__ import annotations

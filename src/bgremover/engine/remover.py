@@ -52,12 +52,13 @@ def plan_batch(images: int, cores: int = 0) -> BatchPlan:
     other lane's model fills the time this one spends on the image (bench/engine_bench.py).
     ``cores`` 0: every core this process may use.
     """
-    cores = cores or available_cores()
+    cores = cores or _available_cores()
     lanes = max(1, min(images, cores, _MAX_LANES))
     return BatchPlan(lanes=lanes, threads=max(1, cores // lanes))
 
 
-def available_cores() -> int:
+def _available_cores() -> int:
+    """The cores this process may run on (its affinity where the OS has one)."""
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
