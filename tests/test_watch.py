@@ -26,7 +26,7 @@ from rich.console import Console
 from bgremover.watch.backend import Update
 from bgremover.watch.folder import Rules
 from bgremover.watch.ledger import FILE_NAME, Ledger, LedgerError
-from bgremover.watch.runner import Display
+from bgremover.watch.runner import Display, Runner
 
 from .serving import UI, served
 
@@ -190,6 +190,44 @@ def test_a_name_or_stage_that_looks_like_markup_is_shown_as_it_is() -> None:
         display.update(Update("job-1", "processing", 40.0, "[/]"))
         display.progress.refresh()
     assert "x[/b].jpg" in out.getvalue() and "[/]" in out.getvalue()
+
+
+class OddServer:
+    """A server answering with a result format this version has never heard of."""
+
+    def start(self, report: object) -> None:
+        pass
+
+    def submit(self, path: Path, name: str) -> str:
+        return "job-1"
+
+    def state(self, job_id: str) -> Update | None:
+        return None
+
+    def save_result(self, job_id: str, target: Path) -> None:
+        target.write_bytes(b"whatever the server sends")
+
+    def stop(self) -> None:
+        pass
+
+
+def test_a_result_format_the_watcher_does_not_know_fails_that_file_not_the_watch(
+    photos: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It raised ValueError out of the watch loop; now the file fails with the reason."""
+    folder, out = tmp_path / "inbox", tmp_path / "inbox" / "no-bg"
+    out.mkdir(parents=True)
+    shutil.copy(photos["coffee.jpg"], folder / "coffee.jpg")
+    display = Display(Console(file=io.StringIO()))  # not a terminal: one line per file
+    runner = Runner(Rules(folder, out), OddServer(), Ledger(out), display, 0.0)
+    runner._submit(folder / "coffee.jpg")
+    runner._handle(Update("job-1", "completed", 100.0, result_format="tiff"))
+
+    printed = capsys.readouterr().out
+    assert "failed  coffee.jpg" in printed
+    assert "'tiff'" in printed and "update bgremover" in printed
+    assert results(out) == [], "nothing was written under a made-up name"
+    assert runner.summary() == "Stopped watching: 1 failed this run"
 
 
 def test_a_ledger_that_is_not_ours_stops_watch_with_its_path_and_the_fix(tmp_path: Path) -> None:

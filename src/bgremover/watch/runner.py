@@ -185,21 +185,35 @@ class Runner:
         queued = self.ledger.queued().get(rel)
         size, mtime = (queued.size, queued.mtime_ns) if queued else (0, 0)
         if update.status == "completed":
-            try:
-                target = self._target(rel, OutputFormat(update.result_format or "png"))
-                target.parent.mkdir(parents=True, exist_ok=True)
-                self.backend.save_result(update.job_id, target)
-            except (ConnectionError, OSError) as exc:
-                reason = f"the result could not be saved: {exc}"
-            else:
-                output = target.relative_to(self.rules.out).as_posix()
+            saved = self._save(update, rel)
+            if isinstance(saved, Path):
+                output = saved.relative_to(self.rules.out).as_posix()
                 self.ledger.record(rel, Entry(size, mtime, "done", update.job_id, output))
-                self._said("done", rel, str(target))
+                self._said("done", rel, str(saved))
                 return
+            reason = saved
         else:
             reason = update.error or f"the job was {update.status}"
         self.ledger.record(rel, Entry(size, mtime, "failed", update.job_id, reason=reason))
         self._said("failed", rel, reason)
+
+    def _save(self, update: Update, rel: str) -> Path | str:
+        """Where the completed job's result was saved, or why it was not. The format comes
+        from the server: one this version does not know fails the file, not the watch."""
+        try:
+            fmt = OutputFormat(update.result_format or "png")
+        except ValueError:
+            return (
+                f"the server's result format {update.result_format!r} is not one this "
+                "bgremover knows; update bgremover here to the server's version"
+            )
+        target = self._target(rel, fmt)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self.backend.save_result(update.job_id, target)
+        except (ConnectionError, OSError) as exc:
+            return f"the result could not be saved: {exc}"
+        return target
 
     def _target(self, rel: str, fmt: OutputFormat) -> Path:
         """Where the result of ``rel`` goes: the same folders under the output folder; a
