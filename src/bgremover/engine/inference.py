@@ -26,7 +26,9 @@ _PROGRESS_CAP = 0.95
 
 
 class InferenceSession:
-    """Owns one loaded model; ``run`` may be called from any thread, one call at a time.
+    """Owns one loaded model; ``run`` may be called from several threads at once (onnxruntime
+    sessions take concurrent runs; ``Remover.process_many``'s lanes do), each with its own
+    cancel and progress.
 
     ``lean_memory`` keeps less of what loading and running the model needed: the load's
     parse buffers go back to the OS, and onnxruntime's memory pattern is off. The pattern
