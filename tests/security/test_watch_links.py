@@ -84,6 +84,25 @@ def test_a_linked_subfolder_of_the_output_folder_gets_no_results(
     assert results(out) == ["coffee-no-bg.png"]
 
 
+def test_an_output_folder_replaced_by_a_link_while_watched_gets_no_results(
+    tmp_path: Path, photos: dict[str, Path], local_env: dict[str, str]
+) -> None:
+    """Watch writes into the output folder it checked at the start, whatever takes its name."""
+    folder, out = inbox(tmp_path, photos)
+    elsewhere = tmp_path / "users-documents"
+    elsewhere.mkdir()
+    with watching(folder, env=local_env) as watch:
+        outcome(watch, "coffee.jpg")
+        out.rename(folder / "moved-away")
+        out.symlink_to(elsewhere)
+        shutil.copy(photos["chelsea.jpg"], folder / "cat.jpg")
+        line = outcome(watch, "cat.jpg")
+        watch.stop()
+    assert list(elsewhere.iterdir()) == [], "results were written through the link"
+    assert line.startswith("done"), line
+    assert results(folder / "moved-away") == ["cat-no-bg.png", "coffee-no-bg.png"]
+
+
 def test_a_private_photo_behind_a_linked_folder_and_a_planted_ledger_entry_is_not_processed(
     tmp_path: Path, photos: dict[str, Path], local_env: dict[str, str]
 ) -> None:
