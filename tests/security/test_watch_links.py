@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import uuid
 from pathlib import Path
@@ -46,6 +47,17 @@ def test_a_linked_ledger_temporary_file_does_not_overwrite_the_users_file(
     ledger = out / FILE_NAME
     assert not ledger.is_symlink()
     assert json.loads(ledger.read_text())["files"]["coffee.jpg"]["status"] == "done"
+
+
+def test_a_fifo_planted_as_the_ledger_stops_watch_with_the_fix_instead_of_hanging(
+    tmp_path: Path, photos: dict[str, Path], local_env: dict[str, str]
+) -> None:
+    folder, out = inbox(tmp_path, photos)
+    os.mkfifo(out / FILE_NAME)
+    with launched(folder, env=local_env) as watch:
+        code, printed = watch.ended()
+    assert code == 2, printed
+    assert f"{out / FILE_NAME} is unreadable" in printed and "delete it" in printed, printed
 
 
 def test_a_linked_result_part_file_does_not_overwrite_the_users_file(

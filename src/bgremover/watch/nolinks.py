@@ -21,8 +21,8 @@ from typing import BinaryIO
 
 _FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-# O_NONBLOCK: a FIFO planted under a photo's name must not block the open.
-_SOURCE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+# O_NONBLOCK: a FIFO planted under a photo's or the ledger's name must not block the open.
+_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 class LinkRefused(OSError):
@@ -76,13 +76,10 @@ class OutputFolder:
     def read(self, name: str) -> bytes | None:
         """The file ``name`` directly in the folder; None when there is none."""
         try:
-            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self._fd)
+            with _open_file(self._fd, self.path / name) as file:
+                return file.read()
         except FileNotFoundError:
             return None
-        except OSError as exc:
-            raise _why(exc, self._fd, self.path / name) from None
-        with os.fdopen(fd, "rb") as file:
-            return file.read()
 
     def close(self) -> None:
         os.close(self._fd)
@@ -111,11 +108,18 @@ def open_source(root: Path, path: Path) -> BinaryIO:
     finally:
         os.close(anchor)
     try:
-        fd = os.open(rel.name, _SOURCE, dir_fd=folder)
-    except OSError as exc:
-        raise _why(exc, folder, root / rel) from None
+        return _open_file(folder, root / rel)
     finally:
         os.close(folder)
+
+
+def _open_file(folder: int, path: Path) -> BinaryIO:
+    """The regular file ``path``, a name in the folder open as ``folder``, for reading; not
+    through a link, and without blocking on a FIFO planted under that name."""
+    try:
+        fd = os.open(path.name, _READ, dir_fd=folder)
+    except OSError as exc:
+        raise _why(exc, folder, path) from None
     os.set_blocking(fd, True)
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
