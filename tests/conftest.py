@@ -106,6 +106,12 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("model") / "tiny.onnx", matmuls=1)
 
 
+@pytest.fixture
+def local_env(tmp_path: Path, tiny_model: Path) -> dict[str, str]:
+    """The environment of a `bgremover watch` that runs its own jobs, on the tiny model."""
+    return {"BGREMOVER_DATA_DIR": str(tmp_path / "data"), "BGREMOVER_MODEL_PATH": str(tiny_model)}
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """The same tests on a real SQLite file and a real PostgreSQL database."""

@@ -8,15 +8,11 @@ from __future__ import annotations
 import io
 import json
 import os
-import queue
 import shutil
-import signal
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 import httpx
 import pytest
@@ -26,101 +22,11 @@ from rich.console import Console
 from bgremover.watch.backend import Update
 from bgremover.watch.folder import Rules
 from bgremover.watch.ledger import FILE_NAME, Ledger, LedgerError
+from bgremover.watch.nolinks import LinkRefused, OutputFolder, open_source
 from bgremover.watch.runner import Display, Runner
 
 from .serving import UI, served
-
-TIMEOUT_S = 120
-WATCH = [
-    sys.executable,
-    "-c",
-    # Ctrl-C reaches watch as KeyboardInterrupt even when this suite was started as a
-    # background job of a script, whose children inherit SIGINT ignored.
-    "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-    "from bgremover.cli import main; sys.argv[0] = 'bgremover'; main()",
-    "watch",
-]
-
-
-class Watching:
-    """A running `bgremover watch` and the lines it prints."""
-
-    def __init__(self, process: subprocess.Popen[str]) -> None:
-        self.process = process
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self._queue.put(line.rstrip("\n"))
-        self._queue.put(None)
-
-    def wait_for(self, start: str) -> str:
-        """The first line printed (so far, or next) that starts with ``start``."""
-        for line in self.lines:
-            if line.startswith(start):
-                return line
-        while True:
-            try:
-                line = self._queue.get(timeout=TIMEOUT_S)
-            except queue.Empty:
-                raise AssertionError(f"no line {start!r} in:\n" + "\n".join(self.lines)) from None
-            if line is None:
-                raise AssertionError(f"watch ended before {start!r}:\n" + "\n".join(self.lines))
-            self.lines.append(line)
-            if line.startswith(start):
-                return line
-
-    def stop(self) -> str:
-        """Ctrl-C, then everything it printed. A watcher that does not stop fails the test
-        with what it printed and where each of its threads was (faulthandler on SIGABRT)."""
-        self.process.send_signal(signal.SIGINT)
-        try:
-            self.process.wait(timeout=TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.process.send_signal(signal.SIGABRT)
-            self.process.wait(timeout=TIMEOUT_S)
-            self._drain()
-            printed = "\n".join(self.lines)
-            raise AssertionError(f"watch did not stop on Ctrl-C:\n{printed}") from None
-        self._drain()
-        return "\n".join(self.lines)
-
-    def _drain(self) -> None:
-        while (line := self._queue.get(timeout=TIMEOUT_S)) is not None:
-            self.lines.append(line)
-
-
-@contextmanager
-def watching(folder: Path, *args: str, env: dict[str, str]) -> Iterator[Watching]:
-    process = subprocess.Popen(
-        [*WATCH, str(folder), *args],
-        env={**os.environ, **env, "NO_COLOR": "1", "COLUMNS": "250", "PYTHONFAULTHANDLER": "1"},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    watch = Watching(process)
-    try:
-        watch.wait_for("Watching ")
-        yield watch
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-
-
-@pytest.fixture
-def local_env(tmp_path: Path, tiny_model: Path) -> dict[str, str]:
-    return {"BGREMOVER_DATA_DIR": str(tmp_path / "data"), "BGREMOVER_MODEL_PATH": str(tiny_model)}
-
-
-def results(out: Path) -> list[str]:
-    return sorted(
-        p.relative_to(out).as_posix()
-        for p in out.rglob("*")
-        if p.is_file() and not p.name.startswith(".")
-    )
+from .watch_support import TIMEOUT_S, Watching, results, watching
 
 
 def receive(folder: Path, photos: dict[str, Path], env: dict[str, str], *args: str) -> str:
@@ -198,14 +104,14 @@ class OddServer:
     def start(self, report: object) -> None:
         pass
 
-    def submit(self, path: Path, name: str) -> str:
+    def submit(self, file: BinaryIO, name: str) -> str:
         return "job-1"
 
     def state(self, job_id: str) -> Update | None:
         return None
 
-    def save_result(self, job_id: str, target: Path) -> None:
-        target.write_bytes(b"whatever the server sends")
+    def save_result(self, job_id: str, out: BinaryIO) -> None:
+        out.write(b"whatever the server sends")
 
     def stop(self) -> None:
         pass
@@ -219,9 +125,10 @@ def test_a_result_format_the_watcher_does_not_know_fails_that_file_not_the_watch
     out.mkdir(parents=True)
     shutil.copy(photos["coffee.jpg"], folder / "coffee.jpg")
     display = Display(Console(file=io.StringIO()))  # not a terminal: one line per file
-    runner = Runner(Rules(folder, out), OddServer(), Ledger(out), display, 0.0)
-    runner._submit(folder / "coffee.jpg")
-    runner._handle(Update("job-1", "completed", 100.0, result_format="tiff"))
+    with OutputFolder.open(folder, out) as output:
+        runner = Runner(Rules(folder, out), output, OddServer(), Ledger(output), display, 0.0)
+        runner._submit(folder / "coffee.jpg")
+        runner._handle(Update("job-1", "completed", 100.0, result_format="tiff"))
 
     printed = capsys.readouterr().out
     assert "failed  coffee.jpg" in printed
@@ -233,6 +140,8 @@ def test_a_result_format_the_watcher_does_not_know_fails_that_file_not_the_watch
 def test_a_ledger_that_is_not_ours_stops_watch_with_its_path_and_the_fix(tmp_path: Path) -> None:
     """The ledger is a file in the output folder: edited, truncated or from another tool, it
     is refused with a message naming it and what to do, never a traceback."""
+    out = tmp_path / "no-bg"
+    out.mkdir()
     entry = '{"size": 1, "mtime_ns": 1, "status": "%s"}'
     for bad in (
         '{"version": 1, "files": {"a.jpg": {"size": 1}}}',
@@ -242,16 +151,26 @@ def test_a_ledger_that_is_not_ours_stops_watch_with_its_path_and_the_fix(tmp_pat
         '{"version": 1, "files": {"../../secret.jpg": %s}}' % (entry % "queued"),
         '{"version": 1, "files": {"/home/someone/secret.jpg": %s}}' % (entry % "queued"),
     ):
-        (tmp_path / FILE_NAME).write_text(bad)
-        with pytest.raises(LedgerError, match="delete it"):
-            Ledger(tmp_path)
+        (out / FILE_NAME).write_text(bad)
+        with (
+            OutputFolder.open(tmp_path, out) as output,
+            pytest.raises(LedgerError, match="delete it"),
+        ):
+            Ledger(output)
+    (out / FILE_NAME).unlink()
+    (out / FILE_NAME).symlink_to(tmp_path / "elsewhere.json")
+    with OutputFolder.open(tmp_path, out) as output, pytest.raises(LedgerError) as refused:
+        Ledger(output)
+    assert f"{out / FILE_NAME} is a link" in str(refused.value)
+    assert "remove it" in str(refused.value)
 
 
 def test_a_link_to_a_file_outside_the_folder_is_refused(
     photos: dict[str, Path], tmp_path: Path
 ) -> None:
     """Whoever may drop files into a shared watch folder must not get one of the user's own
-    photos processed (and its cut-out written beside theirs) by dropping a link to it."""
+    photos processed (and its cut-out written beside theirs) by dropping a link to it. Links
+    that stay inside the folder are the user's own and are followed."""
     private, watched = tmp_path / "private", tmp_path / "drop"
     private.mkdir()
     (watched / "sub").mkdir(parents=True)
@@ -259,11 +178,14 @@ def test_a_link_to_a_file_outside_the_folder_is_refused(
     shutil.copy(photos["coffee.jpg"], watched / "coffee.jpg")
     (watched / "sub" / "looks-innocent.jpg").symlink_to(private / "secret.jpg")
     (watched / "again.jpg").symlink_to(watched / "coffee.jpg")  # inside: a link is fine
-    rules = Rules(watched, watched / "no-bg")
-    reason = rules.refusal(watched / "sub" / "looks-innocent.jpg")
-    assert reason is not None and "outside" in reason
-    assert rules.refusal(watched / "again.jpg") is None
-    assert rules.refusal(watched / "coffee.jpg") is None
+    (watched / "alias").symlink_to(watched / "sub")
+    shutil.copy(photos["coffee.jpg"], watched / "sub" / "cup.jpg")
+    with pytest.raises(LinkRefused, match="outside"):
+        open_source(watched, watched / "sub" / "looks-innocent.jpg")
+    coffee = photos["coffee.jpg"].read_bytes()
+    for inside in ("again.jpg", "coffee.jpg", "alias/cup.jpg"):
+        with open_source(watched, watched / inside) as file:
+            assert file.read() == coffee
 
 
 def test_alone_images_become_results_once_complete_and_nothing_else_is_processed(

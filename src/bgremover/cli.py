@@ -574,32 +574,42 @@ def watch(
     """
     from .watch.folder import Rules
     from .watch.ledger import Ledger, LedgerError
+    from .watch.nolinks import LinkRefused, OutputFolder
     from .watch.runner import Display, Runner
 
     root = folder.expanduser().resolve()
     if not root.is_dir():
         err_console.print(f"{folder}: no such folder", markup=False)
         raise typer.Exit(2)
-    out = (output.expanduser() if output else root / "no-bg").resolve()
-    if out == root:
-        err_console.print(
-            "the output folder must not be the watched folder itself; "
-            "leave out -o to use DIR/no-bg", markup=False,
-        )  # fmt: skip
-        raise typer.Exit(2)
-    settings = _settings(token=token)
+    given = output.expanduser() if output else root / "no-bg"
     try:
-        ledger = Ledger(out)
-    except LedgerError as exc:
+        out = OutputFolder.open(root, given)
+    except LinkRefused as exc:
         err_console.print(str(exc), markup=False)
         raise typer.Exit(2) from None
-    backend = _watch_backend(settings, server, preset, f"Watch: {root.name}")
-    runner = Runner(Rules(root, out), backend, ledger, Display(console),
-                    settings.watch_settle.total_seconds())  # fmt: skip
-    signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
-    with contextlib.suppress(KeyboardInterrupt):
-        runner.run()
-    console.print(runner.summary(), highlight=False, soft_wrap=True)
+    except OSError as exc:
+        err_console.print(f"{given}: cannot be the output folder: {exc}", markup=False)
+        raise typer.Exit(2) from None
+    with out:
+        if out.path == root:
+            err_console.print(
+                "the output folder must not be the watched folder itself; "
+                "leave out -o to use DIR/no-bg", markup=False,
+            )  # fmt: skip
+            raise typer.Exit(2)
+        settings = _settings(token=token)
+        try:
+            ledger = Ledger(out)
+        except LedgerError as exc:
+            err_console.print(str(exc), markup=False)
+            raise typer.Exit(2) from None
+        backend = _watch_backend(settings, server, preset, f"Watch: {root.name}")
+        runner = Runner(Rules(root, out.path), out, backend, ledger, Display(console),
+                        settings.watch_settle.total_seconds())  # fmt: skip
+        signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
+        with contextlib.suppress(KeyboardInterrupt):
+            runner.run()
+        console.print(runner.summary(), highlight=False, soft_wrap=True)
 
 
 def _stop_like_ctrl_c(signum: int, frame: object) -> None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 ENDED = ("completed", "failed", "cancelled")
 
@@ -60,14 +59,16 @@ class Backend(Protocol):
     def start(self, report: Report) -> None:
         """Begin reporting job updates (from another thread) through ``report``."""
 
-    def submit(self, path: Path, name: str) -> str:
-        """Queue ``path`` (shown as ``name``) as a job; its id, or ``Refused``."""
+    def submit(self, file: BinaryIO, name: str) -> str:
+        """Queue the content of the open ``file`` (shown as ``name``) as a job; its id, or
+        ``Refused``. The runner opens it, so that what is sent is what it checked."""
 
     def state(self, job_id: str) -> Update | None:
         """The job's current state; None when there is no such job any more."""
 
-    def save_result(self, job_id: str, target: Path) -> None:
-        """Write the completed job's result to ``target`` (whole, or not at all)."""
+    def save_result(self, job_id: str, out: BinaryIO) -> None:
+        """Write the completed job's result into ``out`` (the runner's temporary file,
+        which replaces the result's name only once this has returned)."""
 
     def stop(self) -> None:
         """Stop reporting; jobs still queued stay queued."""

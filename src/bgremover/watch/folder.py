@@ -46,13 +46,10 @@ class Rules:
         )
 
     def refusal(self, path: Path) -> str | None:
-        """Why a file is not processed though it looks like work, for the user to read."""
+        """Why a file is not processed though it looks like work, for the user to read (a
+        link to outside is refused as the file is opened: ``nolinks.open_source``)."""
         if path.stem.lower().endswith(RESULT_MARKS):
             return "named like a result (…-no-bg, …-mask), so it is taken for one and not processed"
-        if path.is_symlink() and not path.resolve().is_relative_to(self.root.resolve()):
-            # Whoever may drop files here could otherwise have any photo of ours processed
-            # (and its cut-out written where they read it) by dropping a link to it.
-            return "a link to a file outside the watched folder, which is not followed"
         return None
 
     def files(self) -> Iterator[Path]:

@@ -12,8 +12,10 @@ import json
 import os
 import threading
 from dataclasses import asdict, dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Literal, get_args
+
+from .nolinks import LinkRefused, OutputFolder
 
 FILE_NAME = ".bgremover-watch.json"
 VERSION = 1
@@ -29,8 +31,7 @@ class Signature:
     mtime_ns: int
 
     @classmethod
-    def of(cls, path: Path) -> Signature:
-        stat = path.stat()
+    def of(cls, stat: os.stat_result) -> Signature:
         return cls(stat.st_size, stat.st_mtime_ns)
 
 
@@ -52,16 +53,20 @@ class Entry:
 class Ledger:
     """The entries of one output folder; thread-safe, written through on every change."""
 
-    def __init__(self, out_dir: Path) -> None:
-        self.path = out_dir / FILE_NAME
+    def __init__(self, folder: OutputFolder) -> None:
+        self.folder = folder
+        self.path = folder.path / FILE_NAME
         self._lock = threading.Lock()
         self._entries: dict[str, Entry] = self._load()
 
     def _load(self) -> dict[str, Entry]:
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {}
+            text = self.folder.read(FILE_NAME)
+            if text is None:
+                return {}
+            data = json.loads(text)
+        except LinkRefused as exc:
+            raise LedgerError(str(exc)) from None
         except (OSError, ValueError) as exc:
             raise LedgerError(
                 f"{self.path} is unreadable ({exc}); delete it to start over "
@@ -112,10 +117,8 @@ class Ledger:
             "version": VERSION,
             "files": {rel: asdict(entry) for rel, entry in sorted(self._entries.items())},
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-        os.replace(tmp, self.path)
+        text = json.dumps(data, indent=1).encode()
+        self.folder.write(PurePosixPath(FILE_NAME), lambda file: file.write(text))
 
 
 def _outside(rel: str) -> bool:

@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import threading
 import uuid
-from pathlib import Path
+from typing import BinaryIO
 
 from ..config import Settings
 from ..jobs.events import Subscription
@@ -46,11 +47,10 @@ class LocalJobs:
                 report(Update(event.data["id"], "processing", event.data.get("progress", 0.0),
                               event.data.get("stage")))  # fmt: skip
 
-    def submit(self, path: Path, name: str) -> str:
+    def submit(self, file: BinaryIO, name: str) -> str:
         staging = self.settings.data_dir / "staging" / uuid.uuid4().hex
         try:
-            with path.open("rb") as file:
-                staged = stage(file, name, staging, self.settings.max_upload_bytes)
+            staged = stage(file, name, staging, self.settings.max_upload_bytes)
             if isinstance(staged, Rejected):
                 raise Refused(staged.message)
             service = self.system.service
@@ -71,14 +71,13 @@ class LocalJobs:
             return None
         return Update.from_job(job.model_dump(mode="json"))
 
-    def save_result(self, job_id: str, target: Path) -> None:
+    def save_result(self, job_id: str, out: BinaryIO) -> None:
         service = self.system.service
         _, key = service.job_files(job_id)
         if key is None or not service.files.storage.exists(key):
             raise FileNotFoundError(f"the result of job {job_id} is no longer stored")
-        tmp = target.with_name(f".{target.name}.part")
-        service.files.storage.get(key, tmp)
-        tmp.replace(target)
+        with contextlib.closing(service.files.storage.open(key)) as result:
+            shutil.copyfileobj(result, out, 1 << 20)
 
     def stop(self) -> None:
         if self._subscription is not None:

@@ -6,8 +6,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 
@@ -85,17 +84,16 @@ class RemoteJobs:
                 report(Notice(f"lost the event stream of {self.url} ({exc}); retrying in {wait} s"))
                 self._stopping.wait(wait)
 
-    def submit(self, path: Path, name: str) -> str:
+    def submit(self, file: BinaryIO, name: str) -> str:
         form: dict[str, Any] = {"preset": self.preset} if self.preset else {}
         if self._batch_id is None:
             created = self._call("POST", "/api/batches/manual", json={"name": self.batch_name})
             _raise_for(created, "creating the watch batch")
             self._batch_id = created.json()["id"]
         form["batch_id"] = self._batch_id
-        with path.open("rb") as file:
-            response = self._call(
-                "POST", "/api/batches", data=form, files=[("files", (name, file))], timeout=600
-            )
+        response = self._call(
+            "POST", "/api/batches", data=form, files=[("files", (name, file))], timeout=600
+        )
         if response.status_code in (413, 415):
             raise Refused(_message(response))
         _raise_for(response, f"uploading {name}")
@@ -108,14 +106,11 @@ class RemoteJobs:
         _raise_for(response, f"asking for job {job_id}")
         return Update.from_job(response.json())
 
-    def save_result(self, job_id: str, target: Path) -> None:
-        tmp = target.with_name(f".{target.name}.part")
+    def save_result(self, job_id: str, out: BinaryIO) -> None:
         with self._client.stream("GET", f"/api/jobs/{job_id}/result", timeout=600) as response:
             _raise_for(response, f"downloading the result of job {job_id}")
-            with tmp.open("wb") as out:
-                for block in response.iter_bytes(1 << 20):
-                    out.write(block)
-        tmp.replace(target)
+            for block in response.iter_bytes(1 << 20):
+                out.write(block)
 
     def stop(self) -> None:
         self._stopping.set()

@@ -4,8 +4,10 @@ what they see into its inbox, so no state is shared between threads."""
 
 from __future__ import annotations
 
+import os
 import queue
-from pathlib import Path
+import stat
+from pathlib import Path, PurePosixPath
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn
@@ -16,6 +18,7 @@ from ..terminal import label_columns
 from .backend import ENDED, Backend, Notice, Refused, Resync, Update
 from .folder import FolderWatch, Rules
 from .ledger import Entry, Ledger, Signature
+from .nolinks import LinkRefused, OutputFolder, open_source
 
 
 class Display:
@@ -56,9 +59,16 @@ class Display:
 
 class Runner:
     def __init__(
-        self, rules: Rules, backend: Backend, ledger: Ledger, display: Display, settle: float
+        self,
+        rules: Rules,
+        output: OutputFolder,
+        backend: Backend,
+        ledger: Ledger,
+        display: Display,
+        settle: float,
     ) -> None:
         self.rules = rules
+        self.output = output
         self.backend = backend
         self.ledger = ledger
         self.display = display
@@ -145,20 +155,28 @@ class Runner:
 
     def _settled(self, path: Path) -> bool:
         try:
-            return self.ledger.settled(self._rel(path), Signature.of(path))
+            return self.ledger.settled(self._rel(path), Signature.of(path.stat()))
         except OSError:  # gone again
             return True
 
     def _submit(self, path: Path) -> None:
         rel = self._rel(path)
-        if self._settled(path):
+        try:
+            checked = path.stat()
+        except OSError:  # gone again
             return
-        signature = Signature.of(path)
+        signature = Signature.of(checked)
+        if not stat.S_ISREG(checked.st_mode) or self.ledger.settled(rel, signature):
+            return
         reason = self.rules.refusal(path)
         if reason is None:
             try:
-                job_id = self.backend.submit(path, rel)
-            except Refused as exc:
+                with open_source(self.rules.root, path) as file:
+                    if not _same_file(checked, os.fstat(file.fileno())):
+                        self.folder.add(path)  # replaced since checked: look again
+                        return
+                    job_id = self.backend.submit(file, rel)
+            except (Refused, LinkRefused) as exc:
                 reason = str(exc)
             except (ConnectionError, OSError) as exc:
                 self.display.say(f"error   {rel}: {exc} (taken up again on the next start)")
@@ -187,7 +205,7 @@ class Runner:
         if update.status == "completed":
             saved = self._save(update, rel)
             if isinstance(saved, Path):
-                output = saved.relative_to(self.rules.out).as_posix()
+                output = saved.relative_to(self.output.path).as_posix()
                 self.ledger.record(rel, Entry(size, mtime, "done", update.job_id, output))
                 self._said("done", rel, str(saved))
                 return
@@ -209,21 +227,20 @@ class Runner:
             )
         target = self._target(rel, fmt)
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            self.backend.save_result(update.job_id, target)
+            return self.output.write(
+                target, lambda file: self.backend.save_result(update.job_id, file)
+            )
         except (ConnectionError, OSError) as exc:
             return f"the result could not be saved: {exc}"
-        return target
 
-    def _target(self, rel: str, fmt: OutputFormat) -> Path:
-        """Where the result of ``rel`` goes: the same folders under the output folder; a
-        name another file's result has already taken keeps the original's extension too."""
-        source = Path(rel)
-        folder = self.rules.out / source.parent
-        target = folder / fmt.result_name(source.stem)
-        owner = self.ledger.outputs().get(target.relative_to(self.rules.out).as_posix())
+    def _target(self, rel: str, fmt: OutputFormat) -> PurePosixPath:
+        """Where in the output folder the result of ``rel`` goes: the same folders; a name
+        another file's result has already taken keeps the original's extension too."""
+        source = PurePosixPath(rel)
+        target = source.parent / fmt.result_name(source.stem)
+        owner = self.ledger.outputs().get(target.as_posix())
         if owner is not None and owner != rel:
-            target = folder / fmt.result_name(f"{source.stem}-{source.suffix.lstrip('.')}")
+            target = source.parent / fmt.result_name(f"{source.stem}-{source.suffix.lstrip('.')}")
         return target
 
     def _said(self, status: str, rel: str, detail: str) -> None:
@@ -232,3 +249,10 @@ class Runner:
 
     def _rel(self, path: Path) -> str:
         return path.relative_to(self.rules.root).as_posix()
+
+
+def _same_file(checked: os.stat_result, opened: os.stat_result) -> bool:
+    """The file opened is the version that was checked (no other file swapped in between)."""
+    return (checked.st_dev, checked.st_ino, checked.st_size, checked.st_mtime_ns) == (
+        opened.st_dev, opened.st_ino, opened.st_size, opened.st_mtime_ns
+    )  # fmt: skip
