@@ -183,8 +183,7 @@ def _bomb(exc: Image.DecompressionBombError, name: str, max_pixels: int) -> Inpu
             code="image_too_large",
         )
     return InputError(
-        f"{name}: {size}, over the limit of {_megapixels(max_pixels)} "
-        "(BGREMOVER_MAX_IMAGE_PIXELS)",
+        f"{name}: {size}, over the limit of {_megapixels(max_pixels)} (BGREMOVER_MAX_IMAGE_PIXELS)",
         code="image_too_large",
     )
 
