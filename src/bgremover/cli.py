@@ -44,7 +44,8 @@ from .engine import (
     overall_percent,
     plan_batch,
 )
-from .engine.decode import probe
+from .engine.decode import measure, probe
+from .engine.errors import InputError
 from .engine.models import ModelStore, get_model, registered_models
 from .jobs.database import default_url
 from .jobs.eta import StageClock, size_bucket
@@ -228,6 +229,8 @@ def remove(
              alpha_matting=alpha_matting, post_process_mask=post_process),
         background_image=bg_image, background_blur=bg_blur, quality=quality,
     )  # fmt: skip
+    if bg_image is not None:
+        _check_background(bg_image, settings.max_image_pixels)
     found, missing = collect_inputs(inputs)
     planned = plan_outputs(found, output, options.format)
     if not planned and not missing:
@@ -257,6 +260,21 @@ def remove(
         _print_summary(outcomes)
     if any(o.status in ("failed", "cancelled") for o in outcomes):
         raise typer.Exit(130 if any(o.status == "cancelled" for o in outcomes) else 1)
+
+
+def _check_background(path: Path, max_pixels: int) -> None:
+    """Ends the command with the reason when ``--bg-image`` is not an image the engine would
+    take (too many pixels, not an image): said once, before any photo is processed."""
+    try:
+        measure(path, name=str(path), max_pixels=max_pixels)
+    except OSError as exc:
+        message = f"--bg-image {path}: cannot be read ({exc.strerror})"
+        err_console.print(message, markup=False, highlight=False)
+    except InputError as exc:
+        err_console.print(f"--bg-image {exc}", markup=False, highlight=False)
+    else:
+        return
+    raise typer.Exit(2)
 
 
 def _preset(settings: Settings, name: str | None) -> PresetOptions:

@@ -112,6 +112,15 @@ class Settings(BaseSettings):
     dev: bool = False
     """Development mode: shows the UI's test panel."""
     max_files_per_upload: int = Field(default=1000, ge=1)
+    thumbnail_cache_bytes: int = Field(default=500_000_000, ge=0)
+    """Most bytes of cached thumbnails in ``data_dir/thumbnails``; past it the least recently
+    used are deleted (they are rendered again when asked for). 0 keeps none."""
+    thumbnail_renders: int = Field(default=2, ge=1)
+    """Thumbnails rendered at once in a web process: each holds its source decoded (a
+    36 MP PNG is 144 MB), so this bounds the memory thumbnails take."""
+    thumbnail_wait: Duration = timedelta(seconds=30)
+    """How long a thumbnail request waits for a render slot before it gets 503 with
+    Retry-After; a page of new cards waits its turn rather than showing broken images."""
     allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Host names (comma-separated) the server answers besides localhost names, loopback
     addresses and ``host``; ``*`` answers any. Guards against DNS rebinding."""

@@ -50,8 +50,9 @@ def on_color(cut: Image.Image, color: RGBA) -> Image.Image:
 
 
 def on_image(cut: Image.Image, background: Image.Image, blur: float = 0.0) -> Image.Image:
-    """The cut-out over ``background`` scaled to cover the cut-out's size, centred."""
-    fitted = ImageOps.fit(background.convert("RGBA"), cut.size, Image.Resampling.LANCZOS)
+    """The cut-out over ``background`` scaled to cover the cut-out's size, centred (scaled
+    first, so only the cut-out's size is ever converted)."""
+    fitted = in_mode(ImageOps.fit(background, cut.size, Image.Resampling.LANCZOS), "RGBA")
     if blur > 0:
         fitted = fitted.filter(ImageFilter.GaussianBlur(blur))
     return Image.alpha_composite(fitted, cut).convert("RGB")

@@ -10,6 +10,8 @@ import io
 import os
 import re
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import filetype
@@ -93,41 +95,70 @@ def decode(
 ) -> Image.Image:
     """Decode the first frame, apply EXIF orientation and normalise to RGB or RGBA (8 bit).
 
-    ``draft`` lets a JPEG decode at a reduced scale that still covers ``draft`` pixels on
-    both sides (for thumbnails: an eighth of the work and memory of a full decode).
+    Every image this app decodes (originals, backgrounds, stored results, thumbnails) comes
+    through here, so each meets ``max_pixels`` before a pixel is decoded. ``draft`` lets a
+    JPEG decode at a reduced scale that still covers ``draft`` pixels on both sides (for
+    thumbnails and backgrounds: an eighth of the work and memory of a full decode).
     """
     if not data:
         raise InputError(f"{name}: the file is empty (0 bytes)", code="empty_file")
+    with _reading(name, max_pixels, data[:_SNIFF_BYTES]):
+        image = Image.open(io.BytesIO(data))
+        _check_pixels(image.size, name, max_pixels)
+        image.seek(0)
+        if draft is not None:
+            image.draft(None, (draft, draft))
+        image.load()
+        # A container can hold a frame larger than its header said (an ICO's PNG): Pillow's
+        # ceiling bounded that decode; this keeps what goes on within ours.
+        _check_pixels(image.size, name, max_pixels)
+    return normalise(image)
+
+
+def measure(path: Path, *, name: str, max_pixels: int) -> tuple[int, int]:
+    """Width and height of the image file at ``path`` from its header, refused as ``decode``
+    would refuse it (over ``max_pixels``, not an image, corrupt): a check at upload time
+    that decodes no pixels."""
+    with open(path, "rb") as file:
+        header = file.read(_SNIFF_BYTES)
+        file.seek(0)
+        if not header:
+            raise InputError(f"{name}: the file is empty (0 bytes)", code="empty_file")
+        with _reading(name, max_pixels, header), Image.open(file) as image:
+            _check_pixels(image.size, name, max_pixels)
+            return image.size
+
+
+def _check_pixels(size: tuple[int, int], name: str, max_pixels: int) -> None:
+    width, height = size
+    if width * height > max_pixels:
+        raise InputError(
+            f"{name}: {width}×{height} is {_megapixels(width * height)} megapixels, over the "
+            f"limit of {_megapixels(max_pixels)} (BGREMOVER_MAX_IMAGE_PIXELS)",
+            code="image_too_large",
+        )
+
+
+def _megapixels(pixels: int) -> str:
+    """``1.25``, ``144``, ``4,295``: enough digits that a size just over a limit shows it."""
+    value = pixels / 1e6
+    return f"{value:.3g}" if value < 1000 else f"{value:,.0f}"
+
+
+@contextmanager
+def _reading(name: str, max_pixels: int, header: bytes) -> Iterator[None]:
+    """Pillow's ways of refusing a file, as ``InputError``s that name it and the fix."""
     try:
         with warnings.catch_warnings():
-            # Our own pixel limit below replaces Pillow's global bomb warning.
+            # Our own pixel limit replaces Pillow's global bomb warning.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            width, height = image.size
-            if width * height > max_pixels:
-                raise InputError(
-                    f"{name}: {width}×{height} is {width * height / 1e6:.0f} megapixels, over the "
-                    f"limit of {max_pixels / 1e6:.0f} (BGREMOVER_MAX_IMAGE_PIXELS)",
-                    code="image_too_large",
-                )
-            image.seek(0)
-            if draft is not None:
-                image.draft(None, (draft, draft))
-            image.load()
+            yield
     except InputError:
         raise
     except Image.DecompressionBombError as exc:
-        # Pillow's own ceiling (2 × its MAX_IMAGE_PIXELS) stops the open before our check;
-        # report the size against the limit this app enforces and lets people change.
-        found = re.search(r"\((\d+) pixels\)", str(exc))
-        size = f"{int(found[1]) / 1e6:.0f} megapixels" if found else "too many pixels"
-        raise InputError(
-            f"{name}: {size}, over the limit of {max_pixels / 1e6:.0f} "
-            "(BGREMOVER_MAX_IMAGE_PIXELS)",
-            code="image_too_large",
-        ) from None
+        raise _bomb(exc, name, max_pixels) from None
     except UnidentifiedImageError:
-        raise _unidentified(data, name) from None
+        raise _unidentified(header, name) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         # Pillow reports cut-off files as OSError("image file is truncated ...") and broken
         # chunks as SyntaxError/ValueError; all mean the bytes stop or go wrong mid-image.
@@ -135,7 +166,26 @@ def decode(
             f"{name}: the image data is truncated or corrupt ({str(exc).strip()})",
             code="corrupt_image",
         ) from None
-    return normalise(image)
+
+
+def _bomb(exc: Image.DecompressionBombError, name: str, max_pixels: int) -> InputError:
+    """Pillow's own ceiling (2 × its MAX_IMAGE_PIXELS, about 179 MP) stops the open before
+    our check; the message names the size against the limit people can change."""
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    ceiling = re.search(r"limit of (\d+) pixels", str(exc))
+    pixels = int(found[1]) if found else None
+    size = f"{_megapixels(pixels)} megapixels" if pixels else "too many pixels"
+    if pixels is not None and ceiling is not None and pixels <= max_pixels:
+        return InputError(
+            f"{name}: {size}, over the {_megapixels(int(ceiling[1]))} megapixels that this "
+            "server decodes at most (Pillow's ceiling, which BGREMOVER_MAX_IMAGE_PIXELS "
+            "cannot raise)",
+            code="image_too_large",
+        )
+    return InputError(
+        f"{name}: {size}, over the limit of {_megapixels(max_pixels)} (BGREMOVER_MAX_IMAGE_PIXELS)",
+        code="image_too_large",
+    )
 
 
 def normalise(image: Image.Image) -> Image.Image:

@@ -299,18 +299,23 @@ class Remover:
             composite.cutout(image, alpha, foreground), options.brightness, options.contrast
         )
         if options.background_image is not None:
-            try:
-                with Image.open(options.background_image) as background:
-                    return composite.on_image(cut, background, options.background_blur)
-            except (OSError, ValueError) as exc:
-                raise InputError(
-                    f"background image {options.background_image}: cannot be used ({exc})",
-                    code="invalid_background",
-                ) from None
+            return composite.on_image(
+                cut, self._background(options.background_image, cut.size), options.background_blur
+            )
         color = options.background_color
         if color is None and options.format is OutputFormat.JPEG:
             color = (255, 255, 255, 255)  # JPEG has no alpha: white unless told otherwise
         return composite.on_color(cut, color) if color is not None else cut
+
+    def _background(self, path: Path, size: tuple[int, int]) -> Image.Image:
+        """The background image, decoded under the same pixel limit as photos and no larger
+        than covering ``size`` needs (a JPEG decodes at a reduced scale)."""
+        name = f"background image {path.name}"
+        try:
+            data, _ = read_source(path, max_bytes=self.max_input_bytes)
+        except InputError as exc:
+            raise InputError(str(exc).replace(str(path), name), code=exc.code) from None
+        return decode(data, name=name, max_pixels=self.max_image_pixels, draft=max(size))
 
     def _save(self, result: Image.Image, options: RemoveOptions, destination: Path | None) -> bytes:
         data = encode(result, options.format, quality=options.quality)

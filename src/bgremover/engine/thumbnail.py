@@ -13,11 +13,22 @@ from .options import OutputFormat
 
 _QUALITY = 80
 
+SIZES = (64, 128, 256, 512, 768, 1024)
+"""The sizes rendered from a source (and cached): the UI asks for 128 (cards), 256, 512
+(history) and 768 (results grid); any other size is made from the next one up."""
 
-def thumbnail(path: Path, size: int, *, max_pixels: int) -> bytes:
-    """A WebP of the image at ``path`` whose longest side is at most ``size`` (never
-    enlarged), upright, with its transparency; any format ``decode`` reads (HEIC too)."""
-    data, name = read_source(path)
+
+def render_size(size: int) -> int:
+    """The smallest of ``SIZES`` at least ``size`` (the largest for anything above it)."""
+    return next((s for s in SIZES if s >= size), SIZES[-1])
+
+
+def thumbnail(source: Path | bytes, size: int, *, max_pixels: int) -> bytes:
+    """A WebP of the image at ``source`` (a path, or the bytes of a larger thumbnail) whose
+    longest side is at most ``size`` (never enlarged), upright, with its transparency; any
+    format ``decode`` reads (HEIC too). A JPEG decodes at the smallest scale that covers
+    ``size``, so a 12 MP photo costs an eighth of its full decode."""
+    data, name = read_source(source)
     image = decode(data, name=name, max_pixels=max_pixels, draft=size)
     image.thumbnail((size, size), Image.Resampling.LANCZOS)
     return encode(image, OutputFormat.WEBP, quality=_QUALITY)

@@ -2,20 +2,20 @@
 
 Originals are named by content hash, never by the user's file name, so uploads cannot choose
 names and identical files are stored once. Every storage key is derived here from a checked
-key (a content hash or a job id), never taken from a row. Thumbnails are a cache in this
-process's data dir, named for the file they show and deleted with it.
+key (a content hash or a job id), never taken from a row. Thumbnails are a bounded cache in
+this process's data dir (``ThumbnailCache``), named for the file they show and deleted with it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from contextlib import suppress
 from pathlib import Path
 
 from ..engine.decode import SUPPORTED_MEDIA_TYPES, sniff
 from ..engine.options import OutputFormat
 from ..storage import Storage
+from .thumbnail_cache import ThumbnailCache
 
 HASH_PATTERN = r"^[0-9a-f]{64}$"
 """A content hash: the name of an original or background in the store."""
@@ -38,10 +38,11 @@ def _fanned(folder: str, name: str) -> str:
 
 
 class FileStore:
-    def __init__(self, storage: Storage, cache_root: Path) -> None:
+    def __init__(
+        self, storage: Storage, cache_root: Path, *, thumbnail_cache_bytes: int = 500_000_000
+    ) -> None:
         self.storage = storage
-        self.thumbnails = cache_root / "thumbnails"
-        self.thumbnails.mkdir(parents=True, exist_ok=True)
+        self.thumbnails = ThumbnailCache(cache_root / "thumbnails", thumbnail_cache_bytes)
 
     def add_original(self, source: Path) -> tuple[str, int]:
         """Move ``source`` into the store; returns its sha256 and size."""
@@ -83,12 +84,6 @@ class FileStore:
         except ValueError:
             return None
 
-    def thumbnail_path(self, key: str, size: int) -> Path:
-        """Where the cached WebP thumbnail of a stored original or result goes. Their names
-        are unique (content hash, job id) and the files never change, so neither does this."""
-        name = key.rsplit("/", 1)[-1]
-        return self.thumbnails / name[:2] / f"{name}.{size}.webp"
-
     def image_type(self, key: str) -> str | None:
         """The media type of a stored file read from its bytes when it is an image we decode;
         None when it is missing or anything else (a row's claim is never asked)."""
@@ -110,10 +105,7 @@ class FileStore:
         """Delete a stored file and its thumbnails; whether the file was there."""
         if not key:
             return False
-        name = key.rsplit("/", 1)[-1]
-        for thumbnail in (self.thumbnails / name[:2]).glob(f"{name}.*.webp"):
-            with suppress(FileNotFoundError):
-                thumbnail.unlink()
+        self.thumbnails.discard(key)
         return self.storage.delete(key)
 
 

@@ -40,7 +40,11 @@ def open_service(
     migrate(engine)
     return JobService(
         sessions=session_factory(engine),
-        files=FileStore(open_storage(settings), settings.data_dir),
+        files=FileStore(
+            open_storage(settings),
+            settings.data_dir,
+            thumbnail_cache_bytes=settings.thumbnail_cache_bytes,
+        ),
         bus=bus if bus is not None else open_bus(settings, engine, follow=follow),
         settings=settings,
     )

@@ -3,13 +3,12 @@ backgrounds rendered from the stored transparent result without running the mode
 
 from __future__ import annotations
 
-import io
 from urllib.parse import quote
 
-from PIL import Image
-
 from ..engine import composite
+from ..engine.decode import decode
 from ..engine.encode import encode
+from ..engine.errors import InputError
 from ..engine.options import OutputFormat, parse_color
 from ..jobs.names import display_name
 from .errors import ApiError
@@ -42,11 +41,15 @@ def content_disposition(name: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe=_ATTR_CHARS)}"
 
 
-def render(result: bytes, stored: OutputFormat, fmt: OutputFormat, bg: str | None) -> bytes:
+def render(
+    result: bytes, stored: OutputFormat, fmt: OutputFormat, bg: str | None, max_pixels: int
+) -> bytes:
     """The stored result in another format or on a background colour."""
-    with Image.open(io.BytesIO(result)) as image:
-        image.load()
-    if stored is OutputFormat.MASK or image.mode not in ("RGBA", "LA"):
+    try:
+        image = decode(result, name="the stored result", max_pixels=max_pixels)
+    except InputError as exc:
+        raise ApiError(422, exc.code, str(exc)) from None
+    if stored is OutputFormat.MASK or image.mode != "RGBA":
         if fmt is stored and bg is None:
             return result
         raise ApiError(
@@ -55,9 +58,8 @@ def render(result: bytes, stored: OutputFormat, fmt: OutputFormat, bg: str | Non
             "This result was saved without transparency (as a mask, JPEG or on a background); "
             "retry the job with PNG or WebP output to convert it.",
         )
-    cut = image.convert("RGBA")
     if fmt is OutputFormat.MASK:
-        return encode(cut.getchannel("A"), OutputFormat.MASK)
+        return encode(image.getchannel("A"), OutputFormat.MASK)
     color = None
     if bg is not None:
         try:
@@ -66,5 +68,5 @@ def render(result: bytes, stored: OutputFormat, fmt: OutputFormat, bg: str | Non
             raise ApiError(422, "invalid_request", f"bg: {exc}") from None
     if color is None and fmt is OutputFormat.JPEG:
         color = (255, 255, 255, 255)
-    out = composite.on_color(cut, color) if color is not None else cut
+    out = composite.on_color(image, color) if color is not None else image
     return encode(out, fmt)

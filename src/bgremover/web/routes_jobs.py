@@ -11,6 +11,8 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from ..engine.decode import measure
+from ..engine.errors import InputError
 from ..engine.options import OutputFormat
 from ..jobs.schemas import CancelResult, Job, RetryResult
 from ..jobs.states import JobStatus
@@ -110,6 +112,14 @@ async def derive(
         )  # fmt: skip
         if isinstance(staged, Rejected):
             raise ApiError(staged.status, staged.code, staged.message)
+        try:  # refused now, as a photo would be by its worker, not after it queued a job
+            await run_in_threadpool(
+                measure, Path(staged.path), name=staged.file_name,
+                max_pixels=settings.max_image_pixels,
+            )  # fmt: skip
+        except InputError as exc:
+            Path(staged.path).unlink(missing_ok=True)
+            raise ApiError(422, exc.code, f"background image {exc}") from None
         background = await run_in_threadpool(service.files.add_background, Path(staged.path))
     options = form_options(
         format=format, background_color=background_color,
@@ -141,6 +151,7 @@ def original(job_id: str, service: Service) -> Response:
 async def result(
     job_id: str,
     service: Service,
+    settings: AppSettings,
     format: OutputFormat | None = None,
     bg: Annotated[str | None, Query(max_length=64, description="Background colour")] = None,
 ) -> Response:
@@ -158,5 +169,5 @@ async def result(
     if wanted is stored and bg is None:
         return stored_response(storage, key, stored.media_type, headers)
     data = await run_in_threadpool(read_all, storage, key)
-    data = await run_in_threadpool(render, data, stored, wanted, bg)
+    data = await run_in_threadpool(render, data, stored, wanted, bg, settings.max_image_pixels)
     return Response(data, media_type=wanted.media_type, headers=headers)

@@ -112,11 +112,13 @@ export function setProgressAria(element) {
 
 // Failures that mean the upload is not a picture the server can read: no thumbnail exists,
 // so the UI does not ask for one (the server would answer 422 and the browser log an error).
+// A job with a background image may have failed on the background: its photo still shows.
 const UNREADABLE = new Set([
   "corrupt_image", "empty_file", "file_too_large", "image_too_large", "not_an_image",
   "unreadable", "unsupported_format",
 ]);
 
 export function hasPreview(job) {
+  if (job.options?.background_image) return true;
   return !(job.status === "failed" && UNREADABLE.has(job.error?.code));
 }
