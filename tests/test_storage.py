@@ -94,6 +94,9 @@ def test_a_replaced_file_is_seen_whole(storage: Storage, tmp_path: Path) -> None
         "originals/ab/" + "a" * 64 + "/../x",
         "originals\\ab\\" + "a" * 64,
         "originals/ab/photo.jpg",
+        "originals/cd/" + "ab" * 32,  # a fan-out the store does not make
+        "secrets/ab/" + "ab" * 32,  # nor a folder
+        "results/ab/" + "ab" * 16 + ".sh",
         "",
     ],
 )

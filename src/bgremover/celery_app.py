@@ -5,6 +5,9 @@ load the model once and report straight to the job store.
 variables as the workers). A worker process:
 - at start, connects to the database (retrying with backoff), loads the model, times a
   warm-up image for the estimates, and beats in Redis as one free slot;
+- runs what the job's row says, never what a task message says: a message whose keys or
+  options are not the row's (forged by whoever can write to the broker) is refused, logged
+  and dropped (``workers.messages``);
 - takes each run over in the job store under the run's dispatch id, so a stale or duplicate
   delivery changes nothing; reports stages, percent, completion or failure itself (through
   the job service: the same coalescing and events as one machine), renews the run's lease,
@@ -38,6 +41,7 @@ from .storage import open_storage
 from .workers.base import Lost, WorkerInfo, WorkItem
 from .workers.celery_config import TASK, make_app
 from .workers.cluster import Channels, Listener, WorkerRegistry, redis_client
+from .workers.messages import RefusedMessage, check_against_row, parse
 from .workers.running import ProgressReports, run_item
 from .workers.worker_process import warm_up
 
@@ -109,6 +113,24 @@ class Node:
         self._listener = Listener(self._redis, channels.cancel, self.cancel).start()
         # A slot from the first beat on; if Redis is away now, the heartbeat keeps trying.
         threading.Thread(target=self._keep_alive, name="heartbeat", daemon=True).start()
+
+    def from_row(self, message: object) -> WorkItem | None:
+        """The run a task message names, as its job's row makes it; None (said in the log)
+        for a stale dispatch or a message that is malformed or disagrees with the row."""
+        try:
+            sent = parse(message)
+            item = self.service.dispatched(sent.job_id, sent.dispatch_id)
+            if item is None:
+                log.info("job %s: dispatch %s is stale; dropped", sent.job_id, sent.dispatch_id)
+                return None
+            check_against_row(sent, item)
+        except RefusedMessage as refused:
+            log.warning(
+                "%s; whoever can write to the broker can queue messages: give Redis or "
+                "RabbitMQ a password (see README, Scale-out)", refused,
+            )  # fmt: skip
+            return None
+        return item
 
     def run(self, item: WorkItem) -> None:
         """Run ``item`` if its dispatch is still the job's and no worker has it yet."""
@@ -220,10 +242,13 @@ def _stop_node(**_: Any) -> None:
 
 
 def run(item: dict[str, Any]) -> None:
-    """Run one work item (see ``workers.base.WorkItem``)."""
+    """Run the work item a message names (see ``workers.base.WorkItem``) as its job's row
+    says."""
     if _node is None:
         raise RuntimeError("the worker process did not start its node")
-    _node.run(WorkItem(**item))
+    trusted = _node.from_row(item)
+    if trusted is not None:
+        _node.run(trusted)
 
 
 _reporter: JobService | None = None
@@ -240,7 +265,10 @@ def _report_lost(task_id: str, exception: BaseException, args: Any = None, **_: 
     if not isinstance(exception, WorkerLostError | TimeLimitExceeded) or not args:
         return
     global _reporter
-    item = WorkItem(**args[0])
+    try:
+        item = parse(args[0])
+    except RefusedMessage:
+        return  # it was refused, never run
     if isinstance(exception, TimeLimitExceeded):
         reason = (
             f"it ran past its {exception.args[0] if exception.args else ''} s limit and was killed"

@@ -82,11 +82,12 @@ class Settings(BaseSettings):
 
     # Scale-out (one machine needs none of these).
     redis_url: str | None = None
-    """``redis://host:6379/0``: when set, events go through a Redis stream shared by every
-    web process, and jobs run on Celery workers (``bgremover worker``), not in ``serve``."""
+    """``redis://:password@host:6379/0`` (``rediss://`` across machines): when set, events go
+    through a Redis stream shared by every web process, and jobs run on Celery workers
+    (``bgremover worker``), not in ``serve``."""
     broker_url: str | None = None
-    """Celery's broker; default ``redis_url``. ``amqp://user:pass@host:5672//`` (RabbitMQ)
-    works too."""
+    """Celery's broker; default ``redis_url``. ``amqp://user:pass@host:5672//`` (RabbitMQ;
+    ``amqps://`` across machines) works too."""
     storage_url: str | None = None
     """Originals and results: ``file:///path`` (default: ``data_dir``) or
     ``s3://bucket/prefix``, which web processes and workers on other machines share."""
@@ -94,7 +95,8 @@ class Settings(BaseSettings):
     """An S3-compatible server other than AWS (MinIO, Ceph, …): ``http://host:9000``."""
     redis_namespace: str = Field(default="bgremover", pattern=r"^[A-Za-z0-9_.-]{1,40}$")
     """Prefix of this deployment's Redis keys, channels and Celery queue, so several
-    deployments (or test runs) can share one Redis."""
+    deployments (or test runs) on one Redis keep apart; no security boundary: each can read
+    and write the others' keys (give untrusting deployments a Redis or Redis user each)."""
     worker_heartbeat: Duration = timedelta(seconds=2)
     """How often a Celery worker process says it is alive; one silent for three of these no
     longer counts as a slot."""

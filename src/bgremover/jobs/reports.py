@@ -156,6 +156,22 @@ class Reports(ServiceCore):
         self._publish_all([notices.job_updated(job)])
         return True
 
+    def dispatched(self, job_id: str, dispatch_id: str) -> WorkItem | None:
+        """The run ``dispatch_id`` of ``job_id`` as the job's row makes it (its keys and
+        options), while the job is processing under exactly this dispatch; None for a stale
+        one. A Celery worker runs this, never what a task message claims."""
+        with self._sessions.begin() as db:
+            row = db.execute(
+                select(JobRow).where(
+                    JobRow.id == job_id,
+                    JobRow.dispatch_id == dispatch_id,
+                    JobRow.status == "processing",
+                )
+            ).scalar_one_or_none()
+            if row is None:
+                return None
+            return self._work_item(row, dispatch_id, row.predicted_seconds or 0.0)
+
     def _work_item(self, row: JobRow, dispatch_id: str, predicted: float) -> WorkItem:
         """What a worker needs for one run: storage keys (derived from the row's hash and
         id, never a stored path) and the output options."""

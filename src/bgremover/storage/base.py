@@ -9,9 +9,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-_KEY = re.compile(r"^[a-z]+/[0-9a-f]{2}/[0-9a-f]{32,64}(\.[0-9a-z]{1,5})?$")
-"""The only key shapes the job system makes: a folder, a two-character fan-out and a hash or
-id with an extension. Anything else (``..``, a leading ``/``, a user's file name) is refused."""
+_KEY = re.compile(
+    r"(?:originals|backgrounds)/(?P<hash>[0-9a-f]{2})/(?P=hash)[0-9a-f]{62}"
+    r"|results/(?P<id>[0-9a-f]{2})/(?P=id)[0-9a-f]{30}\.(?:png|webp|jpg)"
+)
+"""The only keys the job system makes (``jobs.files``): an original or background named by
+its sha256, a result by its job id and format, each under a fan-out of the name's first two
+characters. Anything else (``..``, a leading ``/``, a user's file name, a folder of its
+own) is refused, so no key can leave the store or reach a file the store did not make."""
 
 
 class StorageError(RuntimeError):

@@ -41,5 +41,10 @@ def make_app(settings: Settings) -> Any:
         broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
         task_serializer="json",
         accept_content=["json"],
+        # A new pool process connects to the database, loads the model and times a warm-up
+        # image before it reports up; Celery's 4 s default kills it mid-way on a busy
+        # machine, and every replacement after it, so a worker that lost a child never ran
+        # again. Minutes: a child that takes longer is stuck (it says why in the log).
+        worker_proc_alive_timeout=300.0,
     )
     return app

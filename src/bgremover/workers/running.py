@@ -45,6 +45,11 @@ def run_item(
         return Failed(job_id, dispatch_id, code=remover.code, message=remover.message)
     # Messages name the stored file by its hash; the job service puts the user's name back.
     name = item.original_key.rsplit("/", 1)[-1]
+    if "background_image" in item.options:  # files come by storage key, never by path
+        return Failed(
+            job_id, dispatch_id, code="invalid_options",
+            message=f"{name}: a background image is named by its storage key, not a path",
+        )  # fmt: skip
     local_source: Path | None = None
     try:
         with ExitStack() as stack:
