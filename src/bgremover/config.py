@@ -112,6 +112,8 @@ class Settings(BaseSettings):
     dev: bool = False
     """Development mode: shows the UI's test panel."""
     max_files_per_upload: int = Field(default=1000, ge=1)
+    max_presets: int = Field(default=200, ge=1)
+    """Saved presets at most; saving a new one beyond this is refused (409)."""
     allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Host names (comma-separated) the server answers besides localhost names, loopback
     addresses and ``host``; ``*`` answers any. Guards against DNS rebinding."""

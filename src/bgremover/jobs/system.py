@@ -74,7 +74,7 @@ class JobSystem:
         self.service = open_service(settings, bus=bus)
         self.bus = self.service.bus
         self.engine = self.service.database
-        self.presets = PresetStore(session_factory(self.engine))
+        self.presets = PresetStore(session_factory(self.engine), settings.max_presets)
         self.executor = executor if executor is not None else default_executor(settings)
         self.scheduler = Scheduler(
             self.service,
