@@ -146,7 +146,7 @@ class PresetStore:
                     if row is not None:
                         row.options, row.updated_at = options, now
                         return False
-                    if db.scalar(select(func.count()).select_from(PresetRow)) >= self._limit:
+                    if _count(db) >= self._limit:
                         raise TooManyPresets(preset.name, self._limit)
                     db.add(PresetRow(name=preset.name, options=options, created_at=now,
                                      updated_at=now))  # fmt: skip
@@ -165,8 +165,11 @@ class PresetStore:
     @staticmethod
     def _listed(db: Db) -> str:
         names = db.scalars(select(PresetRow.name).order_by(PresetRow.name).limit(NAMES_SHOWN))
-        total = db.scalar(select(func.count()).select_from(PresetRow)) or 0
-        return saved_names(list(names), total)
+        return saved_names(list(names), _count(db))
+
+
+def _count(db: Db) -> int:
+    return db.scalar(select(func.count()).select_from(PresetRow)) or 0
 
 
 def _preset(row: PresetRow) -> Preset:
