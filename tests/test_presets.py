@@ -14,7 +14,13 @@ from PIL import Image
 
 from bgremover import Settings
 from bgremover.jobs.database import connect, migrate, session_factory
-from bgremover.jobs.presets import Preset, PresetStore, UnknownPreset, open_presets
+from bgremover.jobs.presets import (
+    Preset,
+    PresetStore,
+    TooManyPresets,
+    UnknownPreset,
+    open_presets,
+)
 from bgremover.web import create_app
 
 from .jobs_support import wait_for_job
@@ -126,13 +132,18 @@ def test_an_upload_naming_an_unknown_preset_is_refused_and_queues_nothing(
 def test_the_store_saves_replaces_and_deletes_on_each_database(database_url: str) -> None:
     engine = connect(database_url)
     migrate(engine)
-    store = PresetStore(session_factory(engine))
+    store = PresetStore(session_factory(engine), limit=2)
     try:
         assert store.save(Preset(name="A", format="jpeg", background_color="white"))
         assert not store.save(Preset(name="A", format="jpeg", background_color="rgb(1,2,3)"))
         assert store.get("A").background_color == "#010203"
         with pytest.raises(UnknownPreset, match="saved presets: A"):
             store.get("B")
+        assert store.save(Preset(name="B"))
+        with pytest.raises(TooManyPresets, match="2 presets are saved"):
+            store.save(Preset(name="C"))
+        assert not store.save(Preset(name="B", priority=3))  # replacing is no growth
+        store.delete("B")
         store.delete("A")
         assert store.list() == []
     finally:

@@ -486,3 +486,27 @@ def test_options_saved_as_a_preset_fill_the_next_drop(
     assert page.locator("preset-picker option[value='Green shop']").count() == 0
     names = page.evaluate("() => fetch('/api/presets').then((r) => r.json())")
     assert names == []
+
+
+def test_the_token_dialog_logs_the_browser_in_with_a_strict_http_only_cookie(
+    browser: Any, tmp_path: Path, tiny_model: Path
+) -> None:
+    token = "Zq3vG8-hW1nR5tYk0pLs2xC7bN4mJ9dF6aE_uQiOw"
+    env = {"BGREMOVER_MODEL_PATH": str(tiny_model)}
+    with served(tmp_path, "--token", token, env=env) as (url, _):
+        context = browser.new_context(base_url=url)
+        context.set_default_timeout(TIMEOUT_MS)
+        tab = context.new_page()
+        errors: list[str] = []
+        tab.on("pageerror", lambda error: errors.append(str(error)))
+        tab.goto("/")
+        tab.fill("#token-input", token)
+        tab.click("token-dialog button[type=submit]")
+        tab.wait_for_selector("#connection[data-state=open]")
+        cookies = {c["name"]: c for c in context.cookies()}
+        login = cookies[f"bgremover_auth_{url.rsplit(':', 1)[1]}"]
+        assert login["httpOnly"] and login["sameSite"] == "Strict" and token not in login["value"]
+        # The cookie alone lets in what carries no header (a link opened in a new tab).
+        assert tab.request.get("/api/jobs").status == 200
+        context.close()
+        assert not errors, f"JavaScript errors on the page: {errors}"

@@ -226,18 +226,21 @@ def test_a_restart_redoes_nothing_and_takes_the_files_added_while_it_was_stopped
     }  # fmt: skip
 
 
+TOKEN = "UFdFASasGzr8thwVY_XiKectAUq2sEtO-AzKoefAVdk"
+
+
 def test_with_a_server_jobs_show_there_and_results_land_in_the_output_folder(
     tmp_path: Path, photos: dict[str, Path], tiny_model: Path
 ) -> None:
-    server_env = {"BGREMOVER_MODEL_PATH": str(tiny_model), "BGREMOVER_TOKEN": "watch-token"}
+    server_env = {"BGREMOVER_MODEL_PATH": str(tiny_model), "BGREMOVER_TOKEN": TOKEN}
     with served(tmp_path / "server", env=server_env) as (url, _):
-        auth = {**UI, "Authorization": "Bearer watch-token"}
+        auth = {**UI, "Authorization": f"Bearer {TOKEN}"}
         saved = httpx.post(f"{url}/api/presets", json={"name": "Shop", "format": "webp"},
                            headers=auth)  # fmt: skip
         assert saved.status_code == 201, saved.text
         folder = tmp_path / "inbox"
         # The watcher's own data folder is empty: everything happens on the server.
-        env = {"BGREMOVER_DATA_DIR": str(tmp_path / "elsewhere"), "BGREMOVER_TOKEN": "watch-token"}
+        env = {"BGREMOVER_DATA_DIR": str(tmp_path / "elsewhere"), "BGREMOVER_TOKEN": TOKEN}
         output = receive(folder, photos, env, "--server", url, "--preset", "Shop")
         check_outcome(output, folder / "no-bg", ".webp")
         with Image.open(folder / "no-bg" / "fast-no-bg.webp") as image:

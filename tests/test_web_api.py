@@ -21,6 +21,8 @@ from .conftest import SUBJECT_POINTS
 from .jobs_support import wait_for_job
 from .serving import UI
 
+TOKEN = "7EzzYFca0gAI2knVhqmcUBnGqi7QCZXG4c6z8w6bFJ8"
+
 pytestmark = pytest.mark.model
 
 MAX_BYTES = 300_000
@@ -269,11 +271,13 @@ def test_export_and_import_round_trip(client: TestClient) -> None:
     assert result["jobs"] == 0 and result["skipped"] >= len(state["jobs"])
 
 
-def test_a_server_off_loopback_needs_a_token(tmp_path: Path) -> None:
-    with pytest.raises(InsecureBinding):
+def test_a_server_off_loopback_needs_a_good_token(tmp_path: Path) -> None:
+    with pytest.raises(InsecureBinding, match="bgremover token"):
         create_app(Settings(data_dir=tmp_path, host="0.0.0.0"))
+    with pytest.raises(InsecureBinding, match="bgremover token"):
+        create_app(Settings(data_dir=tmp_path, host="0.0.0.0", token="s3cret"))
     app = create_app(
-        Settings(data_dir=tmp_path, host="0.0.0.0", token="s3cret", max_concurrent_jobs=1)
+        Settings(data_dir=tmp_path, host="0.0.0.0", token=TOKEN, max_concurrent_jobs=1)
     )
     with TestClient(app, base_url="http://localhost", headers=UI) as guarded:
         denied = guarded.get("/api/stats")
@@ -282,11 +286,10 @@ def test_a_server_off_loopback_needs_a_token(tmp_path: Path) -> None:
             guarded.get("/api/stats", headers={"Authorization": "Bearer wrong"}).status_code == 401
         )
         # A token in the URL only where a header is impossible (streams, images, downloads).
-        assert guarded.get("/api/stats?token=s3cret").status_code == 401
-        assert guarded.get("/api/jobs/nope/result?token=s3cret").status_code == 404
-        assert (
-            guarded.get("/api/stats", headers={"Authorization": "Bearer s3cret"}).status_code == 200
-        )
+        assert guarded.get(f"/api/stats?token={TOKEN}").status_code == 401
+        assert guarded.get(f"/api/jobs/nope/result?token={TOKEN}").status_code == 404
+        bearer = {"Authorization": f"Bearer {TOKEN}"}
+        assert guarded.get("/api/stats", headers=bearer).status_code == 200
         assert (
             guarded.get("/docs").status_code == 200
         )  # the page itself; its API calls need the token

@@ -560,6 +560,14 @@ def serve(
 
 
 @app.command()
+def token() -> None:
+    """Print a new random access token (256 bits) for BGREMOVER_TOKEN or --token."""
+    from .web.tokens import new_token
+
+    print(new_token())
+
+
+@app.command()
 def watch(
     folder: Annotated[
         Path,

@@ -110,7 +110,14 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     token: str | None = None
-    """Access token; required when ``host`` is not a loopback address."""
+    """Access token; required when ``host`` is not a loopback address, and refused when weak
+    (``web/tokens.py``; ``bgremover token`` makes a good one)."""
+    login_lifetime: Duration = timedelta(hours=12)
+    """How long a browser login (the cookie ``POST /api/login`` sets) lasts."""
+    auth_max_failures: int = Field(default=10, ge=1)
+    auth_failure_window: Duration = timedelta(minutes=1)
+    """A client address that sent ``auth_max_failures`` wrong tokens within
+    ``auth_failure_window`` gets 429 until the oldest of them is that long ago."""
     dev: bool = False
     """Development mode: shows the UI's test panel."""
     max_files_per_upload: int = Field(default=1000, ge=1)
@@ -123,6 +130,8 @@ class Settings(BaseSettings):
     thumbnail_wait: Duration = timedelta(seconds=30)
     """How long a thumbnail request waits for a render slot before it gets 503 with
     Retry-After; a page of new cards waits its turn rather than showing broken images."""
+    max_presets: int = Field(default=200, ge=1)
+    """Saved presets at most; saving a new one beyond this is refused (409)."""
     allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Host names (comma-separated) the server answers besides localhost names, loopback
     addresses and ``host``; ``*`` answers any. Guards against DNS rebinding."""

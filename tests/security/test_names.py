@@ -56,3 +56,24 @@ def test_manual_batch_names_are_cleaned_at_the_door(server: Server) -> None:
     assert made.json()["name"] == "Shoot[31m 1"
     blank = server.post("/api/batches/manual", json={"name": "\r\n\t"})
     assert blank.status_code == 422
+
+
+def test_archive_entries_carry_no_drive_or_stream_separator(
+    server: Server, photos: dict[str, Path]
+) -> None:
+    """``C:evil-no-bg.png`` is drive-relative to a naive Windows extractor (and ``a:b`` an NTFS
+    stream): entries are cleaned by the same rule as the archive's own name."""
+    created = upload_and_finish(
+        server.url, [("C:evil.jpg", photos["chelsea.jpg"].read_bytes())], name="D:shoot"
+    )
+    assert created["jobs"][0]["file_name"] == "C:evil.jpg"  # kept as given, for showing
+    archive = server.get(f"/api/batches/{created['batch']['id']}/archive")
+    assert archive.status_code == 200
+    members = zipfile.ZipFile(io.BytesIO(archive.content)).namelist()
+    assert members == ["C.evil-no-bg.png"]
+    assert 'filename="D.shoot.zip"' in archive.headers["content-disposition"]
+    job_id = created["jobs"][0]["id"]
+    result = server.get(f"/api/jobs/{job_id}/result")
+    assert 'filename="C.evil-no-bg.png"' in result.headers["content-disposition"]
+    original = server.get(f"/api/jobs/{job_id}/original")
+    assert 'filename="C.evil.jpg"' in original.headers["content-disposition"]

@@ -15,6 +15,8 @@ from bgremover.web import create_app
 
 from .conftest import Server
 
+TOKEN = "vY2a2AFEGrfW6y6nPB7IT_U_zNzXVEoLc0jwqufBrMM"
+
 pytestmark = pytest.mark.model
 
 
@@ -103,8 +105,8 @@ def test_allowed_hosts_extend_the_list_and_a_wildcard_bind_takes_ip_literals(
         assert TestClient(app, base_url="http://other.lan").get("/api/jobs").status_code == 403
         assert TestClient(app, base_url="http://[::1]:8000").get("/api/jobs").status_code == 200
         assert TestClient(app, base_url="http://10.0.0.5").get("/api/jobs").status_code == 403
-        wide = Settings(data_dir=tmp_path, host="0.0.0.0", token="t", max_concurrent_jobs=1)
-        bearer = {"Authorization": "Bearer t"}
+        wide = Settings(data_dir=tmp_path, host="0.0.0.0", token=TOKEN, max_concurrent_jobs=1)
+        bearer = {"Authorization": f"Bearer {TOKEN}"}
         open_app = create_app(wide, system=system)
         by_ip = TestClient(open_app, base_url="http://10.0.0.5:8000", headers=bearer)
         assert by_ip.get("/api/jobs").status_code == 200

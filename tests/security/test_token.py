@@ -1,6 +1,6 @@
-"""With an access token: the token travels in a header, or once in the URL where a header is
-impossible (the event stream, images and downloads), then as an HttpOnly SameSite=Strict
-cookie; it is accepted nowhere else in a URL and never written to the log."""
+"""With an access token: the token travels in a header, or in the URL where a header is
+impossible (the event stream, images and downloads), or a login exchanges it for an HttpOnly
+SameSite=Strict cookie; it is accepted nowhere else in a URL and never written to the log."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from ..serving import UI, served
 
 pytestmark = pytest.mark.model
 
-TOKEN = "tok-3f9a1c77d2e0b845"
+TOKEN = "DmTrNiZxWGmTOByAEkM9vVMOoIKz8XuSqLvMQZzZ8vc"
 
 
 @pytest.fixture(scope="module")
@@ -50,12 +50,12 @@ def test_the_token_in_a_url_works_only_where_a_header_cannot_be_sent(
     )
 
 
-def test_a_header_token_sets_a_strict_http_only_cookie_that_then_suffices(
+def test_a_login_sets_a_strict_http_only_cookie_that_then_suffices(
     guarded: tuple[str, subprocess.Popen[str]],
 ) -> None:
     url, _ = guarded
-    first = httpx.get(f"{url}/api/config", headers={"Authorization": f"Bearer {TOKEN}"})
-    assert first.status_code == 200
+    first = httpx.post(f"{url}/api/login", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert first.status_code == 204
     cookie = first.headers["set-cookie"]
     assert "httponly" in cookie.lower() and "samesite=strict" in cookie.lower()
     assert TOKEN not in cookie
@@ -68,8 +68,11 @@ def test_a_header_token_sets_a_strict_http_only_cookie_that_then_suffices(
             headers={**UI, "Origin": "http://evil.example"},
         )  # fmt: skip
         assert foreign.status_code == 403
-    forged = httpx.get(f"{url}/api/jobs", cookies={k: "0" * 64 for k in first.cookies})
+    forged = httpx.get(f"{url}/api/jobs", cookies={k: "0" * 43 for k in first.cookies})
     assert forged.status_code == 401
+    # The login needs the token itself: no cookie, no URL token.
+    assert httpx.post(f"{url}/api/login", headers=UI).status_code == 401
+    assert httpx.post(f"{url}/api/login?token={TOKEN}", headers=UI).status_code == 401
 
 
 def test_the_token_never_reaches_the_log(guarded: tuple[str, subprocess.Popen[str]]) -> None:

@@ -22,6 +22,7 @@ from .eta import BUCKET_EDGES_MP
 from .sqlstats import HOUR, epoch_hour, epoch_seconds, spreads
 from .states import TERMINAL
 from .tables import JobRow, StageDurationRow
+from .times import InvalidTime, parse_time
 
 DEFAULT_WINDOW = timedelta(hours=24)
 MAX_WINDOW = timedelta(days=90)
@@ -38,7 +39,7 @@ _FORMS = (
 )
 
 
-class InvalidWindow(ValueError):
+class InvalidWindow(InvalidTime):
     """A ``since`` that is not a time or span we read, in the future, or too far back."""
 
 
@@ -159,11 +160,9 @@ def window_start(since: str | None, now: datetime) -> datetime:
 
 def _time(text: str) -> datetime:
     try:
-        parsed = datetime.fromisoformat(text)
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-    except (ValueError, OverflowError):  # OverflowError: a zone that moves it before year 1
-        hint = " (a '+' in a URL reads as a space: write %2B or Z)" if " " in text else ""
-        raise InvalidWindow(f"since={text!r} is not a time{hint}; {_FORMS}") from None
+        return parse_time("since", text, _FORMS)
+    except InvalidTime as exc:
+        raise InvalidWindow(*exc.args) from None
 
 
 def report(db: Db, since: datetime, until: datetime) -> Analytics:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as Db
 from sqlalchemy.orm import sessionmaker
@@ -82,20 +82,45 @@ class Preset(PresetOptions):
     name: PresetName
 
 
-class UnknownPreset(NotFound):
-    """No preset of that name; the message lists those that exist."""
+NAMES_SHOWN = 20
+"""How many saved names a message lists at most (then "and N more")."""
 
-    def __init__(self, name: str, known: list[str]) -> None:
+
+def saved_names(names: list[str], total: int) -> str:
+    """``names`` (the first ``NAMES_SHOWN`` of ``total``) for a message: short however many
+    presets there are."""
+    if not names:
+        return "none are saved yet"
+    shown = names[:NAMES_SHOWN]
+    more = total - len(shown)
+    return ", ".join(shown) + (f", and {more} more" if more > 0 else "")
+
+
+class UnknownPreset(NotFound):
+    """No preset of that name; the message lists (some of) those that exist."""
+
+    def __init__(self, name: str, listed: str) -> None:
         super().__init__("preset", name)
-        listed = ", ".join(known) if known else "none are saved yet"
         self.args = (f"no preset named {name!r} (saved presets: {listed})",)
 
 
-class PresetStore:
-    """Presets in the job database; any number of processes may share it."""
+class TooManyPresets(Exception):
+    """Saving a new preset would pass ``max_presets`` (HTTP 409)."""
 
-    def __init__(self, sessions: sessionmaker[Db]) -> None:
+    def __init__(self, name: str, limit: int) -> None:
+        super().__init__(
+            f"cannot save preset {name!r}: {limit} presets are saved, the most this server "
+            "keeps; delete one, replace one of the same name, or raise BGREMOVER_MAX_PRESETS"
+        )
+
+
+class PresetStore:
+    """Presets in the job database; any number of processes may share it, at most ``limit``
+    of them (concurrent first saves in several processes may pass it by one each)."""
+
+    def __init__(self, sessions: sessionmaker[Db], limit: int) -> None:
         self._sessions = sessions
+        self._limit = limit
 
     def list(self) -> list[Preset]:
         with self._sessions() as db:
@@ -107,7 +132,7 @@ class PresetStore:
         with self._sessions() as db:
             row = db.get(PresetRow, name)
             if row is None:
-                raise UnknownPreset(name, [p.name for p in self.list()])
+                raise UnknownPreset(name, self._listed(db))
             return _preset(row)
 
     def save(self, preset: Preset) -> bool:
@@ -121,6 +146,8 @@ class PresetStore:
                     if row is not None:
                         row.options, row.updated_at = options, now
                         return False
+                    if _count(db) >= self._limit:
+                        raise TooManyPresets(preset.name, self._limit)
                     db.add(PresetRow(name=preset.name, options=options, created_at=now,
                                      updated_at=now))  # fmt: skip
                     return True
@@ -133,7 +160,16 @@ class PresetStore:
             deleted = db.execute(delete(PresetRow).where(PresetRow.name == name))
             if deleted.rowcount:  # type: ignore[attr-defined]
                 return
-        raise UnknownPreset(name, [p.name for p in self.list()])
+            raise UnknownPreset(name, self._listed(db))
+
+    @staticmethod
+    def _listed(db: Db) -> str:
+        names = db.scalars(select(PresetRow.name).order_by(PresetRow.name).limit(NAMES_SHOWN))
+        return saved_names(list(names), _count(db))
+
+
+def _count(db: Db) -> int:
+    return db.scalar(select(func.count()).select_from(PresetRow)) or 0
 
 
 def _preset(row: PresetRow) -> Preset:
@@ -147,6 +183,6 @@ def open_presets(settings: Settings) -> Iterator[PresetStore]:
     engine = connect(settings.database_url or default_url(settings.data_dir))
     try:
         migrate(engine)
-        yield PresetStore(session_factory(engine))
+        yield PresetStore(session_factory(engine), settings.max_presets)
     finally:
         engine.dispose()

@@ -13,6 +13,7 @@ from ..workers.base import Executor
 from .database import connect, default_url, migrate, session_factory
 from .events import EventBus, InMemoryEventBus
 from .files import FileStore
+from .logins import LoginStore
 from .presets import PresetStore
 from .scheduler import Scheduler
 from .sequences import EventSeq
@@ -78,7 +79,8 @@ class JobSystem:
         self.service = open_service(settings, bus=bus)
         self.bus = self.service.bus
         self.engine = self.service.database
-        self.presets = PresetStore(session_factory(self.engine))
+        self.presets = PresetStore(session_factory(self.engine), settings.max_presets)
+        self.logins = LoginStore(session_factory(self.engine))
         self.executor = executor if executor is not None else default_executor(settings)
         self.scheduler = Scheduler(
             self.service,

@@ -10,6 +10,7 @@ from typing import Any, BinaryIO
 
 import httpx
 
+from ..jobs.presets import saved_names
 from .backend import Notice, Refused, Report, Resync, Update
 
 RECONNECT_S = (0.5, 1, 2, 5, 10)
@@ -43,7 +44,7 @@ class RemoteJobs:
             _raise_for(presets, "listing the server's presets")
             names = [p["name"] for p in presets.json()]
             if self.preset not in names:
-                listed = ", ".join(names) or "none are saved yet"
+                listed = saved_names(names, len(names))
                 raise ConnectionError(
                     f"{self.url} has no preset named {self.preset!r} (saved presets: {listed})"
                 )

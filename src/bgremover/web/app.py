@@ -18,6 +18,7 @@ from . import (
     errors,
     events,
     routes_analytics,
+    routes_auth,
     routes_batches,
     routes_jobs,
     routes_misc,
@@ -27,6 +28,7 @@ from . import (
 from .auth import TokenMiddleware, is_loopback
 from .headers import SecurityHeaders
 from .origin import HostGuard, SameOriginGuard
+from .tokens import weak_token_message
 
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -38,13 +40,17 @@ class InsecureBinding(Exception):
 def create_app(settings: Settings, *, system: JobSystem | None = None) -> FastAPI:
     """The web app. It starts (and on shutdown stops) its own job system unless one is given.
 
-    Refuses to build when ``settings.host`` is not a loopback address and no token is set.
+    Refuses to build when ``settings.host`` is not a loopback address and no token is set,
+    or when the token is weak.
     """
     if not is_loopback(settings.host) and not settings.token:
         raise InsecureBinding(
             f"refusing to listen on {settings.host} without an access token: set "
-            "BGREMOVER_TOKEN (or --token) so only people who have it can use this server"
+            "BGREMOVER_TOKEN (or --token) so only people who have it can use this server; "
+            "`bgremover token` prints a new one"
         )
+    if settings.token and (weak := weak_token_message(settings.token)):
+        raise InsecureBinding(weak)
     owned = system is None
 
     @asynccontextmanager
@@ -67,13 +73,15 @@ def create_app(settings: Settings, *, system: JobSystem | None = None) -> FastAP
     if system is not None:
         app.state.system = system
     errors.install(app)
-    routers = (routes_batches, routes_jobs, routes_misc, routes_presets, routes_analytics)
+    routers = (
+        routes_batches, routes_jobs, routes_misc, routes_presets, routes_analytics, routes_auth
+    )  # fmt: skip
     for module in (*routers, events, thumbnails):
         app.include_router(module.router)
     # Added innermost first: headers on every answer, then Host, token, same-origin proof.
     app.add_middleware(SameOriginGuard)
     if settings.token:
-        app.add_middleware(TokenMiddleware, token=settings.token, port=settings.port)
+        app.add_middleware(TokenMiddleware, settings=settings)
     app.add_middleware(HostGuard, bound=settings.host, allowed=settings.allowed_hosts)
     app.add_middleware(SecurityHeaders)
 

@@ -18,23 +18,31 @@ _ATTR_CHARS = "!#$&+-.^_`|~"
 
 
 def download_name(file_name: str, fmt: OutputFormat) -> str:
-    """``photo.png`` → ``photo-no-bg.png`` (``photo-mask.png`` for a mask); any stored name
-    passes the upload sanitiser again, so no row can put a folder into an archive."""
+    """``photo.png`` → ``photo-no-bg.png`` (``photo-mask.png`` for a mask): a plain name
+    (``plain_name``), so no row can put a folder or a drive into an archive."""
     file_name = display_name(file_name)
     stem = file_name.rsplit(".", 1)[0] if "." in file_name.strip(".") else file_name
     suffix = "-mask" if fmt is OutputFormat.MASK else "-no-bg"
-    return display_name(f"{stem or 'image'}{suffix}{fmt.extension}")
+    return plain_name(f"{stem or 'image'}{suffix}{fmt.extension}")
 
 
 def archive_name(batch_name: str) -> str:
-    """A batch's ZIP name: its name without folder or drive separators."""
-    return display_name(f"{batch_name.replace('/', '-').replace(':', '.')}.zip")
+    """A batch's ZIP name: its name as a ``plain_name``."""
+    return plain_name(f"{batch_name}.zip")
+
+
+def plain_name(name: str) -> str:
+    """The one rule for a name that becomes a file on the user's disk (ZIP entries, the
+    archive, downloads): ``display_name`` without folder, drive or stream separators, which
+    are kept as text (``C:evil.png`` is drive-relative to a naive Windows extractor, and
+    ``a.png:b`` an NTFS stream)."""
+    return display_name(name.replace("/", "-").replace("\\", "-").replace(":", "."))
 
 
 def content_disposition(name: str) -> str:
     """``attachment`` per RFC 6266: an ASCII ``filename`` for old clients and the exact
     name as UTF-8 in ``filename*``; control characters never reach the header."""
-    name = display_name(name)
+    name = plain_name(name)
     fallback = "".join(
         "'" if ch == '"' else ch if " " <= ch <= "~" and ch != "\\" else "_" for ch in name
     )

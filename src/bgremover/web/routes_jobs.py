@@ -16,6 +16,7 @@ from ..engine.errors import InputError
 from ..engine.options import OutputFormat
 from ..jobs.schemas import CancelResult, Job, RetryResult
 from ..jobs.states import JobStatus
+from ..jobs.times import TIME_FORM, InvalidTime, parse_time
 from .deps import AppSettings, Limit, Offset, Page, Service
 from .downloads import content_disposition, download_name, render
 from .errors import ApiError
@@ -32,21 +33,38 @@ class PriorityChange(BaseModel):
     """Move to the front of the queue instead."""
 
 
+TimeQuery = Annotated[
+    str | None,
+    Query(max_length=64, description=f"Created at or after / before: {TIME_FORM}"),
+]
+
+
+def _time(field: str, text: str | None) -> datetime | None:
+    """A query time read as analytics reads its ``since`` (422 naming the field otherwise)."""
+    if text is None:
+        return None
+    try:
+        return parse_time(field, text.strip())
+    except InvalidTime as exc:
+        raise ApiError(422, f"invalid_{field}", str(exc)) from None
+
+
 @router.get("", response_model=Page[Job])
 def list_jobs(
     service: Service,
     status: Annotated[list[JobStatus] | None, Query()] = None,
     batch_id: str | None = None,
     session_id: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: TimeQuery = None,
+    until: TimeQuery = None,
     q: Annotated[str | None, Query(max_length=200, description="File name contains")] = None,
     include_superseded: bool = False,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> Page[Job]:
     items, total = service.list_jobs(
-        status=status, batch_id=batch_id, session_id=session_id, since=since, until=until,
+        status=status, batch_id=batch_id, session_id=session_id,
+        since=_time("since", since), until=_time("until", until),
         q=q, include_superseded=include_superseded, limit=limit, offset=offset,
     )  # fmt: skip
     return Page(items=items, total=total, limit=limit, offset=offset)

@@ -6,8 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 
-from ..jobs.presets import Preset
+from ..jobs.presets import Preset, TooManyPresets
 from .deps import Presets
+from .errors import ApiError
 
 router = APIRouter(prefix="/api/presets", tags=["presets"])
 
@@ -18,14 +19,19 @@ def list_presets(presets: Presets) -> list[Preset]:
 
 
 REPLACED: dict[int | str, dict[str, Any]] = {
-    200: {"description": "An existing preset of that name was replaced"}
+    200: {"description": "An existing preset of that name was replaced"},
+    409: {"description": "As many presets as BGREMOVER_MAX_PRESETS are saved already"},
 }
 
 
 @router.post("", status_code=201, response_model=Preset, responses=REPLACED)
 def save_preset(preset: Preset, presets: Presets, response: Response) -> Preset:
     """Create the preset, or replace the one of the same name (then 200)."""
-    if not presets.save(preset):
+    try:
+        created = presets.save(preset)
+    except TooManyPresets as exc:
+        raise ApiError(409, "too_many_presets", str(exc)) from None
+    if not created:
         response.status_code = 200
     return preset
 

@@ -1,7 +1,7 @@
 // The REST API: one function per endpoint, JSON in and out, errors as ApiError.
 // The access token (only needed off loopback) is kept in localStorage and sent with
-// every request; the server then sets an HttpOnly cookie, and URLs for <img>, downloads
-// and the event stream carry it as ?token= too (the server accepts it only there).
+// every request; the token dialog also logs in (an HttpOnly login cookie), and URLs for
+// <img>, downloads and the event stream carry it as ?token= too (accepted only there).
 // Every request carries X-BGRemover-Request: a page on another site cannot add it, so the
 // server knows a change comes from this page.
 
@@ -69,6 +69,8 @@ async function request(method, path, { json, form, params } = {}) {
 }
 
 export const api = {
+  // Exchanges the stored token for a login cookie (random, expiring; see web/auth.py).
+  login: () => request("POST", "/api/login"),
   config: () => request("GET", "/api/config"),
   stats: () => request("GET", "/api/stats"),
   // `since`: an ISO time or a span back from now ("24h", "7d"); the server's default is 24h.

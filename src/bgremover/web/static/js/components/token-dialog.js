@@ -2,7 +2,7 @@
 // listens beyond this machine). Opens on bgremover:open {panel: "token"}; the token is kept by
 // api.setToken and the page reloads so every request and the event stream start over with it.
 
-import { setToken, token } from "../api.js";
+import { api, setToken, token } from "../api.js";
 
 class TokenDialog extends HTMLElement {
   connectedCallback() {
@@ -29,11 +29,14 @@ class TokenDialog extends HTMLElement {
       </dialog>`;
     this.dialog = this.querySelector("dialog");
     const form = this.querySelector("form");
-    form.addEventListener("submit", (event) => {
+    form.addEventListener("submit", async (event) => {
       event.preventDefault();
       const value = form.elements.token.value.trim();
       if (!value) return;
       setToken(value);
+      // The cookie also lets in what carries no header, such as a link opened in a new tab;
+      // a refused token shows this dialog again after the reload.
+      await api.login().catch(() => {});
       location.reload();
     });
     // Many requests fail at once with 401; the first one opens the dialog, the rest find it open.
