@@ -203,7 +203,7 @@ def test_imported_names_reach_archives_headers_and_the_ui_sanitised(server: Serv
     assert archive.status_code == 200
     members = zipfile.ZipFile(io.BytesIO(archive.content)).namelist()
     assert sorted(members) == sorted(
-        ["image-no-bg.png", "cron-no-bg.png", "evilSet-Cookie: a=b-no-bg.png", "win-no-bg.png"]
+        ["image-no-bg.png", "cron-no-bg.png", "evilSet-Cookie. a=b-no-bg.png", "win-no-bg.png"]
     )
     assert not any(m.startswith(("/", ".")) or "/" in m or "\\" in m for m in members)
     for job in jobs:
