@@ -27,6 +27,7 @@ from . import (
 from .auth import TokenMiddleware, is_loopback
 from .headers import SecurityHeaders
 from .origin import HostGuard, SameOriginGuard
+from .stream_limits import StreamLimits
 
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -70,7 +71,14 @@ def create_app(settings: Settings, *, system: JobSystem | None = None) -> FastAP
     routers = (routes_batches, routes_jobs, routes_misc, routes_presets, routes_analytics)
     for module in (*routers, events, thumbnails):
         app.include_router(module.router)
-    # Added innermost first: headers on every answer, then Host, token, same-origin proof.
+    # Added innermost first: headers on every answer, then Host, token, same-origin proof,
+    # then the limits, which count only requests that passed those.
+    app.add_middleware(
+        StreamLimits,
+        path="/api/events",
+        total=settings.event_stream_limit,
+        per_client=settings.max_event_streams_per_client,
+    )
     app.add_middleware(SameOriginGuard)
     if settings.token:
         app.add_middleware(TokenMiddleware, token=settings.token, port=settings.port)
