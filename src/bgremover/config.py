@@ -57,7 +57,12 @@ class Settings(BaseSettings):
 
     # Input limits.
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
+    """One uploaded file; a batch request may hold ``max_files_per_upload`` of them."""
     max_image_pixels: int = Field(default=100_000_000, gt=0)
+    max_import_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    """A ``POST /api/import`` body: an export of 10,000 jobs weighs about 11 MB
+    (bench/import_bench.py), so the default takes about 55,000; parsing needs about four
+    times the body in memory."""
 
     # The job system (seed constants).
     database_url: str | None = None

@@ -25,6 +25,7 @@ from . import (
     thumbnails,
 )
 from .auth import TokenMiddleware, is_loopback
+from .bodies import BodyLimits, body_limits
 from .headers import SecurityHeaders
 from .origin import HostGuard, SameOriginGuard
 from .stream_limits import StreamLimits
@@ -73,6 +74,7 @@ def create_app(settings: Settings, *, system: JobSystem | None = None) -> FastAP
         app.include_router(module.router)
     # Added innermost first: headers on every answer, then Host, token, same-origin proof,
     # then the limits, which count only requests that passed those.
+    app.add_middleware(BodyLimits, limits=body_limits(settings))
     app.add_middleware(
         StreamLimits,
         path="/api/events",
