@@ -59,10 +59,10 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
     """One uploaded file; a batch request may hold ``max_files_per_upload`` of them."""
     max_image_pixels: int = Field(default=100_000_000, gt=0)
-    max_import_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
-    """A ``POST /api/import`` body: an export of 10,000 jobs weighs about 11 MB
-    (bench/import_bench.py), so the default takes about 55,000; parsing needs about four
-    times the body in memory."""
+    max_import_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
+    """A ``POST /api/import`` body. An export weighs about 850 bytes a job (8.5 MB for
+    10,000, bench/import_bench.py), so the default takes about 39,000 jobs; importing
+    one costs the server about 8 times its size in memory while it runs."""
 
     # The job system (seed constants).
     database_url: str | None = None

@@ -98,11 +98,13 @@ class BodyLimits:
                 if received <= limit.size:
                     return event
             # An HTTPException passes FastAPI's body reading and form parsing untouched;
-            # the app's handler answers it as JSON (errors.py).
+            # the app's handler answers it as JSON (errors.py). Closing the connection
+            # after it stops uvicorn from reading the rest of the body (and dropping it).
             raise HTTPException(
                 413,
                 f"the body of {scope['method']} {scope['path']} is over its limit of "
                 f"{size_text(limit.size)}{limit.why}",
+                headers={"Connection": "close"},
             )
 
         await self.app(scope, counted, send)

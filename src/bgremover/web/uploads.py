@@ -47,6 +47,10 @@ class UploadRoute(APIRoute):
 
 
 class _CappedRequest(Request):
+    """Starlette's ``form()`` with ``_CappedParser`` for multipart bodies. Starlette has no
+    hook for the parser, so this overrides its private ``_get_form`` (and the parser its
+    ``_current_part``); tests/security/test_bodies.py fails if either changes."""
+
     async def _get_form(
         self,
         *,
