@@ -177,7 +177,8 @@ class Server:
             **os.environ,
             "BGREMOVER_DATA_DIR": str(data_dir),
             "BGREMOVER_MAX_CONCURRENT_JOBS": str(SLOTS),
-            "BGREMOVER_MAX_CONNECTIONS": "100000",  # measure the server, not its cap
+            "BGREMOVER_MAX_CONNECTIONS": "100000",  # measure the server, not its caps
+            "BGREMOVER_MAX_EVENT_STREAMS_PER_CLIENT": "100000",  # every client is 127.0.0.1
             "NO_COLOR": "1",
             **({"BGREMOVER_MODEL_PATH": str(model)} if model is not None else {}),
             **(settings or {}),

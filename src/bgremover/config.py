@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import platformdirs
-from pydantic import BeforeValidator, Field, ValidationError, field_validator
+from pydantic import BeforeValidator, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 APP_NAME = "bgremover"
@@ -57,7 +57,12 @@ class Settings(BaseSettings):
 
     # Input limits.
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
+    """One uploaded file; a batch request may hold ``max_files_per_upload`` of them."""
     max_image_pixels: int = Field(default=100_000_000, gt=0)
+    max_import_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
+    """A ``POST /api/import`` body. An export weighs about 850 bytes a job (8.5 MB for
+    10,000, bench/import_bench.py), so the default takes about 39,000 jobs; importing
+    one costs the server about 8 times its size in memory while it runs."""
 
     # The job system (seed constants).
     database_url: str | None = None
@@ -144,6 +149,29 @@ class Settings(BaseSettings):
     keep_alive_timeout: Duration = timedelta(seconds=5)
     max_connections: int = Field(default=200, ge=1)
     """Open connections (event streams included) before new requests get 503."""
+    max_event_streams: int | None = Field(default=None, ge=1)
+    """Live event streams (``/api/events``) open at once, from all clients together; more get
+    503. Must be below ``max_connections`` so pages and the API keep room; default half
+    of it."""
+    max_event_streams_per_client: int = Field(default=10, ge=1)
+    """Live event streams one client address may hold (a browser tab holds one); more get
+    429."""
+
+    @field_validator("max_event_streams")
+    @classmethod
+    def _room_for_requests(cls, value: int | None, info: ValidationInfo) -> int | None:
+        connections = info.data.get("max_connections")
+        if value is not None and connections is not None and value >= connections:
+            raise ValueError(
+                f"must be below {ENV_PREFIX}MAX_CONNECTIONS ({connections}), so that pages "
+                "and API requests still get a connection while every stream is open"
+            )
+        return value
+
+    @property
+    def event_stream_limit(self) -> int:
+        """``max_event_streams``, or half of ``max_connections`` when unset."""
+        return self.max_event_streams or max(1, self.max_connections // 2)
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod

@@ -26,9 +26,11 @@ from . import (
     thumbnails,
 )
 from .auth import TokenMiddleware, is_loopback
+from .bodies import BodyLimits, body_limits
 from .headers import SecurityHeaders
 from .origin import HostGuard, SameOriginGuard
 from .tokens import weak_token_message
+from .stream_limits import StreamLimits
 
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -78,7 +80,15 @@ def create_app(settings: Settings, *, system: JobSystem | None = None) -> FastAP
     )  # fmt: skip
     for module in (*routers, events, thumbnails):
         app.include_router(module.router)
-    # Added innermost first: headers on every answer, then Host, token, same-origin proof.
+    # Added innermost first: headers on every answer, then Host, token, same-origin proof,
+    # then the limits, which count only requests that passed those.
+    app.add_middleware(BodyLimits, limits=body_limits(settings))
+    app.add_middleware(
+        StreamLimits,
+        path="/api/events",
+        total=settings.event_stream_limit,
+        per_client=settings.max_event_streams_per_client,
+    )
     app.add_middleware(SameOriginGuard)
     if settings.token:
         app.add_middleware(TokenMiddleware, settings=settings)

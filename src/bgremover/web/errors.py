@@ -58,6 +58,7 @@ def install(app: FastAPI) -> None:
             401: "unauthorized",
             404: "not_found",
             405: "method_not_allowed",
+            413: "body_too_large",
         }.get(exc.status_code, "http_error")
         return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
 

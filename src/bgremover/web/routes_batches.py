@@ -21,9 +21,9 @@ from .deps import AppSettings, Limit, Offset, Page, Presets, Service
 from .downloads import archive_name, content_disposition, download_name
 from .errors import ApiError, error_body
 from .stored import chunks
-from .uploads import Rejected, preset_options, stage
+from .uploads import Rejected, UploadRoute, preset_options, stage
 
-router = APIRouter(prefix="/api/batches", tags=["batches"])
+router = APIRouter(prefix="/api/batches", tags=["batches"], route_class=UploadRoute)
 
 
 class ManualBatch(BaseModel):

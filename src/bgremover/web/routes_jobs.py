@@ -21,9 +21,9 @@ from .deps import AppSettings, Limit, Offset, Page, Service
 from .downloads import content_disposition, download_name, render
 from .errors import ApiError
 from .stored import read_all, stored_response
-from .uploads import Rejected, form_options, stage
+from .uploads import Rejected, UploadRoute, form_options, stage
 
-router = APIRouter(prefix="/api/jobs", tags=["jobs"])
+router = APIRouter(prefix="/api/jobs", tags=["jobs"], route_class=UploadRoute)
 
 
 class PriorityChange(BaseModel):

@@ -13,6 +13,8 @@ import { api } from "./api.js";
 
 const ACTIVE = new Set(["pending", "processing"]);
 const TICK_MS = 1000;
+const RECONNECT_MS = 3000;
+const RECONNECT_MAX_MS = 120_000;
 
 function running(item) {
   return item.status === "processing" || (item.counts && ACTIVE.has(item.status));
@@ -62,6 +64,7 @@ class Store extends EventTarget {
     this.config = null;
     this.lastSeq = null;
     this._source = null;
+    this._retries = 0;
     this._changed = { jobs: new Set(), batches: new Set(), sessions: new Set() };
     this._frame = null;
     this._ticker = null;
@@ -73,11 +76,15 @@ class Store extends EventTarget {
     // A new connection resumes after the last event seen, so nothing in between is lost.
     const source = new EventSource(api.eventsUrl(this.lastSeq));
     this._source = source;
-    source.onopen = () => this._setConnection("open");
+    source.onopen = () => {
+      this._retries = 0;
+      this._setConnection("open");
+    };
     source.onerror = () => {
-      // EventSource retries on its own; a closed one (e.g. 401) needs a new connect.
+      // EventSource retries on its own; a closed one (an error answer: 401, or 429/503 when
+      // the server's stream caps are reached) needs a new connect, later each time.
       this._setConnection(source.readyState === EventSource.CLOSED ? "closed" : "connecting");
-      if (source.readyState === EventSource.CLOSED) setTimeout(() => this.connect(), 3000);
+      if (source.readyState === EventSource.CLOSED) setTimeout(() => this.connect(), this._backoff());
     };
     const on = (type, handler) => source.addEventListener(type, (event) => {
       const before = this.lastSeq;
@@ -90,6 +97,14 @@ class Store extends EventTarget {
     on("batch.updated", (data) => this._put(this.batches, "batches", data.batch));
     on("session.updated", (data) => this._put(this.sessions, "sessions", data.session));
     on("notification", (data) => this.dispatchEvent(new CustomEvent("notification", { detail: data })));
+  }
+
+  /** Milliseconds before the next connect: 3 s doubling to 2 min, with jitter so that many
+   * tabs refused together do not come back together. */
+  _backoff() {
+    const base = Math.min(RECONNECT_MAX_MS, RECONNECT_MS * 2 ** this._retries);
+    this._retries += 1;
+    return base / 2 + Math.random() * (base / 2);
   }
 
   /** The server's /api/config (notification duration, dev mode, ...). */
