@@ -29,8 +29,8 @@ from .auth import TokenMiddleware, is_loopback
 from .bodies import BodyLimits, body_limits
 from .headers import SecurityHeaders
 from .origin import HostGuard, SameOriginGuard
-from .tokens import weak_token_message
 from .stream_limits import StreamLimits
+from .tokens import weak_token_message
 
 STATIC = Path(__file__).resolve().parent / "static"
 
