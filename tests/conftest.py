@@ -106,6 +106,12 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("model") / "tiny.onnx", matmuls=1)
 
 
+@pytest.fixture(scope="session")
+def slow_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run long enough (seconds, not milliseconds) to be cancelled or killed mid-way."""
+    return build_tiny_model(tmp_path_factory.mktemp("model") / "slow.onnx", matmuls=12)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """The same tests on a real SQLite file and a real PostgreSQL database."""
