@@ -7,7 +7,8 @@ BGREMOVER_REDIS_URL set; the broker row has a Redis of its own as the broker). I
 photos (samples/, the real model unless ``--tiny``), injects one fault mid-batch and prints:
 jobs completed / failed / stuck (not ended ``--deadline`` s after the fault) / duplicated
 (completed twice), re-runs (attempts beyond the first), whether the SSE ids one client saw
-only increased, and the recovery time: from the end of the fault to the first completion.
+only increased, the recovery time: from the end of the fault to the first completion
+(a run's duration included), and when work resumed: the first run started after the fault.
 
 Scenarios: redis-killed (10 s), redis-restart (at once: stream, queue, slots lost),
 postgres-crash (``pg_ctl stop -m immediate`` for 10 s), postgres-restart (fast),
@@ -45,7 +46,7 @@ from tests.chaos_support import (  # noqa: E402
     Chaos,
     all_ended,
     chaos_cluster,
-    first_end_after,
+    first_after,
     id_order_breaks,
 )
 from tests.cluster_support import Listener  # noqa: E402
@@ -64,6 +65,9 @@ class Outcome:
     reruns: int = 0
     ids_increase: bool = True
     recovery_s: float | None = None
+    """From the end of the fault to the first completion (includes a run's duration)."""
+    resumed_s: float | None = None
+    """From the end of the fault to the first run started (claimed) after it."""
     note: str = ""
 
 
@@ -225,7 +229,8 @@ def measure(
     jobs = chaos.wait_jobs(ids, all_ended, deadline)
     time.sleep(1.0)  # the last events reach the client
     statuses = [j["status"] for j in jobs.values()]
-    end = first_end_after(jobs, fault_end)
+    end = first_after(jobs, "end_time", fault_end)
+    start = first_after(jobs, "start_time", fault_end)
     return Outcome(
         completed=statuses.count("completed"),
         failed=statuses.count("failed"),
@@ -234,6 +239,7 @@ def measure(
         reruns=sum(j["attempt"] - 1 for j in jobs.values()),
         ids_increase=not id_order_breaks(events),
         recovery_s=(end - fault_end).total_seconds() if end else None,
+        resumed_s=(start - fault_end).total_seconds() if start else None,
         note="; ".join(sorted({j["error"] for j in jobs.values() if j["error"]}))[:200],
     )
 
@@ -256,12 +262,12 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="chaos-bench-") as folder:
         base = Path(folder)
-        model = build_tiny_model(base / "tiny.onnx", matmuls=12) if args.tiny else None
+        model = build_tiny_model(base / "tiny.onnx", matmuls=4) if args.tiny else None
         photos = batch(base)
         print(f"{PHOTOS} photos per scenario, {'tiny' if args.tiny else 'real'} model")
         print(
             f"{'scenario':<30}{'done':>5}{'failed':>7}{'stuck':>6}{'dup':>4}{'re-runs':>8}"
-            f"{'ids up':>7}{'recovery':>10}"
+            f"{'ids up':>7}{'recovery':>10}{'resumed':>9}"
         )
         for name in args.only or list(SCENARIOS):
             try:
@@ -270,10 +276,11 @@ def main() -> None:
                 print(f"{name:<30}skipped: {why}")
                 continue
             recovery = f"{outcome.recovery_s:.1f} s" if outcome.recovery_s is not None else "-"
+            resumed = f"{outcome.resumed_s:.1f} s" if outcome.resumed_s is not None else "-"
             print(
                 f"{name:<30}{outcome.completed:>5}{outcome.failed:>7}{outcome.stuck:>6}"
                 f"{outcome.duplicated:>4}{outcome.reruns:>8}"
-                f"{'yes' if outcome.ids_increase else 'NO':>7}{recovery:>10}"
+                f"{'yes' if outcome.ids_increase else 'NO':>7}{recovery:>10}{resumed:>9}"
                 + (f"  {outcome.note}" if outcome.note else ""),
                 flush=True,
             )

@@ -101,7 +101,7 @@ class Chaos:
         """The database's word (the truth) on ``ids``: status, attempt, error, end time."""
         with psycopg.connect(self.postgres.url.replace("+psycopg", ""), connect_timeout=10) as db:
             rows = db.execute(
-                "SELECT id, status, attempt, error_code, error_message, end_time"
+                "SELECT id, status, attempt, error_code, error_message, start_time, end_time"
                 " FROM jobs WHERE id = ANY(%s)",
                 (list(ids),),
             ).fetchall()
@@ -111,7 +111,8 @@ class Chaos:
                 "attempt": row[2],
                 "error": f"{row[3]}: {row[4]}" if row[3] else None,
                 # Stored as UTC without a zone.
-                "end_time": row[5].replace(tzinfo=UTC) if row[5] else None,
+                "start_time": row[5].replace(tzinfo=UTC) if row[5] else None,
+                "end_time": row[6].replace(tzinfo=UTC) if row[6] else None,
             }
             for row in rows
         }
@@ -140,9 +141,10 @@ def all_ended(jobs: dict[str, dict[str, Any]]) -> bool:
     return all(job["status"] in ENDED for job in jobs.values())
 
 
-def first_end_after(jobs: dict[str, dict[str, Any]], moment: datetime) -> datetime | None:
-    ends = [j["end_time"] for j in jobs.values() if j["end_time"] and j["end_time"] > moment]
-    return min(ends, default=None)
+def first_after(jobs: dict[str, dict[str, Any]], field: str, moment: datetime) -> datetime | None:
+    """The earliest ``field`` ("start_time": a run's claim, "end_time") after ``moment``."""
+    times = [j[field] for j in jobs.values() if j[field] and j[field] > moment]
+    return min(times, default=None)
 
 
 def id_order_breaks(events: list[dict[str, Any]]) -> list[tuple[int, int]]:
