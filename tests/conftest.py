@@ -112,6 +112,12 @@ def local_env(tmp_path: Path, tiny_model: Path) -> dict[str, str]:
     return {"BGREMOVER_DATA_DIR": str(tmp_path / "data"), "BGREMOVER_MODEL_PATH": str(tiny_model)}
 
 
+@pytest.fixture(scope="session")
+def slow_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run long enough (seconds, not milliseconds) to be cancelled or killed mid-way."""
+    return build_tiny_model(tmp_path_factory.mktemp("model") / "slow.onnx", matmuls=12)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """The same tests on a real SQLite file and a real PostgreSQL database."""

@@ -28,15 +28,21 @@ def free_port() -> int:
 
 @contextmanager
 def served(
-    root: Path, *args: str, env: dict[str, str] | None = None
+    root: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    port: int | None = None,
+    log: Path | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """Start the server with its data in ``root`` (and ``env`` added to the environment);
+    """Start the server with its data in ``root`` (and ``env`` added to the environment) on
+    ``port`` (a free one by default), its output appended to ``log`` (else kept in a pipe);
     yield its URL and process; kill it after."""
-    port = free_port()
+    port = port or free_port()
     env = {**os.environ, **(env or {}), "BGREMOVER_DATA_DIR": str(root), "NO_COLOR": "1"}
+    out = open(log, "a") if log is not None else subprocess.PIPE  # noqa: SIM115 - closed below
     process = subprocess.Popen(
         [sys.executable, "-m", "bgremover", "serve", "--port", str(port), *args],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=env, stdout=out, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -55,6 +61,8 @@ def served(
         if process.poll() is None:
             process.kill()
             process.wait()
+        if log is not None:
+            out.close()  # type: ignore[union-attr]
 
 
 def sse_events(response: httpx.Response) -> Iterator[dict[str, Any]]:

@@ -28,7 +28,6 @@ import httpx
 import numpy as np
 import psutil
 import pytest
-from bench.tiny_model import build_tiny_model
 from PIL import Image
 
 from tests.cluster_support import (
@@ -47,12 +46,6 @@ PHOTOS = 20
 TIMEOUT_S = 240.0
 ENDED = ("completed", "failed", "cancelled")
 LIFECYCLE = ("job.updated", "batch.updated", "session.updated", "notification")
-
-
-@pytest.fixture(scope="module")
-def slow_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A run long enough (seconds, not milliseconds) to be cancelled or killed mid-way."""
-    return build_tiny_model(tmp_path_factory.mktemp("model") / "slow.onnx", matmuls=12)
 
 
 def _jobs(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -14,8 +14,10 @@ from typing import Any
 import pytest
 import redis
 
+from bgremover.jobs.database import connect, migrate
 from bgremover.jobs.events import Event, Subscription
 from bgremover.jobs.redis_bus import RedisEventBus, RedisUnavailable
+from bgremover.jobs.sequences import EventSeq
 
 from .redis_support import private_redis, shared_redis, unique_prefix
 
@@ -31,13 +33,24 @@ def stream() -> Iterator[tuple[str, str]]:
 
 
 @pytest.fixture
-def buses(stream: tuple[str, str]) -> Iterator[Callable[..., RedisEventBus]]:
+def seq(tmp_path: Path) -> Iterator[Callable[[], EventSeq]]:
+    """Makes the event sequence of one database (a SQLite file) as each process has it."""
+    engine = connect(f"sqlite:///{tmp_path / 'jobs.sqlite3'}")
+    migrate(engine)
+    yield lambda: EventSeq(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def buses(
+    stream: tuple[str, str], seq: Callable[[], EventSeq]
+) -> Iterator[Callable[..., RedisEventBus]]:
     """Makes bus instances on this test's stream; closes them after the test."""
     url, prefix = stream
     with ExitStack() as made:
 
         def make(**options: Any) -> RedisEventBus:
-            bus = RedisEventBus(url, prefix=prefix, **options)
+            bus = RedisEventBus(url, seq=seq(), prefix=prefix, **options)
             made.callback(bus.close)
             return bus
 
@@ -134,9 +147,9 @@ class HeldReaderBus(RedisEventBus):
     """A bus whose reader is slow to deliver: it holds every read until ``gate`` opens, as a
     web process that is behind the one its client came from."""
 
-    def __init__(self, url: str, prefix: str) -> None:
+    def __init__(self, url: str, prefix: str, seq: EventSeq) -> None:
         self.gate = threading.Event()
-        super().__init__(url, prefix=prefix)
+        super().__init__(url, seq=seq, prefix=prefix)
 
     def _deliver(self, events: list[Event]) -> None:
         self.gate.wait()
@@ -145,11 +158,12 @@ class HeldReaderBus(RedisEventBus):
 
 def test_resuming_ahead_of_this_instance_waits_for_the_events_past_that_point(
     stream: tuple[str, str],
+    seq: Callable[[], EventSeq],
     buses: Callable[..., RedisEventBus],
 ) -> None:
     url, prefix = stream
     a = buses()
-    behind = HeldReaderBus(url, prefix)
+    behind = HeldReaderBus(url, prefix, seq())
     try:
         published = updates(a, 10)
         resumed = behind.subscribe(after=published[3].seq)  # seen on the web process ahead
@@ -202,12 +216,12 @@ def test_recent_notifications_survive_the_instance_that_published_them(
 
 
 def test_a_redis_restart_resyncs_subscribers_and_seqs_keep_increasing(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, seq: Callable[[], EventSeq], caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="bgremover.jobs.redis_bus")
+    caplog.set_level(logging.INFO, logger="bgremover")
     with private_redis(tmp_path) as server:
-        a = RedisEventBus(server.url, retry_for=0.2, follow=False)
-        b = RedisEventBus(server.url, block=0.2)
+        a = RedisEventBus(server.url, seq=seq(), retry_for=0.2, follow=False)
+        b = RedisEventBus(server.url, seq=seq(), block=0.2)
         try:
             on_b = b.subscribe()
             before = a.publish("job.updated", {"job": {"id": "before"}})
@@ -220,9 +234,9 @@ def test_a_redis_restart_resyncs_subscribers_and_seqs_keep_increasing(
             after = a.publish("job.updated", {"job": {"id": "after"}})
             assert after.seq > before.seq, "a seq was reused after the restart"
             assert [e.data for e in until_seq(on_b, after.seq)][-1] == after.data
-            said = [r.getMessage() for r in caplog.records if r.name.endswith("redis_bus")]
-            assert sum("live events resume once it answers" in m for m in said) == 1
-            assert sum("reachable again" in m for m in said) == 1
+            said = [r.getMessage() for r in caplog.records if r.name == "bgremover.dependencies"]
+            assert sum("redis unreachable" in m for m in said) == 1, said
+            assert sum("redis answers again" in m for m in said) == 1, said
         finally:
             a.close()
             b.close()

@@ -35,6 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from .api import load_remover
 from .config import Settings, settings_error
 from .engine import CancelToken, ModelError, Remover
+from .jobs.database import unreachable
 from .jobs.service import JobService
 from .jobs.system import open_service
 from .storage import open_storage
@@ -110,7 +111,10 @@ class Node:
                 self.service.handle(calibration)
             log.info("%s: model ready in %.1f s", self.name, time.monotonic() - started)
 
-        self._listener = Listener(self._redis, channels.cancel, self.cancel).start()
+        self._dependencies = self.service.dependencies
+        self._listener = Listener(
+            self._redis, channels.cancel, self.cancel, self._dependencies
+        ).start()
         # A slot from the first beat on; if Redis is away now, the heartbeat keeps trying.
         threading.Thread(target=self._keep_alive, name="heartbeat", daemon=True).start()
 
@@ -164,8 +168,8 @@ class Node:
         try:
             self._beat()
             self._redis.publish(self._freed, self.name)
-        except Exception as exc:
-            log.warning("%s: cannot reach Redis to say it is free (%s)", self.name, exc)
+        except Exception as exc:  # the heartbeat says it once Redis is back
+            self._dependencies.lost("redis", exc)
 
     def cancel(self, job_id: str) -> None:
         """Stop the run of ``job_id`` if this process runs it (a broadcast reaches all)."""
@@ -197,29 +201,35 @@ class Node:
 
     def _keep_alive(self) -> None:
         """Beat in Redis; renew the lease of the run held here (and stop it when its job
-        was ended elsewhere: the cancel broadcast may have been missed)."""
+        was ended elsewhere: the cancel broadcast may have been missed). Each dependency's
+        loss and return is said once (``dependencies``), however long it lasts."""
         beat_s = self.settings.worker_heartbeat.total_seconds()
         renew_s = min(1.0, self.settings.lease_duration.total_seconds() / 3)
         next_beat = next_renewal = time.monotonic()
-        warned = False
         while not self._stop.is_set():
             now = time.monotonic()
-            try:
-                if now >= next_beat:
-                    next_beat = now + beat_s
+            if now >= next_beat:
+                next_beat = now + beat_s
+                try:
                     self._beat()
-                if now >= next_renewal:
-                    next_renewal = now + renew_s
+                except Exception as exc:
+                    self._dependencies.lost("redis", exc)
+                else:
+                    self._dependencies.regained("redis")
+            if now >= next_renewal:
+                next_renewal = now + renew_s
+                with self._lock:
+                    asks_database = self._running is not None  # nothing held: no query
+                try:
                     self.service.renew_leases()
-                if warned:
-                    log.info("%s: the database and Redis answer again", self.name)
-                warned = False
-            except Exception as exc:
-                if not warned:
-                    log.warning(
-                        "%s: cannot reach the database or Redis (%s); retrying", self.name, exc
-                    )
-                warned = True
+                except Exception as exc:
+                    if unreachable(exc):
+                        self._dependencies.lost("database", exc)
+                    else:
+                        log.exception("%s: renewing its lease failed", self.name)
+                else:
+                    if asks_database:
+                        self._dependencies.regained("database")
             self._stop.wait(min(beat_s, renew_s))
 
 

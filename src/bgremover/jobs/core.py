@@ -20,11 +20,13 @@ from sqlalchemy.orm import Session as Db
 from sqlalchemy.orm import sessionmaker
 
 from ..config import Settings
+from ..dependencies import Dependencies
 from . import notices
 from .eta import BUCKET_EDGES_MP, StageClock
 from .events import EventBus, ProgressThrottle
 from .files import FileStore
 from .notices import Published
+from .publishing import Publisher
 from .rows import new_id
 from .schemas import Batch, Job, Session
 from .snapshots import Live, batch_snapshot, job_snapshot, live_remaining, session_snapshot
@@ -62,10 +64,14 @@ class ServiceCore:
         clock: StageClock | None = None,
         now: Callable[[], datetime] = utcnow,
         owner: str | None = None,
+        dependencies: Dependencies | None = None,
     ) -> None:
         self._sessions = sessions
         self.files = files
         self.bus = bus
+        self.dependencies = dependencies or Dependencies()
+        """What this process knows of its database, Redis and storage (logs, health)."""
+        self._publisher = Publisher(bus, self.dependencies)
         self.settings = settings
         self.clock = clock or StageClock()
         self._now = now
@@ -106,6 +112,7 @@ class ServiceCore:
 
     def close(self) -> None:
         """Release the database connections and the bus."""
+        self._publisher.close()
         self.bus.close()
         self.database.dispose()
 
@@ -377,10 +384,11 @@ class ServiceCore:
         return events
 
     def _publish_all(self, events: Sequence[Published]) -> None:
-        self.bus.publish_many(events)
+        """Tell subscribers; never fails (``publishing``): the change is already committed."""
+        self._publisher.publish_many(events)
 
     def _publish_throttled(self, key: str, data: dict[str, object]) -> None:
-        self.bus.publish("job.progress", dict(data))
+        self._publisher.publish_many([("job.progress", dict(data))])
 
 
 def _count(db: Db, where: ColumnElement[bool], cap: int | None) -> int:

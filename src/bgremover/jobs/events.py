@@ -40,6 +40,16 @@ class Event:
     """Encodings of this event kept by transports, so N subscribers cost one encoding."""
 
 
+class BusUnavailable(RuntimeError):
+    """The bus cannot take or deliver events now: ``dependency`` (the database its seqs come
+    from, or Redis) does not answer. Those events are lost; subscribers re-read the state
+    once it answers again (``publishing.Publisher`` sees to it)."""
+
+    def __init__(self, dependency: str, message: str) -> None:
+        super().__init__(message)
+        self.dependency = dependency
+
+
 RESYNC_SEQ = 0
 KEPT_NOTIFICATIONS = 100
 MAX_LAG_S = 10.0

@@ -2,9 +2,11 @@
 
 Every process that publishes (web processes, workers) appends to one stream whose entry id
 *is* the seq (``<seq>-0``), so an SSE ``id`` names the same event on every web process and a
-client resumes on any of them. One Lua script takes the seqs and appends atomically; a seq is
-``max(previous + 1, Redis clock in µs)``, so seqs keep increasing and are never reused even
-after Redis restarts empty, and stay below 2^53 for JavaScript. Each process runs one reader
+client resumes on any of them. Seqs come from the database's event sequence (the truth, which
+outlives Redis): a publisher takes its seqs there, and one Lua script appends at
+``max(previous + 1, taken)`` atomically, so ids keep increasing in stream order even when
+two publishers race, and never go back after Redis restarts empty; the database's sequence
+is moved past any id Redis gave out above the taken ones. Each process runs one reader
 thread that follows the stream and hands events to its local subscribers through the same
 fan-out as the in-memory bus. The stream is bounded (``MAXLEN ~``); the latest notifications
 are also kept in a small second stream, so a restarted web process still has them.
@@ -22,7 +24,18 @@ from contextlib import suppress
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
-from .events import KEPT_NOTIFICATIONS, Event, EventBus, EventType, Fanout, Subscription, too_old
+from ..dependencies import RETRY_CAP_S, Dependencies
+from .events import (
+    KEPT_NOTIFICATIONS,
+    BusUnavailable,
+    Event,
+    EventBus,
+    EventType,
+    Fanout,
+    Subscription,
+    too_old,
+)
+from .sequences import EventSeq
 
 if TYPE_CHECKING:
     from redis.typing import KeyT, StreamIdT
@@ -35,23 +48,22 @@ Entries = list[tuple[bytes, dict[bytes, bytes]]]
 
 PUBLISH = """
 -- KEYS: stream, seq counter, notifications stream
--- ARGV: maxlen, kept notifications, then per event: is-notification flag ("1"/"0"), payload
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+-- ARGV: maxlen, kept notifications, the first seq taken from the database,
+--       then per event: is-notification flag ("1"/"0"), payload
 local last = tonumber(redis.call('GET', KEYS[2]) or '0')
 if last == 0 then
   -- A stream without its counter (evicted, or deleted by hand): continue above its top.
   local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
   if top[1] then last = tonumber(string.match(top[1][1], '^(%d+)')) end
 end
-local first = math.max(last + 1, now)
-local count = (#ARGV - 2) / 2
+local first = math.max(last + 1, tonumber(ARGV[3]))
+local count = (#ARGV - 3) / 2
 for i = 0, count - 1 do
   -- '%.0f': Lua's tostring would print a 16-digit number in exponent notation.
   local id = string.format('%.0f', first + i) .. '-0'
-  local payload = ARGV[4 + 2 * i]
+  local payload = ARGV[5 + 2 * i]
   redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], id, 'e', payload)
-  if ARGV[3 + 2 * i] == '1' then
+  if ARGV[4 + 2 * i] == '1' then
     redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[2], id, 'e', payload)
   end
 end
@@ -61,11 +73,13 @@ return string.format('%.0f', first)
 
 PAGE = 1000
 """Entries read from Redis per round trip (reader and replay)."""
-MAX_BACKOFF_S = 2.0
 
 
-class RedisUnavailable(RuntimeError):
+class RedisUnavailable(BusUnavailable):
     """Redis could not be reached for longer than the bus keeps retrying."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("redis", message)
 
 
 class RedisEventBus(EventBus):
@@ -73,21 +87,25 @@ class RedisEventBus(EventBus):
 
     ``maxlen`` bounds the stream (a client resuming further back gets a ``resync``);
     ``replay`` events are also kept in this process, so most resumes need no Redis read;
-    the reader waits up to ``block`` seconds per read; publishing (and starting) keeps
-    retrying an unreachable Redis for ``retry_for`` seconds before it raises. A process that
-    only publishes (a worker) passes ``follow=False`` and runs no reader.
+    the reader waits up to ``block`` seconds per read; publishing keeps retrying an
+    unreachable Redis for ``retry_for`` seconds (a restart) before it raises
+    ``RedisUnavailable``. ``seq`` is the database's event sequence. A process that only
+    publishes (a worker) passes ``follow=False`` and runs no reader. The reader reports an
+    outage to ``dependencies`` (one line when lost, one when back).
     """
 
     def __init__(
         self,
         url: str,
         *,
+        seq: EventSeq,
         prefix: str = "bgremover:events",
         maxlen: int = 100_000,
         replay: int = 10_000,
         block: float = 1.0,
-        retry_for: float = 5.0,
+        retry_for: float = 1.0,
         follow: bool = True,
+        dependencies: Dependencies | None = None,
     ) -> None:
         try:
             import redis
@@ -99,6 +117,8 @@ class RedisEventBus(EventBus):
                 "pip install 'redis>=5'"
             ) from exc
         self._where = _redacted(url)
+        self._seq = seq
+        self._dependencies = dependencies or Dependencies()
         # No retries inside redis-py: the reader must see an outage to check what was lost,
         # and publishing retries (and gives up) on its own schedule.
         self._client = redis.Redis.from_url(
@@ -117,7 +137,7 @@ class RedisEventBus(EventBus):
         self._wake = f"{prefix}:wake:{uuid.uuid4().hex}"
         self._maxlen, self._block, self._retry_for = maxlen, block, retry_for
         self._errors: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError)
-        self._fanout = Fanout(replay, self._retrying("reach", self._top))
+        self._fanout = Fanout(replay, self._newest(fallback=0))
         self._stop = threading.Event()
         self._reader: threading.Thread | None = None
         if follow:
@@ -131,8 +151,9 @@ class RedisEventBus(EventBus):
         reader, like everyone else's, so they arrive once and in seq order."""
         if not events:
             return []
+        taken = self._seq.take(len(events))
         at = time.time()
-        args: list[str | int] = [self._maxlen, KEPT_NOTIFICATIONS]
+        args: list[str | int] = [self._maxlen, KEPT_NOTIFICATIONS, taken[0]]
         for type, data in events:
             payload = json.dumps({"type": type, "data": data, "at": at}, separators=(",", ":"))
             args += ["1" if type == "notification" else "0", payload]
@@ -140,6 +161,8 @@ class RedisEventBus(EventBus):
         # A retry after a lost reply may append the events twice under new seqs: harmless,
         # as events carry whole rows.
         first = int(self._retrying("publish to", lambda: self._script(keys=keys, args=args)))
+        if first + len(events) - 1 > taken[-1]:
+            self._seq.advance(first + len(events) - 1)  # another publisher got in between
         return [Event(first + i, type, data, at) for i, (type, data) in enumerate(events)]
 
     # Subscribing.
@@ -163,16 +186,17 @@ class RedisEventBus(EventBus):
             try:
                 if known < floor:
                     known = self._replay(subscription, known, floor)
-                elif known <= self._top():
+                elif known <= self._newest(fallback=known - 1):
                     with self._fanout.lock:
                         if known > self._fanout.last:
+                            # Not here yet (or never published): skip the events up to it.
                             self._fanout.attach(subscription, known)
                             return subscription
                     continue  # the reader caught up meanwhile: replay as usual
                 else:
-                    known = None  # newer than any event: from another stream
+                    known = None  # newer than any event: from another database
             except self._errors as exc:
-                log.warning("event stream at %s unreachable while resuming: %s", self._where, exc)
+                self._dependencies.lost("redis", f"event stream at {self._where}: {exc}")
                 known = None
             if known is None:
                 subscription.deliver(too_old())
@@ -205,20 +229,28 @@ class RedisEventBus(EventBus):
 
     @property
     def last_seq(self) -> int:
-        """The newest seq any process published (from Redis; this process's newest while
-        Redis is unreachable, which is just as consistent for a snapshot)."""
-        try:
-            return self._top()
-        except self._errors as exc:
-            log.warning("event stream at %s unreachable: %s", self._where, exc)
-            with self._fanout.lock:
-                return self._fanout.last
+        """The newest seq any process took or published: a snapshot read after it holds
+        every change an event up to it reported, and never carries a lower id than an event
+        a client already has (even after Redis lost its stream)."""
+        with self._fanout.lock:
+            local = self._fanout.last
+        return self._newest(fallback=local)
+
+    def _newest(self, fallback: int) -> int:
+        """The newest seq of the database's sequence and Redis's counter (either may be
+        unreachable: then the other, or ``fallback``)."""
+        newest = fallback
+        with suppress(*self._errors):
+            newest = max(newest, self._top())
+        with suppress(BusUnavailable):
+            newest = max(newest, self._seq.last())
+        return newest
 
     def recent_notifications(self) -> list[Event]:
         try:
             entries = cast(Entries, self._client.xrange(self._notices, "-", "+"))
         except self._errors as exc:
-            log.warning("event stream at %s unreachable: %s", self._where, exc)
+            self._dependencies.lost("redis", f"event stream at {self._where}: {exc}")
             return []
         return _decode(entries)
 
@@ -256,20 +288,12 @@ class RedisEventBus(EventBus):
             except self._errors as exc:
                 if failing_since is None:
                     failing_since = time.monotonic()
-                    log.warning(
-                        "event stream at %s unreachable; live events resume once it answers: %s",
-                        self._where,
-                        exc,
-                    )
+                    self._dependencies.lost("redis", f"event stream at {self._where}: {exc}")
                 self._stop.wait(delay)
-                delay = min(delay * 2, MAX_BACKOFF_S)
+                delay = min(delay * 2, RETRY_CAP_S)
                 continue
             if failing_since is not None:
-                log.info(
-                    "event stream at %s reachable again after %.1f s",
-                    self._where,
-                    time.monotonic() - failing_since,
-                )
+                self._dependencies.regained("redis")
                 failing_since, delay = None, 0.05
             for stream, entries in reply or ():
                 events = _decode(entries) if stream == self._stream.encode() else []
@@ -296,9 +320,16 @@ class RedisEventBus(EventBus):
             "event stream at %s lost events during the outage; clients re-read the state",
             self._where,
         )
+        # The loss is an event of its own, with a seq from the database: nothing up to it
+        # can be replayed, so a client resuming from before gets a snapshot, whose id is
+        # above every id it has seen.
+        try:
+            newest = self._seq.take(1)[0]
+        except BusUnavailable:
+            newest = self._newest(fallback=max(top, position))
         with self._fanout.lock:
-            self._fanout.restart(top, "event stream lost")
-        return top
+            self._fanout.restart(newest, "event stream lost")
+        return newest
 
     def _top(self) -> int:
         return int(cast(bytes | None, self._client.get(self._counter)) or 0)
@@ -316,9 +347,8 @@ class RedisEventBus(EventBus):
                         f"cannot {what} the event stream at {self._where}: {exc}. Start Redis "
                         "there, or point BGREMOVER_REDIS_URL at a running one."
                     ) from exc
-                log.warning("event stream at %s unreachable, retrying: %s", self._where, exc)
                 time.sleep(delay)
-                delay = min(delay * 2, MAX_BACKOFF_S)
+                delay = min(delay * 2, RETRY_CAP_S)
 
 
 def _seq(entry_id: bytes) -> int:

@@ -21,8 +21,9 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session as Db
@@ -43,14 +44,18 @@ from ..workers.base import (
 )
 from . import notices, timings, transitions
 from .core import ServiceCore
+from .database import unreachable
 from .files import background_hash
 from .notices import JobProgress, Published
 from .rows import new_id
+from .schemas import Job
 from .snapshots import Live, live_remaining
 from .states import JobStatus
 from .tables import JobRow
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 CLAIM_LOCK = 0x62677265  # "bgre": PostgreSQL advisory lock serialising claims within slots
 
@@ -128,7 +133,11 @@ class Reports(ServiceCore):
         process's (its lease, its progress) if the job still waits for exactly this
         dispatch and no worker has started it yet. False for a stale or duplicate
         delivery: another dispatch won, the job ended, or a worker already took it (if
-        that worker died, its expired lease or its death notice re-queues the job)."""
+        that worker died, its expired lease or its death notice re-queues the job). Waits
+        for a database that does not answer."""
+        return self._until_database(lambda: self._take_over(item, worker))
+
+    def _take_over(self, item: WorkItem, worker: str) -> bool:
         now = self._now()
         with self._sessions.begin() as db:
             taken = db.execute(
@@ -197,7 +206,10 @@ class Reports(ServiceCore):
     # ----------------------------------------------------------------------- reports
 
     def handle(self, report: Report) -> None:
-        """Apply a worker's report; one from a run that no longer holds its job is dropped."""
+        """Apply a worker's report; one from a run that no longer holds its job is dropped.
+        While the database does not answer, the report waits for it (so the run waits): an
+        outage under a run is not the image's fault. If the run's lease lapses meanwhile,
+        another process re-queues it as lost, and the report then changes nothing."""
         if isinstance(report, StageProgress):
             self._on_progress(report)
             return
@@ -209,22 +221,25 @@ class Reports(ServiceCore):
             self._wake()
             return
         if isinstance(report, Started):
-            self._on_started(report)
+            self._until_database(lambda: self._on_started(report))
             return
         live = self._drop(report.job_id, report.dispatch_id)  # the run is over, whatever won
         if isinstance(report, Finished):
             self._on_finished(report, live)
         elif isinstance(report, Failed):
-            self._end_run(
-                report,
-                "failed",
-                live,
-                {"error_code": report.code, "error_message": report.message},
-            )
+            values = {"error_code": report.code, "error_message": report.message}
+            self._until_database(lambda: self._end_run(report, "failed", live, values))
         elif isinstance(report, Stopped):
-            self._put_back(report.job_id, report.dispatch_id)
+            self._until_database(lambda: self._put_back(report.job_id, report.dispatch_id))
         elif isinstance(report, Lost):
-            self._lose(report.job_id, report.dispatch_id, report.reason)
+            self._until_database(
+                lambda: self._lose(report.job_id, report.dispatch_id, report.reason)
+            )
+
+    def _until_database(self, call: Callable[[], T]) -> T:
+        """``call()`` (one or more transactions that may be replayed whole), retried until
+        the database answers."""
+        return self.dependencies.retry("database", call, unreachable)
 
     def _on_started(self, report: Started) -> None:
         with self._sessions.begin() as db:
@@ -262,15 +277,19 @@ class Reports(ServiceCore):
                 ),
             )
             return
+
         # A stage boundary: persist it (renewing the lease) and send a full snapshot.
-        with self._sessions.begin() as db:
-            values = {
-                "stage": stage.value,
-                "progress": percent,
-                "lease_until": self._now() + self.settings.lease_duration,
-            }
-            changed = transitions.update_run(db, report.job_id, report.dispatch_id, values)
-            job = self._job(db, self._get_job(db, report.job_id)) if changed else None
+        def persist() -> Job | None:
+            with self._sessions.begin() as db:
+                values = {
+                    "stage": stage.value,
+                    "progress": percent,
+                    "lease_until": self._now() + self.settings.lease_duration,
+                }
+                changed = transitions.update_run(db, report.job_id, report.dispatch_id, values)
+                return self._job(db, self._get_job(db, report.job_id)) if changed else None
+
+        job = self._until_database(persist)
         if job is None:
             self._abandon(report.job_id, report.dispatch_id)
             return
@@ -283,10 +302,14 @@ class Reports(ServiceCore):
                 live.bucket, report.timings, report.width * report.height
             )
             self._timings.observe(live.bucket, normalized)
+        if not self._until_database(lambda: self._complete(report, live)):
+            self._until_database(lambda: self._discard_orphan_result(report))
+
+    def _complete(self, report: Finished, live: Live | None) -> bool:
         with self._sessions() as db:
             row = db.get(JobRow, report.job_id)
             options = RemoveOptions.model_validate((row.options if row else None) or {})
-        ended = self._end_run(
+        return self._end_run(
             report,
             "completed",
             live,
@@ -301,8 +324,6 @@ class Reports(ServiceCore):
             },
             stage_seconds=report.timings,
         )
-        if not ended:
-            self._discard_orphan_result(report)
 
     def _end_run(
         self,

@@ -13,6 +13,7 @@ import threading
 import time
 
 from ..workers.base import Executor, Failed
+from .database import unreachable
 from .service import JobService
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ class Scheduler:
 
     def _run(self) -> None:
         next_cleanup = next_renewal = time.monotonic()
+        outage = False
         while True:
             with self._wakeup:
                 self._wakeup.wait_for(lambda: self._woken or self._stopping, _IDLE_WAIT_S)
@@ -75,8 +77,17 @@ class Scheduler:
                     result = self._service.cleanup()
                     if result.jobs_deleted:
                         log.info("retention cleanup: %s", result)
-            except Exception:  # keep scheduling whatever one round did
-                log.exception("scheduler round failed")
+            except Exception as exc:  # keep scheduling whatever one round did
+                if not unreachable(exc):
+                    log.exception("scheduler round failed")
+                    continue
+                # Said once; the next round starts with the leases, which ask the database.
+                self._service.dependencies.lost("database", exc)
+                outage, next_renewal = True, time.monotonic()
+            else:
+                if outage:
+                    self._service.dependencies.regained("database")
+                    outage = False
 
     def dispatch(self) -> int:
         """Start pending jobs while the executor has room; returns how many started."""

@@ -8,10 +8,17 @@ in commit order and never twice.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from sqlalchemy import Connection, Engine, text, update
 from sqlalchemy.orm import Session as Db
 
+from .database import unreachable
+from .events import BusUnavailable
 from .tables import CounterRow
+
+T = TypeVar("T")
 
 EVENT_SEQUENCE = "bgremover_event_seq"
 
@@ -39,7 +46,9 @@ def advance_to(db: Db | Connection, name: str, value: int | None) -> None:
 
 
 class EventSeq:
-    """The event bus's seq source: shared by every process on the database."""
+    """The event bus's seq source: shared by every process on the database, so an event id
+    means the same everywhere and never goes back, whatever happens to the event stream.
+    Raises ``BusUnavailable`` while the database does not answer."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -48,7 +57,8 @@ class EventSeq:
     def take(self, count: int) -> list[int]:
         """``count`` new seqs in ascending order (another process may hold the numbers
         between them)."""
-        with self._engine.begin() as connection:
+
+        def taken(connection: Connection) -> list[int]:
             if self._native:
                 values = connection.execute(
                     text(f"SELECT nextval('{EVENT_SEQUENCE}') FROM generate_series(1, :n)"),
@@ -58,9 +68,31 @@ class EventSeq:
             first = take(connection, "event_seq", count)
             return list(range(first, first + count))
 
+        return self._in_transaction(taken)
+
+    def advance(self, value: int) -> None:
+        """Make every later seq larger than ``value`` (one handed out elsewhere: events
+        published while another process took its seqs)."""
+
+        def advanced(connection: Connection) -> None:
+            if self._native:
+                # Only forward: nextval is atomic; setval follows only when it is behind.
+                connection.execute(
+                    text(
+                        f"SELECT CASE WHEN nextval('{EVENT_SEQUENCE}') < :v "
+                        f"THEN setval('{EVENT_SEQUENCE}', :v) END"
+                    ),
+                    {"v": value},
+                )
+            else:
+                advance_to(connection, "event_seq", value)
+
+        self._in_transaction(advanced)
+
     def last(self) -> int:
         """The newest seq handed out by any process."""
-        with self._engine.connect() as connection:
+
+        def newest(connection: Connection) -> int:
             if self._native:
                 row = connection.execute(
                     text(f"SELECT last_value, is_called FROM {EVENT_SEQUENCE}")
@@ -70,3 +102,17 @@ class EventSeq:
                 text("SELECT value FROM counters WHERE name = 'event_seq'")
             ).scalar_one()
             return int(value)
+
+        return self._in_transaction(newest)
+
+    def _in_transaction(self, work: Callable[[Connection], T]) -> T:
+        try:
+            with self._engine.begin() as connection:
+                return work(connection)
+        except Exception as exc:
+            if unreachable(exc):
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+                raise BusUnavailable(
+                    "database", f"cannot take event ids from the database: {reason}"
+                ) from exc
+            raise

@@ -8,6 +8,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..config import Settings
+from ..dependencies import Dependencies
 from ..storage import StorageError, open_storage
 from ..workers.base import Executor
 from .database import connect, default_url, migrate, session_factory
@@ -20,16 +21,24 @@ from .sequences import EventSeq
 from .service import JobService
 
 
-def open_bus(settings: Settings, engine: Engine, *, follow: bool = True) -> EventBus:
-    """The event bus: in this process, with seqs from the database; or the Redis stream
+def open_bus(
+    settings: Settings,
+    engine: Engine,
+    *,
+    follow: bool = True,
+    dependencies: Dependencies | None = None,
+) -> EventBus:
+    """The event bus, with seqs from the database: in this process; or the Redis stream
     every web process and worker shares, when ``redis_url`` is set (``follow=False``: a
     process that only publishes, a worker, reads nothing back)."""
+    seq = EventSeq(engine)
     if settings.redis_url:
         from .redis_bus import RedisEventBus  # imports redis only when it is used
 
         prefix = f"{settings.redis_namespace}:events"
-        return RedisEventBus(settings.redis_url, prefix=prefix, follow=follow)
-    seq = EventSeq(engine)
+        return RedisEventBus(
+            settings.redis_url, seq=seq, prefix=prefix, follow=follow, dependencies=dependencies
+        )
     return InMemoryEventBus(seq=seq.take, last=seq.last())
 
 
@@ -39,6 +48,9 @@ def open_service(
     """A job service on the configured database (migrated), store and bus."""
     engine = connect(settings.database_url or default_url(settings.data_dir))
     migrate(engine)
+    dependencies = Dependencies()
+    if bus is None:
+        bus = open_bus(settings, engine, follow=follow, dependencies=dependencies)
     return JobService(
         sessions=session_factory(engine),
         files=FileStore(
@@ -46,17 +58,18 @@ def open_service(
             settings.data_dir,
             thumbnail_cache_bytes=settings.thumbnail_cache_bytes,
         ),
-        bus=bus if bus is not None else open_bus(settings, engine, follow=follow),
+        bus=bus,
         settings=settings,
+        dependencies=dependencies,
     )
 
 
-def default_executor(settings: Settings) -> Executor:
+def default_executor(settings: Settings, dependencies: Dependencies | None = None) -> Executor:
     """Celery workers when the cluster is configured, else local worker processes."""
     if settings.redis_url:
         from ..workers.celery_executor import CeleryExecutor
 
-        return CeleryExecutor(settings)
+        return CeleryExecutor(settings, dependencies=dependencies)
     from ..workers.local import LocalProcessExecutor
 
     return LocalProcessExecutor(settings)
@@ -81,7 +94,11 @@ class JobSystem:
         self.engine = self.service.database
         self.presets = PresetStore(session_factory(self.engine), settings.max_presets)
         self.logins = LoginStore(session_factory(self.engine))
-        self.executor = executor if executor is not None else default_executor(settings)
+        self.executor = (
+            executor
+            if executor is not None
+            else default_executor(settings, self.service.dependencies)
+        )
         self.scheduler = Scheduler(
             self.service,
             self.executor,
@@ -96,7 +113,7 @@ class JobSystem:
 
     def health(self) -> dict[str, str]:
         """Each dependency ("database", "storage", and the executor's: "redis", "broker")
-        with "ok" or what is wrong."""
+        with "ok" or what is wrong; each check also tells ``service.dependencies``."""
         checks = {"database": "ok", "storage": "ok"}
         try:
             with self.engine.connect() as connection:
@@ -107,7 +124,10 @@ class JobSystem:
             self.service.files.storage.check()
         except StorageError as exc:
             checks["storage"] = str(exc)
-        return checks | self.executor.health()
+        checks |= self.executor.health()
+        for name, state in checks.items():
+            self.service.dependencies.observe(name, None if state == "ok" else state)
+        return checks
 
     def start(self) -> JobSystem:
         self.service.recover()

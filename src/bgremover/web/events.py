@@ -45,10 +45,13 @@ class SnapshotCache:
         self._wire = b""
         self._taken_at: float | None = None
 
-    def get(self) -> tuple[int, bytes]:
-        """The snapshot's seq and its SSE encoding."""
+    def get(self, after: int = 0) -> tuple[int, bytes]:
+        """The snapshot's seq and its SSE encoding; one taken after the event ``after``
+        (a client's last event, or a resync it was told), so a client never gets a state
+        older than what it has seen, nor a lower id."""
         with self._lock:
-            if self._taken_at is None or time.monotonic() - self._taken_at > SNAPSHOT_REUSE_S:
+            stale = self._taken_at is None or time.monotonic() - self._taken_at > SNAPSHOT_REUSE_S
+            if stale or self._seq < after:
                 snapshot = self._service.active_snapshot()
                 self._seq = snapshot.seq
                 self._wire = _encode("snapshot", snapshot.model_dump(mode="json"), snapshot.seq)
@@ -84,19 +87,23 @@ async def _stream(
     bus: EventBus, snapshots: SnapshotCache, resume: int | None
 ) -> AsyncIterator[bytes]:
     subscription: Subscription | None = None
+    seen = 0  # the newest id this client has (or the resync it must see past)
     if resume is not None:
         subscription = bus.subscribe(after=resume, maxsize=CLIENT_BUFFER)
+        seen = resume
     try:
         while True:
             if subscription is None:
-                seq, wire = await run_in_threadpool(snapshots.get)
+                seq, wire = await run_in_threadpool(snapshots.get, seen)
                 yield wire
+                seen = seq
                 subscription = bus.subscribe(after=seq, maxsize=CLIENT_BUFFER)
             batch = await subscription.next_batch()
             if not batch:
                 return  # closed
             chunks = []
             for event in batch:
+                seen = max(seen, event.seq)
                 if event.type == "resync":
                     subscription.close()
                     subscription = None

@@ -86,11 +86,25 @@ def import_state(service: Service, state: QueueState) -> ImportResult:
 def health(request: Request) -> JSONResponse:
     """ "ok" with each dependency's state and the number of workers; 503 when the
     database does not answer (nothing works without it), "degraded" when another
-    dependency does not."""
+    dependency does not. ``dependencies`` says, per dependency, whether this process has
+    it, since when (epoch seconds) and the last error: a loss its own work met shows here
+    while it lasts, even between checks."""
     system = get_system(request)
     checks: dict[str, Any] = system.health()
+    dependencies = system.service.dependencies.states()
     failing = [name for name, state in checks.items() if state != "ok"]
-    workers = len(system.executor.workers())
+    failing += [
+        name for name, state in dependencies.items() if not state.ok and name not in failing
+    ]
+    try:
+        workers = len(system.executor.workers())
+    except Exception:  # the registry is in Redis, which the checks above name
+        workers = 0
     status = "ok" if not failing else "degraded"
-    body = {"status": status, **checks, "workers": workers}
+    body = {
+        "status": status,
+        **checks,
+        "dependencies": {name: state.as_json() for name, state in dependencies.items()},
+        "workers": workers,
+    }
     return JSONResponse(body, status_code=503 if "database" in failing else 200)

@@ -109,6 +109,19 @@ def run(app: FastAPI, settings: Settings) -> None:
     }
     config = uvicorn.Config(app, **options)  # configures logging, so filter after it
     logging.getLogger("uvicorn.access").addFilter(RedactToken())
+    _log_info("bgremover")
     # uvicorn re-raises the Ctrl-C it handled once it has shut down gracefully.
     with contextlib.suppress(KeyboardInterrupt):
         uvicorn.Server(config).run()
+
+
+def _log_info(name: str) -> None:
+    """Show the app's own INFO lines beside uvicorn's (a dependency lost and back again,
+    runs re-queued): by default Python shows only warnings."""
+    logger = logging.getLogger(name)
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:  %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False

@@ -16,6 +16,7 @@ from dataclasses import asdict
 from typing import Any
 
 from ..config import Settings
+from ..dependencies import Dependencies
 from .base import Executor, Freed, ReportSink, WorkerInfo, WorkItem
 from .celery_config import TASK, make_app
 from .cluster import Channels, Listener, WorkerRegistry, redis_client
@@ -32,8 +33,15 @@ first, the pool's kill is the last resort for a run that hangs."""
 class CeleryExecutor(Executor):
     remote = True
 
-    def __init__(self, settings: Settings, *, app: Any | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        app: Any | None = None,
+        dependencies: Dependencies | None = None,
+    ) -> None:
         self._settings = settings
+        self._dependencies = dependencies or Dependencies()
         self._app = app if app is not None else make_app(settings)
         self._channels = Channels(settings.redis_namespace)
         self._redis = redis_client(settings)
@@ -49,7 +57,10 @@ class CeleryExecutor(Executor):
 
     def start(self, sink: ReportSink) -> None:
         self._listener = Listener(
-            self._redis, self._channels.freed, lambda worker: sink(Freed(worker))
+            self._redis,
+            self._channels.freed,
+            lambda worker: sink(Freed(worker)),
+            self._dependencies,
         ).start()
 
     def free_slots(self) -> int:
@@ -63,8 +74,10 @@ class CeleryExecutor(Executor):
                 try:
                     slots = len(self._registry.live())
                 except Exception as exc:  # Redis away: start nothing until it is back
-                    log.warning("cannot count the workers (%s); dispatching nothing", exc)
+                    self._dependencies.lost("redis", f"cannot count the workers: {exc}")
                     slots = 0
+                else:
+                    self._dependencies.regained("redis")
                 self._slots = (time.monotonic(), slots)
         return min(slots, self._cap) if self._cap is not None else slots
 

@@ -17,6 +17,7 @@ from dataclasses import asdict
 from typing import Any
 
 from ..config import Settings
+from ..dependencies import RETRY_CAP_S, RETRY_START_S, Dependencies
 from .base import WorkerInfo
 
 log = logging.getLogger(__name__)
@@ -87,12 +88,19 @@ class WorkerRegistry:
 
 class Listener:
     """Calls ``handle(message)`` for every message on ``channel``, from its own thread,
-    reconnecting with backoff when Redis goes away (and saying so in the log)."""
+    reconnecting with backoff when Redis goes away (and telling ``dependencies``)."""
 
-    def __init__(self, redis: Any, channel: str, handle: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        redis: Any,
+        channel: str,
+        handle: Callable[[str], None],
+        dependencies: Dependencies | None = None,
+    ) -> None:
         self._redis = redis
         self._channel = channel
         self._handle = handle
+        self._dependencies = dependencies or Dependencies()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"listen-{channel}", daemon=True)
         self._subscribed = threading.Event()
@@ -109,15 +117,14 @@ class Listener:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        delay = 0.5
+        delay = RETRY_START_S
         while not self._stop.is_set():
             try:
                 pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(self._channel)
                 self._subscribed.set()
-                if delay > 0.5:
-                    log.info("listening on %s again", self._channel)
-                delay = 0.5
+                self._dependencies.regained("redis")
+                delay = RETRY_START_S
                 while not self._stop.is_set():
                     message = pubsub.get_message(timeout=0.5)
                     if message is not None and message.get("type") == "message":
@@ -125,6 +132,6 @@ class Listener:
                 pubsub.close()
             except Exception as exc:  # Redis down or restarted: retry with backoff
                 self._subscribed.clear()
-                log.warning("%s: cannot listen (%s); retrying in %.0f s", self._channel, exc, delay)
+                self._dependencies.lost("redis", f"cannot listen on {self._channel}: {exc}")
                 self._stop.wait(delay)
-                delay = min(delay * 2, 30.0)
+                delay = min(delay * 2, RETRY_CAP_S)
