@@ -10,12 +10,14 @@ from .cluster import Channels
 
 TASK = "bgremover.run"
 """The one task: run a ``WorkItem`` (sent as a dict of plain data)."""
-VISIBILITY_TIMEOUT_S = 3600
-"""Redis broker: an unacknowledged message goes to another worker after this long. The job
-store does not rely on it: a run no worker took over is queued again at its take-over
-deadline (``takeover_timeout``, seconds), one whose worker died when its lease expires, and a
-message delivered again is dropped by its dispatch id. Long, so that a run in progress is not
-delivered twice for nothing."""
+REDIS_TRANSPORT = {"ack_emulation": False}
+"""Redis broker: a message is the worker's once delivered; no unacknowledged set, no
+redelivery after a visibility timeout. The job store does not need them: a run no worker took
+over is queued again at its take-over deadline (``takeover_timeout``), one whose worker died
+when its lease expires or its death is reported, and a late or repeated message is dropped
+by its dispatch id. Without it a worker also survives a broker restart with runs in flight
+(kombu's restore of the unacknowledged set on the lost connection raised AttributeError and
+stopped the whole worker: celery/kombu#970, #582)."""
 LOST_WORKER_WAIT_S = 1.0
 """How long a worker's main process waits for the result of a child that died before it
 reports the run lost: runs report to the job store themselves, so there is nothing to wait
@@ -38,7 +40,8 @@ def make_app(settings: Settings) -> Any:
     app.conf.update(
         task_default_queue=channels.queue,
         # Acknowledged after the run: a busy worker's prefetch window is then full, so it
-        # reserves no message that a free worker elsewhere could start at once.
+        # reserves no message that a free worker elsewhere could start at once. (With the
+        # Redis broker, kombu counts the window in the worker's memory, ack_emulation or not.)
         task_acks_late=True,
         task_reject_on_worker_lost=False,  # a lost run is re-queued by the job store
         task_ignore_result=True,
@@ -48,7 +51,7 @@ def make_app(settings: Settings) -> Any:
         worker_send_task_events=True,  # Flower shows tasks as they run
         task_send_sent_event=True,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
+        broker_transport_options=REDIS_TRANSPORT,
         task_serializer="json",
         accept_content=["json"],
     )
