@@ -66,16 +66,16 @@ def one_run(root: Path, model: Path, timeout_s: float) -> dict[str, float]:
         (root / "a").mkdir()
         first = stack.enter_context(worker(root / "a", env))
         poll_until("worker A's slot", lambda: worker_count(url) == 1)
-        for child in psutil.Process(first.pid).children(recursive=True):
-            os.kill(child.pid, signal.SIGSTOP)
+        for child in _children(first.pid):
+            os.kill(child, signal.SIGSTOP)
         job_id = upload_pngs(url, root / "in", 1)["jobs"][0]["id"]
         poll_until("the message received by worker A", lambda: received(root / "a"))
         os.killpg(first.pid, signal.SIGKILL)
         killed = time.time()
         first.wait()
         (root / "b").mkdir()
-        stack.enter_context(worker(root / "b", env))
-        poll_until("worker B's slot", lambda: _live_slot(url))
+        second = stack.enter_context(worker(root / "b", env))
+        poll_until("worker B's slot", lambda: _listed(url) & _children(second.pid))
         b_ready = time.time()
         listener.wait_for(
             "the job completed",
@@ -89,10 +89,13 @@ def one_run(root: Path, model: Path, timeout_s: float) -> dict[str, float]:
         return {"requeued": back - killed, "b_ready": b_ready - killed, "completed": done - killed}
 
 
-def _live_slot(url: str) -> bool:
-    """Whether a live process counts as a slot (A's record may outlive A a few heartbeats)."""
-    listed = httpx.get(f"{url}/api/stats", timeout=30).json()["workers"]
-    return any(w["pid"] and psutil.pid_exists(int(w["pid"])) for w in listed)
+def _listed(url: str) -> set[int]:
+    """The pids of the worker processes that count as slots."""
+    return {int(w["pid"]) for w in httpx.get(f"{url}/api/stats", timeout=30).json()["workers"]}
+
+
+def _children(pid: int) -> set[int]:
+    return {child.pid for child in psutil.Process(pid).children(recursive=True)}
 
 
 def main() -> None:
