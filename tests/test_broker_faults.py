@@ -135,9 +135,11 @@ def test_a_broker_restarted_mid_batch_loses_no_job(tmp_path: Path, slow_tiny_mod
         url, env, _ = stack.enter_context(
             private_cluster(tmp_path, broker, slow_tiny_model, **settings)
         )
+        client = stack.enter_context(redis.Redis.from_url(broker.url))
         (tmp_path / "worker").mkdir()
-        stack.enter_context(worker(tmp_path / "worker", env, concurrency=2))
+        main = stack.enter_context(worker(tmp_path / "worker", env, concurrency=2))
         poll_until("the worker's slots", lambda: worker_count(url) == 2)
+        queue = f"{env['BGREMOVER_REDIS_NAMESPACE']}.jobs"
         created = upload_pngs(url, tmp_path / "in", 8)
         batch_id = created["batch"]["id"]
 
@@ -146,8 +148,13 @@ def test_a_broker_restarted_mid_batch_loses_no_job(tmp_path: Path, slow_tiny_mod
             return answer
 
         poll_until("two jobs completed", lambda: batch()["counts"]["completed"] >= 2)
-        broker.stop()  # the queue, the unacknowledged messages and the slots are gone
+        # The worker's main process stops taking messages; its pool processes end their
+        # runs and free their slots, so the next runs' messages wait in the broker.
+        os.kill(main.pid, signal.SIGSTOP)
+        poll_until("a message waiting in the broker", lambda: client.llen(queue))
+        broker.stop()  # the queue and the slots are gone
         broker.start()
+        os.kill(main.pid, signal.SIGCONT)
         ended = poll_until(
             "every job's end",
             lambda: (b := batch())["status"] in ENDED and b,
@@ -155,6 +162,8 @@ def test_a_broker_restarted_mid_batch_loses_no_job(tmp_path: Path, slow_tiny_mod
         assert ended["counts"]["completed"] == 8, ended
         jobs = httpx.get(f"{url}/api/jobs", params={"batch_id": batch_id}, timeout=30).json()
         assert {(j["status"], j["attempt"]) for j in jobs["items"]} == {("completed", 1)}, jobs
+        lost = [j for j in jobs["items"] if j["queued_at"] != j["created_at"]]
+        assert lost, "no run's message was lost: the test proved nothing"
 
 
 def test_a_worker_process_that_dies_stops_counting_as_a_slot_at_once(
