@@ -1,5 +1,6 @@
 """The services a cluster test needs, checked and started when they are not running:
-Redis, RabbitMQ, and a real S3 protocol server (moto's server mode, in a process)."""
+Redis, RabbitMQ, and a real S3 protocol server (moto's server mode, in a process); a cluster
+on a private Redis, and the means to fault it."""
 
 from __future__ import annotations
 
@@ -13,16 +14,19 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
+from PIL import Image
 
-from tests.redis_support import SHARED_URL, shared_redis
-from tests.serving import free_port, sse_events
+from tests.jobs_support import postgres_database
+from tests.redis_support import SHARED_URL, PrivateRedis, shared_redis
+from tests.serving import UI, free_port, served, sse_events
 
 REDIS_URL = SHARED_URL
 RABBITMQ_URL = os.environ.get("BGREMOVER_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
@@ -185,3 +189,88 @@ def worker(
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         log.close()
+
+
+@contextmanager
+def private_cluster(
+    tmp_path: Path, broker: PrivateRedis, model: Path, **extra: str
+) -> Iterator[tuple[str, dict[str, str], Listener]]:
+    """A web process on a fresh PostgreSQL database with ``broker`` as its Redis; yields its
+    URL, the environment workers need, and an SSE listener on it."""
+    with ExitStack() as stack:
+        database = stack.enter_context(postgres_database())
+        env = {
+            "BGREMOVER_DATABASE_URL": database,
+            "BGREMOVER_REDIS_URL": broker.url,
+            "BGREMOVER_REDIS_NAMESPACE": f"test-{uuid.uuid4().hex[:8]}",
+            "BGREMOVER_STORAGE_URL": (tmp_path / "storage").as_uri(),
+            "BGREMOVER_MODEL_PATH": str(model),
+            **extra,
+        }
+        web_root = tmp_path / "web"
+        web_root.mkdir()
+        # Its output goes on to a log (until it is stopped), so a server that logs a Redis
+        # outage never blocks on a full pipe.
+        log = stack.enter_context(open(web_root / "server.log", "w"))
+        copiers: list[threading.Thread] = []
+        stack.callback(lambda: [copier.join() for copier in copiers])
+        url, process = stack.enter_context(served(web_root, env=env))
+        copiers.append(threading.Thread(target=shutil.copyfileobj, args=(process.stdout, log)))
+        copiers[0].start()
+        listener = Listener(url)
+        stack.callback(listener.close)
+        listener.wait_for("the snapshot", lambda seen: seen)
+        yield url, env, listener
+
+
+def upload_pngs(url: str, folder: Path, count: int) -> dict[str, Any]:
+    """Upload ``count`` small noise PNGs (written to ``folder``) as one batch; its answer."""
+    folder.mkdir()
+    rng = np.random.default_rng(11)
+    files = []
+    for index in range(count):
+        pixels = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
+        path = folder / f"photo-{index:02}.png"
+        Image.fromarray(pixels).save(path)
+        files.append(("files", (path.name, path.read_bytes(), "image/png")))
+    created = httpx.post(f"{url}/api/batches", files=files, headers=UI, timeout=60)
+    assert created.status_code == 201, created.text
+    body: dict[str, Any] = created.json()
+    return body
+
+
+def job_updates(events: list[dict[str, Any]], job_id: str) -> list[dict[str, Any]]:
+    """The job's snapshots in ``events``' job.updated events, in order."""
+    return [
+        e["data"]["job"]
+        for e in events
+        if e["event"] == "job.updated" and e["data"]["job"]["id"] == job_id
+    ]
+
+
+def poll_until(what: str, check: Any) -> Any:
+    """Poll ``check()`` (the broker's or the API's state, which sends no events) until it
+    returns something truthy."""
+    stop = threading.Event()
+    timer = threading.Timer(WAIT_S, stop.set)
+    timer.start()
+    try:
+        while not stop.is_set():
+            found = check()
+            if found:
+                return found
+            stop.wait(0.05)
+    finally:
+        timer.cancel()
+    pytest.fail(f"never saw {what}")
+
+
+def worker_count(url: str) -> int:
+    """The worker slots the web process at ``url`` counts."""
+    return int(httpx.get(f"{url}/api/health", timeout=10).json()["workers"])
+
+
+def received(root: Path) -> bool:
+    """Whether the `bgremover worker` logging in ``root`` received a run's message (Celery's
+    main process says so when it takes one from the broker)."""
+    return "] received" in (root / "worker.log").read_text()

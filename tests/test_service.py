@@ -236,6 +236,63 @@ def test_a_run_no_worker_started_is_queued_again_uncounted_when_its_lease_expire
     assert (job.status, job.attempt) == ("pending", 1), "no worker lost a run it never had"
 
 
+def _dispatching(h: Harness) -> Harness:
+    """``h`` as a web process that sends its runs to remote (Celery) workers."""
+    h.service.attach(
+        cancel_running=h.cancels.append, wake=lambda: h.wakes.append(1), runs_elsewhere=True
+    )
+    return h
+
+
+def test_a_run_sent_to_workers_that_none_takes_over_is_queued_again_uncounted_at_its_deadline(
+    harness: Harness, photos: dict[str, Path]
+) -> None:
+    h = _dispatching(harness)
+    h.service.create_batch(h.uploads(photos["coffee.jpg"]))
+    sent = claim(h)  # its message died with a worker before it was taken over
+    other = h.reopen()
+    deadline = h.settings.takeover_timeout.total_seconds()
+    h.clock.advance(seconds=deadline - 1)
+    h.service.renew_leases()
+    assert other.service.recover() == 0, "re-queued before its take-over deadline"
+    h.clock.advance(seconds=2)
+    h.service.renew_leases()  # the dispatcher does not keep a run alive that nobody runs
+    assert other.service.recover() == 1
+    job = other.service.get_job(sent.job_id)
+    assert (job.status, job.attempt, job.worker) == ("pending", 1, None), "it never ran"
+    # The lost message, should it still arrive, is dropped by its dispatch id.
+    worker = h.reopen()
+    assert not worker.service.take_over(sent, "late worker")
+    again = claim(h)
+    assert again.job_id == sent.job_id and again.dispatch_id != sent.dispatch_id
+    assert not worker.service.take_over(sent, "late worker")
+    assert worker.service.take_over(again, "worker")
+    run_to_completion(worker, again)
+    assert worker.service.get_job(sent.job_id).status == "completed"
+
+
+def test_a_run_taken_over_in_time_is_its_workers_and_not_queued_again(
+    harness: Harness, photos: dict[str, Path]
+) -> None:
+    h = _dispatching(harness)
+    h.service.create_batch(h.uploads(photos["coffee.jpg"]))
+    sent = claim(h)
+    worker = h.reopen()
+    h.clock.advance(seconds=h.settings.takeover_timeout.total_seconds() - 1)
+    assert worker.service.take_over(sent, "worker")
+    assert not h.reopen().service.take_over(sent, "duplicate delivery")
+    h.clock.advance(seconds=2)  # past the take-over deadline, within the worker's lease
+    assert h.service.recover() == 0
+    for _ in range(3):  # the worker renews its lease; nobody else does
+        h.clock.advance(seconds=h.settings.lease_duration.total_seconds() - 1)
+        worker.service.renew_leases()
+        assert h.service.recover() == 0
+    h.clock.advance(seconds=h.settings.lease_duration.total_seconds() + 1)  # worker gone
+    assert h.service.recover() == 1
+    job = h.service.get_job(sent.job_id)
+    assert (job.status, job.attempt) == ("pending", 2), "a run a worker held was lost"
+
+
 def test_a_run_whose_lease_expired_is_queued_again_and_its_late_report_ignored(
     harness: Harness, photos: dict[str, Path]
 ) -> None:

@@ -12,8 +12,9 @@ variables as the workers). A worker process:
   delivery changes nothing; reports stages, percent, completion or failure itself (through
   the job service: the same coalescing and events as one machine), renews the run's lease,
   and stops the inference within a second when any web process cancels the job.
-The worker's main process reports a run whose child process died or hung ``Lost``; if the
-whole worker dies, the run's lease expires and any web process re-queues it.
+The worker's main process reports a run whose child process died or hung ``Lost``, and
+removes a dead child's slot at once; if the whole worker dies, the run's lease (or, before a
+worker took it over, its take-over deadline) expires and any web process re-queues it.
 """
 
 from __future__ import annotations
@@ -22,10 +23,8 @@ import contextlib
 import logging
 import os
 import socket
-import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from celery import signals
@@ -41,9 +40,10 @@ from .jobs.system import open_service
 from .storage import open_storage
 from .workers.base import Lost, WorkerInfo, WorkItem
 from .workers.celery_config import TASK, make_app
-from .workers.cluster import Channels, Listener, WorkerRegistry, redis_client
+from .workers.cluster import Channels, ChildSlots, Listener, WorkerRegistry, redis_client
 from .workers.messages import RefusedMessage, check_against_row, parse
 from .workers.running import ProgressReports, run_item
+from .workers.scratch import Scratch
 from .workers.worker_process import warm_up
 
 log = logging.getLogger("bgremover.worker")
@@ -92,7 +92,8 @@ class Node:
         self.service = connect_with_retry(settings)
         self.service.attach(cancel_running=self.cancel, wake=lambda: None)
         self.storage = open_storage(settings)
-        self.scratch = Path(tempfile.mkdtemp(prefix="bgremover-worker-"))
+        self._scratch = Scratch()
+        self.scratch = self._scratch.path
         self._lock = threading.Lock()
         self._running: tuple[WorkItem, CancelToken] | None = None
         self._started_at = time.time()
@@ -186,6 +187,7 @@ class Node:
         except Exception:
             log.warning("%s: could not leave the worker list", self.name)
         self.service.close()
+        self._scratch.close()
 
     def _beat(self) -> None:
         with self._lock:
@@ -291,6 +293,27 @@ def _report_lost(task_id: str, exception: BaseException, args: Any = None, **_: 
     _reporter.handle(Lost(item.job_id, item.dispatch_id, reason=reason))
 
 
+_child_slots: ChildSlots | None = None
+
+
+def _watch_children(**_: Any) -> None:
+    """In the worker's main process, once its pool runs: dead children stop being slots."""
+    global _child_slots
+    registry = WorkerRegistry(
+        redis_client(settings),
+        Channels(settings.redis_namespace),
+        settings.worker_heartbeat.total_seconds(),
+    )
+    _child_slots = ChildSlots(registry).start()
+
+
+def _stop_watching_children(**_: Any) -> None:
+    if _child_slots is not None:
+        _child_slots.stop()
+
+
+signals.worker_ready.connect(_watch_children, weak=False)
+signals.worker_shutting_down.connect(_stop_watching_children, weak=False)
 signals.worker_process_init.connect(_start_node, weak=False)
 signals.worker_process_shutdown.connect(_stop_node, weak=False)
 signals.task_failure.connect(_report_lost, weak=False)

@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     lease_duration: Duration = timedelta(seconds=30)
     """How long a claimed run stays its process's without a renewal; after that any process
     may re-queue it (a crashed server's jobs come back at the latest this long after)."""
+    takeover_timeout: Duration = timedelta(seconds=15)
+    """How long a run sent to Celery may wait for a worker to take it over; after that any
+    process queues it again, uncounted (its message was lost with a dead worker or a broker
+    restart), and the message, should it still arrive, is dropped by its dispatch id."""
     run_timeout_min: Duration = timedelta(minutes=2)
     run_timeout_factor: float = Field(default=10.0, gt=0)
     """A run is killed as hung after ``run_timeout_factor`` times its expected duration, and

@@ -77,8 +77,6 @@ class ServiceCore:
         self._now = now
         self.owner = owner or process_identity()
         self._live: dict[str, Live] = {}
-        self._handed: dict[str, str] = {}
-        """Runs sent to remote workers that none has taken over yet: job id → dispatch id."""
         self._shown: dict[str, tuple[int, float]] = {}
         """Batch and session percent last shown, by id, with the job count it was for."""
         self._live_lock = threading.Lock()

@@ -12,7 +12,13 @@ How a run ends decides what happens to its job:
   it was, and nothing is counted against it;
 - lost (its worker died, hung past its deadline, or its process stopped renewing the lease):
   the job goes back to the queue as its next attempt, until ``max_attempts`` runs were lost;
-  then it fails with the reason, so an image that kills its worker cannot loop forever.
+  then it fails with the reason, so an image that kills its worker cannot loop forever;
+- never taken over (sent to Celery, but no worker took it within ``takeover_timeout``: the
+  message died with its worker or the broker): back to the queue, uncounted, since it never ran.
+
+Every run in progress has a live holder or a deadline: a run held here (local workers) or by
+a Celery worker has a lease its holder renews; a run sent to Celery has, until a worker takes
+it over, only its take-over deadline, which nobody renews.
 """
 
 from __future__ import annotations
@@ -21,11 +27,12 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.orm import Session as Db
 
 from ..engine.options import OutputFormat, RemoveOptions
@@ -65,11 +72,14 @@ class Reports(ServiceCore):
 
     def claim_next(self, *, within: int | None = None) -> WorkItem | None:
         """Move the best pending job (highest priority, then first in line) to processing,
-        held by this process under a new dispatch id and lease. With ``within`` (worker
-        slots shared by every dispatching process), only while fewer runs than that are
-        processing anywhere: counting and claiming are one step, serialised across
-        processes, so the cluster never runs more than its slots."""
+        under a new dispatch id: held by this process under a lease, or, sent to remote
+        workers, held by nobody until one takes it over by ``take_over``'s deadline. With
+        ``within`` (worker slots shared by every dispatching process), only while fewer runs
+        than that are processing anywhere: counting and claiming are one step, serialised
+        across processes, so the cluster never runs more than its slots."""
         now = self._now()
+        handed = self._runs_elsewhere
+        held_until = self.settings.takeover_timeout if handed else self.settings.lease_duration
         dispatch_id = new_id()
         best = (
             select(JobRow.id)
@@ -94,8 +104,8 @@ class Reports(ServiceCore):
                 .values(
                     status="processing",
                     dispatch_id=dispatch_id,
-                    lease_owner=self.owner,
-                    lease_until=now + self.settings.lease_duration,
+                    lease_owner=None if handed else self.owner,
+                    lease_until=now + held_until,
                     start_time=now,
                     stage=None,
                     progress=0.0,
@@ -117,10 +127,7 @@ class Reports(ServiceCore):
             )
             transitions.shift_batch(db, batch_id, {"pending": -1, "processing": +1}, now)
             row = self._get_job(db, job_id)
-            if self._runs_elsewhere:
-                with self._live_lock:
-                    self._handed[job_id] = dispatch_id
-            else:
+            if not handed:
                 self._hold(job_id, Live(dispatch_id, batch_id, bucket, pixels=pixels))
             item = self._work_item(row, dispatch_id, predicted)
             events = [notices.job_updated(self._job(db, row))]
@@ -132,9 +139,11 @@ class Reports(ServiceCore):
         """A worker process (on any machine) starts ``item``: the run becomes this
         process's (its lease, its progress) if the job still waits for exactly this
         dispatch and no worker has started it yet. False for a stale or duplicate
-        delivery: another dispatch won, the job ended, or a worker already took it (if
-        that worker died, its expired lease or its death notice re-queues the job). Waits
-        for a database that does not answer."""
+        delivery: another dispatch won, the job ended or went back to the queue (no worker
+        took it over in time), or a worker already took it (if that worker died, its
+        expired lease or its death notice re-queues the job). One conditional UPDATE
+        decides, so a take-over and a re-queue at its deadline cannot both win. Waits for a
+        database that does not answer."""
         return self._until_database(lambda: self._take_over(item, worker))
 
     def _take_over(self, item: WorkItem, worker: str) -> bool:
@@ -383,14 +392,14 @@ class Reports(ServiceCore):
         *,
         counted: bool,
         reason: str = "",
-        expired_before: datetime | None = None,
+        guard: Sequence[ColumnElement[bool]] = (),
     ) -> bool:
         now = self._now()
         with self._sessions.begin() as db:
             row = db.get(JobRow, job_id, populate_existing=True)
             if row is None or row.dispatch_id != dispatch_id or row.status != "processing":
                 return False
-            events = self._requeue_row(db, row, now, counted, reason, expired_before)
+            events = self._requeue_row(db, row, now, counted, reason, guard)
             if events is None:
                 return False
         self._publish_all(events)
@@ -404,14 +413,11 @@ class Reports(ServiceCore):
         now: datetime,
         counted: bool,
         reason: str,
-        expired_before: datetime | None,
+        guard: Sequence[ColumnElement[bool]],
     ) -> list[Published] | None:
         """Put the run of ``row`` back in the queue (or fail it after too many losses),
-        guarded by its dispatch id (and, for an expired lease, by the lease still being
-        expired: its owner may have renewed it meanwhile)."""
-        extra = []
-        if expired_before is not None:
-            extra.append(or_(JobRow.lease_until.is_(None), JobRow.lease_until < expired_before))
+        guarded by its dispatch id and ``guard`` (for a run recovered from outside: still
+        held as it was seen, its lease still expired)."""
         lost = row.lost_runs + 1 if counted else row.lost_runs
         gives_up = counted and lost >= self.settings.max_attempts
         values: dict[str, Any] = {**transitions.NOT_RUNNING, "lost_runs": lost}
@@ -435,7 +441,7 @@ class Reports(ServiceCore):
             now,
             allowed=("processing",),
             dispatch_id=row.dispatch_id,
-            extra=extra,
+            extra=guard,
             values=values,
         )
         if left is None:
@@ -484,10 +490,9 @@ class Reports(ServiceCore):
 
     def renew_leases(self) -> None:
         """Extend the leases of the runs held here; a run whose job is no longer ours (it
-        was cancelled, deleted or recovered by another process) is stopped. Runs sent to
-        remote workers keep their lease here until a worker takes them over: waiting in the
-        broker for a free worker is not a lost run."""
-        self._renew_handed()
+        was cancelled, deleted or recovered by another process) is stopped. A run sent to
+        remote workers is not held here: until a worker takes it over, its take-over
+        deadline stands."""
         held = self._held()
         if not held:
             return
@@ -506,34 +511,11 @@ class Reports(ServiceCore):
             if live.dispatch_id not in kept:
                 self._abandon(job_id, live.dispatch_id)
 
-    def _renew_handed(self) -> None:
-        with self._live_lock:
-            handed = dict(self._handed)
-        if not handed:
-            return
-        with self._sessions.begin() as db:
-            waiting = set(
-                db.execute(
-                    update(JobRow)
-                    .where(
-                        JobRow.dispatch_id.in_(list(handed.values())),
-                        JobRow.status == "processing",
-                        JobRow.worker.is_(None),
-                    )
-                    .values(lease_until=self._now() + self.settings.lease_duration)
-                    .returning(JobRow.dispatch_id),
-                    execution_options={"synchronize_session": False},
-                ).scalars()
-            )
-        with self._live_lock:
-            for job_id, dispatch_id in handed.items():
-                if dispatch_id not in waiting and self._handed.get(job_id) == dispatch_id:
-                    del self._handed[job_id]  # taken over, ended or recovered
-
     def recover(self) -> int:
-        """Re-queue runs no live process holds: leases that expired, and runs of processes
-        on this machine that no longer exist. Each that a worker had started counts as a
-        lost run (one still waiting for a worker does not). Returns how many."""
+        """Re-queue runs no live process holds: leases that expired, runs of processes on
+        this machine that no longer exist, and runs sent to remote workers that none took
+        over by the deadline. Each that a worker had started counts as a lost run (one that
+        never started does not). Returns how many."""
         now = self._now()
         host = socket.gethostname()
         with self._sessions() as db:
@@ -555,22 +537,44 @@ class Reports(ServiceCore):
             ).all()
         recovered = 0
         for job_id, dispatch_id, owner, until, worker in rows:
-            if owner == self.owner:
+            if owner is not None and owner == self.owner:
                 continue
             expired = until is None or until < now
             if not expired and _owner_alive(owner, host):
                 continue
-            why = "its process stopped renewing the lease" if expired else "its process is gone"
-            recovered += self._requeue(
-                job_id,
-                dispatch_id or "",
-                counted=worker is not None,
-                reason=why,
-                expired_before=now if expired else None,
-            )
+            never_taken = worker is None and owner is None  # sent; no worker took it over
+            if never_taken:
+                why = "no worker took it over in time"
+            elif expired:
+                why = "its process stopped renewing the lease"
+            else:
+                why = "its process is gone"
+            # Still held as seen: a worker may have taken the run over (or renewed its
+            # lease) since it was read, and then it is that worker's.
+            guard = [_same(JobRow.lease_owner, owner), _same(JobRow.worker, worker)]
+            if expired:
+                guard.append(or_(JobRow.lease_until.is_(None), JobRow.lease_until < now))
+            if not self._requeue(
+                job_id, dispatch_id or "", counted=worker is not None, reason=why, guard=guard
+            ):
+                continue
+            recovered += 1
+            if never_taken:
+                log.warning(
+                    "job %s: no worker took dispatch %s over within %.0f s (its message was "
+                    "lost with a worker or the broker); queued again",
+                    job_id,
+                    dispatch_id,
+                    self.settings.takeover_timeout.total_seconds(),
+                )
         if recovered:
             log.info("re-queued %d jobs whose runs were lost", recovered)
         return recovered
+
+
+def _same(column: InstrumentedAttribute[str | None], value: str | None) -> ColumnElement[bool]:
+    """``column`` still has ``value`` (NULL included)."""
+    return column.is_(None) if value is None else column == value
 
 
 def _owner_alive(owner: str | None, host: str) -> bool:

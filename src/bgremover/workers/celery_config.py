@@ -10,9 +10,18 @@ from .cluster import Channels
 
 TASK = "bgremover.run"
 """The one task: run a ``WorkItem`` (sent as a dict of plain data)."""
-VISIBILITY_TIMEOUT_S = 60
-"""Redis broker: an unacknowledged message goes to another worker after this long. A run
-may outlast it; the duplicate delivery is dropped by its dispatch id."""
+REDIS_TRANSPORT = {"ack_emulation": False}
+"""Redis broker: a message is the worker's once delivered; no unacknowledged set, no
+redelivery after a visibility timeout. The job store does not need them: a run no worker took
+over is queued again at its take-over deadline (``takeover_timeout``), one whose worker died
+when its lease expires or its death is reported, and a late or repeated message is dropped
+by its dispatch id. Without it a worker also survives a broker restart with runs in flight
+(kombu's restore of the unacknowledged set on the lost connection raised AttributeError and
+stopped the whole worker: celery/kombu#970, #582)."""
+LOST_WORKER_WAIT_S = 1.0
+"""How long a worker's main process waits for the result of a child that died before it
+reports the run lost: runs report to the job store themselves, so there is nothing to wait
+for (Celery's default is 10 s)."""
 
 
 def make_app(settings: Settings) -> Any:
@@ -30,15 +39,19 @@ def make_app(settings: Settings) -> Any:
     app = Celery("bgremover", broker=broker, set_as_current=False)
     app.conf.update(
         task_default_queue=channels.queue,
-        task_acks_late=True,  # a message stays the broker's until its run has ended
+        # Acknowledged after the run: a busy worker's prefetch window is then full, so it
+        # reserves no message that a free worker elsewhere could start at once. (With the
+        # Redis broker, kombu counts the window in the worker's memory, ack_emulation or not.)
+        task_acks_late=True,
         task_reject_on_worker_lost=False,  # a lost run is re-queued by the job store
         task_ignore_result=True,
         worker_prefetch_multiplier=1,  # a worker holds no more messages than it runs
+        worker_lost_wait=LOST_WORKER_WAIT_S,
         worker_hijack_root_logger=False,
         worker_send_task_events=True,  # Flower shows tasks as they run
         task_send_sent_event=True,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
+        broker_transport_options=REDIS_TRANSPORT,
         task_serializer="json",
         accept_content=["json"],
         # A new pool process connects to the database, loads the model and times a warm-up

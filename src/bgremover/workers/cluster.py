@@ -3,13 +3,16 @@
 
 Every worker process is one slot. It writes a small record with a time to live and renews
 it every heartbeat, so a slot whose process died (kill -9, a lost machine) stops counting
-within three heartbeats without anyone having to notice the death.
+within three heartbeats without anyone having to notice the death. A death that the
+worker's main process sees (one of its pool's processes) removes the slot at once.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -84,6 +87,49 @@ class WorkerRegistry:
         records = self._redis.mget([self._channels.worker(name) for name in names])
         workers = [WorkerInfo(**json.loads(r)) for r in records if r is not None]
         return sorted(workers, key=lambda w: w.name)
+
+
+class ChildSlots:
+    """In a worker's main process: the slot of each of its processes that dies is removed
+    at once, so no dispatcher sends work to it in the heartbeats its record outlives it (the
+    pool starts a new process, which counts once its model is loaded)."""
+
+    def __init__(self, registry: WorkerRegistry, every_s: float = 0.2) -> None:
+        self._registry = registry
+        self._every_s = every_s
+        self._host = socket.gethostname()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="child-slots", daemon=True)
+
+    def start(self) -> ChildSlots:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop watching (a shutdown: the processes that exit now are not deaths)."""
+        self._stop.set()
+
+    def _run(self) -> None:
+        import psutil
+
+        me = psutil.Process(os.getpid())
+        known: set[int] = set()
+        while not self._stop.wait(self._every_s):
+            alive = set()
+            for child in me.children():
+                try:
+                    if child.status() != psutil.STATUS_ZOMBIE:
+                        alive.add(child.pid)
+                except psutil.NoSuchProcess:
+                    pass
+            for pid in sorted(known - alive):
+                try:
+                    self._registry.leave(f"{self._host}/{pid}")
+                    log.warning("worker process %d died; its slot no longer counts", pid)
+                except Exception as exc:  # Redis away: retry next time
+                    log.warning("cannot remove the slot of dead process %d (%s)", pid, exc)
+                    alive.add(pid)
+            known = alive
 
 
 class Listener:

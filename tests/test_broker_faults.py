@@ -1,0 +1,189 @@
+"""Runs the broker loses: a `bgremover serve` and real `bgremover worker` processes on
+PostgreSQL, with a private Redis (the broker and the event stream) that the test may read,
+stop and restart.
+
+- A worker whose pool process is frozen receives the dispatch's message and is killed before
+  the run is taken over. No worker took the run over, so after the take-over deadline the job
+  is queued again, uncounted; the broker's redelivery of the old message is dropped by its
+  dispatch id, and the job completes once a worker is there, once.
+- The broker restarted mid-batch (its queue and unacknowledged set lost): every job ends
+  completed, none stuck, none counted as lost.
+- A pool process that dies stops counting as a worker slot at once.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from bench.tiny_model import build_tiny_model
+
+from bgremover.workers.scratch import PREFIX
+from tests.cluster_support import (
+    job_updates,
+    poll_until,
+    private_cluster,
+    received,
+    upload_pngs,
+    worker,
+    worker_count,
+)
+from tests.redis_support import private_redis
+
+ENDED = ("completed", "failed", "cancelled")
+
+
+@pytest.fixture(scope="module")
+def slow_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Runs of a second or so, so a batch is still running when the broker restarts."""
+    return build_tiny_model(tmp_path_factory.mktemp("model") / "slow.onnx", matmuls=3)
+
+
+def _requeues(updates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The job each time it went back to the queue after it was dispatched."""
+    back, previous = [], None
+    for job in updates:
+        if job["status"] == "pending" and previous == "processing":
+            back.append(job)
+        previous = job["status"]
+    return back
+
+
+def test_a_run_whose_worker_died_before_taking_it_over_is_queued_again_and_completes_once(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    settings = {
+        "BGREMOVER_TAKEOVER_TIMEOUT": "2",
+        # The frozen worker counts as a slot until the dispatch, and the dead one a while after.
+        "BGREMOVER_WORKER_HEARTBEAT": "10",
+    }
+    with ExitStack() as stack:
+        broker = stack.enter_context(private_redis(tmp_path))
+        url, env, listener = stack.enter_context(
+            private_cluster(tmp_path, broker, tiny_model, **settings)
+        )
+        client = stack.enter_context(redis.Redis.from_url(broker.url))
+        (tmp_path / "first").mkdir()
+        first = stack.enter_context(worker(tmp_path / "first", env))
+        poll_until("the first worker's slot", lambda: worker_count(url) == 1)
+        queue = f"{env['BGREMOVER_REDIS_NAMESPACE']}.jobs"
+
+        # The worker's main process takes the message; its pool process, frozen, never
+        # takes the run over; then the whole worker is killed, and the message with it.
+        first_processes = _children(first)
+        for pid in first_processes:
+            os.kill(pid, signal.SIGSTOP)
+        job_id = upload_pngs(url, tmp_path / "in", 1)["jobs"][0]["id"]
+        poll_until("the message received by the worker", lambda: received(tmp_path / "first"))
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+        assert client.llen(queue) == 0, "the message went to no worker"
+
+        # Back in the queue after the deadline, uncounted; sent again to the dead worker's
+        # slot (it counts a while yet), and back again: its message waits, stale, for the
+        # next worker.
+        requeues = listener.wait_for(
+            "the run that no worker took over back in the queue twice",
+            lambda seen: (
+                (found := _requeues(job_updates(seen, job_id))) and len(found) >= 2 and found
+            ),
+        )
+        assert [job["attempt"] for job in requeues] == [1] * len(requeues), (
+            "a run that never started was counted as lost"
+        )
+        assert client.llen(queue) >= 1, "no stale message waits"
+
+        (tmp_path / "second").mkdir()
+        second = stack.enter_context(worker(tmp_path / "second", env))
+        listener.wait_for(
+            "the job's end",
+            lambda seen: any(j["status"] in ENDED for j in job_updates(seen, job_id)),
+        )
+        updates = job_updates(listener.events, job_id)
+        ended = [j for j in updates if j["status"] in ENDED]
+        assert [(j["status"], j["attempt"]) for j in ended] == [("completed", 1)], ended
+        taken = {j["worker"] for j in updates if j["status"] == "processing" and j["worker"]}
+        assert taken == {f"{socket.gethostname()} (pid {pid})" for pid in _children(second)}
+        poll_until("the stale message consumed", lambda: client.llen(queue) == 0)
+        job = httpx.get(f"{url}/api/jobs/{job_id}", timeout=30).json()
+        assert (job["status"], job["attempt"]) == ("completed", 1)
+        result = httpx.get(f"{url}/api/jobs/{job_id}/result", timeout=30)
+        assert result.status_code == 200 and result.content[:8] == b"\x89PNG\r\n\x1a\n"
+        # The killed worker's scratch folder went when the next worker process started.
+        tmp = Path(tempfile.gettempdir())
+        assert not [p for pid in first_processes for p in tmp.glob(f"{PREFIX}{pid}-*")]
+
+
+def _children(process: Any) -> set[int]:
+    import psutil
+
+    return {child.pid for child in psutil.Process(process.pid).children(recursive=True)}
+
+
+def test_a_broker_restarted_mid_batch_loses_no_job(tmp_path: Path, slow_tiny_model: Path) -> None:
+    settings = {"BGREMOVER_TAKEOVER_TIMEOUT": "3", "BGREMOVER_WORKER_HEARTBEAT": "0.5"}
+    with ExitStack() as stack:
+        broker = stack.enter_context(private_redis(tmp_path))
+        url, env, _ = stack.enter_context(
+            private_cluster(tmp_path, broker, slow_tiny_model, **settings)
+        )
+        client = stack.enter_context(redis.Redis.from_url(broker.url))
+        (tmp_path / "worker").mkdir()
+        main = stack.enter_context(worker(tmp_path / "worker", env, concurrency=2))
+        poll_until("the worker's slots", lambda: worker_count(url) == 2)
+        queue = f"{env['BGREMOVER_REDIS_NAMESPACE']}.jobs"
+        created = upload_pngs(url, tmp_path / "in", 8)
+        batch_id = created["batch"]["id"]
+
+        def batch() -> dict[str, Any]:
+            answer: dict[str, Any] = httpx.get(f"{url}/api/batches/{batch_id}", timeout=30).json()
+            return answer
+
+        poll_until("two jobs completed", lambda: batch()["counts"]["completed"] >= 2)
+        # The worker's main process stops taking messages; its pool processes end their
+        # runs and free their slots, so the next runs' messages wait in the broker.
+        os.kill(main.pid, signal.SIGSTOP)
+        poll_until("a message waiting in the broker", lambda: client.llen(queue))
+        broker.stop()  # the queue and the slots are gone
+        broker.start()
+        os.kill(main.pid, signal.SIGCONT)
+        ended = poll_until(
+            "every job's end",
+            lambda: (b := batch())["status"] in ENDED and b,
+        )
+        assert ended["counts"]["completed"] == 8, ended
+        jobs = httpx.get(f"{url}/api/jobs", params={"batch_id": batch_id}, timeout=30).json()
+        assert {(j["status"], j["attempt"]) for j in jobs["items"]} == {("completed", 1)}, jobs
+        lost = [j for j in jobs["items"] if j["queued_at"] != j["created_at"]]
+        assert lost, "no run's message was lost: the test proved nothing"
+
+
+def test_a_worker_process_that_dies_stops_counting_as_a_slot_at_once(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    # A silent slot would count for three heartbeats: here longer than the test waits.
+    settings = {"BGREMOVER_WORKER_HEARTBEAT": "120"}
+    with ExitStack() as stack:
+        broker = stack.enter_context(private_redis(tmp_path))
+        url, env, _ = stack.enter_context(private_cluster(tmp_path, broker, tiny_model, **settings))
+        (tmp_path / "worker").mkdir()
+        stack.enter_context(worker(tmp_path / "worker", env, concurrency=2))
+        poll_until("both slots", lambda: worker_count(url) == 2)
+
+        def slots() -> set[int]:
+            listed = httpx.get(f"{url}/api/stats", timeout=30).json()["workers"]
+            return {int(w["pid"]) for w in listed}
+
+        dead = min(slots())
+        os.kill(dead, signal.SIGKILL)
+        poll_until("the dead process's slot gone", lambda: dead not in slots())
+        # The pool's new process counts once its model is loaded.
+        poll_until("its replacement's slot", lambda: len(slots()) == 2)
