@@ -9,6 +9,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+PROBE_BYTES = 64 * 1024
+"""The size of a probe: about a small result, so a disk with a few bytes left still fails it."""
+
 _KEY = re.compile(r"^[a-z]+/[0-9a-f]{2}/[0-9a-f]{32,64}(\.[0-9a-z]{1,5})?$")
 """The only key shapes the job system makes: a folder, a two-character fan-out and a hash or
 id with an extension. Anything else (``..``, a leading ``/``, a user's file name) is refused."""
@@ -81,3 +84,8 @@ class Storage(ABC):
     @abstractmethod
     def check(self) -> None:
         """Raise StorageError when the store cannot be used (for /api/health and start-up)."""
+
+    @abstractmethod
+    def probe(self) -> None:
+        """Write a small file and delete it: raises (OSError, StorageError) while the store
+        cannot take a result, so a dispatcher waits instead of running jobs for nothing."""
