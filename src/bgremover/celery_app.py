@@ -188,7 +188,10 @@ class Node:
                     self._beat()
                 if now >= next_renewal:
                     next_renewal = now + renew_s
+                    self.service.retry_unapplied()  # ends of runs the database refused
                     self.service.renew_leases()
+                    # After a store failure: probe it, so the next one is announced again.
+                    self.service.storage_gate.ready()
                 if warned:
                     log.info("%s: the database and Redis answer again", self.name)
                 warned = False

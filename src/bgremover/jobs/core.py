@@ -20,11 +20,13 @@ from sqlalchemy.orm import Session as Db
 from sqlalchemy.orm import sessionmaker
 
 from ..config import Settings
+from ..workers.base import RunEnd
 from . import notices
 from .eta import BUCKET_EDGES_MP, StageClock
 from .events import EventBus, ProgressThrottle
 from .files import FileStore
 from .notices import Published
+from .outages import DependencyState, StorageGate
 from .rows import new_id
 from .schemas import Batch, Job, Session
 from .snapshots import Live, batch_snapshot, job_snapshot, live_remaining, session_snapshot
@@ -81,6 +83,11 @@ class ServiceCore:
         )
         self._timings = TimingStore(sessions)
         self.clock.load(self._timings.load())
+        self.storage_gate = StorageGate(files.storage, self._announce_storage, now)
+        """Whether results can be written; dispatch waits while they cannot."""
+        self._unapplied: list[RunEnd] = []
+        """Final reports the database could not take (gone, or its disk full), in order,
+        applied again each scheduler round so no run's end is lost or half-written."""
         self._cancel_running: Callable[[str], None] = lambda job_id: None
         self._wake: Callable[[], None] = lambda: None
         self._runs_elsewhere = False
@@ -378,6 +385,9 @@ class ServiceCore:
 
     def _publish_all(self, events: Sequence[Published]) -> None:
         self.bus.publish_many(events)
+
+    def _announce_storage(self, state: DependencyState) -> None:
+        self.bus.publish_many([notices.health_updated("storage", state)])
 
     def _publish_throttled(self, key: str, data: dict[str, object]) -> None:
         self.bus.publish("job.progress", dict(data))

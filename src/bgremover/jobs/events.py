@@ -27,6 +27,7 @@ EventType = Literal[
     "batch.updated",
     "session.updated",
     "notification",
+    "health.updated",
 ]
 
 

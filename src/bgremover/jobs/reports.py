@@ -10,9 +10,15 @@ How a run ends decides what happens to its job:
 - finished or failed (the image's fault): the job ends so;
 - stopped without the user asking (a graceful shutdown): the job goes back to the queue, as
   it was, and nothing is counted against it;
-- lost (its worker died, hung past its deadline, or its process stopped renewing the lease):
-  the job goes back to the queue as its next attempt, until ``max_attempts`` runs were lost;
-  then it fails with the reason, so an image that kills its worker cannot loop forever.
+- lost (its worker died, hung past its deadline, or its process stopped renewing the lease;
+  or what the run needed failed under it: a full or failing disk, the storage or database
+  away): the job goes back to the queue as its next attempt, until ``max_attempts`` runs
+  were lost; then it fails with the reason, so an image that kills its worker cannot loop
+  forever. A job cut short by a failing dependency also waits (``outage_backoff``) before
+  it is claimed again, and a storage failure holds all dispatch (``outages.StorageGate``).
+
+A final report the database cannot take (it went away, or its disk is full) is kept and
+applied again each scheduler round: the change is one transaction, so nothing is half-written.
 """
 
 from __future__ import annotations
@@ -21,10 +27,11 @@ import logging
 import os
 import socket
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session as Db
 
 from ..engine.options import OutputFormat, RemoveOptions
@@ -36,6 +43,7 @@ from ..workers.base import (
     Freed,
     Lost,
     Report,
+    RunEnd,
     StageProgress,
     Started,
     Stopped,
@@ -66,9 +74,10 @@ class Reports(ServiceCore):
         processes, so the cluster never runs more than its slots."""
         now = self._now()
         dispatch_id = new_id()
+        waited = or_(JobRow.not_before.is_(None), JobRow.not_before <= now)
         best = (
             select(JobRow.id)
-            .where(JobRow.status == "pending")
+            .where(JobRow.status == "pending", waited)
             .order_by(JobRow.priority.desc(), JobRow.queue_order)
             .limit(1)
             .with_for_update(skip_locked=True)
@@ -195,7 +204,22 @@ class Reports(ServiceCore):
         if isinstance(report, Started):
             self._on_started(report)
             return
+        if isinstance(report, Lost) and report.dependency == "storage":
+            self.storage_gate.failed(report.reason)  # before any write: the disk may be full
         live = self._drop(report.job_id, report.dispatch_id)  # the run is over, whatever won
+        try:
+            self._apply_end(report, live)
+        except OperationalError as exc:
+            reason = str(exc.orig if exc.orig is not None else exc).splitlines()[0]
+            log.warning(
+                "job %s: the database did not take the end of its run (%s); retrying",
+                report.job_id,
+                reason,
+            )
+            with self._live_lock:
+                self._unapplied.append(report)
+
+    def _apply_end(self, report: RunEnd, live: Live | None) -> None:
         if isinstance(report, Finished):
             self._on_finished(report, live)
         elif isinstance(report, Failed):
@@ -207,8 +231,25 @@ class Reports(ServiceCore):
             )
         elif isinstance(report, Stopped):
             self._put_back(report.job_id, report.dispatch_id)
-        elif isinstance(report, Lost):
-            self._lose(report.job_id, report.dispatch_id, report.reason)
+        else:
+            self._lose(report.job_id, report.dispatch_id, report.reason, report.dependency)
+
+    def retry_unapplied(self) -> int:
+        """Apply again, in order, the ends of runs the database could not take; stops at the
+        first it still refuses. Returns how many are still waiting."""
+        while True:
+            with self._live_lock:
+                if not self._unapplied:
+                    return 0
+                report = self._unapplied[0]
+            try:
+                self._apply_end(report, None)
+            except OperationalError:
+                with self._live_lock:
+                    return len(self._unapplied)
+            with self._live_lock:
+                self._unapplied.remove(report)
+            log.info("job %s: the end of its run is recorded now", report.job_id)
 
     def _on_started(self, report: Started) -> None:
         with self._sessions.begin() as db:
@@ -335,9 +376,10 @@ class Reports(ServiceCore):
         was. A user's cancel has already ended the job, so then nothing changes here."""
         self._requeue(job_id, dispatch_id, counted=False)
 
-    def _lose(self, job_id: str, dispatch_id: str, reason: str) -> None:
-        """The run's worker was lost: the job's next attempt, or failed once too many were."""
-        self._requeue(job_id, dispatch_id, counted=True, reason=reason)
+    def _lose(self, job_id: str, dispatch_id: str, reason: str, dependency: str | None) -> None:
+        """The run's worker was lost (or ``dependency`` failed under it): the job's next
+        attempt, or failed once too many were."""
+        self._requeue(job_id, dispatch_id, counted=True, reason=reason, dependency=dependency)
 
     def _requeue(
         self,
@@ -347,13 +389,16 @@ class Reports(ServiceCore):
         counted: bool,
         reason: str = "",
         expired_before: datetime | None = None,
+        dependency: str | None = None,
     ) -> bool:
         now = self._now()
         with self._sessions.begin() as db:
             row = db.get(JobRow, job_id, populate_existing=True)
             if row is None or row.dispatch_id != dispatch_id or row.status != "processing":
                 return False
-            events = self._requeue_row(db, row, now, counted, reason, expired_before)
+            events = self._requeue_row(
+                db, row, now, counted, reason, expired_before, dependency=dependency
+            )
             if events is None:
                 return False
         self._publish_all(events)
@@ -368,17 +413,29 @@ class Reports(ServiceCore):
         counted: bool,
         reason: str,
         expired_before: datetime | None,
+        *,
+        dependency: str | None = None,
     ) -> list[Published] | None:
         """Put the run of ``row`` back in the queue (or fail it after too many losses),
         guarded by its dispatch id (and, for an expired lease, by the lease still being
-        expired: its owner may have renewed it meanwhile)."""
+        expired: its owner may have renewed it meanwhile). A run ``dependency`` cut short
+        waits out a backoff before it is claimed again."""
         extra = []
         if expired_before is not None:
             extra.append(or_(JobRow.lease_until.is_(None), JobRow.lease_until < expired_before))
         lost = row.lost_runs + 1 if counted else row.lost_runs
         gives_up = counted and lost >= self.settings.max_attempts
         values: dict[str, Any] = {**transitions.NOT_RUNNING, "lost_runs": lost}
-        if gives_up:
+        if gives_up and dependency is not None:
+            values |= {
+                "end_time": now,
+                "error_code": f"{dependency}_unavailable",
+                "error_message": (
+                    f"{row.file_name}: its run was cut short {lost} times (last: {reason}); "
+                    "retry it once that is fixed."
+                )[:2000],
+            }
+        elif gives_up:
             values |= {
                 "end_time": now,
                 "error_code": "worker_lost",
@@ -391,6 +448,8 @@ class Reports(ServiceCore):
         else:
             values |= {"stage": None, "progress": 0.0, "worker": None, "queued_at": now}
             values["attempt"] = row.attempt + 1 if counted else row.attempt
+            if dependency is not None:
+                values["not_before"] = now + self._outage_backoff(lost)
         left = transitions.move_counted(
             db,
             row,
@@ -408,11 +467,25 @@ class Reports(ServiceCore):
         fresh = self._get_job(db, row.id)
         events = [notices.job_updated(self._job(db, fresh))]
         if counted:
-            log.warning("job %s: worker lost (%s); queued again", row.id, reason)
+            what = "interrupted" if dependency else "worker lost"
+            log.warning("job %s: %s (%s); queued again", row.id, what, reason)
             events.append(
-                notices.job_requeued(row.id, row.batch_id, row.file_name, reason, fresh.attempt)
+                notices.job_requeued(
+                    row.id,
+                    row.batch_id,
+                    row.file_name,
+                    reason,
+                    fresh.attempt,
+                    outage=dependency is not None,
+                )
             )
         return events + self._batch_and_session_events(db, row.batch_id)
+
+    def _outage_backoff(self, lost: int) -> timedelta:
+        """The wait before the next run after ``lost`` losses: doubled each time, at most a
+        minute."""
+        first = self.settings.outage_backoff.total_seconds()
+        return timedelta(seconds=min(60.0, first * 2 ** max(0, lost - 1)))
 
     def _abandon(self, job_id: str, dispatch_id: str) -> None:
         """A run held here whose job was ended or taken elsewhere: stop working on it."""

@@ -89,8 +89,13 @@ def health(request: Request) -> JSONResponse:
     dependency does not."""
     system = get_system(request)
     checks: dict[str, Any] = system.health()
-    failing = [name for name, state in checks.items() if state != "ok"]
+    failing = [name for name, state in checks.items() if not _works(state)]
     workers = len(system.executor.workers())
     status = "ok" if not failing else "degraded"
     body = {"status": status, **checks, "workers": workers}
     return JSONResponse(body, status_code=503 if "database" in failing else 200)
+
+
+def _works(state: Any) -> bool:
+    """A dependency's entry says it works: "ok", or ``{"ok": true, ...}``."""
+    return bool(state.get("ok")) if isinstance(state, dict) else state == "ok"

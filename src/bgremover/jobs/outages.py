@@ -1,0 +1,120 @@
+"""Whether the results store takes writes: what dispatch waits for and /api/health shows.
+
+A run that finds the store full, read-only or failing tells the gate; from then on the
+dispatcher starts nothing (each run would compute a result only to lose it) and instead
+probes the store (a small write and delete) with a growing delay, until a write succeeds.
+Each change is announced once (an event, so every open UI shows or clears its banner at once).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ..storage import Storage, StorageError, outage_reason
+
+log = logging.getLogger(__name__)
+
+FIRST_PROBE_DELAY_S = 0.5
+MAX_PROBE_DELAY_S = 4.0
+"""Probes back off to this: the store's recovery is noticed within about this long."""
+
+
+@dataclass(frozen=True)
+class DependencyState:
+    """One dependency as /api/health and the ``health.updated`` event show it."""
+
+    ok: bool
+    since: datetime | None = None
+    """When it last changed (None: working since this process started)."""
+    error: str | None = None
+    """What is wrong, for people, never with a server path: "results storage is full"."""
+
+    def as_json(self) -> dict[str, Any]:
+        since = self.since.isoformat() if self.since is not None else None
+        return {"ok": self.ok, "since": since, "error": self.error}
+
+
+class StorageGate:
+    """Thread-safe: runs report failures from any thread; the dispatcher asks ``ready``."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        announce: Callable[[DependencyState], None],
+        now: Callable[[], datetime],
+    ) -> None:
+        self._storage = storage
+        self._announce = announce
+        self._now = now
+        self._lock = threading.Lock()
+        self._state = DependencyState(ok=True)
+        self._delay = FIRST_PROBE_DELAY_S
+        self._next_probe = 0.0
+        self._unannounced: DependencyState | None = None
+
+    @property
+    def state(self) -> DependencyState:
+        with self._lock:
+            return self._state
+
+    def failed(self, reason: str, *, announce: bool = True) -> None:
+        """The store failed a write (``reason`` for people): hold dispatch until a probe
+        passes. ``announce=False`` for a failure another process has announced already."""
+        with self._lock:
+            if not self._state.ok and self._state.error == reason:
+                return
+            since = self._now() if self._state.ok else self._state.since
+            if self._state.ok:
+                self._delay = FIRST_PROBE_DELAY_S
+                self._next_probe = time.monotonic() + self._delay
+                log.warning("%s: dispatch waits until a write succeeds", reason)
+            self._state = DependencyState(ok=False, since=since, error=reason)
+            if announce:
+                self._unannounced = self._state
+        self._send()
+
+    def ready(self) -> bool:
+        """Whether to dispatch: the store works, or a probe due now shows it works again."""
+        self._send()  # an announcement the bus could not take before (its disk was full too)
+        with self._lock:
+            if self._state.ok:
+                return True
+            if time.monotonic() < self._next_probe:
+                return False
+            down = self._state
+        try:
+            self._storage.probe()
+        except (OSError, StorageError) as exc:
+            reason = outage_reason(exc) or "results storage cannot be written"
+            with self._lock:
+                self._delay = min(self._delay * 2, MAX_PROBE_DELAY_S)
+                self._next_probe = time.monotonic() + self._delay
+            log.debug("storage probe failed: %s", exc)
+            if reason != down.error:
+                self.failed(reason)
+            return False
+        with self._lock:
+            self._state = self._unannounced = DependencyState(ok=True, since=self._now())
+        seconds = (self._now() - down.since).total_seconds() if down.since else 0.0
+        log.info("results storage takes writes again (after %.0f s); dispatching", seconds)
+        self._send()
+        return True
+
+    def _send(self) -> None:
+        with self._lock:
+            state, self._unannounced = self._unannounced, None
+        if state is None:
+            return
+        try:
+            self._announce(state)
+        except Exception as exc:  # kept for the next round; the change itself stands
+            log.warning("could not announce the storage state (%s); retrying", exc)
+            with self._lock:
+                if self._unannounced is None:
+                    self._unannounced = state
