@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import ColumnElement, Engine, and_, func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session as Db
 from sqlalchemy.orm import sessionmaker
 
@@ -83,7 +84,7 @@ class ServiceCore:
         )
         self._timings = TimingStore(sessions)
         self.clock.load(self._timings.load())
-        self.storage_gate = StorageGate(files.storage, self._announce_storage, now)
+        self.storage_gate = StorageGate(files.storage, self._announce_storage, now, bus.resync)
         """Whether results can be written; dispatch waits while they cannot."""
         self._unapplied: list[RunEnd] = []
         """Final reports the database could not take (gone, or its disk full), in order,
@@ -390,7 +391,10 @@ class ServiceCore:
         self.bus.publish_many([notices.health_updated("storage", state)])
 
     def _publish_throttled(self, key: str, data: dict[str, object]) -> None:
-        self.bus.publish("job.progress", dict(data))
+        try:
+            self.bus.publish("job.progress", dict(data))
+        except OperationalError:  # no seq (the database's disk is full): the next tick says it
+            log.debug("progress of %s not published", key)
 
 
 def _count(db: Db, where: ColumnElement[bool], cap: int | None) -> int:

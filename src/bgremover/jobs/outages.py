@@ -3,7 +3,9 @@
 A run that finds the store full, read-only or failing tells the gate; from then on the
 dispatcher starts nothing (each run would compute a result only to lose it) and instead
 probes the store (a small write and delete) with a growing delay, until a write succeeds.
-Each change is announced once (an event, so every open UI shows or clears its banner at once).
+Each change is announced once (an event, so every open UI shows or clears its banner at once);
+where the event cannot be published yet (on SQLite its seq is a write, and the database may
+share the full disk), open pages are resynced instead: their snapshot carries the state.
 """
 
 from __future__ import annotations
@@ -48,9 +50,12 @@ class StorageGate:
         storage: Storage,
         announce: Callable[[DependencyState], None],
         now: Callable[[], datetime],
+        resync: Callable[[str], None] = lambda reason: None,
     ) -> None:
         self._storage = storage
         self._announce = announce
+        self._resync = resync
+        self._resynced: DependencyState | None = None
         self._now = now
         self._lock = threading.Lock()
         self._state = DependencyState(ok=True)
@@ -114,7 +119,13 @@ class StorageGate:
         try:
             self._announce(state)
         except Exception as exc:  # kept for the next round; the change itself stands
-            log.warning("could not announce the storage state (%s); retrying", exc)
             with self._lock:
                 if self._unannounced is None:
                     self._unannounced = state
+                first = self._resynced is not state
+                self._resynced = state
+            if first:
+                # The event has no seq yet (on SQLite the seq is a write to the same full
+                # disk): open pages re-read the state, storage included, from a snapshot.
+                log.warning("could not announce the storage state (%s); retrying", exc)
+                self._resync("the storage state changed")

@@ -191,8 +191,14 @@ class Reports(ServiceCore):
 
     def handle(self, report: Report) -> None:
         """Apply a worker's report; one from a run that no longer holds its job is dropped."""
-        if isinstance(report, StageProgress):
-            self._on_progress(report)
+        if isinstance(report, StageProgress | Started):
+            try:
+                if isinstance(report, StageProgress):
+                    self._on_progress(report)
+                else:
+                    self._on_started(report)
+            except OperationalError as exc:  # the next stage's write brings the row up to date
+                log.warning("job %s: progress not saved (%s)", report.job_id, _first_line(exc))
             return
         if isinstance(report, Calibration):
             self.clock.calibrate(report.pixels, report.timings)
@@ -201,20 +207,16 @@ class Reports(ServiceCore):
         if isinstance(report, Freed):
             self._wake()
             return
-        if isinstance(report, Started):
-            self._on_started(report)
-            return
         if isinstance(report, Lost) and report.dependency == "storage":
             self.storage_gate.failed(report.reason)  # before any write: the disk may be full
         live = self._drop(report.job_id, report.dispatch_id)  # the run is over, whatever won
         try:
             self._apply_end(report, live)
         except OperationalError as exc:
-            reason = str(exc.orig if exc.orig is not None else exc).splitlines()[0]
             log.warning(
                 "job %s: the database did not take the end of its run (%s); retrying",
                 report.job_id,
-                reason,
+                _first_line(exc),
             )
             with self._live_lock:
                 self._unapplied.append(report)
@@ -401,6 +403,9 @@ class Reports(ServiceCore):
             )
             if events is None:
                 return False
+        if counted and events[0][1]["job"]["status"] == "pending":  # said once it is so
+            what = "interrupted" if dependency else "worker lost"
+            log.warning("job %s: %s (%s); queued again", job_id, what, reason)
         self._publish_all(events)
         self._wake()
         return True
@@ -467,8 +472,6 @@ class Reports(ServiceCore):
         fresh = self._get_job(db, row.id)
         events = [notices.job_updated(self._job(db, fresh))]
         if counted:
-            what = "interrupted" if dependency else "worker lost"
-            log.warning("job %s: %s (%s); queued again", row.id, what, reason)
             events.append(
                 notices.job_requeued(
                     row.id,
@@ -623,3 +626,9 @@ def _owner_alive(owner: str | None, host: str) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _first_line(exc: OperationalError) -> str:
+    """What the database said ("database or disk is full"), without SQLAlchemy's trailer."""
+    said = str(exc.orig if exc.orig is not None else exc)
+    return said.splitlines()[0] if said else type(exc).__name__

@@ -86,15 +86,15 @@ class Stopped:
 @dataclass(frozen=True)
 class Lost:
     """The run's worker died or hung, or what it needed failed under it (a full disk, the
-    database gone): not the image's fault as far as anyone can tell."""
+    storage away): not the image's fault as far as anyone can tell."""
 
     job_id: str
     dispatch_id: str
     reason: str
     """In words, for people: "killed by signal SIGKILL; the machine may be out of memory"."""
     dependency: str | None = None
-    """What failed, when it was not the worker: "storage" or "database". The job then
-    waits a while before it runs again, and dispatch waits for the storage to take writes."""
+    """What failed, when it was not the worker ("storage"). The job then waits a while
+    before it runs again, and dispatch waits for the storage to take writes."""
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from pydantic import ValidationError
-from sqlalchemy.exc import OperationalError
 
 from ..engine import Cancelled, CancelToken, EngineError, ModelError, RemoveOptions, Remover, Stage
 from ..engine.errors import OutputError
@@ -40,7 +39,7 @@ def run_item(
     cancel: CancelToken | None = None,
 ) -> Report:
     """Run ``item`` and return its final report: Finished, Failed (the image's fault),
-    Stopped, or Lost when the store or the database failed under it. Files not in a local
+    Stopped, or Lost when the store failed under it. Files not in a local
     folder are copied through ``scratch``; the result is stored under its key."""
     job_id, dispatch_id = item.job_id, item.dispatch_id
     if cancel is not None and cancel.cancelled:
@@ -145,15 +144,14 @@ def _ended_by(
 
 
 def _outage(exc: Exception) -> tuple[str, str] | None:
-    """("storage" or "database", the reason for people) when ``exc`` says a dependency failed
-    under the run rather than anything about its image."""
+    """("storage", the reason for people) when ``exc`` says the store failed under the run
+    (full, read-only, failing, unreachable) rather than anything about its image. (Reports
+    the database cannot take do not end a run: the job service keeps and retries them.)"""
     if isinstance(exc, OutputError):
         reason = errno_reason(exc.errno)
         return ("storage", reason) if reason else None
     if isinstance(exc, EngineError):
         return None
-    if isinstance(exc, OperationalError):  # a Celery worker's progress reached no database
-        return ("database", "the database stopped answering")
     reason = outage_reason(exc)
     return ("storage", reason) if reason else None
 
