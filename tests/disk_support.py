@@ -5,6 +5,7 @@ root), a real `bgremover serve` on it, and what happened to the batch. Shared by
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import sqlite3
 import subprocess
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from PIL import Image
 
 from .serving import UI, sse_events
 
@@ -128,6 +130,8 @@ class Outcome:
     full_s: float
     integrity: str
     reads_while_full: list[int] = field(default_factory=list)
+    upload_while_full: tuple[int, dict[str, Any]] = (0, {})
+    """An upload while the disk is full: its status and body."""
 
 
 def run_with_full_disk(
@@ -153,6 +157,10 @@ def run_with_full_disk(
         for path in ("/api/jobs", "/api/stats", f"/api/batches/{created.json()['batch']['id']}")
     ]
     health = httpx.get(f"{url}/api/health", timeout=WAIT_S).json()
+    new = io.BytesIO()  # an image the store has not got (an original already there is reused)
+    Image.effect_noise((64, 64), 40).save(new, "PNG")
+    new_file = [("files", ("new.png", new.getvalue(), "image/png"))]
+    refused = httpx.post(f"{url}/api/batches", files=new_file, headers=UI, timeout=WAIT_S)
     time.sleep(hold_s)  # the bench's outage length; the test holds only until it is said
     filler.unlink()
     freed_at = time.monotonic()
@@ -174,4 +182,5 @@ def run_with_full_disk(
         full_s=freed_at - full_at,
         integrity=str(integrity),
         reads_while_full=reads,
+        upload_while_full=(refused.status_code, refused.json()),
     )

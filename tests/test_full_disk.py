@@ -43,6 +43,10 @@ def test_a_full_disk_fails_no_job_and_every_job_completes_once_freed(
     assert list(outcome.statuses.values()) == ["completed"] * BATCH
     assert outcome.runs > BATCH, "no run was cut short: the disk filled after the batch"
     assert outcome.reads_while_full == [200, 200, 200], "the server stopped answering"
+    status, body = outcome.upload_while_full
+    assert status == 503, body
+    assert body["error"]["message"].endswith("is full: nothing was stored; try again later")
+    assert str(disk) not in str(body)
     storage = outcome.health_while_full["storage"]
     assert outcome.health_while_full["status"] == "degraded"
     assert (storage["ok"], storage["error"]) == (False, "results storage is full")

@@ -385,7 +385,14 @@ class ServiceCore:
         return events
 
     def _publish_all(self, events: Sequence[Published]) -> None:
-        self.bus.publish_many(events)
+        """Publish what a committed change did. When the events cannot be numbered (on
+        SQLite the seq is a write, and its disk may be full) the change still stands and its
+        caller goes on (a claimed run is still handed out); open pages re-read the state."""
+        try:
+            self.bus.publish_many(events)
+        except OperationalError as exc:
+            log.warning("%d events not published (%s); resyncing clients", len(events), exc.orig)
+            self.bus.resync("events could not be published")
 
     def _announce_storage(self, state: DependencyState) -> None:
         self.bus.publish_many([notices.health_updated("storage", state)])
