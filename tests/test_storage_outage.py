@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from bgremover import Settings
 from bgremover.api import load_remover
@@ -22,7 +23,7 @@ from bgremover.jobs.scheduler import Scheduler
 from bgremover.jobs.sequences import EventSeq
 from bgremover.jobs.service import JobService
 from bgremover.storage import LocalStorage
-from bgremover.workers.base import Executor, ReportSink, WorkItem
+from bgremover.workers.base import Executor, Failed, ReportSink, WorkItem
 from bgremover.workers.running import ProgressReports, run_item
 
 from .jobs_support import WAIT_S, stage_uploads
@@ -221,3 +222,25 @@ def test_a_full_disk_holds_the_queue_and_every_job_completes_once_it_has_room(
         assert result is not None and storage.size(result)
     assert service.storage_gate.state.ok
     assert not list(storage.root.rglob("*.part")), "a half-written file was left"
+
+
+def test_a_result_too_large_for_its_format_still_fails_as_the_images_fault(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    """Not every unwritable result is an outage: one WebP cannot hold stays the image's."""
+    storage = LocalStorage(tmp_path / "files")
+    wide = tmp_path / "wide.png"
+    Image.new("RGB", (16_500, 8), "white").save(wide)
+    original = "originals/ab/" + "ab" * 32
+    storage.put(original, wide)
+    item = WorkItem(
+        job_id="a" * 32,
+        dispatch_id="b" * 32,
+        original_key=original,
+        result_key="results/aa/" + "a" * 32 + ".webp",
+        options={"format": "webp"},
+    )
+    remover = load_remover(Settings(data_dir=tmp_path, model_path=tiny_model))
+    report = run_item(item, remover, storage, tmp_path)
+    assert isinstance(report, Failed) and report.code == "output_unwritable", report
+    assert "WEBP" in report.message and str(tmp_path) not in report.message
