@@ -9,6 +9,7 @@ import errno
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -19,9 +20,11 @@ from bgremover.api import load_remover
 from bgremover.jobs.database import connect, migrate, session_factory
 from bgremover.jobs.events import Event, InMemoryEventBus
 from bgremover.jobs.files import FileStore
+from bgremover.jobs.outages import DependencyState, StorageGate
 from bgremover.jobs.scheduler import Scheduler
 from bgremover.jobs.sequences import EventSeq
 from bgremover.jobs.service import JobService
+from bgremover.jobs.system import OutageListener
 from bgremover.storage import LocalStorage
 from bgremover.workers.base import Executor, Failed, ReportSink, WorkItem
 from bgremover.workers.running import ProgressReports, run_item
@@ -244,3 +247,33 @@ def test_a_result_too_large_for_its_format_still_fails_as_the_images_fault(
     report = run_item(item, remover, storage, tmp_path)
     assert isinstance(report, Failed) and report.code == "output_unwritable", report
     assert "WEBP" in report.message and str(tmp_path) not in report.message
+
+
+def test_a_failure_another_process_announces_holds_dispatch_here_until_a_probe_passes(
+    tmp_path: Path,
+) -> None:
+    """A remote worker's full store reaches the dispatching process through the bus; its
+    own announcement of a failure that ended before it recovered does not."""
+    storage = FillingStorage(tmp_path / "files")
+    announced: list[DependencyState] = []
+    clock = [0.0]
+    gate = StorageGate(
+        storage, announced.append, lambda: datetime.now(UTC), monotonic=lambda: clock[0]
+    )
+    listener = OutageListener(InMemoryEventBus(), gate)
+    began = datetime.now(UTC)
+    failure = {"ok": False, "since": began.isoformat(), "error": "results storage is full"}
+    listener.heard(Event(7, "health.updated", {"storage": failure}))
+    assert gate.state.error == "results storage is full" and not announced
+    storage.full = True
+    assert not gate.ready() and storage.probes == 0  # the first probe is not due yet
+    clock[0] += 0.5
+    assert not gate.ready() and storage.probes == 1  # due: it fails
+    storage.full = False
+    clock[0] += 0.5
+    assert not gate.ready() and storage.probes == 1  # the next waits twice as long
+    clock[0] += 0.5
+    assert gate.ready() and storage.probes == 2
+    assert [state.ok for state in announced] == [True]
+    listener.heard(Event(8, "health.updated", {"storage": failure}))  # an old echo
+    assert gate.state.ok

@@ -51,12 +51,14 @@ class StorageGate:
         announce: Callable[[DependencyState], None],
         now: Callable[[], datetime],
         resync: Callable[[str], None] = lambda reason: None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._storage = storage
         self._announce = announce
         self._resync = resync
         self._resynced: DependencyState | None = None
         self._now = now
+        self._monotonic = monotonic
         self._lock = threading.Lock()
         self._state = DependencyState(ok=True)
         self._delay = FIRST_PROBE_DELAY_S
@@ -77,7 +79,7 @@ class StorageGate:
             since = self._now() if self._state.ok else self._state.since
             if self._state.ok:
                 self._delay = FIRST_PROBE_DELAY_S
-                self._next_probe = time.monotonic() + self._delay
+                self._next_probe = self._monotonic() + self._delay
                 log.warning("%s: dispatch waits until a write succeeds", reason)
             self._state = DependencyState(ok=False, since=since, error=reason)
             if announce:
@@ -90,7 +92,7 @@ class StorageGate:
         with self._lock:
             if self._state.ok:
                 return True
-            if time.monotonic() < self._next_probe:
+            if self._monotonic() < self._next_probe:
                 return False
             down = self._state
         try:
@@ -99,7 +101,7 @@ class StorageGate:
             reason = outage_reason(exc) or "results storage cannot be written"
             with self._lock:
                 self._delay = min(self._delay * 2, MAX_PROBE_DELAY_S)
-                self._next_probe = time.monotonic() + self._delay
+                self._next_probe = self._monotonic() + self._delay
             log.debug("storage probe failed: %s", exc)
             if reason != down.error:
                 self.failed(reason)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 
@@ -14,7 +15,7 @@ from ..config import Settings
 from ..storage import StorageError, open_storage, outage_reason
 from ..workers.base import Executor
 from .database import connect, default_url, migrate, session_factory
-from .events import EventBus, InMemoryEventBus
+from .events import Event, EventBus, InMemoryEventBus
 from .files import FileStore
 from .outages import DependencyState, StorageGate
 from .presets import PresetStore
@@ -85,11 +86,24 @@ class OutageListener:
         with self._bus.subscribe() as events:
             while not self._stop.is_set():
                 event = events.get(timeout=0.5)
-                if event is None or event.type != "health.updated":
-                    continue
-                storage = event.data.get("storage") or {}
-                if storage.get("ok") is False and storage.get("error"):
-                    self._gate.failed(str(storage["error"]), announce=False)
+                if event is not None:
+                    self.heard(event)
+
+    def heard(self, event: Event) -> None:
+        """A failure another process announced holds this process's dispatch too."""
+        storage = event.data.get("storage") or {} if event.type == "health.updated" else {}
+        if storage.get("ok") is False and storage.get("error") and self._news(storage):
+            self._gate.failed(str(storage["error"]), announce=False)
+
+    def _news(self, storage: dict[str, Any]) -> bool:
+        """Whether a failure began after this process last saw the store recover (its own
+        announcement, echoed by the stream, is not)."""
+        recovered = self._gate.state.since if self._gate.state.ok else None
+        try:
+            began = datetime.fromisoformat(str(storage.get("since")))
+        except ValueError:
+            return True
+        return recovered is None or began > recovered
 
 
 class JobSystem:
