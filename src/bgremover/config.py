@@ -76,8 +76,8 @@ class Settings(BaseSettings):
     """How long a claimed run stays its process's without a renewal; after that any process
     may re-queue it (a crashed server's jobs come back at the latest this long after)."""
     outage_backoff: Duration = timedelta(seconds=2)
-    """How long a job whose run a failing dependency cut short (a full or failing disk, the
-    storage or the database away) waits before it runs again; doubled for each further
+    """How long a job whose run the store cut short (a full or failing disk, an S3 server
+    that does not answer) waits before it runs again; doubled for each further
     loss, up to a minute. Such a loss counts toward ``max_attempts`` like a lost worker."""
     run_timeout_min: Duration = timedelta(minutes=2)
     run_timeout_factor: float = Field(default=10.0, gt=0)

@@ -11,8 +11,8 @@ How a run ends decides what happens to its job:
 - stopped without the user asking (a graceful shutdown): the job goes back to the queue, as
   it was, and nothing is counted against it;
 - lost (its worker died, hung past its deadline, or its process stopped renewing the lease;
-  or what the run needed failed under it: a full or failing disk, the storage or database
-  away): the job goes back to the queue as its next attempt, until ``max_attempts`` runs
+  or the store failed under it: a full or failing disk, an S3 server that does not answer):
+  the job goes back to the queue as its next attempt, until ``max_attempts`` runs
   were lost; then it fails with the reason, so an image that kills its worker cannot loop
   forever. A job cut short by a failing dependency also waits (``outage_backoff``) before
   it is claimed again, and a storage failure holds all dispatch (``outages.StorageGate``).
