@@ -345,6 +345,34 @@ def test_a_lost_worker_requeues_its_job_until_max_attempts_then_fails_it(
     assert (batch.status, batch.counts.failed, batch.counts.total) == ("failed", 1, 1)
 
 
+def test_a_run_the_store_cut_short_waits_out_a_backoff_then_runs_again(
+    harness: Harness, photos: dict[str, Path]
+) -> None:
+    h = harness
+    created = h.service.create_batch(h.uploads(photos["coffee.jpg"]))
+    job_id = created.jobs[0].id
+    full = "results storage is full"
+    backoff = h.settings.outage_backoff.total_seconds()
+    for attempt in range(1, h.settings.max_attempts):
+        item = claim(h)
+        h.service.handle(Lost(item.job_id, item.dispatch_id, full, dependency="storage"))
+        job = h.service.get_job(job_id)
+        assert (job.status, job.attempt, job.error) == ("pending", attempt + 1, None)
+        wait = backoff * 2 ** (attempt - 1)  # doubled per loss
+        h.clock.advance(seconds=wait - 0.5)
+        assert h.service.claim_next() is None, "claimed again before its backoff"
+        h.clock.advance(seconds=1)
+    assert not h.service.storage_gate.state.ok
+    assert h.service.storage_gate.state.error == full
+    # Counted like a lost worker: the last allowed loss fails it, saying what failed.
+    item = claim(h)
+    h.service.handle(Lost(item.job_id, item.dispatch_id, full, dependency="storage"))
+    job = h.service.get_job(job_id)
+    assert job.status == "failed" and job.error is not None
+    assert job.error.code == "storage_unavailable"
+    assert full in job.error.message and "worker" not in job.error.message
+
+
 def test_a_graceful_stop_puts_running_jobs_back_without_counting_a_loss(
     harness: Harness, photos: dict[str, Path]
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from collections.abc import Iterator
@@ -10,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from bgremover import Settings
-from bgremover.storage import LocalStorage, Storage, StorageError, open_storage
+from bgremover.storage import (
+    LocalStorage,
+    Storage,
+    StorageError,
+    StorageUnavailable,
+    open_storage,
+    outage_reason,
+)
 from tests.cluster_support import S3_CREDENTIALS, S3Server, s3_server
 
 KEY = "originals/ab/" + "ab" + "0" * 62
@@ -117,6 +125,29 @@ def test_an_unreachable_s3_server_is_an_error_that_names_the_fix(tmp_path: Path)
     storage = open_storage(settings)
     with pytest.raises(StorageError, match="BGREMOVER_S3_ENDPOINT_URL"):
         storage.check()
+    # Down, not refusing: a job waits for it rather than failing, and people are told so
+    # without the server's address.
+    with pytest.raises(StorageUnavailable) as down:
+        storage.probe()
+    assert outage_reason(down.value) == "results storage does not answer"
+
+
+def test_a_probe_writes_and_leaves_nothing(storage: Storage, tmp_path: Path) -> None:
+    storage.probe()
+    storage.probe()
+    if isinstance(storage, LocalStorage):
+        assert not list(storage.root.iterdir())
+
+
+def test_a_full_or_failing_disk_is_an_outage_and_a_missing_file_is_not() -> None:
+    assert outage_reason(OSError(errno.ENOSPC, "No space left")) == "results storage is full"
+    assert outage_reason(OSError(errno.EROFS, "Read-only")) == "results storage is read-only"
+    wrapped = StorageError("could not store")
+    wrapped.__cause__ = OSError(errno.EIO, "I/O error")
+    assert outage_reason(wrapped) == "results storage has input/output errors"
+    assert outage_reason(FileNotFoundError(errno.ENOENT, "gone")) is None
+    assert outage_reason(OSError(errno.EACCES, "Permission denied")) is None
+    assert outage_reason(ValueError("bad key")) is None
 
 
 def test_a_storage_url_of_another_kind_is_refused_with_the_forms_that_work(

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from PIL import Image
 
+from .disk_support import CannotMount, fill, small_disk
 from .serving import served
 
 pytestmark = pytest.mark.model
@@ -510,3 +511,45 @@ def test_the_token_dialog_logs_the_browser_in_with_a_strict_http_only_cookie(
         assert tab.request.get("/api/jobs").status == 200
         context.close()
         assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def test_every_open_page_shows_a_full_results_disk_and_clears_it_when_freed(
+    browser: Any, tiny_model: Path, photos: dict[str, Path], tmp_path: Path
+) -> None:
+    try:
+        disk_context = small_disk(tmp_path / "disk", size_mb=32)
+        disk = disk_context.__enter__()
+    except CannotMount as exc:
+        pytest.skip(f"no size-limited disk to fill: {exc}")
+    try:
+        env = {"BGREMOVER_MODEL_PATH": str(tiny_model), "BGREMOVER_STORAGE_URL": disk.as_uri()}
+        with served(tmp_path / "data", env=env) as (url, _):
+            context = browser.new_context(base_url=url, viewport={"width": 1280, "height": 900})
+            context.set_default_timeout(TIMEOUT_MS)
+            tabs = [context.new_page(), context.new_page()]
+            for tab in tabs:
+                tab.goto("/")
+                tab.wait_for_selector("#connection[data-state=open]")
+                assert tab.locator("outage-banner").is_hidden()
+            batch = [tmp_path / f"full-{n}.jpg" for n in range(6)]
+            for photo in batch:
+                shutil.copy(photos["chelsea.jpg"], photo)
+            upload(tabs[0], *batch)
+            # The disk fills once the first result is stored, with the rest of the batch to go.
+            tabs[0].wait_for_selector("li.result-tile[data-status=completed]")
+            filler = fill(disk)
+            for tab in tabs:
+                banner = tab.locator("outage-banner")
+                banner.wait_for(state="visible")
+                assert banner.inner_text().strip() == "Results storage is full: jobs are waiting"
+            shot(tabs[1], "storage-full-banner")
+            filler.unlink()
+            for tab in tabs:
+                tab.locator("outage-banner").wait_for(state="hidden")
+            for photo in batch:
+                tabs[0].wait_for_selector(
+                    f"li.result-tile[data-status=completed]:has-text('{photo.name}')"
+                )
+            context.close()
+    finally:
+        disk_context.__exit__(None, None, None)

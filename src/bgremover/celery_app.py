@@ -223,7 +223,10 @@ class Node:
                 with self._lock:
                     asks_database = self._running is not None  # nothing held: no query
                 try:
+                    self.service.retry_unapplied()  # ends of runs the database refused
                     self.service.renew_leases()
+                    # After a store failure: probe it, so the next one is announced again.
+                    self.service.storage_gate.ready()
                 except Exception as exc:
                     if unreachable(exc):
                         self._dependencies.lost("database", exc)

@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     """How long a run sent to Celery may wait for a worker to take it over; after that any
     process queues it again, uncounted (its message was lost with a dead worker or a broker
     restart), and the message, should it still arrive, is dropped by its dispatch id."""
+    outage_backoff: Duration = timedelta(seconds=2)
+    """How long a job whose run the store cut short (a full or failing disk, an S3 server
+    that does not answer) waits before it runs again; doubled for each further
+    loss, up to a minute. Such a loss counts toward ``max_attempts`` like a lost worker."""
     run_timeout_min: Duration = timedelta(minutes=2)
     run_timeout_factor: float = Field(default=10.0, gt=0)
     """A run is killed as hung after ``run_timeout_factor`` times its expected duration, and

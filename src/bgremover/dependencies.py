@@ -13,7 +13,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +28,17 @@ about a second (recovery is measured by bench/chaos_bench.py)."""
 
 @dataclass(frozen=True)
 class DependencyState:
-    ok: bool
-    since: float
-    """Epoch seconds of the last change (when it was lost, or came back)."""
-    error: str | None = None
+    """One dependency as ``/api/health`` and the ``health.updated`` event show it."""
 
-    def as_json(self) -> dict[str, object]:
-        return {"ok": self.ok, "since": self.since, "error": self.error}
+    ok: bool
+    since: datetime | None = None
+    """When it last changed (None: working since this process started)."""
+    error: str | None = None
+    """What is wrong, for people, never with a server path: "results storage is full"."""
+
+    def as_json(self) -> dict[str, Any]:
+        since = self.since.isoformat() if self.since is not None else None
+        return {"ok": self.ok, "since": since, "error": self.error}
 
 
 class Dependencies:
@@ -50,7 +55,7 @@ class Dependencies:
             state = self._states.get(name)
             if state is not None and not state.ok:
                 return
-            self._states[name] = DependencyState(False, time.time(), reason)
+            self._states[name] = DependencyState(False, _now(), reason)
         log.warning("%s unreachable (%s); retrying until it answers", name, reason)
 
     def regained(self, name: str) -> None:
@@ -59,10 +64,11 @@ class Dependencies:
             state = self._states.get(name)
             if state is None or state.ok:
                 if state is None:
-                    self._states[name] = DependencyState(True, time.time())
+                    self._states[name] = DependencyState(True, _now())
                 return
-            self._states[name] = DependencyState(True, time.time())
-        log.info("%s answers again after %.1f s", name, time.time() - state.since)
+            self._states[name] = DependencyState(True, _now())
+        down_s = (_now() - state.since).total_seconds() if state.since else 0.0
+        log.info("%s answers again after %.1f s", name, down_s)
 
     def observe(self, name: str, error: BaseException | str | None) -> None:
         """The outcome of an active check: ``error`` None means it answered."""
@@ -106,3 +112,7 @@ class Dependencies:
 def _first_line(error: BaseException | str) -> str:
     text = str(error).strip() or (type(error).__name__ if isinstance(error, BaseException) else "")
     return text.splitlines()[0][:300]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

@@ -21,11 +21,18 @@ def encode(image: Image.Image, fmt: OutputFormat, *, quality: int = 90) -> bytes
     if fmt not in (OutputFormat.JPEG, OutputFormat.WEBP):
         return write_png(image)
     buffer = io.BytesIO()
-    if fmt is OutputFormat.JPEG:
-        rgb = image if image.mode == "RGB" else _flatten(image)
-        rgb.save(buffer, "JPEG", quality=quality, optimize=True)
-    else:
-        image.save(buffer, "WEBP", quality=quality, method=4, exact=False)
+    try:
+        if fmt is OutputFormat.JPEG:
+            rgb = image if image.mode == "RGB" else _flatten(image)
+            rgb.save(buffer, "JPEG", quality=quality, optimize=True)
+        else:
+            image.save(buffer, "WEBP", quality=quality, method=4, exact=False)
+    except (OSError, ValueError) as exc:  # the image, not the disk: too large for the format
+        width, height = image.size
+        raise OutputError(
+            f"a {width}×{height} result cannot be saved as {fmt.value.upper()} ({exc}); "
+            "choose PNG or a smaller image"
+        ) from None
     return buffer.getvalue()
 
 
@@ -38,7 +45,8 @@ def write_atomic(path: Path, data: bytes) -> None:
     except OSError as exc:
         raise OutputError(
             f"{path.parent}: cannot write output there ({exc.strerror}); choose another "
-            "directory with -o or fix its permissions"
+            "directory with -o or fix its permissions",
+            errno=exc.errno,
         ) from None
     try:
         with os.fdopen(fd, "wb") as f:
@@ -47,7 +55,7 @@ def write_atomic(path: Path, data: bytes) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
-        raise OutputError(f"{path}: cannot be written ({exc.strerror})") from None
+        raise OutputError(f"{path}: cannot be written ({exc.strerror})", errno=exc.errno) from None
 
 
 def _umask() -> int:

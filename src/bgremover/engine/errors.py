@@ -29,9 +29,15 @@ class InputError(EngineError):
 
 
 class OutputError(EngineError):
-    """The result could not be written where it was asked to go."""
+    """The result could not be written where it was asked to go. ``errno`` is the OS error
+    behind it, if any: a full or failing disk (ENOSPC, EIO, ...) is not the image's fault,
+    and a job server waits for it instead of failing the image."""
 
     code = "output_unwritable"
+
+    def __init__(self, message: str, *, code: str | None = None, errno: int | None = None):
+        super().__init__(message, code=code)
+        self.errno = errno
 
 
 class ModelError(EngineError):

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session as Db
 
 from ..engine.decode import probe
 from ..engine.options import RemoveOptions
+from ..storage import StorageError, StorageUnavailable, outage_reason
 from . import maintenance, notices, sequences, transitions
 from .core import ServiceCore
 from .exchange import QueueState
@@ -260,7 +261,14 @@ class Commands(ServiceCore):
     def _store_upload(self, upload: Upload) -> tuple[str, int, str | None, int | None, int | None]:
         path = Path(upload.path)
         media_type, width, height = probe(path)
-        content_hash, size = self.files.add_original(path)
+        try:
+            content_hash, size = self.files.add_original(path)
+        except (OSError, StorageError) as exc:
+            reason = outage_reason(exc)
+            if reason is None:
+                raise
+            self.storage_gate.failed(reason)  # the queue waits too, as for a run
+            raise StorageUnavailable(f"storing an upload: {exc}", reason) from exc
         return content_hash, size, media_type, width, height
 
     def _new_batch(self, db: Db, name: str, manual: bool, now: datetime) -> BatchRow:

@@ -20,12 +20,14 @@ from sqlalchemy.orm import Session as Db
 from sqlalchemy.orm import sessionmaker
 
 from ..config import Settings
-from ..dependencies import Dependencies
+from ..dependencies import Dependencies, DependencyState
+from ..workers.base import RunEnd
 from . import notices
 from .eta import BUCKET_EDGES_MP, StageClock
 from .events import EventBus, ProgressThrottle
 from .files import FileStore
 from .notices import Published
+from .outages import StorageGate
 from .publishing import Publisher
 from .rows import new_id
 from .schemas import Batch, Job, Session
@@ -85,6 +87,11 @@ class ServiceCore:
         )
         self._timings = TimingStore(sessions)
         self.clock.load(self._timings.load())
+        self.storage_gate = StorageGate(files.storage, self._announce_storage, now, bus.resync)
+        """Whether results can be written; dispatch waits while they cannot."""
+        self._unapplied: list[RunEnd] = []
+        """Final reports the database could not take (gone, or its disk full), in order,
+        applied again each scheduler round so no run's end is lost or half-written."""
         self._cancel_running: Callable[[str], None] = lambda job_id: None
         self._wake: Callable[[], None] = lambda: None
         self._runs_elsewhere = False
@@ -384,6 +391,10 @@ class ServiceCore:
     def _publish_all(self, events: Sequence[Published]) -> None:
         """Tell subscribers; never fails (``publishing``): the change is already committed."""
         self._publisher.publish_many(events)
+
+    def _announce_storage(self, state: DependencyState) -> None:
+        self.dependencies.observe("storage", None if state.ok else state.error or "failing")
+        self._publisher.publish_many([notices.health_updated("storage", state)])
 
     def _publish_throttled(self, key: str, data: dict[str, object]) -> None:
         self._publisher.publish_many([("job.progress", dict(data))])

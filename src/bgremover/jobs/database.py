@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +39,23 @@ def connect(url: str) -> Engine:
 
 def unreachable(exc: BaseException) -> bool:
     """Whether ``exc`` means the database did not answer (down, restarting, its connection
-    cut, SQLite busy): an outage a retry outlives, not a bad statement."""
+    cut, SQLite busy): an outage a retry outlives, not a bad statement. A database that
+    answers but cannot write is not: its callers keep what they could not write
+    (``cannot_write``) instead of waiting with it."""
     if isinstance(exc, OperationalError | InterfaceError):
-        return True
+        return not cannot_write(exc)
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+def cannot_write(exc: BaseException) -> bool:
+    """Whether the database answered but could not write: its disk is full or failing
+    (SQLite's SQLITE_FULL and SQLITE_IOERR, with any extended code; PostgreSQL's
+    ``disk_full``)."""
+    original = getattr(exc, "orig", exc)
+    code = getattr(original, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR):
+        return True
+    return getattr(original, "sqlstate", None) == "53100"
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

@@ -27,6 +27,7 @@ EventType = Literal[
     "batch.updated",
     "session.updated",
     "notification",
+    "health.updated",
 ]
 
 
@@ -253,6 +254,11 @@ class EventBus(ABC):
         """The latest notifications, oldest first: a client that had to resync gets the ones
         it missed with its snapshot instead of losing them."""
 
+    @abstractmethod
+    def resync(self, reason: str) -> None:
+        """Every subscriber in this process re-reads the state (a fresh snapshot): for a
+        change that could not be published (the seq's database has no room to write)."""
+
 
 SeqSource = Callable[[int], list[int]]
 """Hands out ``n`` new seqs in ascending order (``sequences.EventSeq.take``)."""
@@ -377,6 +383,10 @@ class InMemoryEventBus(EventBus):
     def unsubscribe(self, subscription: Subscription) -> None:
         with self._fanout.lock:
             self._fanout.detach(subscription)
+
+    def resync(self, reason: str) -> None:
+        with self._fanout.lock:
+            self._fanout.restart(self._fanout.last, reason)
 
 
 class ProgressThrottle:

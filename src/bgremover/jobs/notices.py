@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from ..dependencies import DependencyState
 from .events import EventType
 from .schemas import Batch, Job, Session
 from .tables import BatchRow
@@ -78,17 +79,24 @@ def job_failed(job_id: str, batch_id: str, file_name: str, message: str | None) 
 
 
 def job_requeued(
-    job_id: str, batch_id: str, file_name: str, reason: str, attempt: int
+    job_id: str, batch_id: str, file_name: str, reason: str, attempt: int, *, outage: bool
 ) -> Published:
+    """A lost run: its worker died (``outage`` False), or what it needed failed under it."""
+    what = "It was interrupted" if outage else "Its worker was lost"
     return notice(
         Notification(
             kind="warning",
             title=f"Retrying {file_name}",
-            body=f"Its worker was lost ({reason}); it runs again as attempt {attempt}.",
+            body=f"{what} ({reason}); it runs again as attempt {attempt}.",
             job_id=job_id,
             batch_id=batch_id,
         )
     )
+
+
+def health_updated(dependency: str, state: DependencyState) -> Published:
+    """A dependency failed or works again: every open UI shows or clears its banner."""
+    return ("health.updated", {dependency: state.as_json()})
 
 
 def batch_finished(batch: BatchRow) -> Published:

@@ -156,6 +156,7 @@ class Queries(ServiceCore):
                 notifications=[
                     {"seq": event.seq, **event.data} for event in self.bus.recent_notifications()
                 ],
+                health={"storage": self.storage_gate.state.as_json()},
             )
 
     def stats(self) -> Stats:

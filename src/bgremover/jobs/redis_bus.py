@@ -227,6 +227,10 @@ class RedisEventBus(EventBus):
         with self._fanout.lock:
             self._fanout.detach(subscription)
 
+    def resync(self, reason: str) -> None:
+        with self._fanout.lock:
+            self._fanout.restart(self._fanout.last, reason)
+
     @property
     def last_seq(self) -> int:
         """The newest seq any process took or published: a snapshot read after it holds

@@ -10,15 +10,22 @@ How a run ends decides what happens to its job:
 - finished or failed (the image's fault): the job ends so;
 - stopped without the user asking (a graceful shutdown): the job goes back to the queue, as
   it was, and nothing is counted against it;
-- lost (its worker died, hung past its deadline, or its process stopped renewing the lease):
-  the job goes back to the queue as its next attempt, until ``max_attempts`` runs were lost;
-  then it fails with the reason, so an image that kills its worker cannot loop forever;
+- lost (its worker died, hung past its deadline, or its process stopped renewing the lease;
+  or the store failed under it: a full or failing disk, an S3 server that does not answer):
+  the job goes back to the queue as its next attempt, until ``max_attempts`` runs
+  were lost; then it fails with the reason, so an image that kills its worker cannot loop
+  forever. A job cut short by a failing dependency also waits (``outage_backoff``) before
+  it is claimed again, and a storage failure holds all dispatch (``outages.StorageGate``);
 - never taken over (sent to Celery, but no worker took it within ``takeover_timeout``: the
   message died with its worker or the broker): back to the queue, uncounted, since it never ran.
 
 Every run in progress has a live holder or a deadline: a run held here (local workers) or by
 a Celery worker has a lease its holder renews; a run sent to Celery has, until a worker takes
 it over, only its take-over deadline, which nobody renews.
+
+A report waits while the database does not answer (an outage under a run is not the image's
+fault). A final report the database answers but cannot take (its disk is full) is kept and
+applied again each scheduler round: the change is one transaction, so nothing is half-written.
 """
 
 from __future__ import annotations
@@ -28,10 +35,11 @@ import os
 import socket
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.orm import Session as Db
 
@@ -44,6 +52,7 @@ from ..workers.base import (
     Freed,
     Lost,
     Report,
+    RunEnd,
     StageProgress,
     Started,
     Stopped,
@@ -81,9 +90,10 @@ class Reports(ServiceCore):
         handed = self._runs_elsewhere
         held_until = self.settings.takeover_timeout if handed else self.settings.lease_duration
         dispatch_id = new_id()
+        waited = or_(JobRow.not_before.is_(None), JobRow.not_before <= now)
         best = (
             select(JobRow.id)
-            .where(JobRow.status == "pending")
+            .where(JobRow.status == "pending", waited)
             .order_by(JobRow.priority.desc(), JobRow.queue_order)
             .limit(1)
             .with_for_update(skip_locked=True)
@@ -219,8 +229,14 @@ class Reports(ServiceCore):
         While the database does not answer, the report waits for it (so the run waits): an
         outage under a run is not the image's fault. If the run's lease lapses meanwhile,
         another process re-queues it as lost, and the report then changes nothing."""
-        if isinstance(report, StageProgress):
-            self._on_progress(report)
+        if isinstance(report, StageProgress | Started):
+            try:
+                if isinstance(report, StageProgress):
+                    self._on_progress(report)
+                else:
+                    self._until_database(lambda: self._on_started(report))
+            except OperationalError as exc:  # the next stage's write brings the row up to date
+                log.warning("job %s: progress not saved (%s)", report.job_id, _first_line(exc))
             return
         if isinstance(report, Calibration):
             self.clock.calibrate(report.pixels, report.timings)
@@ -229,10 +245,21 @@ class Reports(ServiceCore):
         if isinstance(report, Freed):
             self._wake()
             return
-        if isinstance(report, Started):
-            self._until_database(lambda: self._on_started(report))
-            return
+        if isinstance(report, Lost) and report.dependency == "storage":
+            self.storage_gate.failed(report.reason)  # before any write: the disk may be full
         live = self._drop(report.job_id, report.dispatch_id)  # the run is over, whatever won
+        try:
+            self._apply_end(report, live)
+        except OperationalError as exc:
+            log.warning(
+                "job %s: the database did not take the end of its run (%s); retrying",
+                report.job_id,
+                _first_line(exc),
+            )
+            with self._live_lock:
+                self._unapplied.append(report)
+
+    def _apply_end(self, report: RunEnd, live: Live | None) -> None:
         if isinstance(report, Finished):
             self._on_finished(report, live)
         elif isinstance(report, Failed):
@@ -240,15 +267,34 @@ class Reports(ServiceCore):
             self._until_database(lambda: self._end_run(report, "failed", live, values))
         elif isinstance(report, Stopped):
             self._until_database(lambda: self._put_back(report.job_id, report.dispatch_id))
-        elif isinstance(report, Lost):
+        else:
             self._until_database(
-                lambda: self._lose(report.job_id, report.dispatch_id, report.reason)
+                lambda: self._lose(
+                    report.job_id, report.dispatch_id, report.reason, report.dependency
+                )
             )
 
     def _until_database(self, call: Callable[[], T]) -> T:
         """``call()`` (one or more transactions that may be replayed whole), retried until
         the database answers."""
         return self.dependencies.retry("database", call, unreachable)
+
+    def retry_unapplied(self) -> int:
+        """Apply again, in order, the ends of runs the database could not take; stops at the
+        first it still refuses. Returns how many are still waiting."""
+        while True:
+            with self._live_lock:
+                if not self._unapplied:
+                    return 0
+                report = self._unapplied[0]
+            try:
+                self._apply_end(report, None)
+            except OperationalError:
+                with self._live_lock:
+                    return len(self._unapplied)
+            with self._live_lock:
+                self._unapplied.remove(report)
+            log.info("job %s: the end of its run is recorded now", report.job_id)
 
     def _on_started(self, report: Started) -> None:
         with self._sessions.begin() as db:
@@ -381,9 +427,10 @@ class Reports(ServiceCore):
         was. A user's cancel has already ended the job, so then nothing changes here."""
         self._requeue(job_id, dispatch_id, counted=False)
 
-    def _lose(self, job_id: str, dispatch_id: str, reason: str) -> None:
-        """The run's worker was lost: the job's next attempt, or failed once too many were."""
-        self._requeue(job_id, dispatch_id, counted=True, reason=reason)
+    def _lose(self, job_id: str, dispatch_id: str, reason: str, dependency: str | None) -> None:
+        """The run's worker was lost (or ``dependency`` failed under it): the job's next
+        attempt, or failed once too many were."""
+        self._requeue(job_id, dispatch_id, counted=True, reason=reason, dependency=dependency)
 
     def _requeue(
         self,
@@ -393,15 +440,19 @@ class Reports(ServiceCore):
         counted: bool,
         reason: str = "",
         guard: Sequence[ColumnElement[bool]] = (),
+        dependency: str | None = None,
     ) -> bool:
         now = self._now()
         with self._sessions.begin() as db:
             row = db.get(JobRow, job_id, populate_existing=True)
             if row is None or row.dispatch_id != dispatch_id or row.status != "processing":
                 return False
-            events = self._requeue_row(db, row, now, counted, reason, guard)
+            events = self._requeue_row(db, row, now, counted, reason, guard, dependency=dependency)
             if events is None:
                 return False
+        if counted and events[0][1]["job"]["status"] == "pending":  # said once it is so
+            what = "interrupted" if dependency else "worker lost"
+            log.warning("job %s: %s (%s); queued again", job_id, what, reason)
         self._publish_all(events)
         self._wake()
         return True
@@ -414,14 +465,26 @@ class Reports(ServiceCore):
         counted: bool,
         reason: str,
         guard: Sequence[ColumnElement[bool]],
+        *,
+        dependency: str | None = None,
     ) -> list[Published] | None:
         """Put the run of ``row`` back in the queue (or fail it after too many losses),
         guarded by its dispatch id and ``guard`` (for a run recovered from outside: still
-        held as it was seen, its lease still expired)."""
+        held as it was seen, its lease still expired). A run ``dependency`` cut short
+        waits out a backoff before it is claimed again."""
         lost = row.lost_runs + 1 if counted else row.lost_runs
         gives_up = counted and lost >= self.settings.max_attempts
         values: dict[str, Any] = {**transitions.NOT_RUNNING, "lost_runs": lost}
-        if gives_up:
+        if gives_up and dependency is not None:
+            values |= {
+                "end_time": now,
+                "error_code": f"{dependency}_unavailable",
+                "error_message": (
+                    f"{row.file_name}: its run was cut short {lost} times (last: {reason}); "
+                    "retry it once that is fixed."
+                )[:2000],
+            }
+        elif gives_up:
             values |= {
                 "end_time": now,
                 "error_code": "worker_lost",
@@ -434,6 +497,8 @@ class Reports(ServiceCore):
         else:
             values |= {"stage": None, "progress": 0.0, "worker": None, "queued_at": now}
             values["attempt"] = row.attempt + 1 if counted else row.attempt
+            if dependency is not None:
+                values["not_before"] = now + self._outage_backoff(lost)
         left = transitions.move_counted(
             db,
             row,
@@ -451,11 +516,23 @@ class Reports(ServiceCore):
         fresh = self._get_job(db, row.id)
         events = [notices.job_updated(self._job(db, fresh))]
         if counted:
-            log.warning("job %s: worker lost (%s); queued again", row.id, reason)
             events.append(
-                notices.job_requeued(row.id, row.batch_id, row.file_name, reason, fresh.attempt)
+                notices.job_requeued(
+                    row.id,
+                    row.batch_id,
+                    row.file_name,
+                    reason,
+                    fresh.attempt,
+                    outage=dependency is not None,
+                )
             )
         return events + self._batch_and_session_events(db, row.batch_id)
+
+    def _outage_backoff(self, lost: int) -> timedelta:
+        """The wait before the next run after ``lost`` losses: doubled each time, at most a
+        minute."""
+        first = self.settings.outage_backoff.total_seconds()
+        return timedelta(seconds=min(60.0, first * 2 ** max(0, lost - 1)))
 
     def _abandon(self, job_id: str, dispatch_id: str) -> None:
         """A run held here whose job was ended or taken elsewhere: stop working on it."""
@@ -591,3 +668,9 @@ def _owner_alive(owner: str | None, host: str) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _first_line(exc: OperationalError) -> str:
+    """What the database said ("database or disk is full"), without SQLAlchemy's trailer."""
+    said = str(exc.orig if exc.orig is not None else exc)
+    return said.splitlines()[0] if said else type(exc).__name__

@@ -3,7 +3,9 @@
 It sleeps until woken (a submission, a finished job, a priority change) or for a second at
 most, so submitting never blocks on it and a missed wake-up costs at most a second. Between
 rounds it keeps the leases of this process's runs alive (and stops runs whose jobs another
-process ended), re-queues runs whose leases expired, and cleans up old jobs.
+process ended), re-queues runs whose leases expired, applies run ends the database could not
+take before, and cleans up old jobs. While the results store cannot take writes it starts
+nothing (``outages.StorageGate`` probes it each round until a write succeeds).
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ class Scheduler:
             try:
                 if time.monotonic() >= next_renewal:
                     next_renewal = time.monotonic() + self._renew_every
+                    self._service.retry_unapplied()
                     self._service.renew_leases()
                     self._service.recover()
                     self._service.refresh_timings()
@@ -90,8 +93,11 @@ class Scheduler:
                     outage = False
 
     def dispatch(self) -> int:
-        """Start pending jobs while the executor has room; returns how many started."""
+        """Start pending jobs while the executor has room and the results store takes
+        writes; returns how many started."""
         started = 0
+        if not self._service.storage_gate.ready():
+            return 0
         shared = self._executor.shared_slots()
         while shared is not None or self._executor.free_slots() > 0:
             item = self._service.claim_next(within=shared)

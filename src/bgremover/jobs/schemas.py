@@ -151,6 +151,9 @@ class ActiveSnapshot(_Model):
     notifications: list[dict[str, Any]] = []
     """The latest notifications with their ``seq``: a client resuming from an older seq shows
     those it missed."""
+    health: dict[str, Any] = {}
+    """Dependencies as the last ``health.updated`` events said ("storage": {"ok", "since",
+    "error"}), so a client connecting during an outage shows it too."""
 
 
 class EtaAccuracy(_Model):

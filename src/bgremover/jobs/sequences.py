@@ -14,7 +14,7 @@ from typing import TypeVar
 from sqlalchemy import Connection, Engine, text, update
 from sqlalchemy.orm import Session as Db
 
-from .database import unreachable
+from .database import cannot_write, unreachable
 from .events import BusUnavailable
 from .tables import CounterRow
 
@@ -110,7 +110,7 @@ class EventSeq:
             with self._engine.begin() as connection:
                 return work(connection)
         except Exception as exc:
-            if unreachable(exc):
+            if unreachable(exc) or cannot_write(exc):
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
                 raise BusUnavailable(
                     "database", f"cannot take event ids from the database: {reason}"

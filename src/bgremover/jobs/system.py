@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+from datetime import datetime
 from types import TracebackType
+from typing import Any
 
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..config import Settings
-from ..dependencies import Dependencies
-from ..storage import StorageError, open_storage
+from ..dependencies import Dependencies, DependencyState
+from ..storage import StorageError, open_storage, outage_reason
 from ..workers.base import Executor
 from .database import connect, default_url, migrate, session_factory
-from .events import EventBus, InMemoryEventBus
+from .events import Event, EventBus, InMemoryEventBus
 from .files import FileStore
 from .logins import LoginStore
+from .outages import StorageGate
 from .presets import PresetStore
 from .scheduler import Scheduler
 from .sequences import EventSeq
 from .service import JobService
+
+log = logging.getLogger(__name__)
 
 
 def open_bus(
@@ -75,6 +82,48 @@ def default_executor(settings: Settings, dependencies: Dependencies | None = Non
     return LocalProcessExecutor(settings)
 
 
+class OutageListener:
+    """Remote workers announce a store that failed under their runs on the shared bus; the
+    dispatching process hears it here and holds dispatch until its own probe passes."""
+
+    def __init__(self, bus: EventBus, gate: StorageGate) -> None:
+        self._bus = bus
+        self._gate = gate
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bgremover-outages", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        with self._bus.subscribe() as events:
+            while not self._stop.is_set():
+                event = events.get(timeout=0.5)
+                if event is not None:
+                    self.heard(event)
+
+    def heard(self, event: Event) -> None:
+        """A failure another process announced holds this process's dispatch too."""
+        storage = event.data.get("storage") or {} if event.type == "health.updated" else {}
+        if storage.get("ok") is False and storage.get("error") and self._news(storage):
+            self._gate.failed(str(storage["error"]), announce=False)
+
+    def _news(self, storage: dict[str, Any]) -> bool:
+        """Whether a failure began after this process last saw the store recover (its own
+        announcement, echoed by the stream, is not)."""
+        recovered = self._gate.state.since if self._gate.state.ok else None
+        try:
+            began = datetime.fromisoformat(str(storage.get("since")))
+        except ValueError:
+            return True
+        return recovered is None or began > recovered
+
+
 class JobSystem:
     """The running job system of one process; several may share one database. ``start``
     re-queues runs that no live process holds, then starts the workers and the scheduler;
@@ -105,37 +154,51 @@ class JobSystem:
             cleanup_every=settings.cleanup_interval.total_seconds(),
             renew_every=settings.lease_duration.total_seconds() / 3,
         )
+        self._outages = OutageListener(self.bus, self.service.storage_gate)
         self.service.attach(
             cancel_running=self.executor.cancel,
             wake=self.scheduler.wake,
             runs_elsewhere=self.executor.remote,
         )
 
-    def health(self) -> dict[str, str]:
-        """Each dependency ("database", "storage", and the executor's: "redis", "broker")
-        with "ok" or what is wrong; each check also tells ``service.dependencies``."""
-        checks = {"database": "ok", "storage": "ok"}
+    def health(self) -> dict[str, Any]:
+        """Each dependency ("database", and the executor's: "redis", "broker") with "ok" or
+        what is wrong; "storage" as ``{"ok", "since", "error"}``, never with a path. Each
+        check also tells ``service.dependencies``."""
+        checks: dict[str, Any] = {"database": "ok", "storage": self.storage_health()}
         try:
             with self.engine.connect() as connection:
                 connection.execute(text("SELECT 1"))
         except SQLAlchemyError as exc:
             checks["database"] = f"unreachable: {str(exc).splitlines()[0]}"
-        try:
-            self.service.files.storage.check()
-        except StorageError as exc:
-            checks["storage"] = str(exc)
         checks |= self.executor.health()
         for name, state in checks.items():
-            self.service.dependencies.observe(name, None if state == "ok" else state)
+            if isinstance(state, str):
+                self.service.dependencies.observe(name, None if state == "ok" else state)
         return checks
+
+    def storage_health(self) -> dict[str, Any]:
+        """The store as the gate saw it last (a full disk, say), else whether it is usable."""
+        state = self.service.storage_gate.state
+        if state.ok:
+            try:
+                self.service.files.storage.check()
+            except StorageError as exc:
+                log.warning("storage check: %s", exc)
+                reason = outage_reason(exc) or "results storage cannot be used"
+                state = DependencyState(ok=False, error=reason)
+        return state.as_json()
 
     def start(self) -> JobSystem:
         self.service.recover()
         self.executor.start(self.service.handle)
+        if self.executor.remote:
+            self._outages.start()
         self.scheduler.start()
         return self
 
     def stop(self) -> None:
+        self._outages.stop()
         self.scheduler.stop()
         self.service.release_all()
         self.executor.shutdown()

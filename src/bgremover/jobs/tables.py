@@ -140,7 +140,10 @@ class JobRow(Base):
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     """Renewed while the owner is alive; once past, any process may re-queue the job."""
     lost_runs: Mapped[int] = mapped_column(Integer, default=0)
-    """Runs lost to a dead or hung worker; bounded by ``max_attempts``."""
+    """Runs lost to a dead or hung worker (or a failing dependency); bounded by
+    ``max_attempts``."""
+    not_before: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    """A pending job whose run a failing dependency cut short is not claimed before this."""
     size_bucket: Mapped[int] = mapped_column(Integer, default=0)
     """``eta.size_bucket`` of the image: what its runs are expected to take."""
     predicted_seconds: Mapped[float | None] = mapped_column(Float)

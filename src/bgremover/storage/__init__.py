@@ -6,7 +6,16 @@ default; an S3-compatible bucket lets web processes and workers on other machine
 """
 
 from .base import Storage, StorageError, check_key
+from .faults import StorageUnavailable, outage_reason
 from .local import LocalStorage
 from .opening import open_storage
 
-__all__ = ["LocalStorage", "Storage", "StorageError", "check_key", "open_storage"]
+__all__ = [
+    "LocalStorage",
+    "Storage",
+    "StorageError",
+    "StorageUnavailable",
+    "check_key",
+    "open_storage",
+    "outage_reason",
+]

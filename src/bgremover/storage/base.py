@@ -18,6 +18,9 @@ its sha256, a result by its job id and format, each under a fan-out of the name'
 characters. Anything else (``..``, a leading ``/``, a user's file name, a folder of its
 own) is refused, so no key can leave the store or reach a file the store did not make."""
 
+PROBE_BYTES = 64 * 1024
+"""The size of a probe: about a small result, so a disk with a few bytes left still fails it."""
+
 
 class StorageError(RuntimeError):
     """A backend could not do what was asked; the message names the store and the fix."""
@@ -86,3 +89,8 @@ class Storage(ABC):
     @abstractmethod
     def check(self) -> None:
         """Raise StorageError when the store cannot be used (for /api/health and start-up)."""
+
+    @abstractmethod
+    def probe(self) -> None:
+        """Write a small file and delete it: raises (OSError, StorageError) while the store
+        cannot take a result, so a dispatcher waits instead of running jobs for nothing."""

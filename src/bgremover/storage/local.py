@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
-from .base import Storage, StorageError, check_key
+from .base import PROBE_BYTES, Storage, StorageError, check_key
 
 
 class LocalStorage(Storage):
@@ -28,8 +29,12 @@ class LocalStorage(Storage):
             os.replace(source, target)
         except OSError:  # another filesystem: copy next to the target, then rename into place
             part = target.with_name(target.name + ".part")
-            shutil.copyfile(source, part)
-            os.replace(part, target)
+            try:
+                shutil.copyfile(source, part)
+                os.replace(part, target)
+            except OSError:
+                part.unlink(missing_ok=True)  # a full disk must not keep half a copy
+                raise
             source.unlink()
 
     def get(self, key: str, target: Path) -> None:
@@ -60,3 +65,13 @@ class LocalStorage(Storage):
     def check(self) -> None:
         if not os.access(self.root, os.W_OK):
             raise StorageError(f"{self.root}: the storage folder is not writable")
+
+    def probe(self) -> None:
+        fd, name = tempfile.mkstemp(prefix=".probe-", dir=self.root)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(bytes(PROBE_BYTES))
+                f.flush()
+                os.fsync(f.fileno())  # where space is allocated late, the error shows here
+        finally:
+            os.unlink(name)

@@ -13,7 +13,12 @@ import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
-from .base import Storage, StorageError, check_key
+from .base import PROBE_BYTES, Storage, StorageError, check_key
+from .faults import StorageUnavailable
+
+_PROBE_KEY = "probes/00/" + "0" * 32
+"""Where ``probe`` writes: a key no job makes (``check_key`` refuses it), so no job's file is
+ever touched by a probe."""
 
 
 class S3Storage(Storage):
@@ -28,12 +33,17 @@ class S3Storage(Storage):
         self.endpoint_url = endpoint_url
         config = Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5)
         self._client: Any = boto3.client("s3", endpoint_url=endpoint_url, config=config)
-        from botocore.exceptions import BotoCoreError, ClientError
+        from boto3.exceptions import S3UploadFailedError
+        from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+        from botocore.exceptions import ConnectionError as EndpointDown
 
-        self._errors = (BotoCoreError, ClientError)
+        self._errors = (BotoCoreError, ClientError, S3UploadFailedError)
+        self._unreachable = (EndpointDown, HTTPClientError)
 
     def _name(self, key: str) -> str:
-        key = check_key(key)
+        return self._prefixed(check_key(key))
+
+    def _prefixed(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def _missing(self, exc: Exception) -> bool:
@@ -41,10 +51,27 @@ class S3Storage(Storage):
         return str(error.get("Code")) in ("404", "NoSuchKey", "NotFound")
 
     def _fail(self, doing: str, exc: Exception) -> StorageError:
-        return StorageError(
+        message = (
             f"{self.describe()}: could not {doing} ({exc}); check the bucket, "
             "BGREMOVER_S3_ENDPOINT_URL and the AWS credentials"
         )
+        if self._outage(exc):
+            return StorageUnavailable(message, "results storage does not answer")
+        return StorageError(message)
+
+    def _outage(self, exc: BaseException | None) -> bool:
+        """The server is down or failing (no connection, a timeout, a 5xx, throttling), as
+        opposed to a request it refused (no such bucket, no permission)."""
+        while exc is not None:
+            if isinstance(exc, self._unreachable):
+                return True
+            response = getattr(exc, "response", None)
+            if isinstance(response, dict):
+                status = response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+                code = str(response.get("Error", {}).get("Code"))
+                return int(status) >= 500 or code in ("SlowDown", "ServiceUnavailable")
+            exc = exc.__cause__ or exc.__context__
+        return False
 
     def put(self, key: str, source: Path) -> None:
         try:
@@ -102,3 +129,12 @@ class S3Storage(Storage):
             self._client.head_bucket(Bucket=self.bucket)
         except self._errors as exc:
             raise self._fail("reach the bucket", exc) from exc
+
+    def probe(self) -> None:
+        try:
+            self._client.put_object(
+                Bucket=self.bucket, Key=self._prefixed(_PROBE_KEY), Body=bytes(PROBE_BYTES)
+            )
+            self._client.delete_object(Bucket=self.bucket, Key=self._prefixed(_PROBE_KEY))
+        except self._errors as exc:
+            raise self._fail("write a probe file", exc) from exc

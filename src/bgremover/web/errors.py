@@ -8,9 +8,11 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..jobs.states import InvalidTransition, NotFound
+from ..storage import StorageUnavailable, outage_reason
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +64,33 @@ def install(app: FastAPI) -> None:
         }.get(exc.status_code, "http_error")
         return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
 
+    @app.exception_handler(StorageUnavailable)
+    async def storage_down(_: Request, exc: StorageUnavailable) -> JSONResponse:
+        return _unavailable("storage_unavailable", exc.reason, exc)
+
+    @app.exception_handler(OSError)
+    async def disk_error(request: Request, exc: OSError) -> JSONResponse:
+        reason = outage_reason(exc)  # the data dir's disk is full too (staging an upload)
+        if reason is None:
+            return await internal(request, exc)
+        return _unavailable("storage_unavailable", reason.replace("results ", ""), exc)
+
+    @app.exception_handler(OperationalError)
+    async def database_down(_: Request, exc: OperationalError) -> JSONResponse:
+        # Away, or SQLite's "database or disk is full": reads go on, this change waits.
+        return _unavailable("database_unavailable", "the database cannot take writes now", exc)
+
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse(
             error_body("internal_error", "Something went wrong on the server; see its log."), 500
         )
+
+
+def _unavailable(code: str, reason: str, exc: Exception) -> JSONResponse:
+    """503 for a dependency that cannot take writes now; the detail (paths, addresses)
+    stays in the log."""
+    log.warning("%s: %s", reason, exc)
+    message = f"{reason[:1].upper()}{reason[1:]}: nothing was stored; try again later"
+    return JSONResponse(error_body(code, message), 503, headers={"Retry-After": "30"})

@@ -92,7 +92,7 @@ def health(request: Request) -> JSONResponse:
     system = get_system(request)
     checks: dict[str, Any] = system.health()
     dependencies = system.service.dependencies.states()
-    failing = [name for name, state in checks.items() if state != "ok"]
+    failing = [name for name, state in checks.items() if not _works(state)]
     failing += [
         name for name, state in dependencies.items() if not state.ok and name not in failing
     ]
@@ -108,3 +108,8 @@ def health(request: Request) -> JSONResponse:
         "workers": workers,
     }
     return JSONResponse(body, status_code=503 if "database" in failing else 200)
+
+
+def _works(state: Any) -> bool:
+    """A dependency's entry says it works: "ok", or ``{"ok": true, ...}``."""
+    return bool(state.get("ok")) if isinstance(state, dict) else state == "ok"

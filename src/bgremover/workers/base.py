@@ -85,12 +85,16 @@ class Stopped:
 
 @dataclass(frozen=True)
 class Lost:
-    """The run's worker died or hung: not the image's fault as far as anyone can tell."""
+    """The run's worker died or hung, or what it needed failed under it (a full disk, the
+    storage away): not the image's fault as far as anyone can tell."""
 
     job_id: str
     dispatch_id: str
     reason: str
     """In words, for people: "killed by signal SIGKILL; the machine may be out of memory"."""
+    dependency: str | None = None
+    """What failed, when it was not the worker ("storage"). The job then waits a while
+    before it runs again, and dispatch waits for the storage to take writes."""
 
 
 @dataclass(frozen=True)
@@ -123,7 +127,9 @@ class WorkerInfo:
     """The job it runs now, if any."""
 
 
-RunReport = Started | StageProgress | Finished | Failed | Stopped | Lost
+RunEnd = Finished | Failed | Stopped | Lost
+"""How a run ended: exactly one of these per run."""
+RunReport = Started | StageProgress | RunEnd
 Report = RunReport | Calibration | Freed
 ReportSink = Callable[[Report], None]
 

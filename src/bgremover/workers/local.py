@@ -312,8 +312,9 @@ class LocalProcessExecutor(Executor):
                 log.warning("%s serves failures only: %s", worker.name, message.failure)
             self._emit(Freed(worker.name))
             return
-        if isinstance(message, Finished | Failed | Stopped):
-            # Free the worker before the sink hears of it, so the scheduler sees the free slot.
+        if isinstance(message, Finished | Failed | Stopped | Lost):
+            # Free the worker before the sink hears of it, so the scheduler sees the free slot
+            # (a run the store cut short ends Lost, its worker alive and free).
             with self._lock:
                 running = worker.running
                 if running is not None and running.dispatch_id == message.dispatch_id:

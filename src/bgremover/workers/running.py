@@ -17,9 +17,11 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from ..engine import Cancelled, CancelToken, EngineError, ModelError, RemoveOptions, Remover, Stage
+from ..engine.errors import OutputError
 from ..engine.stages import ProgressCallback
-from ..storage import Storage, StorageError
-from .base import Failed, Finished, Report, StageProgress, Stopped, WorkItem
+from ..storage import Storage, StorageError, outage_reason
+from ..storage.faults import errno_reason
+from .base import Failed, Finished, Lost, Report, StageProgress, Stopped, WorkItem
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +38,9 @@ def run_item(
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> Report:
-    """Run ``item`` and return its final report (Finished, Failed or Stopped). Files not in
-    a local folder are copied through ``scratch``; the result is stored under its key."""
+    """Run ``item`` and return its final report: Finished, Failed (the image's fault),
+    Stopped, or Lost when the store failed under it. Files not in a local
+    folder are copied through ``scratch``; the result is stored under its key."""
     job_id, dispatch_id = item.job_id, item.dispatch_id
     if cancel is not None and cancel.cancelled:
         return Stopped(job_id, dispatch_id)
@@ -73,31 +76,8 @@ def run_item(
             size = destination.stat().st_size
             if direct is None:
                 storage.put(item.result_key, destination)
-    except Cancelled:
-        return Stopped(job_id, dispatch_id)
-    except EngineError as err:
-        message = err.message.replace(str(local_source), name) if local_source else err.message
-        return Failed(job_id, dispatch_id, code=err.code, message=message)
-    except FileNotFoundError:
-        return Failed(
-            job_id, dispatch_id, code="original_missing",
-            message=f"{name}: the stored original is gone; upload the image again",
-        )  # fmt: skip
-    except StorageError as err:
-        return Failed(job_id, dispatch_id, code="storage_error", message=str(err))
-    except ValidationError as err:
-        return Failed(
-            job_id, dispatch_id, code="invalid_options", message=f"{name}: bad options ({err})"
-        )
     except Exception as exc:
-        log.exception("unexpected error on %s", item.original_key)
-        return Failed(
-            job_id,
-            dispatch_id,
-            code="internal_error",
-            message=f"{name}: unexpected error ({type(exc).__name__}: {exc}); "
-            "this is a bug in BG Remover",
-        )
+        return _ended_by(exc, item, name, local_source, destination_of(storage, item))
     width, height = removal.size
     return Finished(
         job_id,
@@ -108,6 +88,77 @@ def run_item(
         bytes=size,
         timings={stage.value: seconds for stage, seconds in removal.timings.items()},
     )
+
+
+def destination_of(storage: Storage, item: WorkItem) -> Path | None:
+    """The local path the result is written to directly, when the store is a folder."""
+    try:
+        return storage.local_path(item.result_key)
+    except ValueError:
+        return None
+
+
+def _ended_by(
+    exc: Exception,
+    item: WorkItem,
+    name: str,
+    local_source: Path | None,
+    destination: Path | None,
+) -> Stopped | Lost | Failed:
+    """The report for a run that raised ``exc``: stopped, lost to a failing dependency (the
+    store, the database: the job runs again later), or failed as the image's fault."""
+    job_id, dispatch_id = item.job_id, item.dispatch_id
+    if isinstance(exc, Cancelled):
+        return Stopped(job_id, dispatch_id)
+    outage = _outage(exc)
+    if outage is not None:
+        dependency, reason = outage
+        log.warning("job %s: %s (%s); it runs again later", job_id, reason, exc)
+        return Lost(job_id, dispatch_id, reason=reason, dependency=dependency)
+    if isinstance(exc, EngineError):
+        message = exc.message
+        if local_source is not None:
+            message = message.replace(str(local_source), name)
+        if destination is not None:  # the server's own paths are nobody else's business
+            message = message.replace(str(destination), item.result_key)
+            message = message.replace(str(destination.parent), item.result_key.rsplit("/", 1)[0])
+        return Failed(job_id, dispatch_id, code=exc.code, message=message)
+    if isinstance(exc, FileNotFoundError):
+        return Failed(
+            job_id, dispatch_id, code="original_missing",
+            message=f"{name}: the stored original is gone; upload the image again",
+        )  # fmt: skip
+    if isinstance(exc, StorageError):
+        log.warning("job %s: %s", job_id, exc)
+        return Failed(
+            job_id, dispatch_id, code="storage_error",
+            message=f"{name}: the file store refused it; the server log has the details",
+        )  # fmt: skip
+    if isinstance(exc, ValidationError):
+        return Failed(
+            job_id, dispatch_id, code="invalid_options", message=f"{name}: bad options ({exc})"
+        )
+    log.error("unexpected error on %s", item.original_key, exc_info=exc)
+    return Failed(
+        job_id,
+        dispatch_id,
+        code="internal_error",
+        message=f"{name}: unexpected error ({type(exc).__name__}: {exc}); "
+        "this is a bug in BG Remover",
+    )
+
+
+def _outage(exc: Exception) -> tuple[str, str] | None:
+    """("storage", the reason for people) when ``exc`` says the store failed under the run
+    (full, read-only, failing, unreachable) rather than anything about its image. (Reports
+    the database cannot take do not end a run: the job service keeps and retries them.)"""
+    if isinstance(exc, OutputError):
+        reason = errno_reason(exc.errno)
+        return ("storage", reason) if reason else None
+    if isinstance(exc, EngineError):
+        return None
+    reason = outage_reason(exc)
+    return ("storage", reason) if reason else None
 
 
 class ProgressReports:

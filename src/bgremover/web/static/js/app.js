@@ -25,6 +25,7 @@ import "./components/editor-dialog.js";
 import "./components/help-dialog.js";
 import "./components/token-dialog.js";
 import "./components/dev-panel.js";
+import "./components/outage-banner.js";
 import { installShortcuts } from "./shortcuts.js";
 import { installTheme } from "./theme.js";
 

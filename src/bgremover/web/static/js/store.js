@@ -63,6 +63,9 @@ class Store extends EventTarget {
     this.connection = "closed";
     this.config = null;
     this.lastSeq = null;
+    /** Dependencies the server reported ("storage": {ok, since, error}), from the snapshot
+     * and `health.updated` events. */
+    this.health = {};
     this._source = null;
     this._retries = 0;
     this._changed = { jobs: new Set(), batches: new Set(), sessions: new Set() };
@@ -97,6 +100,19 @@ class Store extends EventTarget {
     on("batch.updated", (data) => this._put(this.batches, "batches", data.batch));
     on("session.updated", (data) => this._put(this.sessions, "sessions", data.session));
     on("notification", (data) => this.dispatchEvent(new CustomEvent("notification", { detail: data })));
+    on("health.updated", (data) => this._health(data));
+  }
+
+  /** Dependencies that do not work now: [{name, since, error}]. */
+  outages() {
+    return Object.entries(this.health)
+      .filter(([, state]) => state && state.ok === false)
+      .map(([name, state]) => ({ name, since: state.since, error: state.error }));
+  }
+
+  _health(data) {
+    this.health = { ...this.health, ...data };
+    this.dispatchEvent(new CustomEvent("health", { detail: this.health }));
   }
 
   /** Milliseconds before the next connect: 3 s doubling to 2 min, with jitter so that many
@@ -158,6 +174,7 @@ class Store extends EventTarget {
     for (const job of data.jobs) this._put(this.jobs, "jobs", job);
     for (const batch of data.batches) this._put(this.batches, "batches", batch);
     for (const session of data.sessions) this._put(this.sessions, "sessions", session);
+    this._health(data.health || {});
     // Jobs that ended while we were away: fetch how they ended.
     for (const job of vanished) {
       api.job(job.id).then((fresh) => this._put(this.jobs, "jobs", fresh))

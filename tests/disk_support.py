@@ -1,0 +1,186 @@
+"""A data dir on a small disk that fills up mid-batch: a size-limited tmpfs (mounting needs
+root), a real `bgremover serve` on it, and what happened to the batch. Shared by the test and
+``bench/full_disk_bench.py``."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sqlite3
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from PIL import Image
+
+from .serving import UI, sse_events
+
+WAIT_S = 120.0
+
+
+class CannotMount(RuntimeError):
+    """No tmpfs here (not root, no mount(8), a container without the capability)."""
+
+
+@contextmanager
+def small_disk(where: Path, size_mb: int) -> Iterator[Path]:
+    """A tmpfs of ``size_mb`` mounted on ``where`` for the block; always unmounted."""
+    if os.geteuid() != 0:
+        raise CannotMount("mounting a tmpfs needs root")
+    where.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=0755", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        raise CannotMount(f"mount -t tmpfs failed: {mounted.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        if subprocess.run(["umount", str(where)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(where)], check=True)  # still busy: detach it
+
+
+def fill(folder: Path) -> Path:
+    """Write a file in ``folder`` until its disk has no byte left; returns the file."""
+    filler = folder / "filler.bin"
+    with open(filler, "wb", buffering=0) as f:
+        for chunk in (1 << 20, 4096, 1):
+            block = bytes(chunk)
+            with contextlib.suppress(OSError):
+                while True:
+                    f.write(block)
+    return filler
+
+
+class EventLog:
+    """Every event of the server's stream, read on a thread; ``wait`` for a condition."""
+
+    def __init__(self, url: str) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.changed = threading.Condition()
+        self._url = url
+        self._thread = threading.Thread(target=self._read, name="sse-reader", daemon=True)
+        self._opened = threading.Event()
+
+    def start(self) -> EventLog:
+        self._thread.start()
+        assert self._opened.wait(WAIT_S), "the event stream did not open"
+        return self
+
+    def _read(self) -> None:
+        with (
+            contextlib.suppress(httpx.TransportError),  # the server stopped: the log ends
+            httpx.stream("GET", f"{self._url}/api/events", timeout=None) as response,
+        ):
+            self._opened.set()
+            for event in sse_events(response):
+                with self.changed:
+                    self.events.append({**event, "at": time.monotonic()})
+                    self.changed.notify_all()
+
+    def wait(self, test: Callable[[list[dict[str, Any]]], bool], what: str) -> None:
+        with self.changed:
+            assert self.changed.wait_for(lambda: test(self.events), WAIT_S), f"no {what}"
+
+    def ended(self) -> dict[str, tuple[str, float]]:
+        """Job id → (its last end status, when it arrived)."""
+        with self.changed:
+            ends: dict[str, tuple[str, float]] = {}
+            for event in self.events:
+                if event["event"] == "job.updated":
+                    job = event["data"]["job"]
+                    if job.get("status") in ("completed", "failed", "cancelled"):
+                        ends[job["id"]] = (job["status"], event["at"])
+            return ends
+
+    def storage(self) -> list[dict[str, Any]]:
+        """The storage states the page was told, in order: by event, or in a snapshot (a
+        resync, when the event could not be published)."""
+        with self.changed:
+            said = []
+            for event in self.events:
+                data = event["data"].get("health", {}) if event["event"] == "snapshot" else {}
+                if event["event"] == "health.updated":
+                    data = event["data"]
+                if "storage" in data and (not said or said[-1] != data["storage"]):
+                    said.append(data["storage"])
+            return said
+
+
+@dataclass
+class Outcome:
+    """What a batch went through while its data dir's disk was full."""
+
+    statuses: dict[str, str]
+    errors: dict[str, Any]
+    runs: int
+    """Runs started, attempts included (a run the full disk cut short counts again)."""
+    health_while_full: dict[str, Any]
+    announced: list[dict[str, Any]]
+    freed_to_first_completion_s: float | None
+    full_s: float
+    integrity: str
+    reads_while_full: list[int] = field(default_factory=list)
+    upload_while_full: tuple[int, dict[str, Any]] = (0, {})
+    """An upload while the disk is full: its status and body."""
+
+
+def run_with_full_disk(
+    url: str, data_dir: Path, disk: Path, images: list[Path], *, hold_s: float = 0.0
+) -> Outcome:
+    """Upload ``images`` as one batch; once the first result is stored, fill ``disk`` (the
+    results store's, perhaps ``data_dir``'s too); keep it full until the server has said so
+    (and ``hold_s`` more), reading the API meanwhile; free it; wait until every job ended."""
+    log = EventLog(url).start()
+    files = [("files", (image.name, image.read_bytes(), "image/jpeg")) for image in images]
+    created = httpx.post(f"{url}/api/batches", files=files, headers=UI, timeout=WAIT_S)
+    assert created.status_code == 201, created.text
+    ids = {job["id"] for job in created.json()["jobs"]}
+    log.wait(lambda _: bool(log.ended().keys() & ids), "first job ended")
+    filler = fill(disk)
+    full_at = time.monotonic()
+    log.wait(
+        lambda _: any(s["ok"] is False for s in log.storage()) or ids <= log.ended().keys(),
+        "storage outage announced (nor the batch ended)",
+    )
+    reads = [
+        httpx.get(f"{url}{path}", timeout=WAIT_S).status_code
+        for path in ("/api/jobs", "/api/stats", f"/api/batches/{created.json()['batch']['id']}")
+    ]
+    health = httpx.get(f"{url}/api/health", timeout=WAIT_S).json()
+    new = io.BytesIO()  # an image the store has not got (an original already there is reused)
+    Image.effect_noise((64, 64), 40).save(new, "PNG")
+    new_file = [("files", ("new.png", new.getvalue(), "image/png"))]
+    refused = httpx.post(f"{url}/api/batches", files=new_file, headers=UI, timeout=WAIT_S)
+    time.sleep(hold_s)  # the bench's outage length; the test holds only until it is said
+    filler.unlink()
+    freed_at = time.monotonic()
+    log.wait(lambda _: ids <= log.ended().keys(), "every job ended")
+    if any(state["ok"] is False for state in log.storage()):
+        log.wait(lambda _: log.storage()[-1]["ok"], "storage recovery")
+    ends = log.ended()
+    after = [at for job_id, (status, at) in ends.items() if status == "completed" and at > freed_at]
+    jobs = [httpx.get(f"{url}/api/jobs/{job_id}", timeout=WAIT_S).json() for job_id in ids]
+    with contextlib.closing(sqlite3.connect(data_dir / "jobs.sqlite3")) as db:
+        integrity = db.execute("PRAGMA integrity_check").fetchone()[0]
+    return Outcome(
+        statuses={job["id"]: job["status"] for job in jobs},
+        errors={job["id"]: job["error"] for job in jobs if job["error"]},
+        runs=sum(job["attempt"] for job in jobs),
+        health_while_full=health,
+        announced=log.storage(),
+        freed_to_first_completion_s=min(after) - freed_at if after else None,
+        full_s=freed_at - full_at,
+        integrity=str(integrity),
+        reads_while_full=reads,
+        upload_while_full=(refused.status_code, refused.json()),
+    )
