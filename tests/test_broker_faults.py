@@ -9,6 +9,8 @@ stop and restart.
 - The broker restarted mid-batch (its queue and unacknowledged set lost): every job ends
   completed, none stuck, none counted as lost.
 - A pool process that dies stops counting as a worker slot at once.
+- A run the broker does not take (it is down) waits in the queue, uncounted, and is sent
+  once the broker answers.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import os
 import signal
 import socket
 import tempfile
+import time
 from contextlib import ExitStack
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +30,10 @@ import pytest
 import redis
 from bench.tiny_model import build_tiny_model
 
+from bgremover.config import Settings
+from bgremover.jobs.system import JobSystem
+from bgremover.workers.base import WorkerInfo
+from bgremover.workers.cluster import Channels, WorkerRegistry, redis_client
 from bgremover.workers.scratch import PREFIX
 from tests.cluster_support import (
     job_updates,
@@ -36,6 +44,7 @@ from tests.cluster_support import (
     worker,
     worker_count,
 )
+from tests.jobs_support import stage_uploads
 from tests.redis_support import private_redis
 
 ENDED = ("completed", "failed", "cancelled")
@@ -187,3 +196,39 @@ def test_a_worker_process_that_dies_stops_counting_as_a_slot_at_once(
         poll_until("the dead process's slot gone", lambda: dead not in slots())
         # The pool's new process counts once its model is loaded.
         poll_until("its replacement's slot", lambda: len(slots()) == 2)
+
+
+def test_a_run_the_broker_does_not_take_waits_in_the_queue_and_goes_once_it_answers(
+    tmp_path: Path, photos: dict[str, Path]
+) -> None:
+    """The broker (here its own Redis, apart from the event stream's) is down when a run is
+    sent: before, the job failed `executor_error`; a broker outage is not the image's fault."""
+    with ExitStack() as stack:
+        events = stack.enter_context(private_redis(tmp_path))
+        broker = stack.enter_context(private_redis(tmp_path))
+        broker.stop()
+        settings = Settings(
+            data_dir=tmp_path / "data",
+            redis_url=events.url,
+            broker_url=broker.url,
+            redis_namespace=f"bgremover-test-{os.getpid()}",
+            worker_heartbeat=timedelta(seconds=60),
+        )
+        system = JobSystem(settings)  # not started: the test runs the dispatch rounds
+        stack.callback(system.stop)
+        channels = Channels(settings.redis_namespace)
+        registry = WorkerRegistry(redis_client(settings), channels, 60.0)
+        registry.beat(WorkerInfo("elsewhere/1", "elsewhere", 1, time.time()))  # a free slot
+        created = system.service.create_batch(stage_uploads(tmp_path, photos["coffee.jpg"]))
+        job_id = created.jobs[0].id
+
+        assert system.scheduler.dispatch() == 0
+        job = system.service.get_job(job_id)
+        assert (job.status, job.attempt, job.error) == ("pending", 1, None)
+        health = system.service.dependencies.states()
+        assert not health["broker"].ok and "cannot send a run" in (health["broker"].error or "")
+
+        broker.start()
+        assert system.scheduler.dispatch() == 1
+        assert system.service.get_job(job_id).status == "processing"
+        assert system.service.dependencies.states()["broker"].ok

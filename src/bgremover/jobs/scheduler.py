@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 
-from ..workers.base import Executor, Failed
+from ..workers.base import Executor, Stopped
 from .database import unreachable
 from .service import JobService
 
@@ -94,7 +94,8 @@ class Scheduler:
 
     def dispatch(self) -> int:
         """Start pending jobs while the executor has room and the results store takes
-        writes; returns how many started."""
+        writes; returns how many started. A run the executor does not take (the broker is
+        down) goes back to the queue uncounted and ends this round."""
         started = 0
         if not self._service.storage_gate.ready():
             return 0
@@ -103,17 +104,15 @@ class Scheduler:
             item = self._service.claim_next(within=shared)
             if item is None:
                 break
+            dependency = "broker" if self._executor.remote else "workers"
             try:
                 self._executor.submit(item)
             except Exception as exc:
-                log.exception("could not hand job %s to the executor", item.job_id)
-                self._service.handle(
-                    Failed(
-                        item.job_id,
-                        item.dispatch_id,
-                        "executor_error",
-                        f"The job could not be started ({exc}); retry it.",
-                    )
-                )
+                # Not the image's fault, and the run never started: the job waits in the
+                # queue as it was (uncounted) and is sent again next round, once it goes.
+                self._service.dependencies.lost(dependency, f"cannot send a run: {exc}")
+                self._service.handle(Stopped(item.job_id, item.dispatch_id))
+                break
+            self._service.dependencies.regained(dependency)
             started += 1
         return started
