@@ -24,7 +24,7 @@ from ..dependencies import Dependencies, DependencyState
 from ..workers.base import RunEnd
 from . import notices
 from .eta import BUCKET_EDGES_MP, StageClock
-from .events import EventBus, ProgressThrottle
+from .events import BusUnavailable, EventBus, ProgressThrottle
 from .files import FileStore
 from .notices import Published
 from .outages import StorageGate
@@ -393,8 +393,11 @@ class ServiceCore:
         self._publisher.publish_many(events)
 
     def _announce_storage(self, state: DependencyState) -> None:
+        """Raises when the event was not published, so the gate keeps it and resyncs open
+        pages meanwhile (on SQLite a seq is a write, and its disk may be the full one)."""
         self.dependencies.observe("storage", None if state.ok else state.error or "failing")
-        self._publisher.publish_many([notices.health_updated("storage", state)])
+        if not self._publisher.publish_many([notices.health_updated("storage", state)]):
+            raise BusUnavailable("events", "the storage state could not be published yet")
 
     def _publish_throttled(self, key: str, data: dict[str, object]) -> None:
         self._publisher.publish_many([("job.progress", dict(data))])

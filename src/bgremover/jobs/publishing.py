@@ -33,18 +33,22 @@ class Publisher:
         self._dropped = 0
         self._stop = threading.Event()
 
-    def publish_many(self, events: Sequence[tuple[EventType, dict[str, Any]]]) -> None:
+    def publish_many(self, events: Sequence[tuple[EventType, dict[str, Any]]]) -> bool:
+        """Whether the bus took ``events``; False when they were dropped (a resync follows
+        once the bus answers)."""
         if not events:
-            return
+            return True
         with self._lock:
             if self._mender is not None:
                 self._dropped += 1  # the resync to come covers these events
-                return
+                return False
         try:
             self._bus.publish_many(events)
         except BusUnavailable as exc:
             self._dependencies.lost(exc.dependency, exc)
             self._mend(exc.dependency)
+            return False
+        return True
 
     def close(self) -> None:
         """Stop retrying (the process is stopping: its subscribers go with it)."""
