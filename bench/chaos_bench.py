@@ -59,7 +59,7 @@ from tests.chaos_support import (  # noqa: E402
     first_after,
     id_order_breaks,
 )
-from tests.cluster_support import Listener  # noqa: E402
+from tests.cluster_support import Listener, jobs_seen  # noqa: E402
 
 PHOTOS = 8
 OUTAGE_S = 10.0
@@ -83,17 +83,6 @@ class Outcome:
 
 class Skip(Exception):
     """The scenario cannot run here; the message says why."""
-
-
-def jobs_seen(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The latest state of every job, from snapshots and job.updated events."""
-    jobs: dict[str, dict[str, Any]] = {}
-    for event in events:
-        if event["event"] == "snapshot":
-            jobs.update({j["id"]: j for j in event["data"]["jobs"]})
-        elif event["event"] == "job.updated":
-            jobs[event["data"]["job"]["id"]] = event["data"]["job"]
-    return jobs
 
 
 def running(events: list[dict[str, Any]]) -> bool:

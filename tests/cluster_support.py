@@ -43,6 +43,17 @@ WAIT_S = 240.0
 START_RABBITMQ = ["rabbitmq-server", "-detached"]
 
 
+def jobs_seen(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The latest state of every job, from snapshots and job.updated events."""
+    jobs: dict[str, dict[str, Any]] = {}
+    for event in events:
+        if event["event"] == "snapshot":
+            jobs.update({j["id"]: j for j in event["data"]["jobs"]})
+        elif event["event"] == "job.updated":
+            jobs[event["data"]["job"]["id"]] = event["data"]["job"]
+    return jobs
+
+
 def _answers(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1):

@@ -36,6 +36,7 @@ from tests.cluster_support import (
     S3_CREDENTIALS,
     Listener,
     ensure_service,
+    jobs_seen,
     s3_server,
     worker,
 )
@@ -48,22 +49,11 @@ ENDED = ("completed", "failed", "cancelled")
 LIFECYCLE = ("job.updated", "batch.updated", "session.updated", "notification")
 
 
-def _jobs(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The latest state of every job, from snapshots and job.updated events."""
-    jobs: dict[str, dict[str, Any]] = {}
-    for event in events:
-        if event["event"] == "snapshot":
-            jobs.update({j["id"]: j for j in event["data"]["jobs"]})
-        elif event["event"] == "job.updated":
-            jobs[event["data"]["job"]["id"]] = event["data"]["job"]
-    return jobs
-
-
 def _running_on(pids: set[int], exclude: set[str]) -> Callable[[list[dict[str, Any]]], Any]:
     """A wait condition: a job that a worker process with one of ``pids`` has taken over."""
 
     def check(events: list[dict[str, Any]]) -> str | None:
-        for job_id, job in _jobs(events).items():
+        for job_id, job in jobs_seen(events).items():
             worker = job.get("worker") or ""
             running = job["status"] == "processing" and job_id not in exclude
             if running and any(f"(pid {pid})" in worker for pid in pids):
@@ -160,7 +150,7 @@ def test_a_cluster_loses_no_job_and_no_event_when_processes_die(
         # Kill web 1 mid-batch; its client resumes on web 2 from its last event id.
         on_web2.wait_for(
             "a few jobs ending",
-            lambda seen: sum(j["status"] == "completed" for j in _jobs(seen).values()) >= 4,
+            lambda seen: sum(j["status"] == "completed" for j in jobs_seen(seen).values()) >= 4,
         )
         web1_process.kill()
         web1_process.wait()
@@ -170,7 +160,7 @@ def test_a_cluster_loses_no_job_and_no_event_when_processes_die(
         stack.callback(resumed.close)
 
         def all_ended(seen: list[dict[str, Any]]) -> bool:
-            jobs = _jobs(seen)
+            jobs = jobs_seen(seen)
             return all(jobs.get(job_id, {}).get("status") in ENDED for job_id in job_ids)
 
         on_web2.wait_for("every job's end", all_ended)
@@ -179,7 +169,7 @@ def test_a_cluster_loses_no_job_and_no_event_when_processes_die(
             lambda seen: all_ended(on_web1.events + seen),
         )
 
-        final = _jobs(on_web2.events)
+        final = jobs_seen(on_web2.events)
         ended = {job_id: final[job_id]["status"] for job_id in job_ids}
         assert ended[cancelled] == "cancelled"
         assert {s for j, s in ended.items() if j != cancelled} == {"completed"}, ended
@@ -209,7 +199,7 @@ def test_a_cluster_loses_no_job_and_no_event_when_processes_die(
 
 
 def _pid_running(listener: Listener, job_id: str) -> int:
-    worker = _jobs(listener.events)[job_id]["worker"]
+    worker = jobs_seen(listener.events)[job_id]["worker"]
     return int(worker.rsplit("(pid ", 1)[1].rstrip(")"))
 
 

@@ -20,7 +20,7 @@ from bgremover.jobs.redis_bus import RedisEventBus
 from bgremover.jobs.sequences import EventSeq
 
 from .chaos_support import Chaos, all_ended, chaos_cluster, id_order_breaks
-from .cluster_support import Listener
+from .cluster_support import Listener, jobs_seen
 from .postgres_support import PrivatePostgres, private_postgres
 from .redis_support import private_redis
 
@@ -51,12 +51,7 @@ def cluster(tmp_path: Path, slow_tiny_model: Path) -> Iterator[Chaos]:
 
 def _running(events: list[dict[str, Any]]) -> str | None:
     """A job that a worker has taken over, from the events seen."""
-    jobs: dict[str, dict[str, Any]] = {}
-    for event in events:
-        if event["event"] == "snapshot":
-            jobs.update({j["id"]: j for j in event["data"]["jobs"]})
-        elif event["event"] == "job.updated":
-            jobs[event["data"]["job"]["id"]] = event["data"]["job"]
+    jobs = jobs_seen(events)
     return next((i for i, j in jobs.items() if j["status"] == "processing" and j["worker"]), None)
 
 
