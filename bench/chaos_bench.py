@@ -23,15 +23,16 @@ Run it by hand from the repository root (not a test; about a minute per scenario
     .venv/bin/python bench/chaos_bench.py
     .venv/bin/python bench/chaos_bench.py --tiny --only redis-killed --only postgres-crash
 
-Measured on branch events-truth (2 shared cores, 8 other sessions busy), every row 8
-completed, 0 stuck, 0 duplicated, SSE ids only increasing unless said; recovery / resumed:
-- real model: redis-killed 0 re-runs 10.0 s / 1.3 s (a run's duration after the first
-  claim), redis-restart 0.3 / 0.4 s, postgres-crash 0 re-runs 0.3 / 0.4 s (before: 2 re-runs,
-  23.8 s), postgres-restart 0 re-runs 0.3 / 0.4 s (before: 1 re-run, 3.6 s).
-- --tiny: redis-killed 6.8 / 1.2 s, redis-restart 5.3 / 0.1 s, postgres-crash 0.4 / 0.6 s,
-  postgres-restart 0.1 / 0.2 s, worker-killed 1 re-run 14.0 / 0.8 s, worker-killed-after-
-  dispatch 12.5 / 0.0 s, web-killed 2.0 / 2.1 s, disk-full 2 completed 6 failed
-  output_unwritable (branch infra-faults' row), broker-restart 0.0 / 0.2 s.
+Measured on main after issue 23 (2 cores, a test run beside it), every row 8 completed, 0
+failed, 0 stuck, 0 duplicated, SSE ids only increasing; re-runs, recovery / resumed:
+- real model: redis-killed 0, 9.0 / 0.1 s (a run's duration after the first claim);
+  redis-restart 0, 0.8 / 0.9 s; postgres-crash 0, 0.1 / 0.2 s (before: 2 re-runs, 23.8 s);
+  postgres-restart 0, 1.0 / 0.8 s (before: 1 re-run, 3.6 s); worker-killed 1, 18.3 / 12.2 s
+  (the new worker loads the model first); worker-killed-after-dispatch 0, 18.9 / 0.0 s (the
+  15 s take-over deadline; before: stuck); web-killed 0, 7.1 / 7.1 s; disk-full 2, 7.6 / 1.0 s
+  (before: 3 failed); broker-restart 0, 0.0 / 0.1 s.
+- --tiny: 2.4 / 1.1, 0.4 / 0.4, 1.0 / 1.1, 0.8 / 0.0, 4.2 / 4.2 (1 re-run), 4.7 / 0.0,
+  0.7 / 0.7, 2.9 / 1.7 (2 re-runs), 0.0 / 0.1 s in the same order.
 """
 
 from __future__ import annotations
