@@ -20,7 +20,8 @@ fi
 # Reinstall only when pyproject.toml changed or extras are asked for that are not installed.
 stamp="$venv/.bgremover-installed"
 digest="$(sha256sum "$root/pyproject.toml" | cut -c1-16)"
-read -r have_digest have_extras < "$stamp" 2>/dev/null || true
+# (A missing stamp is a first install: test for it, since a failed `<` prints before 2>/dev/null.)
+if [ -f "$stamp" ]; then read -r have_digest have_extras < "$stamp" || true; fi
 if [ "${have_digest:-}" != "$digest" ] || { [ -n "$extras" ] && [ "${have_extras:-}" != "$extras" ]; }; then
   echo "Installing BG Remover${extras:+ with [$extras]} into $venv"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
