@@ -193,3 +193,20 @@ def test_a_restart_keeps_the_logins_and_a_new_token_ends_them(
         with served(tmp_path / "3", "--token", secrets.token_urlsafe(32), env=env) as (new, _):
             ended = httpx.get(f"{new}/api/jobs", cookies={name: value}, headers=host)
             assert ended.status_code == 401
+
+
+def test_a_login_cookie_gives_no_unthrottled_way_to_test_guesses_of_the_token(
+    cluster: tuple[str, str, str],
+) -> None:
+    """Whoever holds a login (one the user made on a shared machine, say) must not be able
+    to try tokens without limit: a wrong token beside the cookie is a wrong token."""
+    url = cluster[0]
+    cookie = login(url, "127.0.0.4").cookies[cookie_name(url)]
+    with client("127.0.0.4") as holder:
+        holder.cookies.set(cookie_name(url), cookie)
+        assert holder.get(f"{url}/api/jobs").status_code == 200  # the cookie alone is a key
+        answers = [
+            holder.post(f"{url}/api/login", headers=bearer(f"guess-{n}")).status_code
+            for n in range(6)
+        ]
+    assert answers == [401] * 5 + [429]

@@ -101,7 +101,9 @@ class TokenMiddleware:
             scope.setdefault("state", {})[AUTH_STATE] = "token"
             await self.app(scope, receive, send)
             return
-        key = await self._login(connection)
+        # A wrong token is refused and counted even beside a valid login cookie: else a
+        # logged-in client could test guesses of the token (``/api/login``) unthrottled.
+        key = await self._login(connection) if given is None else None
         if key is not None:
             scope.setdefault("state", {})[AUTH_STATE] = f"login:{key}"
             await self.app(scope, receive, send)
