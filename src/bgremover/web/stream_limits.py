@@ -1,7 +1,8 @@
 """Caps on live event streams, so that streams cannot take every connection.
 
 A stream lasts as long as its client wants (heartbeats keep it alive), and uvicorn answers
-503 to everyone once ``BGREMOVER_MAX_CONNECTIONS`` are open. So one client address may hold
+503 to everyone once ``BGREMOVER_MAX_CONNECTIONS`` are open. So one client address (an IPv6
+client by its /64, as the token throttle counts) may hold
 only ``max_event_streams_per_client`` streams (429 beyond), and all clients together
 ``max_event_streams`` (503 beyond), which is below the connection limit: pages and API
 requests always have room. A slot is taken for exactly as long as the stream's request runs.
@@ -15,6 +16,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .errors import error_body
+from .throttle import client_key
 
 RETRY_AFTER_S = 30
 """What a refused client is told to wait; the UI's reconnect backs off further on its own."""
@@ -34,7 +36,7 @@ class StreamLimits:
         if scope["type"] != "http" or scope["path"] != self._path:
             await self.app(scope, receive, send)
             return
-        client = scope["client"][0] if scope.get("client") else ""
+        client = client_key(scope["client"][0] if scope.get("client") else None)
         refusal = self._refusal(client)
         if refusal is not None:
             await refusal(scope, receive, send)
