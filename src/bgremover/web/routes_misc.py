@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from ..jobs.exchange import QueueState
 from ..jobs.schemas import ImportResult, Session, Stats, WorkerStatus
 from ..jobs.states import NotFound
-from .deps import AppSettings, Limit, Offset, Page, Service, get_system
+from .deps import AppSettings, Limit, Offset, Page, Service, get_settings, get_system
 from .errors import ApiError
 
 router = APIRouter(prefix="/api", tags=["sessions and state"])
@@ -87,7 +87,8 @@ def health(request: Request) -> JSONResponse:
     """ "ok" with each dependency's state and the number of workers; 503 when the
     database does not answer (nothing works without it), "degraded" when another
     dependency does not. ``dependencies`` says, per dependency, whether this process has
-    it, since when (epoch seconds) and the last error: a loss its own work met shows here
+    it, since when and the last error (only without a token, when health is for
+    this machine alone): a loss its own work met shows here
     while it lasts, even between checks."""
     system = get_system(request)
     checks: dict[str, Any] = system.health()
@@ -101,13 +102,19 @@ def health(request: Request) -> JSONResponse:
     except Exception:  # the registry is in Redis, which the checks above name
         workers = 0
     status = "ok" if not failing else "degraded"
-    body = {
-        "status": status,
-        **checks,
-        "dependencies": {name: state.as_json() for name, state in dependencies.items()},
-        "workers": workers,
-    }
+    states = {name: state.as_json() for name, state in dependencies.items()}
+    if get_settings(request).token:
+        # Health answers without the token: what went wrong (hosts, ports, paths in a
+        # driver's message) stays in the log; storage's own reason is written for people.
+        checks = {name: _public(state) for name, state in checks.items()}
+        states = {name: {**state, "error": None} for name, state in states.items()}
+    body = {"status": status, **checks, "dependencies": states, "workers": workers}
     return JSONResponse(body, status_code=503 if "database" in failing else 200)
+
+
+def _public(state: Any) -> Any:
+    """A check as anyone may see it: "ok" or "unavailable" (a storage entry as it is)."""
+    return state if isinstance(state, dict) or state == "ok" else "unavailable"
 
 
 def _works(state: Any) -> bool:
