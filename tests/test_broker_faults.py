@@ -19,9 +19,7 @@ import os
 import signal
 import socket
 import tempfile
-import time
 from contextlib import ExitStack
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +28,6 @@ import pytest
 import redis
 from bench.tiny_model import build_tiny_model
 
-from bgremover.config import Settings
-from bgremover.jobs.system import JobSystem
-from bgremover.workers.base import WorkerInfo
-from bgremover.workers.cluster import Channels, WorkerRegistry, redis_client
 from bgremover.workers.scratch import PREFIX
 from tests.cluster_support import (
     job_updates,
@@ -44,14 +38,13 @@ from tests.cluster_support import (
     worker,
     worker_count,
 )
-from tests.jobs_support import stage_uploads
 from tests.redis_support import private_redis
 
 ENDED = ("completed", "failed", "cancelled")
 
 
 @pytest.fixture(scope="module")
-def slow_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def steady_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Runs of a second or so, so a batch is still running when the broker restarts."""
     return build_tiny_model(tmp_path_factory.mktemp("model") / "slow.onnx", matmuls=3)
 
@@ -96,19 +89,16 @@ def test_a_run_whose_worker_died_before_taking_it_over_is_queued_again_and_compl
         first.wait()
         assert client.llen(queue) == 0, "the message went to no worker"
 
-        # Back in the queue after the deadline, uncounted; sent again to the dead worker's
-        # slot (it counts a while yet), and back again: its message waits, stale, for the
-        # next worker.
+        # Back in the queue after the deadline, uncounted (it may be sent again to the dead
+        # worker's slot while that still counts, and come back again: a stale message then
+        # waits for the next worker, which must drop it).
         requeues = listener.wait_for(
-            "the run that no worker took over back in the queue twice",
-            lambda seen: (
-                (found := _requeues(job_updates(seen, job_id))) and len(found) >= 2 and found
-            ),
+            "the run that no worker took over back in the queue",
+            lambda seen: _requeues(job_updates(seen, job_id)),
         )
         assert [job["attempt"] for job in requeues] == [1] * len(requeues), (
             "a run that never started was counted as lost"
         )
-        assert client.llen(queue) >= 1, "no stale message waits"
 
         (tmp_path / "second").mkdir()
         second = stack.enter_context(worker(tmp_path / "second", env))
@@ -137,12 +127,12 @@ def _children(process: Any) -> set[int]:
     return {child.pid for child in psutil.Process(process.pid).children(recursive=True)}
 
 
-def test_a_broker_restarted_mid_batch_loses_no_job(tmp_path: Path, slow_tiny_model: Path) -> None:
+def test_a_broker_restarted_mid_batch_loses_no_job(tmp_path: Path, steady_tiny_model: Path) -> None:
     settings = {"BGREMOVER_TAKEOVER_TIMEOUT": "3", "BGREMOVER_WORKER_HEARTBEAT": "0.5"}
     with ExitStack() as stack:
         broker = stack.enter_context(private_redis(tmp_path))
         url, env, _ = stack.enter_context(
-            private_cluster(tmp_path, broker, slow_tiny_model, **settings)
+            private_cluster(tmp_path, broker, steady_tiny_model, **settings)
         )
         client = stack.enter_context(redis.Redis.from_url(broker.url))
         (tmp_path / "worker").mkdir()
@@ -199,36 +189,41 @@ def test_a_worker_process_that_dies_stops_counting_as_a_slot_at_once(
 
 
 def test_a_run_the_broker_does_not_take_waits_in_the_queue_and_goes_once_it_answers(
-    tmp_path: Path, photos: dict[str, Path]
+    tmp_path: Path, tiny_model: Path
 ) -> None:
-    """The broker (here its own Redis, apart from the event stream's) is down when a run is
+    """The broker (a Redis of its own, apart from the event stream's) is down when a run is
     sent: before, the job failed `executor_error`; a broker outage is not the image's fault."""
     with ExitStack() as stack:
         events = stack.enter_context(private_redis(tmp_path))
         broker = stack.enter_context(private_redis(tmp_path))
-        broker.stop()
-        settings = Settings(
-            data_dir=tmp_path / "data",
-            redis_url=events.url,
-            broker_url=broker.url,
-            redis_namespace=f"bgremover-test-{os.getpid()}",
-            worker_heartbeat=timedelta(seconds=60),
+        url, env, listener = stack.enter_context(
+            private_cluster(tmp_path, events, tiny_model, BGREMOVER_BROKER_URL=broker.url)
         )
-        system = JobSystem(settings)  # not started: the test runs the dispatch rounds
-        stack.callback(system.stop)
-        channels = Channels(settings.redis_namespace)
-        registry = WorkerRegistry(redis_client(settings), channels, 60.0)
-        registry.beat(WorkerInfo("elsewhere/1", "elsewhere", 1, time.time()))  # a free slot
-        created = system.service.create_batch(stage_uploads(tmp_path, photos["coffee.jpg"]))
-        job_id = created.jobs[0].id
+        (tmp_path / "worker").mkdir()
+        stack.enter_context(worker(tmp_path / "worker", env))
+        poll_until("the worker's slot", lambda: worker_count(url) == 1)
+        broker.stop()
+        job_id = upload_pngs(url, tmp_path / "in", 1)["jobs"][0]["id"]
 
-        assert system.scheduler.dispatch() == 0
-        job = system.service.get_job(job_id)
-        assert (job.status, job.attempt, job.error) == ("pending", 1, None)
-        health = system.service.dependencies.states()
-        assert not health["broker"].ok and "cannot send a run" in (health["broker"].error or "")
+        def broker_lost() -> bool:
+            health = httpx.get(f"{url}/api/health", timeout=30).json()
+            return health["dependencies"].get("broker", {}).get("ok") is False
 
-        broker.start()
-        assert system.scheduler.dispatch() == 1
-        assert system.service.get_job(job_id).status == "processing"
-        assert system.service.dependencies.states()["broker"].ok
+        poll_until("the web process saying the broker is lost", broker_lost)
+        waiting = poll_until(
+            "the job back in the queue",
+            lambda: (
+                (job := httpx.get(f"{url}/api/jobs/{job_id}", timeout=30).json())["status"]
+                == "pending"
+                and job
+            ),
+        )
+        assert (waiting["attempt"], waiting["error"]) == (1, None)
+
+        broker.start()  # the same port: the web process and the worker reconnect
+        listener.wait_for(
+            "the job's end",
+            lambda seen: any(j["status"] in ENDED for j in job_updates(seen, job_id)),
+        )
+        job = httpx.get(f"{url}/api/jobs/{job_id}", timeout=30).json()
+        assert (job["status"], job["attempt"]) == ("completed", 1)

@@ -39,6 +39,9 @@ class Scheduler:
         self._wakeup = threading.Condition()
         self._woken = False
         self._stopping = False
+        self._send_again_at = 0.0
+        """After a run the executor did not take: no claims before this (monotonic), so a
+        broker that is down is tried once a round, not in a loop of claims and put-backs."""
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -97,7 +100,7 @@ class Scheduler:
         writes; returns how many started. A run the executor does not take (the broker is
         down) goes back to the queue uncounted and ends this round."""
         started = 0
-        if not self._service.storage_gate.ready():
+        if time.monotonic() < self._send_again_at or not self._service.storage_gate.ready():
             return 0
         shared = self._executor.shared_slots()
         while shared is not None or self._executor.free_slots() > 0:
@@ -111,6 +114,7 @@ class Scheduler:
                 # Not the image's fault, and the run never started: the job waits in the
                 # queue as it was (uncounted) and is sent again next round, once it goes.
                 self._service.dependencies.lost(dependency, f"cannot send a run: {exc}")
+                self._send_again_at = time.monotonic() + _IDLE_WAIT_S
                 self._service.handle(Stopped(item.job_id, item.dispatch_id))
                 break
             self._service.dependencies.regained(dependency)
