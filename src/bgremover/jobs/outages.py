@@ -91,6 +91,8 @@ class StorageGate:
                 self.failed(reason)
             return False
         with self._lock:
+            if self._state is not down:  # a run failed meanwhile: that is the news
+                return False
             self._state = self._unannounced = DependencyState(ok=True, since=self._now())
         seconds = (self._now() - down.since).total_seconds() if down.since else 0.0
         log.info("results storage takes writes again (after %.0f s); dispatching", seconds)

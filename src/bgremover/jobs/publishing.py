@@ -76,8 +76,8 @@ class Publisher:
                 dropped = self._dropped
             try:
                 self._bus.publish("resync", {"reason": RESYNC_REASON})
-            except BusUnavailable as exc:
-                dependency = exc.dependency
+            except Exception as exc:  # whatever it is, this thread must outlive it
+                dependency = exc.dependency if isinstance(exc, BusUnavailable) else dependency
                 self._dependencies.lost(dependency, exc)
                 delay = min(delay * 2, RETRY_CAP_S)
                 continue

@@ -116,12 +116,19 @@ class ChildSlots:
         known: set[int] = set()
         while not self._stop.wait(self._every_s):
             alive = set()
-            for child in me.children():
+            try:
+                children = me.children()
+            except psutil.Error as exc:  # try again next time, never stop watching
+                log.warning("cannot list the worker's processes (%s)", exc)
+                continue
+            for child in children:
                 try:
                     if child.status() != psutil.STATUS_ZOMBIE:
                         alive.add(child.pid)
                 except psutil.NoSuchProcess:
                     pass
+                except psutil.Error:  # AccessDenied and the like: count it as alive
+                    alive.add(child.pid)
             for pid in sorted(known - alive):
                 try:
                     self._registry.leave(f"{self._host}/{pid}")
