@@ -50,7 +50,7 @@ class Dependencies:
 
     def lost(self, name: str, error: BaseException | str) -> None:
         """``name`` failed; logs one warning when it was not already known to be down."""
-        reason = _first_line(error)
+        reason = first_line(error)
         with self._lock:
             state = self._states.get(name)
             if state is not None and not state.ok:
@@ -109,7 +109,10 @@ class Dependencies:
             return result
 
 
-def _first_line(error: BaseException | str) -> str:
+def first_line(error: BaseException | str) -> str:
+    """What went wrong, in one line: a database driver's own words without SQLAlchemy's
+    trailer ("database or disk is full"), else the error's first line."""
+    error = getattr(error, "orig", None) or error
     text = str(error).strip() or (type(error).__name__ if isinstance(error, BaseException) else "")
     return text.splitlines()[0][:300]
 

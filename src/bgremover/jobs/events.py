@@ -324,6 +324,12 @@ class Fanout:
     def detach(self, subscription: Subscription) -> None:
         self._subscribers.pop(subscription, None)
 
+    def resync(self, reason: str) -> None:
+        """``restart`` where the last delivery left off: for a change that could not be
+        published (``EventBus.resync``). Takes ``lock`` itself."""
+        with self.lock:
+            self.restart(self.last, reason)
+
     def restart(self, last: int, reason: str) -> None:
         """Events were lost before reaching this process: everyone re-reads the state."""
         self._recent.clear()
@@ -385,8 +391,7 @@ class InMemoryEventBus(EventBus):
             self._fanout.detach(subscription)
 
     def resync(self, reason: str) -> None:
-        with self._fanout.lock:
-            self._fanout.restart(self._fanout.last, reason)
+        self._fanout.resync(reason)
 
 
 class ProgressThrottle:

@@ -228,8 +228,7 @@ class RedisEventBus(EventBus):
             self._fanout.detach(subscription)
 
     def resync(self, reason: str) -> None:
-        with self._fanout.lock:
-            self._fanout.restart(self._fanout.last, reason)
+        self._fanout.resync(reason)
 
     @property
     def last_seq(self) -> int:

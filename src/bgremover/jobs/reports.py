@@ -43,6 +43,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.orm import Session as Db
 
+from ..dependencies import first_line
 from ..engine.options import OutputFormat, RemoveOptions
 from ..engine.stages import Stage, overall_percent
 from ..workers.base import (
@@ -236,7 +237,7 @@ class Reports(ServiceCore):
                 else:
                     self._until_database(lambda: self._on_started(report))
             except OperationalError as exc:  # the next stage's write brings the row up to date
-                log.warning("job %s: progress not saved (%s)", report.job_id, _first_line(exc))
+                log.warning("job %s: progress not saved (%s)", report.job_id, first_line(exc))
             return
         if isinstance(report, Calibration):
             self.clock.calibrate(report.pixels, report.timings)
@@ -254,7 +255,7 @@ class Reports(ServiceCore):
             log.warning(
                 "job %s: the database did not take the end of its run (%s); retrying",
                 report.job_id,
-                _first_line(exc),
+                first_line(exc),
             )
             with self._live_lock:
                 self._unapplied.append(report)
@@ -668,9 +669,3 @@ def _owner_alive(owner: str | None, host: str) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _first_line(exc: OperationalError) -> str:
-    """What the database said ("database or disk is full"), without SQLAlchemy's trailer."""
-    said = str(exc.orig if exc.orig is not None else exc)
-    return said.splitlines()[0] if said else type(exc).__name__

@@ -14,6 +14,7 @@ from typing import TypeVar
 from sqlalchemy import Connection, Engine, text, update
 from sqlalchemy.orm import Session as Db
 
+from ..dependencies import first_line
 from .database import cannot_write, unreachable
 from .events import BusUnavailable
 from .tables import CounterRow
@@ -111,7 +112,7 @@ class EventSeq:
                 return work(connection)
         except Exception as exc:
             if unreachable(exc) or cannot_write(exc):
-                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+                reason = first_line(exc)
                 raise BusUnavailable(
                     "database", f"cannot take event ids from the database: {reason}"
                 ) from exc
