@@ -59,6 +59,7 @@ from tests.chaos_support import (  # noqa: E402
     chaos_cluster,
     first_after,
     id_order_breaks,
+    named_copies,
 )
 from tests.cluster_support import Listener, jobs_seen  # noqa: E402
 
@@ -244,16 +245,6 @@ def measure(
     )
 
 
-def batch(folder: Path) -> list[Path]:
-    sources = sorted((ROOT / "samples").glob("*.jpg"))
-    copies = []
-    for index in range(PHOTOS):
-        copy = folder / f"photo-{index}.jpg"
-        copy.write_bytes(sources[index % len(sources)].read_bytes())
-        copies.append(copy)
-    return copies
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", action="append", choices=sorted(SCENARIOS), default=[])
@@ -263,7 +254,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="chaos-bench-") as folder:
         base = Path(folder)
         model = build_tiny_model(base / "tiny.onnx", matmuls=4) if args.tiny else None
-        photos = batch(base)
+        photos = named_copies(sorted((ROOT / "samples").glob("*.jpg")), base, PHOTOS)
         print(f"{PHOTOS} photos per scenario, {'tiny' if args.tiny else 'real'} model")
         print(
             f"{'scenario':<30}{'done':>5}{'failed':>7}{'stuck':>6}{'dup':>4}{'re-runs':>8}"

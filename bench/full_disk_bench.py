@@ -18,14 +18,14 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: reuse the tests' process helpers
 
 from bench.tiny_model import build_tiny_model  # noqa: E402
-from tests.disk_support import run_with_full_disk, small_disk  # noqa: E402
-from tests.serving import served  # noqa: E402
+from tests.disk_support import ON_DISK, serve_and_fill, small_disk  # noqa: E402
 
 BATCH = 8
 
@@ -39,17 +39,16 @@ def main() -> None:
         root = Path(folder)
         model = build_tiny_model(root / "tiny.onnx", matmuls=1)
         print(f"batch of {BATCH}, disk full for {args.full:.0f} s, 2 local workers")
-        for where in ("results storage", "whole data dir"):
+        for where in ON_DISK:
             with small_disk(root / where.replace(" ", "-"), size_mb=48) as disk:
-                env = {"BGREMOVER_MODEL_PATH": str(model), "BGREMOVER_MAX_CONCURRENT_JOBS": "2"}
-                data_dir = disk
-                if where == "results storage":
-                    data_dir = root / "data"
-                    env["BGREMOVER_STORAGE_URL"] = disk.as_uri()
-                with served(data_dir, env=env) as (url, _):
-                    outcome = run_with_full_disk(
-                        url, data_dir, disk, [photo] * BATCH, hold_s=args.full
-                    )
+                outcome = serve_and_fill(
+                    disk,
+                    root,
+                    model,
+                    [photo] * BATCH,
+                    where,
+                    while_full=lambda: time.sleep(args.full),  # the outage's length
+                )
             statuses = list(outcome.statuses.values())
             first = outcome.freed_to_first_completion_s
             print(

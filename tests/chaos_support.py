@@ -11,7 +11,6 @@ import itertools
 import os
 import signal
 import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -23,7 +22,7 @@ from typing import Any
 import httpx
 import psycopg
 
-from .cluster_support import Listener, worker
+from .cluster_support import Listener, poll, worker, worker_count
 from .postgres_support import PrivatePostgres, private_postgres
 from .redis_support import PrivateRedis, private_redis
 from .serving import UI, free_port, served
@@ -80,15 +79,15 @@ class Chaos:
 
     def wait_workers(self, count: int) -> None:
         """Until /api/health counts ``count`` worker processes."""
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
+
+        def ready() -> bool:
             try:
-                if httpx.get(f"{self.url}/api/health", timeout=10).json()["workers"] >= count:
-                    return
+                return bool(worker_count(self.url) >= count)
             except (httpx.HTTPError, ValueError):
-                pass
-            time.sleep(0.2)
-        raise TimeoutError(f"{count} workers never became ready; see {self.root}")
+                return False
+
+        if not poll(ready, READY_TIMEOUT_S):
+            raise TimeoutError(f"{count} workers never became ready; see {self.root}")
 
     def upload(self, photos: list[Path]) -> set[str]:
         """One batch of ``photos``; the ids of its jobs."""
@@ -121,20 +120,34 @@ class Chaos:
         self, ids: set[str], until: Callable[[dict[str, dict[str, Any]]], bool], timeout: float
     ) -> dict[str, dict[str, Any]]:
         """Poll the database until ``until(jobs)`` (or ``timeout``); the jobs then."""
-        deadline = time.monotonic() + timeout
-        while True:
+        seen: dict[str, dict[str, Any]] = {}
+
+        def holds() -> bool:
+            nonlocal seen
             try:
-                jobs = self.jobs(ids)
-            except psycopg.OperationalError:
-                jobs = {}
-            if (jobs and until(jobs)) or time.monotonic() > deadline:
-                return jobs
-            time.sleep(0.2)
+                seen = self.jobs(ids)
+            except psycopg.OperationalError:  # the database may be the fault under test
+                return False
+            return bool(seen) and until(seen)
+
+        poll(holds, timeout)
+        return seen
 
     def listen(self, last_event_id: str | None = None) -> Listener:
         listener = Listener(self.url, last_event_id)
         self.stack.callback(listener.close)
         return listener
+
+
+def named_copies(sources: list[Path], folder: Path, count: int) -> list[Path]:
+    """``count`` photos under names of their own in ``folder`` (``sources`` repeated): a
+    batch whose jobs a test or the bench can tell apart."""
+    copies = []
+    for index in range(count):
+        copy = folder / f"photo-{index}.jpg"
+        copy.write_bytes(sources[index % len(sources)].read_bytes())
+        copies.append(copy)
+    return copies
 
 
 def all_ended(jobs: dict[str, dict[str, Any]]) -> bool:

@@ -259,11 +259,11 @@ def job_updates(events: list[dict[str, Any]], job_id: str) -> list[dict[str, Any
     ]
 
 
-def poll_until(what: str, check: Any) -> Any:
-    """Poll ``check()`` (the broker's or the API's state, which sends no events) until it
-    returns something truthy."""
+def poll(check: Callable[[], Any], timeout: float = WAIT_S) -> Any:
+    """Poll ``check()`` (state that sends no events: the broker, the API, a database, a log)
+    until it returns something truthy, which is returned; None after ``timeout``."""
     stop = threading.Event()
-    timer = threading.Timer(WAIT_S, stop.set)
+    timer = threading.Timer(timeout, stop.set)
     timer.start()
     try:
         while not stop.is_set():
@@ -273,7 +273,15 @@ def poll_until(what: str, check: Any) -> Any:
             stop.wait(0.05)
     finally:
         timer.cancel()
-    pytest.fail(f"never saw {what}")
+    return None
+
+
+def poll_until(what: str, check: Callable[[], Any]) -> Any:
+    """``poll(check)``, failing the test with ``what`` when it never holds."""
+    found = poll(check)
+    if not found:
+        pytest.fail(f"never saw {what}")
+    return found
 
 
 def worker_count(url: str) -> int:

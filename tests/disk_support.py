@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 from PIL import Image
 
-from .serving import UI, sse_events
+from .serving import UI, served, sse_events
 
 WAIT_S = 120.0
 
@@ -135,11 +135,17 @@ class Outcome:
 
 
 def run_with_full_disk(
-    url: str, data_dir: Path, disk: Path, images: list[Path], *, hold_s: float = 0.0
+    url: str,
+    data_dir: Path,
+    disk: Path,
+    images: list[Path],
+    *,
+    while_full: Callable[[], object] = lambda: None,
 ) -> Outcome:
     """Upload ``images`` as one batch; once the first result is stored, fill ``disk`` (the
     results store's, perhaps ``data_dir``'s too); keep it full until the server has said so
-    (and ``hold_s`` more), reading the API meanwhile; free it; wait until every job ended."""
+    and ``while_full()`` returned (the bench holds it for its outage's length), reading the API
+    meanwhile; free it; wait until every job ended."""
     log = EventLog(url).start()
     files = [("files", (image.name, image.read_bytes(), "image/jpeg")) for image in images]
     created = httpx.post(f"{url}/api/batches", files=files, headers=UI, timeout=WAIT_S)
@@ -161,7 +167,7 @@ def run_with_full_disk(
     Image.effect_noise((64, 64), 40).save(new, "PNG")
     new_file = [("files", ("new.png", new.getvalue(), "image/png"))]
     refused = httpx.post(f"{url}/api/batches", files=new_file, headers=UI, timeout=WAIT_S)
-    time.sleep(hold_s)  # the bench's outage length; the test holds only until it is said
+    while_full()
     filler.unlink()
     freed_at = time.monotonic()
     log.wait(lambda _: ids <= log.ended().keys(), "every job ended")
@@ -184,3 +190,28 @@ def run_with_full_disk(
         reads_while_full=reads,
         upload_while_full=(refused.status_code, refused.json()),
     )
+
+
+ON_DISK = ("results storage", "whole data dir")
+"""What lies on the small disk: the results store alone (the database elsewhere), or the
+whole data dir with the SQLite database, which then cannot write either."""
+
+
+def serve_and_fill(
+    disk: Path,
+    root: Path,
+    model: Path,
+    images: list[Path],
+    on_disk: str,
+    *,
+    while_full: Callable[[], object] = lambda: None,
+) -> Outcome:
+    """``run_with_full_disk`` against a `bgremover serve` (2 local workers, ``model``) whose
+    ``on_disk`` part (one of ``ON_DISK``) is on ``disk``; the rest goes under ``root``."""
+    env = {"BGREMOVER_MODEL_PATH": str(model), "BGREMOVER_MAX_CONCURRENT_JOBS": "2"}
+    data_dir = disk
+    if on_disk == "results storage":
+        data_dir = root / "data"
+        env["BGREMOVER_STORAGE_URL"] = disk.as_uri()
+    with served(data_dir, env=env) as (url, _):
+        return run_with_full_disk(url, data_dir, disk, images, while_full=while_full)

@@ -7,7 +7,6 @@ event stream or a database outage under it, and the event ids a client sees neve
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,8 +18,8 @@ from bgremover.jobs.database import connect, migrate
 from bgremover.jobs.redis_bus import RedisEventBus
 from bgremover.jobs.sequences import EventSeq
 
-from .chaos_support import Chaos, all_ended, chaos_cluster, id_order_breaks
-from .cluster_support import Listener, jobs_seen
+from .chaos_support import Chaos, all_ended, chaos_cluster, id_order_breaks, named_copies
+from .cluster_support import Listener, jobs_seen, poll
 from .postgres_support import PrivatePostgres, private_postgres
 from .redis_support import private_redis
 
@@ -34,13 +33,7 @@ def batch(photos: dict[str, Path], tmp_path: Path) -> list[Path]:
     """Eight photos under names of their own (the samples, repeated)."""
     folder = tmp_path / "photos"
     folder.mkdir()
-    sources = list(photos.values())
-    copies = []
-    for index in range(PHOTOS):
-        copy = folder / f"photo-{index}.jpg"
-        copy.write_bytes(sources[index % len(sources)].read_bytes())
-        copies.append(copy)
-    return copies
+    return named_copies(list(photos.values()), folder, PHOTOS)
 
 
 @pytest.fixture
@@ -75,11 +68,20 @@ def _completed_on_stream(job_ids: set[str]) -> Any:
 
 def _wait_for_log(chaos: Chaos, worker: Any, line: str) -> None:
     """Until the worker's log has ``line`` (what it says when it notices the fault)."""
-    deadline = time.monotonic() + WAIT_S
-    while line not in chaos.worker_log(worker):
-        if time.monotonic() > deadline:
-            pytest.fail(f"the worker never said {line!r}:\n{chaos.worker_log(worker)[-3000:]}")
-        time.sleep(0.1)
+    if not poll(lambda: line in chaos.worker_log(worker), WAIT_S):
+        pytest.fail(f"the worker never said {line!r}:\n{chaos.worker_log(worker)[-3000:]}")
+
+
+def _batch_running(cluster: Chaos, batch: list[Path]) -> tuple[Any, Listener, set[str]]:
+    """A worker of two processes, a client following the stream, and ``batch`` uploaded,
+    once a job runs on the worker: the moment to inject a fault."""
+    worker = cluster.start_worker(concurrency=2)
+    cluster.wait_workers(2)
+    listener = cluster.listen()
+    listener.wait_for("the snapshot", lambda seen: seen)
+    job_ids = cluster.upload(batch)
+    listener.wait_for("a job running on the worker", _running)
+    return worker, listener, job_ids
 
 
 def _id_trail(events: list[dict[str, Any]]) -> str:
@@ -93,12 +95,7 @@ def _said(log: str, line: str) -> int:
 def test_redis_killed_mid_run_fails_no_job_and_event_ids_never_go_back(
     cluster: Chaos, batch: list[Path]
 ) -> None:
-    worker = cluster.start_worker(concurrency=2)
-    cluster.wait_workers(2)
-    listener = cluster.listen()
-    listener.wait_for("the snapshot", lambda seen: seen)
-    job_ids = cluster.upload(batch)
-    listener.wait_for("a job running on the worker", _running)
+    worker, listener, job_ids = _batch_running(cluster, batch)
     before = listener.events[-1]["id"]
 
     killed_at = datetime.now(UTC)
@@ -174,12 +171,7 @@ def test_event_ids_stay_above_the_last_ones_after_redis_restarts_empty(
 
 
 def test_a_postgres_crash_mid_run_fails_no_job(cluster: Chaos, batch: list[Path]) -> None:
-    worker = cluster.start_worker(concurrency=2)
-    cluster.wait_workers(2)
-    listener = cluster.listen()
-    listener.wait_for("the snapshot", lambda seen: seen)
-    job_ids = cluster.upload(batch)
-    listener.wait_for("a job running on the worker", _running)
+    worker, listener, job_ids = _batch_running(cluster, batch)
 
     cluster.postgres.crash()
     _wait_for_log(cluster, worker, "database unreachable")  # a run met the outage

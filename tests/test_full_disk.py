@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .disk_support import CannotMount, run_with_full_disk, small_disk
-from .serving import served
+from .disk_support import ON_DISK, CannotMount, serve_and_fill, small_disk
 
 BATCH = 8
 
@@ -25,19 +24,13 @@ def disk(tmp_path: Path) -> Iterator[Path]:
         pytest.skip(f"no size-limited disk to fill: {exc}")
 
 
-@pytest.mark.parametrize("on_disk", ["results storage", "whole data dir"])
+@pytest.mark.parametrize("on_disk", ON_DISK)
 def test_a_full_disk_fails_no_job_and_every_job_completes_once_freed(
     disk: Path, tiny_model: Path, photos: dict[str, Path], tmp_path: Path, on_disk: str
 ) -> None:
     """The results store alone on the small disk (the database elsewhere), or the whole data
     dir with the SQLite database, which then cannot write either."""
-    env = {"BGREMOVER_MODEL_PATH": str(tiny_model), "BGREMOVER_MAX_CONCURRENT_JOBS": "2"}
-    data_dir = disk
-    if on_disk == "results storage":
-        data_dir = tmp_path / "data"
-        env["BGREMOVER_STORAGE_URL"] = disk.as_uri()
-    with served(data_dir, env=env) as (url, _):
-        outcome = run_with_full_disk(url, data_dir, disk, [photos["chelsea.jpg"]] * BATCH)
+    outcome = serve_and_fill(disk, tmp_path, tiny_model, [photos["chelsea.jpg"]] * BATCH, on_disk)
 
     assert not outcome.errors, outcome.errors
     assert list(outcome.statuses.values()) == ["completed"] * BATCH
