@@ -16,7 +16,7 @@ from sqlalchemy import text
 from bgremover.engine.options import RemoveOptions
 from bgremover.jobs import InvalidTransition, NotFound, core
 from bgremover.jobs.database import connect, migrate
-from bgremover.jobs.eta import StageClock
+from bgremover.jobs.eta import WARM_UP_SECONDS, StageClock
 from bgremover.jobs.exchange import QueueState
 from bgremover.jobs.tables import Base
 from bgremover.workers.base import (
@@ -613,6 +613,66 @@ def test_batch_percent_weighs_each_job_by_the_time_its_size_takes(
     # Its ETA prices the big job waiting by its own size, and says when it was made.
     assert batch.estimated_time_remaining == pytest.approx(big_s / 2, rel=0.01)
     assert batch.eta_at == h.clock.now
+
+
+def test_a_batch_percent_is_the_share_of_its_wall_time_the_warm_up_and_queue_included(
+    harness: Harness, photos: dict[str, Path]
+) -> None:
+    """What every client gets (snapshots and events) is the percent the UI shows: it moves
+    while the jobs wait for the workers and in the queue, never goes back, ends at 100, and
+    a session of one batch shows the same."""
+    h = harness
+    created = h.service.create_batch(h.uploads(*[photos["coffee.jpg"]] * 3))
+    batch_id, session_id = created.batch.id, created.batch.session_id
+    eta = created.batch.estimated_time_remaining
+    assert created.batch.progress == 0.0 and eta
+    shown: list[float] = []
+
+    def look() -> float:
+        batch = h.service.get_batch(batch_id)
+        assert h.service.get_session(session_id).progress == batch.progress
+        shown.append(batch.progress)
+        return batch.progress
+
+    # The workers are still loading their model: no work is done, but time passes, and
+    # their warm-up (at the default speed: nothing has timed this machine yet) is in the ETA.
+    h.clock.advance(seconds=WARM_UP_SECONDS / 2)
+    assert look() == pytest.approx(100 * WARM_UP_SECONDS / 2 / eta, abs=0.01)
+    with h.bus.subscribe() as events:  # the stream hears it without any job's event
+        h.clock.advance(seconds=WARM_UP_SECONDS / 2)
+        assert h.service.publish_progress() == 1
+        sent = {e.type: e.data for e in drain(events)}
+    assert sent["batch.updated"]["batch"]["progress"] == look() > shown[0]
+    assert sent["session.updated"]["session"]["progress"] == shown[-1]
+    # A warm-up that takes longer than expected: the work will be as much slower, so the
+    # ETA grows and the percent holds.
+    h.clock.advance(seconds=WARM_UP_SECONDS)
+    assert look() == pytest.approx(shown[-2], abs=0.01)
+    for _ in range(3):
+        item = claim(h)
+        h.clock.advance(seconds=1)
+        look()
+        run_to_completion(h, item)
+        look()
+    assert shown == sorted(shown), f"the batch's percent went back: {shown}"
+    assert shown[-1] == 100.0
+
+
+def test_a_retried_batch_goes_on_from_the_share_of_time_it_was_active(
+    harness: Harness, photos: dict[str, Path]
+) -> None:
+    h = harness
+    created = h.service.create_batch(h.uploads(photos["coffee.jpg"]))
+    item = claim(h)
+    h.clock.advance(seconds=10)
+    h.service.handle(Failed(item.job_id, item.dispatch_id, "not_an_image", "x"))
+    assert h.service.get_batch(created.batch.id).progress == 100.0
+    h.clock.advance(hours=1)  # the hour it spent ended is not time it was active
+    h.service.retry_batch(created.batch.id)
+    batch = h.service.get_batch(created.batch.id)
+    eta = batch.estimated_time_remaining
+    assert eta
+    assert batch.progress == pytest.approx(100 * 10 / (10 + eta), abs=0.01)
 
 
 def test_stats_report_how_far_the_estimates_were_off(

@@ -141,7 +141,9 @@ def system(
         settings=settings,
     )
     workers = ThreadWorkers(settings, storage, slots=2)
-    scheduler = Scheduler(service, workers, cleanup_every=3600, renew_every=1.0)
+    scheduler = Scheduler(
+        service, workers, cleanup_every=3600, renew_every=1.0, progress_every=3600
+    )
     service.attach(cancel_running=workers.cancel, wake=scheduler.wake)
     workers.start(service.handle)
     scheduler.start()

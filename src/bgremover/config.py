@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     max_concurrent_jobs: int = Field(default=2, ge=1)
     notification_duration: Duration = timedelta(seconds=5)
     progress_update_interval: Duration = timedelta(milliseconds=100)
+    batch_progress_interval: Duration = timedelta(seconds=2)
+    """How often the scheduler publishes the snapshot of every active batch and session:
+    their percent moves with time (the queue and the warm-up included), so clients that
+    only read the event stream see it move between the batch's own events."""
     job_retention: Duration = timedelta(days=7)
 
     # Runs that go wrong: a lost worker re-queues its job, a hung one is killed at a deadline.

@@ -23,7 +23,7 @@ from ..config import Settings
 from ..dependencies import Dependencies, DependencyState
 from ..workers.base import RunEnd
 from . import notices
-from .eta import BUCKET_EDGES_MP, StageClock
+from .eta import BUCKET_EDGES_MP, WARM_UP_SECONDS, StageClock
 from .events import BusUnavailable, EventBus, ProgressThrottle
 from .files import FileStore
 from .notices import Published
@@ -31,7 +31,14 @@ from .outages import StorageGate
 from .publishing import Publisher
 from .rows import new_id
 from .schemas import Batch, Job, Session
-from .snapshots import Live, batch_snapshot, job_snapshot, live_remaining, session_snapshot
+from .snapshots import (
+    Live,
+    batch_snapshot,
+    job_snapshot,
+    live_remaining,
+    session_snapshot,
+    warming_eta,
+)
 from .states import ACTIVE, TERMINAL, NotFound
 from .tables import BatchRow, JobRow, SessionRow
 from .timings import TimingStore
@@ -199,6 +206,8 @@ class ServiceCore:
         eta = self._queue_eta(db, [row], own, running)
         if eta is None and row.status not in TERMINAL:
             eta = 0.0
+        if row.start_time is None:
+            eta = self._warming(eta, row.active_since, running)
         snapshot = batch_snapshot(row, own, eta, self._now(), self.clock)
         return snapshot.model_copy(
             update={"progress": self._never_back(row.id, row.total_jobs, snapshot)}
@@ -228,6 +237,12 @@ class ServiceCore:
         else:
             own = [live for live in running if live.batch_id in ids]
             eta = self._queue_eta(db, list(batches), own, running)
+        since = min(
+            (b.active_since for b in batches if b.status in ACTIVE and b.active_since),
+            default=None,
+        )
+        if known is None and all(b.start_time is None for b in batches):
+            eta = self._warming(eta, since, running)
         now = self._now()
         snapshots = [
             batch_snapshot(
@@ -235,15 +250,17 @@ class ServiceCore:
             )
             for b in batches
         ]
-        summary = session_snapshot(row, snapshots, eta, now)
+        summary = session_snapshot(row, snapshots, eta, now, since)
         return summary.model_copy(
             update={"progress": self._never_back(row.id, summary.counts.total, summary)}
         )
 
     def _never_back(self, key: str, total: int, item: Batch | Session) -> float:
-        """The percent to show: never below what was shown while the same jobs ran. Learned
-        timings reprice the work, which could move a time-weighted percent back; new jobs
-        (``total`` changed) may, since there is more to do."""
+        """The percent to show: never below what this process showed while the same jobs
+        ran. An ETA that grows (a run slower than expected, learned timings that reprice the
+        work) could move the time share back; new jobs (``total`` changed: an upload into
+        the batch, a derived job) may, since there is more to do. A retry replaces a job
+        and keeps the floor."""
         with self._live_lock:
             if item.status in TERMINAL:
                 self._shown.pop(key, None)
@@ -252,6 +269,17 @@ class ServiceCore:
             progress = max(shown, item.progress) if shown_total == total else item.progress
             self._shown[key] = (total, progress)
             return progress
+
+    def _warming(
+        self, eta: float | None, since: datetime | None, running: list[Live]
+    ) -> float | None:
+        """``eta`` of jobs that have not started, with the workers' warm-up in it while
+        nothing runs and nothing has timed this machine yet (a fresh server: its workers
+        take a job only once warm). Without it the time share of a fresh server's first
+        batch would run far ahead during the warm-up and hold there."""
+        if eta is None or running or self.clock.measured:
+            return eta
+        return warming_eta(eta, since, self._now(), WARM_UP_SECONDS)
 
     def _queue_eta(
         self, db: Db, batches: list[BatchRow], own: list[Live], running: list[Live]
@@ -361,6 +389,30 @@ class ServiceCore:
             summary = self._session(db, session, known=snapshot, running=running)
             events.append(notices.session_updated(summary))
         return events
+
+    def publish_progress(self) -> int:
+        """Publish every active batch's snapshot and its session's: their percent follows
+        time, so it moves between their lifecycle events (a queue wait, a warm-up, a long
+        run) and every client of the stream sees it move. Returns how many batches."""
+        with self._sessions() as db:
+            batches = db.scalars(
+                select(BatchRow)
+                .where(BatchRow.status.in_(ACTIVE), BatchRow.total_jobs > 0)
+                .order_by(BatchRow.created_at)
+            ).all()
+            running = self._running(db)
+            events: list[Published] = []
+            for session_id in dict.fromkeys(b.session_id for b in batches):
+                own = [b for b in batches if b.session_id == session_id]
+                snapshots = [self._batch(db, b, running) for b in own]
+                events += [notices.batch_updated(b) for b in snapshots]
+                session = db.get(SessionRow, session_id)
+                if session is not None:
+                    known = snapshots[0] if len(snapshots) == 1 else None
+                    summary = self._session(db, session, known=known, running=running)
+                    events.append(notices.session_updated(summary))
+        self._publish_all(events)
+        return len(batches)
 
     def _completion_notices(self, db: Db, batch_id: str) -> list[Published]:
         """A batch that just ended gets a summary; so does its session when it ended too."""

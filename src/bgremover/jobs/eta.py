@@ -21,6 +21,12 @@ BUCKET_EDGES_MP: tuple[float, ...] = (1.0, 4.0, 16.0)
 # Seconds per image before the first job finishes, per bucket: fp16 ISNet with two jobs
 # sharing two cores (bench/engine_bench.py); larger images add decode/resize/encode time.
 FIRST_RUN_SECONDS: tuple[float, ...] = (4.0, 5.0, 7.0, 12.0)
+WARM_UP_SECONDS = 6.0
+"""How long the workers take to start (process, model load, their timed warm-up image) at the
+speed ``FIRST_RUN_SECONDS`` assume: warm-up seconds over how much slower the machine then
+proved, 5.3 and 7.8 s in two runs of bench/eta_bench.py. A batch queued before this machine's
+speed is known waits that long first, and longer in proportion where the warm-up overruns it
+(``snapshots.warming_eta``)."""
 SMOOTHING = 0.3
 REPRESENTATIVE_MP: tuple[float, ...] = (0.5, 2.0, 8.0, 24.0)
 """A typical image of each bucket: learned times are kept for it, and a job's pixel-bound
@@ -48,6 +54,7 @@ class StageClock:
         }
         self.observations = 0
         self._measured: set[int] = set()
+        self._calibrated = False
 
     def observe(
         self, bucket: int, timings: dict[str, float], pixels: int | None = None
@@ -78,6 +85,7 @@ class StageClock:
         the model's time is the same for every size (its input is 1024×1024), the other
         stages scale with the pixels."""
         with self._lock:
+            self._calibrated = True
             for bucket, megapixels in enumerate(REPRESENTATIVE_MP):
                 if bucket in self._measured:
                     continue
@@ -101,6 +109,13 @@ class StageClock:
                 if samples > 0 and key in self._seconds:
                     self._seconds[key] = seconds
                     self._measured.add(bucket)
+
+    @property
+    def measured(self) -> bool:
+        """Whether anything timed on this machine is known (a finished job, learned timings,
+        a warm-up): before that, every estimate is the defaults'."""
+        with self._lock:
+            return self._calibrated or bool(self._measured)
 
     def expected(self, bucket: int, stage: Stage, pixels: int | None = None) -> float:
         with self._lock:

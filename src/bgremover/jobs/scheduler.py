@@ -4,7 +4,8 @@ It sleeps until woken (a submission, a finished job, a priority change) or for a
 most, so submitting never blocks on it and a missed wake-up costs at most a second. Between
 rounds it keeps the leases of this process's runs alive (and stops runs whose jobs another
 process ended), re-queues runs whose leases expired, applies run ends the database could not
-take before, and cleans up old jobs. While the results store cannot take writes it starts
+take before, publishes the progress of active batches (it follows time, so it moves between
+their events), and cleans up old jobs. While the results store cannot take writes it starts
 nothing (``outages.StorageGate`` probes it each round until a write succeeds).
 """
 
@@ -31,11 +32,13 @@ class Scheduler:
         *,
         cleanup_every: float,
         renew_every: float,
+        progress_every: float,
     ) -> None:
         self._service = service
         self._executor = executor
         self._cleanup_every = cleanup_every
         self._renew_every = min(renew_every, _IDLE_WAIT_S)
+        self._progress_every = progress_every
         self._wakeup = threading.Condition()
         self._woken = False
         self._stopping = False
@@ -62,7 +65,7 @@ class Scheduler:
             self._thread.join(timeout=10)
 
     def _run(self) -> None:
-        next_cleanup = next_renewal = time.monotonic()
+        next_cleanup = next_renewal = next_progress = time.monotonic()
         outage = False
         while True:
             with self._wakeup:
@@ -78,6 +81,9 @@ class Scheduler:
                     self._service.recover()
                     self._service.refresh_timings()
                 self.dispatch()
+                if time.monotonic() >= next_progress:
+                    next_progress = time.monotonic() + self._progress_every
+                    self._service.publish_progress()
                 if time.monotonic() >= next_cleanup:
                     next_cleanup = time.monotonic() + self._cleanup_every
                     result = self._service.cleanup()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from .states import JobStatus
 
@@ -57,6 +57,18 @@ class Job(_Model):
     result: ResultInfo | None
 
 
+PROGRESS = (
+    "Percent of the expected wall time elapsed (0-100), the same for every client: the time "
+    "since the jobs were uploaded (the queue and the workers' warm-up included) over that "
+    "plus the ETA, never below the share of the work done (each image priced by its size). "
+    "It never goes back, except when work is added: an upload into the batch or a derived "
+    "job lowers it, and a retry of an ended batch goes on from the share of the time it "
+    "was active (a retry while it runs keeps it). Below 100 until the end. Between events "
+    "a client may draw it on toward 100 at the pace the ETA implies: the next event "
+    "follows the same line."
+)
+
+
 class Counts(_Model):
     total: int = 0
     pending: int = 0
@@ -72,7 +84,7 @@ class Batch(_Model):
     session_id: str
     manual: bool
     status: JobStatus
-    progress: float
+    progress: float = Field(description=PROGRESS)
     counts: Counts
     created_at: datetime
     start_time: datetime | None
@@ -85,8 +97,8 @@ class Batch(_Model):
     work_seconds: float = 0.0
     """Expected processing time of all its jobs, each priced by its image size."""
     work_done_seconds: float = 0.0
-    """How much of ``work_seconds`` is done: ``progress`` is their ratio, so 50 % means
-    half the time, not half the images."""
+    """How much of ``work_seconds`` is done: their ratio is the floor of ``progress``,
+    which counts the time waited in the queue and for the workers too."""
 
 
 class Session(_Model):
@@ -95,7 +107,7 @@ class Session(_Model):
     started_at: datetime
     last_activity_at: datetime
     status: JobStatus
-    progress: float
+    progress: float = Field(description=PROGRESS)
     counts: Counts
     batch_ids: list[str]
     duration: float | None

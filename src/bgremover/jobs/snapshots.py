@@ -1,4 +1,12 @@
-"""Rows to public snapshots, merging live (in-memory) progress and ETAs."""
+"""Rows to public snapshots, merging live (in-memory) progress and ETAs.
+
+A batch's and a session's ``progress`` is the share of their expected wall time elapsed
+(``time_share``), not of the work done: the queue and the workers' warm-up are time the user
+waits as much as the model's, so the bar moves while they pass. Work done (each job priced
+by its size) is its floor. Every process computes it from the database and the ETA, so every
+client (the UI, ``GET /api/batches``, scripts on the event stream) gets the same percent; the
+UI only draws it on between events, along the same line.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +16,7 @@ from datetime import datetime
 from ..engine.stages import Stage
 from .eta import BUCKET_EDGES_MP, StageClock, size_bucket
 from .schemas import Batch, Counts, Job, JobError, ResultInfo, Session
-from .states import JobStatus, batch_status
+from .states import TERMINAL, JobStatus, batch_status
 from .tables import BatchRow, JobRow, SessionRow
 
 
@@ -135,18 +143,54 @@ def counts_of(row: BatchRow) -> Counts:
     )
 
 
+ACTIVE_CAP = 99.0
+"""An active batch or session shows at most this: 100 % is for its end (the UI's cap too)."""
+
+
+def time_share(since: datetime | None, eta: float | None, now: datetime) -> float:
+    """Percent of an item's expected wall time elapsed: the time since its clock started
+    over that plus the time its ETA says is left. While the ETA is right this is the share
+    of the wall time, and counting the ETA down from ``now`` draws the same straight line
+    toward 100 % that the UI draws between events."""
+    if since is None or eta is None:
+        return 0.0
+    elapsed = max(0.0, (now - since).total_seconds())
+    return 100.0 * elapsed / (elapsed + eta) if elapsed + eta > 0 else 0.0
+
+
+def warming_eta(eta: float, since: datetime | None, now: datetime, warm_up: float) -> float:
+    """The ETA of a batch that waits for workers whose speed is not known yet (a fresh
+    server warming up): ``eta`` is the work at the default speed, so add the warm-up left at
+    that speed, and once the warm-up has run longer, assume the work will be as much slower
+    as it was. Elapsed time counts from ``since``, the batch's upload, as the warm-up's."""
+    elapsed = max(0.0, (now - since).total_seconds()) if since is not None else 0.0
+    if elapsed <= warm_up:
+        return eta + warm_up - elapsed
+    return eta * elapsed / warm_up
+
+
+def shown_percent(done: float, total: float, active: bool, share: float) -> float:
+    """The percent to show: an active item's time share with its work done as the floor,
+    below 100 %; an ended one's work (100 %)."""
+    work_percent = _percent(done, total)
+    if not active or total <= 0:
+        return work_percent
+    return round(min(ACTIVE_CAP, max(work_percent, share)), 2)
+
+
 def batch_snapshot(
     row: BatchRow, running: list[Live], eta: float | None, now: datetime, clock: StageClock
 ) -> Batch:
     counts = counts_of(row)
     done, total = work(row, running, clock)
+    active = row.status not in TERMINAL
     return Batch(
         id=row.id,
         name=row.name,
         session_id=row.session_id,
         manual=row.manual,
         status=row.status,  # type: ignore[arg-type]
-        progress=_percent(done, total),
+        progress=shown_percent(done, total, active, time_share(row.active_since, eta, now)),
         counts=counts,
         created_at=row.created_at,
         start_time=row.start_time,
@@ -160,8 +204,15 @@ def batch_snapshot(
 
 
 def session_snapshot(
-    row: SessionRow, batches: list[Batch], eta: float | None, now: datetime
+    row: SessionRow,
+    batches: list[Batch],
+    eta: float | None,
+    now: datetime,
+    since: datetime | None = None,
 ) -> Session:
+    """``since``: where the clock of its earliest active batch starts. Ended batches count
+    whole and active ones by their shared time share, each by its work, so a session of
+    one batch shows exactly its batch's percent."""
     fields = ("total", "pending", "processing", "completed", "failed", "cancelled")
     counts = Counts(**{f: sum(getattr(b.counts, f) for b in batches) for f in fields})
     status: JobStatus = batch_status(**counts.model_dump())
@@ -170,13 +221,15 @@ def session_snapshot(
     finished = status not in ("pending", "processing")
     done = sum(b.work_done_seconds for b in batches)
     total = sum(b.work_seconds for b in batches)
+    ended = sum(b.work_seconds for b in batches if b.status in TERMINAL)
+    share = (100 * ended + (total - ended) * time_share(since, eta, now)) / total if total else 0
     return Session(
         id=row.id,
         name=row.name,
         started_at=row.started_at,
         last_activity_at=row.last_activity_at,
         status=status,
-        progress=_percent(done, total),
+        progress=shown_percent(done, total, not finished, share),
         counts=counts,
         batch_ids=[b.id for b in batches],
         duration=_duration(

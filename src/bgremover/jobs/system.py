@@ -153,6 +153,7 @@ class JobSystem:
             self.executor,
             cleanup_every=settings.cleanup_interval.total_seconds(),
             renew_every=settings.lease_duration.total_seconds() / 3,
+            progress_every=settings.batch_progress_interval.total_seconds(),
         )
         self._outages = OutageListener(self.bus, self.service.storage_gate)
         self.service.attach(

@@ -71,6 +71,10 @@ class BatchRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     start_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     end_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    active_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    """Where the batch's progress clock starts (``snapshots.time_share``): its first jobs'
+    upload, moved on by any time it spent ended, so a retry or a later upload continues the
+    clock. None while it has no jobs."""
     total_jobs: Mapped[int] = mapped_column(Integer, default=0)
     pending_jobs: Mapped[int] = mapped_column(Integer, default=0)
     processing_jobs: Mapped[int] = mapped_column(Integer, default=0)

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import Session as Db
 
-from .states import TERMINAL, TRANSITIONS, JobStatus, batch_status
+from .states import ACTIVE, TERMINAL, TRANSITIONS, JobStatus, batch_status
 from .tables import BatchRow, JobRow
 
 COUNTED: tuple[JobStatus, ...] = ("pending", "processing", "completed", "failed", "cancelled")
@@ -83,6 +83,7 @@ def shift_batch(db: Db, batch_id: str, deltas: Mapping[str, int], now: datetime)
         BatchRow.total_jobs,
         BatchRow.start_time,
         BatchRow.end_time,
+        BatchRow.active_since,
         *(getattr(BatchRow, f"{status}_jobs") for status in COUNTED),
     )
     if changes:
@@ -92,17 +93,30 @@ def shift_batch(db: Db, batch_id: str, deltas: Mapping[str, int], now: datetime)
         ).one()
     else:
         row = db.execute(select(*columns).where(BatchRow.id == batch_id)).one()
-    total_jobs, start_time, end_time, *counts = row
+    total_jobs, start_time, end_time, active_since, *counts = row
     status = batch_status(total=total_jobs, **dict(zip(COUNTED, counts, strict=True)))
     if start_time is None and deltas.get("processing", 0) > 0:
         start_time = now
+    if status in ACTIVE and total_jobs:
+        active_since = _clock_start(active_since, end_time, now)
     end_time = (end_time or now) if status in TERMINAL and total_jobs else None
     db.execute(
         update(BatchRow)
         .where(BatchRow.id == batch_id)
-        .values(status=status, start_time=start_time, end_time=end_time),
+        .values(status=status, start_time=start_time, end_time=end_time, active_since=active_since),
         execution_options={"synchronize_session": False},
     )
+
+
+def _clock_start(since: datetime | None, ended: datetime | None, now: datetime) -> datetime:
+    """Where an active batch's progress clock starts: now for its first jobs; for a batch
+    that had ended (a retry, an upload into a finished manual batch) its old start moved on
+    by the time it spent ended, so the bar goes on from the share its active time had."""
+    if since is None:
+        return now
+    if ended is None:
+        return since
+    return since + max(now - ended, timedelta(0))
 
 
 def move_deltas(left: JobStatus, to: JobStatus, bucket: int) -> Counter[str]:

@@ -28,9 +28,10 @@ export function liveEta(item) {
 }
 
 /** Percent now: from what was on screen when the last report came (or the report, if
- * higher), advanced toward 100 % at the pace its ETA implies, so the bar's share stays the
- * share of the time elapsed even where the reported work lags it (a batch that waited for
- * the workers' models to load has done no work yet, but its wait was time). */
+ * higher), advanced toward 100 % at the pace its ETA implies. The server's batch and session
+ * percent is already the share of the time elapsed (jobs/snapshots.py `time_share`: the
+ * queue and the workers' warm-up count), and counting its ETA down draws the same line, so
+ * this only animates between events what every client of the stream gets at the next. */
 export function liveProgress(item) {
   const reported = item.progress || 0;
   const left = item.estimated_time_remaining;
