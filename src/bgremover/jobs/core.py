@@ -50,6 +50,12 @@ AHEAD_CAP = 200
 of the queue before it counts exactly (a batch in the middle of a huge queue)."""
 
 
+PROGRESS_BATCHES = 50
+"""``publish_progress`` publishes at most this many batches a round (each costs an ETA):
+the oldest, which run first; the others move at their own events, and the UI draws every
+bar on between events."""
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -391,14 +397,16 @@ class ServiceCore:
         return events
 
     def publish_progress(self) -> int:
-        """Publish every active batch's snapshot and its session's: their percent follows
-        time, so it moves between their lifecycle events (a queue wait, a warm-up, a long
-        run) and every client of the stream sees it move. Returns how many batches."""
+        """Publish the snapshots of the active batches (the ``PROGRESS_BATCHES`` oldest) and
+        of their sessions: their percent follows time, so it moves between their lifecycle
+        events (a queue wait, a warm-up, a long run) and every client of the stream sees it
+        move. Returns how many batches."""
         with self._sessions() as db:
             batches = db.scalars(
                 select(BatchRow)
                 .where(BatchRow.status.in_(ACTIVE), BatchRow.total_jobs > 0)
                 .order_by(BatchRow.created_at)
+                .limit(PROGRESS_BATCHES)
             ).all()
             running = self._running(db)
             events: list[Published] = []
