@@ -658,6 +658,22 @@ def test_a_batch_percent_is_the_share_of_its_wall_time_the_warm_up_and_queue_inc
     assert shown[-1] == 100.0
 
 
+def test_a_session_counts_its_ended_batches_whole_and_its_active_ones_by_time(
+    harness: Harness, photos: dict[str, Path]
+) -> None:
+    h = harness
+    first = h.service.create_batch(h.uploads(photos["coffee.jpg"]))
+    run_to_completion(h, claim(h))
+    second = h.service.create_batch(h.uploads(photos["coffee.jpg"]))
+    assert second.batch.session_id == first.batch.session_id
+    h.clock.advance(seconds=2)
+    batch = h.service.get_batch(second.batch.id)
+    assert batch.progress > 0  # by time: no work of it is done
+    # Both batches weigh the same (one image of one size each).
+    session = h.service.get_session(first.batch.session_id)
+    assert session.progress == pytest.approx((100 + batch.progress) / 2, abs=0.01)
+
+
 def test_a_retried_batch_goes_on_from_the_share_of_time_it_was_active(
     harness: Harness, photos: dict[str, Path]
 ) -> None:

@@ -208,7 +208,7 @@ def session_snapshot(
     batches: list[Batch],
     eta: float | None,
     now: datetime,
-    since: datetime | None = None,
+    since: datetime | None,
 ) -> Session:
     """``since``: where the clock of its earliest active batch starts. Ended batches count
     whole and active ones by their shared time share, each by its work, so a session of
