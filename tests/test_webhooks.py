@@ -31,7 +31,7 @@ from .jobs_support import postgres_database, wait_for_job
 from .serving import UI
 from .webhook_support import DROP, Received, Receiver, receiving
 
-FAST = {
+FAST: dict[str, Any] = {
     "webhook_allow_private": True,
     "webhook_retry_base": timedelta(milliseconds=50),
     "webhook_timeout": timedelta(seconds=2),
@@ -41,9 +41,8 @@ FAST = {
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Iterator[TestClient]:
-    settings = Settings(
-        data_dir=tmp_path_factory.mktemp("webhooks"), model_path=tiny_model, **FAST
-    )  # type: ignore[arg-type]
+    root = tmp_path_factory.mktemp("webhooks")
+    settings = Settings(data_dir=root, model_path=tiny_model, **FAST)
     with TestClient(create_app(settings), base_url="http://localhost", headers=UI) as test_client:
         yield test_client
 
@@ -139,9 +138,11 @@ def test_deliveries_are_retried_after_a_dropped_connection_and_500s(
         assert all(p == payloads[0] for p in payloads)
         attempts = poll_until(
             "the fourth attempt recorded",
-            lambda: (a := client.get(f"/api/webhooks/{hook['id']}/deliveries").json())
-            and len(a) == 4
-            and a,
+            lambda: (
+                (a := client.get(f"/api/webhooks/{hook['id']}/deliveries").json())
+                and len(a) == 4
+                and a
+            ),
         )
         codes = [a["status_code"] for a in reversed(attempts)]
         assert codes == [None, 500, 503, 200]
