@@ -109,7 +109,7 @@ def _excerpt(answer: httpx.Response) -> str | None:
 
 class _GuardedTransport(httpx.HTTPTransport):
     def __init__(self, backend: httpcore.NetworkBackend, ssl_context: SSLContext) -> None:
-        super().__init__(trust_env=False)
+        super().__init__(verify=ssl_context, trust_env=False)  # a context given: none loaded
         # httpx takes no network backend, so its pool is replaced by one with ours (and
         # httpx's defaults); tests/test_webhooks.py fails if a loopback target gets through.
         self._pool = httpcore.ConnectionPool(ssl_context=ssl_context, network_backend=backend)
