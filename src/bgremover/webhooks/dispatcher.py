@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session as Db
 from sqlalchemy.orm import sessionmaker
 
 from ..config import Settings
+from ..dependencies import first_line
 from ..jobs.core import process_identity, utcnow
 from ..jobs.events import Event, EventBus, Subscription
 from ..jobs.states import TERMINAL
@@ -121,6 +122,7 @@ class Dispatcher:
     def _run(self) -> None:
         next_prune = 0.0
         wait = 0.0
+        failing = False
         with self._bus.subscribe() as events:
             listener = threading.Thread(
                 target=self._listen, args=(events,), name="bgremover-webhook-events", daemon=True
@@ -140,9 +142,14 @@ class Dispatcher:
                     with self._changed:
                         full = self._busy >= self._slots
                     wait = POLL_S if full else self._until_due()  # a freed sender wakes it
-                except Exception:  # keep sending whatever one round met (a database outage)
-                    log.exception("webhook dispatch round failed")
-                    wait = POLL_S
+                except Exception as exc:  # keep sending whatever a round met (a database outage)
+                    if not failing:
+                        log.warning("webhook dispatch failed (%s); retrying", first_line(exc))
+                    failing, wait = True, POLL_S
+                else:
+                    if failing:
+                        log.info("webhook dispatch works again")
+                    failing = False
 
     def _listen(self, events: Subscription) -> None:
         while not self._stopping:

@@ -65,6 +65,7 @@ class Sender:
             "webhook-timestamp": str(int(now.timestamp())),
             "webhook-signature": Webhook(secret).sign(delivery_id, now, body),
             "content-type": "application/json",
+            "accept-encoding": "identity",  # the excerpt is read raw: no decompression bomb
             "user-agent": f"bgremover-webhooks/{__version__}",
         }
         backend = _GuardedBackend(self._allow_private, started + self._timeout)
@@ -99,7 +100,7 @@ class Sender:
 def _excerpt(answer: httpx.Response) -> str | None:
     """The first ``EXCERPT_CHARS`` characters of the answer; the rest is never read."""
     kept = b""
-    for chunk in answer.iter_bytes():
+    for chunk in answer.iter_raw():
         kept += chunk
         if len(kept) >= _READ_BYTES:
             break
