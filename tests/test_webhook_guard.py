@@ -25,6 +25,8 @@ NEVER = {
     "192.0.2.10": "a reserved address",  # documentation
     "198.18.0.1": "a reserved address",  # benchmarking
     "2001:db8::1": "a reserved address",
+    "::7f00:1": "a reserved address",  # IPv4-compatible (deprecated)
+    "::ffff:0:7f00:1": "a reserved address",  # IPv4-translated
 }
 ONLY_IF_ALLOWED = {
     "127.0.0.1": "a loopback address",

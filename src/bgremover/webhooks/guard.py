@@ -65,7 +65,7 @@ def refusal(address: IPAddress, *, allow_private: bool) -> str | None:
         kind = "a loopback address"
     elif any(target in network for network in PRIVATE):
         kind = "a private address"
-    elif target.is_global:
+    elif target.is_global and not target.is_reserved:  # ::a.b.c.d is "global" and reserved
         return None
     else:
         return "a reserved address"
