@@ -118,6 +118,25 @@ class Settings(BaseSettings):
     """How often a Celery worker process says it is alive; one silent for three of these no
     longer counts as a slot."""
 
+    # Webhooks (web processes send them; see webhooks/).
+    webhook_allow_private: bool = False
+    """Let webhooks go to loopback and private addresses (10/8, 172.16/12, 192.168/16,
+    100.64/10, fc00::/7): receivers on this machine or the local network. Off, a webhook may
+    only reach public addresses. Link-local (cloud metadata), multicast, reserved and
+    unspecified addresses are refused either way."""
+    webhook_retry_period: Duration = timedelta(hours=24)
+    """How long a delivery is retried (from the event) before it is given up."""
+    webhook_retry_base: Duration = timedelta(seconds=5)
+    """The wait after a delivery's first failed attempt; doubled after each further one (with
+    jitter), up to ``webhook_retry_max_delay``."""
+    webhook_retry_max_delay: Duration = timedelta(hours=1)
+    webhook_connect_timeout: Duration = timedelta(seconds=3)
+    webhook_timeout: Duration = timedelta(seconds=10)
+    """The most one attempt may take, redirects included (connect, send, answer)."""
+    webhook_senders: int = Field(default=4, ge=0, le=64)
+    """Deliveries this process sends at once; 0: this process sends none (others that share
+    the database do)."""
+
     # Watch folders.
     watch_settle: Duration = timedelta(seconds=2)
     """A file in a watch folder that no process is known to be writing (there are no close

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session as Db
 from ..engine.decode import probe
 from ..engine.options import RemoveOptions
 from ..storage import StorageError, StorageUnavailable, outage_reason
-from . import maintenance, notices, sequences, transitions
+from . import maintenance, notices, outbox, sequences, transitions
 from .core import ServiceCore
 from .exchange import QueueState
 from .notices import Published
@@ -26,6 +26,7 @@ from .rows import copy_of, new_id, new_job_row
 from .schemas import (
     Batch,
     BatchCreated,
+    Callback,
     CancelResult,
     CleanupResult,
     ImportResult,
@@ -48,9 +49,12 @@ class Commands(ServiceCore):
         priority: int = 0,
         options: RemoveOptions | None = None,
         batch_id: str | None = None,
+        callback_url: str | None = None,
     ) -> BatchCreated:
         """Store the originals and queue one job per upload, in a new batch (auto-named,
-        joining the current session) or in an existing manual batch."""
+        joining the current session) or in an existing manual batch. ``callback_url`` (checked
+        by the caller: ``webhooks.guard``) gets a webhook endpoint of its own for every event
+        of this batch and its jobs, made in the same transaction, so it misses none."""
         options_json = (options or RemoveOptions()).model_dump(mode="json", exclude_defaults=True)
         stored = [self._store_upload(upload) for upload in uploads]
         now = self._now()
@@ -92,7 +96,17 @@ class Commands(ServiceCore):
             jobs = [self._job(db, row, batch.session_id) for row in rows]
             events: list[Published] = [notices.job_updated(job) for job in jobs]
             batch_events = self._batch_and_session_events(db, batch.id)
-            created = BatchCreated(batch=self._batch(db, self._get_batch(db, batch.id)), jobs=jobs)
+            callback = None
+            if callback_url is not None:
+                endpoint = outbox.add_endpoint(
+                    db, url=callback_url, events=outbox.EVENT_TYPES, now=now, batch_id=batch.id
+                )
+                callback = Callback(
+                    id=endpoint.id, url=endpoint.url, events=endpoint.events, secret=endpoint.secret
+                )
+            created = BatchCreated(
+                batch=self._batch(db, self._get_batch(db, batch.id)), jobs=jobs, callback=callback
+            )
         self._publish_all(events + batch_events)
         self._wake()
         return created

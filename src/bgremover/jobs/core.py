@@ -22,7 +22,7 @@ from sqlalchemy.orm import sessionmaker
 from ..config import Settings
 from ..dependencies import Dependencies, DependencyState
 from ..workers.base import RunEnd
-from . import notices
+from . import notices, outbox
 from .eta import BUCKET_EDGES_MP, WARM_UP_SECONDS, StageClock
 from .events import BusUnavailable, EventBus, ProgressThrottle
 from .files import FileStore
@@ -423,10 +423,18 @@ class ServiceCore:
         return len(batches)
 
     def _completion_notices(self, db: Db, batch_id: str) -> list[Published]:
-        """A batch that just ended gets a summary; so does its session when it ended too."""
+        """A batch that just ended gets a summary (and its webhooks, queued in this
+        transaction); so does its session when it ended too."""
         batch = self._get_batch(db, batch_id)
         if batch.status not in TERMINAL or batch.total_jobs == 0:
             return []
+        outbox.record(
+            db,
+            outbox.BATCH_ENDED[batch.status],
+            batch.id,
+            lambda: self._batch(db, batch).model_dump(mode="json"),
+            batch.end_time or self._now(),
+        )
         events = [notices.batch_finished(batch)]
         session = db.get(SessionRow, batch.session_id)
         if session is not None:
@@ -436,9 +444,18 @@ class ServiceCore:
         return events
 
     def _ended_events(self, db: Db, job_id: str, *, batch_events: bool = True) -> list[Published]:
-        """What to publish after a job reached a terminal status in this transaction."""
+        """What to publish after a job reached a terminal status in this transaction; its
+        webhooks are queued in the same transaction."""
         row = self._get_job(db, job_id)
-        events = [notices.job_updated(self._job(db, row))]
+        job = self._job(db, row)
+        outbox.record(
+            db,
+            outbox.JOB_ENDED[row.status],
+            row.batch_id,
+            lambda: job.model_dump(mode="json"),
+            row.end_time or self._now(),
+        )
+        events = [notices.job_updated(job)]
         if row.status == "failed":
             events.append(
                 notices.job_failed(row.id, row.batch_id, row.file_name, row.error_message)

@@ -125,9 +125,20 @@ class Upload(_Model):
     """A temporary file the service moves into the originals store."""
 
 
+class Callback(_Model):
+    """The webhook endpoint an upload's ``callback_url`` made for its batch. Its ``secret``
+    signs every delivery and is shown only here."""
+
+    id: str
+    url: str
+    events: list[str]
+    secret: str
+
+
 class BatchCreated(_Model):
     batch: Batch
     jobs: list[Job]
+    callback: Callback | None = None
 
 
 class CancelResult(_Model):

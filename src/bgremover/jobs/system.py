@@ -14,6 +14,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..config import Settings
 from ..dependencies import Dependencies, DependencyState
 from ..storage import StorageError, open_storage, outage_reason
+from ..webhooks.dispatcher import Dispatcher
+from ..webhooks.store import WebhookStore
 from ..workers.base import Executor
 from .database import connect, default_url, migrate, session_factory
 from .events import Event, EventBus, InMemoryEventBus
@@ -126,7 +128,8 @@ class OutageListener:
 
 class JobSystem:
     """The running job system of one process; several may share one database. ``start``
-    re-queues runs that no live process holds, then starts the workers and the scheduler;
+    re-queues runs that no live process holds, then starts the workers, the scheduler and
+    the webhook dispatcher;
     ``stop`` puts the runs it holds back in the queue before stopping the workers, so a stop
     never ends a job."""
 
@@ -143,6 +146,8 @@ class JobSystem:
         self.engine = self.service.database
         self.presets = PresetStore(session_factory(self.engine), settings.max_presets)
         self.logins = LoginStore(session_factory(self.engine))
+        self.webhooks = WebhookStore(session_factory(self.engine))
+        self.webhook_dispatcher = Dispatcher(settings, session_factory(self.engine), self.bus)
         self.executor = (
             executor
             if executor is not None
@@ -196,9 +201,11 @@ class JobSystem:
         if self.executor.remote:
             self._outages.start()
         self.scheduler.start()
+        self.webhook_dispatcher.start()
         return self
 
     def stop(self) -> None:
+        self.webhook_dispatcher.stop()
         self._outages.stop()
         self.scheduler.stop()
         self.service.release_all()

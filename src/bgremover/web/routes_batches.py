@@ -20,6 +20,7 @@ from ..jobs.states import JobStatus
 from .deps import AppSettings, Limit, Offset, Page, Presets, Service
 from .downloads import archive_name, content_disposition, download_name
 from .errors import ApiError, error_body
+from .routes_webhooks import checked_url
 from .stored import chunks
 from .uploads import Rejected, UploadRoute, preset_options, stage
 
@@ -56,11 +57,20 @@ async def upload(
     ] = None,
     alpha_matting: Annotated[bool | None, Form()] = None,
     post_process_mask: Annotated[bool | None, Form()] = None,
+    callback_url: Annotated[
+        str | None,
+        Form(max_length=2000, description="Webhook for this batch's events (see `callback`)"),
+    ] = None,
 ) -> JSONResponse:
     """Each upload becomes a batch (auto-named) unless ``batch_id`` names a manual batch.
     Files that are not images or are too large are refused one by one; the rest run.
-    Options given here override those of ``preset``; what neither sets has its default."""
+    Options given here override those of ``preset``; what neither sets has its default.
+    With ``callback_url``, every job and batch event of this batch (``job.completed``,
+    ``job.failed``, ``job.cancelled``, ``batch.completed``, ``batch.failed``,
+    ``batch.cancelled``) goes there, signed with the ``callback.secret`` of the answer."""
     name = clean_text(name) or None
+    if callback_url is not None:
+        callback_url = await run_in_threadpool(checked_url, callback_url, settings)
     chosen = await run_in_threadpool(_preset_options, presets, preset)
     options, priority = preset_options(
         chosen, format=format, background_color=background_color, priority=priority,
@@ -87,14 +97,20 @@ async def upload(
             )
         created = await run_in_threadpool(
             lambda: service.create_batch(
-                accepted, name=name, priority=priority, options=options, batch_id=batch_id
+                accepted,
+                name=name,
+                priority=priority,
+                options=options,
+                batch_id=batch_id,
+                callback_url=callback_url,
             )
         )
     finally:
         await run_in_threadpool(shutil.rmtree, staging, ignore_errors=True)
     body = UploadResult(
-        batch=created.batch, jobs=created.jobs, rejected=[r.as_json() for r in rejected]
-    )
+        batch=created.batch, jobs=created.jobs, callback=created.callback,
+        rejected=[r.as_json() for r in rejected],
+    )  # fmt: skip
     return JSONResponse(body.model_dump(mode="json"), 201)
 
 
