@@ -1,7 +1,7 @@
 """webhooks: endpoints, the delivery outbox and its attempts
 
 Revision ID: 0009_webhooks
-Revises: 0007_run_backoff
+Revises: 0008_progress_clock
 Create Date: 2026-12-06
 """
 
