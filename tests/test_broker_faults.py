@@ -39,6 +39,7 @@ from tests.cluster_support import (
     worker_count,
 )
 from tests.redis_support import private_redis
+from tests.serving import json_lines
 
 ENDED = ("completed", "failed", "cancelled")
 
@@ -128,7 +129,11 @@ def _children(process: Any) -> set[int]:
 
 
 def test_a_broker_restarted_mid_batch_loses_no_job(tmp_path: Path, steady_tiny_model: Path) -> None:
-    settings = {"BGREMOVER_TAKEOVER_TIMEOUT": "3", "BGREMOVER_WORKER_HEARTBEAT": "0.5"}
+    settings = {
+        "BGREMOVER_TAKEOVER_TIMEOUT": "3",
+        "BGREMOVER_WORKER_HEARTBEAT": "0.5",
+        "BGREMOVER_LOG_FORMAT": "json",
+    }
     with ExitStack() as stack:
         broker = stack.enter_context(private_redis(tmp_path))
         url, env, _ = stack.enter_context(
@@ -163,6 +168,15 @@ def test_a_broker_restarted_mid_batch_loses_no_job(tmp_path: Path, steady_tiny_m
         assert {(j["status"], j["attempt"]) for j in jobs["items"]} == {("completed", 1)}, jobs
         lost = [j for j in jobs["items"] if j["queued_at"] != j["created_at"]]
         assert lost, "no run's message was lost: the test proved nothing"
+        # Every line of the worker's, Celery's own and those of the outage too, is JSON,
+        # and the lines its pool processes wrote about a run name the run.
+        lines = json_lines(tmp_path / "worker" / "worker.log")
+        assert any(line["logger"].startswith("celery.") for line in lines)
+        runs = [line for line in lines if "job_id" in line]
+        assert {line["job_id"] for line in runs} == {j["id"] for j in jobs["items"]}
+        for line in runs:
+            assert line["batch_id"] == batch_id and line["dispatch_id"], line
+            assert line["worker"].endswith(f"(pid {line['pid']})"), line
 
 
 def test_a_worker_process_that_dies_stops_counting_as_a_slot_at_once(
