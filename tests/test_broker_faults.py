@@ -7,7 +7,9 @@ stop and restart.
   is queued again, uncounted; the broker's redelivery of the old message is dropped by its
   dispatch id, and the job completes once a worker is there, once.
 - The broker restarted mid-batch (its queue and unacknowledged set lost): every job ends
-  completed, none stuck, none counted as lost.
+  completed, none stuck, none counted as lost; the web process is not ready while Redis is
+  down; the worker's log (BGREMOVER_LOG_FORMAT=json) is JSON throughout, its runs' lines
+  naming the run.
 - A pool process that dies stops counting as a worker slot at once.
 - A run the broker does not take (it is down) waits in the queue, uncounted, and is sent
   once the broker answers.
@@ -157,7 +159,15 @@ def test_a_broker_restarted_mid_batch_loses_no_job(tmp_path: Path, steady_tiny_m
         os.kill(main.pid, signal.SIGSTOP)
         poll_until("a message waiting in the broker", lambda: client.llen(queue))
         broker.stop()  # the queue and the slots are gone
+        # Without Redis a web process of the cluster serves nothing: not ready meanwhile.
+        ready = httpx.get(f"{url}/api/health/ready", timeout=30)
+        assert ready.status_code == 503, ready.text
+        assert ready.json()["dependencies"]["redis"].startswith("unreachable"), ready.text
         broker.start()
+        poll_until(
+            "ready again once Redis is back",
+            lambda: httpx.get(f"{url}/api/health/ready", timeout=30).status_code == 200,
+        )
         os.kill(main.pid, signal.SIGCONT)
         ended = poll_until(
             "every job's end",
