@@ -21,7 +21,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from bgremover import Settings
-from bgremover.logs import bound, configure
+from bgremover.logs import SHOWN_AT_INFO, bound, configure
 from bgremover.web import create_app
 
 from .cluster_support import poll_until
@@ -124,11 +124,14 @@ def test_probes_say_starting_until_the_app_has_started_and_show_in_the_docs(
 @pytest.fixture
 def root_logging() -> Iterator[None]:
     """``configure`` changes the process's logging: put pytest's back after the test."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
+    loggers = [logging.getLogger(name) for name in ("", *SHOWN_AT_INFO)]
+    saved = [(logger.handlers[:], logger.level, logger.propagate) for logger in loggers]
     yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+    logging.captureWarnings(False)
+    for logger, (handlers, level, propagate) in zip(loggers, saved, strict=True):
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 def _log_a_failed_run() -> None:

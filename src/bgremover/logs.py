@@ -31,6 +31,10 @@ SHOWN_AT_INFO = ("bgremover", "uvicorn", "celery")
 tasks); every other library shows warnings and errors only."""
 
 
+_RUN_ORDER = {"job_id": 0, "batch_id": 1, "dispatch_id": 2, "worker": 3}
+"""How a text line lists a run's fields (bound fields come in no fixed order)."""
+
+
 class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
     """The one handler ``configure`` installs; it remembers its format for child processes."""
 
@@ -107,7 +111,8 @@ def _text(_: WrappedLogger, __: str, event: EventDict) -> str:
     message = event.pop("event", "")
     exc_info: Any = event.pop("exc_info", None)
     stack = event.pop("stack_info", None)
-    context = " ".join(f"{key}={value}" for key, value in event.items() if value is not None)
+    fields = sorted(event.items(), key=lambda item: (_RUN_ORDER.get(item[0], 99), item[0]))
+    context = " ".join(f"{key}={value}" for key, value in fields if value is not None)
     line = f"{level}:  {logger}: {message}" + (f" [{context}]" if context else "")
     if exc_info:
         line += "\n" + logging.Formatter().formatException(exc_info)
