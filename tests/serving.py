@@ -65,6 +65,21 @@ def served(
             out.close()  # type: ignore[union-attr]
 
 
+def json_lines(log: Path) -> list[dict[str, Any]]:
+    """Every line of a log written with BGREMOVER_LOG_FORMAT=json, parsed (a line that is
+    not one JSON object fails the test, naming it)."""
+    parsed = []
+    for line in log.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            entry = None
+        if not isinstance(entry, dict):
+            pytest.fail(f"{log.name}: a line is not a JSON object: {line!r}")
+        parsed.append(entry)
+    return parsed
+
+
 def sse_events(response: httpx.Response) -> Iterator[dict[str, Any]]:
     """Parse an SSE stream into {"id", "event", "data"} dicts (comments skipped)."""
     event: dict[str, Any] = {}

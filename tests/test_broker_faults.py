@@ -7,7 +7,9 @@ stop and restart.
   is queued again, uncounted; the broker's redelivery of the old message is dropped by its
   dispatch id, and the job completes once a worker is there, once.
 - The broker restarted mid-batch (its queue and unacknowledged set lost): every job ends
-  completed, none stuck, none counted as lost.
+  completed, none stuck, none counted as lost; the web process is not ready while Redis is
+  down; the worker's log (BGREMOVER_LOG_FORMAT=json) is JSON throughout, its runs' lines
+  naming the run.
 - A pool process that dies stops counting as a worker slot at once.
 - A run the broker does not take (it is down) waits in the queue, uncounted, and is sent
   once the broker answers.
@@ -39,6 +41,7 @@ from tests.cluster_support import (
     worker_count,
 )
 from tests.redis_support import private_redis
+from tests.serving import json_lines
 
 ENDED = ("completed", "failed", "cancelled")
 
@@ -128,7 +131,11 @@ def _children(process: Any) -> set[int]:
 
 
 def test_a_broker_restarted_mid_batch_loses_no_job(tmp_path: Path, steady_tiny_model: Path) -> None:
-    settings = {"BGREMOVER_TAKEOVER_TIMEOUT": "3", "BGREMOVER_WORKER_HEARTBEAT": "0.5"}
+    settings = {
+        "BGREMOVER_TAKEOVER_TIMEOUT": "3",
+        "BGREMOVER_WORKER_HEARTBEAT": "0.5",
+        "BGREMOVER_LOG_FORMAT": "json",
+    }
     with ExitStack() as stack:
         broker = stack.enter_context(private_redis(tmp_path))
         url, env, _ = stack.enter_context(
@@ -152,7 +159,15 @@ def test_a_broker_restarted_mid_batch_loses_no_job(tmp_path: Path, steady_tiny_m
         os.kill(main.pid, signal.SIGSTOP)
         poll_until("a message waiting in the broker", lambda: client.llen(queue))
         broker.stop()  # the queue and the slots are gone
+        # Without Redis a web process of the cluster serves nothing: not ready meanwhile.
+        ready = httpx.get(f"{url}/api/health/ready", timeout=30)
+        assert ready.status_code == 503, ready.text
+        assert ready.json()["dependencies"]["redis"].startswith("unreachable"), ready.text
         broker.start()
+        poll_until(
+            "ready again once Redis is back",
+            lambda: httpx.get(f"{url}/api/health/ready", timeout=30).status_code == 200,
+        )
         os.kill(main.pid, signal.SIGCONT)
         ended = poll_until(
             "every job's end",
@@ -163,6 +178,15 @@ def test_a_broker_restarted_mid_batch_loses_no_job(tmp_path: Path, steady_tiny_m
         assert {(j["status"], j["attempt"]) for j in jobs["items"]} == {("completed", 1)}, jobs
         lost = [j for j in jobs["items"] if j["queued_at"] != j["created_at"]]
         assert lost, "no run's message was lost: the test proved nothing"
+        # Every line of the worker's, Celery's own and those of the outage too, is JSON,
+        # and the lines its pool processes wrote about a run name the run.
+        lines = json_lines(tmp_path / "worker" / "worker.log")
+        assert any(line["logger"].startswith("celery.") for line in lines)
+        runs = [line for line in lines if "job_id" in line]
+        assert {line["job_id"] for line in runs} == {j["id"] for j in jobs["items"]}
+        for line in runs:
+            assert line["batch_id"] == batch_id and line["dispatch_id"], line
+            assert line["worker"].endswith(f"(pid {line['pid']})"), line
 
 
 def test_a_worker_process_that_dies_stops_counting_as_a_slot_at_once(

@@ -37,12 +37,13 @@ from .engine import CancelToken, ModelError, Remover
 from .jobs.database import unreachable
 from .jobs.service import JobService
 from .jobs.system import open_service
+from .logs import configure
 from .storage import open_storage
 from .workers.base import Lost, WorkerInfo, WorkItem
 from .workers.celery_config import TASK, make_app
 from .workers.cluster import Channels, ChildSlots, Listener, WorkerRegistry, redis_client
 from .workers.messages import RefusedMessage, check_against_row, parse
-from .workers.running import ProgressReports, run_item
+from .workers.running import ProgressReports, run_context, run_item
 from .workers.scratch import Scratch
 from .workers.worker_process import warm_up
 
@@ -143,26 +144,31 @@ class Node:
         with self._lock:
             self._running = (item, token)
         try:
-            if not self.service.take_over(item, self.label):
-                log.info(
-                    "job %s: dispatch %s is stale or taken; dropped", item.job_id, item.dispatch_id
-                )
-                return
-            with contextlib.suppress(Exception):  # what it runs, for /api/stats
-                self._beat()
-            report = run_item(
-                item,
-                self.remover,
-                self.storage,
-                self.scratch,
-                progress=ProgressReports(item, self.service.handle),
-                cancel=token,
-            )
-            self.service.handle(report)
+            with run_context(item, self.label):
+                self._run(item, token)
         finally:
             with self._lock:
                 self._running = None
             self._say_free()
+
+    def _run(self, item: WorkItem, token: CancelToken) -> None:
+        """Take the run over, run it, report its end (inside its ``run_context``)."""
+        if not self.service.take_over(item, self.label):
+            log.info(
+                "job %s: dispatch %s is stale or taken; dropped", item.job_id, item.dispatch_id
+            )
+            return
+        with contextlib.suppress(Exception):  # what it runs, for /api/stats
+            self._beat()
+        report = run_item(
+            item,
+            self.remover,
+            self.storage,
+            self.scratch,
+            progress=ProgressReports(item, self.service.handle),
+            cancel=token,
+        )
+        self.service.handle(report)
 
     def _say_free(self) -> None:
         """Tell the dispatchers at once (they would otherwise notice within a second)."""
@@ -241,6 +247,12 @@ class Node:
 _node: Node | None = None
 
 
+def _setup_logging(loglevel: int | str | None = None, **_: Any) -> None:
+    """Celery's worker and each pool process log as every BG Remover process does
+    (``BGREMOVER_LOG_FORMAT``); Celery configures nothing itself once this answers."""
+    configure(settings.log_format, loglevel or logging.INFO)
+
+
 def _start_node(**_: Any) -> None:
     global _node
     if _reporter is not None:  # the parent's connections are not this process's to use
@@ -315,6 +327,7 @@ def _stop_watching_children(**_: Any) -> None:
         _child_slots.stop()
 
 
+signals.setup_logging.connect(_setup_logging, weak=False)
 signals.worker_ready.connect(_watch_children, weak=False)
 signals.worker_shutting_down.connect(_stop_watching_children, weak=False)
 signals.worker_process_init.connect(_start_node, weak=False)

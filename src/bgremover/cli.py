@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import json
+import logging
 import os
 import signal
 from collections.abc import Callable, Iterator
@@ -540,22 +541,25 @@ def serve(
     dev: Annotated[bool, typer.Option("--dev", help="Show the UI's test panel.")] = False,
 ) -> None:
     """Run the web app, the scheduler and the worker pool until Ctrl-C."""
+    from .logs import configure
     from .web import InsecureBinding, create_app
     from .web.serving import run
 
     settings = _settings(
         host=host, port=port, token=token, max_concurrent_jobs=workers, dev=dev or None
     )
+    configure(settings.log_format)
     try:
         web_app = create_app(settings)
     except InsecureBinding as exc:
         err_console.print(f"[red]{escape(str(exc))}[/]")
         raise typer.Exit(2) from None
     shown = f"[{settings.host}]" if ":" in settings.host else settings.host
-    console.print(
-        f"BG Remover: http://{shown}:{settings.port}/  (Ctrl-C stops; jobs resume next start)",
-        markup=False,
-    )
+    banner = f"BG Remover: http://{shown}:{settings.port}/  (Ctrl-C stops; jobs resume next start)"
+    if settings.log_format == "json":  # a log shipper reads stdout too: JSON lines only
+        logging.getLogger("bgremover").info(banner)
+    else:
+        console.print(banner, markup=False)
     run(web_app, settings)
 
 
@@ -681,6 +685,9 @@ def worker(
             "BGREMOVER_STORAGE_URL) to the cluster's, as for `bgremover serve`"
         )
         raise typer.Exit(2)
+    from .logs import configure
+
+    configure(settings.log_format)  # from the start: Celery warns before it sets up logging
     cores = os.cpu_count() or 1
     processes = concurrency or max(1, cores // 2)
     # Processes share the cores instead of each onnxruntime taking all of them.
@@ -690,6 +697,8 @@ def worker(
 
     celery.worker_main(
         [
+            # Celery's banner is no log line: a log shipper reading JSON would choke on it.
+            *(["--quiet"] if settings.log_format == "json" else []),
             "worker",
             f"--concurrency={processes}",
             f"--loglevel={loglevel}",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import platformdirs
 from pydantic import BeforeValidator, Field, ValidationError, ValidationInfo, field_validator
@@ -141,6 +141,13 @@ class Settings(BaseSettings):
     watch_settle: Duration = timedelta(seconds=2)
     """A file in a watch folder that no process is known to be writing (there are no close
     events for it: moved in, or a system without them) is taken once unchanged this long."""
+
+    # Operating it.
+    log_format: Literal["text", "json"] = "text"
+    """``json``: one JSON object per line for a log shipper (``logs.py``). ``text``, for
+    people, is the default on a terminal and off it too: the same command writes the same
+    lines under systemd, Docker or a pipe to ``grep`` as in a terminal, and an upgrade
+    changes nobody's log format unasked."""
 
     # The web app.
     host: str = "127.0.0.1"

@@ -210,6 +210,7 @@ class Reports(ServiceCore):
         return WorkItem(
             job_id=row.id,
             dispatch_id=dispatch_id,
+            batch_id=row.batch_id,
             original_key=self.files.original_key(row.content_hash),
             result_key=self.files.result_key(row.id, extension),
             background_key=self.files.background_key(background) if background else None,

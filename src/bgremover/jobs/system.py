@@ -171,16 +171,28 @@ class JobSystem:
         """Each dependency ("database", and the executor's: "redis", "broker") with "ok" or
         what is wrong; "storage" as ``{"ok", "since", "error"}``, never with a path. Each
         check also tells ``service.dependencies``."""
-        checks: dict[str, Any] = {"database": "ok", "storage": self.storage_health()}
+        checks: dict[str, Any] = {"storage": self.storage_health()}
+        checks |= self._observed({"database": self._database(), **self.executor.health()})
+        return checks
+
+    def readiness(self) -> dict[str, str]:
+        """What this process serves nothing without, each "ok" or what is wrong: the
+        database and, in the cluster, Redis (worker slots, cancels, events). Cheaper than
+        ``health``: an orchestrator asks every few seconds. Each check also tells
+        ``service.dependencies``."""
+        return self._observed({"database": self._database(), **self.executor.readiness()})
+
+    def _database(self) -> str:
         try:
             with self.engine.connect() as connection:
                 connection.execute(text("SELECT 1"))
         except SQLAlchemyError as exc:
-            checks["database"] = f"unreachable: {str(exc).splitlines()[0]}"
-        checks |= self.executor.health()
+            return f"unreachable: {str(exc).splitlines()[0]}"
+        return "ok"
+
+    def _observed(self, checks: dict[str, str]) -> dict[str, str]:
         for name, state in checks.items():
-            if isinstance(state, str):
-                self.service.dependencies.observe(name, None if state == "ok" else state)
+            self.service.dependencies.observe(name, None if state == "ok" else state)
         return checks
 
     def storage_health(self) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from ..jobs.system import JobSystem
 from . import (
     errors,
     events,
+    probes,
     routes_analytics,
     routes_auth,
     routes_batches,
@@ -60,9 +61,11 @@ def create_app(settings: Settings, *, system: JobSystem | None = None) -> FastAP
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if owned:
             app.state.system = await run_in_threadpool(lambda: JobSystem(settings).start())
+        app.state.phase = "serving"
         try:
             yield
         finally:
+            app.state.phase = "stopping"
             if owned:
                 await run_in_threadpool(app.state.system.stop)
 
@@ -73,6 +76,7 @@ def create_app(settings: Settings, *, system: JobSystem | None = None) -> FastAP
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.phase = "starting"  # then "serving", "stopping": see ``probes.ready``
     if system is not None:
         app.state.system = system
     errors.install(app)
@@ -80,7 +84,7 @@ def create_app(settings: Settings, *, system: JobSystem | None = None) -> FastAP
         routes_batches, routes_jobs, routes_misc, routes_presets, routes_analytics, routes_auth,
         routes_webhooks,
     )  # fmt: skip
-    for module in (*routers, events, thumbnails):
+    for module in (*routers, probes, events, thumbnails):
         app.include_router(module.router)
     # Added innermost first: headers on every answer, then Host, token, same-origin proof,
     # then the limits, which count only requests that passed those.

@@ -37,6 +37,8 @@ from .throttle import FailureThrottle
 # Where a header is impossible: the event stream, images and downloads.
 URL_TOKEN_PATHS = re.compile(r"^/api/(events|jobs/[^/]+/(original|result)|batches/[^/]+/archive)$")
 _COOKIE_VALUE = re.compile(r"[A-Za-z0-9_-]{43}")
+PROBES = frozenset({"/api/health/live", "/api/health/ready"})
+"""Answer without the token, as ``/api/health`` does: an orchestrator has none to send."""
 AUTH_STATE = "bgremover_auth"
 """The request state key that says how a request proved itself: "token" or "login:<key>"."""
 
@@ -90,7 +92,7 @@ class TokenMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"] if scope["type"] == "http" else ""
-        if not path.startswith("/api/") or path == "/api/health":
+        if not path.startswith("/api/") or path == "/api/health" or path in PROBES:
             await self.app(scope, receive, send)
             return
         connection = HTTPConnection(scope)

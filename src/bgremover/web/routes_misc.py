@@ -14,6 +14,7 @@ from ..jobs.schemas import ImportResult, Session, Stats, WorkerStatus
 from ..jobs.states import NotFound
 from .deps import AppSettings, Limit, Offset, Page, Service, get_settings, get_system
 from .errors import ApiError
+from .probes import public_check
 
 router = APIRouter(prefix="/api", tags=["sessions and state"])
 
@@ -106,15 +107,10 @@ def health(request: Request) -> JSONResponse:
     if get_settings(request).token:
         # Health answers without the token: what went wrong (hosts, ports, paths in a
         # driver's message) stays in the log; storage's own reason is written for people.
-        checks = {name: _public(state) for name, state in checks.items()}
+        checks = {name: public_check(state) for name, state in checks.items()}
         states = {name: {**state, "error": None} for name, state in states.items()}
     body = {"status": status, **checks, "dependencies": states, "workers": workers}
     return JSONResponse(body, status_code=503 if "database" in failing else 200)
-
-
-def _public(state: Any) -> Any:
-    """A check as anyone may see it: "ok" or "unavailable" (a storage entry as it is)."""
-    return state if isinstance(state, dict) or state == "ok" else "unavailable"
 
 
 def _works(state: Any) -> bool:

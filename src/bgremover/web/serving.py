@@ -102,26 +102,14 @@ def run(app: FastAPI, settings: Settings) -> None:
         "host": settings.host,
         "port": settings.port,
         "log_level": "info",
+        "log_config": None,  # its loggers reach the handler ``logs.configure`` set up
         "http": protocol,
         "timeout_keep_alive": max(1, round(settings.keep_alive_timeout.total_seconds())),
         "limit_concurrency": settings.max_connections,
         "timeout_graceful_shutdown": 5,
     }
-    config = uvicorn.Config(app, **options)  # configures logging, so filter after it
+    config = uvicorn.Config(app, **options)
     logging.getLogger("uvicorn.access").addFilter(RedactToken())
-    _log_info("bgremover")
     # uvicorn re-raises the Ctrl-C it handled once it has shut down gracefully.
     with contextlib.suppress(KeyboardInterrupt):
         uvicorn.Server(config).run()
-
-
-def _log_info(name: str) -> None:
-    """Show the app's own INFO lines beside uvicorn's (a dependency lost and back again,
-    runs re-queued): by default Python shows only warnings."""
-    logger = logging.getLogger(name)
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s:  %(name)s: %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False

@@ -33,6 +33,8 @@ class WorkItem:
     deadline_s: float | None = None
     """Seconds the run may take from its start; past that its worker counts as hung: it is
     killed and the run reported ``Lost``."""
+    batch_id: str | None = None
+    """The job's batch, for the run's log lines."""
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,11 @@ class Executor(ABC):
 
     def health(self) -> dict[str, str]:
         """What this executor depends on and whether it answers ("ok" or the problem)."""
+        return {}
+
+    def readiness(self) -> dict[str, str]:
+        """The part of ``health`` without which the process can start and follow no run
+        (so it should get no requests), checked cheaply."""
         return {}
 
     @abstractmethod

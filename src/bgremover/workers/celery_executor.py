@@ -99,13 +99,15 @@ class CeleryExecutor(Executor):
     def workers(self) -> list[WorkerInfo]:
         return self._registry.live()
 
-    def health(self) -> dict[str, str]:
-        checks: dict[str, str] = {}
+    def readiness(self) -> dict[str, str]:
         try:
             self._redis.ping()
-            checks["redis"] = "ok"
         except Exception as exc:
-            checks["redis"] = f"unreachable: {exc}"
+            return {"redis": f"unreachable: {exc}"}
+        return {"redis": "ok"}
+
+    def health(self) -> dict[str, str]:
+        checks = self.readiness()
         try:
             with self._app.connection_for_write() as connection:
                 connection.ensure_connection(max_retries=1, timeout=2)

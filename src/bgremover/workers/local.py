@@ -27,6 +27,7 @@ from multiprocessing.process import BaseProcess
 from ..config import Settings
 from ..engine.errors import ModelError
 from ..engine.models import ModelStore
+from ..logs import configured_format
 from .base import (
     Executor,
     Failed,
@@ -39,6 +40,7 @@ from .base import (
     WorkerInfo,
     WorkItem,
 )
+from .running import run_context
 from .worker_process import Cancel, FromWorker, Ready, Run, Stop, ToWorker, serve
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,11 @@ class _Worker:
         """When to kill the worker because its run has taken too long (it hangs)."""
         self.hung_after: float | None = None
         """Set when the worker was killed at its deadline: the run's allowed seconds."""
+
+    @property
+    def label(self) -> str:
+        """As the worker process names itself in its reports and logs."""
+        return f"{self.name} (pid {self.pid})"
 
     def send(self, message: ToWorker) -> None:
         """Send without raising: if the worker is dead, the monitor reports its run."""
@@ -229,7 +236,10 @@ class LocalProcessExecutor(Executor):
     def _spawn(self, name: str) -> _Worker:
         parent_end, child_end = self._context.Pipe(duplex=True)
         process = self._context.Process(
-            target=serve, args=(name, child_end, self._settings), name=name, daemon=True
+            target=serve,
+            args=(name, child_end, self._settings, configured_format()),
+            name=name,
+            daemon=True,
         )
         process.start()
         child_end.close()  # The worker sees EOF, and exits, when this process goes away.
@@ -294,10 +304,17 @@ class LocalProcessExecutor(Executor):
         return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
 
     def _drain(self, worker: _Worker) -> None:
-        """Handle every message waiting on the worker's pipe, in order."""
+        """Handle every message waiting on the worker's pipe, in order; what the sink logs
+        about a run names it."""
         try:
             while worker.conn.poll():
-                self._receive(worker, worker.conn.recv())
+                message = worker.conn.recv()
+                with self._lock:
+                    held = worker.running
+                dispatch_id = getattr(message, "dispatch_id", None)
+                run = held if held is not None and held.dispatch_id == dispatch_id else None
+                with run_context(run, worker.label):
+                    self._receive(worker, message)
         except (EOFError, OSError):
             worker.closed_pipe = True  # The process is ending; its sentinel follows.
 
@@ -352,13 +369,14 @@ class LocalProcessExecutor(Executor):
         how = _describe_exit(exitcode)
         if worker.hung_after is not None:
             how = f"it ran past its {worker.hung_after:.0f} s deadline and was killed"
-        log.warning("%s (pid %d) died (%s)", worker.name, worker.pid, how)
-        if held is None:
-            return
-        if cancelled:
-            self._emit(Stopped(held.job_id, held.dispatch_id))
-        else:
-            self._emit(Lost(held.job_id, held.dispatch_id, reason=how))
+        with run_context(held, worker.label):
+            log.warning("%s (pid %d) died (%s)", worker.name, worker.pid, how)
+            if held is None:
+                return
+            if cancelled:
+                self._emit(Stopped(held.job_id, held.dispatch_id))
+            else:
+                self._emit(Lost(held.job_id, held.dispatch_id, reason=how))
 
     def _act_on_deadlines(self) -> None:
         now = time.monotonic()
@@ -379,20 +397,22 @@ class LocalProcessExecutor(Executor):
                 worker.deadline = None
                 worker.hung_after = worker.running.deadline_s if worker.running else 0.0
         for worker in hung:
-            log.warning(
-                "%s (pid %d) ran past its %.0f s deadline; killing it as hung",
-                worker.name,
-                worker.pid,
-                worker.hung_after or 0.0,
-            )
+            with run_context(worker.running, worker.label):
+                log.warning(
+                    "%s (pid %d) ran past its %.0f s deadline; killing it as hung",
+                    worker.name,
+                    worker.pid,
+                    worker.hung_after or 0.0,
+                )
             worker.process.kill()
         for worker in stuck:
-            log.warning(
-                "%s (pid %d) ignored a cancel for %.0f s; killing it",
-                worker.name,
-                worker.pid,
-                CANCEL_GRACE_S,
-            )
+            with run_context(worker.running, worker.label):
+                log.warning(
+                    "%s (pid %d) ignored a cancel for %.0f s; killing it",
+                    worker.name,
+                    worker.pid,
+                    CANCEL_GRACE_S,
+                )
             worker.process.kill()
 
     def _emit(self, report: Report) -> None:

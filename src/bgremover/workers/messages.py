@@ -42,9 +42,12 @@ def parse(message: object) -> WorkItem:
     unknown = sorted(str(name)[:40] for name in set(message) - _FIELDS)
     if unknown:
         raise RefusedMessage(job_id, f"unknown fields {unknown[:5]}")
-    dispatch_id = message.get("dispatch_id")
-    if not isinstance(dispatch_id, str) or not re.fullmatch(ID_PATTERN, dispatch_id):
-        raise RefusedMessage(job_id, f"dispatch_id {str(dispatch_id)[:40]!r} is not an id")
+    for name in ("dispatch_id", "batch_id"):  # a batch id is optional: for the logs only
+        value = message.get(name)
+        if name == "batch_id" and value is None:
+            continue
+        if not isinstance(value, str) or not re.fullmatch(ID_PATTERN, value):
+            raise RefusedMessage(job_id, f"{name} {str(value)[:40]!r} is not an id")
     for name, folder in _KEYS.items():
         key = message.get(name)
         if key is None and name == "background_key":

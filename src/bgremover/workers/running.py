@@ -11,7 +11,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from ..engine import Cancelled, CancelToken, EngineError, ModelError, RemoveOptions, Remover, Stage
 from ..engine.errors import OutputError
 from ..engine.stages import ProgressCallback
+from ..logs import bound
 from ..storage import Storage, StorageError, outage_reason
 from ..storage.faults import errno_reason
 from .base import Failed, Finished, Lost, Report, StageProgress, Stopped, WorkItem
@@ -27,6 +28,16 @@ log = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL_S = 0.05
 """Within one stage, send progress at most this often; the event bus coalesces further."""
+
+
+def run_context(item: WorkItem | None, worker: str) -> AbstractContextManager[None]:
+    """Every line logged inside (in this thread) names the run: its job, batch and
+    dispatch ids and ``worker`` ("local-1 (pid 4242)"), in whichever process it runs."""
+    if item is None:
+        return nullcontext()
+    return bound(
+        job_id=item.job_id, batch_id=item.batch_id, dispatch_id=item.dispatch_id, worker=worker
+    )
 
 
 def run_item(
@@ -40,7 +51,33 @@ def run_item(
 ) -> Report:
     """Run ``item`` and return its final report: Finished, Failed (the image's fault),
     Stopped, or Lost when the store failed under it. Files not in a local
-    folder are copied through ``scratch``; the result is stored under its key."""
+    folder are copied through ``scratch``; the result is stored under its key. Says in the
+    log when it starts and how it ended (within the caller's ``run_context``)."""
+    started = time.monotonic()
+    log.info("run started")
+    report = _run(item, remover, storage, scratch, progress, cancel)
+    log.info("run ended: %s in %.2f s", _outcome(report), time.monotonic() - started)
+    return report
+
+
+def _outcome(report: Report) -> str:
+    if isinstance(report, Finished):
+        return "completed"
+    if isinstance(report, Failed):
+        return f"failed ({report.code})"
+    if isinstance(report, Lost):
+        return f"lost ({report.reason})"
+    return "stopped"
+
+
+def _run(
+    item: WorkItem,
+    remover: Remover | ModelError,
+    storage: Storage,
+    scratch: Path,
+    progress: ProgressCallback | None,
+    cancel: CancelToken | None,
+) -> Report:
     job_id, dispatch_id = item.job_id, item.dispatch_id
     if cancel is not None and cancel.cancelled:
         return Stopped(job_id, dispatch_id)

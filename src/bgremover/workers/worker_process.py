@@ -25,9 +25,10 @@ from PIL import Image
 from ..api import load_remover
 from ..config import Settings
 from ..engine import CancelToken, ModelError, Remover
+from ..logs import LogFormat, configure
 from ..storage import open_storage
 from .base import Calibration, Report, Started, WorkItem
-from .running import ProgressReports, run_item
+from .running import ProgressReports, run_context, run_item
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +68,13 @@ ToWorker = Run | Cancel | Stop
 FromWorker = Report | Ready
 
 
-def serve(name: str, conn: Connection, settings: Settings) -> None:
-    """Entry point of a worker process: serve items from ``conn`` until told to stop."""
+def serve(
+    name: str, conn: Connection, settings: Settings, log_format: LogFormat | None = None
+) -> None:
+    """Entry point of a worker process: serve items from ``conn`` until told to stop; logs
+    in ``log_format``, its parent's (None: the parent configured no logging)."""
+    if log_format is not None:
+        configure(log_format)
     # Ctrl+C in a terminal reaches the whole process group; the parent decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     outbox = _Outbox(conn)
@@ -96,9 +102,11 @@ def serve(name: str, conn: Connection, settings: Settings) -> None:
     scratch.mkdir(parents=True, exist_ok=True)
     while (run := inbox.runs.get()) is not None:
         item, token = run
-        outbox.send(Started(item.job_id, item.dispatch_id, worker=label))
-        progress = ProgressReports(item, outbox.send)
-        outbox.send(run_item(item, remover, storage, scratch, progress=progress, cancel=token))
+        with run_context(item, label):
+            outbox.send(Started(item.job_id, item.dispatch_id, worker=label))
+            progress = ProgressReports(item, outbox.send)
+            report = run_item(item, remover, storage, scratch, progress=progress, cancel=token)
+            outbox.send(report)
         inbox.forget(item.dispatch_id)
 
 
