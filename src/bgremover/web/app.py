@@ -17,6 +17,7 @@ from ..jobs.system import JobSystem
 from . import (
     errors,
     events,
+    metrics,
     routes_analytics,
     routes_auth,
     routes_batches,
@@ -72,13 +73,15 @@ def create_app(settings: Settings, *, system: JobSystem | None = None) -> FastAP
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.streams = events.StreamCount()
+    app.state.metrics = metrics.metrics_registry(app.state)
     if system is not None:
         app.state.system = system
     errors.install(app)
     routers = (
         routes_batches, routes_jobs, routes_misc, routes_presets, routes_analytics, routes_auth
     )  # fmt: skip
-    for module in (*routers, events, thumbnails):
+    for module in (*routers, events, thumbnails, metrics):
         app.include_router(module.router)
     # Added innermost first: headers on every answer, then Host, token, same-origin proof,
     # then the limits, which count only requests that passed those.
