@@ -25,6 +25,7 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 from starlette.datastructures import State
 
 from ..jobs.metrics import Histogram
@@ -132,7 +133,7 @@ def _histogram(name: str, help_text: str, label: str | None, found: Histogram) -
     family = HistogramMetricFamily(
         f"{PREFIX}_{name}", help_text, labels=[] if label is None else [label]
     )
-    edges = [f"{edge:g}" for edge in found.edges] + ["+Inf"]
+    edges = [floatToGoString(edge) for edge in found.edges] + ["+Inf"]
     for value, series in found.series.items():
         family.add_metric(
             [] if label is None else [value],
@@ -155,7 +156,7 @@ def metrics_registry(state: State) -> CollectorRegistry:
     responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"}},
 )
 def metrics(request: Request) -> Response:
-    """The job system for Prometheus (text format 0.0.4, not JSON): jobs by status,
+    """The job system for Prometheus (the text format, not JSON): jobs by status,
     completed and failed totals, run time, queue wait, stage and ETA-error histograms,
     workers, event streams and events published. Needs the token when the server has one
     (``Authorization: Bearer``)."""
