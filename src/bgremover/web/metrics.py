@@ -25,7 +25,6 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
-from prometheus_client.utils import floatToGoString
 from starlette.datastructures import State
 
 from ..jobs.metrics import Histogram
@@ -133,7 +132,7 @@ def _histogram(name: str, help_text: str, label: str | None, found: Histogram) -
     family = HistogramMetricFamily(
         f"{PREFIX}_{name}", help_text, labels=[] if label is None else [label]
     )
-    edges = [floatToGoString(edge) for edge in found.edges] + ["+Inf"]
+    edges = [str(float(edge)) for edge in found.edges] + ["+Inf"]  # "5.0", as the client writes
     for value, series in found.series.items():
         family.add_metric(
             [] if label is None else [value],
