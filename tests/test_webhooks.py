@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 from standardwebhooks import Webhook
 
 from bgremover import Settings
@@ -133,6 +134,7 @@ def test_deliveries_are_retried_after_a_dropped_connection_and_500s(
         hook = client.post(
             "/api/webhooks", json={"url": receiver.url, "events": ["job.completed"]}
         ).json()
+        before = attempt_counts(client)
         upload(client, photos["coffee.jpg"])
         requests = receiver.wait_for("four attempts", lambda seen: len(seen) >= 4)
         assert len({r.id for r in requests}) == 1, "every attempt carries the same webhook-id"
@@ -150,7 +152,18 @@ def test_deliveries_are_retried_after_a_dropped_connection_and_500s(
         assert codes == [None, 500, 503, 200]
         assert "RemoteProtocolError" in attempts[-1]["error"]
         assert attempts[0]["delivery_status"] == "delivered"
+        after = attempt_counts(client)
+        assert {k: after[k] - before[k] for k in after} == {
+            "delivered": 1, "retrying": 3, "given_up": 0,
+        }  # fmt: skip
         client.delete(f"/api/webhooks/{hook['id']}")
+
+
+def attempt_counts(client: TestClient) -> dict[str, float]:
+    """``bgremover_webhook_attempts_total`` by outcome, as Prometheus reads it."""
+    families = text_string_to_metric_families(client.get("/metrics").text)
+    found = next(f for f in families if f.name == "bgremover_webhook_attempts")
+    return {s.labels["outcome"]: s.value for s in found.samples if s.name.endswith("_total")}
 
 
 def test_targets_a_request_must_not_reach_are_refused_at_creation(

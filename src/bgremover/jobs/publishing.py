@@ -12,6 +12,7 @@ never waits on a dead bus.
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,6 +33,7 @@ class Publisher:
         """Runs while events were dropped and no resync has gone out since."""
         self._dropped = 0
         self._stop = threading.Event()
+        self._published: Counter[str] = Counter()
 
     def publish_many(self, events: Sequence[tuple[EventType, dict[str, Any]]]) -> bool:
         """Whether the bus took ``events``; False when they were dropped (a resync follows
@@ -48,7 +50,15 @@ class Publisher:
             self._dependencies.lost(exc.dependency, exc)
             self._mend(exc.dependency)
             return False
+        with self._lock:
+            self._published.update(type for type, _ in events)
         return True
+
+    def published(self) -> dict[str, int]:
+        """Events this process handed to the bus since it started, by type (the resyncs
+        after an outage are not counted)."""
+        with self._lock:
+            return dict(self._published)
 
     def close(self) -> None:
         """Stop retrying (the process is stopping: its subscribers go with it)."""

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session as Db
 
 from .analytics import Analytics, report, window_start
 from .core import ServiceCore
+from .metrics import StoreMetrics, read_metrics
 from .schemas import ActiveSnapshot, Batch, EtaAccuracy, Job, Session, Stats
 from .states import ACTIVE, STATUSES, TERMINAL, NotFound
 from .tables import BatchRow, JobRow, SessionRow
@@ -192,6 +193,15 @@ class Queries(ServiceCore):
         start = window_start(since, now)
         with self._sessions() as db:
             return report(db, start, now)
+
+    def metrics(self) -> StoreMetrics:
+        """The totals and histograms every process sharing the database reports alike."""
+        with self._sessions() as db:
+            return read_metrics(db)
+
+    def events_published(self) -> dict[str, int]:
+        """Events this process published, by type."""
+        return self._publisher.published()
 
     @staticmethod
     def _eta_accuracy(db: Db, recent: int = 100) -> EtaAccuracy | None:

@@ -59,7 +59,7 @@ from ..workers.base import (
     Stopped,
     WorkItem,
 )
-from . import notices, timings, transitions
+from . import metrics, notices, timings, transitions
 from .core import ServiceCore
 from .database import unreachable
 from .files import background_hash
@@ -130,6 +130,7 @@ class Reports(ServiceCore):
             if claimed is None:
                 return None
             job_id, batch_id, bucket, width, height = claimed
+            metrics.started(db, job_id)
             pixels = width * height if width and height else None
             predicted = self.clock.job_seconds(bucket, pixels)
             db.execute(

@@ -193,6 +193,24 @@ class StageDurationRow(Base):
     seconds: Mapped[float] = mapped_column(Float)
 
 
+class MetricCountRow(Base):
+    """Monitoring totals (``metrics``): how many runs ended or started, and how long they
+    took, per histogram bucket. Added to in the transaction that moves each job, so they
+    never go down, not even when old jobs are deleted."""
+
+    __tablename__ = "metric_counts"
+
+    name: Mapped[str] = mapped_column(String(48), primary_key=True)
+    label: Mapped[str] = mapped_column(String(64), primary_key=True)
+    """A size bucket, a stage or an error code; "" for none."""
+    le: Mapped[str] = mapped_column(String(16), primary_key=True)
+    """The histogram bucket's upper bound as Prometheus writes it ("0.5", "+Inf"); "" for a
+    plain total."""
+    samples: Mapped[int] = mapped_column(BigInteger)
+    total: Mapped[float] = mapped_column(Float)
+    """The sum of the values observed in this bucket."""
+
+
 class PresetRow(Base):
     """A named set of upload options (``presets.PresetOptions`` as JSON)."""
 

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import Session as Db
 
+from . import metrics
 from .states import ACTIVE, TERMINAL, TRANSITIONS, JobStatus, batch_status
 from .tables import BatchRow, JobRow
 
@@ -38,7 +39,7 @@ def move(
 ) -> JobStatus | None:
     """Move the job to ``to`` if it is in one of ``allowed`` (and, given ``dispatch_id``,
     still runs that dispatch, and meets ``extra``); returns the status it left, or None when
-    nothing changed."""
+    nothing changed. An attempt that completes or fails is counted (``metrics``) at commit."""
     for current in allowed:
         if to not in TRANSITIONS[current]:
             raise ValueError(f"the state machine has no {current} -> {to}")
@@ -52,6 +53,8 @@ def move(
             execution_options={"synchronize_session": False},
         )
         if changed.rowcount == 1:  # type: ignore[attr-defined]
+            if to in ("completed", "failed"):
+                metrics.ended(db, job_id)
             return current
     return None
 

@@ -17,6 +17,7 @@ from ..jobs.system import JobSystem
 from . import (
     errors,
     events,
+    metrics,
     probes,
     routes_analytics,
     routes_auth,
@@ -77,6 +78,8 @@ def create_app(settings: Settings, *, system: JobSystem | None = None) -> FastAP
     )
     app.state.settings = settings
     app.state.phase = "starting"  # then "serving", "stopping": see ``probes.ready``
+    app.state.streams = events.StreamCount()
+    app.state.metrics = metrics.metrics_registry(app.state)
     if system is not None:
         app.state.system = system
     errors.install(app)
@@ -84,7 +87,7 @@ def create_app(settings: Settings, *, system: JobSystem | None = None) -> FastAP
         routes_batches, routes_jobs, routes_misc, routes_presets, routes_analytics, routes_auth,
         routes_webhooks,
     )  # fmt: skip
-    for module in (*routers, probes, events, thumbnails):
+    for module in (*routers, probes, events, thumbnails, metrics):
         app.include_router(module.router)
     # Added innermost first: headers on every answer, then Host, token, same-origin proof,
     # then the limits, which count only requests that passed those.

@@ -1,5 +1,5 @@
-"""Access token: required for every API and event request (all but the health check) when
-the server has one (it must when it listens beyond this machine). Clients send
+"""Access token: required for every API and event request (all but the health check) and for
+``/metrics`` when the server has one (it must when it listens beyond this machine). Clients send
 ``Authorization: Bearer <token>``. A browser cannot add that header to an EventSource, an
 ``<img>`` or a download link, so those URLs alone may carry ``?token=``; or the browser logs in
 once (``POST /api/login`` with the header) and gets a cookie that serves the same purpose.
@@ -92,7 +92,8 @@ class TokenMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"] if scope["type"] == "http" else ""
-        if not path.startswith("/api/") or path == "/api/health" or path in PROBES:
+        public = path == "/api/health" or path in PROBES
+        if not (path.startswith("/api/") or path == "/metrics") or public:
             await self.app(scope, receive, send)
             return
         connection = HTTPConnection(scope)

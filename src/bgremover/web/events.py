@@ -59,6 +59,14 @@ class SnapshotCache:
             return self._seq, self._wire
 
 
+class StreamCount:
+    """Event streams this process serves now (``/metrics``). Changed only on the event loop,
+    read from any thread."""
+
+    def __init__(self) -> None:
+        self.open = 0
+
+
 def snapshot_cache(request: Request, service: JobService) -> SnapshotCache:
     state = request.app.state
     if getattr(state, "snapshots", None) is None:
@@ -76,21 +84,23 @@ async def events(
     after: int | None = Query(default=None, ge=0, description="Resume after this seq"),
 ) -> EventSourceResponse:
     resume = after if after is not None else _parse_seq(last_event_id)
+    streams: StreamCount = request.app.state.streams
     return EventSourceResponse(
-        _stream(bus, snapshot_cache(request, service), resume),
+        _stream(bus, snapshot_cache(request, service), resume, streams),
         ping=HEARTBEAT_S,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
 
 
 async def _stream(
-    bus: EventBus, snapshots: SnapshotCache, resume: int | None
+    bus: EventBus, snapshots: SnapshotCache, resume: int | None, streams: StreamCount
 ) -> AsyncIterator[bytes]:
     subscription: Subscription | None = None
     seen = 0  # the newest id this client has (or the resync it must see past)
     if resume is not None:
         subscription = bus.subscribe(after=resume, maxsize=CLIENT_BUFFER)
         seen = resume
+    streams.open += 1
     try:
         while True:
             if subscription is None:
@@ -112,6 +122,7 @@ async def _stream(
             if chunks:
                 yield b"".join(chunks)
     finally:
+        streams.open -= 1
         if subscription is not None:
             subscription.close()
 

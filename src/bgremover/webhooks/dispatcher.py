@@ -29,6 +29,7 @@ from sqlalchemy.orm import sessionmaker
 
 from ..config import Settings
 from ..dependencies import first_line
+from ..jobs import metrics
 from ..jobs.core import process_identity, utcnow
 from ..jobs.events import Event, EventBus, Subscription
 from ..jobs.states import TERMINAL
@@ -274,6 +275,8 @@ class Dispatcher:
                     response_excerpt=outcome.excerpt,
                 )
             )
+            ended = {"delivered": "delivered", "failed": "given_up"}
+            metrics.webhook_attempt(db, ended.get(str(values.get("status")), "retrying"))
         if values.get("status") == "failed":
             log.warning("webhook delivery %s given up after %d attempts", row.id, attempts)
 
