@@ -77,6 +77,7 @@ class Scheduler:
                     self._service.renew_leases()
                     self._service.recover()
                     self._service.refresh_timings()
+                    self._service.follow_pauses()
                 self.dispatch()
                 if time.monotonic() >= next_cleanup:
                     next_cleanup = time.monotonic() + self._cleanup_every
