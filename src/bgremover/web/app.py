@@ -23,6 +23,7 @@ from . import (
     routes_jobs,
     routes_misc,
     routes_presets,
+    routes_queue,
     thumbnails,
 )
 from .auth import TokenMiddleware, is_loopback
@@ -76,7 +77,8 @@ def create_app(settings: Settings, *, system: JobSystem | None = None) -> FastAP
         app.state.system = system
     errors.install(app)
     routers = (
-        routes_batches, routes_jobs, routes_misc, routes_presets, routes_analytics, routes_auth
+        routes_batches, routes_jobs, routes_queue, routes_misc, routes_presets, routes_analytics,
+        routes_auth,
     )  # fmt: skip
     for module in (*routers, events, thumbnails):
         app.include_router(module.router)
