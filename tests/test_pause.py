@@ -4,12 +4,14 @@ paused work say so, and every client hears of it."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from bgremover.jobs.tables import JobRow
 from bgremover.workers.base import Finished
 
 from .jobs_support import Harness, build_harness, claim, drain
+from .test_cli import run_cli
 
 
 def test_a_paused_queue_starts_nothing_until_resumed(
@@ -112,3 +114,22 @@ def test_the_pause_outlives_the_service_and_reaches_other_processes(
     assert restarted.service.claim_next() is None, "the batch is still paused"
     restarted.service.resume_batch(created.batch.id)
     assert claim(restarted).job_id == created.jobs[0].id
+
+
+def test_the_cli_pauses_and_resumes_the_queue_of_the_servers_database(
+    tmp_path: Path, photos: dict[str, Path]
+) -> None:
+    h = build_harness(tmp_path, f"sqlite:///{tmp_path / 'jobs.sqlite3'}")
+    h.service.create_batch(h.uploads(photos["coffee.jpg"]))
+    env = {"BGREMOVER_DATABASE_URL": h.url, "BGREMOVER_DATA_DIR": str(tmp_path)}
+    paused = run_cli("queue", "pause", env=env)
+    assert paused.returncode == 0, paused.stderr
+    assert "Queue paused by cli" in paused.stdout and "1 pending" in paused.stdout
+    assert h.service.queue().paused and h.service.claim_next() is None
+    status = run_cli("queue", "status", "--json", env=env)
+    assert json.loads(status.stdout) == h.service.queue().model_dump(mode="json")
+    resumed = run_cli("queue", "resume", env=env)
+    assert "Queue running" in resumed.stdout
+    assert claim(h).job_id
+    refused = run_cli("queue", "status", "--server", "http://127.0.0.1:9", env=env)
+    assert refused.returncode == 2 and "cannot reach the server" in refused.stderr
