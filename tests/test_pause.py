@@ -5,12 +5,17 @@ paused work say so, and every client hears of it."""
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack
 from pathlib import Path
 
+from bgremover.jobs.database import connect, migrate
+from bgremover.jobs.redis_bus import RedisEventBus
+from bgremover.jobs.sequences import EventSeq
 from bgremover.jobs.tables import JobRow
 from bgremover.workers.base import Finished
 
 from .jobs_support import Harness, build_harness, claim, drain
+from .redis_support import shared_redis, unique_prefix
 from .test_cli import run_cli
 
 
@@ -133,3 +138,25 @@ def test_the_cli_pauses_and_resumes_the_queue_of_the_servers_database(
     assert claim(h).job_id
     refused = run_cli("queue", "status", "--server", "http://127.0.0.1:9", env=env)
     assert refused.returncode == 2 and "cannot reach the server" in refused.stderr
+
+
+def test_on_a_redis_bus_every_process_hears_the_pause_once(tmp_path: Path) -> None:
+    url = shared_redis()
+    database = f"sqlite:///{tmp_path / 'jobs.sqlite3'}"
+    engine = connect(database)
+    migrate(engine)
+    with unique_prefix(url) as prefix, ExitStack() as stack:
+
+        def process(name: str) -> Harness:
+            bus = RedisEventBus(url, seq=EventSeq(engine), prefix=prefix)
+            stack.callback(bus.close)
+            return build_harness(tmp_path / name, database, bus=bus)  # type: ignore[arg-type]
+
+        a, b = process("a"), process("b")
+        b.service.follow_pauses()
+        with b.bus.subscribe() as events:
+            a.service.pause_queue("token")
+            b.service.follow_pauses()  # B's round: the shared bus already carried it
+            said = [e for e in drain(events, timeout=1.0) if e.type == "queue.updated"]
+        assert [e.data["queue"]["paused_by"] for e in said] == ["token"]
+        assert b.service.claim_next() is None

@@ -170,10 +170,13 @@ class ServiceCore:
     # --------------------------------------------------------------------- snapshots
 
     def _job(self, db: Db, row: JobRow, session_id: str | None = None) -> Job:
-        batch = db.get(BatchRow, row.batch_id)
-        if session_id is None:
-            session_id = batch.session_id if batch else ""
-        paused = self._queue_paused(db) or bool(batch and batch.paused)
+        paused = False
+        if session_id is None or row.status == "pending":
+            batch = db.get(BatchRow, row.batch_id)
+            if session_id is None:
+                session_id = batch.session_id if batch else ""
+            if row.status == "pending":
+                paused = self._queue_paused(db) or bool(batch and batch.paused)
         live = self._live_of(row)
         return job_snapshot(row, session_id, live, self.clock, self._now(), paused=paused)
 
