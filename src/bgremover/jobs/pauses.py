@@ -36,11 +36,12 @@ class Pauses(Reports):
         with ``cancel_running`` go back to the queue uncounted. ``by`` says who asked."""
         now = self._now()
         with self._sessions.begin() as db:
-            self._bump(db, paused=True, paused_by=by[:200], paused_at=now)
+            version = self._bump(db, paused=True, paused_by=by[:200], paused_at=now)
             running = db.execute(
                 select(JobRow.id, JobRow.dispatch_id).where(JobRow.status == "processing")
             ).all()
             events = self._pause_events(db)
+        self._pause_version = version
         self._publish_all(events)
         if cancel_running:
             for job_id, dispatch_id in running:
@@ -50,8 +51,9 @@ class Pauses(Reports):
     def resume_queue(self) -> Queue:
         """Let claims start pending jobs again (from now on, at once)."""
         with self._sessions.begin() as db:
-            self._bump(db, paused=False, paused_by=None, paused_at=None)
+            version = self._bump(db, paused=False, paused_by=None, paused_at=None)
             events = self._pause_events(db)
+        self._pause_version = version
         self._publish_all(events)
         self._wake()
         return self.queue()
@@ -86,24 +88,26 @@ class Pauses(Reports):
                 update(BatchRow).where(BatchRow.id == batch_id).values(paused=paused),
                 execution_options={"synchronize_session": False},
             )
-            self._bump(db)
-            events = [notices.queue_updated(self._queue(db))]
-            events += self._batch_and_session_events(db, batch_id)
-            snapshot = events[1][1]["batch"]
+            version = self._bump(db)
+            batch_events = self._batch_and_session_events(db, batch_id)  # the batch first
+            events = [notices.queue_updated(self._queue(db)), *batch_events]
+        self._pause_version = version
         self._publish_all(events)
         if not paused:
             self._wake()
-        return Batch.model_validate(snapshot)
+        return Batch.model_validate(batch_events[0][1]["batch"])
 
-    def _bump(self, db: Db, **values: object) -> None:
-        """Change the queue's row (``values``) and its version: a pause or resume happened."""
-        self._pause_version = db.execute(
+    def _bump(self, db: Db, **values: object) -> int:
+        """Change the queue's row (``values``) and its version, which it returns (this
+        process has seen it once the transaction commits): a pause or resume happened."""
+        version: int = db.execute(
             update(QueueRow)
             .where(QueueRow.name == QUEUE)
             .values(version=QueueRow.version + 1, **values)
             .returning(QueueRow.version),
             execution_options={"synchronize_session": False},
         ).scalar_one()
+        return version
 
     def _pause_events(self, db: Db) -> list[Published]:
         """The queue's state, then every unfinished batch and its session (their ETAs wait
