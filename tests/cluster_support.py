@@ -234,6 +234,24 @@ def private_cluster(
         yield url, env, listener
 
 
+@contextmanager
+def web_processes(root: Path, env: dict[str, str], count: int = 2) -> Iterator[list[Listener]]:
+    """``count`` `bgremover serve` processes with ``env`` (one database, one storage), each
+    logging to its own file in ``root``; yields an SSE listener on each, past its snapshot
+    (``listener.url`` is the process's URL)."""
+    with ExitStack() as stack:
+        listeners = []
+        for index in range(count):
+            home = root / f"web-{index}"
+            home.mkdir()
+            url, _ = stack.enter_context(served(home, env=env, log=home / "server.log"))
+            listener = Listener(url)
+            stack.callback(listener.close)
+            listener.wait_for("the snapshot", lambda seen: seen)
+            listeners.append(listener)
+        yield listeners
+
+
 def upload_pngs(url: str, folder: Path, count: int) -> dict[str, Any]:
     """Upload ``count`` small noise PNGs (written to ``folder``) as one batch; its answer."""
     folder.mkdir()

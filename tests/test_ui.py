@@ -553,3 +553,42 @@ def test_every_open_page_shows_a_full_results_disk_and_clears_it_when_freed(
             context.close()
     finally:
         disk_context.__exit__(None, None, None)
+
+
+def test_p_pauses_the_queue_and_cards_say_paused_until_resumed(
+    page: Any, photos: dict[str, Path], tmp_path: Path
+) -> None:
+    page.keyboard.press("?")
+    help_dialog = page.locator("help-dialog dialog")
+    assert "Pause or resume the queue" in help_dialog.inner_text()
+    page.keyboard.press("Escape")
+    help_dialog.wait_for(state="hidden")
+
+    page.keyboard.press("p")
+    page.wait_for_selector("#toggle-queue[data-paused=true]:has-text('Resume')")
+    page.wait_for_selector("job-queue-sidebar .queue-sidebar__paused:visible")
+    held = tmp_path / "held.jpg"
+    shutil.copy(photos["coffee.jpg"], held)
+    try:
+        upload(page, held)
+        card = page.locator("job-queue-sidebar job-card[data-paused=true]", has_text="held.jpg")
+        card.wait_for()
+        assert "Paused" in card.inner_text()
+        page.keyboard.press("j")
+        waiting = page.locator(".batch-card__eta", has_text="Paused")
+        batch = page.locator("job-queue-modal batch-card", has=waiting).first
+        batch.wait_for()
+        batch.locator("[data-action=pause-batch]").click()  # held by its own pause too
+        batch.locator(".status", has_text="Paused").wait_for()
+        shot(page, "queue-paused")
+        page.keyboard.press("Escape")
+        assert tile(page, "held.jpg").get_attribute("data-status") == "pending"
+        page.click("#toggle-queue")  # the queue resumes; the batch's own pause still holds
+        page.wait_for_selector("#toggle-queue[data-paused=false]")
+        assert page.locator("job-queue-sidebar job-card[data-paused=true]").count() == 1
+        page.keyboard.press("j")
+        batch.locator("[data-action=pause-batch]", has_text="Resume").click()
+        page.keyboard.press("Escape")
+    finally:
+        page.request.post("/api/queue/resume", headers={"X-BGRemover-Request": "1"})
+    page.wait_for_selector("li.result-tile[data-status=completed]:has-text('held.jpg')")

@@ -271,6 +271,32 @@ def test_export_and_import_round_trip(client: TestClient) -> None:
     assert result["jobs"] == 0 and result["skipped"] >= len(state["jobs"])
 
 
+def test_a_paused_queue_and_batch_hold_uploads_until_resumed(
+    client: TestClient, photos: dict[str, Path]
+) -> None:
+    paused = client.post("/api/queue/pause")
+    assert paused.status_code == 200, paused.text
+    assert paused.json()["paused"] and paused.json()["paused_by"] == "local"
+    assert client.get("/api/queue").json() == paused.json()
+    created = upload(client, ("coffee.jpg", photos["coffee.jpg"].read_bytes())).json()
+    job_id, batch_id = created["jobs"][0]["id"], created["batch"]["id"]
+    job = client.get(f"/api/jobs/{job_id}").json()
+    assert job["status"] == "pending" and job["estimated_time_remaining"] is None
+    assert job["eta_reason"] == "paused"
+    assert client.get(f"/api/batches/{batch_id}").json()["eta_reason"] == "paused"
+
+    assert client.post(f"/api/batches/{batch_id}/pause").json()["paused"]
+    resumed = client.post("/api/queue/resume").json()
+    assert not resumed["paused"] and resumed["paused_batches"] == [batch_id]
+    assert client.get(f"/api/jobs/{job_id}").json()["eta_reason"] == "paused"
+    assert not client.post(f"/api/batches/{batch_id}/resume").json()["paused"]
+    wait_for_job(client, job_id, lambda j: j["status"] == "completed")
+    assert client.post("/api/batches/nope/pause").status_code == 404
+    schema = client.get("/openapi.json").json()
+    answer = schema["paths"]["/api/queue"]["get"]["responses"]["200"]["content"]
+    assert answer["application/json"]["schema"] == {"$ref": "#/components/schemas/Queue"}
+
+
 def test_a_server_off_loopback_needs_a_good_token(tmp_path: Path) -> None:
     with pytest.raises(InsecureBinding, match="bgremover token"):
         create_app(Settings(data_dir=tmp_path, host="0.0.0.0"))
@@ -290,6 +316,8 @@ def test_a_server_off_loopback_needs_a_good_token(tmp_path: Path) -> None:
         assert guarded.get(f"/api/jobs/nope/result?token={TOKEN}").status_code == 404
         bearer = {"Authorization": f"Bearer {TOKEN}"}
         assert guarded.get("/api/stats", headers=bearer).status_code == 200
+        paused = guarded.post("/api/queue/pause", headers=bearer).json()
+        assert paused["paused_by"] == "token"  # who paused it, as the request proved itself
         assert (
             guarded.get("/docs").status_code == 200
         )  # the page itself; its API calls need the token

@@ -11,7 +11,7 @@ import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -54,6 +54,10 @@ from .jobs.presets import PresetOptions, UnknownPreset, open_presets
 from .terminal import label_columns
 from .watch.backend import Backend
 
+if TYPE_CHECKING:
+    from .jobs.schemas import Queue
+    from .queue_control import QueueControl
+
 # Folders are searched for these (".hif" is Canon's HEIF); JPEG XL, which we cannot decode,
 # is included so it is reported as unsupported instead of being skipped without a word.
 IMAGE_SUFFIXES = {
@@ -68,6 +72,11 @@ app = typer.Typer(
 )
 models_app = typer.Typer(help="List, download and check models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+queue_app = typer.Typer(
+    help="Pause, resume or show the job queue (every server and worker on its database).",
+    no_args_is_help=True,
+)
+app.add_typer(queue_app, name="queue")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -707,6 +716,83 @@ def worker(
             "--without-gossip",
             "--without-mingle",
         ]
+    )
+
+
+ServerOption = Annotated[
+    str | None,
+    typer.Option(help="Ask this running `bgremover serve` (its URL) instead of the database."),
+]
+TokenOption = Annotated[
+    str | None,
+    typer.Option(help="The server's access token (or BGREMOVER_TOKEN).", envvar="BGREMOVER_TOKEN"),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the queue's state as JSON.")]
+
+
+@queue_app.command("pause")
+def queue_pause(
+    cancel_running: Annotated[
+        bool,
+        typer.Option("--cancel-running", help="Also stop running jobs; they go back to the queue."),
+    ] = False,
+    server: ServerOption = None,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Start no pending job until `bgremover queue resume`; running jobs finish."""
+    _queue_command(server, token, as_json, lambda queue: queue.pause(cancel_running))
+
+
+@queue_app.command("resume")
+def queue_resume(
+    server: ServerOption = None, token: TokenOption = None, as_json: JsonOption = False
+) -> None:
+    """Start pending jobs again."""
+    _queue_command(server, token, as_json, lambda queue: queue.resume())
+
+
+@queue_app.command("status")
+def queue_status(
+    server: ServerOption = None, token: TokenOption = None, as_json: JsonOption = False
+) -> None:
+    """Whether the queue is paused (by whom, since when), paused batches, jobs by status."""
+    _queue_command(server, token, as_json, lambda queue: queue.status())
+
+
+def _queue_command(
+    server: str | None, token: str | None, as_json: bool, act: Callable[[QueueControl], Queue]
+) -> None:
+    from .queue_control import LocalQueue, RemoteQueue
+
+    settings = _settings(token=token)
+    where = server or settings.database_url or default_url(settings.data_dir)
+    try:
+        control: QueueControl = (
+            RemoteQueue(server, settings.token) if server else LocalQueue(settings)
+        )
+        try:
+            state = act(control)
+        finally:
+            control.close()
+    except (ConnectionError, SQLAlchemyError) as exc:
+        err_console.print(f"{where}: {exc}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        print(state.model_dump_json())
+        return
+    if state.paused:
+        since = state.paused_at.strftime("%Y-%m-%d %H:%M:%S UTC") if state.paused_at else "?"
+        console.print(f"Queue paused by {state.paused_by} since {since}", markup=False)
+    else:
+        console.print("Queue running", markup=False)
+    if state.paused_batches:
+        console.print(f"Paused batches: {', '.join(state.paused_batches)}", markup=False)
+    counts = state.counts
+    console.print(
+        f"{counts.pending} pending · {counts.processing} processing · {counts.completed} "
+        f"completed · {counts.failed} failed · {counts.cancelled} cancelled",
+        markup=False,
     )
 
 

@@ -30,7 +30,7 @@ from .notices import Published
 from .outages import StorageGate
 from .publishing import Publisher
 from .rows import new_id
-from .schemas import Batch, Job, Session
+from .schemas import Batch, Counts, Job, Queue, Session
 from .snapshots import (
     Live,
     batch_snapshot,
@@ -40,10 +40,12 @@ from .snapshots import (
     warming_eta,
 )
 from .states import ACTIVE, TERMINAL, NotFound
-from .tables import BatchRow, JobRow, SessionRow
+from .tables import QUEUE, BatchRow, JobRow, QueueRow, SessionRow
 from .timings import TimingStore
 
 log = logging.getLogger(__name__)
+
+_COUNTED = ("pending", "processing", "completed", "failed", "cancelled")
 
 AHEAD_CAP = 200
 """Counting the queue ahead of a batch walks at most this many index entries from either end
@@ -108,6 +110,8 @@ class ServiceCore:
         self._cancel_running: Callable[[str], None] = lambda job_id: None
         self._wake: Callable[[], None] = lambda: None
         self._runs_elsewhere = False
+        self._pause_version: int | None = None
+        """The pause state's version this process last saw (``pauses``)."""
 
     def attach(
         self,
@@ -179,10 +183,40 @@ class ServiceCore:
     # --------------------------------------------------------------------- snapshots
 
     def _job(self, db: Db, row: JobRow, session_id: str | None = None) -> Job:
-        if session_id is None:
+        paused = False
+        if session_id is None or row.status == "pending":
             batch = db.get(BatchRow, row.batch_id)
-            session_id = batch.session_id if batch else ""
-        return job_snapshot(row, session_id, self._live_of(row), self.clock, self._now())
+            if session_id is None:
+                session_id = batch.session_id if batch else ""
+            if row.status == "pending":
+                paused = self._queue_paused(db) or bool(batch and batch.paused)
+        live = self._live_of(row)
+        return job_snapshot(row, session_id, live, self.clock, self._now(), paused=paused)
+
+    @staticmethod
+    def _queue_paused(db: Db) -> bool:
+        """Whether the whole queue is paused (read once per transaction)."""
+        queue = db.get(QueueRow, QUEUE)
+        return bool(queue and queue.paused)
+
+    def _queue(self, db: Db) -> Queue:
+        """The queue's state (``pauses``) with its jobs by status, from the batch counters."""
+        row = db.get(QueueRow, QUEUE, populate_existing=True)
+        sums = db.execute(
+            select(*(func.coalesce(func.sum(getattr(BatchRow, f"{s}_jobs")), 0) for s in _COUNTED))
+        ).one()
+        paused_batches = db.scalars(
+            select(BatchRow.id)
+            .where(BatchRow.paused, BatchRow.status.in_(ACTIVE))
+            .order_by(BatchRow.created_at)
+        ).all()
+        return Queue(
+            paused=bool(row and row.paused),
+            paused_by=row.paused_by if row else None,
+            paused_at=row.paused_at if row else None,
+            paused_batches=list(paused_batches),
+            counts=Counts(total=sum(sums), **dict(zip(_COUNTED, sums, strict=True))),
+        )
 
     def _running(self, db: Db) -> list[Live]:
         """Every run in progress, on any process: this process's from memory, the others'
@@ -214,7 +248,8 @@ class ServiceCore:
             eta = 0.0
         if row.start_time is None:
             eta = self._warming(eta, row.active_since, running)
-        snapshot = batch_snapshot(row, own, eta, self._now(), self.clock)
+        paused = self._queue_paused(db)
+        snapshot = batch_snapshot(row, own, eta, self._now(), self.clock, queue_paused=paused)
         return snapshot.model_copy(
             update={"progress": self._never_back(row.id, row.total_jobs, snapshot)}
         )
@@ -250,9 +285,15 @@ class ServiceCore:
         if known is None and all(b.start_time is None for b in batches):
             eta = self._warming(eta, since, running)
         now = self._now()
+        paused = self._queue_paused(db)
         snapshots = [
             batch_snapshot(
-                b, [live for live in running if live.batch_id == b.id], None, now, self.clock
+                b,
+                [live for live in running if live.batch_id == b.id],
+                None,
+                now,
+                self.clock,
+                queue_paused=paused,
             )
             for b in batches
         ]

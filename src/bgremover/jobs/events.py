@@ -28,6 +28,7 @@ EventType = Literal[
     "session.updated",
     "notification",
     "health.updated",
+    "queue.updated",
 ]
 
 
@@ -224,6 +225,10 @@ class Subscription:
 
 class EventBus(ABC):
     """Publishes events in ``seq`` order to every subscriber."""
+
+    shared = False
+    """Whether every process's subscribers get what any process publishes (Redis); else a
+    change made by another process is told here by this process (``pauses``)."""
 
     def publish(self, type: EventType, data: dict[str, Any]) -> Event:
         """Assign the next ``seq`` and deliver to every current subscriber."""

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from ..dependencies import DependencyState
 from .events import EventType
-from .schemas import Batch, Job, Session
+from .schemas import Batch, Job, Queue, Session
 from .tables import BatchRow
 
 Published = tuple[EventType, dict[str, Any]]
@@ -56,6 +56,10 @@ def batch_updated(batch: Batch) -> Published:
 
 def session_updated(session: Session) -> Published:
     return ("session.updated", {"session": session.model_dump(mode="json")})
+
+
+def queue_updated(queue: Queue) -> Published:
+    return ("queue.updated", {"queue": queue.model_dump(mode="json")})
 
 
 def progress(update: JobProgress) -> dict[str, Any]:

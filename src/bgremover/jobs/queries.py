@@ -158,6 +158,7 @@ class Queries(ServiceCore):
                     {"seq": event.seq, **event.data} for event in self.bus.recent_notifications()
                 ],
                 health={"storage": self.storage_gate.state.as_json()},
+                queue=self._queue(db),
             )
 
     def stats(self) -> Stats:

@@ -94,6 +94,8 @@ class RedisEventBus(EventBus):
     outage to ``dependencies`` (one line when lost, one when back).
     """
 
+    shared = True
+
     def __init__(
         self,
         url: str,

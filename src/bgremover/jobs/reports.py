@@ -68,7 +68,7 @@ from .rows import new_id
 from .schemas import Job
 from .snapshots import Live, live_remaining
 from .states import JobStatus
-from .tables import JobRow
+from .tables import JobRow, claimable
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,8 @@ class Reports(ServiceCore):
     # ------------------------------------------------------------------------ claims
 
     def claim_next(self, *, within: int | None = None) -> WorkItem | None:
-        """Move the best pending job (highest priority, then first in line) to processing,
+        """Move the best pending job (highest priority, then first in line; none while the
+        queue or its batch is paused) to processing,
         under a new dispatch id: held by this process under a lease, or, sent to remote
         workers, held by nobody until one takes it over by ``take_over``'s deadline. With
         ``within`` (worker slots shared by every dispatching process), only while fewer runs
@@ -94,7 +95,7 @@ class Reports(ServiceCore):
         waited = or_(JobRow.not_before.is_(None), JobRow.not_before <= now)
         best = (
             select(JobRow.id)
-            .where(JobRow.status == "pending", waited)
+            .where(JobRow.status == "pending", waited, *claimable())
             .order_by(JobRow.priority.desc(), JobRow.queue_order)
             .limit(1)
             .with_for_update(skip_locked=True)

@@ -80,6 +80,7 @@ class Scheduler:
                     self._service.renew_leases()
                     self._service.recover()
                     self._service.refresh_timings()
+                    self._service.follow_pauses()
                 self.dispatch()
                 if time.monotonic() >= next_progress:
                     next_progress = time.monotonic() + self._progress_every

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from .states import JobStatus
+
+EtaReason = Literal["paused"]
+"""Why an estimate is None though work is left: "paused" (the queue or the batch is held, so
+no time would be right)."""
 
 
 class _Model(BaseModel):
@@ -52,6 +56,8 @@ class Job(_Model):
     """Seconds of processing left (queue waiting not included)."""
     eta_at: datetime | None = None
     """When the estimate was made: a client counts it down from there between events."""
+    eta_reason: EtaReason | None = None
+    """Why ``estimated_time_remaining`` is None while the job waits."""
     error: JobError | None
     worker: str | None
     result: ResultInfo | None
@@ -94,6 +100,10 @@ class Batch(_Model):
     estimated_time_remaining: float | None
     """Seconds until the batch's last job is expected to finish, queue included."""
     eta_at: datetime | None = None
+    eta_reason: EtaReason | None = None
+    """Why ``estimated_time_remaining`` is None while jobs are left."""
+    paused: bool = False
+    """Its pending jobs wait until it is resumed; running ones finish."""
     work_seconds: float = 0.0
     """Expected processing time of all its jobs, each priced by its image size."""
     work_done_seconds: float = 0.0
@@ -113,6 +123,22 @@ class Session(_Model):
     duration: float | None
     estimated_time_remaining: float | None
     eta_at: datetime | None = None
+    eta_reason: EtaReason | None = None
+
+
+class Queue(_Model):
+    """The queue as a whole (``GET /api/queue`` and the ``queue.updated`` event)."""
+
+    paused: bool
+    """No pending job starts while it is; running ones finish."""
+    paused_by: str | None
+    """Who paused it: "token", "login:<key prefix>", "local" (a browser on this machine
+    without a token), or "cli"."""
+    paused_at: datetime | None
+    paused_batches: list[str]
+    """Ids of the unfinished batches paused on their own."""
+    counts: Counts
+    """Jobs by status (retried attempts counted once)."""
 
 
 class Upload(_Model):
@@ -177,6 +203,8 @@ class ActiveSnapshot(_Model):
     health: dict[str, Any] = {}
     """Dependencies as the last ``health.updated`` events said ("storage": {"ok", "since",
     "error"}), so a client connecting during an outage shows it too."""
+    queue: Queue | None = None
+    """The queue's state, as ``queue.updated`` says it (paused or not)."""
 
 
 class EtaAccuracy(_Model):

@@ -81,8 +81,22 @@ def work(row: BatchRow, running: list[Live], clock: StageClock) -> tuple[float, 
     return done, total
 
 
+def waits_paused(row: BatchRow, queue_paused: bool) -> bool:
+    """Whether the batch has jobs that wait on a pause (its own or the queue's): then no
+    time is right for it, so its ETA is None with the reason "paused" instead of a countdown
+    toward a time that will not come. Running jobs still finish, so a paused batch with
+    nothing pending keeps its ETA."""
+    return (queue_paused or row.paused) and row.pending_jobs > 0
+
+
 def job_snapshot(
-    row: JobRow, session_id: str, live: Live | None, clock: StageClock, now: datetime
+    row: JobRow,
+    session_id: str,
+    live: Live | None,
+    clock: StageClock,
+    now: datetime,
+    *,
+    paused: bool = False,
 ) -> Job:
     error = (
         JobError(code=row.error_code, message=row.error_message or row.error_code)
@@ -99,6 +113,7 @@ def job_snapshot(
         if row.status == "completed" and row.result_path
         else None
     )
+    held = paused and row.status == "pending"
     progress, stage = row.progress, row.stage
     if live is not None and row.status == "processing":
         progress = max(progress, live.percent)
@@ -124,8 +139,9 @@ def job_snapshot(
         queued_at=row.queued_at,
         start_time=row.start_time,
         end_time=row.end_time,
-        estimated_time_remaining=_round(eta := job_eta(row, live, clock)),
+        estimated_time_remaining=_round(eta := None if held else job_eta(row, live, clock)),
         eta_at=now if eta is not None else None,
+        eta_reason="paused" if held else None,
         error=error,
         worker=row.worker,
         result=result,
@@ -179,8 +195,16 @@ def shown_percent(done: float, total: float, active: bool, share: float) -> floa
 
 
 def batch_snapshot(
-    row: BatchRow, running: list[Live], eta: float | None, now: datetime, clock: StageClock
+    row: BatchRow,
+    running: list[Live],
+    eta: float | None,
+    now: datetime,
+    clock: StageClock,
+    *,
+    queue_paused: bool = False,
 ) -> Batch:
+    held = waits_paused(row, queue_paused)
+    eta = None if held else eta
     counts = counts_of(row)
     done, total = work(row, running, clock)
     active = row.status not in TERMINAL
@@ -198,6 +222,8 @@ def batch_snapshot(
         duration=_duration(row.start_time, row.end_time, now),
         estimated_time_remaining=_round(eta),
         eta_at=now if eta is not None else None,
+        eta_reason="paused" if held else None,
+        paused=bool(row.paused),
         work_seconds=round(total, 2),
         work_done_seconds=round(done, 2),
     )
@@ -212,7 +238,10 @@ def session_snapshot(
 ) -> Session:
     """``since``: where the clock of its earliest active batch starts. Ended batches count
     whole and active ones by their shared time share, each by its work, so a session of
-    one batch shows exactly its batch's percent."""
+    one batch shows exactly its batch's percent. Its ETA waits on a pause when any of its
+    batches' does."""
+    held = any(b.eta_reason == "paused" for b in batches)
+    eta = None if held else eta
     fields = ("total", "pending", "processing", "completed", "failed", "cancelled")
     counts = Counts(**{f: sum(getattr(b.counts, f) for b in batches) for f in fields})
     status: JobStatus = batch_status(**counts.model_dump())
@@ -237,6 +266,7 @@ def session_snapshot(
         ),
         estimated_time_remaining=_round(eta),
         eta_at=now if eta is not None else None,
+        eta_reason="paused" if held else None,
     )
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    ColumnElement,
     Dialect,
     Float,
     ForeignKey,
@@ -22,6 +23,8 @@ from sqlalchemy import (
     String,
     Text,
     desc,
+    false,
+    select,
 )
 from sqlalchemy import DateTime as SqlDateTime
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -82,6 +85,8 @@ class BatchRow(Base):
     completed_jobs: Mapped[int] = mapped_column(Integer, default=0)
     failed_jobs: Mapped[int] = mapped_column(Integer, default=0)
     cancelled_jobs: Mapped[int] = mapped_column(Integer, default=0)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """Its pending jobs are not claimed (``pauses``); running ones finish."""
     # Jobs per image-size bucket (``eta.size_bucket``): all of them, and those ended. They
     # weigh each job by the time its size takes, so a batch at 50 % is half done in time.
     total_b0: Mapped[int] = mapped_column(Integer, default=0)
@@ -158,6 +163,32 @@ class JobRow(Base):
     result_height: Mapped[int | None] = mapped_column(Integer)
     result_format: Mapped[str | None] = mapped_column(String(16))
     result_bytes: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class QueueRow(Base):
+    """The queue's own state, one row (``QUEUE``): whether claims start anything, who paused
+    it and when. ``version`` grows with every pause or resume, of the queue or a batch, so a
+    process on a bus that shares nothing notices a change made elsewhere (``pauses``)."""
+
+    __tablename__ = "queue_state"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    paused_by: Mapped[str | None] = mapped_column(String(200))
+    paused_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    version: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+QUEUE = "default"
+"""The name of the queue's row (the migration creates it)."""
+
+
+def claimable() -> list[ColumnElement[bool]]:
+    """What the claim adds to "pending": neither the queue nor the job's batch is paused.
+    Read by the claiming statement itself, so no process can start a paused job."""
+    queue_paused = select(QueueRow.name).where(QueueRow.name == QUEUE, QueueRow.paused)
+    paused_batches = select(BatchRow.id).where(BatchRow.paused)
+    return [~queue_paused.exists(), JobRow.batch_id.not_in(paused_batches)]
 
 
 class CounterRow(Base):

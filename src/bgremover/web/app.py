@@ -25,6 +25,7 @@ from . import (
     routes_jobs,
     routes_misc,
     routes_presets,
+    routes_queue,
     routes_webhooks,
     thumbnails,
 )
@@ -84,8 +85,8 @@ def create_app(settings: Settings, *, system: JobSystem | None = None) -> FastAP
         app.state.system = system
     errors.install(app)
     routers = (
-        routes_batches, routes_jobs, routes_misc, routes_presets, routes_analytics, routes_auth,
-        routes_webhooks,
+        routes_batches, routes_jobs, routes_queue, routes_misc, routes_presets, routes_analytics,
+        routes_auth, routes_webhooks,
     )  # fmt: skip
     for module in (*routers, probes, events, thumbnails, metrics):
         app.include_router(module.router)

@@ -52,6 +52,23 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def requester(connection: HTTPConnection) -> str:
+    """Who sent the request, for people ("paused by"): "token", "login:<key prefix>" (a
+    browser login; the prefix tells logins apart, it opens nothing), "cli" (the command
+    line against a server without a token) or "local"."""
+    auth = str(getattr(connection.state, AUTH_STATE, "") or "")
+    if auth.startswith("login:"):
+        return auth[:14]
+    if auth:
+        return auth
+    agent = connection.headers.get("user-agent", "")
+    return "cli" if agent.startswith(CLI_AGENT) else "local"
+
+
+CLI_AGENT = "bgremover-cli"
+"""The ``User-Agent`` the command line sends to a server."""
+
+
 def cookie_name(scope: Scope) -> str:
     """``bgremover_auth_<port>``, the port as the browser sees it (its ``Host``), so every
     process behind one address reads the same cookie and servers on other ports others."""

@@ -1,4 +1,5 @@
-"""/api/batches: upload, manual batches, list, inspect, cancel, retry, ZIP archive."""
+"""/api/batches: upload, manual batches, list, inspect, cancel, pause, resume, retry, ZIP
+archive."""
 
 from __future__ import annotations
 
@@ -150,6 +151,18 @@ def get_batch(batch_id: str, service: Service) -> Batch:
 @router.post("/{batch_id}/cancel", response_model=CancelResult)
 def cancel_batch(batch_id: str, service: Service) -> CancelResult:
     return service.cancel_batch(batch_id)
+
+
+@router.post("/{batch_id}/pause", response_model=Batch)
+def pause_batch(batch_id: str, service: Service) -> Batch:
+    """Start none of the batch's pending jobs until resumed (in any process, across
+    restarts); its running jobs finish."""
+    return service.pause_batch(batch_id)
+
+
+@router.post("/{batch_id}/resume", response_model=Batch)
+def resume_batch(batch_id: str, service: Service) -> Batch:
+    return service.resume_batch(batch_id)
 
 
 @router.post("/{batch_id}/retry", response_model=RetryResult, status_code=201)

@@ -107,6 +107,13 @@ export const api = {
   cancelBatch: (id) => request("POST", `/api/batches/${id}/cancel`),
   retryBatch: (id) => request("POST", `/api/batches/${id}/retry`),
   archiveUrl: (id) => withToken(`/api/batches/${id}/archive`),
+  pauseBatch: (id) => request("POST", `/api/batches/${id}/pause`),
+  resumeBatch: (id) => request("POST", `/api/batches/${id}/resume`),
+
+  queue: () => request("GET", "/api/queue"),
+  pauseQueue: (cancelRunning = false) =>
+    request("POST", "/api/queue/pause", { params: { cancel_running: cancelRunning || null } }),
+  resumeQueue: () => request("POST", "/api/queue/resume"),
 
   presets: () => request("GET", "/api/presets"),
   savePreset: (preset) => request("POST", "/api/presets", { json: preset }),

@@ -6,6 +6,7 @@
 //   bgremover:view-job {jobId}                (scroll to / highlight a job)
 //   bgremover:unread {count}                  (notification centre's unread count)
 //   bgremover:uploaded {batch, jobs}          (the drop zone created a batch)
+//   bgremover:toggle-queue {}                 (P: pause or resume the queue)
 
 import { api } from "./api.js";
 import { store } from "./store.js";
@@ -46,6 +47,7 @@ function wireTopBar() {
     count.textContent = String(active);
     count.dataset.count = String(active);
   });
+  wireQueueToggle(document.getElementById("toggle-queue"));
   const unread = document.getElementById("unread-count");
   window.addEventListener("bgremover:unread", (event) => {
     unread.textContent = event.detail.count ? String(event.detail.count) : "";
@@ -57,6 +59,32 @@ function wireTopBar() {
     connection.dataset.state = state;
     connection.textContent = labels[state];
   });
+}
+
+/** The top bar's pause/resume button (and P): shows the queue's state as every open page
+ * hears it (`queue.updated`), and flips it. */
+function wireQueueToggle(button) {
+  const render = (queue) => {
+    const paused = Boolean(queue?.paused);
+    button.dataset.paused = String(paused);
+    button.setAttribute("aria-pressed", String(paused));
+    button.textContent = paused ? "Resume" : "Pause";
+    button.title = paused
+      ? `Queue paused${queue.paused_by ? ` by ${queue.paused_by}` : ""}: resume it (P)`
+      : "Pause the queue: no new job starts; running ones finish (P)";
+  };
+  const toggle = async () => {
+    if (button.disabled) return;
+    button.disabled = true;
+    try {
+      store.setQueue(await (store.queue?.paused ? api.resumeQueue() : api.pauseQueue()));
+    } finally {
+      button.disabled = false;
+    }
+  };
+  store.on("queue", render);
+  button.addEventListener("click", toggle);
+  window.addEventListener("bgremover:toggle-queue", toggle);
 }
 
 async function boot() {

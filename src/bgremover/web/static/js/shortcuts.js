@@ -1,8 +1,9 @@
 // Keyboard shortcuts: J jobs, N notifications, H or Ctrl+H history, A analytics, ? help,
-// Esc closes.
-// They open panels through the same window events as the top bar's buttons.
+// P pauses or resumes the queue, Esc closes.
+// They act through the same window events as the top bar's buttons.
 
 const KEYS = { j: "jobs", n: "notifications", h: "history", a: "analytics", "?": "help" };
+const ACTIONS = { p: "bgremover:toggle-queue" };
 
 function open(panel) {
   window.dispatchEvent(new CustomEvent("bgremover:open", { detail: { panel } }));
@@ -40,6 +41,9 @@ export function installShortcuts() {
     if (KEYS[key]) {
       event.preventDefault();
       open(KEYS[key]);
+    } else if (ACTIONS[key]) {
+      event.preventDefault();
+      window.dispatchEvent(new CustomEvent(ACTIONS[key]));
     }
   });
 }

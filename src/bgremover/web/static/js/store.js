@@ -67,6 +67,9 @@ class Store extends EventTarget {
     /** Dependencies the server reported ("storage": {ok, since, error}), from the snapshot
      * and `health.updated` events. */
     this.health = {};
+    /** The queue's state ({paused, paused_by, paused_at, paused_batches, counts}), from the
+     * snapshot and `queue.updated` events. */
+    this.queue = null;
     this._source = null;
     this._retries = 0;
     this._changed = { jobs: new Set(), batches: new Set(), sessions: new Set() };
@@ -98,10 +101,35 @@ class Store extends EventTarget {
     on("snapshot", (data, before) => this._snapshot(data, before));
     on("job.updated", (data) => this._jobUpdated(data.job));
     on("job.progress", (data) => this._jobProgress(data));
-    on("batch.updated", (data) => this._put(this.batches, "batches", data.batch));
+    on("batch.updated", (data) => this._batchUpdated(data.batch));
     on("session.updated", (data) => this._put(this.sessions, "sessions", data.session));
     on("notification", (data) => this.dispatchEvent(new CustomEvent("notification", { detail: data })));
     on("health.updated", (data) => this._health(data));
+    on("queue.updated", (data) => this.setQueue(data.queue));
+  }
+
+  /** Whether a job waits on a pause (the queue's or its batch's): it shows "Paused" instead
+   * of an estimate. The server sends no event per job on a pause, so this is the rule. */
+  jobPaused(job) {
+    return job.status === "pending"
+      && Boolean(this.queue?.paused || this.batches.get(job.batch_id)?.paused);
+  }
+
+  /** The queue's state as the server said it (an event, or the answer to pause/resume);
+   * pending jobs redraw, since whether they wait on it changed. */
+  setQueue(queue) {
+    this.queue = queue;
+    for (const job of this.jobs.values()) if (job.status === "pending") this._changed.jobs.add(job.id);
+    this._schedule();
+    this.dispatchEvent(new CustomEvent("queue", { detail: queue }));
+  }
+
+  _batchUpdated(batch) {
+    const known = this.batches.get(batch.id);
+    if (known && Boolean(known.paused) !== Boolean(batch.paused)) {
+      for (const job of this.jobsOfBatch(batch.id)) this._changed.jobs.add(job.id);
+    }
+    this._put(this.batches, "batches", batch);
   }
 
   /** Dependencies that do not work now: [{name, since, error}]. */
@@ -176,6 +204,7 @@ class Store extends EventTarget {
     for (const batch of data.batches) this._put(this.batches, "batches", batch);
     for (const session of data.sessions) this._put(this.sessions, "sessions", session);
     this._health(data.health || {});
+    if (data.queue) this.setQueue(data.queue);
     // Jobs that ended while we were away: fetch how they ended.
     for (const job of vanished) {
       api.job(job.id).then((fresh) => this._put(this.jobs, "jobs", fresh))

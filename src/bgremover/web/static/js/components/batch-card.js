@@ -90,6 +90,7 @@ class BatchCard extends HTMLElement {
         <time class="batch-card__created"></time>
       </div>
       <div class="batch-card__actions">
+        <button type="button" data-action="pause-batch" aria-pressed="false">Pause</button>
         <button type="button" data-action="cancel-batch" class="danger">Cancel batch</button>
         <button type="button" data-action="retry-batch">Retry failed</button>
         <button type="button" data-action="zip">Download ZIP</button>
@@ -161,11 +162,14 @@ class BatchCard extends HTMLElement {
     const { counts } = batch;
     const empty = counts.total === 0; // a manual batch nothing was added to yet
     const active = ACTIVE.has(batch.status) && !empty;
+    const waits = batch.eta_reason === "paused"; // pending jobs held by a pause
     this.dataset.status = batch.status;
+    this.dataset.paused = String(Boolean(batch.paused) && ACTIVE.has(batch.status));
     this.querySelector(".batch-card__name").textContent = batchName(batch);
     const status = this.querySelector(".status");
     status.dataset.status = batch.status;
-    status.textContent = empty ? "Empty" : STATUS_LABEL[batch.status] || batch.status;
+    status.textContent = empty ? "Empty"
+      : this.dataset.paused === "true" ? "Paused" : STATUS_LABEL[batch.status] || batch.status;
     this.querySelector(".batch-card__manual").hidden = !batch.manual;
     const live = liveProgress(batch);
     this.querySelector(".batch-card__percent").textContent = percent(live);
@@ -178,13 +182,20 @@ class BatchCard extends HTMLElement {
       .map(([key, label]) => `<span class="count" data-status="${key}">${counts[key]} ${label}</span>`);
     this.querySelector(".batch-card__counts").innerHTML =
       `<span class="count">${counts.total} ${counts.total === 1 ? "image" : "images"}</span>${parts.join("")}`;
-    this.querySelector(".batch-card__eta").textContent = active ? eta(liveEta(batch)) : "";
+    this.querySelector(".batch-card__eta").textContent = !active ? ""
+      : waits ? "Paused" : eta(liveEta(batch));
     this.querySelector(".batch-card__duration").textContent =
       batch.duration ? `${active ? "running" : "took"} ${seconds(batch.duration)}` : "";
     const created = this.querySelector(".batch-card__created");
     created.dateTime = batch.created_at;
     created.textContent = dateTime(batch.created_at);
 
+    const pause = this.querySelector('[data-action="pause-batch"]');
+    pause.hidden = !ACTIVE.has(batch.status);
+    pause.textContent = batch.paused ? "Resume" : "Pause";
+    pause.setAttribute("aria-pressed", String(Boolean(batch.paused)));
+    pause.title = batch.paused ? "Start this batch's jobs again"
+      : "Start none of this batch's jobs until resumed; running ones finish";
     const cancel = this.querySelector('[data-action="cancel-batch"]');
     cancel.hidden = !active;
     const retry = this.querySelector('[data-action="retry-batch"]');
@@ -221,6 +232,13 @@ class BatchCard extends HTMLElement {
       window.dispatchEvent(new CustomEvent("bgremover:open", { detail: { panel: "analytics", since } }));
     }
     else if (action === "cancel-batch") this._act(button, () => api.cancelBatch(this.batchId));
+    else if (action === "pause-batch") {
+      this._act(button, async () => {
+        const paused = store.batches.get(this.batchId)?.paused;
+        const batch = await (paused ? api.resumeBatch(this.batchId) : api.pauseBatch(this.batchId));
+        store.upsertBatches([batch]);
+      });
+    }
     else if (action === "retry-batch") {
       this._act(button, async () => {
         const result = await api.retryBatch(this.batchId);

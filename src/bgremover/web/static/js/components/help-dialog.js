@@ -7,6 +7,7 @@ const SHORTCUTS = [
   [["H"], "Open history"],
   [["Ctrl", "H"], "Open history"],
   [["A"], "Open analytics (charts)"],
+  [["P"], "Pause or resume the queue"],
   [["?"], "Show these shortcuts"],
   [["Esc"], "Close whatever is open"],
   [["Ctrl", "V"], "Paste images to upload them"],

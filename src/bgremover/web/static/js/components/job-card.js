@@ -128,9 +128,12 @@ class JobCard extends HTMLElement {
     const status = job.status;
     const active = ACTIVE.has(status);
     this._set("status", status, () => { this.dataset.status = status; });
+    const paused = store.jobPaused(job);
+    this._set("paused", paused, () => { this.dataset.paused = String(paused); });
     this._text(els.name, job.file_name);
     this._set("title", job.file_name, () => { els.name.title = job.file_name; });
-    this._text(els.status, job.attempt > 1 ? `${STATUS_LABEL[status]} · try ${job.attempt}` : STATUS_LABEL[status]);
+    const label = paused ? "Paused" : STATUS_LABEL[status];
+    this._text(els.status, job.attempt > 1 ? `${label} · try ${job.attempt}` : label);
     els.status.dataset.status = status;
     this._text(els.size, bytes(job.file_size));
     this._text(els.stage, status === "processing" ? job.stage || "Starting" : "");
@@ -165,6 +168,7 @@ class JobCard extends HTMLElement {
 
   _etaText(job) {
     if (job.status === "processing") return eta(liveEta(job));
+    if (store.jobPaused(job)) return "Paused";
     // A pending job's estimate is its processing time; the wait in the queue comes on top.
     if (job.status === "pending" && job.estimated_time_remaining) {
       return `~${seconds(job.estimated_time_remaining)} once started`;

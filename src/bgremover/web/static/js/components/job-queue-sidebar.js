@@ -19,6 +19,7 @@ class JobQueueSidebar extends HTMLElement {
             <span class="queue-sidebar__chevron" aria-hidden="true">▾</span>
             <span id="queue-sidebar-title">Active jobs</span>
             <span class="badge queue-sidebar__count" data-count="0">0</span>
+            <span class="queue-sidebar__paused" hidden>Paused</span>
           </button>
           <button type="button" class="link" data-action="open-queue">Open queue</button>
         </div>
@@ -39,6 +40,10 @@ class JobQueueSidebar extends HTMLElement {
     });
     this.collapsed = localStorage.getItem(COLLAPSED_KEY) === "true";
     store.on("change", () => this._render());
+    store.on("queue", (queue) => {
+      this.querySelector(".queue-sidebar__paused").hidden = !queue?.paused;
+      this.dataset.paused = String(Boolean(queue?.paused));
+    });
     this._render();
   }
 

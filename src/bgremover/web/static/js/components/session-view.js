@@ -166,7 +166,8 @@ class SessionView extends HTMLElement {
       `<span>started ${escapeHtml(dateTime(session.started_at))}</span>`,
     ];
     if (session.duration) parts.push(`<span>${active ? "running" : "took"} ${seconds(session.duration)}</span>`);
-    if (active && session.estimated_time_remaining) parts.push(`<span>${eta(liveEta(session))}</span>`);
+    if (active && session.eta_reason === "paused") parts.push("<span>Paused</span>");
+    else if (active && session.estimated_time_remaining) parts.push(`<span>${eta(liveEta(session))}</span>`);
     row.querySelector(".session__meta").innerHTML = parts.join("");
 
     const expanded = this._expanded.has(session.id);

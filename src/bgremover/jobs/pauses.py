@@ -1,0 +1,127 @@
+"""Pause and resume: the whole queue or one batch, held as state in the store.
+
+The claim reads it (``tables.claimable``: ``WHERE NOT paused``), so no process can start a
+paused job and no message is needed: every web process and Celery worker honours it, and it
+survives restarts. Paused jobs stay pending; running ones finish, unless the queue is paused
+with ``cancel_running``: then they go back to the queue uncounted, as on a graceful stop
+(``Reports.release_all``), wherever they run (the holder sees its dispatch gone at its next
+lease renewal; remote workers also get the cancel broadcast).
+
+A process whose bus shares nothing (in-memory) hears of a change made elsewhere (another web
+process on the database, the CLI) from ``queue_state.version`` each scheduler round, and tells
+its own subscribers.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session as Db
+
+from . import notices
+from .notices import Published
+from .reports import Reports
+from .schemas import Batch, Queue
+from .states import ACTIVE
+from .tables import QUEUE, BatchRow, JobRow, QueueRow
+
+
+class Pauses(Reports):
+    def queue(self) -> Queue:
+        """The queue's state: paused or not, by whom and since when, jobs by status."""
+        with self._sessions() as db:
+            return self._queue(db)
+
+    def pause_queue(self, by: str, *, cancel_running: bool = False) -> Queue:
+        """Start no pending job anywhere until ``resume_queue``; running jobs finish, or
+        with ``cancel_running`` go back to the queue uncounted. ``by`` says who asked."""
+        now = self._now()
+        with self._sessions.begin() as db:
+            version = self._bump(db, paused=True, paused_by=by[:200], paused_at=now)
+            running = db.execute(
+                select(JobRow.id, JobRow.dispatch_id).where(JobRow.status == "processing")
+            ).all()
+            events = self._pause_events(db)
+        self._pause_version = version
+        self._publish_all(events)
+        if cancel_running:
+            for job_id, dispatch_id in running:
+                self._stop_for_pause(job_id, dispatch_id or "")
+        return self.queue()
+
+    def resume_queue(self) -> Queue:
+        """Let claims start pending jobs again (from now on, at once)."""
+        with self._sessions.begin() as db:
+            version = self._bump(db, paused=False, paused_by=None, paused_at=None)
+            events = self._pause_events(db)
+        self._pause_version = version
+        self._publish_all(events)
+        self._wake()
+        return self.queue()
+
+    def pause_batch(self, batch_id: str) -> Batch:
+        """Start none of the batch's pending jobs until ``resume_batch``; running ones
+        finish."""
+        return self._set_batch(batch_id, paused=True)
+
+    def resume_batch(self, batch_id: str) -> Batch:
+        return self._set_batch(batch_id, paused=False)
+
+    def follow_pauses(self) -> None:
+        """A scheduler round: when a pause or resume was made by another process and this
+        bus does not carry that process's events, publish the state here."""
+        with self._sessions() as db:
+            version = db.scalar(select(QueueRow.version).where(QueueRow.name == QUEUE))
+            if version is None or version == self._pause_version:
+                return
+            first, self._pause_version = self._pause_version is None, version
+            if first or self.bus.shared:
+                return
+            events = self._pause_events(db)
+        self._publish_all(events)
+
+    # ---------------------------------------------------------------------- internals
+
+    def _set_batch(self, batch_id: str, *, paused: bool) -> Batch:
+        with self._sessions.begin() as db:
+            self._get_batch(db, batch_id)
+            db.execute(
+                update(BatchRow).where(BatchRow.id == batch_id).values(paused=paused),
+                execution_options={"synchronize_session": False},
+            )
+            version = self._bump(db)
+            batch_events = self._batch_and_session_events(db, batch_id)  # the batch first
+            events = [notices.queue_updated(self._queue(db)), *batch_events]
+        self._pause_version = version
+        self._publish_all(events)
+        if not paused:
+            self._wake()
+        return Batch.model_validate(batch_events[0][1]["batch"])
+
+    def _bump(self, db: Db, **values: object) -> int:
+        """Change the queue's row (``values``) and its version, which it returns (this
+        process has seen it once the transaction commits): a pause or resume happened."""
+        version: int = db.execute(
+            update(QueueRow)
+            .where(QueueRow.name == QUEUE)
+            .values(version=QueueRow.version + 1, **values)
+            .returning(QueueRow.version),
+            execution_options={"synchronize_session": False},
+        ).scalar_one()
+        return version
+
+    def _pause_events(self, db: Db) -> list[Published]:
+        """The queue's state, then every unfinished batch and its session (their ETAs wait
+        on the pause, or count down again)."""
+        events = [notices.queue_updated(self._queue(db))]
+        ids = db.scalars(select(BatchRow.id).where(BatchRow.status.in_(ACTIVE))).all()
+        for batch_id in ids:
+            events += self._batch_and_session_events(db, batch_id)
+        return events
+
+    def _stop_for_pause(self, job_id: str, dispatch_id: str) -> None:
+        """A running job back to the queue, uncounted, as a graceful stop puts it; its run
+        is stopped here (held here, or by remote workers) or by its holder, which finds
+        the dispatch gone when it renews the lease."""
+        held = self._drop(job_id, dispatch_id) is not None
+        if self._requeue(job_id, dispatch_id, counted=False) and (held or self._runs_elsewhere):
+            self._cancel_running(job_id)
