@@ -31,6 +31,7 @@ GLOBAL = (
     "bgremover_jobs", "bgremover_jobs_completed", "bgremover_jobs_failed",
     "bgremover_job_run_seconds", "bgremover_job_queue_wait_seconds", "bgremover_stage_seconds",
     "bgremover_eta_error_ratio", "bgremover_webhook_attempts", "bgremover_webhook_deliveries",
+    "bgremover_queue_paused", "bgremover_batches_paused",
 )  # fmt: skip
 """The families read from the database: the same on every process of a deployment."""
 

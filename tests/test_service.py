@@ -658,6 +658,33 @@ def test_a_batch_percent_is_the_share_of_its_wall_time_the_warm_up_and_queue_inc
     assert shown[-1] == 100.0
 
 
+def test_a_batch_percent_goes_on_after_a_pause_from_where_it_stood(
+    harness: Harness, photos: dict[str, Path]
+) -> None:
+    """The time a pause held a batch is not its work's time: after a resume the bar goes on
+    from the share it had, not near 100 % because the pause was long; overlapping pauses of
+    the queue and of the batch count once."""
+    h = harness
+    batch_id = h.service.create_batch(h.uploads(*[photos["coffee.jpg"]] * 3)).batch.id
+    h.clock.advance(seconds=2)
+    before = h.service.get_batch(batch_id).progress
+    assert 0 < before < 50
+    h.service.pause_queue("test")
+    h.clock.advance(seconds=600)
+    h.service.resume_queue()
+    assert h.service.get_batch(batch_id).progress == pytest.approx(before, abs=0.5)
+    h.service.pause_batch(batch_id)
+    h.clock.advance(seconds=100)
+    h.service.pause_queue("test")
+    h.clock.advance(seconds=100)
+    h.service.resume_batch(batch_id)
+    h.clock.advance(seconds=100)
+    h.service.resume_queue()
+    assert h.service.get_batch(batch_id).progress == pytest.approx(before, abs=0.5)
+    h.clock.advance(seconds=2)
+    assert h.service.get_batch(batch_id).progress > before
+
+
 def test_a_session_counts_its_ended_batches_whole_and_its_active_ones_by_time(
     harness: Harness, photos: dict[str, Path]
 ) -> None:

@@ -30,8 +30,8 @@ from sqlalchemy.orm import sessionmaker
 from ..engine.stages import STAGES
 from .analytics import size_label
 from .eta import BUCKET_EDGES_MP
-from .states import STATUSES
-from .tables import BatchRow, JobRow, MetricCountRow, StageDurationRow
+from .states import ACTIVE, STATUSES
+from .tables import QUEUE, BatchRow, JobRow, MetricCountRow, QueueRow, StageDurationRow
 
 RUN_EDGES: tuple[float, ...] = (0.25, 0.5, 1, 2, 3, 5, 8, 13, 20, 30, 60, 120, 300)
 """Seconds from a run's start to its end: a small image takes ~1 s on a GPU, 4–12 s on two
@@ -93,6 +93,9 @@ class StoreMetrics:
     """Completed runs that had an estimate (no label)."""
     webhook_attempts: dict[str, int]
     """Webhook delivery attempts by outcome (``WEBHOOK_OUTCOMES``)."""
+    queue_paused: bool
+    batches_paused: int
+    """Unfinished batches paused on their own (``pauses``)."""
 
 
 WEBHOOK_OUTCOMES = ("delivered", "retrying", "given_up")
@@ -211,10 +214,14 @@ def _size(bucket: int) -> str:
 
 
 def read_metrics(db: Db) -> StoreMetrics:
-    """Every number, in two small queries."""
+    """Every number, in four small queries."""
     sums = db.execute(
         select(*(func.coalesce(func.sum(getattr(BatchRow, f"{s}_jobs")), 0) for s in STATUSES))
     ).one()
+    queue = db.get(QueueRow, QUEUE)
+    batches_paused = db.scalar(
+        select(func.count()).where(BatchRow.paused, BatchRow.status.in_(ACTIVE))
+    )
     rows = db.execute(
         select(MetricCountRow.name, MetricCountRow.label, MetricCountRow.le,
                MetricCountRow.samples, MetricCountRow.total)
@@ -250,6 +257,8 @@ def read_metrics(db: Db) -> StoreMetrics:
         ),
         eta_error=histograms["eta_error_ratio"],
         webhook_attempts=attempts,
+        queue_paused=bool(queue and queue.paused),
+        batches_paused=int(batches_paused or 0),
     )
 
 

@@ -14,7 +14,9 @@ its own subscribers.
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from datetime import datetime, timedelta
+
+from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session as Db
 
 from . import notices
@@ -50,7 +52,11 @@ class Pauses(Reports):
 
     def resume_queue(self) -> Queue:
         """Let claims start pending jobs again (from now on, at once)."""
+        now = self._now()
         with self._sessions.begin() as db:
+            queue = db.get(QueueRow, QUEUE)
+            if queue is not None and queue.paused and queue.paused_at is not None:
+                self._skip_held_time(db, queue.paused_at, now, select(BatchRow))
             version = self._bump(db, paused=False, paused_by=None, paused_at=None)
             events = self._pause_events(db)
         self._pause_version = version
@@ -82,12 +88,21 @@ class Pauses(Reports):
     # ---------------------------------------------------------------------- internals
 
     def _set_batch(self, batch_id: str, *, paused: bool) -> Batch:
+        now = self._now()
         with self._sessions.begin() as db:
-            self._get_batch(db, batch_id)
-            db.execute(
-                update(BatchRow).where(BatchRow.id == batch_id).values(paused=paused),
-                execution_options={"synchronize_session": False},
-            )
+            row = self._get_batch(db, batch_id)
+            held_since = row.held_since if row.paused and not paused else None
+            if paused and not row.paused:
+                row.held_since = now
+            row.paused = paused
+            if not paused:
+                row.held_since = None
+            if held_since is not None:  # a resume: the time it was held (and only it) skipped
+                queue = db.get(QueueRow, QUEUE)
+                until = queue.paused_at if queue and queue.paused and queue.paused_at else now
+                one = select(BatchRow).where(BatchRow.id == batch_id)
+                self._skip_held_time(db, held_since, until, one)
+            db.flush()
             version = self._bump(db)
             batch_events = self._batch_and_session_events(db, batch_id)  # the batch first
             events = [notices.queue_updated(self._queue(db)), *batch_events]
@@ -96,6 +111,22 @@ class Pauses(Reports):
         if not paused:
             self._wake()
         return Batch.model_validate(batch_events[0][1]["batch"])
+
+    def _skip_held_time(
+        self, db: Db, start: datetime, end: datetime, batches: Select[BatchRow]
+    ) -> None:
+        """Move the progress clocks of the active ``batches`` on by the time a pause held
+        them (from ``start``, or their clock's own start, to ``end``), so their percent goes
+        on after a resume from the share it had, not as though the pause were work. A batch
+        paused itself is held until its own resume, and counts only up to its pause."""
+        for row in db.scalars(batches.where(BatchRow.status.in_(ACTIVE))):
+            if row.active_since is None:
+                continue
+            until = row.held_since if row.paused and row.held_since is not None else end
+            held = until - max(start, row.active_since)
+            if held > timedelta(0):
+                row.active_since += held
+        db.flush()
 
     def _bump(self, db: Db, **values: object) -> int:
         """Change the queue's row (``values``) and its version, which it returns (this

@@ -87,6 +87,8 @@ class BatchRow(Base):
     cancelled_jobs: Mapped[int] = mapped_column(Integer, default=0)
     paused: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     """Its pending jobs are not claimed (``pauses``); running ones finish."""
+    held_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    """When it was paused itself: its progress clock skips the time it was held."""
     # Jobs per image-size bucket (``eta.size_bucket``): all of them, and those ended. They
     # weigh each job by the time its size takes, so a batch at 50 % is half done in time.
     total_b0: Mapped[int] = mapped_column(Integer, default=0)

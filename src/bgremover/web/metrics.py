@@ -92,6 +92,14 @@ class JobSystemCollector(Collector):
             None,
             found.eta_error,
         )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_queue_paused", "1 while the whole queue is paused.",
+            value=int(found.queue_paused),
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            f"{PREFIX}_batches_paused", "Unfinished batches paused on their own.",
+            value=found.batches_paused,
+        )  # fmt: skip
         attempts = CounterMetricFamily(
             f"{PREFIX}_webhook_attempts",
             "Webhook delivery attempts by outcome (delivered, retrying, given_up).",

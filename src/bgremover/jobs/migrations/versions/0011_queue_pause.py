@@ -1,4 +1,4 @@
-"""queue_state and batches.paused: pause the whole queue or one batch, in the store
+"""queue_state and batches.paused (and held_since): pause the whole queue or one batch, in the store
 
 Revision ID: 0011_queue_pause
 Revises: 0010_metrics
@@ -30,9 +30,11 @@ def upgrade() -> None:
         batch.add_column(
             sa.Column("paused", sa.Boolean(), nullable=False, server_default=sa.false())
         )
+        batch.add_column(sa.Column("held_since", sa.DateTime(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("batches") as batch:
+        batch.drop_column("held_since")
         batch.drop_column("paused")
     op.drop_table("queue_state")
