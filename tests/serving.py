@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +27,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+_OUTPUT: dict[int, Path] = {}
+"""The log of each server ``served`` runs, by its pid."""
+
+
 @contextmanager
 def served(
     root: Path,
@@ -35,15 +40,22 @@ def served(
     log: Path | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """Start the server with its data in ``root`` (and ``env`` added to the environment) on
-    ``port`` (a free one by default), its output appended to ``log`` (else kept in a pipe);
-    yield its URL and process; kill it after."""
+    ``port`` (a free one by default), its output appended to ``log`` (else to a temporary
+    file, never a pipe: one nobody reads fills up and blocks the server at its next log
+    line); yield its URL and process (``output`` reads what it wrote); kill it after."""
     port = port or free_port()
     env = {**os.environ, **(env or {}), "BGREMOVER_DATA_DIR": str(root), "NO_COLOR": "1"}
-    out = open(log, "a") if log is not None else subprocess.PIPE  # noqa: SIM115 - closed below
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bgremover", "serve", "--port", str(port), *args],
-        env=env, stdout=out, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+    own_log = log is None
+    if log is None:
+        handle, name = tempfile.mkstemp(prefix="bgremover-serve-", suffix=".log")
+        os.close(handle)
+        log = Path(name)
+    with open(log, "a") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bgremover", "serve", "--port", str(port), *args],
+            env=env, stdout=out, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+    _OUTPUT[process.pid] = log
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -54,15 +66,22 @@ def served(
             time.sleep(0.2)
     else:
         process.kill()
-        pytest.fail(f"server did not start:\n{process.communicate()[0]}")
+        process.wait()
+        pytest.fail(f"server did not start:\n{log.read_text()}")
     try:
         yield url, process
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
-        if log is not None:
-            out.close()  # type: ignore[union-attr]
+        del _OUTPUT[process.pid]
+        if own_log:
+            log.unlink()
+
+
+def output_of(process: subprocess.Popen[str]) -> str:
+    """What a server started by ``served`` has written so far (stdout and stderr)."""
+    return _OUTPUT[process.pid].read_text()
 
 
 def json_lines(log: Path) -> list[dict[str, Any]]:

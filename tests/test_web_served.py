@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from .serving import UI, follow, served, sse_events
+from .serving import UI, follow, output_of, served, sse_events
 
 pytestmark = pytest.mark.model
 
@@ -232,6 +232,6 @@ def test_ctrl_c_shuts_down_gracefully(server: tuple[str, subprocess.Popen[str]])
     _, process = server
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=30) == 0
-    output = process.stdout.read() if process.stdout else ""
+    output = output_of(process)
     assert "BG Remover: http://127.0.0.1:" in output
     assert "Application shutdown complete" in output

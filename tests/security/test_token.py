@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ..serving import UI, served
+from ..serving import UI, output_of, served
 
 pytestmark = pytest.mark.model
 
@@ -81,6 +81,6 @@ def test_the_token_never_reaches_the_log(guarded: tuple[str, subprocess.Popen[st
     httpx.get(f"{url}/api/jobs/nope/original?token={TOKEN}&x=1")
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=60) == 0
-    log = process.stdout.read() if process.stdout else ""
+    log = output_of(process)
     assert "/api/jobs/nope/original" in log, log[-2000:]
     assert TOKEN not in log
