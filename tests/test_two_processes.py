@@ -1,5 +1,5 @@
 """Two job systems in two OS processes on one fresh PostgreSQL database, as two servers
-sharing a database run: both claim from one batch of 200 jobs while the first cancels jobs
+sharing a database run: both claim from one batch of 120 jobs while the first cancels jobs
 that the second is running. The database must keep one truth: every job ends in exactly one
 terminal state, counters equal a recount, no job runs twice to completion, and no completion
 overwrites a cancel."""
@@ -26,8 +26,8 @@ from bgremover.workers import Failed, Finished, LocalProcessExecutor, Lost, Repo
 
 from .jobs_support import postgres_database, stage_uploads
 
-JOBS = 200
-CANCELS = 20
+JOBS = 120
+CANCELS = 12
 TIMEOUT_S = 300.0
 
 
