@@ -188,6 +188,12 @@ def test_a_cluster_loses_no_job_and_no_event_when_processes_die(
         wanted = {
             int(e["id"]) for e in on_web2.events if e["event"] in LIFECYCLE and int(e["id"]) > after
         }
+        # Both streams go on (progress is published every few seconds): compare once the
+        # resumed client has caught up with what web 2's own client saw.
+        newest = max(wanted, default=after)
+        resumed.wait_for(
+            f"event {newest}", lambda seen: any(int(e.get("id") or 0) >= newest for e in seen)
+        )
         got = {int(e["id"]) for e in on_web1.events + resumed.events if e["event"] in LIFECYCLE}
         assert wanted <= got, f"missed after resuming: {sorted(wanted - got)[:10]}"
 
