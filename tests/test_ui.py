@@ -534,10 +534,20 @@ def test_every_open_page_shows_a_full_results_disk_and_clears_it_when_freed(
             batch = [tmp_path / f"full-{n}.jpg" for n in range(6)]
             for photo in batch:
                 shutil.copy(photos["chelsea.jpg"], photo)
-            upload(tabs[0], *batch)
-            # The disk fills once the first result is stored, with the rest of the batch to go.
+            # The disk fills once a first result is stored, with the rest to go: held by a
+            # pause until it is full, so every one of their runs meets the full disk (without
+            # it, fast runs could all store their results before the disk filled).
+            upload(tabs[0], batch[0])
             tabs[0].wait_for_selector("li.result-tile[data-status=completed]")
+            tabs[0].click("#toggle-queue")
+            tabs[0].wait_for_selector("#toggle-queue[data-paused=true]")
+            upload(tabs[0], *batch[1:])
+            for photo in batch[1:]:
+                tabs[0].wait_for_selector(
+                    f"job-queue-sidebar job-card[data-paused=true]:has-text('{photo.name}')"
+                )
             filler = fill(disk)
+            tabs[0].click("#toggle-queue")
             for tab in tabs:
                 banner = tab.locator("outage-banner")
                 banner.wait_for(state="visible")
