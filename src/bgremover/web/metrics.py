@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -53,23 +53,17 @@ class JobSystemCollector(Collector):
 
     def _store(self, system: JobSystem) -> Iterator[Metric]:
         found = system.service.metrics()
-        jobs = GaugeMetricFamily(
-            f"{PREFIX}_jobs",
-            "Jobs by status (attempts a retry replaced are left out).",
-            labels=["status"],
-        )
-        for status, count in found.jobs.items():
-            jobs.add_metric([status], count)
-        yield jobs
+        yield _by_label(
+            GaugeMetricFamily, "jobs", "Jobs by status (attempts a retry replaced are left out).",
+            "status", found.jobs.items(),
+        )  # fmt: skip
         yield CounterMetricFamily(
             f"{PREFIX}_jobs_completed", "Attempts that completed.", value=found.completed
         )
-        failed = CounterMetricFamily(
-            f"{PREFIX}_jobs_failed", "Attempts that failed, by error code.", labels=["code"]
-        )
-        for code, count in sorted(found.failed.items()):
-            failed.add_metric([code], count)
-        yield failed
+        yield _by_label(
+            CounterMetricFamily, "jobs_failed", "Attempts that failed, by error code.", "code",
+            found.failed.items(),
+        )  # fmt: skip
         yield _histogram(
             "job_run_seconds",
             "Seconds from a completed run's start to its end, by image size.",
@@ -100,22 +94,16 @@ class JobSystemCollector(Collector):
             f"{PREFIX}_batches_paused", "Unfinished batches paused on their own.",
             value=found.batches_paused,
         )  # fmt: skip
-        attempts = CounterMetricFamily(
-            f"{PREFIX}_webhook_attempts",
-            "Webhook delivery attempts by outcome (delivered, retrying, given_up).",
-            labels=["outcome"],
-        )
-        for outcome, count in found.webhook_attempts.items():
-            attempts.add_metric([outcome], count)
-        yield attempts
-        deliveries = GaugeMetricFamily(
-            f"{PREFIX}_webhook_deliveries",
-            "Webhook deliveries kept, by state (pending: owed to a receiver).",
-            labels=["state"],
-        )
-        for state, count in system.webhooks.delivery_counts().items():
-            deliveries.add_metric([state], count)
-        yield deliveries
+        yield _by_label(
+            CounterMetricFamily, "webhook_attempts",
+            "Webhook delivery attempts by outcome (delivered, retrying, given_up).", "outcome",
+            found.webhook_attempts.items(),
+        )  # fmt: skip
+        yield _by_label(
+            GaugeMetricFamily, "webhook_deliveries",
+            "Webhook deliveries kept, by state (pending: owed to a receiver).", "state",
+            system.webhooks.delivery_counts().items(),
+        )  # fmt: skip
 
     def _workers(self, system: JobSystem) -> Iterator[Metric]:
         try:
@@ -150,6 +138,19 @@ class JobSystemCollector(Collector):
         for kind, count in sorted(system.service.events_published().items()):
             published.add_metric([self._process, kind], count)
         yield published
+
+
+def _by_label(
+    family: type[GaugeMetricFamily | CounterMetricFamily],
+    name: str,
+    help_text: str,
+    label: str,
+    counts: Iterable[tuple[str, int]],
+) -> Metric:
+    metric = family(f"{PREFIX}_{name}", help_text, labels=[label])
+    for value, count in sorted(counts):
+        metric.add_metric([value], count)
+    return metric
 
 
 def _histogram(name: str, help_text: str, label: str | None, found: Histogram) -> Metric:
