@@ -33,6 +33,7 @@ def test_short_one_kind_and_repetitive_tokens_are_weak(weak: str) -> None:
 @pytest.mark.parametrize(
     "good",
     [new_token(), secrets.token_hex(16), secrets.token_hex(32), secrets.token_urlsafe(24)],
+    ids=["new_token", "hex16", "hex32", "urlsafe24"],  # the same names in every test process
 )
 def test_random_tokens_of_128_bits_or_more_are_good(good: str) -> None:
     assert weakness(good) is None
