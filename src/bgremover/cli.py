@@ -905,5 +905,44 @@ def models_info(
         )
 
 
+@models_app.command("verify")
+def models_verify(
+    name: Annotated[
+        str | None, typer.Argument(help="Model name (default: the configured one).")
+    ] = None,
+) -> None:
+    """Read the whole model file (and its fp32 copy) and check their sha256 now; a load
+    trusts a hash recorded while the file stays unchanged (size, times, inode)."""
+    from .engine import EngineError
+    from .engine.models import ModelStore, get_model
+
+    settings = _settings()
+    store = ModelStore(settings.models_dir)
+    try:
+        cls = get_model(name or settings.model)
+    except EngineError as exc:
+        err_console.print(f"[red]{escape(str(exc))}[/]")
+        raise typer.Exit(2) from None
+    path = store.path_for(cls)
+    if not path.is_file():
+        err_console.print(f"{path}: not downloaded; run `bgremover models pull`", markup=False)
+        raise typer.Exit(1)
+    if not store.is_valid(cls, recheck=True):
+        err_console.print(
+            f"{path}: fails its sha256 check (expected {cls.sha256}); "
+            "run `bgremover models pull --force` to fetch it again",
+            markup=False, highlight=False, soft_wrap=True,
+        )  # fmt: skip
+        raise typer.Exit(1)
+    copy = store.verify_runtime_copy(path, cls.sha256 or store.hashes.sha256(path))
+    if copy is not None:
+        err_console.print(
+            f"{copy}: fails its sha256 check; the next run makes it again from {path}",
+            markup=False, highlight=False, soft_wrap=True,
+        )  # fmt: skip
+        raise typer.Exit(1)
+    console.print(f"{cls.name}: verified ({path})", markup=False, highlight=False, soft_wrap=True)
+
+
 def main() -> None:
     app(prog_name="bgremover")
