@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from .config import Settings
     from .engine import CancelToken, EngineError, Removal, RemoveOptions, Remover, Stage
-    from .jobs.presets import PresetOptions
+    from .jobs.preset_options import PresetOptions
     from .jobs.schemas import Queue
     from .queue_control import QueueControl
     from .watch.backend import Backend
@@ -270,13 +270,15 @@ def _check_background(path: Path, max_pixels: int) -> None:
 def _preset(settings: Settings, name: str | None) -> PresetOptions:
     """The options of the preset ``name`` from the server's database; ends the command with
     the reason when there is no such preset or the database cannot be read."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from .jobs.database import default_url
-    from .jobs.presets import PresetOptions, UnknownPreset, open_presets
+    from .jobs.preset_options import PresetOptions
 
     if name is None:
         return PresetOptions()
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from .jobs.database import default_url
+    from .jobs.presets import UnknownPreset, open_presets
+
     where = settings.database_url or default_url(settings.data_dir)
     try:
         with open_presets(settings) as presets:
