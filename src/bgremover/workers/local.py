@@ -133,10 +133,10 @@ class LocalProcessExecutor(Executor):
         self._monitor.start()
 
     def free_slots(self) -> int:
-        """Ready workers without a run. One still loading its model (and timing its warm-up
-        image) is not a slot yet: a job sent there would show "processing" while it waits,
-        its ETA counting down for nothing; the worker's ``Freed`` report, when it is ready,
-        has the scheduler start a job there at once."""
+        """Ready workers without a run. One still loading its model is not a slot yet: a
+        job sent there would show "processing" while it waits, its ETA counting down for
+        nothing; the worker's ``Freed`` report, when it is ready, has the scheduler start a
+        job there at once (its warm-up image, if still running, gives way)."""
         with self._lock:
             return sum(1 for worker in self._workers.values() if self._free(worker))
 
@@ -320,8 +320,6 @@ class LocalProcessExecutor(Executor):
 
     def _receive(self, worker: _Worker, message: FromWorker) -> None:
         if isinstance(message, Ready):
-            if message.calibration is not None:  # heard before anyone sees the worker ready
-                self._emit(message.calibration)
             with self._lock:
                 worker.ready = True
                 self._changed.notify_all()
