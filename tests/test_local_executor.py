@@ -162,6 +162,26 @@ def worker_name(started: Report) -> str:
     return started.worker.split()[0]  # "local-1 (pid 4242)"
 
 
+def test_no_warm_up_runs_beside_a_job(
+    photos: dict[str, Path], tmp_path: Path, slow_tiny_model: Path
+) -> None:
+    """A fresh server's first job gets the cores: the warm-up images of the other workers
+    (timed while the pool is idle) stop when it starts, or never begin while it runs."""
+    settings = Settings(data_dir=tmp_path, model_path=slow_tiny_model)
+    executor = LocalProcessExecutor(settings, workers=2)
+    reports = Reports()
+    executor.start(reports)
+    try:
+        reports.wait_freed(1)
+        for job_id in ("a", "b", "c"):  # on local-1, one after another
+            executor.submit(work(job_id, photos["coffee.jpg"], tmp_path))
+            assert isinstance(reports.final(job_id), Finished)
+        # A warm-up is one model run: local-2's would have ended by now had it gone on.
+        assert reports.calibrations == []
+    finally:
+        executor.shutdown()
+
+
 def test_runs_items_on_two_workers_and_reports_stages_in_order(
     start: Start, photos: dict[str, Path], tmp_path: Path
 ) -> None:

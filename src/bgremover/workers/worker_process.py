@@ -32,6 +32,10 @@ from .running import ProgressReports, run_context, run_item
 
 log = logging.getLogger(__name__)
 
+WARM_UP_ID = "warm-up"
+"""What a ``Cancel`` names to stop the worker's warm-up: a job started on another worker
+needs the cores."""
+
 WARM_UP_SIZE = (1200, 800)
 """A 1-megapixel photo-sized image: the pixel-bound stages scale from it to other sizes."""
 
@@ -93,10 +97,11 @@ def serve(
     if isinstance(remover, ModelError):
         outbox.send(Ready(failure=remover.message))
     else:
-        # Ready before the warm-up, which runs only while no job is here: the first job of a
-        # fresh server starts at once instead of waiting behind a timed image (issue 20).
+        # Ready before the warm-up, which runs only while no job is running on any worker: the
+        # first job of a fresh server starts at once instead of waiting behind (or sharing
+        # the cores with) a timed image (issue 20).
         outbox.send(Ready())
-        calibration = warm_up(name, remover, cancel=inbox.first_run)
+        calibration = warm_up(name, remover, cancel=inbox.warm_up)
         if calibration is not None:
             outbox.send(calibration)
 
@@ -161,8 +166,9 @@ class _Inbox:
         self._tokens: dict[str, CancelToken] = {}
         self.runs: queue.Queue[tuple[WorkItem, CancelToken] | None] = queue.Queue()
         """Items for the main thread, each with its token; ``None`` means exit."""
-        self.first_run = CancelToken()
-        """Cancelled when the first item (or the end) arrives: stops the warm-up."""
+        self.warm_up = CancelToken()
+        """Stops the warm-up: cancelled when an item, ``Cancel(WARM_UP_ID)`` or the end comes."""
+        self._tokens[WARM_UP_ID] = self.warm_up
 
     def listen(self) -> None:
         try:
@@ -173,7 +179,7 @@ class _Inbox:
                     with self._lock:
                         self._tokens[message.item.dispatch_id] = token
                     self.runs.put((message.item, token))
-                    self.first_run.cancel()
+                    self.warm_up.cancel()
                 elif isinstance(message, Cancel):
                     with self._lock:
                         cancelled = self._tokens.get(message.dispatch_id)
@@ -185,7 +191,6 @@ class _Inbox:
             tokens = list(self._tokens.values())
         for token in tokens:
             token.cancel()
-        self.first_run.cancel()
         self.runs.put(None)
 
     def forget(self, dispatch_id: str) -> None:
