@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from .config import Settings
     from .engine import CancelToken, EngineError, Removal, RemoveOptions, Remover, Stage
+    from .engine.models import ModelStore, SegmentationModel
     from .jobs.preset_options import PresetOptions
     from .jobs.schemas import Queue
     from .queue_control import QueueControl
@@ -883,16 +884,7 @@ def models_info(
     ] = None,
 ) -> None:
     """Where a model lives, its source and whether the cached file passes its hash check."""
-    from .engine import EngineError
-    from .engine.models import ModelStore, get_model
-
-    settings = _settings()
-    store = ModelStore(settings.models_dir)
-    try:
-        cls = get_model(name or settings.model)
-    except EngineError as exc:
-        err_console.print(f"[red]{escape(str(exc))}[/]")
-        raise typer.Exit(2) from None
+    store, cls = _registered_model(name)
     path = store.path_for(cls)
     console.print(f"name:        {cls.name}")
     console.print(f"description: {cls.description}")
@@ -915,16 +907,7 @@ def models_verify(
 ) -> None:
     """Read the whole model file (and its fp32 copy) and check their sha256 now; a load
     trusts a hash recorded while the file stays unchanged (size, times, inode)."""
-    from .engine import EngineError
-    from .engine.models import ModelStore, get_model
-
-    settings = _settings()
-    store = ModelStore(settings.models_dir)
-    try:
-        cls = get_model(name or settings.model)
-    except EngineError as exc:
-        err_console.print(f"[red]{escape(str(exc))}[/]")
-        raise typer.Exit(2) from None
+    store, cls = _registered_model(name)
     path = store.path_for(cls)
     if not path.is_file():
         err_console.print(f"{path}: not downloaded; run `bgremover models pull`", markup=False)
@@ -944,6 +927,20 @@ def models_verify(
         )  # fmt: skip
         raise typer.Exit(1)
     console.print(f"{cls.name}: verified ({path})", markup=False, highlight=False, soft_wrap=True)
+
+
+def _registered_model(name: str | None) -> tuple[ModelStore, type[SegmentationModel]]:
+    """The model cache and the model ``name`` names (default: the configured one); an
+    unknown name ends the command with the names there are."""
+    from .engine import EngineError
+    from .engine.models import ModelStore, get_model
+
+    settings = _settings()
+    try:
+        return ModelStore(settings.models_dir), get_model(name or settings.model)
+    except EngineError as exc:
+        err_console.print(f"[red]{escape(str(exc))}[/]")
+        raise typer.Exit(2) from None
 
 
 def main() -> None:
