@@ -71,4 +71,9 @@ def test_corrupt_or_stale_copy_is_made_again(remover: Remover, tmp_path: Path) -
     inode = copy.stat().st_ino
     assert store.runtime_copy(source, sha256_file(source)) == copy
     assert copy.stat().st_ino != inode, "the stale copy was kept"
-    assert sorted(p.name for p in copy.parent.iterdir()) == [copy.name, sidecar.name]
+    # (verified.json: the hashes the next load trusts while the files stay unchanged)
+    assert sorted(p.name for p in copy.parent.iterdir()) == [
+        copy.name,
+        sidecar.name,
+        "verified.json",
+    ]

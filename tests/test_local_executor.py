@@ -71,6 +71,13 @@ class Reports:
             pytest.fail(f"no matching report within {timeout} s; got {self.all()}")
         return found
 
+    def wait_calibrations(self, count: int) -> list[Calibration]:
+        """The warm-up timings, once ``count`` workers have sent theirs."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: len(self.calibrations) >= count, TIMEOUT_S):
+                pytest.fail(f"{len(self.calibrations)} of {count} workers timed a warm-up")
+            return list(self.calibrations)
+
     def wait_freed(self, count: int) -> list[str]:
         """The workers that reported a free slot, once ``count`` of them have."""
         with self._changed:
@@ -153,6 +160,26 @@ def result_key(job_id: str) -> str:
 def worker_name(started: Report) -> str:
     assert isinstance(started, Started)
     return started.worker.split()[0]  # "local-1 (pid 4242)"
+
+
+def test_no_warm_up_runs_beside_a_job(
+    photos: dict[str, Path], tmp_path: Path, slow_tiny_model: Path
+) -> None:
+    """A fresh server's first job gets the cores: the warm-up images of the other workers
+    (timed while the pool is idle) stop when it starts, or never begin while it runs."""
+    settings = Settings(data_dir=tmp_path, model_path=slow_tiny_model)
+    executor = LocalProcessExecutor(settings, workers=2)
+    reports = Reports()
+    executor.start(reports)
+    try:
+        reports.wait_freed(1)
+        for job_id in ("a", "b", "c"):  # on local-1, one after another
+            executor.submit(work(job_id, photos["coffee.jpg"], tmp_path))
+            assert isinstance(reports.final(job_id), Finished)
+        # A warm-up is one model run: local-2's would have ended by now had it gone on.
+        assert reports.calibrations == []
+    finally:
+        executor.shutdown()
 
 
 def test_runs_items_on_two_workers_and_reports_stages_in_order(
@@ -321,35 +348,38 @@ def test_a_run_past_its_deadline_is_killed_as_hung_and_reported_lost(
     assert executor.wait_ready(TIMEOUT_S) and executor.free_slots() == 1
 
 
-def test_each_worker_times_a_warm_up_image_before_it_is_ready(start: Start) -> None:
+def test_each_idle_worker_times_a_warm_up_image_once_ready(start: Start) -> None:
     executor, reports = start(workers=2)
     assert executor.wait_ready(TIMEOUT_S)
-    assert sorted(c.worker for c in reports.calibrations) == ["local-1", "local-2"]
     assert sorted(reports.wait_freed(2)) == ["local-1", "local-2"]
-    for calibration in reports.calibrations:
+    calibrations = reports.wait_calibrations(2)
+    assert sorted(c.worker for c in calibrations) == ["local-1", "local-2"]
+    for calibration in calibrations:
         assert set(calibration.timings) == {s.value for s in STAGES}
         assert all(seconds > 0 for seconds in calibration.timings.values())
         assert calibration.pixels == 1200 * 800
 
 
-def test_a_worker_takes_no_item_until_its_model_is_loaded_and_timed(
+def test_a_worker_takes_no_item_until_its_model_is_loaded_and_its_warm_up_gives_way(
     photos: dict[str, Path], tmp_path: Path
 ) -> None:
     """A job handed to a worker still loading would show "processing" while it only waits,
     its ETA counting down for nothing (seconds on a fresh server): the slot opens, with a
-    ``Freed`` report for the scheduler, when the worker is ready."""
+    ``Freed`` report for the scheduler, when the model is loaded. The warm-up image the
+    worker then times does not hold the first job back: it stops when the job comes."""
     executor = LocalProcessExecutor(Settings(data_dir=tmp_path), workers=1)
     reports = Reports()
     executor.start(reports)
     try:
-        # Starting a process, loading the model and timing an image take seconds.
+        # Starting a process and loading the model take seconds.
         assert executor.free_slots() == 0
         with pytest.raises(RuntimeError, match="no free worker"):
             executor.submit(work("early", photos["coffee.jpg"], tmp_path))
         assert reports.wait_freed(1) == ["local-1"]
-        assert [c.worker for c in reports.calibrations] == ["local-1"]
         assert executor.free_slots() == 1
         executor.submit(work("a", photos["coffee.jpg"], tmp_path))
         assert isinstance(reports.final("a"), Finished)
+        # The warm-up (a full model run, seconds) had just begun: it gave way, unfinished.
+        assert reports.calibrations == []
     finally:
         executor.shutdown()

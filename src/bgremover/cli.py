@@ -14,49 +14,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    Progress,
-    TaskID,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
-from rich.text import Text
-from sqlalchemy.exc import SQLAlchemyError
 
-from .api import load_remover
-from .config import Settings, settings_error
-from .engine import (
-    BatchItem,
-    Cancelled,
-    CancelToken,
-    EngineError,
-    OutputFormat,
-    Removal,
-    RemoveOptions,
-    Remover,
-    Stage,
-    overall_percent,
-    plan_batch,
-)
-from .engine.decode import measure, probe
-from .engine.errors import InputError
-from .engine.models import ModelStore, get_model, registered_models
-from .jobs.database import default_url
-from .jobs.eta import StageClock, size_bucket
-from .jobs.presets import PresetOptions, UnknownPreset, open_presets
-from .terminal import label_columns
-from .watch.backend import Backend
+# Only what `--help` needs is imported here: each command imports the model runtime, the
+# database layer, the web stack and rich's progress bars and tables where it uses them, so
+# `bgremover --help` starts in a fraction of the time (issue 20; `python -X importtime`).
+from .engine.output_format import OutputFormat
 
 if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+    from .config import Settings
+    from .engine import CancelToken, EngineError, Removal, RemoveOptions, Remover, Stage
+    from .engine.models import ModelStore, SegmentationModel
+    from .jobs.preset_options import PresetOptions
     from .jobs.schemas import Queue
     from .queue_control import QueueControl
+    from .watch.backend import Backend
 
 # Folders are searched for these (".hif" is Canon's HEIF); JPEG XL, which we cannot decode,
 # is included so it is reported as unsupported instead of being skipped without a word.
@@ -232,6 +207,9 @@ def remove(
     file as it ends (path, status, output or reason, tab-separated) and the totals on stderr.
     With --json: one JSON document on stdout.
     """
+    from .api import load_remover
+    from .engine import EngineError, plan_batch
+
     settings = _settings(model=model, model_path=model_path, intra_op_threads=threads)
     options = _options(
         _preset(settings, preset),
@@ -275,6 +253,9 @@ def remove(
 def _check_background(path: Path, max_pixels: int) -> None:
     """Ends the command with the reason when ``--bg-image`` is not an image the engine would
     take (too many pixels, not an image): said once, before any photo is processed."""
+    from .engine.decode import measure
+    from .engine.errors import InputError
+
     try:
         measure(path, name=str(path), max_pixels=max_pixels)
     except OSError as exc:
@@ -290,8 +271,15 @@ def _check_background(path: Path, max_pixels: int) -> None:
 def _preset(settings: Settings, name: str | None) -> PresetOptions:
     """The options of the preset ``name`` from the server's database; ends the command with
     the reason when there is no such preset or the database cannot be read."""
+    from .jobs.preset_options import PresetOptions
+
     if name is None:
         return PresetOptions()
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from .jobs.database import default_url
+    from .jobs.presets import UnknownPreset, open_presets
+
     where = settings.database_url or default_url(settings.data_dir)
     try:
         with open_presets(settings) as presets:
@@ -311,6 +299,8 @@ def _preset(settings: Settings, name: str | None) -> PresetOptions:
 def _options(base: PresetOptions, given: dict[str, Any], **extra: Any) -> RemoveOptions:
     """``base`` with the options given (not None) over it; ends the command with the reason
     when they do not go together."""
+    from pydantic import ValidationError
+
     try:
         return base.overridden(**given).remove_options(**extra)
     except ValidationError as exc:
@@ -339,6 +329,18 @@ def _process_all(
     progress_console: Console | None,
     report: Callable[[Outcome], None],
 ) -> list[Outcome]:
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from .engine import BatchItem, CancelToken, Removal
+    from .terminal import label_columns
+
     outcomes: dict[int, Outcome] = {}
 
     def end(index: int, outcome: Outcome) -> None:
@@ -419,6 +421,8 @@ def _ctrl_c_cancels(cancel: CancelToken) -> Iterator[None]:
 
 
 def _outcome(item: Planned, result: Removal | EngineError) -> Outcome:
+    from .engine import Cancelled, EngineError
+
     if isinstance(result, Cancelled):
         return Outcome(item, "cancelled", "interrupted")
     if isinstance(result, EngineError):
@@ -432,9 +436,14 @@ class _Estimates:
     first image's timings calibrate the rest (and each later one refines its size)."""
 
     def __init__(self) -> None:
+        from .jobs.eta import StageClock
+
         self._clock = StageClock()
 
     def weights(self, path: Path) -> dict[Stage, float]:
+        from .engine.decode import probe
+        from .jobs.eta import size_bucket
+
         try:
             _, width, height = probe(path)
         except OSError:
@@ -443,6 +452,8 @@ class _Estimates:
         return self._clock.weights(size_bucket(width, height), pixels)
 
     def learn(self, removal: Removal) -> None:
+        from .jobs.eta import size_bucket
+
         width, height = removal.size
         timings = {stage.value: seconds for stage, seconds in removal.timings.items()}
         self._clock.calibrate(width * height, timings)
@@ -457,11 +468,15 @@ class _Row:
     ) -> None:
         self.progress = progress
         self.total_task = total_task
+        from .engine import Stage
+
         self.task = progress.add_task(name, total=100, stage=Stage.LOADING.value)
         self.weights = weights
         self.percent = 0.0
 
     def report(self, stage: Stage, fraction: float) -> None:
+        from .engine import overall_percent
+
         # Never back: a stage report from the loading thread may trail the model's.
         percent = max(self.percent, overall_percent(stage, fraction, self.weights))
         self.progress.update(self.task, completed=percent, stage=stage.value)
@@ -502,6 +517,9 @@ def _print_json(outcomes: list[Outcome]) -> None:
 
 
 def _print_summary(outcomes: list[Outcome]) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
     counts = _counts(outcomes)
     table = Table(title="Summary", show_lines=False)
     table.add_column("File")
@@ -524,6 +542,10 @@ def _print_summary(outcomes: list[Outcome]) -> None:
 def _settings(**overrides: Any) -> Settings:
     """Settings from the environment and options; a bad value ends the command with one
     line that names it (not a traceback)."""
+    from pydantic import ValidationError
+
+    from .config import Settings, settings_error
+
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
@@ -763,6 +785,9 @@ def queue_status(
 def _queue_command(
     server: str | None, token: str | None, as_json: bool, act: Callable[[QueueControl], Queue]
 ) -> None:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from .jobs.database import default_url
     from .queue_control import LocalQueue, RemoteQueue
 
     settings = _settings(token=token)
@@ -799,6 +824,10 @@ def _queue_command(
 @models_app.command("list")
 def models_list() -> None:
     """Registered models and whether each is downloaded."""
+    from rich.table import Table
+
+    from .engine.models import ModelStore, registered_models
+
     settings = _settings()
     store = ModelStore(settings.models_dir)
     table = Table()
@@ -830,6 +859,9 @@ def models_pull(
     force: Annotated[bool, typer.Option("--force", help="Download again even if valid.")] = False,
 ) -> None:
     """Download a model and verify its hashes."""
+    from .engine import EngineError
+    from .engine.models import ModelStore, get_model
+
     settings = _settings()
     store = ModelStore(settings.models_dir)
     try:
@@ -852,13 +884,7 @@ def models_info(
     ] = None,
 ) -> None:
     """Where a model lives, its source and whether the cached file passes its hash check."""
-    settings = _settings()
-    store = ModelStore(settings.models_dir)
-    try:
-        cls = get_model(name or settings.model)
-    except EngineError as exc:
-        err_console.print(f"[red]{escape(str(exc))}[/]")
-        raise typer.Exit(2) from None
+    store, cls = _registered_model(name)
     path = store.path_for(cls)
     console.print(f"name:        {cls.name}")
     console.print(f"description: {cls.description}")
@@ -871,6 +897,50 @@ def models_info(
         console.print(
             f"status:      {'verified' if store.is_valid(cls) else 'CORRUPT (run models pull)'}"
         )
+
+
+@models_app.command("verify")
+def models_verify(
+    name: Annotated[
+        str | None, typer.Argument(help="Model name (default: the configured one).")
+    ] = None,
+) -> None:
+    """Read the whole model file (and its fp32 copy) and check their sha256 now; a load
+    trusts a hash recorded while the file stays unchanged (size, times, inode)."""
+    store, cls = _registered_model(name)
+    path = store.path_for(cls)
+    if not path.is_file():
+        err_console.print(f"{path}: not downloaded; run `bgremover models pull`", markup=False)
+        raise typer.Exit(1)
+    if not store.is_valid(cls, recheck=True):
+        err_console.print(
+            f"{path}: fails its sha256 check (expected {cls.sha256}); "
+            "run `bgremover models pull --force` to fetch it again",
+            markup=False, highlight=False, soft_wrap=True,
+        )  # fmt: skip
+        raise typer.Exit(1)
+    copy = store.verify_runtime_copy(path, cls.sha256 or store.hashes.sha256(path))
+    if copy is not None:
+        err_console.print(
+            f"{copy}: fails its sha256 check; the next run makes it again from {path}",
+            markup=False, highlight=False, soft_wrap=True,
+        )  # fmt: skip
+        raise typer.Exit(1)
+    console.print(f"{cls.name}: verified ({path})", markup=False, highlight=False, soft_wrap=True)
+
+
+def _registered_model(name: str | None) -> tuple[ModelStore, type[SegmentationModel]]:
+    """The model cache and the model ``name`` names (default: the configured one); an
+    unknown name ends the command with the names there are."""
+    from .engine import EngineError
+    from .engine.models import ModelStore, get_model
+
+    settings = _settings()
+    try:
+        return ModelStore(settings.models_dir), get_model(name or settings.model)
+    except EngineError as exc:
+        err_console.print(f"[red]{escape(str(exc))}[/]")
+        raise typer.Exit(2) from None
 
 
 def main() -> None:

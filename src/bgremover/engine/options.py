@@ -2,38 +2,16 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 from PIL import ImageColor
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+# Re-exported: its own module keeps it importable without pydantic (the CLI's --help).
+from .output_format import OutputFormat as OutputFormat
+
 RGBA = tuple[int, int, int, int]
-
-
-class OutputFormat(StrEnum):
-    PNG = "png"
-    WEBP = "webp"
-    JPEG = "jpeg"
-    MASK = "mask"
-
-    @property
-    def extension(self) -> str:
-        return {"png": ".png", "webp": ".webp", "jpeg": ".jpg", "mask": ".png"}[self.value]
-
-    def result_name(self, stem: str) -> str:
-        """The file name of a result: ``photo`` → ``photo-no-bg.png`` (``photo-mask.png``)."""
-        return f"{stem}{'-mask' if self is OutputFormat.MASK else '-no-bg'}{self.extension}"
-
-    @property
-    def media_type(self) -> str:
-        return {
-            "png": "image/png",
-            "webp": "image/webp",
-            "jpeg": "image/jpeg",
-            "mask": "image/png",
-        }[self.value]
 
 
 def parse_color(value: object) -> RGBA | None:

@@ -29,6 +29,7 @@ from ..engine.errors import ModelError
 from ..engine.models import ModelStore
 from ..logs import configured_format
 from .base import (
+    Calibration,
     Executor,
     Failed,
     Finished,
@@ -41,7 +42,7 @@ from .base import (
     WorkItem,
 )
 from .running import run_context
-from .worker_process import Cancel, FromWorker, Ready, Run, Stop, ToWorker, serve
+from .worker_process import WARM_UP_ID, Cancel, FromWorker, Ready, Run, Stop, ToWorker, serve
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,8 @@ class _Worker:
         self.conn = conn
         self.ready = False
         """The model has loaded (or failed to load); the worker is serving."""
+        self.warming = False
+        """It may be timing its warm-up image (ready, no job yet, no calibration heard)."""
         self.closed_pipe = False
         self.running: WorkItem | None = None
         """The run this worker holds, from ``submit`` until its final report."""
@@ -133,10 +136,10 @@ class LocalProcessExecutor(Executor):
         self._monitor.start()
 
     def free_slots(self) -> int:
-        """Ready workers without a run. One still loading its model (and timing its warm-up
-        image) is not a slot yet: a job sent there would show "processing" while it waits,
-        its ETA counting down for nothing; the worker's ``Freed`` report, when it is ready,
-        has the scheduler start a job there at once."""
+        """Ready workers without a run. One still loading its model is not a slot yet: a
+        job sent there would show "processing" while it waits, its ETA counting down for
+        nothing; the worker's ``Freed`` report, when it is ready, has the scheduler start a
+        job there at once (its warm-up image, if still running, gives way)."""
         with self._lock:
             return sum(1 for worker in self._workers.values() if self._free(worker))
 
@@ -151,9 +154,15 @@ class LocalProcessExecutor(Executor):
                     "check free_slots() first"
                 )
             worker.running = item
+            worker.warming = False  # the run stops it
             self._arm_deadline(worker)
             # Sent under the lock so a cancel for this job cannot reach the worker first.
             worker.send(Run(item))
+            # A warm-up elsewhere would take cores from this job: it stops too.
+            for other in self._workers.values():
+                if other.warming:
+                    other.warming = False
+                    other.send(Cancel(WARM_UP_ID))
 
     def cancel(self, job_id: str) -> None:
         with self._lock:
@@ -319,11 +328,16 @@ class LocalProcessExecutor(Executor):
             worker.closed_pipe = True  # The process is ending; its sentinel follows.
 
     def _receive(self, worker: _Worker, message: FromWorker) -> None:
+        if isinstance(message, Calibration):
+            with self._lock:
+                worker.warming = False
         if isinstance(message, Ready):
-            if message.calibration is not None:  # heard before anyone sees the worker ready
-                self._emit(message.calibration)
             with self._lock:
                 worker.ready = True
+                if any(w.running is not None for w in self._workers.values()):
+                    worker.send(Cancel(WARM_UP_ID))  # no warm-up beside a running job
+                else:
+                    worker.warming = message.failure is None
                 self._changed.notify_all()
             if message.failure is not None:
                 log.warning("%s serves failures only: %s", worker.name, message.failure)

@@ -24,13 +24,17 @@ from PIL import Image
 
 from ..api import load_remover
 from ..config import Settings
-from ..engine import CancelToken, ModelError, Remover
+from ..engine import Cancelled, CancelToken, ModelError, Remover
 from ..logs import LogFormat, configure
 from ..storage import open_storage
 from .base import Calibration, Report, Started, WorkItem
 from .running import ProgressReports, run_context, run_item
 
 log = logging.getLogger(__name__)
+
+WARM_UP_ID = "warm-up"
+"""What a ``Cancel`` names to stop the worker's warm-up: a job started on another worker
+needs the cores."""
 
 WARM_UP_SIZE = (1200, 800)
 """A 1-megapixel photo-sized image: the pixel-bound stages scale from it to other sizes."""
@@ -57,11 +61,10 @@ class Stop:
 
 @dataclass(frozen=True)
 class Ready:
-    """Worker → parent: the model is loaded, or failed to load and every item will fail."""
+    """Worker → parent: the model is loaded, or failed to load and every item will fail. A
+    ``Calibration`` follows when the worker timed its warm-up image before any job came."""
 
     failure: str | None = None
-    calibration: Calibration | None = None
-    """How long a warm-up image took here, stage by stage, before the first job."""
 
 
 ToWorker = Run | Cancel | Stop
@@ -94,7 +97,13 @@ def serve(
     if isinstance(remover, ModelError):
         outbox.send(Ready(failure=remover.message))
     else:
-        outbox.send(Ready(calibration=warm_up(name, remover)))
+        # Ready before the warm-up, which runs only while no job is running on any worker: the
+        # first job of a fresh server starts at once instead of waiting behind (or sharing
+        # the cores with) a timed image (issue 20).
+        outbox.send(Ready())
+        calibration = warm_up(name, remover, cancel=inbox.warm_up)
+        if calibration is not None:
+            outbox.send(calibration)
 
     label = f"{name} (pid {os.getpid()})"
     storage = open_storage(settings)
@@ -110,9 +119,10 @@ def serve(
         inbox.forget(item.dispatch_id)
 
 
-def warm_up(name: str, remover: Remover) -> Calibration | None:
+def warm_up(name: str, remover: Remover, cancel: CancelToken | None = None) -> Calibration | None:
     """Time one image through every stage: onnxruntime's first run is slow anyway, and the
-    timings give this machine's estimates (at this concurrency) before any job has ended."""
+    timings give this machine's estimates (at this concurrency) before any job has ended.
+    None when it failed or ``cancel`` stopped it (a job came: its timings teach the same)."""
     width, height = WARM_UP_SIZE
     rows = np.linspace(0, 255, height, dtype=np.float32)[:, None, None]
     noise = np.random.default_rng(0).integers(0, 64, (height, width, 3), dtype=np.uint8)
@@ -121,7 +131,12 @@ def warm_up(name: str, remover: Remover) -> Calibration | None:
         with tempfile.TemporaryDirectory(prefix="bgremover-warm-up-") as folder:
             source = Path(folder) / "warm-up.jpg"
             Image.fromarray(pixels, "RGB").save(source, quality=90)
-            removal = remover.process(source, destination=Path(folder) / "warm-up.png")
+            removal = remover.process(
+                source, destination=Path(folder) / "warm-up.png", cancel=cancel
+            )
+    except Cancelled:
+        log.info("%s: the warm-up gave way to a job", name)
+        return None
     except Exception:  # a warm-up is a nicety: the worker serves without it
         log.exception("%s: the warm-up run failed", name)
         return None
@@ -151,6 +166,9 @@ class _Inbox:
         self._tokens: dict[str, CancelToken] = {}
         self.runs: queue.Queue[tuple[WorkItem, CancelToken] | None] = queue.Queue()
         """Items for the main thread, each with its token; ``None`` means exit."""
+        self.warm_up = CancelToken()
+        """Stops the warm-up: cancelled when an item, ``Cancel(WARM_UP_ID)`` or the end comes."""
+        self._tokens[WARM_UP_ID] = self.warm_up
 
     def listen(self) -> None:
         try:
@@ -161,6 +179,7 @@ class _Inbox:
                     with self._lock:
                         self._tokens[message.item.dispatch_id] = token
                     self.runs.put((message.item, token))
+                    self.warm_up.cancel()
                 elif isinstance(message, Cancel):
                     with self._lock:
                         cancelled = self._tokens.get(message.dispatch_id)

@@ -12,14 +12,15 @@ and checks its hash on every load.
 from __future__ import annotations
 
 from pathlib import Path
-
-import numpy as np
-import onnx
-from onnx import TensorProto, numpy_helper
+from typing import TYPE_CHECKING
 
 from ..errors import ModelError
 
-FLOAT16 = TensorProto.FLOAT16
+if TYPE_CHECKING:
+    import onnx
+
+# onnx is imported where a conversion runs: importing it takes half a second, and every
+# load checks CONVERTER_VERSION while only the first converts.
 
 CONVERTER_VERSION = 1
 """Bump when ``convert`` changes so that cached copies are made again."""
@@ -27,6 +28,8 @@ CONVERTER_VERSION = 1
 
 def converted_bytes(source: Path) -> bytes:
     """The serialised ``convert``-ed model of the ONNX file ``source``."""
+    import onnx
+
     try:
         model = onnx.load(str(source))
     except Exception as exc:  # onnx raises DecodeError and others for a file that isn't ONNX
@@ -41,14 +44,20 @@ def converted_bytes(source: Path) -> bytes:
 def convert(model: onnx.ModelProto) -> onnx.ModelProto:
     """Turn fp16 tensors, constants and casts into fp32 and drop every output but the first,
     with the nodes and weights only those outputs needed; modifies ``model`` in place."""
+    from onnx import AttributeProto, TensorProto
+
     graph = model.graph
     for tensor in graph.initializer:
         _tensor_to_fp32(tensor)
     for node in graph.node:
         for attribute in node.attribute:
-            if node.op_type == "Constant" and attribute.type == onnx.AttributeProto.TENSOR:
+            if node.op_type == "Constant" and attribute.type == AttributeProto.TENSOR:
                 _tensor_to_fp32(attribute.t)
-            elif node.op_type == "Cast" and attribute.name == "to" and attribute.i == FLOAT16:
+            elif (
+                node.op_type == "Cast"
+                and attribute.name == "to"
+                and attribute.i == TensorProto.FLOAT16
+            ):
                 attribute.i = TensorProto.FLOAT  # onnxruntime drops the now no-op casts
     for value in [*graph.input, *graph.output, *graph.value_info]:
         if value.type.tensor_type.elem_type == TensorProto.FLOAT16:
@@ -58,7 +67,10 @@ def convert(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def _tensor_to_fp32(tensor: TensorProto) -> None:
+def _tensor_to_fp32(tensor: onnx.TensorProto) -> None:
+    import numpy as np
+    from onnx import TensorProto, numpy_helper
+
     if tensor.data_type == TensorProto.FLOAT16:
         values = numpy_helper.to_array(tensor).astype(np.float32)
         tensor.CopyFrom(numpy_helper.from_array(values, tensor.name))

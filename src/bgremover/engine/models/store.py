@@ -1,4 +1,8 @@
-"""The local model cache: verified by hash on every load, re-fetched when corrupt."""
+"""The local model cache: verified by hash, re-fetched when corrupt.
+
+A load trusts a hash recorded for the file as it is (same size, times and inode:
+``hashes.HashRecords``); ``bgremover models verify`` reads every byte again.
+"""
 
 from __future__ import annotations
 
@@ -13,17 +17,10 @@ from pathlib import Path
 from ..errors import ModelError
 from .base import SegmentationModel, get_model
 from .fp32 import CONVERTER_VERSION, converted_bytes
+from .hashes import HashRecords, read_json, sha256_file, write_atomic
 from .isnet import IsNet
 
 log = logging.getLogger(__name__)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -42,6 +39,7 @@ class ModelStore:
 
     def __init__(self, models_dir: Path) -> None:
         self.models_dir = models_dir
+        self.hashes = HashRecords(models_dir / "verified.json")
 
     def path_for(self, model: type[SegmentationModel]) -> Path:
         return self.models_dir / model.file_name
@@ -56,18 +54,21 @@ class ModelStore:
                     "or unset it to use the bundled download",
                     code="model_unavailable",
                 )
-            return ResolvedModel(IsNet(), path, self.runtime_copy(path, sha256_file(path)))
+            return ResolvedModel(IsNet(), path, self.runtime_copy(path, self.hashes.sha256(path)))
         cls = get_model(name)
         path = self.ensure(cls)
-        return ResolvedModel(cls(), path, self.runtime_copy(path, cls.sha256 or sha256_file(path)))
+        source_sha256 = cls.sha256 or self.hashes.sha256(path)
+        return ResolvedModel(cls(), path, self.runtime_copy(path, source_sha256))
 
-    def is_valid(self, model: type[SegmentationModel]) -> bool:
+    def is_valid(self, model: type[SegmentationModel], *, recheck: bool = False) -> bool:
+        """Whether the cached file is the published one; ``recheck`` reads all of it even
+        when its hash is recorded (``bgremover models verify``)."""
         path = self.path_for(model)
         if not path.is_file():
             return False
         if model.size_bytes is not None and path.stat().st_size != model.size_bytes:
             return False
-        return model.sha256 is None or sha256_file(path) == model.sha256
+        return model.sha256 is None or self.hashes.sha256(path, recheck=recheck) == model.sha256
 
     def ensure(self, model: type[SegmentationModel]) -> Path:
         """The verified file, fetching it (again) when missing or corrupt."""
@@ -83,25 +84,18 @@ class ModelStore:
         """The fp32 copy of ``source`` that onnxruntime loads, checked against the sha256 in
         its sidecar and made again when missing, corrupt or made from another file; ``source``
         itself when the cache cannot be written (slower, same mask)."""
-        copy = self.models_dir / f"{source.stem}.fp32.onnx"
-        sidecar = copy.with_name(copy.name + ".json")
-        origin = {"source_sha256": source_sha256, "converter": CONVERTER_VERSION}
-        saved = _read_json(sidecar)
-        if (
-            saved is not None
-            and all(saved.get(key) == value for key, value in origin.items())
-            and copy.is_file()
-            and sha256_file(copy) == saved.get("sha256")
-        ):
+        copy, sidecar, origin = self._runtime_copy_of(source, source_sha256)
+        if self._copy_matches(copy, sidecar, origin, recheck=False) is True:
             return copy
         if copy.exists():
             log.warning("%s is stale or fails its sha256 check; converting %s again", copy, source)
         data = converted_bytes(source)
         try:
             self.models_dir.mkdir(parents=True, exist_ok=True)
-            _write_atomic(copy, data)
-            record = {**origin, "sha256": hashlib.sha256(data).hexdigest()}
-            _write_atomic(sidecar, json.dumps(record).encode())
+            write_atomic(copy, data)
+            digest = hashlib.sha256(data).hexdigest()
+            write_atomic(sidecar, json.dumps({**origin, "sha256": digest}).encode())
+            self.hashes.record(copy, digest)
         except OSError as exc:
             log.warning(
                 "%s: cannot cache the fp32 model there (%s), so %s runs as it is (slower); "
@@ -112,6 +106,34 @@ class ModelStore:
             )
             return source
         return copy
+
+    def verify_runtime_copy(self, source: Path, source_sha256: str) -> Path | None:
+        """The fp32 copy of ``source`` when it was made from this file but its bytes, read in
+        full now, no longer hash as they did (the next load then makes it again); else None."""
+        copy, sidecar, origin = self._runtime_copy_of(source, source_sha256)
+        return copy if self._copy_matches(copy, sidecar, origin, recheck=True) is False else None
+
+    def _runtime_copy_of(
+        self, source: Path, source_sha256: str
+    ) -> tuple[Path, Path, dict[str, object]]:
+        """Where the fp32 copy of ``source`` and its sidecar live, and the origin they name."""
+        copy = self.models_dir / f"{source.stem}.fp32.onnx"
+        origin = {"source_sha256": source_sha256, "converter": CONVERTER_VERSION}
+        return copy, copy.with_name(copy.name + ".json"), origin
+
+    def _copy_matches(
+        self, copy: Path, sidecar: Path, origin: dict[str, object], *, recheck: bool
+    ) -> bool | None:
+        """None: no copy made from ``origin`` (missing or stale); else whether its hash is
+        the one its sidecar recorded."""
+        saved = read_json(sidecar)
+        if (
+            saved is None
+            or any(saved.get(key) != value for key, value in origin.items())
+            or not copy.is_file()
+        ):
+            return None
+        return self.hashes.sha256(copy, recheck=recheck) == saved.get("sha256")
 
     def pull(self, model: type[SegmentationModel]) -> Path:
         """Fetch, verify and atomically install the model file."""
@@ -135,23 +157,5 @@ class ModelStore:
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
+        self.hashes.record(path, actual)
         return path
-
-
-def _read_json(path: Path) -> dict[str, object] | None:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
