@@ -31,6 +31,9 @@ def _seconds(value: Any) -> Any:
 
 Duration = Annotated[timedelta, BeforeValidator(_seconds)]
 
+Device = Literal["auto", "cpu", "cuda", "rocm", "openvino", "coreml", "directml"]
+"""What runs the model; each maps to onnxruntime execution providers (engine/devices.py)."""
+
 
 class Settings(BaseSettings):
     """Application settings; build one per process and pass it down (nothing global)."""
@@ -45,6 +48,13 @@ class Settings(BaseSettings):
     model: str = "isnet-general-use"
     model_path: Path | None = None
     """An ISNet-compatible ONNX file to use instead of the registered model's cached copy."""
+    device: Device = "auto"
+    """``auto`` takes the best accelerator the installed onnxruntime offers, else the CPU
+    (saying so in one log line). A device named here that is missing or fails to start
+    stops the command with what there is and the fix (``pip install 'bgremover[gpu]'``)."""
+    batch_size: int | None = Field(default=None, ge=1)
+    """Images one model run takes; default 4 on an accelerator and 1 on the CPU (the fp32
+    copy the CPU runs takes one at a time)."""
     intra_op_threads: int = Field(default=0, ge=0)
     """onnxruntime threads per inference; 0 lets onnxruntime use every core."""
     lean_model_memory: bool = True

@@ -25,6 +25,7 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 
 from ..config import Settings
+from ..engine.devices import expected
 from ..engine.errors import ModelError
 from ..engine.models import ModelStore
 from ..logs import configured_format
@@ -97,7 +98,11 @@ class LocalProcessExecutor(Executor):
             raise ValueError(f"workers must be at least 1, got {self._size}")
         # Running jobs share the cores instead of each onnxruntime taking all of them.
         threads = settings.intra_op_threads or max(1, (os.cpu_count() or 1) // self._size)
-        self._settings = settings.model_copy(update={"intra_op_threads": threads})
+        # Resolved here, once: a named device that is missing stops the start, and auto's
+        # fallback to the CPU is said in one line, not once more by every worker.
+        self._device = expected(settings.device)
+        device = settings.device if self._device.accelerated else "cpu"
+        self._settings = settings.model_copy(update={"intra_op_threads": threads, "device": device})
         self._context = multiprocessing.get_context("spawn")
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -196,6 +201,9 @@ class LocalProcessExecutor(Executor):
             self._wake_writer.close()
 
     # Diagnostics.
+
+    def device(self) -> str:
+        return self._device.device
 
     def worker_pids(self) -> dict[str, int]:
         """Name to pid of every live worker ("local-1": 4242), for tests and status pages."""
