@@ -13,7 +13,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
+
+try:
+    import onnxruntime as ort
+except ImportError:  # it comes from an extra: pip cannot install both flavours
+    raise ImportError(
+        "onnxruntime is not installed: pip install 'bgremover[cpu]' (or 'bgremover[gpu]' "
+        "for an NVIDIA GPU); scripts/setup.sh installs the CPU one"
+    ) from None
 
 from .cancel import CancelToken
 from .devices import open_session
