@@ -77,6 +77,8 @@ class _Worker:
         """When to kill the worker because its run has taken too long (it hangs)."""
         self.hung_after: float | None = None
         """Set when the worker was killed at its deadline: the run's allowed seconds."""
+        self.device: str | None = None
+        """What runs its model, once it is ready."""
 
     @property
     def label(self) -> str:
@@ -203,7 +205,11 @@ class LocalProcessExecutor(Executor):
     # Diagnostics.
 
     def device(self) -> str:
-        return self._device.device
+        """What the ready workers said they run on (a worker whose accelerator failed to
+        start fell back to the CPU), else what this process expects them to."""
+        with self._lock:
+            said = sorted({w.device for w in self._workers.values() if w.device is not None})
+        return ", ".join(said) if said else self._device.device
 
     def worker_pids(self) -> dict[str, int]:
         """Name to pid of every live worker ("local-1": 4242), for tests and status pages."""
@@ -332,6 +338,7 @@ class LocalProcessExecutor(Executor):
                 self._emit(message.calibration)
             with self._lock:
                 worker.ready = True
+                worker.device = message.device
                 self._changed.notify_all()
             if message.failure is not None:
                 log.warning("%s serves failures only: %s", worker.name, message.failure)

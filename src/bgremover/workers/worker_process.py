@@ -62,6 +62,8 @@ class Ready:
     failure: str | None = None
     calibration: Calibration | None = None
     """How long a warm-up image took here, stage by stage, before the first job."""
+    device: str | None = None
+    """What runs the model here (after any fallback of ``auto``); None when it failed."""
 
 
 ToWorker = Run | Cancel | Stop
@@ -94,7 +96,7 @@ def serve(
     if isinstance(remover, ModelError):
         outbox.send(Ready(failure=remover.message))
     else:
-        outbox.send(Ready(calibration=warm_up(name, remover)))
+        outbox.send(Ready(calibration=warm_up(name, remover), device=remover.device.device))
 
     label = f"{name} (pid {os.getpid()})"
     storage = open_storage(settings)
