@@ -716,7 +716,10 @@ def worker(
     concurrency: Annotated[
         int | None,
         typer.Option(
-            "--concurrency", "-c", help="Worker processes (default: one per 2 cores).", min=1
+            "--concurrency",
+            "-c",
+            help="Worker processes (default: one per 2 cores; 2 on an accelerator).",
+            min=1,
         ),
     ] = None,
     loglevel: Annotated[str, typer.Option(help="Celery's log level.")] = "INFO",
@@ -736,9 +739,12 @@ def worker(
     configure(settings.log_format)  # from the start: Celery warns before it sets up logging
     # Its processes read the environment. Resolved once here: a named device that is
     # missing stops the start, and auto's fallback to the CPU is said once, not per process.
-    os.environ["BGREMOVER_DEVICE"] = "cpu" if _device(settings) == "cpu" else settings.device
+    runs_on = _device(settings)
+    os.environ["BGREMOVER_DEVICE"] = "cpu" if runs_on == "cpu" else settings.device
     cores = os.cpu_count() or 1
-    processes = concurrency or max(1, cores // 2)
+    from .engine.devices import ACCELERATOR_PROCESSES
+
+    processes = concurrency or (max(1, cores // 2) if runs_on == "cpu" else ACCELERATOR_PROCESSES)
     # Processes share the cores instead of each onnxruntime taking all of them.
     if not settings.intra_op_threads:
         os.environ["BGREMOVER_INTRA_OP_THREADS"] = str(max(1, cores // processes))

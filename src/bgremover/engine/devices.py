@@ -49,6 +49,13 @@ FIXES: dict[str, str] = {
 }
 
 
+ACCELERATOR_PROCESSES = 2
+"""Worker processes a ``bgremover worker`` starts on an accelerator by default (the CPU
+gets one per 2 cores): each holds its own model and context in device memory, and a second
+one keeps the device busy while the first decodes and encodes on the CPU. A guess, not a
+measurement: no GPU was available when it was set (bench/device_bench.py measures)."""
+
+
 @dataclass(frozen=True)
 class DeviceChoice:
     """One device to try: its name and the onnxruntime provider that runs it."""
