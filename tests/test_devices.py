@@ -24,6 +24,7 @@ from bgremover.engine.devices import (
     candidates,
 )
 from bgremover.engine.models import ModelStore
+from bgremover.engine.models.fp32 import batched_bytes
 
 from .serving import output_of, served
 
@@ -157,6 +158,30 @@ def test_process_many_batches_on_and_a_bad_image_fails_alone(
         (100, 80), (90, 120), (60, 60), (50, 70),
     ]  # fmt: skip
     assert "AI model" in stages and stages[-1] == "Saving"
+
+
+@pytest.mark.model
+def test_the_accelerators_copy_of_isnet_takes_a_batch_and_computes_what_was_shipped(
+    remover: Remover, photos: dict[str, Path]
+) -> None:
+    """What a GPU loads (fp16 weights, one output, a free batch dimension), run here on the
+    CPU: two photos as one tensor give the shipped model's output for the second (the split
+    of a batch back into images is the tiny model's test above)."""
+    import onnxruntime
+
+    batched = onnxruntime.InferenceSession(batched_bytes(remover.model_path), providers=[CPU])
+    shipped = onnxruntime.InferenceSession(str(remover.model_path), providers=[CPU])
+    assert len(batched.get_outputs()) == 1
+    name = shipped.get_inputs()[0].name
+    tensors = [
+        remover.model.preprocess(Image.open(photos[n]).convert("RGB"))
+        for n in ("chelsea.jpg", "coffee.jpg")
+    ]
+    together = batched.run(None, {name: np.concatenate(tensors)})[0]
+    alone = shipped.run([shipped.get_outputs()[0].name], {name: tensors[1]})[0]
+    assert together.shape == (2, *alone.shape[1:])
+    np.testing.assert_allclose(together[1], alone[0], atol=1e-3)
+    assert not np.allclose(together[0], together[1], atol=1e-2)
 
 
 def test_serve_shows_its_device_in_the_start_line_health_stats_and_config(

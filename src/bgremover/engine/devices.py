@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import TYPE_CHECKING
 
 from .errors import ModelError
 
@@ -22,9 +22,6 @@ if TYPE_CHECKING:
     import onnxruntime as ort
 
 log = logging.getLogger(__name__)
-
-Device = Literal["auto", "cpu", "cuda", "rocm", "openvino", "coreml", "directml"]
-DEVICES: tuple[str, ...] = get_args(Device)
 
 PROVIDERS: dict[str, tuple[str, ...]] = {
     "cuda": ("CUDAExecutionProvider",),
@@ -36,6 +33,9 @@ PROVIDERS: dict[str, tuple[str, ...]] = {
     "cpu": ("CPUExecutionProvider",),
 }
 """Each device's providers, best first; the order of the keys is ``auto``'s preference."""
+
+DEVICES: tuple[str, ...] = ("auto", *PROVIDERS)
+"""What ``BGREMOVER_DEVICE`` may say (``config.Device``; the engine does not import config)."""
 
 FIXES: dict[str, str] = {
     "cuda": "pip install 'bgremover[gpu]' (onnxruntime-gpu in place of onnxruntime; CUDA 12 "

@@ -32,9 +32,9 @@ from .options import OutputFormat, RemoveOptions
 from .stages import ProgressCallback, Stage
 
 ACCELERATOR_BATCH = 4
-"""Images one model run takes on an accelerator by default (``Remover.batch_size``): ISNet at
-1024² in fp16 needs roughly a gigabyte of device memory per image in flight (not measured
-here: no GPU was available; bench/device_bench.py measures it)."""
+"""Images one model run takes on an accelerator by default (``Remover.batch_size``). A guess
+that keeps a consumer GPU's memory in mind; no GPU was available to measure it
+(bench/device_bench.py ``--batch-size`` does)."""
 
 _MAX_LANES = 4
 """Images ``plan_batch`` lets run at once: each lane holds one model run's working memory and
@@ -160,8 +160,8 @@ class Remover:
         wanted = batch_size or (ACCELERATOR_BATCH if self.device.accelerated else 1)
         self.batch_size = min(wanted, self._session.batch_limit or wanted)
         """Images ``process_many`` runs through the model at once (``process_batch``). The
-        CPU takes one at a time unless told otherwise: a batch there was no faster than lanes
-        (its cores are already full), and the CPU's fp32 copy takes one image per run."""
+        CPU takes one at a time: its fp32 copy takes one image per run, and lanes
+        (``plan_batch``) already keep its cores busy."""
 
     def process(
         self,
