@@ -192,4 +192,6 @@ def test_serve_shows_its_device_in_the_start_line_health_stats_and_config(
         assert httpx.get(f"{url}/api/health", timeout=10).json()["device"] == "cpu"
         assert httpx.get(f"{url}/api/stats", timeout=10).json()["device"] == "cpu"
         assert httpx.get(f"{url}/api/config", timeout=10).json()["device"] == "cpu"
+        # The UI's footer, filled from /api/config (app.js showDevice).
+        assert 'id="device"' in httpx.get(f"{url}/", timeout=10).text
         assert "(model on cpu;" in output_of(process)
