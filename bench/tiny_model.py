@@ -12,7 +12,8 @@ import numpy as np
 
 
 def build_tiny_model(path: Path, matmuls: int = 0) -> Path:
-    """An ISNet-shaped ONNX model: optional 1024×1024 MatMuls, channel mean, sigmoid."""
+    """An ISNet-shaped ONNX model: optional 1024×1024 MatMuls, channel mean, sigmoid; any
+    number of images per run (the batch dimension is free, as an accelerator runs it)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -27,8 +28,8 @@ def build_tiny_model(path: Path, matmuls: int = 0) -> Path:
     graph = helper.make_graph(
         nodes,
         "tiny-isnet",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 1024, 1024])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 1, 1024, 1024])],
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 1024, 1024])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 1, 1024, 1024])],
         initializer=weights,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])

@@ -2,9 +2,11 @@
 # Create or reuse .venv at the repository root, install the project (and extras given as
 # arguments) when pyproject.toml changed, and fetch the model when it is missing or corrupt.
 # Sourced by scripts/run.sh and scripts/test.sh; idempotent and quiet when nothing changed.
+# onnxruntime comes from the `cpu` extra unless BGREMOVER_ONNXRUNTIME=gpu (onnxruntime-gpu,
+# for an NVIDIA GPU), and stays as installed after: the two install the same module, so a
+# switch uninstalls the one there first.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-extras="${1:-}"
 venv="$root/.venv"
 
 python_bin="${PYTHON:-python3}"
@@ -22,13 +24,28 @@ stamp="$venv/.bgremover-installed"
 digest="$(sha256sum "$root/pyproject.toml" | cut -c1-16)"
 # (A missing stamp is a first install: test for it, since a failed `<` prints before 2>/dev/null.)
 if [ -f "$stamp" ]; then read -r have_digest have_extras < "$stamp" || true; fi
-if [ "${have_digest:-}" != "$digest" ] || { [ -n "$extras" ] && [ "${have_extras:-}" != "$extras" ]; }; then
-  echo "Installing BG Remover${extras:+ with [$extras]} into $venv"
+# The onnxruntime installed (an old stamp without `cpu` or `gpu` had the CPU one as a plain
+# dependency) stays unless BGREMOVER_ONNXRUNTIME asks for the other.
+installed=cpu
+[[ ",${have_extras:-}," == *",gpu,"* ]] && installed=gpu
+runtime="${BGREMOVER_ONNXRUNTIME:-$installed}"
+case "$runtime" in
+  cpu) other=gpu ;;
+  gpu) other=cpu ;;
+  *) echo "BGREMOVER_ONNXRUNTIME must be cpu or gpu, not '$runtime'" >&2; exit 2 ;;
+esac
+# The extras installed before stay (dev stays for run.sh after test.sh), the other onnxruntime's not.
+kept="$(tr ',' '\n' <<< "${have_extras:-}" | grep -vx -e "$other" -e '' | paste -sd, - || true)"
+wanted="$(tr ',' '\n' <<< "$runtime,${1:-},$kept" | grep -v '^$' | sort -u | paste -sd, -)"
+if [ "${have_digest:-}" != "$digest" ] || [ "${have_extras:-}" != "$wanted" ]; then
+  echo "Installing BG Remover with [$wanted] into $venv"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-  spec="$root"
-  [ -n "$extras" ] && spec="$root[$extras]"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$spec"
-  echo "$digest ${extras:-${have_extras:-}}" > "$stamp"
+  if [ -n "${have_digest:-}" ] && [ "$installed" != "$runtime" ]; then
+    echo "Replacing the $installed onnxruntime with the $runtime one"
+    "$venv/bin/python" -m pip uninstall --quiet --disable-pip-version-check -y onnxruntime onnxruntime-gpu
+  fi
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$root[$wanted]"
+  echo "$digest $wanted" > "$stamp"
   # Alpha matting's library compiles its numba kernels on first import (about 40 s of one
   # core) and caches them in the venv: do it now, in the background, so neither the first
   # matting job nor the test run waits for it.

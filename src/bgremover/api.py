@@ -23,6 +23,8 @@ def load_remover(settings: Settings | None = None) -> Remover:
         lean_memory=settings.lean_model_memory,
         max_image_pixels=settings.max_image_pixels,
         max_input_bytes=settings.max_upload_bytes,
+        device=settings.device,
+        batch_size=settings.batch_size,
     )
 
 

@@ -20,6 +20,7 @@ from rich.markup import escape
 # Only what `--help` needs is imported here: each command imports the model runtime, the
 # database layer, the web stack and rich's progress bars and tables where it uses them, so
 # `bgremover --help` starts in a fraction of the time (issue 20; `python -X importtime`).
+from .engine.devices import Device
 from .engine.output_format import OutputFormat
 
 if TYPE_CHECKING:
@@ -200,6 +201,7 @@ def remove(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print a JSON summary (files, counts) on stdout.")
     ] = False,
+    device: DeviceOption = None,
 ) -> None:
     """Remove the background from images; writes NAME-no-bg.png (or the chosen format).
 
@@ -210,7 +212,9 @@ def remove(
     from .api import load_remover
     from .engine import EngineError, plan_batch
 
-    settings = _settings(model=model, model_path=model_path, intra_op_threads=threads)
+    settings = _settings(
+        model=model, model_path=model_path, intra_op_threads=threads, device=device
+    )
     options = _options(
         _preset(settings, preset),
         dict(format=fmt, background_color="none" if bg_image else bg_color,
@@ -229,7 +233,8 @@ def remove(
     try:
         remover = load_remover(settings.model_copy(update={"intra_op_threads": plan.threads}))
     except EngineError as exc:
-        err_console.print(f"[red]Model error:[/] {escape(str(exc))}")
+        what = "Device" if exc.code == "device_unavailable" else "Model"
+        err_console.print(f"[red]{what} error:[/] {escape(str(exc))}")
         raise typer.Exit(3) from None
 
     lines = not as_json and not console.is_terminal
@@ -539,6 +544,28 @@ def _print_summary(outcomes: list[Outcome]) -> None:
     console.print(_totals(outcomes))
 
 
+DeviceOption = Annotated[
+    Device | None,
+    typer.Option(
+        help="What runs the model: auto (the best accelerator the installed onnxruntime "
+        "offers, else the CPU), or one by name; a named one that is missing is an error "
+        "(or BGREMOVER_DEVICE).",
+    ),
+]
+
+
+def _device(settings: Settings) -> str:
+    """The device the model will run on; ends the command with what there is and the fix
+    when the one asked for by name is not available."""
+    from .engine.devices import DeviceUnavailable, expected
+
+    try:
+        return expected(settings.device).device
+    except DeviceUnavailable as exc:
+        err_console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
 def _settings(**overrides: Any) -> Settings:
     """Settings from the environment and options; a bad value ends the command with one
     line that names it (not a traceback)."""
@@ -570,6 +597,7 @@ def serve(
         int | None, typer.Option(help="Jobs run at once (default 2).", min=1)
     ] = None,
     dev: Annotated[bool, typer.Option("--dev", help="Show the UI's test panel.")] = False,
+    device: DeviceOption = None,
 ) -> None:
     """Run the web app, the scheduler and the worker pool until Ctrl-C."""
     from .logs import configure
@@ -577,16 +605,22 @@ def serve(
     from .web.serving import run
 
     settings = _settings(
-        host=host, port=port, token=token, max_concurrent_jobs=workers, dev=dev or None
-    )
+        host=host, port=port, token=token, max_concurrent_jobs=workers, dev=dev or None,
+        device=device,
+    )  # fmt: skip
     configure(settings.log_format)
+    # In the cluster each worker machine resolves its own device.
+    runs_on = settings.device if settings.redis_url else _device(settings)
     try:
         web_app = create_app(settings)
     except InsecureBinding as exc:
         err_console.print(f"[red]{escape(str(exc))}[/]")
         raise typer.Exit(2) from None
     shown = f"[{settings.host}]" if ":" in settings.host else settings.host
-    banner = f"BG Remover: http://{shown}:{settings.port}/  (Ctrl-C stops; jobs resume next start)"
+    banner = (
+        f"BG Remover: http://{shown}:{settings.port}/  (model on {runs_on}; "
+        "Ctrl-C stops; jobs resume next start)"
+    )
     if settings.log_format == "json":  # a log shipper reads stdout too: JSON lines only
         logging.getLogger("bgremover").info(banner)
     else:
@@ -626,6 +660,7 @@ def watch(
             help="The server's access token (or BGREMOVER_TOKEN).", envvar="BGREMOVER_TOKEN"
         ),
     ] = None,
+    device: DeviceOption = None,
 ) -> None:
     """Turn every image that appears in DIR into a job; results go to the output folder.
 
@@ -658,7 +693,9 @@ def watch(
                 "leave out -o to use DIR/no-bg", markup=False,
             )  # fmt: skip
             raise typer.Exit(2)
-        settings = _settings(token=token)
+        settings = _settings(token=token, device=device)
+        if server is None:  # a server runs the model where it is, on its own device
+            _device(settings)
         try:
             ledger = Ledger(out)
         except LedgerError as exc:
@@ -702,14 +739,18 @@ def worker(
     concurrency: Annotated[
         int | None,
         typer.Option(
-            "--concurrency", "-c", help="Worker processes (default: one per 2 cores).", min=1
+            "--concurrency",
+            "-c",
+            help="Worker processes (default: one per 2 cores; 2 on an accelerator).",
+            min=1,
         ),
     ] = None,
     loglevel: Annotated[str, typer.Option(help="Celery's log level.")] = "INFO",
+    device: DeviceOption = None,
 ) -> None:
     """Run Celery worker processes for a cluster (needs BGREMOVER_REDIS_URL and a shared
     BGREMOVER_DATABASE_URL and BGREMOVER_STORAGE_URL); each loads the model once."""
-    settings = _settings()
+    settings = _settings(device=device)
     if not settings.redis_url:
         err_console.print(
             "bgremover worker: set BGREMOVER_REDIS_URL (and BGREMOVER_DATABASE_URL, "
@@ -719,8 +760,14 @@ def worker(
     from .logs import configure
 
     configure(settings.log_format)  # from the start: Celery warns before it sets up logging
+    # Its processes read the environment. Resolved once here: a named device that is
+    # missing stops the start, and auto's fallback to the CPU is said once, not per process.
+    runs_on = _device(settings)
+    os.environ["BGREMOVER_DEVICE"] = "cpu" if runs_on == "cpu" else settings.device
     cores = os.cpu_count() or 1
-    processes = concurrency or max(1, cores // 2)
+    from .engine.devices import ACCELERATOR_PROCESSES
+
+    processes = concurrency or (max(1, cores // 2) if runs_on == "cpu" else ACCELERATOR_PROCESSES)
     # Processes share the cores instead of each onnxruntime taking all of them.
     if not settings.intra_op_threads:
         os.environ["BGREMOVER_INTRA_OP_THREADS"] = str(max(1, cores // processes))

@@ -14,6 +14,8 @@ import platformdirs
 from pydantic import BeforeValidator, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .engine.devices import Device
+
 APP_NAME = "bgremover"
 ENV_PREFIX = "BGREMOVER_"
 
@@ -45,6 +47,13 @@ class Settings(BaseSettings):
     model: str = "isnet-general-use"
     model_path: Path | None = None
     """An ISNet-compatible ONNX file to use instead of the registered model's cached copy."""
+    device: Device = "auto"
+    """``auto`` takes the best accelerator the installed onnxruntime offers, else the CPU
+    (saying so in one log line). A device named here that is missing or fails to start
+    stops the command with what there is and the fix (``pip install 'bgremover[gpu]'``)."""
+    batch_size: int | None = Field(default=None, ge=1)
+    """Images one model run takes; default 4 on an accelerator and 1 on the CPU (the fp32
+    copy the CPU runs takes one at a time)."""
     intra_op_threads: int = Field(default=0, ge=0)
     """onnxruntime threads per inference; 0 lets onnxruntime use every core."""
     lean_model_memory: bool = True

@@ -13,10 +13,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
+
+try:
+    import onnxruntime as ort
+except ImportError:  # it comes from an extra: pip cannot install both flavours
+    raise ImportError(
+        "onnxruntime is not installed: pip install 'bgremover[cpu]' (or 'bgremover[gpu]' "
+        "for an NVIDIA GPU); scripts/setup.sh installs the CPU one"
+    ) from None
 
 from .cancel import CancelToken
-from .errors import Cancelled, EngineError, ModelError
+from .devices import open_session
+from .errors import Cancelled, EngineError
 from .heap import release_free_heap
 
 _TICK_S = 0.1
@@ -37,10 +45,19 @@ class InferenceSession:
     with the same user CPU time per run (5.2 s at one thread) and the same output.
     Shrinking the arena after each run as well was no smaller at its peak and cost 0.5 s of
     page faults per run (bench/jobs_bench.py ``--only memory``, issue 11's note).
+
+    ``device`` (``devices.DEVICES``) picks the execution provider; ``self.device`` is the one
+    the session runs on.
     """
 
     def __init__(
-        self, model_path: Path, *, intra_op_threads: int = 0, lean_memory: bool = True
+        self,
+        model_path: Path,
+        *,
+        intra_op_threads: int = 0,
+        lean_memory: bool = True,
+        device: str = "cpu",
+        accelerated_model: Callable[[], bytes] | None = None,
     ) -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads
@@ -49,19 +66,16 @@ class InferenceSession:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
         options.enable_mem_pattern = not lean_memory
-        try:
-            self._session = ort.InferenceSession(
-                str(model_path), options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime raises its own untyped errors
-            raise ModelError(
-                f"{model_path}: onnxruntime cannot load it as a model ({exc}); re-fetch it with "
-                "`bgremover models pull` or check BGREMOVER_MODEL_PATH",
-                code="model_corrupt",
-            ) from None
+        self._session, self.device = open_session(
+            model_path, options, device, accelerated_model=accelerated_model
+        )
         if lean_memory:
             release_free_heap()
-        self._input = self._session.get_inputs()[0].name
+        model_input = self._session.get_inputs()[0]
+        self._input = model_input.name
+        batch = model_input.shape[0] if model_input.shape else 1
+        self.batch_limit: int | None = batch if isinstance(batch, int) else None
+        """How many images one ``run`` takes; None: as many as memory holds."""
         self._output = self._session.get_outputs()[0].name
         self.expected_seconds = _FIRST_RUN_ESTIMATE_S
         self._measured = False
@@ -73,7 +87,10 @@ class InferenceSession:
         cancel: CancelToken | None = None,
         progress: Callable[[float], None] | None = None,
     ) -> np.ndarray:
-        """The model's first output; raises ``Cancelled`` within a tick of a cancel."""
+        """The model's first output; raises ``Cancelled`` within a tick of a cancel.
+
+        ``tensor`` may hold several images ([N, 3, H, W], N up to ``batch_limit``): on a GPU
+        one run of N images takes less time than N runs. ``expected_seconds`` is per image."""
         run_options = ort.RunOptions()
         stop_ticker = threading.Event()
 
@@ -84,7 +101,10 @@ class InferenceSession:
         ticker = None
         if progress is not None:
             ticker = threading.Thread(
-                target=self._tick, args=(progress, stop_ticker), daemon=True, name="ort-progress"
+                target=self._tick,
+                args=(progress, stop_ticker, len(tensor)),
+                daemon=True,
+                name="ort-progress",
             )
             ticker.start()
         started = time.perf_counter()
@@ -106,7 +126,7 @@ class InferenceSession:
                 ticker.join()
             if unregister is not None:
                 unregister()
-        elapsed = time.perf_counter() - started
+        elapsed = (time.perf_counter() - started) / len(tensor)  # per image, for batches
         # The first measured run replaces the guess (a worker's warm-up run, usually): on a
         # loaded machine the guess can be far off, and the ticker would sit at its cap.
         weight = _SMOOTHING if self._measured else 1.0
@@ -114,8 +134,8 @@ class InferenceSession:
         self._measured = True
         return np.asarray(output)
 
-    def _tick(self, progress: Callable[[float], None], stop: threading.Event) -> None:
+    def _tick(self, progress: Callable[[float], None], stop: threading.Event, images: int) -> None:
         started = time.perf_counter()
-        expected = max(self.expected_seconds, 1e-3)
+        expected = max(self.expected_seconds * images, 1e-3)
         while not stop.wait(_TICK_S):
             progress(min((time.perf_counter() - started) / expected, _PROGRESS_CAP))

@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +22,19 @@ from PIL import Image
 from . import composite, mask
 from .cancel import CancelToken
 from .decode import ImageSource, decode, from_array, normalise, read_source
+from .devices import DeviceChoice
 from .encode import encode, write_atomic
 from .errors import EngineError, InputError
 from .inference import InferenceSession
 from .models import ResolvedModel
+from .models.fp32 import batched_bytes
 from .options import OutputFormat, RemoveOptions
 from .stages import ProgressCallback, Stage
+
+ACCELERATOR_BATCH = 4
+"""Images one model run takes on an accelerator by default (``Remover.batch_size``). A guess
+that keeps a consumer GPU's memory in mind; no GPU was available to measure it
+(bench/device_bench.py ``--batch-size`` does)."""
 
 _MAX_LANES = 4
 """Images ``plan_batch`` lets run at once: each lane holds one model run's working memory and
@@ -132,6 +140,8 @@ class Remover:
         lean_memory: bool = True,
         max_image_pixels: int = 100_000_000,
         max_input_bytes: int | None = None,
+        device: str = "cpu",
+        batch_size: int | None = None,
     ) -> None:
         self.model = resolved.model
         self.model_path = resolved.path
@@ -139,8 +149,19 @@ class Remover:
         self.max_image_pixels = max_image_pixels
         self.max_input_bytes = max_input_bytes
         self._session = InferenceSession(
-            self.session_path, intra_op_threads=intra_op_threads, lean_memory=lean_memory
+            self.session_path,
+            intra_op_threads=intra_op_threads,
+            lean_memory=lean_memory,
+            device=device,
+            accelerated_model=lambda: batched_bytes(resolved.path),
         )
+        self.device: DeviceChoice = self._session.device
+        """The device the model runs on (``auto`` resolved, after any fallback)."""
+        wanted = batch_size or (ACCELERATOR_BATCH if self.device.accelerated else 1)
+        self.batch_size = min(wanted, self._session.batch_limit or wanted)
+        """Images ``process_many`` runs through the model at once (``process_batch``). The
+        CPU takes one at a time: its fp32 copy takes one image per run, and lanes
+        (``plan_batch``) already keep its cores busy."""
 
     def process(
         self,
@@ -176,8 +197,13 @@ class Remover:
         Finished results wait for an earlier, slower image; at most ``2 × lanes`` images are
         held. An image's ``EngineError`` (``Cancelled`` included) is its result and the others
         go on. Stopping the iteration (Ctrl-C, ``close``) cancels what is still running.
+        With a ``batch_size`` above 1 (an accelerator) images go through ``process_batch``,
+        ``batch_size`` at a time, and ``lanes`` is not used.
         """
         options = options or RemoveOptions()
+        if self.batch_size > 1:
+            yield from self._batches(items, options, cancel)
+            return
         stop = CancelToken()
         unlink = cancel.on_cancel(stop.cancel) if cancel is not None else None
         pool = ThreadPoolExecutor(lanes, "bgremover-lane")
@@ -216,6 +242,80 @@ class Remover:
             pool.shutdown(wait=True, cancel_futures=True)
             if unlink is not None:
                 unlink()
+
+    def process_batch(
+        self,
+        items: Sequence[BatchItem],
+        options: RemoveOptions | None = None,
+        *,
+        cancel: CancelToken | None = None,
+    ) -> list[Removal | EngineError]:
+        """``process`` for each item with one model run for them all: the images go through
+        the model as one [N, 3, H, W] tensor, split back after. An image that fails before
+        or after the model is its own result and the others go on; a cancel or a failed run
+        is the result of every image in it. Results are in the items' order."""
+        options = options or RemoveOptions()
+        results: list[Removal | EngineError | None] = [None] * len(items)
+        ready: list[tuple[int, _Stages, Image.Image, np.ndarray]] = []
+        for index, item in enumerate(items):
+            stages = _Stages(item.progress, cancel)
+            try:
+                ready.append((index, stages, *self._before_model(item.source, stages)))
+            except EngineError as exc:
+                results[index] = exc
+        try:
+            predictions = self._model_batch(ready, cancel)
+        except EngineError as exc:
+            predictions, ready = np.empty(0), []
+            results = [exc if result is None else result for result in results]
+        for position, (index, stages, image, _) in enumerate(ready):
+            prediction = predictions[position : position + 1]
+            try:
+                results[index] = self._after_model(
+                    image, prediction, options, items[index].destination, True, stages
+                )
+            except EngineError as exc:
+                results[index] = exc
+        return [result for result in results if result is not None]
+
+    def _batches(
+        self, items: Iterable[BatchItem], options: RemoveOptions, cancel: CancelToken | None
+    ) -> Generator[tuple[BatchItem, Removal | EngineError], None, None]:
+        source = iter(items)
+        while not (cancel is not None and cancel.cancelled):
+            chunk = list(islice(source, self.batch_size))
+            if not chunk:
+                return
+            yield from zip(chunk, self.process_batch(chunk, options, cancel=cancel), strict=True)
+
+    def _model_batch(
+        self,
+        ready: list[tuple[int, _Stages, Image.Image, np.ndarray]],
+        cancel: CancelToken | None,
+    ) -> np.ndarray:
+        """One model run for the tensors of ``ready``; each image's AI model stage spans it
+        and is timed as its share of it."""
+        if not ready:
+            return np.empty(0)
+        every = [stages for _, stages, _, _ in ready]
+        for stages in every:
+            stages.report(Stage.INFERENCE, 0.0)
+
+        def progress(fraction: float) -> None:
+            for stages in every:
+                stages.report(Stage.INFERENCE, fraction)
+
+        started = time.perf_counter()
+        predictions = self._session.run(
+            np.concatenate([tensor for *_, tensor in ready]),
+            cancel=cancel,
+            progress=progress if any(stages.progress for stages in every) else None,
+        )
+        share = (time.perf_counter() - started) / len(ready)
+        for stages in every:
+            stages.timings[Stage.INFERENCE] = share
+            stages.report(Stage.INFERENCE, 1.0)
+        return predictions
 
     def remove(self, source: ImageSource, options: RemoveOptions | None = None) -> Image.Image:
         """The result image (cut-out, mask or composite) without encoding it."""

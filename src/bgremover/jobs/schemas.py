@@ -237,6 +237,8 @@ class Stats(_Model):
     completed_last_hour: int
     expected_seconds_per_image: float
     max_concurrent_jobs: int
+    device: str = "unknown"
+    """What runs the model (``BGREMOVER_DEVICE`` resolved: "cuda", "cpu", …)."""
     eta_accuracy: EtaAccuracy | None = None
     """None until a job has completed with an estimate."""
     workers: list[WorkerStatus] = []

