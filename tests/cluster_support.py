@@ -220,14 +220,7 @@ def private_cluster(
         }
         web_root = tmp_path / "web"
         web_root.mkdir()
-        # Its output goes on to a log (until it is stopped), so a server that logs a Redis
-        # outage never blocks on a full pipe.
-        log = stack.enter_context(open(web_root / "server.log", "w"))
-        copiers: list[threading.Thread] = []
-        stack.callback(lambda: [copier.join() for copier in copiers])
-        url, process = stack.enter_context(served(web_root, env=env))
-        copiers.append(threading.Thread(target=shutil.copyfileobj, args=(process.stdout, log)))
-        copiers[0].start()
+        url, _ = stack.enter_context(served(web_root, env=env, log=web_root / "server.log"))
         listener = Listener(url)
         stack.callback(listener.close)
         listener.wait_for("the snapshot", lambda seen: seen)
