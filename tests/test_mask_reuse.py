@@ -260,3 +260,24 @@ def test_a_queued_job_with_a_kept_mask_is_expected_short_and_teaches_no_model_ti
     h.service.handle(Finished(item.job_id, item.dispatch_id, 600, 400, "png", 6, reused_timings))
     assert h.service.get_job(item.job_id).status == "completed"
     assert h.service.clock.expected(bucket, Stage.INFERENCE) == model_seconds
+
+
+def test_a_mask_stored_by_a_run_whose_job_was_deleted_is_not_left_behind(
+    tmp_path: Path, photos: dict[str, Path]
+) -> None:
+    h = build_harness(tmp_path, f"sqlite:///{tmp_path / 'jobs.sqlite3'}")
+    storage = h.service.files.storage
+    keys = [FileStore.mask_key("ab" * 32, model) for model in ("deleted", "cancelled")]
+    for key, end in zip(keys, (h.service.delete_job, h.service.cancel_job), strict=True):
+        h.service.create_batch(h.uploads(photos["coffee.jpg"]))
+        item = claim(h)
+        end(item.job_id)
+        path = storage.local_path(key)
+        assert path is not None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(bytes(10))  # the worker stored it just before its run was stopped
+        h.service.handle(Finished(item.job_id, item.dispatch_id, 600, 400, "png", 6, {}, key, 10))
+    assert not storage.exists(keys[0])  # nobody's: gone
+    assert storage.exists(keys[1])  # its job's original is still there: kept for a retry
+    with h.service._sessions() as db:
+        assert list(db.scalars(select(MaskRow.key))) == [keys[1]]

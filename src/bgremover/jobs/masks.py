@@ -29,10 +29,19 @@ log = logging.getLogger(__name__)
 _EVICT_BATCH = 100
 
 
+def is_mask_key(key: str) -> bool:
+    """Whether ``key`` has the shape of a mask's storage key (a worker's report says it; only
+    such a key is recorded or deleted as a mask, never an original or a result)."""
+    try:
+        return check_key(key).startswith("masks/")
+    except ValueError:
+        return False
+
+
 def record(db: Db, key: str, content_hash: str, size: int, now: datetime) -> None:
     """A run made or reused the mask ``key`` of ``content_hash``, ``size`` bytes: keep it (or
     mark it used now). ValueError for a key that is not a mask's."""
-    if not check_key(key).startswith("masks/"):
+    if not is_mask_key(key):
         raise ValueError(f"{key[:80]!r} is not a mask key")
     postgresql = db.get_bind().dialect.name == "postgresql"
     insert = postgresql_insert if postgresql else sqlite_insert
@@ -51,6 +60,11 @@ def delete_for(db: Db, files: FileStore, content_hash: str) -> int:
         return 0
     db.execute(delete(MaskRow).where(MaskRow.key.in_(keys)))
     return sum(files.delete(key) for key in keys)
+
+
+def recorded(db: Db, key: str) -> bool:
+    """Whether the mask ``key`` is kept on record (a file without a row is nobody's)."""
+    return db.get(MaskRow, key) is not None
 
 
 def cached(db: Db, content_hashes: Iterable[str]) -> set[str]:

@@ -372,6 +372,7 @@ class Reports(ServiceCore):
             self._timings.observe(live.bucket, normalized)
         if not self._until_database(lambda: self._complete(report, live)):
             self._until_database(lambda: self._discard_orphan_result(report))
+            self._until_database(lambda: self._orphan_mask(report))
         elif report.mask_key is not None and not report.mask_reused:
             self._until_database(
                 lambda: masks.evict(self._sessions, self.files, self.settings.mask_cache_bytes)
@@ -583,6 +584,21 @@ class Reports(ServiceCore):
         except ValueError:
             extension = ".png"
         self.files.delete(self.files.result_key(report.job_id, extension))
+
+    def _orphan_mask(self, report: Finished) -> None:
+        """The mask a run stored after its job was cancelled, deleted or re-queued: kept
+        while the job is (a re-queued run reuses it); else deleted unless recorded, so no
+        file outlives the bound and retention unseen."""
+        if report.mask_key is None or report.mask_reused or not masks.is_mask_key(report.mask_key):
+            return
+        with self._sessions.begin() as db:
+            row = db.get(JobRow, report.job_id)
+            if row is not None:
+                self._keep_mask(db, row, report)
+                return
+            if masks.recorded(db, report.mask_key):
+                return
+        self.files.delete(report.mask_key)
 
     # ------------------------------------------------------------------ leases
 
