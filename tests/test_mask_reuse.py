@@ -197,19 +197,21 @@ def test_retention_deletes_the_mask_with_the_last_job_of_its_original(
 REUSED_SKIPS = ("Preprocessing", "AI model")
 
 
-def finish_with_mask(h: Harness, photo: Path, key: str, size: int) -> str:
+def finish_with_mask(h: Harness, photo: Path, key: str, size: int, *, reused: bool = False) -> str:
     """An upload of ``photo`` completed by a reported run that kept the mask ``key`` of
-    ``size`` bytes (written to the store here, as a worker does); the job's id."""
+    ``size`` bytes (written to the store here, as a worker does) or ``reused`` it; the
+    job's id."""
     job = h.service.create_batch(h.uploads(photo)).jobs[0]
     item = claim(h)
-    for written, data in ((item.result_key, b"result"), (key, bytes(size))):
-        path = h.service.files.storage.local_path(written)
+    written = {item.result_key: b"result"} | ({} if reused else {key: bytes(size)})
+    for written_key, data in written.items():
+        path = h.service.files.storage.local_path(written_key)
         assert path is not None
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
     size_and_format = (600, 400, "png", 6)
     h.service.handle(
-        Finished(item.job_id, item.dispatch_id, *size_and_format, STAGE_TIMINGS, key, size)
+        Finished(item.job_id, item.dispatch_id, *size_and_format, STAGE_TIMINGS, key, size, reused)
     )
     assert h.service.get_job(job.id).status == "completed"
     return job.id
@@ -223,17 +225,17 @@ def content_hash(h: Harness, job_id: str) -> str:
 
 
 def test_the_least_recently_used_masks_go_past_the_size_bound(
-    tmp_path: Path, photos: dict[str, Path]
+    tmp_path: Path, database_url: str, photos: dict[str, Path]
 ) -> None:
-    h = build_harness(tmp_path, f"sqlite:///{tmp_path / 'jobs.sqlite3'}", mask_cache_bytes=100)
-    old, new = (FileStore.mask_key("ab" * 32, model) for model in ("old", "new"))
-    finish_with_mask(h, photos["coffee.jpg"], old, 60)
-    h.clock.advance(seconds=1)
-    finish_with_mask(h, photos["chelsea.jpg"], new, 60)
-    storage = h.service.files.storage
-    assert not storage.exists(old) and storage.exists(new)
+    h = build_harness(tmp_path, database_url, mask_cache_bytes=130)
+    first, second, third = (FileStore.mask_key("ab" * 32, model) for model in "123")
+    for key, reused in ((first, False), (second, False), (first, True), (third, False)):
+        finish_with_mask(h, photos["coffee.jpg"], key, 60, reused=reused)
+        h.clock.advance(seconds=1)
+    storage = h.service.files.storage  # the second is the least recently used
+    assert [storage.exists(key) for key in (first, second, third)] == [True, False, True]
     with h.service._sessions() as db:
-        assert list(db.scalars(select(MaskRow.key))) == [new]
+        assert set(db.scalars(select(MaskRow.key))) == {first, third}
 
 
 def test_a_queued_job_with_a_kept_mask_is_expected_short_and_teaches_no_model_time(
