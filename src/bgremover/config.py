@@ -171,8 +171,9 @@ class Settings(BaseSettings):
     mask_cache_bytes: int = Field(default=2_000_000_000, ge=0)
     """Most bytes of the model's masks kept in the store, so a derive, a retry with other
     output options or a second upload of a photo skips the model. A 12 MP mask is a PNG of
-    about 0.2-0.6 MB, so the default keeps several thousand photos' masks; past it the least
-    recently used are deleted (their photos run the model again). 0 keeps none."""
+    about 0.6 MB (bench/cache_bench.py), so the default keeps some 3,500 such photos' masks;
+    past it the least recently used are deleted (their photos run the model again). 0 keeps
+    none."""
     thumbnail_renders: int = Field(default=2, ge=1)
     """Thumbnails rendered at once in a web process: each holds its source decoded (a
     36 MP PNG is 144 MB), so this bounds the memory thumbnails take."""

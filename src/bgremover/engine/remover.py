@@ -301,19 +301,19 @@ class Remover:
     ) -> Removal:
         """The Mask stage (``model_mask`` makes the model's mask, then the mask options
         refine it), Compositing and Saving."""
-        made: list[Image.Image] = []
 
-        def refine() -> tuple[Image.Image, Image.Image | None]:
-            made.append(model_mask())
-            return self._mask(image, made[0], options)
+        def mask_stage() -> tuple[Image.Image, Image.Image, Image.Image | None]:
+            base = model_mask()
+            return (base, *self._mask(image, base, options))
 
+        base: Image.Image
         alpha: Image.Image
         foreground: Image.Image | None
-        alpha, foreground = stages.run(Stage.MASK, refine)
+        base, alpha, foreground = stages.run(Stage.MASK, mask_stage)
         result: Image.Image = stages.run(
             Stage.COMPOSITING, lambda: self._composite(image, alpha, foreground, options)
         )
-        removal = Removal(image=result, mask=alpha, format=options.format, model_mask=made[0])
+        removal = Removal(image=result, mask=alpha, format=options.format, model_mask=base)
         if destination is not None or encode_result:
             removal.data = stages.run(
                 Stage.SAVING, lambda: self._save(result, options, destination)
