@@ -23,6 +23,7 @@ from tests.cluster_support import S3_CREDENTIALS, S3Server, s3_server
 
 KEY = "originals/ab/" + "ab" + "0" * 62
 RESULT = "results/12/" + "12" + "f" * 30 + ".png"
+MASK = "masks/cd/" + "cd" + "e" * 62 + ".png"
 
 
 @pytest.fixture(scope="module")
@@ -54,20 +55,21 @@ def _file(tmp_path: Path, content: bytes, name: str = "upload") -> Path:
     return path
 
 
+@pytest.mark.parametrize("key", [KEY, MASK], ids=["original", "mask"])
 def test_a_stored_file_reads_back_whole_and_its_source_is_consumed(
-    storage: Storage, tmp_path: Path
+    storage: Storage, tmp_path: Path, key: str
 ) -> None:
     content = os.urandom(300_000)
     source = _file(tmp_path, content)
-    storage.put(KEY, source)
+    storage.put(key, source)
     assert not source.exists()
-    assert storage.exists(KEY) and storage.size(KEY) == len(content)
-    with storage.open(KEY) as stream:
+    assert storage.exists(key) and storage.size(key) == len(content)
+    with storage.open(key) as stream:
         assert stream.read() == content
     target = tmp_path / "copy"
-    storage.get(KEY, target)
+    storage.get(key, target)
     assert target.read_bytes() == content
-    with storage.readable(KEY, tmp_path) as local:
+    with storage.readable(key, tmp_path) as local:
         assert hashlib.sha256(local.read_bytes()).digest() == hashlib.sha256(content).digest()
 
 
@@ -105,6 +107,8 @@ def test_a_replaced_file_is_seen_whole(storage: Storage, tmp_path: Path) -> None
         "originals/cd/" + "ab" * 32,  # a fan-out the store does not make
         "secrets/ab/" + "ab" * 32,  # nor a folder
         "results/ab/" + "ab" * 16 + ".sh",
+        "masks/ab/" + "ab" * 32,  # a mask is a PNG
+        "masks/ab/" + "ab" * 31 + "/../x.png",
         "",
     ],
 )

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from .disk_support import CannotMount, fill, small_disk
-from .serving import served
+from .serving import served, unseen
 
 pytestmark = pytest.mark.model
 
@@ -204,8 +204,8 @@ def test_photos_go_through_stages_to_results_and_download_as_transparent_png(
 
 
 def test_cancel_a_running_job(page: Any, photos: dict[str, Path], tmp_path: Path) -> None:
-    portrait = tmp_path / "portrait.jpg"
-    shutil.copy(photos["astronaut.jpg"], portrait)
+    portrait = tmp_path / "portrait.jpg"  # bytes the server has not run, so the model runs
+    portrait.write_bytes(unseen(photos["astronaut.jpg"], "cancel a running job"))
     upload(page, portrait)
     card = page.locator("li.result-tile", has_text="portrait.jpg").first
     page.wait_for_selector("li.result-tile[data-status=processing]:has-text('portrait.jpg')")

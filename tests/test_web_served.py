@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from .serving import UI, follow, output_of, served, sse_events
+from .serving import UI, follow, output_of, served, sse_events, unseen
 
 pytestmark = pytest.mark.model
 
@@ -107,10 +107,9 @@ def test_cancel_and_retry_over_http(
     server: tuple[str, subprocess.Popen[str]], photos: dict[str, Path]
 ) -> None:
     url, _ = server
+    photo = unseen(photos["astronaut.jpg"], "cancel and retry")  # so the model runs
     created = httpx.post(
-        f"{url}/api/batches",
-        files=[("files", ("astronaut.jpg", photos["astronaut.jpg"].read_bytes()))],
-        headers=UI,
+        f"{url}/api/batches", files=[("files", ("astronaut.jpg", photo))], headers=UI
     ).json()
     job_id = created["jobs"][0]["id"]
     follow(

@@ -176,6 +176,13 @@ class Settings(BaseSettings):
     thumbnail_cache_bytes: int = Field(default=500_000_000, ge=0)
     """Most bytes of cached thumbnails in ``data_dir/thumbnails``; past it the least recently
     used are deleted (they are rendered again when asked for). 0 keeps none."""
+    # Mask reuse (jobs/masks.py).
+    mask_cache_bytes: int = Field(default=2_000_000_000, ge=0)
+    """Most bytes of the model's masks kept in the store, so a derive, a retry with other
+    output options or a second upload of a photo skips the model. A 12 MP mask is a PNG of
+    about 0.6 MB (bench/cache_bench.py), so the default keeps some 3,500 such photos' masks;
+    past it the least recently used are deleted (their photos run the model again). 0 keeps
+    none."""
     thumbnail_renders: int = Field(default=2, ge=1)
     """Thumbnails rendered at once in a web process: each holds its source decoded (a
     36 MP PNG is 144 MB), so this bounds the memory thumbnails take."""

@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from functools import cached_property, partial
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,11 @@ class Removal:
     """The encoded result, when the Saving stage ran."""
     path: Path | None = None
     timings: dict[Stage, float] = field(default_factory=dict)
+    model_mask: Image.Image | None = None
+    """The model's own mask at full size (before post-processing and matting): what a mask
+    cache keeps, since every mask option is applied to it afresh."""
+    mask_reused: bool = False
+    """Whether the model was skipped because ``process`` was given its mask."""
 
     @property
     def size(self) -> tuple[int, int]:
@@ -119,6 +125,13 @@ class _Stages:
     def report(self, stage: Stage, fraction: float) -> None:
         if self.progress is not None:
             self.progress(stage, fraction)
+
+
+class MaskMismatch(EngineError):
+    """The mask given to ``process`` cannot be this image's (another size or mode): a stale
+    or corrupt cache entry, so the caller runs the model instead."""
+
+    code = "mask_mismatch"
 
 
 def _settle(item: BatchItem, future: Future[Removal]) -> tuple[BatchItem, Removal | EngineError]:
@@ -163,6 +176,20 @@ class Remover:
         CPU takes one at a time: its fp32 copy takes one image per run, and lanes
         (``plan_batch``) already keep its cores busy."""
 
+    @cached_property
+    def model_identity(self) -> str:
+        """What the model's mask depends on besides the image, for a mask cache's key: a
+        registered model's name and sha256 (the same on every machine of a cluster), a
+        user's own model file by its path, size and modification time (changing the file
+        changes the key; hashing it would cost a second per load), and the name of the file
+        onnxruntime runs (the fp32 copy on the CPU, the fp16 weights on an accelerator: their
+        masks differ in the last bits, so a mixed cluster keeps one of each)."""
+        runs = "fp16" if self.device.accelerated else self.session_path.name
+        if self.model.sha256 is not None:
+            return f"{self.model.name}:{self.model.sha256}:{runs}"
+        stat = self.model_path.stat()
+        return f"file:{self.model_path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{runs}"
+
     def process(
         self,
         source: ImageSource,
@@ -172,14 +199,32 @@ class Remover:
         encode_result: bool = True,
         progress: ProgressCallback | None = None,
         cancel: CancelToken | None = None,
+        mask: Image.Image | None = None,
     ) -> Removal:
-        """Run every stage on one image; write ``destination`` atomically when given."""
+        """Run every stage on one image; write ``destination`` atomically when given.
+
+        ``mask``: this model's ``model_mask`` of the same image from an earlier run; the
+        Preprocessing and AI model stages are then skipped (the AI model stage is reported
+        done at once) and the mask options applied to it. MaskMismatch when it cannot be
+        this image's."""
         stages = _Stages(progress, cancel)
-        image, tensor = self._before_model(source, stages)
-        prediction = self._model(tensor, stages)
-        return self._after_model(
-            image, prediction, options or RemoveOptions(), destination, encode_result, stages
+        model_mask: Callable[[], Image.Image]
+        if mask is None:
+            image, tensor = self._before_model(source, stages)
+            model_mask = partial(self._model_mask, image, self._model(tensor, stages))
+        else:
+            image = stages.run(Stage.LOADING, lambda: self._load(source))
+            if mask.mode != "L" or mask.size != image.size:
+                raise MaskMismatch(
+                    f"a {mask.mode} {mask.size} mask cannot be a {image.size} image's"
+                )
+            stages.report(Stage.INFERENCE, 1.0)
+            model_mask = mask.copy  # the caller's image stays as it was
+        removal = self._after_model(
+            image, model_mask, options or RemoveOptions(), destination, encode_result, stages
         )
+        removal.mask_reused = mask is not None
+        return removal
 
     def process_many(
         self,
@@ -349,19 +394,27 @@ class Remover:
     def _after_model(
         self,
         image: Image.Image,
-        prediction: np.ndarray,
+        model_mask: Callable[[], Image.Image],
         options: RemoveOptions,
         destination: Path | None,
         encode_result: bool,
         stages: _Stages,
     ) -> Removal:
+        """The Mask stage (``model_mask`` makes the model's mask, then the mask options
+        refine it), Compositing and Saving."""
+
+        def mask_stage() -> tuple[Image.Image, Image.Image, Image.Image | None]:
+            base = model_mask()
+            return (base, *self._mask(image, base, options))
+
+        base: Image.Image
         alpha: Image.Image
         foreground: Image.Image | None
-        alpha, foreground = stages.run(Stage.MASK, lambda: self._mask(image, prediction, options))
+        base, alpha, foreground = stages.run(Stage.MASK, mask_stage)
         result: Image.Image = stages.run(
             Stage.COMPOSITING, lambda: self._composite(image, alpha, foreground, options)
         )
-        removal = Removal(image=result, mask=alpha, format=options.format)
+        removal = Removal(image=result, mask=alpha, format=options.format, model_mask=base)
         if destination is not None or encode_result:
             removal.data = stages.run(
                 Stage.SAVING, lambda: self._save(result, options, destination)
@@ -370,10 +423,13 @@ class Remover:
         removal.timings = stages.timings
         return removal
 
+    def _model_mask(self, image: Image.Image, prediction: np.ndarray) -> Image.Image:
+        """The model's mask at the image's size, before any mask option."""
+        return mask.to_size(mask.stretch(self.model.postprocess(prediction)), image.size)
+
     def _mask(
-        self, image: Image.Image, prediction: np.ndarray, options: RemoveOptions
+        self, image: Image.Image, alpha: Image.Image, options: RemoveOptions
     ) -> tuple[Image.Image, Image.Image | None]:
-        alpha = mask.to_size(mask.stretch(self.model.postprocess(prediction)), image.size)
         if options.post_process_mask:
             alpha = mask.post_process(alpha)
         if options.alpha_matting:

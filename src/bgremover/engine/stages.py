@@ -25,6 +25,25 @@ class Stage(StrEnum):
 
 STAGES: tuple[Stage, ...] = tuple(Stage)
 
+REUSED_LABEL = f"{Stage.INFERENCE.value}: reused"
+"""What the AI model stage is called when a kept mask was reused instead of running it."""
+SKIPPED_ON_REUSE: frozenset[Stage] = frozenset({Stage.PREPROCESSING, Stage.INFERENCE})
+"""The stages a run with a kept mask skips: they take no time in its estimate."""
+
+
+def parse_label(label: str) -> tuple[Stage, bool]:
+    """The stage a reported label names, and whether it says the mask was reused;
+    ValueError for anything else."""
+    if label == REUSED_LABEL:
+        return Stage.INFERENCE, True
+    return Stage(label), False
+
+
+def stage_label(stage: Stage, mask_reused: bool) -> str:
+    """The name people see for ``stage`` of a run that did (not) reuse a kept mask."""
+    return REUSED_LABEL if mask_reused and stage is Stage.INFERENCE else stage.value
+
+
 # Share of a job's wall time per stage: the mean over the 8 benchmark photos (0.14-12 MP) of
 # bench/engine_bench.py on 2 cores. Small photos are ~95 % AI model; at 12 MP Saving takes ~36 %.
 STAGE_WEIGHTS: dict[Stage, float] = {

@@ -22,7 +22,7 @@ from sqlalchemy.orm import sessionmaker
 from ..config import Settings
 from ..dependencies import Dependencies, DependencyState
 from ..workers.base import RunEnd
-from . import notices, outbox
+from . import masks, notices, outbox
 from .eta import BUCKET_EDGES_MP, WARM_UP_SECONDS, StageClock
 from .events import BusUnavailable, EventBus, ProgressThrottle
 from .files import FileStore
@@ -191,7 +191,10 @@ class ServiceCore:
             if row.status == "pending":
                 paused = self._queue_paused(db) or bool(batch and batch.paused)
         live = self._live_of(row)
-        return job_snapshot(row, session_id, live, self.clock, self._now(), paused=paused)
+        kept = row.status == "pending" and bool(masks.cached(db, [row.content_hash]))
+        return job_snapshot(
+            row, session_id, live, self.clock, self._now(), paused=paused, mask_kept=kept
+        )
 
     @staticmethod
     def _queue_paused(db: Db) -> bool:

@@ -6,6 +6,8 @@ restarts and shares them between processes (``timings``). Before any job of a si
 finished, each worker's warm-up run at start calibrates them for this machine; before that,
 the defaults come from the engine's measured stage weights and a measured per-image time.
 Queue waiting is never part of a duration: only the worker's own stage timings are observed.
+A run that reused a kept mask reports no Preprocessing or AI model time, so it teaches only
+the stages it ran, and a job expected to reuse one (``mask_reused``) is priced without them.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import threading
 from bisect import bisect_right
 from collections.abc import Iterable
 
-from ..engine.stages import STAGE_WEIGHTS, STAGES, Stage
+from ..engine.stages import SKIPPED_ON_REUSE, STAGE_WEIGHTS, STAGES, Stage
 
 # Bucket edges in megapixels: <1, 1-4, 4-16, >=16.
 BUCKET_EDGES_MP: tuple[float, ...] = (1.0, 4.0, 16.0)
@@ -121,24 +123,37 @@ class StageClock:
         with self._lock:
             return self._seconds[(bucket, stage)] * _size_factor(bucket, stage, pixels)
 
-    def job_seconds(self, bucket: int, pixels: int | None = None) -> float:
+    def job_seconds(
+        self, bucket: int, pixels: int | None = None, *, mask_reused: bool = False
+    ) -> float:
         """Expected processing time of a whole job in this bucket (of ``pixels``, when
         known: the pixel-bound stages scale from the bucket's typical size)."""
-        return sum(self.weights(bucket, pixels).values())
+        return sum(self.weights(bucket, pixels, mask_reused=mask_reused).values())
 
-    def weights(self, bucket: int, pixels: int | None = None) -> dict[Stage, float]:
-        """Expected seconds per stage: their shares make percent complete, as measured."""
+    def weights(
+        self, bucket: int, pixels: int | None = None, *, mask_reused: bool = False
+    ) -> dict[Stage, float]:
+        """Expected seconds per stage: their shares make percent complete, as measured.
+        With ``mask_reused`` the stages a kept mask skips take none."""
         with self._lock:
             return {
-                stage: self._seconds[(bucket, stage)] * _size_factor(bucket, stage, pixels)
+                stage: 0.0
+                if mask_reused and stage in SKIPPED_ON_REUSE
+                else self._seconds[(bucket, stage)] * _size_factor(bucket, stage, pixels)
                 for stage in STAGES
             }
 
     def remaining(
-        self, bucket: int, stage: Stage, fraction: float, pixels: int | None = None
+        self,
+        bucket: int,
+        stage: Stage,
+        fraction: float,
+        pixels: int | None = None,
+        *,
+        mask_reused: bool = False,
     ) -> float:
         """Seconds left for a job that has done ``fraction`` of ``stage``."""
-        seconds = self.weights(bucket, pixels)
+        seconds = self.weights(bucket, pixels, mask_reused=mask_reused)
         index = STAGES.index(stage)
         left = (1.0 - min(max(fraction, 0.0), 1.0)) * seconds[stage]
         return left + sum(seconds[s] for s in STAGES[index + 1 :])

@@ -23,6 +23,11 @@ ID_PATTERN = r"^[0-9a-f]{32}$"
 """A job, batch or session id (a uuid4 in hex); results are named by job id."""
 
 
+MASK_VERSION = 1
+"""Part of every mask key: bump it when the model's mask of an image changes for a reason the
+model's identity does not show (its pre- or post-processing, resizing), so old masks miss."""
+
+
 class NotAStoreKey(ValueError):
     """A hash or id that is not one: joining it into a key could leave the store."""
 
@@ -75,6 +80,16 @@ class FileStore:
 
     def result_key(self, job_id: str, extension: str) -> str:
         return _fanned("results", _checked(job_id, ID_PATTERN) + extension)
+
+    @staticmethod
+    def mask_key(content_hash: str, model_identity: str) -> str:
+        """Where the model's mask of an original is kept: named by the sha256 of everything
+        the mask depends on (the original's content hash, the model, ``MASK_VERSION``),
+        computed here, so no request or row ever names the path."""
+        name = hashlib.sha256(
+            f"{MASK_VERSION}\0{_checked(content_hash, HASH_PATTERN)}\0{model_identity}".encode()
+        ).hexdigest()
+        return _fanned("masks", name) + ".png"
 
     def result_file(self, job_id: str, result_format: str | None) -> str | None:
         """The key of a finished job's result, from its id and stored format (None when the

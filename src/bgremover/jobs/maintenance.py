@@ -11,7 +11,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session as Db
 from sqlalchemy.orm import sessionmaker
 
-from . import sequences, transitions
+from . import masks, sequences, transitions
 from .eta import size_bucket
 from .exchange import (
     EXPORT_VERSION,
@@ -32,8 +32,9 @@ _ZERO_COUNTS = {"total_jobs": 0, **{f"{status}_jobs": 0 for status in STATUSES}}
 
 def delete_rows(db: Db, files: FileStore, rows: Sequence[JobRow], now: datetime) -> int:
     """Delete ended job rows, keeping their batches' counters and status in step, and the
-    files no remaining job uses; returns how many files were removed. A row whose status
-    changed meanwhile (another process) is left alone."""
+    files no remaining job uses (an original's kept masks go with it); returns how many
+    files were removed. A row whose status changed meanwhile (another process) is left
+    alone."""
     ids = [row.id for row in rows]
     db.execute(
         update(JobRow).where(JobRow.retried_from.in_(ids)).values(retried_from=None),
@@ -63,6 +64,7 @@ def delete_rows(db: Db, files: FileStore, rows: Sequence[JobRow], now: datetime)
         removed += files.delete(files.result_file(row.id, row.result_format))
         if not db.scalar(select(func.count()).where(JobRow.content_hash == row.content_hash)):
             removed += files.delete_original(row.content_hash)
+            removed += masks.delete_for(db, files, row.content_hash)
     return removed
 
 

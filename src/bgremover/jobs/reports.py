@@ -45,7 +45,7 @@ from sqlalchemy.orm import Session as Db
 
 from ..dependencies import first_line
 from ..engine.options import OutputFormat, RemoveOptions
-from ..engine.stages import Stage, overall_percent
+from ..engine.stages import SKIPPED_ON_REUSE, overall_percent, parse_label
 from ..workers.base import (
     Calibration,
     Failed,
@@ -59,7 +59,7 @@ from ..workers.base import (
     Stopped,
     WorkItem,
 )
-from . import metrics, notices, timings, transitions
+from . import masks, metrics, notices, timings, transitions
 from .core import ServiceCore
 from .database import unreachable
 from .files import background_hash
@@ -124,16 +124,22 @@ class Reports(ServiceCore):
                     worker=None,
                 )
                 .returning(
-                    JobRow.id, JobRow.batch_id, JobRow.size_bucket, JobRow.width, JobRow.height
+                    JobRow.id,
+                    JobRow.batch_id,
+                    JobRow.size_bucket,
+                    JobRow.width,
+                    JobRow.height,
+                    JobRow.content_hash,
                 ),
                 execution_options={"synchronize_session": False},
             ).first()
             if claimed is None:
                 return None
-            job_id, batch_id, bucket, width, height = claimed
+            job_id, batch_id, bucket, width, height, content_hash = claimed
             metrics.started(db, job_id)
             pixels = width * height if width and height else None
-            predicted = self.clock.job_seconds(bucket, pixels)
+            kept = bool(masks.cached(db, [content_hash]))
+            predicted = self.clock.job_seconds(bucket, pixels, mask_reused=kept)
             db.execute(
                 update(JobRow).where(JobRow.id == job_id).values(predicted_seconds=predicted),
                 execution_options={"synchronize_session": False},
@@ -141,7 +147,8 @@ class Reports(ServiceCore):
             transitions.shift_batch(db, batch_id, {"pending": -1, "processing": +1}, now)
             row = self._get_job(db, job_id)
             if not handed:
-                self._hold(job_id, Live(dispatch_id, batch_id, bucket, pixels=pixels))
+                live = Live(dispatch_id, batch_id, bucket, pixels=pixels, mask_reused=kept)
+                self._hold(job_id, live)
             item = self._work_item(row, dispatch_id, predicted)
             events = [notices.job_updated(self._job(db, row))]
             events += self._batch_and_session_events(db, batch_id)
@@ -313,12 +320,14 @@ class Reports(ServiceCore):
         if live is None or live.dispatch_id != report.dispatch_id:
             return
         try:
-            stage = Stage(report.stage)
+            stage, reused = parse_label(report.stage)
         except ValueError:
             return
-        weights = self.clock.weights(live.bucket, live.pixels)
+        stage_changed = stage != live.stage or (reused and not live.mask_reused)
+        if reused or stage in SKIPPED_ON_REUSE:  # the run says which it is
+            live.mask_reused = reused
+        weights = self.clock.weights(live.bucket, live.pixels, mask_reused=live.mask_reused)
         percent = max(live.percent, overall_percent(stage, report.fraction, weights))
-        stage_changed = stage != live.stage
         live.stage, live.fraction, live.percent = stage, report.fraction, percent
         if not stage_changed:
             self._throttle.offer(
@@ -328,7 +337,7 @@ class Reports(ServiceCore):
                         id=report.job_id,
                         batch_id=live.batch_id,
                         progress=round(percent, 2),
-                        stage=stage.value,
+                        stage=report.stage,
                         eta=round(live_remaining(live, self.clock), 2),
                         eta_at=time.time(),
                         sent_at=report.sent_at,
@@ -341,7 +350,7 @@ class Reports(ServiceCore):
         def persist() -> Job | None:
             with self._sessions.begin() as db:
                 values = {
-                    "stage": stage.value,
+                    "stage": report.stage,
                     "progress": percent,
                     "lease_until": self._now() + self.settings.lease_duration,
                 }
@@ -363,6 +372,11 @@ class Reports(ServiceCore):
             self._timings.observe(live.bucket, normalized)
         if not self._until_database(lambda: self._complete(report, live)):
             self._until_database(lambda: self._discard_orphan_result(report))
+            self._until_database(lambda: self._orphan_mask(report))
+        elif report.mask_key is not None and not report.mask_reused:
+            self._until_database(
+                lambda: masks.evict(self._sessions, self.files, self.settings.mask_cache_bytes)
+            )
 
     def _complete(self, report: Finished, live: Live | None) -> bool:
         with self._sessions() as db:
@@ -382,7 +396,19 @@ class Reports(ServiceCore):
                 "result_bytes": report.bytes,
             },
             stage_seconds=report.timings,
+            also=lambda db, row: self._keep_mask(db, row, report),
         )
+
+    def _keep_mask(self, db: Db, row: JobRow, report: Finished) -> None:
+        """Record the mask the run stored or reused, in the transaction that completes its
+        job (so retention, which deletes it with the original's last job, always knows it).
+        A key of another shape is not recorded (nor ever deleted by one)."""
+        if report.mask_key is None:
+            return
+        try:
+            masks.record(db, report.mask_key, row.content_hash, report.mask_bytes, self._now())
+        except ValueError as exc:
+            log.warning("job %s: mask %r not recorded (%s)", row.id, report.mask_key[:80], exc)
 
     def _end_run(
         self,
@@ -391,9 +417,10 @@ class Reports(ServiceCore):
         live: Live | None,
         values: dict[str, Any],
         stage_seconds: dict[str, float] | None = None,
+        also: Callable[[Db, JobRow], None] | None = None,
     ) -> bool:
-        """End the job of this run as ``status`` (keeping its ``stage_seconds`` with it);
-        False when the run no longer held it."""
+        """End the job of this run as ``status`` (keeping its ``stage_seconds`` with it, and
+        doing ``also`` in the same transaction); False when the run no longer held it."""
         now = self._now()
         with self._sessions.begin() as db:
             row = db.get(JobRow, report.job_id, populate_existing=True)
@@ -421,6 +448,8 @@ class Reports(ServiceCore):
                 return False
             if stage_seconds:
                 timings.record_run(db, report.job_id, stage_seconds)
+            if also is not None:
+                also(db, row)
             events = self._ended_events(db, report.job_id)
         self._publish_all(events)
         self._wake()
@@ -555,6 +584,21 @@ class Reports(ServiceCore):
         except ValueError:
             extension = ".png"
         self.files.delete(self.files.result_key(report.job_id, extension))
+
+    def _orphan_mask(self, report: Finished) -> None:
+        """The mask a run stored after its job was cancelled, deleted or re-queued: kept
+        while the job is (a re-queued run reuses it); else deleted unless recorded, so no
+        file outlives the bound and retention unseen."""
+        if report.mask_key is None or report.mask_reused or not masks.is_mask_key(report.mask_key):
+            return
+        with self._sessions.begin() as db:
+            row = db.get(JobRow, report.job_id)
+            if row is not None:
+                self._keep_mask(db, row, report)
+                return
+            if masks.recorded(db, report.mask_key):
+                return
+        self.files.delete(report.mask_key)
 
     # ------------------------------------------------------------------ leases
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from ..engine.stages import Stage
+from ..engine.stages import Stage, parse_label, stage_label
 from .eta import BUCKET_EDGES_MP, StageClock, size_bucket
 from .schemas import Batch, Counts, Job, JobError, ResultInfo, Session
 from .states import TERMINAL, JobStatus, batch_status
@@ -31,6 +31,13 @@ class Live:
     fraction: float = 0.0
     percent: float = 0.0
     pixels: int | None = None
+    mask_reused: bool = False
+    """Whether the run reuses a kept mask (expected at its claim, or said by its stage)."""
+
+    @property
+    def label(self) -> str | None:
+        """Its stage as people see it ("AI model: reused")."""
+        return stage_label(self.stage, self.mask_reused) if self.stage else None
 
     @classmethod
     def from_row(
@@ -45,29 +52,33 @@ class Live:
         """A run held by another process, as far as the database knows it: its last stage,
         taken as just begun."""
         try:
-            current = Stage(stage) if stage else None
+            current, reused = parse_label(stage) if stage else (None, False)
         except ValueError:
-            current = None
+            current, reused = None, False
         pixels = width * height if width and height else None
         bucket = size_bucket(width, height)
-        return cls(dispatch_id, batch_id, bucket, current, 0.0, progress, pixels)
+        return cls(dispatch_id, batch_id, bucket, current, 0.0, progress, pixels, reused)
 
 
 def live_remaining(live: Live, clock: StageClock) -> float:
     """Seconds a running job has left from its last reported stage and fraction."""
+    reused = live.mask_reused
     if live.stage is None:
-        return clock.job_seconds(live.bucket, live.pixels)
-    return clock.remaining(live.bucket, live.stage, live.fraction, live.pixels)
+        return clock.job_seconds(live.bucket, live.pixels, mask_reused=reused)
+    return clock.remaining(live.bucket, live.stage, live.fraction, live.pixels, mask_reused=reused)
 
 
-def job_eta(row: JobRow, live: Live | None, clock: StageClock) -> float | None:
+def job_eta(
+    row: JobRow, live: Live | None, clock: StageClock, mask_kept: bool = False
+) -> float | None:
     if row.status == "processing" and live is not None:
         return live_remaining(live, clock)
     if row.status == "processing":  # run by another process: from its last stage written
         other = Live.from_row("", row.batch_id, row.width, row.height, row.stage, row.progress)
         return live_remaining(other, clock)
     if row.status == "pending":
-        return clock.job_seconds(row.size_bucket, _pixels(row.width, row.height))
+        pixels = _pixels(row.width, row.height)
+        return clock.job_seconds(row.size_bucket, pixels, mask_reused=mask_kept)
     return None
 
 
@@ -97,7 +108,10 @@ def job_snapshot(
     now: datetime,
     *,
     paused: bool = False,
+    mask_kept: bool = False,
 ) -> Job:
+    """The job as clients see it; ``mask_kept``: a pending job's mask is kept, so its run
+    will skip the model (a short estimate)."""
     error = (
         JobError(code=row.error_code, message=row.error_message or row.error_code)
         if row.error_code
@@ -117,7 +131,7 @@ def job_snapshot(
     progress, stage = row.progress, row.stage
     if live is not None and row.status == "processing":
         progress = max(progress, live.percent)
-        stage = live.stage.value if live.stage else stage
+        stage = live.label or stage
     return Job(
         id=row.id,
         batch_id=row.batch_id,
@@ -139,7 +153,9 @@ def job_snapshot(
         queued_at=row.queued_at,
         start_time=row.start_time,
         end_time=row.end_time,
-        estimated_time_remaining=_round(eta := None if held else job_eta(row, live, clock)),
+        estimated_time_remaining=_round(
+            eta := None if held else job_eta(row, live, clock, mask_kept)
+        ),
         eta_at=now if eta is not None else None,
         eta_reason="paused" if held else None,
         error=error,

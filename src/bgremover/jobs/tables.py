@@ -326,3 +326,18 @@ class WebhookAttemptRow(Base):
     latency_ms: Mapped[float] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(String(500))
     response_excerpt: Mapped[str | None] = mapped_column(String(256))
+
+
+class MaskRow(Base):
+    """A model's mask kept in the store (``jobs/masks.py``): its key is a hash of the original's
+    content, the model and the mask version, so every job on that original reuses it."""
+
+    __tablename__ = "masks"
+
+    key: Mapped[str] = mapped_column(String(120), primary_key=True)
+    """The storage key ("masks/ab/<sha256>.png"), derived by the worker, checked on record."""
+    content_hash: Mapped[str] = mapped_column(String(64), index=True)
+    """The original it is the mask of: retention deletes it with the original's last job."""
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    last_used: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    """When a run last made or reused it: the least recently used go first over the bound."""

@@ -12,11 +12,13 @@ from typing import BinaryIO
 _KEY = re.compile(
     r"(?:originals|backgrounds)/(?P<hash>[0-9a-f]{2})/(?P=hash)[0-9a-f]{62}"
     r"|results/(?P<id>[0-9a-f]{2})/(?P=id)[0-9a-f]{30}\.(?:png|webp|jpg)"
+    r"|masks/(?P<mask>[0-9a-f]{2})/(?P=mask)[0-9a-f]{62}\.png"
 )
 """The only keys the job system makes (``jobs.files``): an original or background named by
-its sha256, a result by its job id and format, each under a fan-out of the name's first two
-characters. Anything else (``..``, a leading ``/``, a user's file name, a folder of its
-own) is refused, so no key can leave the store or reach a file the store did not make."""
+its sha256, a result by its job id and format, a model's mask by the sha256 of what it
+depends on, each under a fan-out of the name's first two characters. Anything else (``..``,
+a leading ``/``, a user's file name, a folder of its own) is refused, so no key can leave
+the store or reach a file the store did not make."""
 
 PROBE_BYTES = 64 * 1024
 """The size of a probe: about a small result, so a disk with a few bytes left still fails it."""

@@ -67,6 +67,12 @@ class Finished:
     bytes: int
     timings: dict[str, float]
     """Seconds per stage (``Stage`` value to seconds), for ETA estimates."""
+    mask_key: str | None = None
+    """Where the model's mask of this original is kept, when the run stored or reused it."""
+    mask_bytes: int = 0
+    """That mask's size."""
+    mask_reused: bool = False
+    """Whether the run reused the kept mask instead of running the model."""
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,24 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, ExitStack, nullcontext
 from pathlib import Path
 
+from PIL import Image
 from pydantic import ValidationError
 
-from ..engine import Cancelled, CancelToken, EngineError, ModelError, RemoveOptions, Remover, Stage
+from ..engine import (
+    Cancelled,
+    CancelToken,
+    EngineError,
+    ModelError,
+    Removal,
+    RemoveOptions,
+    Remover,
+    Stage,
+)
 from ..engine.errors import OutputError
-from ..engine.stages import ProgressCallback
+from ..engine.png import write_png
+from ..engine.remover import MaskMismatch
+from ..engine.stages import stage_label
+from ..jobs.files import FileStore
 from ..logs import bound
 from ..storage import Storage, StorageError, outage_reason
 from ..storage.faults import errno_reason
@@ -46,7 +59,7 @@ def run_item(
     storage: Storage,
     scratch: Path,
     *,
-    progress: ProgressCallback | None = None,
+    progress: ProgressReports | None = None,
     cancel: CancelToken | None = None,
 ) -> Report:
     """Run ``item`` and return its final report: Finished, Failed (the image's fault),
@@ -75,7 +88,7 @@ def _run(
     remover: Remover | ModelError,
     storage: Storage,
     scratch: Path,
-    progress: ProgressCallback | None,
+    progress: ProgressReports | None,
     cancel: CancelToken | None,
 ) -> Report:
     job_id, dispatch_id = item.job_id, item.dispatch_id
@@ -103,16 +116,31 @@ def _run(
             destination = direct or folder / "result"
             if direct is not None:
                 direct.parent.mkdir(parents=True, exist_ok=True)
-            removal = remover.process(
-                local_source,
-                RemoveOptions(**options),
-                destination=destination,
-                progress=progress,
-                cancel=cancel,
-            )
+            mask_key = FileStore.mask_key(name, remover.model_identity)
+            kept, mask_bytes = _kept_mask(storage, mask_key, folder)
+
+            def process(mask: Image.Image | None) -> Removal:
+                if progress is not None:
+                    progress.mask_reused = mask is not None
+                return remover.process(
+                    local_source,
+                    RemoveOptions(**options),
+                    destination=destination,
+                    progress=progress,
+                    cancel=cancel,
+                    mask=mask,
+                )
+
+            try:
+                removal = process(kept)
+            except MaskMismatch as exc:
+                log.warning("kept mask %s does not fit (%s); running the model", mask_key, exc)
+                removal = process(None)
             size = destination.stat().st_size
             if direct is None:
                 storage.put(item.result_key, destination)
+            if not removal.mask_reused:
+                mask_bytes = _keep_mask(storage, mask_key, removal, folder)
     except Exception as exc:
         return _ended_by(exc, item, name, local_source, destination_of(storage, item))
     width, height = removal.size
@@ -124,7 +152,44 @@ def _run(
         format=removal.format.value,
         bytes=size,
         timings={stage.value: seconds for stage, seconds in removal.timings.items()},
+        mask_key=mask_key if mask_bytes else None,
+        mask_bytes=mask_bytes,
+        mask_reused=removal.mask_reused,
     )
+
+
+def _kept_mask(storage: Storage, key: str, folder: Path) -> tuple[Image.Image | None, int]:
+    """The model's mask kept under ``key`` and its size in bytes, when it is there and reads
+    as an 8-bit PNG; else (None, 0): a missing, corrupt or unreadable entry only means the
+    model runs."""
+    try:
+        with storage.readable(key, folder) as path, Image.open(path, formats=["PNG"]) as image:
+            image.load()
+            if image.mode != "L":
+                raise ValueError(f"a {image.mode} image, not an 8-bit mask")
+            return image.copy(), path.stat().st_size
+    except FileNotFoundError:
+        return None, 0
+    except Exception as exc:  # whatever is wrong with it, the model can redo it
+        log.warning("kept mask %s is unusable (%s); running the model", key, exc)
+        return None, 0
+
+
+def _keep_mask(storage: Storage, key: str, removal: Removal, folder: Path) -> int:
+    """Store the run's model mask under ``key`` (an atomic put: a concurrent writer of the
+    same key writes the same bytes); its size, or 0 when the store would not take it (the
+    job's result is stored already, so this never fails the job)."""
+    if removal.model_mask is None:
+        return 0
+    path = folder / "mask.png"
+    try:
+        path.write_bytes(write_png(removal.model_mask))
+        size = path.stat().st_size
+        storage.put(key, path)
+    except Exception as exc:  # a mask not kept is only a later run's loss
+        log.warning("could not keep the mask %s (%s)", key, exc)
+        return 0
+    return size
 
 
 def destination_of(storage: Storage, item: WorkItem) -> Path | None:
@@ -200,9 +265,11 @@ def _outage(exc: Exception) -> tuple[str, str] | None:
 
 class ProgressReports:
     """Turns the engine's progress into StageProgress reports: every stage change, otherwise
-    at most every 50 ms."""
+    at most every 50 ms. The AI model stage is named "AI model: reused" while
+    ``mask_reused`` says the run was given a kept mask."""
 
     def __init__(self, item: WorkItem, send: Callable[[StageProgress], None]) -> None:
+        self.mask_reused = False
         self._item = item
         self._send = send
         self._lock = threading.Lock()
@@ -220,7 +287,7 @@ class ProgressReports:
                 StageProgress(
                     self._item.job_id,
                     self._item.dispatch_id,
-                    stage=stage.value,
+                    stage=stage_label(stage, self.mask_reused),
                     fraction=fraction,
                     sent_at=time.time(),
                 )
