@@ -317,8 +317,9 @@ class Remover:
             prediction = predictions[position : position + 1]
             try:
                 results[index] = self._after_model(
-                    image, prediction, options, items[index].destination, True, stages
-                )
+                    image, partial(self._model_mask, image, prediction), options,
+                    items[index].destination, True, stages,
+                )  # fmt: skip
             except EngineError as exc:
                 results[index] = exc
         return [result for result in results if result is not None]
