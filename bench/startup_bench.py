@@ -11,6 +11,9 @@ baseline measured in the same run:
 - ``remove 4×12MP``: ``bgremover remove`` of four 12 MP photos against ``plain``: one script
   that decodes, resizes (ISNet's preprocessing) and runs the fp32 copy with onnxruntime for
   the same photos in one process, as a user would write it. Goal: at most 1.05×.
+- ``rembg 4×12MP``: rembg's ``remove()`` of the same four photos with the same weights
+  (its ``dis_custom`` session on the downloaded ISNet file), one whole process writing PNGs
+  as ``bgremover remove`` does; its time over ours. Goal: at least 2.2×.
 - ``first result``: a fresh ``bgremover serve``; a small photo (samples/chelsea.jpg) is
   uploaded as soon as ``/api/health`` answers; upload → ``completed``, against one model run.
   Goal: at most one run + 1 s.
@@ -84,6 +87,17 @@ for path in sys.argv[2:]:
     pixels = np.asarray(image, dtype=np.float32)
     pixels = pixels / max(float(pixels.max()), 1e-6) - 0.5
     mask = session.run(None, {name: np.ascontiguousarray(pixels.transpose(2, 0, 1)[None])})[0]
+"""
+
+
+REMBG = """
+import sys
+from pathlib import Path
+import rembg
+from PIL import Image
+session = rembg.new_session("dis_custom", model_path=sys.argv[1])
+for path in sys.argv[3:]:
+    rembg.remove(Image.open(path), session=session).save(Path(sys.argv[2]) / Path(path).name)
 """
 
 
@@ -163,7 +177,8 @@ def main() -> None:
     store = ModelStore(settings.models_dir)
     if settings.model_path is None and not store.path_for(get_model(settings.model)).is_file():
         sys.exit("no model downloaded: run `bgremover models pull` first")
-    model = store.resolve(settings.model, settings.model_path).session_path
+    resolved = store.resolve(settings.model, settings.model_path)
+    model, weights = resolved.session_path, resolved.path
 
     cores = len(os.sched_getaffinity(0))
     section(f"Start-up, whole processes (code: {args.src or REPO / 'src'})")
@@ -196,6 +211,22 @@ def main() -> None:
         )
         row("plain script, 4×12MP (baseline)", f"{plain:.2f} s")
         row("remove 4×12MP (goal <= 1.05×)", f"{ours:.2f} s  {ours / plain:.2f}× plain")
+        try:
+            import rembg  # noqa: F401 - the dev extra's; its absence leaves the row out
+        except ImportError:
+            note("rembg is not installed: no rembg row (pip install -e '.[dev]')")
+        else:
+            theirs_out = folder / "rembg"
+            theirs_out.mkdir()
+            # rembg looks for custom models in its home folder too: point it at ours.
+            os.environ["U2NET_HOME"] = str(weights.parent)
+            theirs = median_of(
+                heavy,
+                lambda: whole(
+                    [sys.executable, "-c", REMBG, str(weights), str(theirs_out), *photos]
+                ),
+            )
+            row("rembg 4×12MP (goal >= 2.2× ours)", f"{theirs:.2f} s  {theirs / ours:.2f}× ours")
 
         photo = REPO / "samples" / "chelsea.jpg"
         results = [first_result(folder / f"serve-{i}", photo) for i in range(heavy)]
