@@ -144,6 +144,9 @@ class Remover:
         batch_size: int | None = None,
     ) -> None:
         self.model = resolved.model
+        self.model_name = resolved.name
+        self.model_sha256 = resolved.sha256
+        """Which weights make this remover's masks (with ``model_name``: a mask's identity)."""
         self.model_path = resolved.path
         self.session_path = resolved.session_path
         self.max_image_pixels = max_image_pixels
@@ -153,7 +156,8 @@ class Remover:
             intra_op_threads=intra_op_threads,
             lean_memory=lean_memory,
             device=device,
-            accelerated_model=lambda: batched_bytes(resolved.path),
+            accelerated_model=lambda: batched_bytes(resolved.path, resolved.model.output_index),
+            output_index=resolved.model.output_index,
         )
         self.device: DeviceChoice = self._session.device
         """The device the model runs on (``auto`` resolved, after any fallback)."""
