@@ -188,6 +188,18 @@ def test_models_add_list_remove_on_the_command_line(tmp_path: Path) -> None:
     row = next(line for line in listed.stdout.splitlines() if "birefnet-general" in line)
     assert "birefnet" in row and "BiRefNet general" in row and str(model_file) in row
 
+    photo = tmp_path / "photo.png"
+    sample_image().save(photo)
+    cut = run_cli(
+        "remove", photo, "--model", "birefnet-general", "--format", "mask", "-o", tmp_path / "out",
+        env=env,
+    )  # fmt: skip
+    assert cut.returncode == 0, cut.stderr
+    with Image.open(tmp_path / "out" / "photo-mask.png") as mask:
+        made = np.asarray(mask.convert("L"), np.int16)
+    expected = reference_mask(model_file, sample_image(), REFERENCE["birefnet"])
+    assert np.abs(made - expected).mean() < 1.0
+
     refused = run_cli("models", "add", "x", "--family", "u2net", "--file", model_file, env=env)
     assert refused.returncode != 0
     assert "[N, 3, 320, 320]" in refused.stderr

@@ -187,7 +187,10 @@ def remove(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace existing outputs.")
     ] = False,
-    model: Annotated[str | None, typer.Option(help="Registered model name.")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="Model name: built-in or added with `models add` (`models list`)."),
+    ] = None,
     model_path: Annotated[
         Path | None, typer.Option("--model-path", help="An ISNet-compatible .onnx file.")
     ] = None,
@@ -870,7 +873,8 @@ def _queue_command(
 
 @models_app.command("list")
 def models_list() -> None:
-    """Registered models and whether each is downloaded."""
+    """Every model: built-in ones (whether downloaded) and those added from files (family,
+    size, where from)."""
     from rich.table import Table
 
     from .engine.models import ModelStore, registered_models
@@ -878,17 +882,27 @@ def models_list() -> None:
     settings = _settings()
     store = ModelStore(settings.models_dir)
     table = Table()
-    for column in ("Name", "Description", "Size", "Downloaded", "Default"):
-        table.add_column(column)
+    for column in ("Name", "Family", "Description", "Size", "Source", "Default"):
+        table.add_column(column, overflow="fold")
     for name, cls in sorted(registered_models().items()):
         if cls.source is None:
             continue
         present = store.path_for(cls).is_file()
         table.add_row(
             name,
+            cls.family,
             cls.description,
             f"{(cls.size_bytes or 0) / 1e6:.0f} MB",
-            "yes" if present else "no",
+            f"{cls.source.describe()} ({'downloaded' if present else 'not downloaded'})",
+            "*" if name == settings.model else "",
+        )
+    for name, entry in sorted(store.catalog.entries().items()):
+        table.add_row(
+            name,
+            entry.family,
+            entry.description,
+            f"{entry.size_bytes / 1e6:.0f} MB",
+            entry.path,
             "*" if name == settings.model else "",
         )
     console.print(table)
@@ -896,6 +910,56 @@ def models_list() -> None:
         console.print(
             f"BGREMOVER_MODEL_PATH overrides the model: {settings.model_path}", markup=False
         )
+
+
+@models_app.command("add")
+def models_add(
+    name: Annotated[str, typer.Argument(help="The name jobs and options will choose it by.")],
+    family: Annotated[
+        str,
+        typer.Option(
+            help="Its pre/post-processing: isnet, isnet-anime, u2net, birefnet (also "
+            "BRIA RMBG-2.0) or bria-rmbg (RMBG-1.4)."
+        ),
+    ],
+    file: Annotated[
+        Path, typer.Option(help="The ONNX file (e.g. ~/.u2net/birefnet-general.onnx).")
+    ],
+    description: Annotated[str, typer.Option(help="Shown in lists and the UI.")] = "",
+) -> None:
+    """Add a model from an ONNX file you have: checks it is an ONNX graph with the family's
+    input and output shapes and records its sha256. The file stays where it is; every
+    process using this cache folder (server, workers) can then run it."""
+    from .engine import EngineError
+    from .engine.models import ModelStore
+
+    settings = _settings()
+    try:
+        entry = ModelStore(settings.models_dir).catalog.add(name, family, file, description)
+    except EngineError as exc:
+        err_console.print(escape(str(exc)), highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    console.print(
+        f"{entry.name}: {entry.family}, sha256 {entry.sha256[:16]}…, {entry.path}",
+        markup=False, highlight=False, soft_wrap=True,
+    )  # fmt: skip
+
+
+@models_app.command("remove")
+def models_remove(
+    name: Annotated[str, typer.Argument(help="A model added with `models add`.")],
+) -> None:
+    """Forget a model added from a file (the file itself is left alone)."""
+    from .engine import EngineError
+    from .engine.models import ModelStore
+
+    settings = _settings()
+    try:
+        entry = ModelStore(settings.models_dir).catalog.remove(name)
+    except EngineError as exc:
+        err_console.print(escape(str(exc)), highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    console.print(f"{entry.name}: removed ({entry.path} is left as it is)", markup=False)
 
 
 @models_app.command("pull")
