@@ -5,8 +5,10 @@ shaped as the published ones, and the checks ``models add`` makes."""
 from __future__ import annotations
 
 import hashlib
+import io
 from pathlib import Path
 
+import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -17,6 +19,7 @@ from bgremover.engine import RemoveOptions, Remover
 from bgremover.engine.models import ModelStore, families
 
 from .family_models import SHAPES, build_family_model
+from .serving import UI, follow, job_ended, served
 from .test_cli import run_cli
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -208,3 +211,53 @@ def test_models_add_list_remove_on_the_command_line(tmp_path: Path) -> None:
     assert removed.returncode == 0, removed.stderr
     assert "birefnet-general" not in run_cli("models", "list", env=env).stdout
     assert model_file.exists()  # remove forgets the model, it does not delete the user's file
+
+
+def test_each_job_runs_the_model_it_chose_and_a_missing_file_fails_only_its_job(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    store = ModelStore(cache / "models")
+    birefnet = build_family_model(tmp_path / "birefnet-general.onnx", "birefnet")
+    store.catalog.add("birefnet-general", "birefnet", birefnet)
+    gone = store.catalog.add("u2net", "u2net", build_family_model(tmp_path / "u2.onnx", "u2net"))
+    Path(gone.path).unlink()  # this machine lacks the file (a worker elsewhere might have it)
+    photo = tmp_path / "photo.png"
+    sample_image().save(photo)
+    env = {"BGREMOVER_MODEL_PATH": str(tiny_model), "BGREMOVER_CACHE_DIR": str(cache)}
+
+    def upload(url: str, **form: str) -> httpx.Response:
+        files = [("files", ("photo.png", photo.read_bytes(), "image/png"))]
+        return httpx.post(f"{url}/api/batches", files=files, data=form, headers=UI, timeout=60)
+
+    with served(tmp_path / "data", env=env) as (url, _):
+        offered = {m["name"]: m for m in httpx.get(f"{url}/api/models").json()}
+        assert offered["birefnet-general"]["family"] == "birefnet"
+        assert offered["isnet-general-use"]["default"] is True
+        refused = upload(url, model="nope")
+        assert refused.status_code == 422 and "birefnet-general" in refused.text
+
+        chosen = upload(url, model="birefnet-general", format="mask").json()["jobs"][0]
+        missing = upload(url, model="u2net").json()["jobs"][0]
+        default = upload(url, format="mask").json()["jobs"][0]
+        follow(url, job_ended({chosen["id"], missing["id"], default["id"]}))
+        after = upload(url, format="mask").json()["jobs"][0]  # the worker still serves
+        follow(url, job_ended({after["id"]}))
+
+        def job(j: dict[str, str]) -> dict[str, object]:
+            return httpx.get(f"{url}/api/jobs/{j['id']}").json()  # type: ignore[no-any-return]
+
+        assert job(chosen)["status"] == "completed"
+        assert job(chosen)["options"] == {"format": "mask", "model": "birefnet-general"}
+        result = httpx.get(f"{url}/api/jobs/{chosen['id']}/result", timeout=60)
+        with Image.open(io.BytesIO(result.content)) as mask:
+            made = np.asarray(mask.convert("L"), np.int16)
+        expected = reference_mask(birefnet, sample_image(), REFERENCE["birefnet"])
+        assert np.abs(made - expected).mean() < 1.0
+
+        failed = job(missing)
+        assert failed["status"] == "failed"
+        error = failed["error"]
+        assert isinstance(error, dict) and error["code"] == "model_unavailable"
+        assert "not on this machine" in error["message"] and "models add u2net" in error["message"]
+        assert job(default)["status"] == job(after)["status"] == "completed"

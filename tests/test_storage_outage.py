@@ -28,6 +28,7 @@ from bgremover.jobs.service import JobService
 from bgremover.jobs.system import OutageListener
 from bgremover.storage import LocalStorage
 from bgremover.workers.base import Executor, Failed, ReportSink, WorkItem
+from bgremover.workers.removers import Removers
 from bgremover.workers.running import ProgressReports, run_item
 
 from .jobs_support import WAIT_S, stage_uploads
@@ -70,7 +71,7 @@ class ThreadWorkers(Executor):
     the workers use the test's store; counts every run started."""
 
     def __init__(self, settings: Settings, storage: FillingStorage, slots: int) -> None:
-        self._remover = load_remover(settings)
+        self._removers = Removers(settings, first=load_remover(settings))
         self._storage = storage
         self._scratch = settings.data_dir / "scratch"
         self._scratch.mkdir(parents=True, exist_ok=True)
@@ -97,7 +98,7 @@ class ThreadWorkers(Executor):
     def _run(self, item: WorkItem) -> None:
         assert self._sink is not None
         progress = ProgressReports(item, self._sink)
-        report = run_item(item, self._remover, self._storage, self._scratch, progress=progress)
+        report = run_item(item, self._removers, self._storage, self._scratch, progress=progress)
         with self.changed:
             self._running -= 1
             self.changed.notify_all()
@@ -246,8 +247,8 @@ def test_a_result_too_large_for_its_format_still_fails_as_the_images_fault(
         result_key="results/aa/" + "a" * 32 + ".webp",
         options={"format": "webp"},
     )
-    remover = load_remover(Settings(data_dir=tmp_path, model_path=tiny_model))
-    report = run_item(item, remover, storage, tmp_path)
+    settings = Settings(data_dir=tmp_path, model_path=tiny_model)
+    report = run_item(item, Removers(settings, first=load_remover(settings)), storage, tmp_path)
     assert isinstance(report, Failed) and report.code == "output_unwritable", report
     assert "WEBP" in report.message and str(tmp_path) not in report.message
 

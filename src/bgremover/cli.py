@@ -221,9 +221,11 @@ def remove(
     options = _options(
         _preset(settings, preset),
         dict(format=fmt, background_color="none" if bg_image else bg_color,
-             alpha_matting=alpha_matting, post_process_mask=post_process),
+             alpha_matting=alpha_matting, post_process_mask=post_process, model=model),
         background_image=bg_image, background_blur=bg_blur, quality=quality,
     )  # fmt: skip
+    if options.model is not None:  # --model, or the preset's
+        settings = settings.model_copy(update={"model": options.model})
     if bg_image is not None:
         _check_background(bg_image, settings.max_image_pixels)
     found, missing = collect_inputs(inputs)
@@ -302,6 +304,21 @@ def _preset(settings: Settings, name: str | None) -> PresetOptions:
             markup=False, highlight=False,
         )  # fmt: skip
     raise typer.Exit(2)
+
+
+def _checked_model(settings: Settings, options: PresetOptions) -> PresetOptions:
+    """``options`` when the model they name is one this machine has; else ends the command
+    with the names there are."""
+    from .engine import EngineError
+    from .engine.models import ModelStore
+
+    if options.model is not None:
+        try:
+            ModelStore(settings.models_dir).check_name(options.model)
+        except EngineError as exc:
+            err_console.print(escape(str(exc)), highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+    return options
 
 
 def _options(base: PresetOptions, given: dict[str, Any], **extra: Any) -> RemoveOptions:
@@ -663,6 +680,10 @@ def watch(
             help="The server's access token (or BGREMOVER_TOKEN).", envvar="BGREMOVER_TOKEN"
         ),
     ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="Model name (`models list`; the server's, with --server)."),
+    ] = None,
     device: DeviceOption = None,
 ) -> None:
     """Turn every image that appears in DIR into a job; results go to the output folder.
@@ -704,7 +725,7 @@ def watch(
         except LedgerError as exc:
             err_console.print(str(exc), markup=False)
             raise typer.Exit(2) from None
-        backend = _watch_backend(settings, server, preset, f"Watch: {root.name}")
+        backend = _watch_backend(settings, server, preset, model, f"Watch: {root.name}")
         runner = Runner(Rules(root, out.path), out, backend, ledger, Display(console),
                         settings.watch_settle.total_seconds())  # fmt: skip
         signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
@@ -718,17 +739,21 @@ def _stop_like_ctrl_c(signum: int, frame: object) -> None:
 
 
 def _watch_backend(
-    settings: Settings, server: str | None, preset: str | None, batch_name: str
-) -> Backend:
+    settings: Settings, server: str | None, preset: str | None, model: str | None,
+    batch_name: str,
+) -> Backend:  # fmt: skip
     """This process's own job system, or the server at ``server`` (checked now, so a wrong
-    URL, token or preset name ends the command at once with the reason)."""
+    URL, token, preset or model name ends the command at once with the reason)."""
     if server is None:
         from .watch.local import LocalJobs
 
-        return LocalJobs(settings, batch_name, _preset(settings, preset))
+        options = _preset(settings, preset)
+        if model is not None:
+            options = _checked_model(settings, options.overridden(model=model))
+        return LocalJobs(settings, batch_name, options)
     from .watch.remote import RemoteJobs
 
-    remote = RemoteJobs(server, settings.token, batch_name, preset)
+    remote = RemoteJobs(server, settings.token, batch_name, preset, model)
     try:
         remote.check()
     except ConnectionError as exc:

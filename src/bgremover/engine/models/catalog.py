@@ -10,12 +10,14 @@ machine that lacks the file fails the job with the fix instead of running someth
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ModelError
+from ..options import MODEL_NAME_PATTERN
 from .base import SegmentationModel, get_family, registered_models
 from .hashes import read_json, sha256_file, write_atomic
 
@@ -63,8 +65,12 @@ class ModelCatalog:
         """Check that ``file`` is an ONNX graph with ``family``'s input and output shapes,
         hash it and record it as ``name``. Raises ``ModelError`` saying what is wrong."""
         cls = get_family(family)
-        if not name or name != name.strip() or "/" in name:
-            raise ModelError(f"invalid model name {name!r}", code="invalid_model_name")
+        if not re.fullmatch(MODEL_NAME_PATTERN, name):
+            raise ModelError(
+                f"invalid model name {name!r}: 1–64 letters, digits, '.', '_' or '-', "
+                "starting with a letter or digit",
+                code="invalid_model_name",
+            )
         if name in registered_models():
             raise ModelError(
                 f"{name!r} is a built-in model; choose another name", code="model_exists"

@@ -76,6 +76,16 @@ class ModelStore:
             cls(), name, source_sha256, path, self.runtime_copy(path, source_sha256)
         )
 
+    def names(self) -> list[str]:
+        """Every model a job may name here: the built-in ones, then those added."""
+        return [*sorted(registered_models()), *sorted(self.catalog.entries())]
+
+    def check_name(self, name: str) -> None:
+        """Raise ``ModelError`` ``unknown_model`` (listing the names there are) unless
+        ``name`` is a built-in or added model; does not load or fetch it."""
+        if name not in registered_models() and self.catalog.get(name) is None:
+            get_model(name, added=sorted(self.catalog.entries()))
+
     def _resolve_added(self, entry: CatalogEntry) -> ResolvedModel:
         """An added model whose file is here and unchanged since ``models add``; else
         ``ModelError`` with the fix (a worker on another machine may lack the file)."""
