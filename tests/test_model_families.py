@@ -15,8 +15,10 @@ import pytest
 from PIL import Image
 
 from bgremover import ModelError
+from bgremover.config import Settings
 from bgremover.engine import RemoveOptions, Remover
 from bgremover.engine.models import ModelStore, families
+from bgremover.workers.removers import Removers
 
 from .family_models import SHAPES, build_family_model
 from .serving import UI, follow, job_ended, served
@@ -249,6 +251,14 @@ def test_each_job_runs_the_model_it_chose_and_a_missing_file_fails_only_its_job(
 
         assert job(chosen)["status"] == "completed"
         assert job(chosen)["options"] == {"format": "mask", "model": "birefnet-general"}
+        made_by = job(chosen)["result"]
+        assert isinstance(made_by, dict)
+        assert (made_by["model"], made_by["model_sha256"]) == (
+            "birefnet-general",
+            hashlib.sha256(birefnet.read_bytes()).hexdigest(),
+        )
+        default_result = job(default)["result"]
+        assert isinstance(default_result, dict) and default_result["model"] == "isnet-file"
         result = httpx.get(f"{url}/api/jobs/{chosen['id']}/result", timeout=60)
         with Image.open(io.BytesIO(result.content)) as mask:
             made = np.asarray(mask.convert("L"), np.int16)
@@ -261,3 +271,25 @@ def test_each_job_runs_the_model_it_chose_and_a_missing_file_fails_only_its_job(
         assert isinstance(error, dict) and error["code"] == "model_unavailable"
         assert "not on this machine" in error["message"] and "models add u2net" in error["message"]
         assert job(default)["status"] == job(after)["status"] == "completed"
+
+
+def test_a_worker_keeps_loaded_models_within_its_memory_and_lets_the_oldest_go(
+    tmp_path: Path,
+) -> None:
+    cache = tmp_path / "cache"
+    store = ModelStore(cache / "models")
+    for family in ("u2net", "isnet", "bria-rmbg"):
+        store.catalog.add(family, family, build_family_model(tmp_path / f"{family}.onnx", family))
+    one_model = max(store.resolve(f).session_path.stat().st_size for f in ("u2net", "isnet"))
+    settings = Settings(cache_dir=cache, model="u2net", model_memory=2 * one_model)
+    removers = Removers(settings)
+
+    first = removers.get(None)  # the default
+    assert removers.get("isnet") is not first
+    assert removers.loaded() == ["u2net", "isnet"]
+    assert removers.get("u2net") is first  # kept, and now the most recently used
+    removers.get("bria-rmbg")  # past the budget: the least recently used goes
+    assert removers.loaded() == ["u2net", "bria-rmbg"]
+    with pytest.raises(ModelError, match="unknown model 'nope'"):
+        removers.get("nope")
+    assert removers.loaded() == ["u2net", "bria-rmbg"]

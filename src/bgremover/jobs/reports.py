@@ -380,6 +380,8 @@ class Reports(ServiceCore):
                 "result_height": report.height,
                 "result_format": report.format,
                 "result_bytes": report.bytes,
+                "result_model": report.model,
+                "result_model_sha256": report.model_sha256,
             },
             stage_seconds=report.timings,
         )

@@ -109,6 +109,8 @@ def job_snapshot(
             height=row.result_height or 0,
             format=row.result_format or "png",
             bytes=row.result_bytes or 0,
+            model=row.result_model,
+            model_sha256=row.result_model_sha256,
         )
         if row.status == "completed" and row.result_path
         else None

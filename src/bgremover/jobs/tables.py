@@ -165,6 +165,9 @@ class JobRow(Base):
     result_height: Mapped[int | None] = mapped_column(Integer)
     result_format: Mapped[str | None] = mapped_column(String(16))
     result_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    result_model: Mapped[str | None] = mapped_column(String(64))
+    """The model that made the result, and its file's sha256."""
+    result_model_sha256: Mapped[str | None] = mapped_column(String(64))
 
 
 class QueueRow(Base):

@@ -67,6 +67,10 @@ class Finished:
     bytes: int
     timings: dict[str, float]
     """Seconds per stage (``Stage`` value to seconds), for ETA estimates."""
+    model: str | None = None
+    """The model that made the mask (the job's choice, or the worker's default)."""
+    model_sha256: str | None = None
+    """The sha256 of that model's file."""
 
 
 @dataclass(frozen=True)

@@ -130,6 +130,8 @@ def _run(
         format=removal.format.value,
         bytes=size,
         timings={stage.value: seconds for stage, seconds in removal.timings.items()},
+        model=remover.model_name,
+        model_sha256=remover.model_sha256,
     )
 
 

@@ -1,0 +1,28 @@
+"""jobs.result_model and result_model_sha256: which model (and which weights) made a result
+
+Revision ID: 0013_models
+Revises: 0011_queue_pause (0012_mask_cache once the mask cache is merged: the lead re-chains)
+Create Date: 2026-12-06
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0013_models"
+down_revision = "0011_queue_pause"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("jobs") as batch:
+        batch.add_column(sa.Column("result_model", sa.String(64), nullable=True))
+        batch.add_column(sa.Column("result_model_sha256", sa.String(64), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("jobs") as batch:
+        batch.drop_column("result_model_sha256")
+        batch.drop_column("result_model")
