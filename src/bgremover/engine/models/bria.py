@@ -12,10 +12,12 @@ class BriaRmbg(SegmentationModel):
     """1024² input, mean 0.5 and std 1.0 on [0, 1] pixels; the first output is a sigmoid map,
     stretched min-max.
 
-    That is BRIA's own ``utilities.py`` (``normalize(image / 255, [0.5]*3, [1.0]*3)``, then
-    ``(result - mi) / (ma - mi)``). rembg's ``bria_rmbg`` session normalises with the ImageNet
-    mean and std instead; we follow the model's publisher. RMBG-2.0 is a BiRefNet: add its file
-    with ``--family birefnet``."""
+    The constants are BRIA's own ``utilities.py`` (``normalize(image / 255, [0.5]*3,
+    [1.0]*3)``, then ``(result - mi) / (ma - mi)``); rembg's ``bria_rmbg`` session normalises
+    with the ImageNet mean and std instead, and we follow the model's publisher. The resize
+    (Lanczos; BRIA's code is bilinear) and the divide by the image's brightest value (BRIA's
+    by 255, the same for any photo with a white-ish pixel) are rembg's, as for every family.
+    RMBG-2.0 is a BiRefNet: add its file with ``--family birefnet``."""
 
     name: ClassVar[str] = "bria-rmbg-file"
     description: ClassVar[str] = "A BRIA RMBG-1.4 ONNX file given by path"
