@@ -12,15 +12,18 @@ import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
+from fastapi.testclient import TestClient
 from PIL import Image
 
 from bgremover import ModelError
 from bgremover.config import Settings
 from bgremover.engine import RemoveOptions, Remover
 from bgremover.engine.models import ModelStore, families
+from bgremover.web import create_app
 from bgremover.workers.removers import Removers
 
 from .family_models import SHAPES, build_family_model
+from .jobs_support import wait_for_job
 from .serving import UI, follow, job_ended, served
 from .test_cli import run_cli
 
@@ -293,3 +296,24 @@ def test_a_worker_keeps_loaded_models_within_its_memory_and_lets_the_oldest_go(
     with pytest.raises(ModelError, match="unknown model 'nope'"):
         removers.get("nope")
     assert removers.loaded() == ["u2net", "bria-rmbg"]
+
+
+def test_a_preset_that_names_a_model_runs_its_jobs_on_it(tiny_model: Path, tmp_path: Path) -> None:
+    settings = Settings(
+        data_dir=tmp_path / "data", cache_dir=tmp_path / "cache", model_path=tiny_model
+    )
+    u2net = build_family_model(tmp_path / "u2net.onnx", "u2net")
+    ModelStore(settings.models_dir).catalog.add("u2net", "u2net", u2net)
+    photo = tmp_path / "photo.png"
+    sample_image().save(photo)
+    with TestClient(create_app(settings), base_url="http://localhost", headers=UI) as client:
+        refused = client.post("/api/presets", json={"name": "Other", "model": "u2netp"})
+        assert refused.status_code == 422 and "u2net" in refused.json()["error"]["message"]
+        saved = client.post("/api/presets", json={"name": "People", "model": "u2net"})
+        assert saved.status_code == 201, saved.text
+        files = [("files", ("photo.png", photo.read_bytes(), "image/png"))]
+        job = client.post("/api/batches", files=files, data={"preset": "People"}).json()["jobs"][0]
+        assert job["options"] == {"model": "u2net"}
+        done = wait_for_job(client, job["id"], lambda j: j["status"] in ("completed", "failed"))
+        assert done["status"] == "completed", done["error"]
+        assert done["result"]["model"] == "u2net"
