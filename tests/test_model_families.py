@@ -19,6 +19,12 @@ from bgremover import ModelError
 from bgremover.config import Settings
 from bgremover.engine import RemoveOptions, Remover
 from bgremover.engine.models import ModelStore, families
+from bgremover.engine.stages import STAGES, Stage
+from bgremover.jobs.database import connect, migrate, session_factory
+from bgremover.jobs.eta import StageClock
+from bgremover.jobs.snapshots import job_eta
+from bgremover.jobs.tables import JobRow
+from bgremover.jobs.timings import TimingStore
 from bgremover.web import create_app
 from bgremover.workers.removers import Removers
 
@@ -317,3 +323,39 @@ def test_a_preset_that_names_a_model_runs_its_jobs_on_it(tiny_model: Path, tmp_p
         done = wait_for_job(client, job["id"], lambda j: j["status"] in ("completed", "failed"))
         assert done["status"] == "completed", done["error"]
         assert done["result"]["model"] == "u2net"
+
+
+def test_etas_learn_each_chosen_models_time_and_keep_it_in_the_database(
+    database_url: str,
+) -> None:
+    database = connect(database_url)
+    migrate(database)
+    store = TimingStore(session_factory(database))
+    clock = StageClock()
+    default_seconds = clock.job_seconds(0)
+    model_stage = clock.expected(0, Stage.INFERENCE)
+
+    # A BiRefNet job took 9 s in the model, the rest as the defaults say.
+    timings = {stage.value: clock.expected(0, stage) for stage in STAGES}
+    timings[Stage.INFERENCE.value] = 9.0
+    normalized = clock.observe(0, timings, model="birefnet-general")
+    store.observe_model("birefnet-general", normalized.pop(Stage.INFERENCE.value))
+    store.observe(0, normalized)
+
+    assert clock.job_seconds(0, model="birefnet-general") == pytest.approx(
+        default_seconds - model_stage + 9.0
+    )
+    assert clock.job_seconds(0) == pytest.approx(default_seconds)  # the default's own time
+    assert clock.job_seconds(0, model="u2net") == pytest.approx(default_seconds)  # not yet known
+    pending = JobRow(status="pending", size_bucket=0, options={"model": "birefnet-general"})
+    assert job_eta(pending, None, clock) == pytest.approx(default_seconds - model_stage + 9.0)
+
+    # Another process (a restart, a second web process) adopts it from the database.
+    other = StageClock()
+    other.load_models(store.load_models())
+    assert other.job_seconds(0, model="birefnet-general") == pytest.approx(
+        default_seconds - model_stage + 9.0
+    )
+    store.observe_model("birefnet-general", 3.0)  # decaying average, as for the stages
+    assert store.load_models() == [("birefnet-general", pytest.approx(9.0 + 0.3 * (3.0 - 9.0)), 2)]
+    database.dispose()

@@ -66,7 +66,7 @@ from .files import background_hash
 from .notices import JobProgress, Published
 from .rows import new_id
 from .schemas import Job
-from .snapshots import Live, live_remaining
+from .snapshots import Live, live_remaining, model_of
 from .states import JobStatus
 from .tables import JobRow, claimable
 
@@ -124,16 +124,22 @@ class Reports(ServiceCore):
                     worker=None,
                 )
                 .returning(
-                    JobRow.id, JobRow.batch_id, JobRow.size_bucket, JobRow.width, JobRow.height
+                    JobRow.id,
+                    JobRow.batch_id,
+                    JobRow.size_bucket,
+                    JobRow.width,
+                    JobRow.height,
+                    JobRow.options,
                 ),
                 execution_options={"synchronize_session": False},
             ).first()
             if claimed is None:
                 return None
-            job_id, batch_id, bucket, width, height = claimed
+            job_id, batch_id, bucket, width, height, options = claimed
             metrics.started(db, job_id)
             pixels = width * height if width and height else None
-            predicted = self.clock.job_seconds(bucket, pixels)
+            model = model_of(options)
+            predicted = self.clock.job_seconds(bucket, pixels, model)
             db.execute(
                 update(JobRow).where(JobRow.id == job_id).values(predicted_seconds=predicted),
                 execution_options={"synchronize_session": False},
@@ -141,7 +147,7 @@ class Reports(ServiceCore):
             transitions.shift_batch(db, batch_id, {"pending": -1, "processing": +1}, now)
             row = self._get_job(db, job_id)
             if not handed:
-                self._hold(job_id, Live(dispatch_id, batch_id, bucket, pixels=pixels))
+                self._hold(job_id, Live(dispatch_id, batch_id, bucket, pixels=pixels, model=model))
             item = self._work_item(row, dispatch_id, predicted)
             events = [notices.job_updated(self._job(db, row))]
             events += self._batch_and_session_events(db, batch_id)
@@ -175,15 +181,22 @@ class Reports(ServiceCore):
                     lease_owner=self.owner,
                     lease_until=now + self.settings.lease_duration,
                 )
-                .returning(JobRow.batch_id, JobRow.size_bucket, JobRow.width, JobRow.height),
+                .returning(
+                    JobRow.batch_id,
+                    JobRow.size_bucket,
+                    JobRow.width,
+                    JobRow.height,
+                    JobRow.options,
+                ),
                 execution_options={"synchronize_session": False},
             ).first()
             if taken is None:
                 return False
-            batch_id, bucket, width, height = taken
+            batch_id, bucket, width, height, options = taken
             job = self._job(db, self._get_job(db, item.job_id))
         pixels = width * height if width and height else None
-        self._hold(item.job_id, Live(item.dispatch_id, batch_id, bucket, pixels=pixels))
+        live = Live(item.dispatch_id, batch_id, bucket, pixels=pixels, model=model_of(options))
+        self._hold(item.job_id, live)
         self._publish_all([notices.job_updated(job)])
         return True
 
@@ -316,7 +329,7 @@ class Reports(ServiceCore):
             stage = Stage(report.stage)
         except ValueError:
             return
-        weights = self.clock.weights(live.bucket, live.pixels)
+        weights = self.clock.weights(live.bucket, live.pixels, live.model)
         percent = max(live.percent, overall_percent(stage, report.fraction, weights))
         stage_changed = stage != live.stage
         live.stage, live.fraction, live.percent = stage, report.fraction, percent
@@ -358,8 +371,12 @@ class Reports(ServiceCore):
     def _on_finished(self, report: Finished, live: Live | None) -> None:
         if live is not None:
             normalized = self.clock.observe(
-                live.bucket, report.timings, report.width * report.height
+                live.bucket, report.timings, report.width * report.height, live.model
             )
+            if live.model is not None:  # its model stage is that model's, not the bucket's
+                inference = normalized.pop(Stage.INFERENCE.value, None)
+                if inference is not None:
+                    self._timings.observe_model(live.model, inference)
             self._timings.observe(live.bucket, normalized)
         if not self._until_database(lambda: self._complete(report, live)):
             self._until_database(lambda: self._discard_orphan_result(report))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from ..engine.stages import Stage
 from .eta import BUCKET_EDGES_MP, StageClock, size_bucket
@@ -31,6 +32,8 @@ class Live:
     fraction: float = 0.0
     percent: float = 0.0
     pixels: int | None = None
+    model: str | None = None
+    """The model the job chose (None: the default), whose learned time its ETA uses."""
 
     @classmethod
     def from_row(
@@ -41,6 +44,7 @@ class Live:
         height: int | None,
         stage: str | None,
         progress: float,
+        model: str | None = None,
     ) -> Live:
         """A run held by another process, as far as the database knows it: its last stage,
         taken as just begun."""
@@ -50,24 +54,36 @@ class Live:
             current = None
         pixels = width * height if width and height else None
         bucket = size_bucket(width, height)
-        return cls(dispatch_id, batch_id, bucket, current, 0.0, progress, pixels)
+        return cls(dispatch_id, batch_id, bucket, current, 0.0, progress, pixels, model)
+
+
+def chosen_model(row: JobRow) -> str | None:
+    """The model a job's options name; None: the server's default."""
+    return model_of(row.options)
+
+
+def model_of(options: dict[str, Any] | None) -> str | None:
+    model = (options or {}).get("model")
+    return model if isinstance(model, str) else None
 
 
 def live_remaining(live: Live, clock: StageClock) -> float:
     """Seconds a running job has left from its last reported stage and fraction."""
     if live.stage is None:
-        return clock.job_seconds(live.bucket, live.pixels)
-    return clock.remaining(live.bucket, live.stage, live.fraction, live.pixels)
+        return clock.job_seconds(live.bucket, live.pixels, live.model)
+    return clock.remaining(live.bucket, live.stage, live.fraction, live.pixels, live.model)
 
 
 def job_eta(row: JobRow, live: Live | None, clock: StageClock) -> float | None:
     if row.status == "processing" and live is not None:
         return live_remaining(live, clock)
     if row.status == "processing":  # run by another process: from its last stage written
-        other = Live.from_row("", row.batch_id, row.width, row.height, row.stage, row.progress)
+        other = Live.from_row(
+            "", row.batch_id, row.width, row.height, row.stage, row.progress, chosen_model(row)
+        )
         return live_remaining(other, clock)
     if row.status == "pending":
-        return clock.job_seconds(row.size_bucket, _pixels(row.width, row.height))
+        return clock.job_seconds(row.size_bucket, _pixels(row.width, row.height), chosen_model(row))
     return None
 
 

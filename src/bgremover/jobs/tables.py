@@ -218,6 +218,18 @@ class StageTimingRow(Base):
     samples: Mapped[int] = mapped_column(Integer)
 
 
+class ModelTimingRow(Base):
+    """Learned seconds of the model stage per model a job chose (``StageTimingRow`` keeps
+    the default model's, per size bucket: the model's input size does not depend on the
+    image's), averaged in the database as those are."""
+
+    __tablename__ = "model_timings"
+
+    model: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seconds: Mapped[float] = mapped_column(Float)
+    samples: Mapped[int] = mapped_column(Integer)
+
+
 class StageDurationRow(Base):
     """Seconds each stage of a completed run took, as its worker measured them: the samples
     analytics reports medians of (``stage_timings`` keeps only a decaying average)."""
