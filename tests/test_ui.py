@@ -8,6 +8,7 @@ import io
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,21 @@ def page(browser: Any, server: str) -> Iterator[Any]:
     tab.on("pageerror", lambda error: errors.append(str(error)))
     tab.goto("/")
     tab.wait_for_selector("#connection[data-state=open]")
+    yield tab
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+@contextmanager
+def opened(browser: Any, url: str) -> Iterator[Any]:
+    """A tab of a fresh browser context on ``url``'s page; fails the test on any JavaScript
+    error the page raised."""
+    context = browser.new_context(base_url=url)
+    context.set_default_timeout(TIMEOUT_MS)
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    tab.goto("/")
     yield tab
     context.close()
     assert not errors, f"JavaScript errors on the page: {errors}"
@@ -497,23 +513,15 @@ def test_the_token_dialog_logs_the_browser_in_with_a_strict_http_only_cookie(
 ) -> None:
     token = "Zq3vG8-hW1nR5tYk0pLs2xC7bN4mJ9dF6aE_uQiOw"
     env = {"BGREMOVER_MODEL_PATH": str(tiny_model)}
-    with served(tmp_path, "--token", token, env=env) as (url, _):
-        context = browser.new_context(base_url=url)
-        context.set_default_timeout(TIMEOUT_MS)
-        tab = context.new_page()
-        errors: list[str] = []
-        tab.on("pageerror", lambda error: errors.append(str(error)))
-        tab.goto("/")
+    with served(tmp_path, "--token", token, env=env) as (url, _), opened(browser, url) as tab:
         tab.fill("#token-input", token)
         tab.click("token-dialog button[type=submit]")
         tab.wait_for_selector("#connection[data-state=open]")
-        cookies = {c["name"]: c for c in context.cookies()}
+        cookies = {c["name"]: c for c in tab.context.cookies()}
         login = cookies[f"bgremover_auth_{url.rsplit(':', 1)[1]}"]
         assert login["httpOnly"] and login["sameSite"] == "Strict" and token not in login["value"]
         # The cookie alone lets in what carries no header (a link opened in a new tab).
         assert tab.request.get("/api/jobs").status == 200
-        context.close()
-        assert not errors, f"JavaScript errors on the page: {errors}"
 
 
 def test_every_open_page_shows_a_full_results_disk_and_clears_it_when_freed(
@@ -614,13 +622,7 @@ def test_the_options_row_offers_this_servers_models_and_a_drop_runs_the_chosen_o
     birefnet = build_family_model(tmp_path / "birefnet-general.onnx", "birefnet")
     ModelStore(cache / "models").catalog.add("birefnet-general", "birefnet", birefnet, "BiRefNet")
     env = {"BGREMOVER_MODEL_PATH": str(tiny_model), "BGREMOVER_CACHE_DIR": str(cache)}
-    with served(tmp_path / "data", env=env) as (url, _):
-        context = browser.new_context(base_url=url)
-        context.set_default_timeout(TIMEOUT_MS)
-        tab = context.new_page()
-        errors: list[str] = []
-        tab.on("pageerror", lambda error: errors.append(str(error)))
-        tab.goto("/")
+    with served(tmp_path / "data", env=env) as (url, _), opened(browser, url) as tab:
         tab.wait_for_selector("drop-zone .drop-zone__model:not([hidden])")
         offered = tab.eval_on_selector_all(
             "drop-zone select[name=model] option", "(options) => options.map((o) => o.value)"
@@ -638,5 +640,3 @@ def test_the_options_row_offers_this_servers_models_and_a_drop_runs_the_chosen_o
         tab.wait_for_selector(card)
         shown = tab.evaluate(f"() => fetch('/api/jobs/{job['id']}').then((r) => r.json())")
         assert shown["result"]["model"] == "birefnet-general"
-        context.close()
-        assert not errors, f"JavaScript errors on the page: {errors}"

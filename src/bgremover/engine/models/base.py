@@ -34,11 +34,13 @@ class SegmentationModel(ABC):
 
     name: ClassVar[str]
     description: ClassVar[str]
-    file_name: ClassVar[str]
-    sha256: ClassVar[str | None]
+    file_name: ClassVar[str] = ""
+    """The downloaded file's name in the models folder (built-in models)."""
+    sha256: ClassVar[str | None] = None
     """Hash of the whole ONNX file; None for a file the user supplied."""
-    size_bytes: ClassVar[int | None]
-    source: ClassVar[ModelSource | None]
+    size_bytes: ClassVar[int | None] = None
+    source: ClassVar[ModelSource | None] = None
+    """Where a built-in model is downloaded from; None for a family's own class."""
 
     family: ClassVar[str]
     """The family's name, as ``bgremover models add --family`` takes it."""

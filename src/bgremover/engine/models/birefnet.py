@@ -6,7 +6,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from .base import ModelSource, SegmentationModel, register_family
+from .base import SegmentationModel, register_family
 
 
 @register_family
@@ -27,10 +27,6 @@ class BiRefNet(SegmentationModel):
 
     name: ClassVar[str] = "birefnet-file"
     description: ClassVar[str] = "A BiRefNet ONNX file given by path"
-    file_name: ClassVar[str] = ""
-    sha256: ClassVar[str | None] = None
-    size_bytes: ClassVar[int | None] = None
-    source: ClassVar[ModelSource | None] = None
 
     family: ClassVar[str] = "birefnet"
     input_size: ClassVar[tuple[int, int]] = (1024, 1024)

