@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 from fastapi.testclient import TestClient
@@ -18,7 +19,8 @@ from PIL import Image
 from bgremover import ModelError
 from bgremover.config import Settings
 from bgremover.engine import RemoveOptions, Remover
-from bgremover.engine.models import ModelStore, families
+from bgremover.engine.models import BiRefNet, ModelStore, families
+from bgremover.engine.models.fp32 import batched_bytes
 from bgremover.engine.stages import STAGES, Stage
 from bgremover.jobs.database import connect, migrate, session_factory
 from bgremover.jobs.eta import StageClock
@@ -121,6 +123,10 @@ def test_birefnet_reads_its_last_output_when_the_runtime_copy_cannot_be_cached(
         np.asarray(Remover(cached).remove(image, options)),
         np.asarray(Remover(as_is).remove(image, options)),
     )
+    # What an accelerator loads keeps the same output, and takes any number of images.
+    batched = onnx.load_from_string(batched_bytes(model_file, BiRefNet.output_index))
+    assert [output.name for output in batched.graph.output] == ["output_image"]
+    assert batched.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "N"
 
 
 def test_added_model_records_its_sha256_and_resolves_to_it(tmp_path: Path) -> None:
@@ -190,7 +196,7 @@ def test_a_machine_without_the_file_or_with_another_file_says_how_to_fix_it(
 
 def test_models_add_list_remove_on_the_command_line(tmp_path: Path) -> None:
     model_file = build_family_model(tmp_path / "birefnet-general.onnx", "birefnet")
-    env = {"BGREMOVER_CACHE_DIR": str(tmp_path / "cache")}
+    env = {"BGREMOVER_CACHE_DIR": str(tmp_path / "cache"), "BGREMOVER_DATA_DIR": str(tmp_path)}
 
     added = run_cli(
         "models", "add", "birefnet-general", "--family", "birefnet", "--file", model_file,
@@ -217,6 +223,9 @@ def test_models_add_list_remove_on_the_command_line(tmp_path: Path) -> None:
     refused = run_cli("models", "add", "x", "--family", "u2net", "--file", model_file, env=env)
     assert refused.returncode != 0
     assert "[N, 3, 320, 320]" in refused.stderr
+
+    unknown = run_cli("watch", tmp_path, "--model", "nope", "-o", tmp_path / "watched", env=env)
+    assert unknown.returncode == 2 and "birefnet-general" in unknown.stderr
 
     removed = run_cli("models", "remove", "birefnet-general", env=env)
     assert removed.returncode == 0, removed.stderr
