@@ -224,6 +224,9 @@ def test_models_add_list_remove_on_the_command_line(tmp_path: Path) -> None:
     assert refused.returncode != 0
     assert "[N, 3, 320, 320]" in refused.stderr
 
+    verified = run_cli("models", "verify", "birefnet-general", env=env)
+    assert verified.returncode == 0 and "verified" in verified.stdout, verified.stderr
+
     unknown = run_cli("watch", tmp_path, "--model", "nope", "-o", tmp_path / "watched", env=env)
     assert unknown.returncode == 2 and "birefnet-general" in unknown.stderr
 

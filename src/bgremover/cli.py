@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from .config import Settings
     from .engine import CancelToken, EngineError, Removal, RemoveOptions, Remover, Stage
-    from .engine.models import ModelStore, SegmentationModel
+    from .engine.models import CatalogEntry, ModelStore, SegmentationModel
     from .jobs.preset_options import PresetOptions
     from .jobs.schemas import Queue
     from .queue_control import QueueControl
@@ -1020,6 +1020,24 @@ def models_info(
     ] = None,
 ) -> None:
     """Where a model lives, its source and whether the cached file passes its hash check."""
+    from .engine import ModelError
+
+    added = _added_model(name)
+    if added is not None:
+        store, entry = added
+        console.print(f"name:        {entry.name}")
+        console.print(f"family:      {entry.family}")
+        console.print(f"description: {entry.description}")
+        console.print("source:      added from a file (`bgremover models add`)")
+        console.print(f"sha256:      {entry.sha256}")
+        console.print(f"path:        {entry.path}", markup=False)
+        try:
+            store.check_added(entry)
+        except ModelError as exc:
+            console.print(f"status:      {exc.message}", markup=False)
+        else:
+            console.print("status:      verified")
+        return
     store, cls = _registered_model(name)
     path = store.path_for(cls)
     console.print(f"name:        {cls.name}")
@@ -1043,6 +1061,18 @@ def models_verify(
 ) -> None:
     """Read the whole model file (and its fp32 copy) and check their sha256 now; a load
     trusts a hash recorded while the file stays unchanged (size, times, inode)."""
+    from .engine import ModelError
+
+    added = _added_model(name)
+    if added is not None:
+        store, entry = added
+        try:
+            store.check_added(entry, recheck=True)
+        except ModelError as exc:
+            err_console.print(exc.message, markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        console.print(f"{entry.name}: verified ({entry.path})", markup=False, soft_wrap=True)
+        return
     store, cls = _registered_model(name)
     path = store.path_for(cls)
     if not path.is_file():
@@ -1063,6 +1093,18 @@ def models_verify(
         )  # fmt: skip
         raise typer.Exit(1)
     console.print(f"{cls.name}: verified ({path})", markup=False, highlight=False, soft_wrap=True)
+
+
+def _added_model(name: str | None) -> tuple[ModelStore, CatalogEntry] | None:
+    """The model cache and the added model ``name`` names (default: the configured one);
+    None when it names a built-in or no model."""
+    from .engine.models import ModelStore, registered_models
+
+    settings = _settings()
+    name = name or settings.model
+    store = ModelStore(settings.models_dir)
+    entry = None if name in registered_models() else store.catalog.get(name)
+    return None if entry is None else (store, entry)
 
 
 def _registered_model(name: str | None) -> tuple[ModelStore, type[SegmentationModel]]:

@@ -89,6 +89,21 @@ class ModelStore:
     def _resolve_added(self, entry: CatalogEntry) -> ResolvedModel:
         """An added model whose file is here and unchanged since ``models add``; else
         ``ModelError`` with the fix (a worker on another machine may lack the file)."""
+        self.check_added(entry)
+        family = get_family(entry.family)
+        path = Path(entry.path)
+        return ResolvedModel(
+            family(),
+            entry.name,
+            entry.sha256,
+            path,
+            self.runtime_copy(path, entry.sha256, family.output_index, stem=_added_stem(entry)),
+        )
+
+    def check_added(self, entry: CatalogEntry, *, recheck: bool = False) -> None:
+        """Raise ``ModelError`` with the fix unless the added model's file is here and hashes
+        as it did when added (``recheck``: read in full now, ``bgremover models verify``), and
+        its fp32 copy, if made, still hashes as made."""
         path = Path(entry.path)
         fix = (
             f"copy the file there on this machine, or run `bgremover models add {entry.name} "
@@ -99,20 +114,21 @@ class ModelStore:
                 f"model {entry.name!r}: its file {path} is not on this machine; {fix}",
                 code="model_unavailable",
             )
-        if self.hashes.sha256(path) != entry.sha256:
+        if self.hashes.sha256(path, recheck=recheck) != entry.sha256:
             raise ModelError(
                 f"model {entry.name!r}: {path} changed since it was added (sha256 differs); {fix}",
                 code="model_corrupt",
             )
-        family = get_family(entry.family)
-        return ResolvedModel(
-            family(),
-            entry.name,
-            entry.sha256,
-            path,
-            # Named for the entry: two added files may share a file name.
-            self.runtime_copy(path, entry.sha256, family.output_index, stem=f"added-{entry.name}"),
-        )
+        if recheck:
+            family = get_family(entry.family)
+            copy = self.verify_runtime_copy(
+                path, entry.sha256, family.output_index, stem=_added_stem(entry)
+            )
+            if copy is not None:
+                raise ModelError(
+                    f"{copy}: fails its sha256 check; the next run makes it again from {path}",
+                    code="model_corrupt",
+                )
 
     def is_valid(self, model: type[SegmentationModel], *, recheck: bool = False) -> bool:
         """Whether the cached file is the published one; ``recheck`` reads all of it even
@@ -168,10 +184,17 @@ class ModelStore:
             return source
         return copy
 
-    def verify_runtime_copy(self, source: Path, source_sha256: str) -> Path | None:
+    def verify_runtime_copy(
+        self,
+        source: Path,
+        source_sha256: str,
+        output_index: int = 0,
+        *,
+        stem: str | None = None,
+    ) -> Path | None:
         """The fp32 copy of ``source`` when it was made from this file but its bytes, read in
         full now, no longer hash as they did (the next load then makes it again); else None."""
-        copy, sidecar, origin = self._runtime_copy_of(source, source_sha256)
+        copy, sidecar, origin = self._runtime_copy_of(source, source_sha256, output_index, stem)
         return copy if self._copy_matches(copy, sidecar, origin, recheck=True) is False else None
 
     def _runtime_copy_of(
@@ -223,3 +246,8 @@ class ModelStore:
             tmp.unlink(missing_ok=True)
         self.hashes.record(path, actual)
         return path
+
+
+def _added_stem(entry: CatalogEntry) -> str:
+    """The fp32 copy's name for an added model: two added files may share a file name."""
+    return f"added-{entry.name}"
