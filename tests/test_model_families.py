@@ -210,9 +210,11 @@ def test_models_add_list_remove_on_the_command_line(tmp_path: Path) -> None:
 
     photo = tmp_path / "photo.png"
     sample_image().save(photo)
+    # A model named on the command line wins over BGREMOVER_MODEL_PATH's default file.
+    isnet = build_family_model(tmp_path / "isnet.onnx", "isnet")
     cut = run_cli(
         "remove", photo, "--model", "birefnet-general", "--format", "mask", "-o", tmp_path / "out",
-        env=env,
+        env={**env, "BGREMOVER_MODEL_PATH": str(isnet)},
     )  # fmt: skip
     assert cut.returncode == 0, cut.stderr
     with Image.open(tmp_path / "out" / "photo-mask.png") as mask:

@@ -224,8 +224,9 @@ def remove(
              alpha_matting=alpha_matting, post_process_mask=post_process, model=model),
         background_image=bg_image, background_blur=bg_blur, quality=quality,
     )  # fmt: skip
-    if options.model is not None:  # --model, or the preset's
-        settings = settings.model_copy(update={"model": options.model})
+    if options.model is not None and model_path is None:
+        # A model named (--model, or the preset's) is that model, not BGREMOVER_MODEL_PATH's.
+        settings = settings.model_copy(update={"model": options.model, "model_path": None})
     if bg_image is not None:
         _check_background(bg_image, settings.max_image_pixels)
     found, missing = collect_inputs(inputs)
