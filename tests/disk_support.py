@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 from PIL import Image
 
-from .serving import UI, served, sse_events
+from .serving import UI, served, sse_events, unseen
 
 WAIT_S = 120.0
 
@@ -147,7 +147,11 @@ def run_with_full_disk(
     and ``while_full()`` returned (the bench holds it for its outage's length), reading the API
     meanwhile; free it; wait until every job ended."""
     log = EventLog(url).start()
-    files = [("files", (image.name, image.read_bytes(), "image/jpeg")) for image in images]
+    # Each in new bytes: a repeated photo would reuse the first run's mask and finish at once.
+    files = [
+        ("files", (image.name, unseen(image, f"copy {index}"), "image/jpeg"))
+        for index, image in enumerate(images)
+    ]
     created = httpx.post(f"{url}/api/batches", files=files, headers=UI, timeout=WAIT_S)
     assert created.status_code == 201, created.text
     ids = {job["id"] for job in created.json()["jobs"]}

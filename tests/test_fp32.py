@@ -20,7 +20,13 @@ SAMPLE_NAMES = ["astronaut.jpg", "chelsea.jpg", "coffee.jpg"]
 @pytest.fixture(scope="module")
 def fp16_masks(remover: Remover, photos: dict[str, Path]) -> dict[str, np.ndarray]:
     """Masks from the downloaded fp16 file run as it is (what the product did before)."""
-    shipped = ResolvedModel(IsNet(), remover.model_path, session_path=remover.model_path)
+    shipped = ResolvedModel(
+        IsNet(),
+        remover.model_name,
+        remover.model_sha256,
+        remover.model_path,
+        session_path=remover.model_path,
+    )
     fp16 = Remover(shipped)
     options = RemoveOptions(format="mask")
     return {name: np.asarray(fp16.remove(photos[name], options)) for name in SAMPLE_NAMES}

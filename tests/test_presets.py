@@ -53,7 +53,8 @@ def test_presets_are_saved_listed_replaced_and_deleted(client: TestClient) -> No
     created = client.post("/api/presets", json=WEB)
     assert created.status_code == 201, created.text
     assert created.json() == {
-        **WEB, "background_color": "#00ff00", "alpha_matting": False, "post_process_mask": False
+        **WEB, "background_color": "#00ff00", "alpha_matting": False, "post_process_mask": False,
+        "model": None,
     }  # fmt: skip
     client.post("/api/presets", json={"name": "Masks", "format": "mask"})
     names = [p["name"] for p in client.get("/api/presets").json()]

@@ -28,9 +28,11 @@ from bgremover.jobs.service import JobService
 from bgremover.jobs.system import OutageListener
 from bgremover.storage import LocalStorage
 from bgremover.workers.base import Executor, Failed, ReportSink, WorkItem
+from bgremover.workers.removers import Removers
 from bgremover.workers.running import ProgressReports, run_item
 
 from .jobs_support import WAIT_S, stage_uploads
+from .serving import unseen
 
 BATCH = 8
 
@@ -70,7 +72,7 @@ class ThreadWorkers(Executor):
     the workers use the test's store; counts every run started."""
 
     def __init__(self, settings: Settings, storage: FillingStorage, slots: int) -> None:
-        self._remover = load_remover(settings)
+        self._removers = Removers(settings, first=load_remover(settings))
         self._storage = storage
         self._scratch = settings.data_dir / "scratch"
         self._scratch.mkdir(parents=True, exist_ok=True)
@@ -97,7 +99,7 @@ class ThreadWorkers(Executor):
     def _run(self, item: WorkItem) -> None:
         assert self._sink is not None
         progress = ProgressReports(item, self._sink)
-        report = run_item(item, self._remover, self._storage, self._scratch, progress=progress)
+        report = run_item(item, self._removers, self._storage, self._scratch, progress=progress)
         with self.changed:
             self._running -= 1
             self.changed.notify_all()
@@ -181,7 +183,11 @@ def test_a_full_disk_holds_the_queue_and_every_job_completes_once_it_has_room(
 
     with service.bus.subscribe() as events:
         threading.Thread(target=read, name="test-events", daemon=True).start()
-        created = service.create_batch(stage_uploads(tmp_path, *[photos["coffee.jpg"]] * BATCH))
+        # Each in new bytes: a repeated photo would reuse the first run's mask at once.
+        copies = [tmp_path / f"coffee-{index}.jpg" for index in range(BATCH)]
+        for index, copy in enumerate(copies):
+            copy.write_bytes(unseen(photos["coffee.jpg"], f"copy {index}"))
+        created = service.create_batch(stage_uploads(tmp_path, *copies))
         # The disk fills after the first result is stored, with runs of the batch under way.
         wait_until(arrived, lambda: len(ended) >= 1, "the first job ended")
         storage.full = True
@@ -246,8 +252,8 @@ def test_a_result_too_large_for_its_format_still_fails_as_the_images_fault(
         result_key="results/aa/" + "a" * 32 + ".webp",
         options={"format": "webp"},
     )
-    remover = load_remover(Settings(data_dir=tmp_path, model_path=tiny_model))
-    report = run_item(item, remover, storage, tmp_path)
+    settings = Settings(data_dir=tmp_path, model_path=tiny_model)
+    report = run_item(item, Removers(settings, first=load_remover(settings)), storage, tmp_path)
     assert isinstance(report, Failed) and report.code == "output_unwritable", report
     assert "WEBP" in report.message and str(tmp_path) not in report.message
 

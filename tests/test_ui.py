@@ -8,6 +8,7 @@ import io
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from PIL import Image
 
+from bgremover.engine.models import ModelStore
+
 from .disk_support import CannotMount, fill, small_disk
+from .family_models import build_family_model
 from .serving import served, unseen
 
 pytestmark = pytest.mark.model
@@ -83,6 +87,21 @@ def page(browser: Any, server: str) -> Iterator[Any]:
     tab.on("pageerror", lambda error: errors.append(str(error)))
     tab.goto("/")
     tab.wait_for_selector("#connection[data-state=open]")
+    yield tab
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+@contextmanager
+def opened(browser: Any, url: str) -> Iterator[Any]:
+    """A tab of a fresh browser context on ``url``'s page; fails the test on any JavaScript
+    error the page raised."""
+    context = browser.new_context(base_url=url)
+    context.set_default_timeout(TIMEOUT_MS)
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    tab.goto("/")
     yield tab
     context.close()
     assert not errors, f"JavaScript errors on the page: {errors}"
@@ -494,23 +513,15 @@ def test_the_token_dialog_logs_the_browser_in_with_a_strict_http_only_cookie(
 ) -> None:
     token = "Zq3vG8-hW1nR5tYk0pLs2xC7bN4mJ9dF6aE_uQiOw"
     env = {"BGREMOVER_MODEL_PATH": str(tiny_model)}
-    with served(tmp_path, "--token", token, env=env) as (url, _):
-        context = browser.new_context(base_url=url)
-        context.set_default_timeout(TIMEOUT_MS)
-        tab = context.new_page()
-        errors: list[str] = []
-        tab.on("pageerror", lambda error: errors.append(str(error)))
-        tab.goto("/")
+    with served(tmp_path, "--token", token, env=env) as (url, _), opened(browser, url) as tab:
         tab.fill("#token-input", token)
         tab.click("token-dialog button[type=submit]")
         tab.wait_for_selector("#connection[data-state=open]")
-        cookies = {c["name"]: c for c in context.cookies()}
+        cookies = {c["name"]: c for c in tab.context.cookies()}
         login = cookies[f"bgremover_auth_{url.rsplit(':', 1)[1]}"]
         assert login["httpOnly"] and login["sameSite"] == "Strict" and token not in login["value"]
         # The cookie alone lets in what carries no header (a link opened in a new tab).
         assert tab.request.get("/api/jobs").status == 200
-        context.close()
-        assert not errors, f"JavaScript errors on the page: {errors}"
 
 
 def test_every_open_page_shows_a_full_results_disk_and_clears_it_when_freed(
@@ -602,3 +613,30 @@ def test_p_pauses_the_queue_and_cards_say_paused_until_resumed(
     finally:
         page.request.post("/api/queue/resume", headers={"X-BGRemover-Request": "1"})
     page.wait_for_selector("li.result-tile[data-status=completed]:has-text('held.jpg')")
+
+
+def test_the_options_row_offers_this_servers_models_and_a_drop_runs_the_chosen_one(
+    browser: Any, tiny_model: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    birefnet = build_family_model(tmp_path / "birefnet-general.onnx", "birefnet")
+    ModelStore(cache / "models").catalog.add("birefnet-general", "birefnet", birefnet, "BiRefNet")
+    env = {"BGREMOVER_MODEL_PATH": str(tiny_model), "BGREMOVER_CACHE_DIR": str(cache)}
+    with served(tmp_path / "data", env=env) as (url, _), opened(browser, url) as tab:
+        tab.wait_for_selector("drop-zone .drop-zone__model:not([hidden])")
+        offered = tab.eval_on_selector_all(
+            "drop-zone select[name=model] option", "(options) => options.map((o) => o.value)"
+        )
+        assert offered == ["isnet-general-use", "birefnet-general"]
+        assert tab.input_value("drop-zone select[name=model]") == "isnet-general-use"
+        tab.select_option("drop-zone select[name=model]", "birefnet-general")
+        photo = tmp_path / "chosen.png"
+        Image.new("RGB", (64, 48), (200, 30, 60)).save(photo)
+        with tab.expect_response(lambda r: r.url.endswith("/api/batches")) as answer:
+            drop(tab, photo)
+        job = answer.value.json()["jobs"][0]
+        assert job["options"] == {"model": "birefnet-general"}
+        card = "li.result-tile[data-status=completed]:has-text('chosen.png')"
+        tab.wait_for_selector(card)
+        shown = tab.evaluate(f"() => fetch('/api/jobs/{job['id']}').then((r) => r.json())")
+        assert shown["result"]["model"] == "birefnet-general"

@@ -43,6 +43,7 @@ from .workers.base import Lost, WorkerInfo, WorkItem
 from .workers.celery_config import TASK, make_app
 from .workers.cluster import Channels, ChildSlots, Listener, WorkerRegistry, redis_client
 from .workers.messages import RefusedMessage, check_against_row, parse
+from .workers.removers import Removers
 from .workers.running import ProgressReports, run_context, run_item
 from .workers.scratch import Scratch
 from .workers.worker_process import warm_up
@@ -113,6 +114,7 @@ class Node:
                 self.service.handle(calibration)
             log.info("%s: model ready in %.1f s", self.name, time.monotonic() - started)
 
+        self.removers = Removers(settings, first=self.remover)
         self._dependencies = self.service.dependencies
         self._listener = Listener(
             self._redis, channels.cancel, self.cancel, self._dependencies
@@ -162,7 +164,7 @@ class Node:
             self._beat()
         report = run_item(
             item,
-            self.remover,
+            self.removers,
             self.storage,
             self.scratch,
             progress=ProgressReports(item, self.service.handle),

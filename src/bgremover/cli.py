@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from .config import Settings
     from .engine import CancelToken, EngineError, Removal, RemoveOptions, Remover, Stage
-    from .engine.models import ModelStore, SegmentationModel
+    from .engine.models import CatalogEntry, ModelStore, SegmentationModel
     from .jobs.preset_options import PresetOptions
     from .jobs.schemas import Queue
     from .queue_control import QueueControl
@@ -187,7 +187,10 @@ def remove(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace existing outputs.")
     ] = False,
-    model: Annotated[str | None, typer.Option(help="Registered model name.")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="Model name: built-in or added with `models add` (`models list`)."),
+    ] = None,
     model_path: Annotated[
         Path | None, typer.Option("--model-path", help="An ISNet-compatible .onnx file.")
     ] = None,
@@ -218,9 +221,12 @@ def remove(
     options = _options(
         _preset(settings, preset),
         dict(format=fmt, background_color="none" if bg_image else bg_color,
-             alpha_matting=alpha_matting, post_process_mask=post_process),
+             alpha_matting=alpha_matting, post_process_mask=post_process, model=model),
         background_image=bg_image, background_blur=bg_blur, quality=quality,
     )  # fmt: skip
+    if options.model is not None and model_path is None:
+        # A model named (--model, or the preset's) is that model, not BGREMOVER_MODEL_PATH's.
+        settings = settings.model_copy(update={"model": options.model, "model_path": None})
     if bg_image is not None:
         _check_background(bg_image, settings.max_image_pixels)
     found, missing = collect_inputs(inputs)
@@ -299,6 +305,21 @@ def _preset(settings: Settings, name: str | None) -> PresetOptions:
             markup=False, highlight=False,
         )  # fmt: skip
     raise typer.Exit(2)
+
+
+def _checked_model(settings: Settings, options: PresetOptions) -> PresetOptions:
+    """``options`` when the model they name is one this machine has; else ends the command
+    with the names there are."""
+    from .engine import EngineError
+    from .engine.models import ModelStore
+
+    if options.model is not None:
+        try:
+            ModelStore(settings.models_dir).check_name(options.model)
+        except EngineError as exc:
+            err_console.print(escape(str(exc)), highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+    return options
 
 
 def _options(base: PresetOptions, given: dict[str, Any], **extra: Any) -> RemoveOptions:
@@ -660,6 +681,10 @@ def watch(
             help="The server's access token (or BGREMOVER_TOKEN).", envvar="BGREMOVER_TOKEN"
         ),
     ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="Model name (`models list`; the server's, with --server)."),
+    ] = None,
     device: DeviceOption = None,
 ) -> None:
     """Turn every image that appears in DIR into a job; results go to the output folder.
@@ -701,7 +726,7 @@ def watch(
         except LedgerError as exc:
             err_console.print(str(exc), markup=False)
             raise typer.Exit(2) from None
-        backend = _watch_backend(settings, server, preset, f"Watch: {root.name}")
+        backend = _watch_backend(settings, server, preset, model, f"Watch: {root.name}")
         runner = Runner(Rules(root, out.path), out, backend, ledger, Display(console),
                         settings.watch_settle.total_seconds())  # fmt: skip
         signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
@@ -715,17 +740,21 @@ def _stop_like_ctrl_c(signum: int, frame: object) -> None:
 
 
 def _watch_backend(
-    settings: Settings, server: str | None, preset: str | None, batch_name: str
-) -> Backend:
+    settings: Settings, server: str | None, preset: str | None, model: str | None,
+    batch_name: str,
+) -> Backend:  # fmt: skip
     """This process's own job system, or the server at ``server`` (checked now, so a wrong
-    URL, token or preset name ends the command at once with the reason)."""
+    URL, token, preset or model name ends the command at once with the reason)."""
     if server is None:
         from .watch.local import LocalJobs
 
-        return LocalJobs(settings, batch_name, _preset(settings, preset))
+        options = _preset(settings, preset)
+        if model is not None:
+            options = _checked_model(settings, options.overridden(model=model))
+        return LocalJobs(settings, batch_name, options)
     from .watch.remote import RemoteJobs
 
-    remote = RemoteJobs(server, settings.token, batch_name, preset)
+    remote = RemoteJobs(server, settings.token, batch_name, preset, model)
     try:
         remote.check()
     except ConnectionError as exc:
@@ -870,7 +899,8 @@ def _queue_command(
 
 @models_app.command("list")
 def models_list() -> None:
-    """Registered models and whether each is downloaded."""
+    """Every model: built-in ones (whether downloaded) and those added from files (family,
+    size, where from)."""
     from rich.table import Table
 
     from .engine.models import ModelStore, registered_models
@@ -878,17 +908,27 @@ def models_list() -> None:
     settings = _settings()
     store = ModelStore(settings.models_dir)
     table = Table()
-    for column in ("Name", "Description", "Size", "Downloaded", "Default"):
-        table.add_column(column)
+    for column in ("Name", "Family", "Description", "Size", "Source", "Default"):
+        table.add_column(column, overflow="fold")
     for name, cls in sorted(registered_models().items()):
         if cls.source is None:
             continue
         present = store.path_for(cls).is_file()
         table.add_row(
             name,
+            cls.family,
             cls.description,
             f"{(cls.size_bytes or 0) / 1e6:.0f} MB",
-            "yes" if present else "no",
+            f"{cls.source.describe()} ({'downloaded' if present else 'not downloaded'})",
+            "*" if name == settings.model else "",
+        )
+    for name, entry in sorted(store.catalog.entries().items()):
+        table.add_row(
+            name,
+            entry.family,
+            entry.description,
+            f"{entry.size_bytes / 1e6:.0f} MB",
+            entry.path,
             "*" if name == settings.model else "",
         )
     console.print(table)
@@ -896,6 +936,56 @@ def models_list() -> None:
         console.print(
             f"BGREMOVER_MODEL_PATH overrides the model: {settings.model_path}", markup=False
         )
+
+
+@models_app.command("add")
+def models_add(
+    name: Annotated[str, typer.Argument(help="The name jobs and options will choose it by.")],
+    family: Annotated[
+        str,
+        typer.Option(
+            help="Its pre/post-processing: isnet, isnet-anime, u2net, birefnet (also "
+            "BRIA RMBG-2.0) or bria-rmbg (RMBG-1.4)."
+        ),
+    ],
+    file: Annotated[
+        Path, typer.Option(help="The ONNX file (e.g. ~/.u2net/birefnet-general.onnx).")
+    ],
+    description: Annotated[str, typer.Option(help="Shown in lists and the UI.")] = "",
+) -> None:
+    """Add a model from an ONNX file you have: checks it is an ONNX graph with the family's
+    input and output shapes and records its sha256. The file stays where it is; every
+    process using this cache folder (server, workers) can then run it."""
+    from .engine import EngineError
+    from .engine.models import ModelStore
+
+    settings = _settings()
+    try:
+        entry = ModelStore(settings.models_dir).catalog.add(name, family, file, description)
+    except EngineError as exc:
+        err_console.print(escape(str(exc)), highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    console.print(
+        f"{entry.name}: {entry.family}, sha256 {entry.sha256[:16]}…, {entry.path}",
+        markup=False, highlight=False, soft_wrap=True,
+    )  # fmt: skip
+
+
+@models_app.command("remove")
+def models_remove(
+    name: Annotated[str, typer.Argument(help="A model added with `models add`.")],
+) -> None:
+    """Forget a model added from a file (the file itself is left alone)."""
+    from .engine import EngineError
+    from .engine.models import ModelStore
+
+    settings = _settings()
+    try:
+        entry = ModelStore(settings.models_dir).catalog.remove(name)
+    except EngineError as exc:
+        err_console.print(escape(str(exc)), highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    console.print(f"{entry.name}: removed ({entry.path} is left as it is)", markup=False)
 
 
 @models_app.command("pull")
@@ -931,6 +1021,24 @@ def models_info(
     ] = None,
 ) -> None:
     """Where a model lives, its source and whether the cached file passes its hash check."""
+    from .engine import ModelError
+
+    added = _added_model(name)
+    if added is not None:
+        store, entry = added
+        console.print(f"name:        {entry.name}")
+        console.print(f"family:      {entry.family}")
+        console.print(f"description: {entry.description}")
+        console.print("source:      added from a file (`bgremover models add`)")
+        console.print(f"sha256:      {entry.sha256}")
+        console.print(f"path:        {entry.path}", markup=False)
+        try:
+            store.check_added(entry)
+        except ModelError as exc:
+            console.print(f"status:      {exc.message}", markup=False)
+        else:
+            console.print("status:      verified")
+        return
     store, cls = _registered_model(name)
     path = store.path_for(cls)
     console.print(f"name:        {cls.name}")
@@ -954,6 +1062,18 @@ def models_verify(
 ) -> None:
     """Read the whole model file (and its fp32 copy) and check their sha256 now; a load
     trusts a hash recorded while the file stays unchanged (size, times, inode)."""
+    from .engine import ModelError
+
+    added = _added_model(name)
+    if added is not None:
+        store, entry = added
+        try:
+            store.check_added(entry, recheck=True)
+        except ModelError as exc:
+            err_console.print(exc.message, markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        console.print(f"{entry.name}: verified ({entry.path})", markup=False, soft_wrap=True)
+        return
     store, cls = _registered_model(name)
     path = store.path_for(cls)
     if not path.is_file():
@@ -974,6 +1094,18 @@ def models_verify(
         )  # fmt: skip
         raise typer.Exit(1)
     console.print(f"{cls.name}: verified ({path})", markup=False, highlight=False, soft_wrap=True)
+
+
+def _added_model(name: str | None) -> tuple[ModelStore, CatalogEntry] | None:
+    """The model cache and the added model ``name`` names (default: the configured one);
+    None when it names a built-in or no model."""
+    from .engine.models import ModelStore, registered_models
+
+    settings = _settings()
+    name = name or settings.model
+    store = ModelStore(settings.models_dir)
+    entry = None if name in registered_models() else store.catalog.get(name)
+    return None if entry is None else (store, entry)
 
 
 def _registered_model(name: str | None) -> tuple[ModelStore, type[SegmentationModel]]:

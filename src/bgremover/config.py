@@ -45,8 +45,15 @@ class Settings(BaseSettings):
 
     # The model.
     model: str = "isnet-general-use"
+    """The model a job runs when it names none: built-in or added (``bgremover models``)."""
     model_path: Path | None = None
     """An ISNet-compatible ONNX file to use instead of the registered model's cached copy."""
+    model_memory: int = Field(default=1_500_000_000, ge=0)
+    """Bytes of model weights (the files onnxruntime loads) one worker process keeps loaded
+    for jobs that chose different models; past it the least recently used is let go (the
+    one a job needs now always loads). Running takes about four times the weights again
+    (ISNet: 176 MB of fp32 weights, 0.75 GB at its peak), so budget the machine's memory
+    as processes × (this + that)."""
     device: Device = "auto"
     """``auto`` takes the best accelerator the installed onnxruntime offers, else the CPU
     (saying so in one log line). A device named here that is missing or fails to start

@@ -47,7 +47,7 @@ class InferenceSession:
     page faults per run (bench/jobs_bench.py ``--only memory``, issue 11's note).
 
     ``device`` (``devices.DEVICES``) picks the execution provider; ``self.device`` is the one
-    the session runs on.
+    the session runs on. ``output_index`` is the family's prediction output.
     """
 
     def __init__(
@@ -58,6 +58,7 @@ class InferenceSession:
         lean_memory: bool = True,
         device: str = "cpu",
         accelerated_model: Callable[[], bytes] | None = None,
+        output_index: int = 0,
     ) -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads
@@ -76,7 +77,10 @@ class InferenceSession:
         batch = model_input.shape[0] if model_input.shape else 1
         self.batch_limit: int | None = batch if isinstance(batch, int) else None
         """How many images one ``run`` takes; None: as many as memory holds."""
-        self._output = self._session.get_outputs()[0].name
+        # The family's prediction: in the fp32 copy the only output, in a file run as it
+        # is (an unwritable cache) the one ``output_index`` names among all of them.
+        outputs = self._session.get_outputs()
+        self._output = outputs[output_index if len(outputs) > 1 else 0].name
         self.expected_seconds = _FIRST_RUN_ESTIMATE_S
         self._measured = False
 
@@ -87,7 +91,7 @@ class InferenceSession:
         cancel: CancelToken | None = None,
         progress: Callable[[float], None] | None = None,
     ) -> np.ndarray:
-        """The model's first output; raises ``Cancelled`` within a tick of a cancel.
+        """The model's prediction output; raises ``Cancelled`` within a tick of a cancel.
 
         ``tensor`` may hold several images ([N, 3, H, W], N up to ``batch_limit``): on a GPU
         one run of N images takes less time than N runs. ``expected_seconds`` is per image."""

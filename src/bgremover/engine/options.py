@@ -13,6 +13,10 @@ from .output_format import OutputFormat as OutputFormat
 
 RGBA = tuple[int, int, int, int]
 
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+"""A model's name (built-in or added): it reaches URLs, HTML and file names."""
+ModelName = Annotated[str, Field(pattern=MODEL_NAME_PATTERN)]
+
 
 def parse_color(value: object) -> RGBA | None:
     """``"#ff0000"``, ``"#f00a"``, ``"white"``, ``"rgb(1,2,3)"`` or a 3/4-tuple as RGBA."""
@@ -65,6 +69,9 @@ class RemoveOptions(BaseModel):
     """Smooth the mask and cut it to hard edges (removes speckles)."""
     quality: int = Field(default=90, ge=1, le=100)
     """WebP and JPEG quality."""
+    model: ModelName | None = None
+    """Which model makes the mask (``bgremover models list``); None: the worker's default
+    (``BGREMOVER_MODEL``). The caller picks the ``Remover``; the engine does not read it."""
 
     @model_validator(mode="after")
     def _consistent(self) -> RemoveOptions:

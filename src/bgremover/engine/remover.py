@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from functools import cached_property, partial
+from functools import partial
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -157,6 +157,9 @@ class Remover:
         batch_size: int | None = None,
     ) -> None:
         self.model = resolved.model
+        self.model_name = resolved.name
+        self.model_sha256 = resolved.sha256
+        """Which weights make this remover's masks (with ``model_name``: a mask's identity)."""
         self.model_path = resolved.path
         self.session_path = resolved.session_path
         self.max_image_pixels = max_image_pixels
@@ -166,7 +169,8 @@ class Remover:
             intra_op_threads=intra_op_threads,
             lean_memory=lean_memory,
             device=device,
-            accelerated_model=lambda: batched_bytes(resolved.path),
+            accelerated_model=lambda: batched_bytes(resolved.path, resolved.model.output_index),
+            output_index=resolved.model.output_index,
         )
         self.device: DeviceChoice = self._session.device
         """The device the model runs on (``auto`` resolved, after any fallback)."""
@@ -176,19 +180,15 @@ class Remover:
         CPU takes one at a time: its fp32 copy takes one image per run, and lanes
         (``plan_batch``) already keep its cores busy."""
 
-    @cached_property
+    @property
     def model_identity(self) -> str:
-        """What the model's mask depends on besides the image, for a mask cache's key: a
-        registered model's name and sha256 (the same on every machine of a cluster), a
-        user's own model file by its path, size and modification time (changing the file
-        changes the key; hashing it would cost a second per load), and the name of the file
-        onnxruntime runs (the fp32 copy on the CPU, the fp16 weights on an accelerator: their
-        masks differ in the last bits, so a mixed cluster keeps one of each)."""
+        """What the model's mask depends on besides the image, for a mask cache's key: the
+        model's name (its family's pre- and post-processing) and its file's sha256 (the same
+        on every machine of a cluster), and what onnxruntime runs (the fp32 copy on the CPU,
+        the fp16 weights on an accelerator: their masks differ in the last bits, so a mixed
+        cluster keeps one of each)."""
         runs = "fp16" if self.device.accelerated else self.session_path.name
-        if self.model.sha256 is not None:
-            return f"{self.model.name}:{self.model.sha256}:{runs}"
-        stat = self.model_path.stat()
-        return f"file:{self.model_path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{runs}"
+        return f"{self.model_name}:{self.model_sha256}:{runs}"
 
     def process(
         self,

@@ -36,6 +36,7 @@ from .snapshots import (
     batch_snapshot,
     job_snapshot,
     live_remaining,
+    model_of,
     session_snapshot,
     warming_eta,
 )
@@ -102,6 +103,7 @@ class ServiceCore:
         )
         self._timings = TimingStore(sessions)
         self.clock.load(self._timings.load())
+        self.clock.load_models(self._timings.load_models())
         self.storage_gate = StorageGate(files.storage, self._announce_storage, now, bus.resync)
         """Whether results can be written; dispatch waits while they cannot."""
         self._unapplied: list[RunEnd] = []
@@ -141,6 +143,7 @@ class ServiceCore:
     def refresh_timings(self) -> None:
         """Adopt what other processes have learned about stage timings meanwhile."""
         self.clock.load(self._timings.load())
+        self.clock.load_models(self._timings.load_models())
 
     # ------------------------------------------------------------------ runs held here
 
@@ -233,13 +236,16 @@ class ServiceCore:
                 JobRow.height,
                 JobRow.stage,
                 JobRow.progress,
+                JobRow.options,
             ).where(JobRow.status == "processing")
         ).all()
         running = []
-        for dispatch_id, batch_id, width, height, stage, progress in rows:
+        for dispatch_id, batch_id, width, height, stage, progress, options in rows:
             live = held.get(dispatch_id) if dispatch_id else None
             if live is None:
-                live = Live.from_row(dispatch_id or "", batch_id, width, height, stage, progress)
+                live = Live.from_row(
+                    dispatch_id or "", batch_id, width, height, stage, progress, model_of(options)
+                )
             running.append(live)
         return running
 

@@ -43,7 +43,10 @@ def size_bucket(width: int | None, height: int | None) -> int:
 
 
 class StageClock:
-    """Thread-safe expected seconds per (bucket, stage)."""
+    """Thread-safe expected seconds per (bucket, stage), and the model stage's seconds per
+    model a job chose (``model`` arguments; None: the server's default model, whose model
+    stage is the bucket's). Models differ mostly there: U²-Net at 320² takes a fraction of
+    BiRefNet's time at 1024², while decoding and saving an image do not depend on it."""
 
     def __init__(self, smoothing: float = SMOOTHING) -> None:
         self._smoothing = smoothing
@@ -54,18 +57,23 @@ class StageClock:
             for bucket, seconds in enumerate(FIRST_RUN_SECONDS)
             for stage in STAGES
         }
+        self._model_inference: dict[str, float] = {}
         self.observations = 0
         self._measured: set[int] = set()
         self._calibrated = False
 
     def observe(
-        self, bucket: int, timings: dict[str, float], pixels: int | None = None
+        self,
+        bucket: int,
+        timings: dict[str, float],
+        pixels: int | None = None,
+        model: str | None = None,
     ) -> dict[str, float]:
         """Fold one finished job's stage timings into the averages (scaled to the bucket's
         typical size when the job's ``pixels`` are given); returns what was folded in. The
         first measurement of a bucket replaces the defaults outright: on a busy machine they
         can be 5x off, and averaging them in would keep the first estimates wrong for
-        several jobs."""
+        several jobs. The model stage of a job that chose ``model`` is that model's alone."""
         normalized = {}
         with self._lock:
             first = bucket not in self._measured
@@ -76,6 +84,12 @@ class StageClock:
                     continue
                 key = (bucket, stage)
                 normalized[name] = seconds / _size_factor(bucket, stage, pixels)
+                if model is not None and stage is Stage.INFERENCE:
+                    known = self._model_inference.get(model)
+                    self._model_inference[model] = (
+                        seconds if known is None else known + self._smoothing * (seconds - known)
+                    )
+                    continue
                 weight = 1.0 if first else self._smoothing
                 self._seconds[key] += weight * (normalized[name] - self._seconds[key])
             self._measured.add(bucket)
@@ -112,6 +126,13 @@ class StageClock:
                     self._seconds[key] = seconds
                     self._measured.add(bucket)
 
+    def load_models(self, rows: Iterable[tuple[str, float, int]]) -> None:
+        """Adopt learned model-stage seconds (model, seconds, samples) kept in the database."""
+        with self._lock:
+            for model, seconds, samples in rows:
+                if samples > 0:
+                    self._model_inference[model] = seconds
+
     @property
     def measured(self) -> bool:
         """Whether anything timed on this machine is known (a finished job, learned timings,
@@ -119,19 +140,31 @@ class StageClock:
         with self._lock:
             return self._calibrated or bool(self._measured)
 
-    def expected(self, bucket: int, stage: Stage, pixels: int | None = None) -> float:
+    def expected(
+        self, bucket: int, stage: Stage, pixels: int | None = None, model: str | None = None
+    ) -> float:
         with self._lock:
-            return self._seconds[(bucket, stage)] * _size_factor(bucket, stage, pixels)
+            return self._typical(bucket, stage, model) * _size_factor(bucket, stage, pixels)
 
     def job_seconds(
-        self, bucket: int, pixels: int | None = None, *, mask_reused: bool = False
+        self,
+        bucket: int,
+        pixels: int | None = None,
+        model: str | None = None,
+        *,
+        mask_reused: bool = False,
     ) -> float:
         """Expected processing time of a whole job in this bucket (of ``pixels``, when
-        known: the pixel-bound stages scale from the bucket's typical size)."""
-        return sum(self.weights(bucket, pixels, mask_reused=mask_reused).values())
+        known: the pixel-bound stages scale from the bucket's typical size) on ``model``."""
+        return sum(self.weights(bucket, pixels, model, mask_reused=mask_reused).values())
 
     def weights(
-        self, bucket: int, pixels: int | None = None, *, mask_reused: bool = False
+        self,
+        bucket: int,
+        pixels: int | None = None,
+        model: str | None = None,
+        *,
+        mask_reused: bool = False,
     ) -> dict[Stage, float]:
         """Expected seconds per stage: their shares make percent complete, as measured.
         With ``mask_reused`` the stages a kept mask skips take none."""
@@ -139,9 +172,18 @@ class StageClock:
             return {
                 stage: 0.0
                 if mask_reused and stage in SKIPPED_ON_REUSE
-                else self._seconds[(bucket, stage)] * _size_factor(bucket, stage, pixels)
+                else self._typical(bucket, stage, model) * _size_factor(bucket, stage, pixels)
                 for stage in STAGES
             }
+
+    def _typical(self, bucket: int, stage: Stage, model: str | None) -> float:
+        """Seconds of ``stage`` for the bucket's typical image: the chosen model's own for
+        the model stage once one of its jobs has finished, else the bucket's (held lock)."""
+        if model is not None and stage is Stage.INFERENCE:
+            learned = self._model_inference.get(model)
+            if learned is not None:
+                return learned
+        return self._seconds[(bucket, stage)]
 
     def remaining(
         self,
@@ -149,11 +191,12 @@ class StageClock:
         stage: Stage,
         fraction: float,
         pixels: int | None = None,
+        model: str | None = None,
         *,
         mask_reused: bool = False,
     ) -> float:
         """Seconds left for a job that has done ``fraction`` of ``stage``."""
-        seconds = self.weights(bucket, pixels, mask_reused=mask_reused)
+        seconds = self.weights(bucket, pixels, model, mask_reused=mask_reused)
         index = STAGES.index(stage)
         left = (1.0 - min(max(fraction, 0.0), 1.0)) * seconds[stage]
         return left + sum(seconds[s] for s in STAGES[index + 1 :])

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
-from ..engine.options import OutputFormat, RemoveOptions, parse_color
+from ..engine.options import ModelName, OutputFormat, RemoveOptions, parse_color
 
 _NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9 _-]{0,62}[A-Za-z0-9_-])?")
 NAME_RULE = (
@@ -51,6 +51,8 @@ class PresetOptions(BaseModel):
     """Composite onto this colour; none leaves the background transparent."""
     alpha_matting: bool = False
     post_process_mask: bool = False
+    model: ModelName | None = None
+    """The model (None: the server's default)."""
     priority: int = Field(default=0, ge=-1000, le=1000)
 
     def overridden(self, **given: Any) -> PresetOptions:

@@ -45,7 +45,7 @@ from sqlalchemy.orm import Session as Db
 
 from ..dependencies import first_line
 from ..engine.options import OutputFormat, RemoveOptions
-from ..engine.stages import SKIPPED_ON_REUSE, overall_percent, parse_label
+from ..engine.stages import SKIPPED_ON_REUSE, Stage, overall_percent, parse_label
 from ..workers.base import (
     Calibration,
     Failed,
@@ -66,7 +66,7 @@ from .files import background_hash
 from .notices import JobProgress, Published
 from .rows import new_id
 from .schemas import Job
-from .snapshots import Live, live_remaining
+from .snapshots import Live, live_remaining, model_of
 from .states import JobStatus
 from .tables import JobRow, claimable
 
@@ -130,16 +130,18 @@ class Reports(ServiceCore):
                     JobRow.width,
                     JobRow.height,
                     JobRow.content_hash,
+                    JobRow.options,
                 ),
                 execution_options={"synchronize_session": False},
             ).first()
             if claimed is None:
                 return None
-            job_id, batch_id, bucket, width, height, content_hash = claimed
+            job_id, batch_id, bucket, width, height, content_hash, options = claimed
             metrics.started(db, job_id)
             pixels = width * height if width and height else None
             kept = bool(masks.cached(db, [content_hash]))
-            predicted = self.clock.job_seconds(bucket, pixels, mask_reused=kept)
+            model = model_of(options)
+            predicted = self.clock.job_seconds(bucket, pixels, model, mask_reused=kept)
             db.execute(
                 update(JobRow).where(JobRow.id == job_id).values(predicted_seconds=predicted),
                 execution_options={"synchronize_session": False},
@@ -147,7 +149,9 @@ class Reports(ServiceCore):
             transitions.shift_batch(db, batch_id, {"pending": -1, "processing": +1}, now)
             row = self._get_job(db, job_id)
             if not handed:
-                live = Live(dispatch_id, batch_id, bucket, pixels=pixels, mask_reused=kept)
+                live = Live(
+                    dispatch_id, batch_id, bucket, pixels=pixels, mask_reused=kept, model=model
+                )
                 self._hold(job_id, live)
             item = self._work_item(row, dispatch_id, predicted)
             events = [notices.job_updated(self._job(db, row))]
@@ -182,15 +186,22 @@ class Reports(ServiceCore):
                     lease_owner=self.owner,
                     lease_until=now + self.settings.lease_duration,
                 )
-                .returning(JobRow.batch_id, JobRow.size_bucket, JobRow.width, JobRow.height),
+                .returning(
+                    JobRow.batch_id,
+                    JobRow.size_bucket,
+                    JobRow.width,
+                    JobRow.height,
+                    JobRow.options,
+                ),
                 execution_options={"synchronize_session": False},
             ).first()
             if taken is None:
                 return False
-            batch_id, bucket, width, height = taken
+            batch_id, bucket, width, height, options = taken
             job = self._job(db, self._get_job(db, item.job_id))
         pixels = width * height if width and height else None
-        self._hold(item.job_id, Live(item.dispatch_id, batch_id, bucket, pixels=pixels))
+        live = Live(item.dispatch_id, batch_id, bucket, pixels=pixels, model=model_of(options))
+        self._hold(item.job_id, live)
         self._publish_all([notices.job_updated(job)])
         return True
 
@@ -326,7 +337,9 @@ class Reports(ServiceCore):
         stage_changed = stage != live.stage or (reused and not live.mask_reused)
         if reused or stage in SKIPPED_ON_REUSE:  # the run says which it is
             live.mask_reused = reused
-        weights = self.clock.weights(live.bucket, live.pixels, mask_reused=live.mask_reused)
+        weights = self.clock.weights(
+            live.bucket, live.pixels, live.model, mask_reused=live.mask_reused
+        )
         percent = max(live.percent, overall_percent(stage, report.fraction, weights))
         live.stage, live.fraction, live.percent = stage, report.fraction, percent
         if not stage_changed:
@@ -367,8 +380,12 @@ class Reports(ServiceCore):
     def _on_finished(self, report: Finished, live: Live | None) -> None:
         if live is not None:
             normalized = self.clock.observe(
-                live.bucket, report.timings, report.width * report.height
+                live.bucket, report.timings, report.width * report.height, live.model
             )
+            if live.model is not None:  # its model stage is that model's, not the bucket's
+                inference = normalized.pop(Stage.INFERENCE.value, None)
+                if inference is not None:
+                    self._timings.observe_model(live.model, inference)
             self._timings.observe(live.bucket, normalized)
         if not self._until_database(lambda: self._complete(report, live)):
             self._until_database(lambda: self._discard_orphan_result(report))
@@ -394,6 +411,8 @@ class Reports(ServiceCore):
                 "result_height": report.height,
                 "result_format": report.format,
                 "result_bytes": report.bytes,
+                "result_model": report.model,
+                "result_model_sha256": report.model_sha256,
             },
             stage_seconds=report.timings,
             also=lambda db, row: self._keep_mask(db, row, report),

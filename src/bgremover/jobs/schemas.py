@@ -28,6 +28,10 @@ class ResultInfo(_Model):
     height: int
     format: str
     bytes: int
+    model: str | None = None
+    """The model that made the mask (None for results from before models were recorded)."""
+    model_sha256: str | None = None
+    """The sha256 of that model's file: which weights exactly."""
 
 
 class Job(_Model):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from ..engine.stages import Stage, parse_label, stage_label
 from .eta import BUCKET_EDGES_MP, StageClock, size_bucket
@@ -33,6 +34,8 @@ class Live:
     pixels: int | None = None
     mask_reused: bool = False
     """Whether the run reuses a kept mask (expected at its claim, or said by its stage)."""
+    model: str | None = None
+    """The model the job chose (None: the default), whose learned time its ETA uses."""
 
     @property
     def label(self) -> str | None:
@@ -48,6 +51,7 @@ class Live:
         height: int | None,
         stage: str | None,
         progress: float,
+        model: str | None = None,
     ) -> Live:
         """A run held by another process, as far as the database knows it: its last stage,
         taken as just begun."""
@@ -57,15 +61,27 @@ class Live:
             current, reused = None, False
         pixels = width * height if width and height else None
         bucket = size_bucket(width, height)
-        return cls(dispatch_id, batch_id, bucket, current, 0.0, progress, pixels, reused)
+        return cls(dispatch_id, batch_id, bucket, current, 0.0, progress, pixels, reused, model)
+
+
+def chosen_model(row: JobRow) -> str | None:
+    """The model a job's options name; None: the server's default."""
+    return model_of(row.options)
+
+
+def model_of(options: dict[str, Any] | None) -> str | None:
+    model = (options or {}).get("model")
+    return model if isinstance(model, str) else None
 
 
 def live_remaining(live: Live, clock: StageClock) -> float:
     """Seconds a running job has left from its last reported stage and fraction."""
     reused = live.mask_reused
     if live.stage is None:
-        return clock.job_seconds(live.bucket, live.pixels, mask_reused=reused)
-    return clock.remaining(live.bucket, live.stage, live.fraction, live.pixels, mask_reused=reused)
+        return clock.job_seconds(live.bucket, live.pixels, live.model, mask_reused=reused)
+    return clock.remaining(
+        live.bucket, live.stage, live.fraction, live.pixels, live.model, mask_reused=reused
+    )
 
 
 def job_eta(
@@ -74,11 +90,13 @@ def job_eta(
     if row.status == "processing" and live is not None:
         return live_remaining(live, clock)
     if row.status == "processing":  # run by another process: from its last stage written
-        other = Live.from_row("", row.batch_id, row.width, row.height, row.stage, row.progress)
+        other = Live.from_row(
+            "", row.batch_id, row.width, row.height, row.stage, row.progress, chosen_model(row)
+        )
         return live_remaining(other, clock)
     if row.status == "pending":
         pixels = _pixels(row.width, row.height)
-        return clock.job_seconds(row.size_bucket, pixels, mask_reused=mask_kept)
+        return clock.job_seconds(row.size_bucket, pixels, chosen_model(row), mask_reused=mask_kept)
     return None
 
 
@@ -123,6 +141,8 @@ def job_snapshot(
             height=row.result_height or 0,
             format=row.result_format or "png",
             bytes=row.result_bytes or 0,
+            model=row.result_model,
+            model_sha256=row.result_model_sha256,
         )
         if row.status == "completed" and row.result_path
         else None

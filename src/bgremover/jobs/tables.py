@@ -165,6 +165,9 @@ class JobRow(Base):
     result_height: Mapped[int | None] = mapped_column(Integer)
     result_format: Mapped[str | None] = mapped_column(String(16))
     result_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    result_model: Mapped[str | None] = mapped_column(String(64))
+    """The model that made the result, and its file's sha256."""
+    result_model_sha256: Mapped[str | None] = mapped_column(String(64))
 
 
 class QueueRow(Base):
@@ -211,6 +214,18 @@ class StageTimingRow(Base):
 
     bucket: Mapped[int] = mapped_column(Integer, primary_key=True)
     stage: Mapped[str] = mapped_column(String(32), primary_key=True)
+    seconds: Mapped[float] = mapped_column(Float)
+    samples: Mapped[int] = mapped_column(Integer)
+
+
+class ModelTimingRow(Base):
+    """Learned seconds of the model stage per model a job chose (``StageTimingRow`` keeps
+    the default model's, per size bucket: the model's input size does not depend on the
+    image's), averaged in the database as those are."""
+
+    __tablename__ = "model_timings"
+
+    model: Mapped[str] = mapped_column(String(64), primary_key=True)
     seconds: Mapped[float] = mapped_column(Float)
     samples: Mapped[int] = mapped_column(Integer)
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm import sessionmaker
 
 from ..engine.stages import Stage
 from .eta import SMOOTHING
-from .tables import StageDurationRow, StageTimingRow
+from .tables import ModelTimingRow, StageDurationRow, StageTimingRow
 
 STAGE_NAMES = frozenset(stage.value for stage in Stage)
 
@@ -53,35 +53,50 @@ class TimingStore:
             ).all()
         return [(int(b), str(s), float(x), int(n)) for b, s, x, n in rows]
 
+    def load_models(self) -> list[tuple[str, float, int]]:
+        """Every learned model-stage row: (model, seconds, samples)."""
+        with self._sessions() as db:
+            rows = db.execute(
+                select(ModelTimingRow.model, ModelTimingRow.seconds, ModelTimingRow.samples)
+            ).all()
+        return [(str(m), float(x), int(n)) for m, x, n in rows]
+
     def observe(self, bucket: int, timings: dict[str, float]) -> None:
         """Fold one finished job's stage timings in; the first sample replaces nothing but
         itself (as ``StageClock.observe`` does in memory)."""
         if not timings:
             return
         with self._sessions.begin() as db:
-            postgresql = db.get_bind().dialect.name == "postgresql"
-            insert = postgresql_insert if postgresql else sqlite_insert
-            db.execute(
-                insert(StageTimingRow)
-                .values(
-                    [
-                        {"bucket": bucket, "stage": stage, "seconds": seconds, "samples": 0}
-                        for stage, seconds in timings.items()
-                    ]
-                )
-                .on_conflict_do_nothing()
-            )
             for stage, seconds in timings.items():
-                db.execute(
-                    update(StageTimingRow)
-                    .where(StageTimingRow.bucket == bucket, StageTimingRow.stage == stage)
-                    .values(
-                        seconds=case(
-                            (StageTimingRow.samples == 0, seconds),
-                            else_=StageTimingRow.seconds
-                            + self._smoothing * (seconds - StageTimingRow.seconds),
-                        ),
-                        samples=StageTimingRow.samples + 1,
-                    ),
-                    execution_options={"synchronize_session": False},
-                )
+                self._fold(db, StageTimingRow, {"bucket": bucket, "stage": stage}, seconds)
+
+    def observe_model(self, model: str, seconds: float) -> None:
+        """Fold the model stage's seconds of a finished job that chose ``model`` in."""
+        with self._sessions.begin() as db:
+            self._fold(db, ModelTimingRow, {"model": model}, seconds)
+
+    def _fold(
+        self,
+        db: Db,
+        table: type[StageTimingRow] | type[ModelTimingRow],
+        key: dict[str, object],
+        seconds: float,
+    ) -> None:
+        """One atomic decaying-average step of the row ``key`` names (made if missing)."""
+        postgresql = db.get_bind().dialect.name == "postgresql"
+        insert = postgresql_insert if postgresql else sqlite_insert
+        db.execute(
+            insert(table).values({**key, "seconds": seconds, "samples": 0}).on_conflict_do_nothing()
+        )
+        db.execute(
+            update(table)
+            .where(*(getattr(table, column) == value for column, value in key.items()))
+            .values(
+                seconds=case(
+                    (table.samples == 0, seconds),
+                    else_=table.seconds + self._smoothing * (seconds - table.seconds),
+                ),
+                samples=table.samples + 1,
+            ),
+            execution_options={"synchronize_session": False},
+        )

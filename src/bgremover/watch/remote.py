@@ -18,13 +18,22 @@ RECONNECT_S = (0.5, 1, 2, 5, 10)
 
 
 class RemoteJobs:
-    def __init__(self, url: str, token: str | None, batch_name: str, preset: str | None) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        batch_name: str,
+        preset: str | None,
+        model: str | None = None,
+    ) -> None:
         headers = {"X-BGRemover-Request": "1"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self.url = url.rstrip("/")
         self.batch_name = batch_name
         self.preset = preset
+        self.model = model
+        """The model each job asks for (None: the preset's, else the server's default)."""
         self._client = httpx.Client(base_url=self.url, headers=headers, timeout=60)
         self._batch_id: str | None = None
         self._stopping = threading.Event()
@@ -47,6 +56,15 @@ class RemoteJobs:
                 listed = saved_names(names, len(names))
                 raise ConnectionError(
                     f"{self.url} has no preset named {self.preset!r} (saved presets: {listed})"
+                )
+        if self.model is not None:
+            models = self._call("GET", "/api/models")
+            _raise_for(models, "listing the server's models")
+            names = [m["name"] for m in models.json()]
+            if self.model not in names:
+                raise ConnectionError(
+                    f"{self.url} has no model named {self.model!r} (its models: "
+                    f"{', '.join(names)}); add it there with `bgremover models add`"
                 )
 
     def start(self, report: Report) -> None:
@@ -87,6 +105,8 @@ class RemoteJobs:
 
     def submit(self, file: BinaryIO, name: str) -> str:
         form: dict[str, Any] = {"preset": self.preset} if self.preset else {}
+        if self.model:
+            form["model"] = self.model
         if self._batch_id is None:
             created = self._call("POST", "/api/batches/manual", json={"name": self.batch_name})
             _raise_for(created, "creating the watch batch")

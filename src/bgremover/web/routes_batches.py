@@ -23,7 +23,7 @@ from .downloads import archive_name, content_disposition, download_name
 from .errors import ApiError, error_body
 from .routes_webhooks import checked_url
 from .stored import chunks
-from .uploads import Rejected, UploadRoute, preset_options, stage
+from .uploads import Rejected, UploadRoute, check_model, preset_options, stage
 
 router = APIRouter(prefix="/api/batches", tags=["batches"], route_class=UploadRoute)
 
@@ -58,6 +58,10 @@ async def upload(
     ] = None,
     alpha_matting: Annotated[bool | None, Form()] = None,
     post_process_mask: Annotated[bool | None, Form()] = None,
+    model: Annotated[
+        str | None,
+        Form(max_length=64, description="A model of GET /api/models; default: the server's"),
+    ] = None,
     callback_url: Annotated[
         str | None,
         Form(max_length=2000, description="Webhook for this batch's events (see `callback`)"),
@@ -75,8 +79,10 @@ async def upload(
     chosen = await run_in_threadpool(_preset_options, presets, preset)
     options, priority = preset_options(
         chosen, format=format, background_color=background_color, priority=priority,
-        alpha_matting=alpha_matting, post_process_mask=post_process_mask,
+        alpha_matting=alpha_matting, post_process_mask=post_process_mask, model=model,
     )  # fmt: skip
+    if options.model is not None:
+        await run_in_threadpool(check_model, settings, options.model)
     if len(files) > settings.max_files_per_upload:
         raise ApiError(413, "too_many_files", f"at most {settings.max_files_per_upload} files")
     staging = settings.data_dir / "staging" / uuid.uuid4().hex

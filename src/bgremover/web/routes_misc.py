@@ -67,6 +67,28 @@ def config(request: Request, settings: AppSettings) -> dict[str, Any]:
     }
 
 
+@router.get("/models")
+def models(settings: AppSettings) -> list[dict[str, Any]]:
+    """The models a job may choose on this server (upload field ``model``, presets): the
+    default, built-in models already downloaded, and those added with ``bgremover models
+    add``. ``default`` marks the one a job without ``model`` runs."""
+    from ..engine.models import ModelStore, registered_models
+
+    store = ModelStore(settings.models_dir)
+    offered = [
+        {"name": name, "family": cls.family, "description": cls.description,
+         "size_bytes": cls.size_bytes, "default": name == settings.model}
+        for name, cls in sorted(registered_models().items())
+        if cls.source is not None and (name == settings.model or store.path_for(cls).is_file())
+    ]  # fmt: skip
+    offered += [
+        {"name": name, "family": entry.family, "description": entry.description,
+         "size_bytes": entry.size_bytes, "default": name == settings.model}
+        for name, entry in sorted(store.catalog.entries().items())
+    ]  # fmt: skip
+    return offered
+
+
 @router.get("/export")
 def export_state(service: Service) -> JSONResponse:
     return JSONResponse(

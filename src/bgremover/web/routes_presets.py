@@ -7,8 +7,9 @@ from typing import Any
 from fastapi import APIRouter, Response
 
 from ..jobs.presets import Preset, TooManyPresets
-from .deps import Presets
+from .deps import AppSettings, Presets
 from .errors import ApiError
+from .uploads import check_model
 
 router = APIRouter(prefix="/api/presets", tags=["presets"])
 
@@ -25,8 +26,13 @@ REPLACED: dict[int | str, dict[str, Any]] = {
 
 
 @router.post("", status_code=201, response_model=Preset, responses=REPLACED)
-def save_preset(preset: Preset, presets: Presets, response: Response) -> Preset:
-    """Create the preset, or replace the one of the same name (then 200)."""
+def save_preset(
+    preset: Preset, presets: Presets, settings: AppSettings, response: Response
+) -> Preset:
+    """Create the preset, or replace the one of the same name (then 200); a ``model`` must
+    be one of this server's (``GET /api/models``)."""
+    if preset.model is not None:
+        check_model(settings, preset.model)
     try:
         created = presets.save(preset)
     except TooManyPresets as exc:

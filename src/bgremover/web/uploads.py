@@ -21,7 +21,9 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..config import Settings
 from ..engine.decode import SUPPORTED_MEDIA_TYPES, sniff
+from ..engine.errors import ModelError
 from ..engine.options import RemoveOptions
 from ..jobs.names import display_name
 from ..jobs.presets import PresetOptions
@@ -158,6 +160,17 @@ def _refusal(name: str, size: int, header: bytes) -> Rejected | None:
             f"{name}: {media_type} images are not supported; convert it to PNG, JPEG or WebP",
         )
     return None
+
+
+def check_model(settings: Settings, name: str) -> None:
+    """A 422 naming this server's models unless ``name`` is one of them (built-in or added
+    with ``bgremover models add``)."""
+    from ..engine.models import ModelStore
+
+    try:
+        ModelStore(settings.models_dir).check_name(name)
+    except ModelError as exc:
+        raise ApiError(422, exc.code, exc.message) from None
 
 
 def form_options(**fields: Any) -> RemoveOptions:

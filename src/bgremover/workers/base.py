@@ -73,6 +73,10 @@ class Finished:
     """That mask's size."""
     mask_reused: bool = False
     """Whether the run reused the kept mask instead of running the model."""
+    model: str | None = None
+    """The model that made the mask (the job's choice, or the worker's default)."""
+    model_sha256: str | None = None
+    """The sha256 of that model's file."""
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,6 @@ from ..engine import (
     ModelError,
     Removal,
     RemoveOptions,
-    Remover,
     Stage,
 )
 from ..engine.errors import OutputError
@@ -36,6 +35,7 @@ from ..logs import bound
 from ..storage import Storage, StorageError, outage_reason
 from ..storage.faults import errno_reason
 from .base import Failed, Finished, Lost, Report, StageProgress, Stopped, WorkItem
+from .removers import Removers
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def run_context(item: WorkItem | None, worker: str) -> AbstractContextManager[No
 
 def run_item(
     item: WorkItem,
-    remover: Remover | ModelError,
+    removers: Removers,
     storage: Storage,
     scratch: Path,
     *,
@@ -63,12 +63,13 @@ def run_item(
     cancel: CancelToken | None = None,
 ) -> Report:
     """Run ``item`` and return its final report: Finished, Failed (the image's fault),
-    Stopped, or Lost when the store failed under it. Files not in a local
+    Stopped, or Lost when the store failed under it. The model is the one the item's
+    options name (``removers`` loads it if needed). Files not in a local
     folder are copied through ``scratch``; the result is stored under its key. Says in the
     log when it starts and how it ended (within the caller's ``run_context``)."""
     started = time.monotonic()
     log.info("run started")
-    report = _run(item, remover, storage, scratch, progress, cancel)
+    report = _run(item, removers, storage, scratch, progress, cancel)
     log.info("run ended: %s in %.2f s", _outcome(report), time.monotonic() - started)
     return report
 
@@ -85,7 +86,7 @@ def _outcome(report: Report) -> str:
 
 def _run(
     item: WorkItem,
-    remover: Remover | ModelError,
+    removers: Removers,
     storage: Storage,
     scratch: Path,
     progress: ProgressReports | None,
@@ -94,8 +95,12 @@ def _run(
     job_id, dispatch_id = item.job_id, item.dispatch_id
     if cancel is not None and cancel.cancelled:
         return Stopped(job_id, dispatch_id)
-    if isinstance(remover, ModelError):
-        return Failed(job_id, dispatch_id, code=remover.code, message=remover.message)
+    try:
+        # Its name and sha256 (``remover.model_name``, ``model_sha256``) identify the weights
+        # this job's mask comes from.
+        remover = removers.get(item.options.get("model"))
+    except ModelError as err:
+        return Failed(job_id, dispatch_id, code=err.code, message=err.message)
     # Messages name the stored file by its hash; the job service puts the user's name back.
     name = item.original_key.rsplit("/", 1)[-1]
     if "background_image" in item.options:  # files come by storage key, never by path
@@ -155,6 +160,8 @@ def _run(
         mask_key=mask_key if mask_bytes else None,
         mask_bytes=mask_bytes,
         mask_reused=removal.mask_reused,
+        model=remover.model_name,
+        model_sha256=remover.model_sha256,
     )
 
 

@@ -28,6 +28,7 @@ from ..engine import Cancelled, CancelToken, ModelError, Remover
 from ..logs import LogFormat, configure
 from ..storage import open_storage
 from .base import Calibration, Report, Started, WorkItem
+from .removers import Removers
 from .running import ProgressReports, run_context, run_item
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,7 @@ def serve(
         if calibration is not None:
             outbox.send(calibration)
 
+    removers = Removers(settings, first=remover)
     label = f"{name} (pid {os.getpid()})"
     storage = open_storage(settings)
     scratch = settings.data_dir / "scratch"
@@ -116,7 +118,7 @@ def serve(
         with run_context(item, label):
             outbox.send(Started(item.job_id, item.dispatch_id, worker=label))
             progress = ProgressReports(item, outbox.send)
-            report = run_item(item, remover, storage, scratch, progress=progress, cancel=token)
+            report = run_item(item, removers, storage, scratch, progress=progress, cancel=token)
             outbox.send(report)
         inbox.forget(item.dispatch_id)
 

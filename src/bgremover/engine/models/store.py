@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ModelError
-from .base import SegmentationModel, get_model
+from .base import SegmentationModel, get_family, get_model, registered_models
+from .catalog import CatalogEntry, ModelCatalog
 from .fp32 import CONVERTER_VERSION, converted_bytes
 from .hashes import HashRecords, read_json, sha256_file, write_atomic
 from .isnet import IsNet
@@ -28,6 +29,12 @@ class ResolvedModel:
     """A model ready to load: its pre/post-processing and a verified ONNX file."""
 
     model: SegmentationModel
+    name: str
+    """The name the job or setting chose (a built-in model, an added one, or ``isnet-file``
+    for ``BGREMOVER_MODEL_PATH``)."""
+    sha256: str
+    """Of the model file at ``path``: with ``name``, what identifies the weights a mask came
+    from (a mask cache key, a job's record)."""
     path: Path
     """The model file as downloaded or given."""
     session_path: Path
@@ -40,12 +47,14 @@ class ModelStore:
     def __init__(self, models_dir: Path) -> None:
         self.models_dir = models_dir
         self.hashes = HashRecords(models_dir / "verified.json")
+        self.catalog = ModelCatalog(models_dir / "catalog.json")
 
     def path_for(self, model: type[SegmentationModel]) -> Path:
         return self.models_dir / model.file_name
 
     def resolve(self, name: str, model_path: Path | None = None) -> ResolvedModel:
-        """The model to run: a user-supplied file when given, else the registered one."""
+        """The model to run: a user-supplied ISNet file when given, else a built-in model
+        (fetched when missing), else one added with ``bgremover models add``."""
         if model_path is not None:
             path = Path(model_path).expanduser()
             if not path.is_file():
@@ -54,11 +63,72 @@ class ModelStore:
                     "or unset it to use the bundled download",
                     code="model_unavailable",
                 )
-            return ResolvedModel(IsNet(), path, self.runtime_copy(path, self.hashes.sha256(path)))
-        cls = get_model(name)
+            digest = self.hashes.sha256(path)
+            return ResolvedModel(IsNet(), IsNet.name, digest, path, self.runtime_copy(path, digest))
+        if name not in registered_models():
+            entry = self.catalog.get(name)
+            if entry is not None:
+                return self._resolve_added(entry)
+        cls = get_model(name, added=sorted(self.catalog.entries()))
         path = self.ensure(cls)
         source_sha256 = cls.sha256 or self.hashes.sha256(path)
-        return ResolvedModel(cls(), path, self.runtime_copy(path, source_sha256))
+        return ResolvedModel(
+            cls(), name, source_sha256, path, self.runtime_copy(path, source_sha256)
+        )
+
+    def names(self) -> list[str]:
+        """Every model a job may name here: the built-in ones, then those added."""
+        return [*sorted(registered_models()), *sorted(self.catalog.entries())]
+
+    def check_name(self, name: str) -> None:
+        """Raise ``ModelError`` ``unknown_model`` (listing the names there are) unless
+        ``name`` is a built-in or added model; does not load or fetch it."""
+        if name not in registered_models() and self.catalog.get(name) is None:
+            get_model(name, added=sorted(self.catalog.entries()))
+
+    def _resolve_added(self, entry: CatalogEntry) -> ResolvedModel:
+        """An added model whose file is here and unchanged since ``models add``; else
+        ``ModelError`` with the fix (a worker on another machine may lack the file)."""
+        self.check_added(entry)
+        family = get_family(entry.family)
+        path = Path(entry.path)
+        return ResolvedModel(
+            family(),
+            entry.name,
+            entry.sha256,
+            path,
+            self.runtime_copy(path, entry.sha256, family.output_index, stem=_added_stem(entry)),
+        )
+
+    def check_added(self, entry: CatalogEntry, *, recheck: bool = False) -> None:
+        """Raise ``ModelError`` with the fix unless the added model's file is here and hashes
+        as it did when added (``recheck``: read in full now, ``bgremover models verify``), and
+        its fp32 copy, if made, still hashes as made."""
+        path = Path(entry.path)
+        fix = (
+            f"copy the file there on this machine, or run `bgremover models add {entry.name} "
+            f"--family {entry.family} --file PATH` again with the file this machine has"
+        )
+        if not path.is_file():
+            raise ModelError(
+                f"model {entry.name!r}: its file {path} is not on this machine; {fix}",
+                code="model_unavailable",
+            )
+        if self.hashes.sha256(path, recheck=recheck) != entry.sha256:
+            raise ModelError(
+                f"model {entry.name!r}: {path} changed since it was added (sha256 differs); {fix}",
+                code="model_corrupt",
+            )
+        if recheck:
+            family = get_family(entry.family)
+            copy = self.verify_runtime_copy(
+                path, entry.sha256, family.output_index, stem=_added_stem(entry)
+            )
+            if copy is not None:
+                raise ModelError(
+                    f"{copy}: fails its sha256 check; the next run makes it again from {path}",
+                    code="model_corrupt",
+                )
 
     def is_valid(self, model: type[SegmentationModel], *, recheck: bool = False) -> bool:
         """Whether the cached file is the published one; ``recheck`` reads all of it even
@@ -80,16 +150,23 @@ class ModelStore:
             path.unlink()
         return self.pull(model)
 
-    def runtime_copy(self, source: Path, source_sha256: str) -> Path:
+    def runtime_copy(
+        self,
+        source: Path,
+        source_sha256: str,
+        output_index: int = 0,
+        *,
+        stem: str | None = None,
+    ) -> Path:
         """The fp32 copy of ``source`` that onnxruntime loads, checked against the sha256 in
         its sidecar and made again when missing, corrupt or made from another file; ``source``
         itself when the cache cannot be written (slower, same mask)."""
-        copy, sidecar, origin = self._runtime_copy_of(source, source_sha256)
+        copy, sidecar, origin = self._runtime_copy_of(source, source_sha256, output_index, stem)
         if self._copy_matches(copy, sidecar, origin, recheck=False) is True:
             return copy
         if copy.exists():
             log.warning("%s is stale or fails its sha256 check; converting %s again", copy, source)
-        data = converted_bytes(source)
+        data = converted_bytes(source, output_index)
         try:
             self.models_dir.mkdir(parents=True, exist_ok=True)
             write_atomic(copy, data)
@@ -107,18 +184,28 @@ class ModelStore:
             return source
         return copy
 
-    def verify_runtime_copy(self, source: Path, source_sha256: str) -> Path | None:
+    def verify_runtime_copy(
+        self,
+        source: Path,
+        source_sha256: str,
+        output_index: int = 0,
+        *,
+        stem: str | None = None,
+    ) -> Path | None:
         """The fp32 copy of ``source`` when it was made from this file but its bytes, read in
         full now, no longer hash as they did (the next load then makes it again); else None."""
-        copy, sidecar, origin = self._runtime_copy_of(source, source_sha256)
+        copy, sidecar, origin = self._runtime_copy_of(source, source_sha256, output_index, stem)
         return copy if self._copy_matches(copy, sidecar, origin, recheck=True) is False else None
 
     def _runtime_copy_of(
-        self, source: Path, source_sha256: str
+        self, source: Path, source_sha256: str, output_index: int = 0, stem: str | None = None
     ) -> tuple[Path, Path, dict[str, object]]:
-        """Where the fp32 copy of ``source`` and its sidecar live, and the origin they name."""
-        copy = self.models_dir / f"{source.stem}.fp32.onnx"
-        origin = {"source_sha256": source_sha256, "converter": CONVERTER_VERSION}
+        """Where the fp32 copy of ``source`` and its sidecar live, and the origin they name.
+        ``stem`` names the copy (default: the source's own stem)."""
+        copy = self.models_dir / f"{stem or source.stem}.fp32.onnx"
+        origin: dict[str, object] = {"source_sha256": source_sha256, "converter": CONVERTER_VERSION}
+        if output_index != 0:  # only then, so copies made before families existed stay valid
+            origin["output"] = output_index
         return copy, copy.with_name(copy.name + ".json"), origin
 
     def _copy_matches(
@@ -159,3 +246,8 @@ class ModelStore:
             tmp.unlink(missing_ok=True)
         self.hashes.record(path, actual)
         return path
+
+
+def _added_stem(entry: CatalogEntry) -> str:
+    """The fp32 copy's name for an added model: two added files may share a file name."""
+    return f"added-{entry.name}"

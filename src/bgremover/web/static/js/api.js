@@ -116,6 +116,7 @@ export const api = {
   resumeQueue: () => request("POST", "/api/queue/resume"),
 
   presets: () => request("GET", "/api/presets"),
+  models: () => request("GET", "/api/models"),
   savePreset: (preset) => request("POST", "/api/presets", { json: preset }),
   deletePreset: (name) => request("DELETE", `/api/presets/${encodeURIComponent(name)}`),
 

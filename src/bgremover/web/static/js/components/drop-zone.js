@@ -38,6 +38,9 @@ class DropZone extends HTMLElement {
               <option value="mask">Mask only</option>
             </select>
           </label>
+          <label class="drop-zone__model" hidden>Model
+            <select name="model"></select>
+          </label>
           <label class="drop-zone__bg">
             <input type="checkbox" name="use_background"> Background
             <input type="color" name="background_color" value="#ffffff" disabled
@@ -71,6 +74,20 @@ class DropZone extends HTMLElement {
     this._wire();
     this._showLimit(store.config);
     store.on("config", (config) => this._showLimit(config));
+    this._defaultModel = null;
+    api.models().then((models) => this._showModels(models), () => {}); // none: no choice shown
+  }
+
+  /** Offer this server's models (GET /api/models); shown only when there is a choice. */
+  _showModels(models) {
+    const select = this._form.elements.model;
+    select.replaceChildren(...models.map((model) => {
+      const option = new Option(model.name, model.name, model.default, model.default);
+      option.title = `${model.family}: ${model.description}`;
+      return option;
+    }));
+    this._defaultModel = models.find((model) => model.default)?.name ?? null;
+    this.querySelector(".drop-zone__model").hidden = models.length < 2;
   }
 
   _wire() {
@@ -194,6 +211,9 @@ class DropZone extends HTMLElement {
       background_color: form.use_background.checked ? form.background_color.value : undefined,
       alpha_matting: form.alpha_matting.checked,
       post_process_mask: form.post_process_mask.checked,
+      // Only a choice is sent: a job without one runs the server's default.
+      model: form.model.value && form.model.value !== this._defaultModel
+        ? form.model.value : undefined,
     };
   }
 
@@ -212,6 +232,8 @@ class DropZone extends HTMLElement {
     if (colour) form.background_color.value = colour.slice(0, 7);
     form.alpha_matting.checked = preset.alpha_matting;
     form.post_process_mask.checked = preset.post_process_mask;
+    const model = preset.model ?? this._defaultModel;
+    if ([...form.model.options].some((option) => option.value === model)) form.model.value = model;
   }
 
   _report(accepted, batchName, rejected) {

@@ -140,7 +140,8 @@ class HistoryView extends HTMLElement {
       : this._filtered() ? "No results match." : "No results yet. Finished images appear here.";
     this.grid.innerHTML = page.items.map((job) => {
       const name = escapeHtml(job.file_name);
-      const size = job.result ? `${job.result.width}×${job.result.height} · ${bytes(job.result.bytes)}` : "";
+      const model = job.result?.model ? ` · ${escapeHtml(job.result.model)}` : "";
+      const size = job.result ? `${job.result.width}×${job.result.height} · ${bytes(job.result.bytes)}${model}` : "";
       return `
         <li class="history__item" data-job-id="${escapeHtml(job.id)}">
           <button type="button" class="history__thumb checkerboard" data-action="edit"

@@ -135,7 +135,9 @@ class JobCard extends HTMLElement {
     const label = paused ? "Paused" : STATUS_LABEL[status];
     this._text(els.status, job.attempt > 1 ? `${label} · try ${job.attempt}` : label);
     els.status.dataset.status = status;
-    this._text(els.size, bytes(job.file_size));
+    // Which model made the result: jobs on one server may have chosen different ones.
+    const model = job.result?.model ? ` · ${job.result.model}` : "";
+    this._text(els.size, bytes(job.file_size) + model);
     this._text(els.stage, status === "processing" ? job.stage || "Starting" : "");
     const live = liveProgress(job);
     this._text(els.percent, active ? `${Math.round(live)}%` : "");
