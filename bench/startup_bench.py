@@ -97,7 +97,8 @@ import rembg
 from PIL import Image
 session = rembg.new_session("dis_custom", model_path=sys.argv[1])
 for path in sys.argv[3:]:
-    rembg.remove(Image.open(path), session=session).save(Path(sys.argv[2]) / Path(path).name)
+    out = Path(sys.argv[2]) / (Path(path).stem + ".png")
+    rembg.remove(Image.open(path), session=session).save(out)
 """
 
 
