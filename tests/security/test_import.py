@@ -147,6 +147,7 @@ def test_rows_that_would_break_the_api_are_refused(server: Server) -> None:
         {"progress": 1e9},
         {"created_at": "yesterday"},
         {"created_at": "2026-01-02T03:04:05"},  # no time zone
+        {"created_at": 1767322800},  # a number, which the schema does not allow
         {"batch_id": new_id()},  # unknown batch
         {"id": "not-an-id"},
         {"id": "../../etc"},
@@ -166,6 +167,7 @@ def test_rows_that_would_break_the_api_are_refused(server: Server) -> None:
     state = queue(server, {})
     state["jobs"].append(dict(state["jobs"][0]))  # the same id twice
     refused(server, state)
+    refused(server, {"version": 2, "sessions": [], "batches": [], "jobs": [], "exported_at": -1})
     for body in ([], "x", {"version": 2}, {"version": 99, "jobs": []}, {"version": 2, "jobs": {}}):
         refused(server, body)
     text = server.post(

@@ -11,7 +11,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from ..engine.options import OutputFormat, RemoveOptions
 from ..engine.stages import Stage
@@ -28,6 +36,17 @@ Count = Annotated[int, Field(ge=0, le=2**53)]
 Pixels = Annotated[int, Field(ge=1, le=1_000_000)]
 
 
+def _text_only(value: object) -> object:
+    """An export writes times as ISO 8601 text, as the schema says; pydantic would read a
+    number as Unix time, and an import takes nothing the schema does not."""
+    if isinstance(value, int | float):
+        raise ValueError("a time is ISO 8601 text with its offset, as an export writes it")
+    return value
+
+
+Stamp = Annotated[AwareDatetime, BeforeValidator(_text_only)]
+
+
 class _Row(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -35,8 +54,8 @@ class _Row(BaseModel):
 class ExportedSession(_Row):
     id: Id
     name: Name
-    started_at: AwareDatetime
-    last_activity_at: AwareDatetime
+    started_at: Stamp
+    last_activity_at: Stamp
 
 
 class ExportedBatch(_Row):
@@ -47,9 +66,9 @@ class ExportedBatch(_Row):
     name: Name
     manual: bool = False
     status: JobStatus = "pending"
-    created_at: AwareDatetime
-    start_time: AwareDatetime | None = None
-    end_time: AwareDatetime | None = None
+    created_at: Stamp
+    start_time: Stamp | None = None
+    end_time: Stamp | None = None
 
 
 class ExportedJob(_Row):
@@ -70,10 +89,10 @@ class ExportedJob(_Row):
     superseded: bool = False
     options: dict[str, Any] = Field(default_factory=dict)
     """Output options as ``RemoveOptions`` fields; ``background_image`` is a content hash."""
-    created_at: AwareDatetime
-    queued_at: AwareDatetime | None = None
-    start_time: AwareDatetime | None = None
-    end_time: AwareDatetime | None = None
+    created_at: Stamp
+    queued_at: Stamp | None = None
+    start_time: Stamp | None = None
+    end_time: Stamp | None = None
     estimated_time_remaining: float | None = Field(default=None, ge=-1e9, le=1e9)
     error_code: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")] | None = None
     error_message: Annotated[str, Field(max_length=2000)] | None = None
@@ -104,7 +123,7 @@ class QueueState(_Row):
     """A whole queue: sessions, their batches, their jobs (parents before retries)."""
 
     version: Literal[2]
-    exported_at: AwareDatetime | None = None
+    exported_at: Stamp | None = None
     sessions: Annotated[list[ExportedSession], Field(max_length=MAX_ROWS)]
     batches: Annotated[list[ExportedBatch], Field(max_length=MAX_ROWS)]
     jobs: Annotated[list[ExportedJob], Field(max_length=MAX_ROWS)]
