@@ -19,8 +19,13 @@ def stretch(prediction: np.ndarray) -> np.ndarray:
 
 
 def to_size(mask: np.ndarray, size: tuple[int, int]) -> Image.Image:
-    """An 8-bit mask resized to ``size`` (width, height)."""
-    image = Image.fromarray(np.round(mask * 255.0).astype(np.uint8), mode="L")
+    """An 8-bit mask resized to ``size`` (width, height).
+
+    Truncated to 8 bits, not rounded, as ISNet's own inference code and rembg do: rounding
+    lifts every value by half a level before the resize, which moved the 0.5 threshold on
+    soft masks (a 451×300 palette photo: IoU 0.995 against rembg rounded, 1.000 truncated).
+    """
+    image = Image.fromarray((mask * 255.0).astype(np.uint8), mode="L")
     return image.resize(size, Image.Resampling.LANCZOS)
 
 
