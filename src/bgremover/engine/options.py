@@ -61,6 +61,9 @@ class RemoveOptions(BaseModel):
     alpha_matting_foreground_threshold: int = Field(default=240, ge=1, le=255)
     alpha_matting_background_threshold: int = Field(default=10, ge=0, le=254)
     alpha_matting_erode_size: int = Field(default=10, ge=0, le=100)
+    refine_foreground: bool = False
+    """Estimate the subject's own colours on its soft edges (hair, fur), so the old
+    background's colour does not show through them on a new one; the mask is unchanged."""
     post_process_mask: bool = False
     """Smooth the mask and cut it to hard edges (removes speckles)."""
     quality: int = Field(default=90, ge=1, le=100)

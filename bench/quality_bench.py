@@ -1,0 +1,169 @@
+"""Cut-out quality on composites whose truth is known (issue 24): masks, alpha and edge colour.
+
+For each sample photo (``samples/*.jpg``, native size) the subject's truth is made once: its
+alpha is ISNet's mask of the photo and its colours are pymatting's multilevel foreground
+estimate at full size, so they carry none of the photo's own background. The subject is
+placed on saturated green, red and blue walls; each model available here (ISNet always)
+removes the wall, with and without ``refine_foreground``, and the result is measured:
+
+- IoU of the mask (alpha >= 0.5) against the true alpha, and mean |alpha error| (0–1),
+- edge colour error: the cut-out on white and on black against the true subject on the same
+  backdrop, mean |difference| per channel (0–255), in the edge band (true alpha in
+  0.05–0.95) where the product's alpha is within 0.05 of the true one (elsewhere the error is
+  the mask's, not the colour's); averaged over walls and backdrops,
+- seconds per image (the whole ``Remover.process``, decode to encoded PNG).
+
+The baseline is the unrefined output (what the product gave before issue 24) of the same run;
+the table prints the refined/baseline ratio of the colour error. Not a test; run by hand:
+
+    .venv/bin/python bench/quality_bench.py
+    .venv/bin/python bench/quality_bench.py --photos chelsea.jpg --models isnet-general-use
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+WALLS = {"green": (0, 200, 0), "red": (220, 0, 0), "blue": (0, 0, 230)}
+BACKDROPS = {"white": (255, 255, 255), "black": (0, 0, 0)}
+EDGE_BAND = (0.05, 0.95)
+ALPHA_TOLERANCE = 0.05
+
+
+@dataclass(frozen=True)
+class Subject:
+    """A subject whose truth is known: alpha (HxW, 0–1) and colours (HxWx3, 0–1)."""
+
+    alpha: np.ndarray
+    colours: np.ndarray
+
+    def on(self, color: tuple[int, int, int]) -> np.ndarray:
+        """The subject over a solid colour, HxWx3 0–1."""
+        a = self.alpha[..., np.newaxis]
+        return a * self.colours + (1 - a) * (np.asarray(color) / 255)
+
+    def on_wall(self, color: tuple[int, int, int]) -> Image.Image:
+        return Image.fromarray(np.round(self.on(color) * 255).astype(np.uint8), "RGB")
+
+
+def subject_from(photo: Image.Image, alpha: Image.Image) -> Subject:
+    """The subject of ``photo`` under ``alpha``, its colours free of the photo's background."""
+    from pymatting import estimate_foreground_ml
+
+    a = np.asarray(alpha, dtype=np.float64) / 255
+    rgb = np.asarray(photo.convert("RGB"), dtype=np.float64) / 255
+    return Subject(a, np.clip(estimate_foreground_ml(rgb, a), 0, 1))
+
+
+def edge_colour_error(cut: Image.Image, truth: Subject) -> float:
+    """Mean |colour difference| (0–255) of the RGBA ``cut`` against ``truth`` on each backdrop,
+    in the edge band where the cut's alpha is within ``ALPHA_TOLERANCE`` of the truth's."""
+    pixels = np.asarray(cut.convert("RGBA"), dtype=np.float64) / 255
+    a = pixels[..., 3]
+    band = (
+        (truth.alpha > EDGE_BAND[0])
+        & (truth.alpha < EDGE_BAND[1])
+        & (np.abs(a - truth.alpha) <= ALPHA_TOLERANCE)
+    )
+    if not band.any():
+        raise ValueError("no pixel in the edge band")
+    errors = []
+    for color in BACKDROPS.values():
+        backdrop = np.asarray(color) / 255
+        seen = a[..., np.newaxis] * pixels[..., :3] + (1 - a[..., np.newaxis]) * backdrop
+        errors.append(float(np.abs(seen - truth.on(color))[band].mean() * 255))
+    return statistics.fmean(errors)
+
+
+def mask_scores(cut: Image.Image, truth: Subject) -> tuple[float, float]:
+    """IoU at alpha 0.5 and mean |alpha error| of the cut against the truth."""
+    a = np.asarray(cut.getchannel("A"), dtype=np.float64) / 255
+    ours, theirs = a >= 0.5, truth.alpha >= 0.5
+    union = (ours | theirs).sum()
+    iou = float((ours & theirs).sum() / union) if union else 1.0
+    return iou, float(np.abs(a - truth.alpha).mean())
+
+
+def _available_models(wanted: list[str] | None) -> list[str]:
+    """The configured model (ISNet unless told; fetched if missing) and every other
+    registered model whose weights are already on this machine."""
+    from bgremover import Settings
+    from bgremover.engine.models import ModelStore
+    from bgremover.engine.models.base import registered_models
+
+    if wanted:
+        return wanted
+    settings = Settings()
+    store = ModelStore(settings.models_dir)
+    return [settings.model] + [
+        name
+        for name, model in registered_models().items()
+        if name != settings.model and model.file_name and store.is_valid(model)
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--photos", nargs="*", help="names in samples/ (default: all)")
+    parser.add_argument("--models", nargs="*", help="model names (default: those on disk)")
+    parser.add_argument("--threads", type=int, default=0, help="onnxruntime threads")
+    args = parser.parse_args()
+
+    import bgremover
+    from bgremover.engine import RemoveOptions
+
+    photos = sorted((REPO / "samples").glob("*.jpg"))
+    if args.photos:
+        photos = [p for p in photos if p.name in args.photos]
+    rows = []
+    for model in _available_models(args.models):
+        remover = bgremover.load_remover(
+            bgremover.Settings(model=model, intra_op_threads=args.threads)
+        )
+        for refine in (False, True):
+            options = RemoveOptions(refine_foreground=refine)
+            ious, maes, colour, seconds = [], [], [], []
+            for path in photos:
+                photo = Image.open(path).convert("RGB")
+                truth = subject_from(photo, remover.remove(photo, RemoveOptions(format="mask")))
+                for wall in WALLS.values():
+                    buffer = io.BytesIO()
+                    truth.on_wall(wall).save(buffer, "PNG")
+                    started = time.perf_counter()
+                    removal = remover.process(buffer.getvalue(), options)
+                    seconds.append(time.perf_counter() - started)
+                    cut = Image.open(io.BytesIO(removal.data or b""))
+                    iou, mae = mask_scores(cut, truth)
+                    ious.append(iou)
+                    maes.append(mae)
+                    colour.append(edge_colour_error(cut, truth))
+            rows.append((model, refine, ious, maes, colour, seconds))
+
+    print(f"{len(photos)} photos × {len(WALLS)} walls × {len(BACKDROPS)} backdrops")
+    header = (
+        f"{'model':<28}{'refine':>7}{'IoU':>8}{'|Δα|':>8}{'edge err':>10}{'ratio':>7}{'s/img':>8}"
+    )
+    print(header)
+    baseline: dict[str, float] = {}
+    for model, refine, ious, maes, colour, seconds in rows:
+        error = statistics.fmean(colour)
+        baseline.setdefault(model, error)
+        print(
+            f"{model:<28}{'on' if refine else 'off':>7}{min(ious):>8.4f}"
+            f"{statistics.fmean(maes):>8.4f}{error:>10.2f}{error / baseline[model]:>7.2f}"
+            f"{statistics.median(seconds):>8.2f}"
+        )
+    print("IoU: the worst image; |Δα|, edge error (0-255): means; ratio: against refine off")
+
+
+if __name__ == "__main__":
+    main()
