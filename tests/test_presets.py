@@ -54,16 +54,16 @@ def test_presets_are_saved_listed_replaced_and_deleted(client: TestClient) -> No
     assert created.status_code == 201, created.text
     assert created.json() == {
         **WEB, "background_color": "#00ff00", "alpha_matting": False,
-        "refine_foreground": False, "post_process_mask": False,
+        "refine_foreground": True, "post_process_mask": False,
     }  # fmt: skip
     client.post("/api/presets", json={"name": "Masks", "format": "mask"})
     names = [p["name"] for p in client.get("/api/presets").json()]
     assert names == ["Masks", "Web shop"]
     replaced = client.post(
-        "/api/presets", json={**WEB, "alpha_matting": True, "refine_foreground": True}
+        "/api/presets", json={**WEB, "alpha_matting": True, "refine_foreground": False}
     )
     assert replaced.status_code == 200 and replaced.json()["alpha_matting"] is True
-    assert replaced.json()["refine_foreground"] is True
+    assert replaced.json()["refine_foreground"] is False
     assert [p["name"] for p in client.get("/api/presets").json()] == names
     assert client.delete("/api/presets/Masks").status_code == 204
     gone = client.delete("/api/presets/Masks")
@@ -111,11 +111,11 @@ def test_an_upload_takes_a_presets_options_and_fields_given_override_them(
     assert job["options"] == {"background_color": [0, 255, 0, 255]}
     cleared = upload(client, photo, preset="Web shop", background_color="none").json()["jobs"][0]
     assert cleared["options"] == {"format": "webp"}
-    refined = upload(client, photo, preset="Web shop", refine_foreground="true").json()["jobs"][0]
-    assert refined["options"] == {
-        "format": "webp", "background_color": [0, 255, 0, 255], "refine_foreground": True
+    plain = upload(client, photo, preset="Web shop", refine_foreground="false").json()["jobs"][0]
+    assert plain["options"] == {
+        "format": "webp", "background_color": [0, 255, 0, 255], "refine_foreground": False
     }  # fmt: skip
-    assert ended(client, refined["id"])["status"] == "completed"
+    assert ended(client, plain["id"])["status"] == "completed"
 
     done = ended(client, as_preset["id"])
     assert done["status"] == "completed" and done["result"]["format"] == "webp"

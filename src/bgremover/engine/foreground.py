@@ -12,6 +12,8 @@ import numpy as np
 from numba import njit
 from PIL import Image
 
+from .decode import in_mode
+
 _WORK_SIDE = 512
 """pymatting's multilevel estimator runs at about a quarter megapixel, whatever the photo's
 size: its foreground and background are smooth, so a coarse estimate of them is enough, and
@@ -28,7 +30,7 @@ def estimate(image: Image.Image, alpha: Image.Image) -> Image.Image:
     only pixels on the soft edge change."""
     from pymatting import estimate_foreground_ml
 
-    rgb = image.convert("RGB")
+    rgb = in_mode(image, "RGB")
     a = np.asarray(alpha)
     if not ((a >= _EDGE_LOW) & (a <= _EDGE_HIGH)).any():
         return rgb
@@ -53,15 +55,17 @@ def _refine(
     refine side by side."""
     height, width = alpha.shape
     small_height, small_width = fg.shape[0], fg.shape[1]
+    columns = np.minimum(np.arange(width) * small_width // width, small_width - 1)
     for y in range(height):
         sy = min(y * small_height // height, small_height - 1)
         for x in range(width):
             value = alpha[y, x]
             if value < low or value > high:
                 continue
-            sx = min(x * small_width // width, small_width - 1)
-            a = value / 255.0
+            sx = columns[x]
+            a = np.float32(value) * np.float32(1 / 255)
             for c in range(3):
                 f, b = fg[sy, sx, c], bg[sy, sx, c]
-                colour = f + a * (pixels[y, x, c] / 255.0 - a * f - (1.0 - a) * b)
-                pixels[y, x, c] = min(255, max(0, int(colour * 255.0 + 0.5)))
+                seen = np.float32(pixels[y, x, c]) * np.float32(1 / 255)
+                colour = (f + a * (seen - a * f - (1 - a) * b)) * 255 + 0.5
+                pixels[y, x, c] = min(255, max(0, int(colour)))

@@ -61,9 +61,11 @@ class RemoveOptions(BaseModel):
     alpha_matting_foreground_threshold: int = Field(default=240, ge=1, le=255)
     alpha_matting_background_threshold: int = Field(default=10, ge=0, le=254)
     alpha_matting_erode_size: int = Field(default=10, ge=0, le=100)
-    refine_foreground: bool = False
+    refine_foreground: bool = True
     """Estimate the subject's own colours on its soft edges (hair, fur), so the old
-    background's colour does not show through them on a new one; the mask is unchanged."""
+    background's colour does not show through them on a new one; the mask is unchanged.
+    On by default: it halves the edges' colour error for a few per cent of a 12 MP job
+    (bench/quality_bench.py). A mask output has no colours to refine."""
     post_process_mask: bool = False
     """Smooth the mask and cut it to hard edges (removes speckles)."""
     quality: int = Field(default=90, ge=1, le=100)
