@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -179,10 +180,14 @@ def test_remove_with_a_preset_uses_its_options_and_flags_override_them(
     with Image.open(out / "coffee-no-bg.webp") as image:
         assert image.format == "WEBP" and image.mode == "RGB"  # on the preset's green
     result = run_cli("remove", photos["coffee.jpg"], "-o", out, "--preset", "Web shop",
-                     "--format", "png", "--bg-color", "none", *model, env=saved_preset)  # fmt: skip
+                     "--format", "png", "--bg-color", "none", "--no-refine-foreground", *model,
+                     env=saved_preset)  # fmt: skip
     assert result.returncode == 0, result.stderr
-    with Image.open(out / "coffee-no-bg.png") as image:
+    with Image.open(out / "coffee-no-bg.png") as image, Image.open(photos["coffee.jpg"]) as photo:
         assert image.mode == "RGBA"
+        pixels, colour = np.asarray(image), np.asarray(photo.convert("RGB"))
+    visible = pixels[..., 3] > 0
+    assert visible.any() and np.array_equal(pixels[visible, :3], colour[visible])  # unrefined
 
 
 def test_remove_with_an_unknown_preset_names_the_database_and_the_saved_ones(
