@@ -118,6 +118,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", help="model names (default: those on disk)")
     parser.add_argument("--threads", type=int, default=0, help="onnxruntime threads")
     parser.add_argument("--cost", action="store_true", help="also time a 12 MP job, off/on")
+    parser.add_argument("--rounds", type=int, default=5, help="12 MP jobs each way (--cost)")
     args = parser.parse_args()
 
     import bgremover
@@ -149,8 +150,14 @@ def main() -> None:
                 f"{error / baseline:>7.2f}{statistics.median(seconds):>8.2f}"
                 f"{statistics.median(compose):>9.3f}"
             )
+        for index, path in enumerate(photos):
+            per_wall = slice(index * len(WALLS), (index + 1) * len(WALLS))
+            off, on = (
+                statistics.fmean(r[2] for r in rows[refine][per_wall]) for refine in (False, True)
+            )
+            print(f"  {path.name}: edge error {off:.2f} off, {on:.2f} on ({on / off:.2f}×)")
         if args.cost:
-            _cost(remover)
+            _cost(remover, args.rounds)
     print(
         "IoU min: the worst image; |Δα| and edge error (0-255): means; ratio: edge error "
         "against refine off; s/img and compose (the Compositing stage): medians"
@@ -188,7 +195,7 @@ def _measure(remover: Any, photos: list[Path]) -> dict[bool, list[Row]]:
     return rows
 
 
-def _cost(remover: Any, rounds: int = 3) -> None:
+def _cost(remover: Any, rounds: int) -> None:
     """What refining adds to a 12 MP job (chelsea upscaled to 4000×3000 as in
     engine_bench.py, JPEG in, PNG out), off and on alternately, medians: the whole job and
     its Compositing stage (where refining runs; the stage is less noisy on a busy machine)."""
