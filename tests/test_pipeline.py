@@ -275,7 +275,7 @@ def test_masks_match_rembg_with_the_same_network(
         theirs_image = rembg.remove(opened, session=session, only_mask=True)
         theirs = np.asarray(theirs_image) >= 128
         iou = (ours & theirs).sum() / (ours | theirs).sum()
-        assert iou >= 0.999, f"{name}: IoU {iou:.4f} against rembg"
+        assert iou >= 0.99, f"{name}: IoU {iou:.4f} against rembg"
 
 
 def test_array_and_bytes_inputs_give_the_same_result(
