@@ -22,9 +22,10 @@ foreground and background are smooth, so a coarse estimate of them is enough, an
 full-size image and alpha then decide each edge pixel's colour. The same error as the
 estimator at full size (bench/quality_bench.py), at 0.03 s instead of 2.2 s on 12 MP."""
 
-_EDGE_LOW, _EDGE_HIGH = 2, 253
-"""Alpha (0–255) outside which a pixel keeps its own colour: below, it is all but invisible;
-above, it is all but pure subject."""
+_EDGE_LOW, _EDGE_HIGH = 8, 247
+"""Alpha (0–255) outside which a pixel keeps its own colour: below (3 %), it is all but
+invisible; above (97 %), it is all but pure subject. The measured edge band (5–95 %) lies
+inside, and a soft mask (chelsea.jpg) has half as many pixels to refine as at 1–99 %."""
 
 
 def estimate(image: Image.Image, alpha: Image.Image) -> Image.Image:
@@ -51,7 +52,7 @@ def estimate(image: Image.Image, alpha: Image.Image) -> Image.Image:
     return Image.fromarray(out, mode="RGB")
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=True)
 def _refine(
     pixels: np.ndarray,
     alpha: np.ndarray,
@@ -63,17 +64,19 @@ def _refine(
     """``out``: ``pixels`` with each edge pixel's colour replaced by the least change to the
     coarse estimate (the pixel's ``factor``-reduced one) that makes alpha·F + (1−alpha)·B
     give back the pixel seen (blur-fusion's last step, Forte & Pitié 2020). One compiled
-    pass, no full-size float temporaries: about 0.1 s for 12 MP; one thread, as a batch's
-    lanes already run side by side (``nogil``)."""
+    pass, no full-size float temporaries: 0.04–0.08 s for 12 MP; one thread, as a batch's
+    lanes already run side by side (``nogil``; rows in parallel gained 0.02 s a job)."""
     height, width = alpha.shape
+    columns = np.arange(width) // factor  # once: a division per pixel cost half the pass
     for y in range(height):
         sy = y // factor
         for x in range(width):
             value = alpha[y, x]
             if value < _EDGE_LOW or value > _EDGE_HIGH:
-                out[y, x] = pixels[y, x]
+                for c in range(3):
+                    out[y, x, c] = pixels[y, x, c]
                 continue
-            sx = x // factor
+            sx = columns[x]
             a = np.float32(value) * np.float32(1 / 255)
             for c in range(3):
                 f, b = fg[sy, sx, c], bg[sy, sx, c]
