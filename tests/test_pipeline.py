@@ -150,9 +150,9 @@ def test_png_cut_out_keeps_the_photo_colour_wherever_the_subject_is_solid(
     remover: Remover, photos: dict[str, Path], tmp_path: Path
 ) -> None:
     source = photos["astronaut.jpg"]
-    remover.process(source, destination=tmp_path / "refined.png")
-    plain_options = RemoveOptions(refine_foreground=False)
-    remover.process(source, plain_options, destination=tmp_path / "plain.png")
+    refined = RemoveOptions(refine_foreground=True)
+    remover.process(source, refined, destination=tmp_path / "refined.png")
+    remover.process(source, destination=tmp_path / "plain.png")
     with Image.open(source) as original:
         colour = np.asarray(original.convert("RGB"))
     for name in ("refined.png", "plain.png"):
@@ -161,8 +161,8 @@ def test_png_cut_out_keeps_the_photo_colour_wherever_the_subject_is_solid(
         visible = pixels[..., 3] > 0
         assert 0 < visible.mean() < 1
         assert not pixels[~visible, :3].any(), "hidden colour is not cleared (PNG twice the size)"
-        # Refining changes the soft edges' colours only; without it every visible pixel
-        # keeps the photo's.
+        # Refining changes the soft edges' colours only; without it (the default) every
+        # visible pixel keeps the photo's.
         kept = visible if name == "plain.png" else pixels[..., 3] == 255
         assert kept.any() and np.array_equal(pixels[kept, :3], colour[kept])
 

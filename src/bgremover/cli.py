@@ -176,7 +176,7 @@ def remove(
         typer.Option(
             "--refine-foreground/--no-refine-foreground",
             help="Estimate the subject's own colours on soft edges, so the old background "
-            "does not tint hair and edges on a new one [default: on].",
+            "does not tint hair and edges on a new one (slower) [default: off].",
             show_default=False,
         ),
     ] = None,

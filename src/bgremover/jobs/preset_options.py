@@ -50,7 +50,7 @@ class PresetOptions(BaseModel):
     background_color: Annotated[str | None, BeforeValidator(_hex_color)] = None
     """Composite onto this colour; none leaves the background transparent."""
     alpha_matting: bool = False
-    refine_foreground: bool = True
+    refine_foreground: bool = False
     post_process_mask: bool = False
     priority: int = Field(default=0, ge=-1000, le=1000)
 

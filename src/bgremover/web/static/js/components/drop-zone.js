@@ -45,8 +45,8 @@ class DropZone extends HTMLElement {
           </label>
           <label title="Refine soft edges such as hair (slower)">
             <input type="checkbox" name="alpha_matting"> Refine edges</label>
-          <label title="Use the subject's own colours on soft edges, so the old background does not tint them">
-            <input type="checkbox" name="refine_foreground" checked> Clean edge colours</label>
+          <label title="Use the subject's own colours on soft edges, so the old background does not tint them (slower)">
+            <input type="checkbox" name="refine_foreground"> Clean edge colours</label>
           <label title="Smooth the mask to hard edges">
             <input type="checkbox" name="post_process_mask"> Smooth mask</label>
           <label>Priority
