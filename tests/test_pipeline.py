@@ -146,19 +146,25 @@ def test_an_output_gets_the_permissions_any_new_file_of_the_user_would(
     assert (tmp_path / "out.png").stat().st_mode == (tmp_path / "plain").stat().st_mode
 
 
-def test_png_cut_out_keeps_the_photo_colour_wherever_it_is_visible(
+def test_png_cut_out_keeps_the_photo_colour_wherever_the_subject_is_solid(
     remover: Remover, photos: dict[str, Path], tmp_path: Path
 ) -> None:
     source = photos["astronaut.jpg"]
-    destination = tmp_path / "out.png"
-    remover.process(source, destination=destination)
-    with Image.open(destination) as written, Image.open(source) as original:
-        pixels = np.asarray(written.convert("RGBA"))
+    refined = RemoveOptions(refine_foreground=True)
+    remover.process(source, refined, destination=tmp_path / "refined.png")
+    remover.process(source, destination=tmp_path / "plain.png")
+    with Image.open(source) as original:
         colour = np.asarray(original.convert("RGB"))
-    visible = pixels[..., 3] > 0
-    assert 0 < visible.mean() < 1
-    assert np.array_equal(pixels[visible, :3], colour[visible])
-    assert not pixels[~visible, :3].any(), "hidden colour is not cleared (PNG twice the size)"
+    for name in ("refined.png", "plain.png"):
+        with Image.open(tmp_path / name) as written:
+            pixels = np.asarray(written.convert("RGBA"))
+        visible = pixels[..., 3] > 0
+        assert 0 < visible.mean() < 1
+        assert not pixels[~visible, :3].any(), "hidden colour is not cleared (PNG twice the size)"
+        # Refining changes the soft edges' colours only; without it (the default) every
+        # visible pixel keeps the photo's.
+        kept = visible if name == "plain.png" else pixels[..., 3] == 255
+        assert kept.any() and np.array_equal(pixels[kept, :3], colour[kept])
 
 
 def test_colour_background_fills_transparent_areas(
@@ -256,9 +262,17 @@ def test_masks_match_rembg_with_the_same_network(
     # rembg only loads custom models from its home folder; point it at our cache.
     monkeypatch.setenv("U2NET_HOME", str(remover.model_path.parent))
     session = rembg.new_session("dis_custom", model_path=str(remover.model_path))
-    for name, path in photos.items():
-        ours = np.asarray(remover.remove(path, RemoveOptions(format="mask"))) >= 128
-        theirs_image = rembg.remove(Image.open(path), session=session, only_mask=True)
+    # A dithered palette photo has a soft mask, where how each pipeline rounds shows most.
+    palette = Image.open(photos["chelsea.jpg"]).convert("P")
+    sources: dict[str, Path | bytes] = {
+        **photos,
+        "chelsea palette PNG": encode(palette, "PNG"),
+        "chelsea palette GIF": encode(palette, "GIF"),
+    }
+    for name, source in sources.items():
+        ours = np.asarray(remover.remove(source, RemoveOptions(format="mask"))) >= 128
+        opened = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        theirs_image = rembg.remove(opened, session=session, only_mask=True)
         theirs = np.asarray(theirs_image) >= 128
         iou = (ours & theirs).sum() / (ours | theirs).sum()
         assert iou >= 0.99, f"{name}: IoU {iou:.4f} against rembg"

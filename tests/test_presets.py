@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -53,14 +54,17 @@ def test_presets_are_saved_listed_replaced_and_deleted(client: TestClient) -> No
     created = client.post("/api/presets", json=WEB)
     assert created.status_code == 201, created.text
     assert created.json() == {
-        **WEB, "background_color": "#00ff00", "alpha_matting": False, "post_process_mask": False,
-        "model": None,
+        **WEB, "background_color": "#00ff00", "alpha_matting": False,
+        "refine_foreground": False, "post_process_mask": False, "model": None,
     }  # fmt: skip
     client.post("/api/presets", json={"name": "Masks", "format": "mask"})
     names = [p["name"] for p in client.get("/api/presets").json()]
     assert names == ["Masks", "Web shop"]
-    replaced = client.post("/api/presets", json={**WEB, "alpha_matting": True})
+    replaced = client.post(
+        "/api/presets", json={**WEB, "alpha_matting": True, "refine_foreground": True}
+    )
     assert replaced.status_code == 200 and replaced.json()["alpha_matting"] is True
+    assert replaced.json()["refine_foreground"] is True
     assert [p["name"] for p in client.get("/api/presets").json()] == names
     assert client.delete("/api/presets/Masks").status_code == 204
     gone = client.delete("/api/presets/Masks")
@@ -108,6 +112,11 @@ def test_an_upload_takes_a_presets_options_and_fields_given_override_them(
     assert job["options"] == {"background_color": [0, 255, 0, 255]}
     cleared = upload(client, photo, preset="Web shop", background_color="none").json()["jobs"][0]
     assert cleared["options"] == {"format": "webp"}
+    refined = upload(client, photo, preset="Web shop", refine_foreground="true").json()["jobs"][0]
+    assert refined["options"] == {
+        "format": "webp", "background_color": [0, 255, 0, 255], "refine_foreground": True
+    }  # fmt: skip
+    assert ended(client, refined["id"])["status"] == "completed"
 
     done = ended(client, as_preset["id"])
     assert done["status"] == "completed" and done["result"]["format"] == "webp"
@@ -171,10 +180,15 @@ def test_remove_with_a_preset_uses_its_options_and_flags_override_them(
     with Image.open(out / "coffee-no-bg.webp") as image:
         assert image.format == "WEBP" and image.mode == "RGB"  # on the preset's green
     result = run_cli("remove", photos["coffee.jpg"], "-o", out, "--preset", "Web shop",
-                     "--format", "png", "--bg-color", "none", *model, env=saved_preset)  # fmt: skip
+                     "--format", "png", "--bg-color", "none", "--refine-foreground", *model,
+                     env=saved_preset)  # fmt: skip
     assert result.returncode == 0, result.stderr
-    with Image.open(out / "coffee-no-bg.png") as image:
+    with Image.open(out / "coffee-no-bg.png") as image, Image.open(photos["coffee.jpg"]) as photo:
         assert image.mode == "RGBA"
+        pixels, colour = np.asarray(image), np.asarray(photo.convert("RGB"))
+    visible = pixels[..., 3] > 0
+    # The tiny model's mask is soft everywhere: every visible pixel's colour is refined.
+    assert visible.any() and not np.array_equal(pixels[visible, :3], colour[visible])
 
 
 def test_remove_with_an_unknown_preset_names_the_database_and_the_saved_ones(

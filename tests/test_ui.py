@@ -468,6 +468,8 @@ def test_options_saved_as_a_preset_fill_the_next_drop(
     page.fill(f"{zone} input[name=background_color]", "#00ff00")
     page.select_option(f"{zone} select[name=priority]", "10")
     page.check(f"{zone} input[name=post_process_mask]")
+    assert not page.is_checked(f"{zone} input[name=refine_foreground]")  # off by default
+    page.check(f"{zone} input[name=refine_foreground]")
     page.click("preset-picker [data-action=new]")
     page.fill("preset-picker input[name=preset_name]", "<b>shop</b>")
     page.click("preset-picker [data-action=save]")
@@ -489,6 +491,7 @@ def test_options_saved_as_a_preset_fill_the_next_drop(
     assert page.input_value(f"{zone} select[name=priority]") == "10"
     assert page.is_checked(f"{zone} input[name=post_process_mask]")
     assert not page.is_checked(f"{zone} input[name=alpha_matting]")
+    assert page.is_checked(f"{zone} input[name=refine_foreground]")
     shot(page, "preset-chosen")
     photo = tmp_path / "preset-shop.jpg"
     shutil.copy(photos["coffee.jpg"], photo)
@@ -497,7 +500,8 @@ def test_options_saved_as_a_preset_fill_the_next_drop(
     job = answer.value.json()["jobs"][0]
     assert job["priority"] == 10
     assert job["options"] == {
-        "format": "webp", "background_color": [0, 255, 0, 255], "post_process_mask": True
+        "format": "webp", "background_color": [0, 255, 0, 255], "post_process_mask": True,
+        "refine_foreground": True,
     }  # fmt: skip
     page.wait_for_selector("li.result-tile[data-status=completed]:has-text('preset-shop.jpg')")
 

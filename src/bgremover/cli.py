@@ -171,6 +171,15 @@ def remove(
             show_default=False,
         ),
     ] = None,
+    refine_foreground: Annotated[
+        bool | None,
+        typer.Option(
+            "--refine-foreground/--no-refine-foreground",
+            help="Estimate the subject's own colours on soft edges, so the old background "
+            "does not tint hair and edges on a new one (slower) [default: off].",
+            show_default=False,
+        ),
+    ] = None,
     post_process: Annotated[
         bool | None,
         typer.Option(
@@ -221,7 +230,8 @@ def remove(
     options = _options(
         _preset(settings, preset),
         dict(format=fmt, background_color="none" if bg_image else bg_color,
-             alpha_matting=alpha_matting, post_process_mask=post_process, model=model),
+             alpha_matting=alpha_matting, refine_foreground=refine_foreground,
+             post_process_mask=post_process, model=model),
         background_image=bg_image, background_blur=bg_blur, quality=quality,
     )  # fmt: skip
     if options.model is not None and model_path is None:

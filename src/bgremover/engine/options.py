@@ -65,6 +65,12 @@ class RemoveOptions(BaseModel):
     alpha_matting_foreground_threshold: int = Field(default=240, ge=1, le=255)
     alpha_matting_background_threshold: int = Field(default=10, ge=0, le=254)
     alpha_matting_erode_size: int = Field(default=10, ge=0, le=100)
+    refine_foreground: bool = False
+    """Estimate the subject's own colours on its soft edges (hair, fur), so the old
+    background's colour does not show through them on a new one; the mask is unchanged.
+    It cuts the edges' colour error to 0.42×, for 15–16 % of a 12 MP job on an idle
+    2-core CPU (bench/quality_bench.py --cost): just over the 15 % at which it would be on
+    by default. A mask output has no colours to refine."""
     post_process_mask: bool = False
     """Smooth the mask and cut it to hard edges (removes speckles)."""
     quality: int = Field(default=90, ge=1, le=100)

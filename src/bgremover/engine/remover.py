@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from . import composite, mask
+from . import composite, foreground, mask
 from .cancel import CancelToken
 from .decode import ImageSource, decode, from_array, normalise, read_source
 from .devices import DeviceChoice
@@ -410,10 +410,10 @@ class Remover:
 
         base: Image.Image
         alpha: Image.Image
-        foreground: Image.Image | None
-        base, alpha, foreground = stages.run(Stage.MASK, mask_stage)
+        colours: Image.Image | None
+        base, alpha, colours = stages.run(Stage.MASK, mask_stage)
         result: Image.Image = stages.run(
-            Stage.COMPOSITING, lambda: self._composite(image, alpha, foreground, options)
+            Stage.COMPOSITING, lambda: self._composite(image, alpha, colours, options)
         )
         removal = Removal(image=result, mask=alpha, format=options.format, model_mask=base)
         if destination is not None or encode_result:
@@ -447,13 +447,16 @@ class Remover:
         self,
         image: Image.Image,
         alpha: Image.Image,
-        foreground: Image.Image | None,
+        colours: Image.Image | None,
         options: RemoveOptions,
     ) -> Image.Image:
         if options.format is OutputFormat.MASK:
             return alpha
+        if colours is None and options.refine_foreground:
+            # Compositing, not Mask: the alpha stays the model's, whatever the colours.
+            colours = foreground.estimate(image, alpha)
         cut = composite.adjust(
-            composite.cutout(image, alpha, foreground), options.brightness, options.contrast
+            composite.cutout(image, alpha, colours), options.brightness, options.contrast
         )
         if options.background_image is not None:
             return composite.on_image(

@@ -50,6 +50,7 @@ class PresetOptions(BaseModel):
     background_color: Annotated[str | None, BeforeValidator(_hex_color)] = None
     """Composite onto this colour; none leaves the background transparent."""
     alpha_matting: bool = False
+    refine_foreground: bool = False
     post_process_mask: bool = False
     model: ModelName | None = None
     """The model (None: the server's default)."""

@@ -57,6 +57,9 @@ async def upload(
         str | None, Form(max_length=64, description="none: no colour (clears a preset's)")
     ] = None,
     alpha_matting: Annotated[bool | None, Form()] = None,
+    refine_foreground: Annotated[
+        bool | None, Form(description="Clean edge colours (the subject's own, not the wall's)")
+    ] = None,
     post_process_mask: Annotated[bool | None, Form()] = None,
     model: Annotated[
         str | None,
@@ -79,7 +82,8 @@ async def upload(
     chosen = await run_in_threadpool(_preset_options, presets, preset)
     options, priority = preset_options(
         chosen, format=format, background_color=background_color, priority=priority,
-        alpha_matting=alpha_matting, post_process_mask=post_process_mask, model=model,
+        alpha_matting=alpha_matting, refine_foreground=refine_foreground,
+        post_process_mask=post_process_mask, model=model,
     )  # fmt: skip
     if options.model is not None:
         await run_in_threadpool(check_model, settings, options.model)

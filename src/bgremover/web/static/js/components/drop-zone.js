@@ -48,6 +48,8 @@ class DropZone extends HTMLElement {
           </label>
           <label title="Refine soft edges such as hair (slower)">
             <input type="checkbox" name="alpha_matting"> Refine edges</label>
+          <label title="Use the subject's own colours on soft edges, so the old background does not tint them (slower)">
+            <input type="checkbox" name="refine_foreground"> Clean edge colours</label>
           <label title="Smooth the mask to hard edges">
             <input type="checkbox" name="post_process_mask"> Smooth mask</label>
           <label>Priority
@@ -210,6 +212,7 @@ class DropZone extends HTMLElement {
       priority: Number(form.priority.value),
       background_color: form.use_background.checked ? form.background_color.value : undefined,
       alpha_matting: form.alpha_matting.checked,
+      refine_foreground: form.refine_foreground.checked,
       post_process_mask: form.post_process_mask.checked,
       // Only a choice is sent: a job without one runs the server's default.
       model: form.model.value && form.model.value !== this._defaultModel
@@ -231,6 +234,7 @@ class DropZone extends HTMLElement {
     form.background_color.disabled = !colour;
     if (colour) form.background_color.value = colour.slice(0, 7);
     form.alpha_matting.checked = preset.alpha_matting;
+    form.refine_foreground.checked = preset.refine_foreground;
     form.post_process_mask.checked = preset.post_process_mask;
     const model = preset.model ?? this._defaultModel;
     if ([...form.model.options].some((option) => option.value === model)) form.model.value = model;

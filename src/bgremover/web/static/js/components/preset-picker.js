@@ -3,7 +3,7 @@
 // with it; "Save as preset…" stores what `currentOptions()` returns under a new name.
 //
 // Set `currentOptions` (a function returning {format, background_color, alpha_matting,
-// post_process_mask, priority}) before the user can save.
+// refine_foreground, post_process_mask, priority}) before the user can save.
 
 import { api, ApiError } from "../api.js";
 
