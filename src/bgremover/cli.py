@@ -55,7 +55,8 @@ queue_app = typer.Typer(
 app.add_typer(queue_app, name="queue")
 
 console = Console()
-err_console = Console(stderr=True)
+# Errors are never wrapped: a path cut in two cannot be copied or searched for.
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 @dataclass
@@ -327,7 +328,7 @@ def _checked_model(settings: Settings, options: PresetOptions) -> PresetOptions:
         try:
             ModelStore(settings.models_dir).check_name(options.model)
         except EngineError as exc:
-            err_console.print(escape(str(exc)), highlight=False, soft_wrap=True)
+            err_console.print(escape(str(exc)), highlight=False)
             raise typer.Exit(2) from None
     return options
 
@@ -593,7 +594,7 @@ def _device(settings: Settings) -> str:
     try:
         return expected(settings.device).device
     except DeviceUnavailable as exc:
-        err_console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+        err_console.print(str(exc), markup=False, highlight=False)
         raise typer.Exit(2) from None
 
 
@@ -607,7 +608,7 @@ def _settings(**overrides: Any) -> Settings:
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
-        err_console.print(settings_error(exc), markup=False, highlight=False, soft_wrap=True)
+        err_console.print(settings_error(exc), markup=False, highlight=False)
         raise typer.Exit(2) from None
 
 
@@ -887,7 +888,7 @@ def _queue_command(
         finally:
             control.close()
     except (ConnectionError, SQLAlchemyError) as exc:
-        err_console.print(f"{where}: {exc}", markup=False, highlight=False, soft_wrap=True)
+        err_console.print(f"{where}: {exc}", markup=False, highlight=False)
         raise typer.Exit(2) from None
     if as_json:
         print(state.model_dump_json())
@@ -973,7 +974,7 @@ def models_add(
     try:
         entry = ModelStore(settings.models_dir).catalog.add(name, family, file, description)
     except EngineError as exc:
-        err_console.print(escape(str(exc)), highlight=False, soft_wrap=True)
+        err_console.print(escape(str(exc)), highlight=False)
         raise typer.Exit(2) from None
     console.print(
         f"{entry.name}: {entry.family}, sha256 {entry.sha256[:16]}…, {entry.path}",
@@ -993,7 +994,7 @@ def models_remove(
     try:
         entry = ModelStore(settings.models_dir).catalog.remove(name)
     except EngineError as exc:
-        err_console.print(escape(str(exc)), highlight=False, soft_wrap=True)
+        err_console.print(escape(str(exc)), highlight=False)
         raise typer.Exit(2) from None
     console.print(f"{entry.name}: removed ({entry.path} is left as it is)", markup=False)
 
@@ -1080,7 +1081,7 @@ def models_verify(
         try:
             store.check_added(entry, recheck=True)
         except ModelError as exc:
-            err_console.print(exc.message, markup=False, highlight=False, soft_wrap=True)
+            err_console.print(exc.message, markup=False, highlight=False)
             raise typer.Exit(1) from None
         console.print(f"{entry.name}: verified ({entry.path})", markup=False, soft_wrap=True)
         return
@@ -1093,14 +1094,14 @@ def models_verify(
         err_console.print(
             f"{path}: fails its sha256 check (expected {cls.sha256}); "
             "run `bgremover models pull --force` to fetch it again",
-            markup=False, highlight=False, soft_wrap=True,
+            markup=False, highlight=False,
         )  # fmt: skip
         raise typer.Exit(1)
     copy = store.verify_runtime_copy(path, cls.sha256 or store.hashes.sha256(path))
     if copy is not None:
         err_console.print(
             f"{copy}: fails its sha256 check; the next run makes it again from {path}",
-            markup=False, highlight=False, soft_wrap=True,
+            markup=False, highlight=False,
         )  # fmt: skip
         raise typer.Exit(1)
     console.print(f"{cls.name}: verified ({path})", markup=False, highlight=False, soft_wrap=True)

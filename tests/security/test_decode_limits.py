@@ -157,6 +157,7 @@ def test_remove_refuses_a_bg_image_over_the_limit_before_any_photo(
     env = {
         **os.environ, "BGREMOVER_DATA_DIR": str(tmp_path / "data"), "NO_COLOR": "1",
         "BGREMOVER_MODEL_PATH": str(tiny_model),
+        "COLUMNS": "40",  # narrower than the message: it must not be cut (a path in two halves)
     }  # fmt: skip
     run = subprocess.run(
         [sys.executable, "-m", "bgremover", "remove", str(photo), "--bg-image", str(wall)],
@@ -164,7 +165,7 @@ def test_remove_refuses_a_bg_image_over_the_limit_before_any_photo(
     )  # fmt: skip
     assert run.returncode == 2, run.stdout + run.stderr
     message = " ".join(run.stderr.split())
-    assert "--bg-image" in message and "wall.png" in message, message
+    assert f"--bg-image {wall}:" in run.stderr, run.stderr  # on one line, whole
     assert megapixels(BOMB) in message and "BGREMOVER_MAX_IMAGE_PIXELS" in message, message
     assert "Traceback" not in run.stderr
     assert not list(tmp_path.glob("coffee-no-bg.*")), "a photo was processed anyway"
