@@ -61,6 +61,10 @@ def fill(folder: Path) -> Path:
     return filler
 
 
+RECONNECT_S = 0.5
+"""How long the event log waits before it opens an ended stream again."""
+
+
 class EventLog:
     """Every event of the server's stream, read on a thread; ``wait`` for a condition."""
 
@@ -70,6 +74,7 @@ class EventLog:
         self._url = url
         self._thread = threading.Thread(target=self._read, name="sse-reader", daemon=True)
         self._opened = threading.Event()
+        self._reopened = threading.Event()
 
     def start(self) -> EventLog:
         self._thread.start()
@@ -77,15 +82,27 @@ class EventLog:
         return self
 
     def _read(self) -> None:
-        with (
-            contextlib.suppress(httpx.TransportError),  # the server stopped: the log ends
-            httpx.stream("GET", f"{self._url}/api/events", timeout=None) as response,
-        ):
-            self._opened.set()
-            for event in sse_events(response):
-                with self.changed:
-                    self.events.append({**event, "at": time.monotonic()})
-                    self.changed.notify_all()
+        """As a browser's EventSource does: a stream that ends while the server still answers
+        (an outage may close it) is opened again after the last event it gave
+        (``Last-Event-ID``), so no event is missed; the log ends when the server is gone."""
+        last: str | None = None
+        while True:
+            headers = {"Last-Event-ID": last} if last else {}
+            try:
+                with httpx.stream(
+                    "GET", f"{self._url}/api/events", headers=headers, timeout=None
+                ) as response:
+                    self._opened.set()
+                    for event in sse_events(response):
+                        last = event.get("id") or last
+                        with self.changed:
+                            self.events.append({**event, "at": time.monotonic()})
+                            self.changed.notify_all()
+            except httpx.ConnectError:
+                return  # the server stopped: the log ends
+            except httpx.TransportError:
+                pass  # cut off mid-stream: open it again
+            self._reopened.wait(RECONNECT_S)  # EventSource's retry pause; nothing sets it
 
     def wait(self, test: Callable[[list[dict[str, Any]]], bool], what: str) -> None:
         with self.changed:
@@ -101,6 +118,19 @@ class EventLog:
                     if job.get("status") in ("completed", "failed", "cancelled"):
                         ends[job["id"]] = (job["status"], event["at"])
             return ends
+
+    def running(self) -> set[str]:
+        """Jobs whose last event says a run of theirs is under way (past its start)."""
+        with self.changed:
+            last: dict[str, dict[str, Any]] = {}
+            for event in self.events:
+                if event["event"] == "job.updated":
+                    last[event["data"]["job"]["id"]] = event["data"]["job"]
+            return {
+                job_id
+                for job_id, job in last.items()
+                if job.get("status") == "processing" and job.get("stage")
+            }
 
     def storage(self) -> list[dict[str, Any]]:
         """The storage states the page was told, in order: by event, or in a snapshot (a
@@ -156,6 +186,9 @@ def run_with_full_disk(
     assert created.status_code == 201, created.text
     ids = {job["id"] for job in created.json()["jobs"]}
     log.wait(lambda _: bool(log.ended().keys() & ids), "first job ended")
+    # A run under way when the disk fills meets the full store: with every run ended, a
+    # database on the same disk could not even start the next one, and nothing would fail.
+    log.wait(lambda _: bool(log.running() & ids), "a run under way")
     filler = fill(disk)
     full_at = time.monotonic()
     log.wait(
@@ -217,5 +250,5 @@ def serve_and_fill(
     if on_disk == "results storage":
         data_dir = root / "data"
         env["BGREMOVER_STORAGE_URL"] = disk.as_uri()
-    with served(data_dir, env=env) as (url, _):
+    with served(data_dir, env=env, log=root / "server.log") as (url, _):
         return run_with_full_disk(url, data_dir, disk, images, while_full=while_full)

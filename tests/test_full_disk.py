@@ -26,11 +26,15 @@ def disk(tmp_path: Path) -> Iterator[Path]:
 
 @pytest.mark.parametrize("on_disk", ON_DISK)
 def test_a_full_disk_fails_no_job_and_every_job_completes_once_freed(
-    disk: Path, tiny_model: Path, photos: dict[str, Path], tmp_path: Path, on_disk: str
+    disk: Path, slow_tiny_model: Path, photos: dict[str, Path], tmp_path: Path, on_disk: str
 ) -> None:
     """The results store alone on the small disk (the database elsewhere), or the whole data
-    dir with the SQLite database, which then cannot write either."""
-    outcome = serve_and_fill(disk, tmp_path, tiny_model, [photos["chelsea.jpg"]] * BATCH, on_disk)
+    dir with the SQLite database, which then cannot write either. Runs of seconds (the slow
+    tiny model), so the disk fills while one is under way and its result cannot be stored:
+    with runs of a tenth of a second both could end first, and with the database full no
+    new one starts to meet the full store."""
+    images = [photos["chelsea.jpg"]] * BATCH
+    outcome = serve_and_fill(disk, tmp_path, slow_tiny_model, images, on_disk)
 
     assert not outcome.errors, outcome.errors
     assert list(outcome.statuses.values()) == ["completed"] * BATCH

@@ -148,14 +148,12 @@ class Reports(ServiceCore):
             )
             transitions.shift_batch(db, batch_id, {"pending": -1, "processing": +1}, now)
             row = self._get_job(db, job_id)
-            if not handed:
-                live = Live(
-                    dispatch_id, batch_id, bucket, pixels=pixels, mask_reused=kept, model=model
-                )
-                self._hold(job_id, live)
             item = self._work_item(row, dispatch_id, predicted)
             events = [notices.job_updated(self._job(db, row))]
             events += self._batch_and_session_events(db, batch_id)
+        if not handed:  # held once the claim is committed, never for one that failed to be
+            live = Live(dispatch_id, batch_id, bucket, pixels=pixels, mask_reused=kept, model=model)
+            self._hold(job_id, live)
         self._publish_all(events)
         return item
 
