@@ -148,6 +148,7 @@ def test_rows_that_would_break_the_api_are_refused(server: Server) -> None:
         {"created_at": "yesterday"},
         {"created_at": "2026-01-02T03:04:05"},  # no time zone
         {"created_at": 1767322800},  # a number, which the schema does not allow
+        {"created_at": "4"},  # the same as text
         {"batch_id": new_id()},  # unknown batch
         {"id": "not-an-id"},
         {"id": "../../etc"},

@@ -38,8 +38,10 @@ Pixels = Annotated[int, Field(ge=1, le=1_000_000)]
 
 def _text_only(value: object) -> object:
     """An export writes times as ISO 8601 text, as the schema says; pydantic would read a
-    number as Unix time, and an import takes nothing the schema does not."""
-    if isinstance(value, int | float):
+    number, or a string of one ("4"), as Unix time, and an import takes nothing the schema
+    does not."""
+    number = isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit()
+    if isinstance(value, int | float) or number:
         raise ValueError("a time is ISO 8601 text with its offset, as an export writes it")
     return value
 
