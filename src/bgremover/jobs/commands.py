@@ -93,7 +93,7 @@ class Commands(ServiceCore):
             for row in rows:
                 deltas.update(transitions.added(row))
             transitions.shift_batch(db, batch.id, deltas, now)
-            jobs = [self._job(db, row, batch.session_id) for row in rows]
+            jobs = self._jobs(db, rows, lambda _: batch.session_id)
             events: list[Published] = [notices.job_updated(job) for job in jobs]
             batch_events = self._batch_and_session_events(db, batch.id)
             callback = None
@@ -425,7 +425,7 @@ class Commands(ServiceCore):
             events.append(notices.job_updated(self._job(db, self._get_job(db, old.id))))
             events.append(notices.job_updated(self._job(db, new)))
         events += self._batch_and_session_events(db, batch_id)
-        return [self._job(db, r) for r in new_rows], events
+        return self._jobs(db, new_rows, lambda _: None), events
 
 
 def _auto_name(count: int, now: datetime) -> str:

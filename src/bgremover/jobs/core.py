@@ -185,7 +185,19 @@ class ServiceCore:
 
     # --------------------------------------------------------------------- snapshots
 
-    def _job(self, db: Db, row: JobRow, session_id: str | None = None) -> Job:
+    def _jobs(
+        self, db: Db, rows: Sequence[JobRow], session_of: Callable[[JobRow], str | None]
+    ) -> list[Job]:
+        """``_job`` of each row, with one query for their kept masks, not one per row (a
+        snapshot or a page holds up to thousands of pending jobs)."""
+        kept = masks.cached(db, [row.content_hash for row in rows if row.status == "pending"])
+        return [self._job(db, row, session_of(row), kept=row.content_hash in kept) for row in rows]
+
+    def _job(
+        self, db: Db, row: JobRow, session_id: str | None = None, *, kept: bool | None = None
+    ) -> Job:
+        """The job as clients see it; ``kept``: whether its original has a kept mask, when the
+        caller knows (else read here, for a pending job)."""
         paused = False
         if session_id is None or row.status == "pending":
             batch = db.get(BatchRow, row.batch_id)
@@ -194,7 +206,8 @@ class ServiceCore:
             if row.status == "pending":
                 paused = self._queue_paused(db) or bool(batch and batch.paused)
         live = self._live_of(row)
-        kept = row.status == "pending" and bool(masks.cached(db, [row.content_hash]))
+        if kept is None:
+            kept = row.status == "pending" and bool(masks.cached(db, [row.content_hash]))
         return job_snapshot(
             row, session_id, live, self.clock, self._now(), paused=paused, mask_kept=kept
         )

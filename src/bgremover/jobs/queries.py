@@ -70,7 +70,7 @@ class Queries(ServiceCore):
                 .limit(limit)
                 .offset(offset)
             ).all()
-            return [self._job(db, row) for row in rows], total
+            return self._jobs(db, rows, lambda _: None), total
 
     def get_batch(self, batch_id: str) -> Batch:
         with self._sessions() as db:
@@ -151,7 +151,7 @@ class Queries(ServiceCore):
             running = self._running(db)
             return ActiveSnapshot(
                 seq=seq,
-                jobs=[self._job(db, j, batch_sessions.get(j.batch_id)) for j in jobs],
+                jobs=self._jobs(db, jobs, lambda job: batch_sessions.get(job.batch_id)),
                 batches=[self._batch(db, b, running) for b in batches],
                 sessions=[self._session(db, s) for s in sessions if s is not None],
                 notifications=[
