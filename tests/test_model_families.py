@@ -353,8 +353,7 @@ def test_etas_learn_each_chosen_models_time_and_keep_it_in_the_database(
     timings = {stage.value: clock.expected(0, stage) for stage in STAGES}
     timings[Stage.INFERENCE.value] = 9.0
     normalized = clock.observe(0, timings, model="birefnet-general")
-    store.observe_model("birefnet-general", normalized.pop(Stage.INFERENCE.value))
-    store.observe(0, normalized)
+    store.observe(0, normalized, model="birefnet-general")
 
     assert clock.job_seconds(0, model="birefnet-general") == pytest.approx(
         default_seconds - model_stage + 9.0
@@ -370,6 +369,7 @@ def test_etas_learn_each_chosen_models_time_and_keep_it_in_the_database(
     assert other.job_seconds(0, model="birefnet-general") == pytest.approx(
         default_seconds - model_stage + 9.0
     )
-    store.observe_model("birefnet-general", 3.0)  # decaying average, as for the stages
+    # decaying average, as for the stages
+    store.observe(0, {Stage.INFERENCE.value: 3.0}, model="birefnet-general")
     assert store.load_models() == [("birefnet-general", pytest.approx(9.0 + 0.3 * (3.0 - 9.0)), 2)]
     database.dispose()

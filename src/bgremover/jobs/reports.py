@@ -45,7 +45,7 @@ from sqlalchemy.orm import Session as Db
 
 from ..dependencies import first_line
 from ..engine.options import OutputFormat, RemoveOptions
-from ..engine.stages import SKIPPED_ON_REUSE, Stage, overall_percent, parse_label
+from ..engine.stages import SKIPPED_ON_REUSE, overall_percent, parse_label
 from ..workers.base import (
     Calibration,
     Failed,
@@ -380,11 +380,7 @@ class Reports(ServiceCore):
             normalized = self.clock.observe(
                 live.bucket, report.timings, report.width * report.height, live.model
             )
-            if live.model is not None:  # its model stage is that model's, not the bucket's
-                inference = normalized.pop(Stage.INFERENCE.value, None)
-                if inference is not None:
-                    self._timings.observe_model(live.model, inference)
-            self._timings.observe(live.bucket, normalized)
+            self._timings.observe(live.bucket, normalized, live.model)
         if not self._until_database(lambda: self._complete(report, live)):
             self._until_database(lambda: self._discard_orphan_result(report))
             self._until_database(lambda: self._orphan_mask(report))

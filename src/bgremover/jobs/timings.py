@@ -61,19 +61,19 @@ class TimingStore:
             ).all()
         return [(str(m), float(x), int(n)) for m, x, n in rows]
 
-    def observe(self, bucket: int, timings: dict[str, float]) -> None:
-        """Fold one finished job's stage timings in; the first sample replaces nothing but
-        itself (as ``StageClock.observe`` does in memory)."""
-        if not timings:
+    def observe(self, bucket: int, timings: dict[str, float], model: str | None = None) -> None:
+        """Fold one finished job's stage timings in, in one transaction; the first sample
+        replaces nothing but itself (as ``StageClock.observe`` does in memory). A job that
+        chose ``model``: its model stage is that model's, not the bucket's."""
+        stages = dict(timings)
+        inference = stages.pop(Stage.INFERENCE.value, None) if model is not None else None
+        if not stages and inference is None:
             return
         with self._sessions.begin() as db:
-            for stage, seconds in timings.items():
+            for stage, seconds in stages.items():
                 self._fold(db, StageTimingRow, {"bucket": bucket, "stage": stage}, seconds)
-
-    def observe_model(self, model: str, seconds: float) -> None:
-        """Fold the model stage's seconds of a finished job that chose ``model`` in."""
-        with self._sessions.begin() as db:
-            self._fold(db, ModelTimingRow, {"model": model}, seconds)
+            if model is not None and inference is not None:
+                self._fold(db, ModelTimingRow, {"model": model}, inference)
 
     def _fold(
         self,
