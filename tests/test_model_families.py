@@ -194,19 +194,25 @@ def test_a_machine_without_the_file_or_with_another_file_says_how_to_fix_it(
     assert "bgremover models add bria --family bria-rmbg --file" in missing.value.message
 
 
+DESCRIPTION = "BiRefNet [bold]general[/]"
+"""Text, not markup: the catalog's words are shown as they were given."""
+
+
 def test_models_add_list_remove_on_the_command_line(tmp_path: Path) -> None:
     model_file = build_family_model(tmp_path / "birefnet-general.onnx", "birefnet")
     env = {"BGREMOVER_CACHE_DIR": str(tmp_path / "cache"), "BGREMOVER_DATA_DIR": str(tmp_path)}
 
     added = run_cli(
         "models", "add", "birefnet-general", "--family", "birefnet", "--file", model_file,
-        "--description", "BiRefNet general", env=env,
+        "--description", DESCRIPTION, env=env,
     )  # fmt: skip
     assert added.returncode == 0, added.stderr
     listed = run_cli("models", "list", env=env)
     assert listed.returncode == 0, listed.stderr
     row = next(line for line in listed.stdout.splitlines() if "birefnet-general" in line)
-    assert "birefnet" in row and "BiRefNet general" in row and str(model_file) in row
+    assert "birefnet" in row and DESCRIPTION in row and str(model_file) in row
+    info = run_cli("models", "info", "birefnet-general", env=env)
+    assert f"description: {DESCRIPTION}" in info.stdout.splitlines(), info.stdout + info.stderr
 
     photo = tmp_path / "photo.png"
     sample_image().save(photo)

@@ -913,6 +913,7 @@ def models_list() -> None:
     """Every model: built-in ones (whether downloaded) and those added from files (family,
     size, where from)."""
     from rich.table import Table
+    from rich.text import Text
 
     from .engine.models import ModelStore, registered_models
 
@@ -934,14 +935,11 @@ def models_list() -> None:
             "*" if name == settings.model else "",
         )
     for name, entry in sorted(store.catalog.entries().items()):
-        table.add_row(
-            name,
-            entry.family,
-            entry.description,
-            f"{entry.size_bytes / 1e6:.0f} MB",
-            entry.path,
-            "*" if name == settings.model else "",
-        )
+        cells = (
+            name, entry.family, entry.description, f"{entry.size_bytes / 1e6:.0f} MB",
+            entry.path, "*" if name == settings.model else "",
+        )  # fmt: skip
+        table.add_row(*map(Text, cells))  # the user's words and path as text, never markup
     console.print(table)
     if settings.model_path is not None:
         console.print(
@@ -1037,32 +1035,36 @@ def models_info(
     added = _added_model(name)
     if added is not None:
         store, entry = added
-        console.print(f"name:        {entry.name}")
-        console.print(f"family:      {entry.family}")
-        console.print(f"description: {entry.description}")
-        console.print("source:      added from a file (`bgremover models add`)")
-        console.print(f"sha256:      {entry.sha256}")
-        console.print(f"path:        {entry.path}", markup=False)
         try:
             store.check_added(entry)
         except ModelError as exc:
-            console.print(f"status:      {exc.message}", markup=False)
+            status = exc.message
         else:
-            console.print("status:      verified")
+            status = "verified"
+        _print_fields(
+            name=entry.name, family=entry.family, description=entry.description,
+            source="added from a file (`bgremover models add`)", sha256=entry.sha256,
+            path=str(entry.path), status=status,
+        )  # fmt: skip
         return
     store, cls = _registered_model(name)
     path = store.path_for(cls)
-    console.print(f"name:        {cls.name}")
-    console.print(f"description: {cls.description}")
-    console.print(f"source:      {cls.source.describe() if cls.source else 'none'}")
-    console.print(f"sha256:      {cls.sha256}")
-    console.print(f"path:        {path}", markup=False)
     if not path.is_file():
-        console.print("status:      not downloaded (run `bgremover models pull`)")
+        status = "not downloaded (run `bgremover models pull`)"
     else:
-        console.print(
-            f"status:      {'verified' if store.is_valid(cls) else 'CORRUPT (run models pull)'}"
-        )
+        status = "verified" if store.is_valid(cls) else "CORRUPT (run models pull)"
+    _print_fields(
+        name=cls.name, description=cls.description,
+        source=cls.source.describe() if cls.source else "none", sha256=str(cls.sha256),
+        path=str(path), status=status,
+    )  # fmt: skip
+
+
+def _print_fields(**fields: str) -> None:
+    """``label: value`` lines, the values aligned and printed as they are (a description or
+    a path from the catalog is text, never rich markup)."""
+    for label, value in fields.items():
+        console.print(f"{label + ':':<13}{value}", markup=False, highlight=False, soft_wrap=True)
 
 
 @models_app.command("verify")
