@@ -210,7 +210,13 @@ def test_a_full_disk_holds_the_queue_and_every_job_completes_once_it_has_room(
         assert service.storage_gate.state.error == "results storage is full"
 
         # The runs under way when the disk filled end; no new one starts while probes fail.
+        # A slot frees before its run's report closes the gate (the executors' order), so a
+        # claim made in that moment may still start: a probe comes in a later scheduler round,
+        # after such a run was handed over, and the count starts once that one ended too.
         wait_until(workers.changed, workers.idle, "the runs under way ended")
+        probed = storage.probes
+        wait_until(storage.changed, lambda: storage.probes > probed, "a probe of the full store")
+        wait_until(workers.changed, workers.idle, "runs claimed before the outage ended")
         started = workers.started
         probed = storage.probes
         wait_until(storage.changed, lambda: storage.probes >= probed + 3, "three more probes")
