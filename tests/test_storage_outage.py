@@ -9,6 +9,7 @@ import errno
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from bgremover.workers.base import Executor, Failed, ReportSink, WorkItem
 from bgremover.workers.removers import Removers
 from bgremover.workers.running import ProgressReports, run_item
 
+from .disk_support import CannotMount, fill, small_disk
 from .jobs_support import WAIT_S, stage_uploads
 from .serving import unseen
 
@@ -71,7 +73,7 @@ class ThreadWorkers(Executor):
     """Runs each item with ``run_item`` and one loaded model on threads of this process, so
     the workers use the test's store; counts every run started."""
 
-    def __init__(self, settings: Settings, storage: FillingStorage, slots: int) -> None:
+    def __init__(self, settings: Settings, storage: LocalStorage, slots: int) -> None:
         self._removers = Removers(settings, first=load_remover(settings))
         self._storage = storage
         self._scratch = settings.data_dir / "scratch"
@@ -121,24 +123,25 @@ def wait_until(condition: threading.Condition, test: Callable[[], bool], what: s
         assert condition.wait_for(test, WAIT_S), f"timed out waiting until {what}"
 
 
-@pytest.fixture
-def system(
-    tmp_path: Path, tiny_model: Path
-) -> Iterator[tuple[JobService, ThreadWorkers, FillingStorage]]:
+@contextmanager
+def running_system(
+    data_dir: Path, model: Path, storage: LocalStorage, *, start: bool = True
+) -> Iterator[tuple[JobService, ThreadWorkers, Scheduler]]:
+    """A job service on a SQLite file in ``data_dir``, two thread workers on ``storage`` and
+    the real scheduler (started unless ``start`` is False); all stopped after the block."""
     settings = Settings(
-        data_dir=tmp_path,
-        database_url=f"sqlite:///{tmp_path / 'jobs.sqlite3'}",
-        model_path=tiny_model,
+        data_dir=data_dir,
+        database_url=f"sqlite:///{data_dir / 'jobs.sqlite3'}",
+        model_path=model,
         max_concurrent_jobs=2,
         intra_op_threads=1,
     )
     engine = connect(settings.database_url or "")
     migrate(engine)
     seq = EventSeq(engine)
-    storage = FillingStorage(tmp_path / "files")
     service = JobService(
         sessions=session_factory(engine),
-        files=FileStore(storage, tmp_path),
+        files=FileStore(storage, data_dir),
         bus=InMemoryEventBus(seq=seq.take, last=seq.last()),
         settings=settings,
     )
@@ -148,13 +151,23 @@ def system(
     )
     service.attach(cancel_running=workers.cancel, wake=scheduler.wake)
     workers.start(service.handle)
-    scheduler.start()
+    if start:
+        scheduler.start()
     try:
-        yield service, workers, storage
+        yield service, workers, scheduler
     finally:
         scheduler.stop()
         workers.shutdown()
         service.close()
+
+
+@pytest.fixture
+def system(
+    tmp_path: Path, tiny_model: Path
+) -> Iterator[tuple[JobService, ThreadWorkers, FillingStorage]]:
+    storage = FillingStorage(tmp_path / "files")
+    with running_system(tmp_path, tiny_model, storage) as (service, workers, _):
+        yield service, workers, storage
 
 
 def test_a_full_disk_holds_the_queue_and_every_job_completes_once_it_has_room(
@@ -292,3 +305,50 @@ def test_a_failure_another_process_announces_holds_dispatch_here_until_a_probe_p
     assert [state.ok for state in announced] == [True]
     listener.heard(Event(8, "health.updated", {"storage": failure}))  # an old echo
     assert gate.state.ok
+
+
+def test_a_database_disk_that_fills_while_nothing_runs_is_said_once_and_holds_the_queue(
+    tmp_path: Path, tiny_model: Path, photos: dict[str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The whole data dir (SQLite database and store) on a small disk that fills while jobs
+    wait and none runs: no run meets the full store, so only the scheduler's claim (a write)
+    can find out. It says so once (the database and the store, which shares the disk), not a
+    traceback each round, starts nothing, and every job completes once the disk has room."""
+    try:
+        with small_disk(tmp_path / "disk", size_mb=16) as disk:
+            storage = LocalStorage(disk / "files")
+            started = running_system(disk, tiny_model, storage, start=False)
+            with started as (service, workers, scheduler):
+                copies = [tmp_path / f"coffee-{index}.jpg" for index in range(3)]
+                for index, copy in enumerate(copies):
+                    copy.write_bytes(unseen(photos["coffee.jpg"], f"copy {index}"))
+                created = service.create_batch(stage_uploads(tmp_path, *copies))
+                ids = {job.id for job in created.jobs}
+                with service.bus.subscribe() as events:
+                    filler = fill(disk)
+                    scheduler.start()
+                    # The announcement cannot be published (its seq is a write to the full
+                    # disk): open pages are told to re-read the state instead.
+                    resync = None
+                    while resync is None or resync.type != "resync":
+                        resync = events.get(timeout=WAIT_S)
+                        assert resync is not None, "the full disk was not announced"
+                    database = service.dependencies.states()["database"]
+                    assert (database.ok, database.error) == (False, "database or disk is full")
+                    assert service.storage_gate.state.error == "results storage is full"
+                    assert workers.started == 0
+                    filler.unlink()
+                    ended: set[str] = set()
+                    while not ids <= ended:
+                        event = events.get(timeout=WAIT_S)
+                        assert event is not None, "no job ended once the disk had room"
+                        job = event.data.get("job", {}) if event.type == "job.updated" else {}
+                        if job.get("status") in ("completed", "failed", "cancelled"):
+                            ended.add(job["id"])
+                jobs = [service.get_job(job_id) for job_id in ids]
+                assert [job.status for job in jobs] == ["completed"] * len(ids)
+                assert service.dependencies.states()["database"].ok
+                assert service.storage_gate.state.ok
+    except CannotMount as exc:
+        pytest.skip(f"no size-limited disk to fill: {exc}")
+    assert "scheduler round failed" not in caplog.text

@@ -70,6 +70,17 @@ class StorageGate:
                 self._unannounced = self._state
         self._send()
 
+    def suspect(self) -> None:
+        """Something beside the store failed to write for want of room (the database, often
+        on the same disk): probe the store now, so a full disk is announced and holds
+        dispatch even while no run is under way to meet it."""
+        if not self.state.ok:
+            return  # ``ready`` probes already
+        try:
+            self._storage.probe()
+        except (OSError, StorageError) as exc:
+            self.failed(outage_reason(exc) or "results storage cannot be written")
+
     def ready(self) -> bool:
         """Whether to dispatch: the store works, or a probe due now shows it works again."""
         self._send()  # an announcement the bus could not take before (its disk was full too)

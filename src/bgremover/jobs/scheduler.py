@@ -6,7 +6,8 @@ rounds it keeps the leases of this process's runs alive (and stops runs whose jo
 process ended), re-queues runs whose leases expired, applies run ends the database could not
 take before, publishes the progress of active batches (it follows time, so it moves between
 their events), and cleans up old jobs. While the results store cannot take writes it starts
-nothing (``outages.StorageGate`` probes it each round until a write succeeds).
+nothing (``outages.StorageGate`` probes it each round until a write succeeds); while the
+database cannot (down, or its disk full) it says so once and retries each round.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import threading
 import time
 
 from ..workers.base import Executor, Stopped
-from .database import unreachable
+from .database import cannot_write, unreachable
 from .service import JobService
 
 log = logging.getLogger(__name__)
@@ -91,11 +92,13 @@ class Scheduler:
                     if result.jobs_deleted:
                         log.info("retention cleanup: %s", result)
             except Exception as exc:  # keep scheduling whatever one round did
-                if not unreachable(exc):
+                if not (unreachable(exc) or cannot_write(exc)):
                     log.exception("scheduler round failed")
                     continue
                 # Said once; the next round starts with the leases, which ask the database.
                 self._service.dependencies.lost("database", exc)
+                if cannot_write(exc) and not outage:
+                    self._service.storage_gate.suspect()  # its disk may be the store's too
                 outage, next_renewal = True, time.monotonic()
             else:
                 if outage:
