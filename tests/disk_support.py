@@ -20,6 +20,8 @@ from typing import Any
 import httpx
 from PIL import Image
 
+from bgremover.engine.stages import Stage
+
 from .serving import UI, served, sse_events, unseen
 
 WAIT_S = 120.0
@@ -71,6 +73,8 @@ class EventLog:
     def __init__(self, url: str) -> None:
         self.events: list[dict[str, Any]] = []
         self.changed = threading.Condition()
+        self._moved = 0
+        """Job events and snapshots so far: what ``wait`` counts as progress."""
         self._url = url
         self._thread = threading.Thread(target=self._read, name="sse-reader", daemon=True)
         self._opened = threading.Event()
@@ -97,6 +101,8 @@ class EventLog:
                         last = event.get("id") or last
                         with self.changed:
                             self.events.append({**event, "at": time.monotonic()})
+                            if event["event"].startswith("job.") or event["event"] == "snapshot":
+                                self._moved += 1
                             self.changed.notify_all()
             except httpx.ConnectError:
                 return  # the server stopped: the log ends
@@ -105,31 +111,48 @@ class EventLog:
             self._reopened.wait(RECONNECT_S)  # EventSource's retry pause; nothing sets it
 
     def wait(self, test: Callable[[list[dict[str, Any]]], bool], what: str) -> None:
+        """Until ``test`` holds; fails once no job has moved (no job event, no snapshot) for
+        ``WAIT_S``: a loaded machine makes runs slow, a stuck server makes them silent."""
         with self.changed:
-            assert self.changed.wait_for(lambda: test(self.events), WAIT_S), f"no {what}"
+            while not test(self.events):
+                moved = self._moved
+
+                def news(moved: int = moved) -> bool:
+                    return test(self.events) or self._moved > moved
+
+                if not self.changed.wait_for(news, WAIT_S):
+                    raise AssertionError(f"no {what}: no job moved for {WAIT_S:.0f} s")
+
+    def _jobs(self) -> Iterator[tuple[dict[str, Any], float]]:
+        """Each job state the page was told, in order, with when it arrived: by event, or
+        in a snapshot (a resync: a change whose event could not be published, such as a run
+        that ended as the database's disk filled, reaches the page only that way)."""
+        for event in self.events:
+            if event["event"] == "job.updated":
+                yield event["data"]["job"], event["at"]
+            elif event["event"] == "snapshot":
+                for job in event["data"]["jobs"]:
+                    yield job, event["at"]
 
     def ended(self) -> dict[str, tuple[str, float]]:
         """Job id → (its last end status, when it arrived)."""
         with self.changed:
-            ends: dict[str, tuple[str, float]] = {}
-            for event in self.events:
-                if event["event"] == "job.updated":
-                    job = event["data"]["job"]
-                    if job.get("status") in ("completed", "failed", "cancelled"):
-                        ends[job["id"]] = (job["status"], event["at"])
-            return ends
+            last = {job["id"]: (job, at) for job, at in self._jobs()}
+            return {
+                job_id: (job["status"], at)
+                for job_id, (job, at) in last.items()
+                if job["status"] in ("completed", "failed", "cancelled")
+            }
 
-    def running(self) -> set[str]:
-        """Jobs whose last event says a run of theirs is under way (past its start)."""
+    def inferring(self) -> set[str]:
+        """Jobs whose last state says a run of theirs is in its AI model stage (seconds with
+        the slow tiny model), so it has its result still to store."""
         with self.changed:
-            last: dict[str, dict[str, Any]] = {}
-            for event in self.events:
-                if event["event"] == "job.updated":
-                    last[event["data"]["job"]["id"]] = event["data"]["job"]
+            last = {job["id"]: job for job, _ in self._jobs()}
             return {
                 job_id
                 for job_id, job in last.items()
-                if job.get("status") == "processing" and job.get("stage")
+                if job["status"] == "processing" and job.get("stage") == Stage.INFERENCE
             }
 
     def storage(self) -> list[dict[str, Any]]:
@@ -164,18 +187,31 @@ class Outcome:
     """An upload while the disk is full: its status and body."""
 
 
+def logged_ends(server_log: Path, since: int, job_ids: set[str]) -> bool:
+    """Whether the server's log, past byte ``since``, says a run of each of ``job_ids``
+    ended (the worker's own line: while the database's disk is full no event can say it)."""
+    with open(server_log, "rb") as f:
+        f.seek(since)
+        lines = [
+            line for line in f.read().decode(errors="replace").splitlines() if "run ended" in line
+        ]
+    return all(any(f"job_id={job_id}" in line for line in lines) for job_id in job_ids)
+
+
 def run_with_full_disk(
     url: str,
     data_dir: Path,
     disk: Path,
     images: list[Path],
+    server_log: Path,
     *,
     while_full: Callable[[], object] = lambda: None,
 ) -> Outcome:
     """Upload ``images`` as one batch; once the first result is stored, fill ``disk`` (the
-    results store's, perhaps ``data_dir``'s too); keep it full until the server has said so
-    and ``while_full()`` returned (the bench holds it for its outage's length), reading the API
-    meanwhile; free it; wait until every job ended."""
+    results store's, perhaps ``data_dir``'s too) while a run is in its AI model stage; keep it
+    full until the server has said so, that run has met the full store (``server_log``, the
+    server's output, says it ended) and ``while_full()`` returned (the bench holds it for its
+    outage's length), reading the API meanwhile; free it; wait until every job ended."""
     log = EventLog(url).start()
     # Each in new bytes: a repeated photo would reuse the first run's mask and finish at once.
     files = [
@@ -186,9 +222,11 @@ def run_with_full_disk(
     assert created.status_code == 201, created.text
     ids = {job["id"] for job in created.json()["jobs"]}
     log.wait(lambda _: bool(log.ended().keys() & ids), "first job ended")
-    # A run under way when the disk fills meets the full store: with every run ended, a
-    # database on the same disk could not even start the next one, and nothing would fail.
-    log.wait(lambda _: bool(log.running() & ids), "a run under way")
+    # A run in its AI model stage when the disk fills meets the full store as it saves: a run
+    # already saving could store its result first, and with every run ended a database on
+    # the same disk could not even start the next one, so no run would be cut short.
+    log.wait(lambda _: bool(log.inferring() & ids), "a run in its AI model stage")
+    under_way, logged = log.inferring() & ids, server_log.stat().st_size
     filler = fill(disk)
     full_at = time.monotonic()
     log.wait(
@@ -204,6 +242,11 @@ def run_with_full_disk(
     Image.effect_noise((64, 64), 40).save(new, "PNG")
     new_file = [("files", ("new.png", new.getvalue(), "image/png"))]
     refused = httpx.post(f"{url}/api/batches", files=new_file, headers=UI, timeout=WAIT_S)
+    checked = threading.Event()
+    deadline = time.monotonic() + WAIT_S
+    while not logged_ends(server_log, logged, under_way):
+        assert time.monotonic() < deadline, "the run under way did not end on the full disk"
+        checked.wait(RECONNECT_S)  # a log has no event to wait on: read it again shortly
     while_full()
     filler.unlink()
     freed_at = time.monotonic()
@@ -250,5 +293,6 @@ def serve_and_fill(
     if on_disk == "results storage":
         data_dir = root / "data"
         env["BGREMOVER_STORAGE_URL"] = disk.as_uri()
-    with served(data_dir, env=env, log=root / "server.log") as (url, _):
-        return run_with_full_disk(url, data_dir, disk, images, while_full=while_full)
+    server_log = root / "server.log"
+    with served(data_dir, env=env, log=server_log) as (url, _):
+        return run_with_full_disk(url, data_dir, disk, images, server_log, while_full=while_full)
