@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from . import composite, foreground, mask
+from . import composite, mask
 from .cancel import CancelToken
 from .decode import ImageSource, decode, from_array, normalise, read_source
 from .devices import DeviceChoice
@@ -454,6 +454,9 @@ class Remover:
             return alpha
         if colours is None and options.refine_foreground:
             # Compositing, not Mask: the alpha stays the model's, whatever the colours.
+            # Imported here: numba, which it compiles with, costs every start 0.2-0.4 s.
+            from . import foreground
+
             colours = foreground.estimate(image, alpha)
         cut = composite.adjust(
             composite.cutout(image, alpha, colours), options.brightness, options.contrast
