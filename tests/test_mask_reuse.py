@@ -172,6 +172,30 @@ def test_derive_and_a_second_upload_reuse_the_mask_and_a_corrupt_one_is_made_aga
             assert image.mode == "L" and np.array_equal(np.asarray(image), first_mask)
 
 
+def test_with_no_room_for_masks_none_is_stored_and_none_reused(
+    tmp_path: Path, tiny_model: Path, photos: dict[str, Path]
+) -> None:
+    """BGREMOVER_MASK_CACHE_BYTES=0 turns keeping off: a mask written only to be evicted at
+    once is a store write (an S3 put in the cluster) for nothing."""
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=f"sqlite:///{tmp_path / 'jobs.sqlite3'}",
+        model_path=tiny_model,
+        max_concurrent_jobs=1,
+        mask_cache_bytes=0,
+    )
+    photo = photos["coffee.jpg"]
+    with JobSystem(settings) as system, system.bus.subscribe() as subscription:
+        first = upload(system, tmp_path, photo, MASK)
+        assert "AI model" in run(system, subscription, first)
+        derived = system.service.derive_job(first, RemoveOptions(format="png")).id
+        assert REUSED not in run(system, subscription, derived)
+        assert not mask_rows(system)
+        storage = system.service.files.storage
+        identity = load_remover(settings).model_identity
+        assert not storage.exists(FileStore.mask_key(content_hash(system, first), identity))
+
+
 def test_retention_deletes_the_mask_with_the_last_job_of_its_original(
     system: JobSystem, photos: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -214,7 +238,7 @@ def finish_with_mask(h: Harness, photo: Path, key: str, size: int, *, reused: bo
     return job.id
 
 
-def content_hash(h: Harness, job_id: str) -> str:
+def content_hash(h: Harness | JobSystem, job_id: str) -> str:
     with h.service._sessions() as db:
         row = db.get(JobRow, job_id)
         assert row is not None

@@ -45,6 +45,12 @@ class Removers:
         elif isinstance(first, ModelError):
             self._default_failure = first
 
+    @property
+    def keep_masks(self) -> bool:
+        """Whether runs keep their model masks in the store (``mask_cache_bytes`` > 0): with
+        no room for them, a mask would be written only to be evicted at once."""
+        return self._settings.mask_cache_bytes > 0
+
     def get(self, name: str | None) -> Remover:
         """The loaded model ``name`` (None: the default), loading it now if needed; raises
         ``ModelError`` when it cannot be loaded on this machine."""

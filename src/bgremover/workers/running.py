@@ -122,7 +122,9 @@ def _run(
             if direct is not None:
                 direct.parent.mkdir(parents=True, exist_ok=True)
             mask_key = FileStore.mask_key(name, remover.model_identity)
-            kept, mask_bytes = _kept_mask(storage, mask_key, folder)
+            kept, mask_bytes = None, 0
+            if removers.keep_masks:
+                kept, mask_bytes = _kept_mask(storage, mask_key, folder)
 
             def process(mask: Image.Image | None) -> Removal:
                 if progress is not None:
@@ -144,7 +146,7 @@ def _run(
             size = destination.stat().st_size
             if direct is None:
                 storage.put(item.result_key, destination)
-            if not removal.mask_reused:
+            if removers.keep_masks and not removal.mask_reused:
                 mask_bytes = _keep_mask(storage, mask_key, removal, folder)
     except Exception as exc:
         return _ended_by(exc, item, name, local_source, destination_of(storage, item))
