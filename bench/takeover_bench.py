@@ -37,7 +37,6 @@ sys.path.insert(0, str(ROOT))  # run as a script: reuse the tests' process helpe
 from bench.tiny_model import build_tiny_model  # noqa: E402
 from tests.cluster_support import (  # noqa: E402
     job_updates,
-    poll_until,
     private_cluster,
     received,
     upload_pngs,
@@ -45,6 +44,7 @@ from tests.cluster_support import (  # noqa: E402
     worker_count,
 )
 from tests.redis_support import private_redis  # noqa: E402
+from tests.waiting import until  # noqa: E402
 
 
 def _at(events: list[dict[str, Any]], job_id: str, status: str, after: float) -> float | None:
@@ -65,17 +65,17 @@ def one_run(root: Path, model: Path, timeout_s: float) -> dict[str, float]:
         url, env, listener = stack.enter_context(private_cluster(root, broker, model, **settings))
         (root / "a").mkdir()
         first = stack.enter_context(worker(root / "a", env))
-        poll_until("worker A's slot", lambda: worker_count(url) == 1)
+        until(lambda: worker_count(url) == 1, what="worker A's slot")
         for child in _children(first.pid):
             os.kill(child, signal.SIGSTOP)
         job_id = upload_pngs(url, root / "in", 1)["jobs"][0]["id"]
-        poll_until("the message received by worker A", lambda: received(root / "a"))
+        until(lambda: received(root / "a"), what="the message received by worker A")
         os.killpg(first.pid, signal.SIGKILL)
         killed = time.time()
         first.wait()
         (root / "b").mkdir()
         second = stack.enter_context(worker(root / "b", env))
-        poll_until("worker B's slot", lambda: _listed(url) & _children(second.pid))
+        until(lambda: _listed(url) & _children(second.pid), what="worker B's slot")
         b_ready = time.time()
         listener.wait_for(
             "the job completed",

@@ -7,6 +7,7 @@ bench/chaos_bench.py."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import signal
@@ -22,10 +23,11 @@ from typing import Any
 import httpx
 import psycopg
 
-from .cluster_support import Listener, poll, worker, worker_count
+from .cluster_support import Listener, worker, worker_count
 from .postgres_support import PrivatePostgres, private_postgres
 from .redis_support import PrivateRedis, private_redis
 from .serving import UI, free_port, served
+from .waiting import Polled, until
 
 ENDED = ("completed", "failed", "cancelled")
 READY_TIMEOUT_S = 300.0
@@ -80,14 +82,13 @@ class Chaos:
     def wait_workers(self, count: int) -> None:
         """Until /api/health counts ``count`` worker processes."""
 
-        def ready() -> bool:
+        def counted() -> int:
             try:
-                return bool(worker_count(self.url) >= count)
+                return worker_count(self.url)
             except (httpx.HTTPError, ValueError):
-                return False
+                return 0
 
-        if not poll(ready, READY_TIMEOUT_S):
-            raise TimeoutError(f"{count} workers never became ready; see {self.root}")
+        until(counted, lambda n: n >= count, READY_TIMEOUT_S, f"{count} workers ({self.root})")
 
     def upload(self, photos: list[Path]) -> set[str]:
         """One batch of ``photos``; the ids of its jobs."""
@@ -117,20 +118,19 @@ class Chaos:
         }
 
     def wait_jobs(
-        self, ids: set[str], until: Callable[[dict[str, dict[str, Any]]], bool], timeout: float
+        self, ids: set[str], holds: Callable[[dict[str, dict[str, Any]]], bool], timeout: float
     ) -> dict[str, dict[str, Any]]:
-        """Poll the database until ``until(jobs)`` (or ``timeout``); the jobs then."""
+        """Poll the database until ``holds(jobs)`` or ``timeout``; the jobs then (the caller
+        judges them: a bench reports jobs that never ended rather than failing)."""
         seen: dict[str, dict[str, Any]] = {}
 
-        def holds() -> bool:
+        def read() -> dict[str, dict[str, Any]]:
             nonlocal seen
-            try:
+            with contextlib.suppress(psycopg.OperationalError):  # it may be the fault under test
                 seen = self.jobs(ids)
-            except psycopg.OperationalError:  # the database may be the fault under test
-                return False
-            return bool(seen) and until(seen)
+            return seen
 
-        poll(holds, timeout)
+        Polled(read).watch(lambda: bool(read()) and holds(seen), timeout)
         return seen
 
     def listen(self, last_event_id: str | None = None) -> Listener:

@@ -27,6 +27,7 @@ from PIL import Image
 from tests.jobs_support import postgres_database
 from tests.redis_support import SHARED_URL, PrivateRedis, shared_redis
 from tests.serving import UI, free_port, served, sse_events
+from tests.waiting import Watched, until
 
 REDIS_URL = SHARED_URL
 RABBITMQ_URL = os.environ.get("BGREMOVER_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
@@ -170,12 +171,14 @@ class Listener:
 
     def wait_for(self, what: str, found: Callable[[list[dict[str, Any]]], Any]) -> Any:
         """Wait until ``found(events)`` returns something truthy, and return it."""
-        with self._changed:
-            result = self._changed.wait_for(
-                lambda: found(self.events) or self.broken.is_set(), WAIT_S
-            )
-            if not found(self.events):
-                pytest.fail(f"{self.url}: never saw {what}; last events: {self.events[-5:]}")
+        result = until(
+            Watched(self._changed, lambda: found(self.events)),
+            lambda seen: seen or self.broken.is_set(),
+            WAIT_S,
+            f"{what} from {self.url}",
+        )
+        if not result:
+            pytest.fail(f"{self.url}: the stream broke before {what}; last: {self.events[-5:]}")
         return result
 
     def close(self) -> None:
@@ -268,31 +271,6 @@ def job_updates(events: list[dict[str, Any]], job_id: str) -> list[dict[str, Any
         for e in events
         if e["event"] == "job.updated" and e["data"]["job"]["id"] == job_id
     ]
-
-
-def poll(check: Callable[[], Any], timeout: float = WAIT_S) -> Any:
-    """Poll ``check()`` (state that sends no events: the broker, the API, a database, a log)
-    until it returns something truthy, which is returned; None after ``timeout``."""
-    stop = threading.Event()
-    timer = threading.Timer(timeout, stop.set)
-    timer.start()
-    try:
-        while not stop.is_set():
-            found = check()
-            if found:
-                return found
-            stop.wait(0.05)
-    finally:
-        timer.cancel()
-    return None
-
-
-def poll_until(what: str, check: Callable[[], Any]) -> Any:
-    """``poll(check)``, failing the test with ``what`` when it never holds."""
-    found = poll(check)
-    if not found:
-        pytest.fail(f"never saw {what}")
-    return found
 
 
 def worker_count(url: str) -> int:

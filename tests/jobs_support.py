@@ -23,6 +23,8 @@ from bgremover.jobs.service import JobService
 from bgremover.storage import LocalStorage
 from bgremover.workers.base import Finished, StageProgress, Started, WorkItem
 
+from .waiting import Followed, until
+
 WAIT_S = 120.0
 """How long a test waits for the next event before it calls the job stuck."""
 
@@ -163,11 +165,5 @@ def claim(h: Harness) -> WorkItem:
 def wait_for_job(client: Any, job_id: str, test: Callable[[dict[str, Any]], bool]) -> Any:
     """The job as the API shows it once ``test`` holds, re-read after each event of the
     app's bus (subscribed before the first read, so no change slips between)."""
-    bus = client.app.state.system.bus
-    with bus.subscribe() as events:
-        while True:
-            job = client.get(f"/api/jobs/{job_id}").json()
-            if test(job):
-                return job
-            if events.get(timeout=WAIT_S) is None:
-                raise AssertionError(f"job {job_id} never reached the expected state: {job}")
+    source = Followed(client.app.state.system.bus, lambda: client.get(f"/api/jobs/{job_id}").json())
+    return until(source, test, WAIT_S, f"job {job_id} in the expected state")

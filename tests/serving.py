@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from .waiting import until
 
 # What the web UI sends with every state-changing request (a page on another site cannot).
 UI = {"X-BGRemover-Request": "1"}
@@ -26,6 +27,9 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
+
+START_TIMEOUT_S = 60.0
+"""A server starts in seconds; a minute covers a loaded machine."""
 
 _OUTPUT: dict[int, Path] = {}
 """The log of each server ``served`` runs, by its pid."""
@@ -57,14 +61,16 @@ def served(
         )  # fmt: skip
     _OUTPUT[process.pid] = log
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    def health() -> int:
         try:
-            if httpx.get(f"{url}/api/health", timeout=1).status_code == 200:
-                break
+            return httpx.get(f"{url}/api/health", timeout=1).status_code
         except httpx.TransportError:
-            time.sleep(0.2)
-    else:
+            return 0  # not listening yet
+
+    try:
+        until(health, lambda status: status == 200, START_TIMEOUT_S, f"the server at {url}")
+    except pytest.fail.Exception:
         process.kill()
         process.wait()
         pytest.fail(f"server did not start:\n{log.read_text()}")

@@ -33,7 +33,6 @@ from bench.tiny_model import build_tiny_model
 from bgremover.workers.scratch import PREFIX
 from tests.cluster_support import (
     job_updates,
-    poll_until,
     private_cluster,
     received,
     upload_pngs,
@@ -42,6 +41,7 @@ from tests.cluster_support import (
 )
 from tests.redis_support import private_redis
 from tests.serving import json_lines
+from tests.waiting import until
 
 ENDED = ("completed", "failed", "cancelled")
 
@@ -78,7 +78,7 @@ def test_a_run_whose_worker_died_before_taking_it_over_is_queued_again_and_compl
         client = stack.enter_context(redis.Redis.from_url(broker.url))
         (tmp_path / "first").mkdir()
         first = stack.enter_context(worker(tmp_path / "first", env))
-        poll_until("the first worker's slot", lambda: worker_count(url) == 1)
+        until(lambda: worker_count(url) == 1, what="the first worker's slot")
         queue = f"{env['BGREMOVER_REDIS_NAMESPACE']}.jobs"
 
         # The worker's main process takes the message; its pool process, frozen, never
@@ -87,7 +87,7 @@ def test_a_run_whose_worker_died_before_taking_it_over_is_queued_again_and_compl
         for pid in first_processes:
             os.kill(pid, signal.SIGSTOP)
         job_id = upload_pngs(url, tmp_path / "in", 1)["jobs"][0]["id"]
-        poll_until("the message received by the worker", lambda: received(tmp_path / "first"))
+        until(lambda: received(tmp_path / "first"), what="the message received by the worker")
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
         assert client.llen(queue) == 0, "the message went to no worker"
@@ -114,7 +114,7 @@ def test_a_run_whose_worker_died_before_taking_it_over_is_queued_again_and_compl
         assert [(j["status"], j["attempt"]) for j in ended] == [("completed", 1)], ended
         taken = {j["worker"] for j in updates if j["status"] == "processing" and j["worker"]}
         assert taken == {f"{socket.gethostname()} (pid {pid})" for pid in _children(second)}
-        poll_until("the stale message consumed", lambda: client.llen(queue) == 0)
+        until(lambda: client.llen(queue) == 0, what="the stale message consumed")
         job = httpx.get(f"{url}/api/jobs/{job_id}", timeout=30).json()
         assert (job["status"], job["attempt"]) == ("completed", 1)
         result = httpx.get(f"{url}/api/jobs/{job_id}/result", timeout=30)
@@ -144,7 +144,7 @@ def test_a_broker_restarted_mid_batch_loses_no_job(tmp_path: Path, steady_tiny_m
         client = stack.enter_context(redis.Redis.from_url(broker.url))
         (tmp_path / "worker").mkdir()
         main = stack.enter_context(worker(tmp_path / "worker", env, concurrency=2))
-        poll_until("the worker's slots", lambda: worker_count(url) == 2)
+        until(lambda: worker_count(url) == 2, what="the worker's slots")
         queue = f"{env['BGREMOVER_REDIS_NAMESPACE']}.jobs"
         created = upload_pngs(url, tmp_path / "in", 8)
         batch_id = created["batch"]["id"]
@@ -153,26 +153,23 @@ def test_a_broker_restarted_mid_batch_loses_no_job(tmp_path: Path, steady_tiny_m
             answer: dict[str, Any] = httpx.get(f"{url}/api/batches/{batch_id}", timeout=30).json()
             return answer
 
-        poll_until("two jobs completed", lambda: batch()["counts"]["completed"] >= 2)
+        until(lambda: batch()["counts"]["completed"] >= 2, what="two jobs completed")
         # The worker's main process stops taking messages; its pool processes end their
         # runs and free their slots, so the next runs' messages wait in the broker.
         os.kill(main.pid, signal.SIGSTOP)
-        poll_until("a message waiting in the broker", lambda: client.llen(queue))
+        until(lambda: client.llen(queue), what="a message waiting in the broker")
         broker.stop()  # the queue and the slots are gone
         # Without Redis a web process of the cluster serves nothing: not ready meanwhile.
         ready = httpx.get(f"{url}/api/health/ready", timeout=30)
         assert ready.status_code == 503, ready.text
         assert ready.json()["dependencies"]["redis"].startswith("unreachable"), ready.text
         broker.start()
-        poll_until(
-            "ready again once Redis is back",
+        until(
             lambda: httpx.get(f"{url}/api/health/ready", timeout=30).status_code == 200,
+            what="ready again once Redis is back",
         )
         os.kill(main.pid, signal.SIGCONT)
-        ended = poll_until(
-            "every job's end",
-            lambda: (b := batch())["status"] in ENDED and b,
-        )
+        ended = until(lambda: (b := batch())["status"] in ENDED and b, what="every job's end")
         assert ended["counts"]["completed"] == 8, ended
         jobs = httpx.get(f"{url}/api/jobs", params={"batch_id": batch_id}, timeout=30).json()
         assert {(j["status"], j["attempt"]) for j in jobs["items"]} == {("completed", 1)}, jobs
@@ -199,7 +196,7 @@ def test_a_worker_process_that_dies_stops_counting_as_a_slot_at_once(
         url, env, _ = stack.enter_context(private_cluster(tmp_path, broker, tiny_model, **settings))
         (tmp_path / "worker").mkdir()
         stack.enter_context(worker(tmp_path / "worker", env, concurrency=2))
-        poll_until("both slots", lambda: worker_count(url) == 2)
+        until(lambda: worker_count(url) == 2, what="both slots")
 
         def slots() -> set[int]:
             listed = httpx.get(f"{url}/api/stats", timeout=30).json()["workers"]
@@ -207,9 +204,9 @@ def test_a_worker_process_that_dies_stops_counting_as_a_slot_at_once(
 
         dead = min(slots())
         os.kill(dead, signal.SIGKILL)
-        poll_until("the dead process's slot gone", lambda: dead not in slots())
+        until(lambda: dead not in slots(), what="the dead process's slot gone")
         # The pool's new process counts once its model is loaded.
-        poll_until("its replacement's slot", lambda: len(slots()) == 2)
+        until(lambda: len(slots()) == 2, what="its replacement's slot")
 
 
 def test_a_run_the_broker_does_not_take_waits_in_the_queue_and_goes_once_it_answers(
@@ -225,7 +222,7 @@ def test_a_run_the_broker_does_not_take_waits_in_the_queue_and_goes_once_it_answ
         )
         (tmp_path / "worker").mkdir()
         stack.enter_context(worker(tmp_path / "worker", env))
-        poll_until("the worker's slot", lambda: worker_count(url) == 1)
+        until(lambda: worker_count(url) == 1, what="the worker's slot")
         broker.stop()
         job_id = upload_pngs(url, tmp_path / "in", 1)["jobs"][0]["id"]
 
@@ -233,14 +230,14 @@ def test_a_run_the_broker_does_not_take_waits_in_the_queue_and_goes_once_it_answ
             health = httpx.get(f"{url}/api/health", timeout=30).json()
             return health["dependencies"].get("broker", {}).get("ok") is False
 
-        poll_until("the web process saying the broker is lost", broker_lost)
-        waiting = poll_until(
-            "the job back in the queue",
+        until(broker_lost, what="the web process saying the broker is lost")
+        waiting = until(
             lambda: (
                 (job := httpx.get(f"{url}/api/jobs/{job_id}", timeout=30).json())["status"]
                 == "pending"
                 and job
             ),
+            what="the job back in the queue",
         )
         assert (waiting["attempt"], waiting["error"]) == (1, None)
 

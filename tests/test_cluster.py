@@ -17,7 +17,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -42,6 +41,7 @@ from tests.cluster_support import (
 )
 from tests.jobs_support import postgres_database
 from tests.serving import UI, served
+from tests.waiting import until
 
 PHOTOS = 20
 TIMEOUT_S = 240.0
@@ -211,19 +211,13 @@ def _pid_running(listener: Listener, job_id: str) -> int:
 
 def _wait_for_workers(url: str, count: int) -> None:
     """Until /api/health counts ``count`` workers (each beats once its model is loaded)."""
-    deadline = threading.Event()
-    timer = threading.Timer(TIMEOUT_S, deadline.set)
-    timer.start()
-    try:
-        while not deadline.is_set():
-            health = httpx.get(f"{url}/api/health", timeout=10).json()
-            if health["workers"] >= count:
-                assert health["redis"] == "ok" and health["broker"] == "ok", health
-                return
-            deadline.wait(0.2)
-        pytest.fail(f"{count} workers never became ready: {httpx.get(f'{url}/api/health').json()}")
-    finally:
-        timer.cancel()
+    health = until(
+        lambda: httpx.get(f"{url}/api/health", timeout=10).json(),
+        lambda health: health["workers"] >= count,
+        TIMEOUT_S,
+        f"{count} workers ready",
+    )
+    assert health["redis"] == "ok" and health["broker"] == "ok", health
 
 
 def test_a_worker_without_a_cluster_says_what_to_set(tmp_path: Path) -> None:

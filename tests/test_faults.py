@@ -19,9 +19,10 @@ from bgremover.jobs.redis_bus import RedisEventBus
 from bgremover.jobs.sequences import EventSeq
 
 from .chaos_support import Chaos, all_ended, chaos_cluster, id_order_breaks, named_copies
-from .cluster_support import Listener, jobs_seen, poll
+from .cluster_support import Listener, jobs_seen
 from .postgres_support import PrivatePostgres, private_postgres
 from .redis_support import private_redis
+from .waiting import until
 
 PHOTOS = 8
 END_TIMEOUT_S = 240.0
@@ -68,8 +69,9 @@ def _completed_on_stream(job_ids: set[str]) -> Any:
 
 def _wait_for_log(chaos: Chaos, worker: Any, line: str) -> None:
     """Until the worker's log has ``line`` (what it says when it notices the fault)."""
-    if not poll(lambda: line in chaos.worker_log(worker), WAIT_S):
-        pytest.fail(f"the worker never said {line!r}:\n{chaos.worker_log(worker)[-3000:]}")
+    until(
+        lambda: chaos.worker_log(worker), lambda log: line in log, WAIT_S, f"the log line {line!r}"
+    )
 
 
 def _batch_running(cluster: Chaos, batch: list[Path]) -> tuple[Any, Listener, set[str]]:

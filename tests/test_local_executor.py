@@ -34,6 +34,8 @@ from bgremover.workers import (
     local,
 )
 
+from .waiting import Watched, until
+
 pytestmark = pytest.mark.model
 
 TIMEOUT_S = 90.0
@@ -63,27 +65,22 @@ class Reports:
 
     def wait_for(self, match: Callable[[Report], bool], timeout: float = TIMEOUT_S) -> Report:
         """The first report that matches, waiting for it to arrive."""
-        with self._changed:
-            found = self._changed.wait_for(
-                lambda: next((r for _, r in self._arrivals if match(r)), None), timeout
-            )
-        if found is None:
-            pytest.fail(f"no matching report within {timeout} s; got {self.all()}")
-        return found
+        found = until(
+            Watched(self._changed, lambda: [r for _, r in self._arrivals if match(r)]),
+            timeout=timeout,
+            what="a matching report",
+        )
+        return found[0]
 
     def wait_calibrations(self, count: int) -> list[Calibration]:
         """The warm-up timings, once ``count`` workers have sent theirs."""
-        with self._changed:
-            if not self._changed.wait_for(lambda: len(self.calibrations) >= count, TIMEOUT_S):
-                pytest.fail(f"{len(self.calibrations)} of {count} workers timed a warm-up")
-            return list(self.calibrations)
+        calibrations = Watched(self._changed, lambda: list(self.calibrations))
+        return until(calibrations, lambda c: len(c) >= count, TIMEOUT_S, f"{count} warm-ups")
 
     def wait_freed(self, count: int) -> list[str]:
         """The workers that reported a free slot, once ``count`` of them have."""
-        with self._changed:
-            if not self._changed.wait_for(lambda: len(self.freed) >= count, TIMEOUT_S):
-                pytest.fail(f"{len(self.freed)} of {count} workers reported a free slot")
-            return list(self.freed)
+        freed = Watched(self._changed, lambda: list(self.freed))
+        return until(freed, lambda f: len(f) >= count, TIMEOUT_S, f"{count} free slots")
 
     def final(self, job_id: str) -> Report:
         return self.wait_for(

@@ -24,9 +24,9 @@ from bgremover import Settings
 from bgremover.logs import SHOWN_AT_INFO, bound, configure
 from bgremover.web import create_app
 
-from .cluster_support import poll_until
 from .postgres_support import PrivatePostgres, private_postgres
 from .serving import UI, follow, job_ended, json_lines, served
+from .waiting import until
 
 TOKEN = "Qm3XbV9dK2pLw7RtYc4Hs8JfNa6Ue1Zg5Oi0TyPqWxE"
 RUN_FIELDS = ("job_id", "batch_id", "dispatch_id", "worker")
@@ -72,19 +72,19 @@ def test_json_logs_carry_the_run_and_probes_follow_the_database(
         assert result.status_code == 200
 
         postgres.crash()
-        down = poll_until(
-            "not ready while the database is down",
+        down = until(
             lambda: (
                 (r := httpx.get(f"{url}/api/health/ready", timeout=30)).status_code == 503 and r
             ),
+            what="not ready while the database is down",
         )
         assert down.json()["status"] == "unavailable"
         assert down.json()["dependencies"] == {"database": "unavailable"}, down.text
         assert httpx.get(f"{url}/api/health/live", timeout=10).status_code == 200
         postgres.start()
-        poll_until(
-            "ready again once the database is back",
+        until(
             lambda: httpx.get(f"{url}/api/health/ready", timeout=30).status_code == 200,
+            what="ready again once the database is back",
         )
         web_pid = process.pid
 

@@ -21,9 +21,9 @@ from bgremover.jobs.system import JobSystem
 from bgremover.web import create_app
 from bgremover.workers.base import Failed
 
-from .cluster_support import poll_until
 from .jobs_support import Harness, claim, run_to_completion
 from .serving import UI, job_ended, served, sse_events
+from .waiting import until
 
 TOKEN = "mT3q9xVb2LkP8wRz5NcY7hJd4FsA6gUe1oIiKlQpZxE"
 DASHBOARD = Path(__file__).resolve().parents[1] / "deploy" / "grafana" / "bgremover.json"
@@ -185,7 +185,7 @@ def test_metrics_move_as_jobs_run_agree_across_processes_and_need_the_token(
             while not ended(seen):
                 seen.append(next(events))
             during = scrape_of(client)
-        after = poll_until("the closed stream leave the count", lambda: no_streams(client))
+        after = until(lambda: no_streams(client), what="the closed stream leave the count")
         jobs = [client.get(f"/api/jobs/{job['id']}").json() for job in created.json()["jobs"]]
         second = Settings(data_dir=tmp_path / "b", database_url=database, token=TOKEN)
         with idle_app(second, **auth) as other:

@@ -12,10 +12,11 @@ from typing import Any
 
 import httpx
 
-from .cluster_support import poll_until, upload_pngs, web_processes
+from .cluster_support import upload_pngs, web_processes
 from .jobs_support import postgres_database
 from .serving import UI
 from .test_cli import run_cli
+from .waiting import until
 
 
 def queue_said(paused: bool) -> Any:
@@ -63,7 +64,7 @@ def test_a_pause_on_one_web_process_holds_the_others_claims(
             resumed = httpx.post(f"{a.url}/api/queue/resume", headers=UI, timeout=10)
             assert resumed.status_code == 200 and not resumed.json()["paused"]
             b.wait_for("the resume on A", queue_said(False))
-            jobs = poll_until("the held jobs completed", completed(a.url, created["batch"]["id"]))
+            jobs = until(completed(a.url, created["batch"]["id"]), what="the held jobs completed")
             assert {job["id"] for job in jobs} == ids
             starts = [datetime.fromisoformat(job["start_time"]).timestamp() for job in jobs]
             assert min(starts) >= resumed_at, "a job started while the queue was paused"

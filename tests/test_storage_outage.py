@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import errno
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -35,6 +35,7 @@ from bgremover.workers.running import ProgressReports, run_item
 from .disk_support import CannotMount, fill, small_disk
 from .jobs_support import WAIT_S, stage_uploads
 from .serving import unseen
+from .waiting import Watched, until
 
 BATCH = 8
 
@@ -118,11 +119,6 @@ class ThreadWorkers(Executor):
         self._pool.shutdown(wait=True)
 
 
-def wait_until(condition: threading.Condition, test: Callable[[], bool], what: str) -> None:
-    with condition:
-        assert condition.wait_for(test, WAIT_S), f"timed out waiting until {what}"
-
-
 @contextmanager
 def running_system(
     data_dir: Path, model: Path, storage: LocalStorage, *, start: bool = True
@@ -202,12 +198,11 @@ def test_a_full_disk_holds_the_queue_and_every_job_completes_once_it_has_room(
             copy.write_bytes(unseen(photos["coffee.jpg"], f"copy {index}"))
         created = service.create_batch(stage_uploads(tmp_path, *copies))
         # The disk fills after the first result is stored, with runs of the batch under way.
-        wait_until(arrived, lambda: len(ended) >= 1, "the first job ended")
+        until(Watched(arrived, lambda: len(ended) >= 1), what="the first job ended")
         storage.full = True
-        wait_until(
-            arrived,
-            lambda: any(s["ok"] is False for s in health) or len(ended) == BATCH,
-            "the outage was announced (or the batch ended)",
+        until(
+            Watched(arrived, lambda: any(s["ok"] is False for s in health) or len(ended) == BATCH),
+            what="the outage was announced (or the batch ended)",
         )
         failed = {job_id for job_id, status in ended.items() if status == "failed"}
         assert not failed, [
@@ -226,19 +221,24 @@ def test_a_full_disk_holds_the_queue_and_every_job_completes_once_it_has_room(
         # A slot frees before its run's report closes the gate (the executors' order), so a
         # claim made in that moment may still start: a probe comes in a later scheduler round,
         # after such a run was handed over, and the count starts once that one ended too.
-        wait_until(workers.changed, workers.idle, "the runs under way ended")
+        until(Watched(workers.changed, workers.idle), what="the runs under way ended")
         probed = storage.probes
-        wait_until(storage.changed, lambda: storage.probes > probed, "a probe of the full store")
-        wait_until(workers.changed, workers.idle, "runs claimed before the outage ended")
+        until(
+            Watched(storage.changed, lambda: storage.probes > probed),
+            what="a probe of the full store",
+        )
+        until(Watched(workers.changed, workers.idle), what="runs claimed before the outage ended")
         started = workers.started
         probed = storage.probes
-        wait_until(storage.changed, lambda: storage.probes >= probed + 3, "three more probes")
+        until(
+            Watched(storage.changed, lambda: storage.probes >= probed + 3), what="three more probes"
+        )
         assert workers.started == started, "the model ran while the store could not take it"
         with arrived:
             assert len(ended) < BATCH and not any(s["ok"] for s in health)
 
         storage.full = False
-        wait_until(arrived, lambda: len(ended) == BATCH, "every job ended")
+        until(Watched(arrived, lambda: len(ended) == BATCH), what="every job ended")
         assert health[-1]["ok"] is True and health[-1]["error"] is None
 
     jobs = [service.get_job(job.id) for job in created.jobs]

@@ -4,7 +4,6 @@ SQLite file) behind it."""
 from __future__ import annotations
 
 import io
-import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ from bgremover.web import InsecureBinding, create_app
 from .conftest import SUBJECT_POINTS
 from .jobs_support import wait_for_job
 from .serving import UI
+from .waiting import Followed, until
 
 TOKEN = "7EzzYFca0gAI2knVhqmcUBnGqi7QCZXG4c6z8w6bFJ8"
 
@@ -45,14 +45,10 @@ def upload(client: TestClient, *files: tuple[str, bytes], **form: Any) -> Any:
     )
 
 
-def wait_until_ended(client: TestClient, batch_id: str, timeout: float = 120) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        batch = client.get(f"/api/batches/{batch_id}").json()
-        if batch["status"] not in ("pending", "processing"):
-            return dict(batch)
-        time.sleep(0.2)
-    raise AssertionError(f"batch {batch_id} did not end in {timeout} s")
+def wait_until_ended(client: TestClient, batch_id: str) -> dict[str, Any]:
+    source = Followed(client.app.state.system.bus, lambda: client.get(f"/api/batches/{batch_id}"))
+    ended = until(source, lambda r: r.json()["status"] not in ("pending", "processing"))
+    return dict(ended.json())
 
 
 def test_bad_files_get_their_status_or_a_failed_job_while_good_ones_complete(

@@ -27,9 +27,9 @@ from bgremover.webhooks.dispatcher import Dispatcher
 from bgremover.webhooks.sender import Sender
 from bgremover.webhooks.store import WebhookStore
 
-from .cluster_support import poll_until
 from .jobs_support import postgres_database, wait_for_job
 from .serving import UI
+from .waiting import until
 from .webhook_support import DROP, Received, Receiver, receiving
 
 FAST: dict[str, Any] = {
@@ -89,11 +89,11 @@ def test_a_webhook_gets_its_events_signed_and_its_attempts_are_listed(
         assert all(r.headers["webhook-id"].startswith("msg_") for r in requests)
         assert len({r.id for r in requests}) == 3
 
-        attempts = poll_until(  # recorded once each answer is read
-            "three attempts recorded",
+        attempts = until(
             lambda: (
                 len(a := client.get(f"/api/webhooks/{hook['id']}/deliveries").json()) == 3 and a
             ),
+            what="three attempts recorded",
         )
         assert {a["delivery_id"] for a in attempts} == {r.id for r in requests}
         assert all(a["status_code"] == 200 and a["error"] is None for a in attempts)
@@ -140,13 +140,13 @@ def test_deliveries_are_retried_after_a_dropped_connection_and_500s(
         assert len({r.id for r in requests}) == 1, "every attempt carries the same webhook-id"
         payloads = [verified(hook["secret"], r) for r in requests]
         assert all(p == payloads[0] for p in payloads)
-        attempts = poll_until(
-            "the fourth attempt recorded",
+        attempts = until(
             lambda: (
                 (a := client.get(f"/api/webhooks/{hook['id']}/deliveries").json())
                 and len(a) == 4
                 and a
             ),
+            what="the fourth attempt recorded",
         )
         codes = [a["status_code"] for a in reversed(attempts)]
         assert codes == [None, 500, 503, 200]
@@ -262,9 +262,9 @@ def test_two_dispatchers_on_one_postgresql_database_send_each_delivery_once() ->
             each.start()
         try:
             requests = receiver.wait_for("200 deliveries", lambda seen: len(seen) >= 200)
-            counts = poll_until(
-                "every delivery recorded",
+            counts = until(
                 lambda: (c := WebhookStore(sessions).delivery_counts())["delivered"] == 200 and c,
+                what="every delivery recorded",
             )
         finally:
             for each in senders:
@@ -295,9 +295,9 @@ def test_a_delivery_is_given_up_after_its_retry_period(tmp_path: Path) -> None:
         sessions, _ = write_deliveries(f"sqlite:///{tmp_path / 'jobs.sqlite3'}", receiver, 1)
         sender = dispatcher(sessions, webhook_retry_period=timedelta(milliseconds=400)).start()
         try:
-            counts = poll_until(
-                "the delivery given up",
+            counts = until(
                 lambda: (c := WebhookStore(sessions).delivery_counts())["failed"] == 1 and c,
+                what="the delivery given up",
             )
         finally:
             sender.stop()

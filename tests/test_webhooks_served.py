@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 from standardwebhooks import Webhook
 
-from .cluster_support import poll_until
 from .serving import UI, served
+from .waiting import until
 from .webhook_support import receiving
 
 
@@ -31,9 +31,9 @@ def test_deliveries_written_before_a_server_died_are_sent_by_the_next_one(
             files = [("files", (photo.name, photo.read_bytes(), "image/jpeg"))] * 3
             created = httpx.post(f"{url}/api/batches", files=files, headers=UI, timeout=60)
             batch_id = created.json()["batch"]["id"]
-            poll_until(
-                "the batch completed",
+            until(
                 lambda: httpx.get(f"{url}/api/batches/{batch_id}").json()["status"] == "completed",
+                what="the batch completed",
             )
             assert httpx.get(f"{url}/api/webhooks/{hook['id']}/deliveries").json() == []
         # Killed (served() kills it); the deliveries wait in the database.

@@ -4,7 +4,6 @@ it: every wait is on a line or on the process ending, never on a clock."""
 from __future__ import annotations
 
 import os
-import queue
 import signal
 import subprocess
 import sys
@@ -12,6 +11,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from .waiting import Watched, until
 
 TIMEOUT_S = 120
 WATCH = [
@@ -31,31 +32,37 @@ class Watching:
     def __init__(self, process: subprocess.Popen[str]) -> None:
         self.process = process
         self.lines: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
+        """What it printed so far (appended to under ``_changed``)."""
+        self._closed = False
+        self._changed = threading.Condition()
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
         assert self.process.stdout is not None
         for line in self.process.stdout:
-            self._queue.put(line.rstrip("\n"))
-        self._queue.put(None)
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
 
     def wait_for(self, start: str | tuple[str, ...]) -> str:
         """The first line printed (so far, or next) that starts with ``start`` (or with one
         of several starts)."""
-        for line in self.lines:
-            if line.startswith(start):
-                return line
-        while True:
-            try:
-                line = self._queue.get(timeout=TIMEOUT_S)
-            except queue.Empty:
-                raise AssertionError(f"no line {start!r} in:\n" + "\n".join(self.lines)) from None
-            if line is None:
-                raise AssertionError(f"watch ended before {start!r}:\n" + "\n".join(self.lines))
-            self.lines.append(line)
-            if line.startswith(start):
-                return line
+
+        def first() -> tuple[str | None, bool]:
+            return next((line for line in self.lines if line.startswith(start)), None), self._closed
+
+        line, _ = until(
+            Watched(self._changed, first),
+            lambda seen: seen[0] is not None or seen[1],
+            TIMEOUT_S,
+            f"a line starting {start!r}",
+        )
+        if line is None:
+            raise AssertionError(f"watch ended before {start!r}:\n" + "\n".join(self.lines))
+        return line
 
     def stop(self) -> str:
         """Ctrl-C, then everything it printed. A watcher that does not stop fails the test
@@ -78,8 +85,7 @@ class Watching:
         return self.process.wait(timeout=TIMEOUT_S), "\n".join(self.lines)
 
     def _drain(self) -> None:
-        while (line := self._queue.get(timeout=TIMEOUT_S)) is not None:
-            self.lines.append(line)
+        until(Watched(self._changed, lambda: self._closed), timeout=TIMEOUT_S, what="its output")
 
 
 @contextmanager

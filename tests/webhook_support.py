@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import pytest
-
 from .cluster_support import WAIT_S
+from .waiting import Watched, until
 
 DROP = "drop"
 """An answer that closes the connection without a response."""
@@ -83,10 +82,7 @@ class Receiver:
 
     def wait_for(self, what: str, found: Callable[[list[Received]], bool]) -> list[Received]:
         """Every request so far, once ``found`` holds for them."""
-        with self._changed:
-            if not self._changed.wait_for(lambda: found(self.received), WAIT_S):
-                pytest.fail(f"the receiver never got {what}; it got {len(self.received)}")
-            return list(self.received)
+        return until(Watched(self._changed, lambda: list(self.received)), found, WAIT_S, what)
 
     def ids(self) -> set[str]:
         with self._changed:

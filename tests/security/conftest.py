@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import subprocess
-import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ import httpx
 import pytest
 
 from ..serving import UI, follow, job_ended, served
+from ..waiting import until
 
 
 @dataclass(frozen=True)
@@ -41,10 +41,7 @@ class Server:
 
     def wait_until(self, check: Any, what: str) -> None:
         """Poll ``check()`` until it is true (the server does this on its own clock)."""
-        deadline = time.monotonic() + 120
-        while not check():
-            assert time.monotonic() < deadline, f"never happened: {what}"
-            time.sleep(0.1)
+        until(check, what=what)
 
     def assert_healthy(self) -> None:
         """The server answers, lists every job, and the good job is still downloadable."""
@@ -71,6 +68,10 @@ def upload_and_finish(server_url: str, files: list[tuple[str, bytes]], **form: s
     return created
 
 
+BODY_TIMEOUT_S = 2.0
+"""The server's body timeout here: short, so the limit tests see it act."""
+
+
 @pytest.fixture(scope="package")
 def server(tmp_path_factory: pytest.TempPathFactory, photos: dict[str, Path]) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("security")
@@ -78,7 +79,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, photos: dict[str, Path]) ->
         "BGREMOVER_MAX_CONCURRENT_JOBS": "1",
         "BGREMOVER_CLEANUP_INTERVAL": "1",  # plain seconds (it used to kill the server)
         "BGREMOVER_HEADER_TIMEOUT": "2",
-        "BGREMOVER_BODY_TIMEOUT": "2",
+        "BGREMOVER_BODY_TIMEOUT": str(BODY_TIMEOUT_S),
     }
     with served(root, env=env) as (url, process):
         created = upload_and_finish(url, [("coffee.jpg", photos["coffee.jpg"].read_bytes())])

@@ -19,8 +19,8 @@ from starlette.types import Message, Receive, Scope, Send
 from bgremover.config import Settings, settings_error
 from bgremover.web.stream_limits import StreamLimits
 
-from ..cluster_support import poll_until
 from ..serving import served
+from ..waiting import until
 from .conftest import Server
 from .wire import Answer, connect, read_head, request_head
 
@@ -131,7 +131,7 @@ def test_many_clients_together_hold_fewer_streams_than_connections(crowded: str)
             sock.close()
             return None
 
-        held.append(poll_until("a closed stream's slot back", reopened))
+        held.append(until(reopened, what="a closed stream's slot back"))
 
 
 def test_settings_refuse_stream_caps_that_leave_no_room(tmp_path: Path) -> None:
