@@ -218,17 +218,28 @@ def test_manual_batches_priorities_listing_sessions_and_stats(
 ) -> None:
     manual = client.post("/api/batches/manual", json={"name": "Catalogue"})
     assert manual.status_code == 201 and manual.json()["manual"] is True
+    batch_id = manual.json()["id"]
+    # Paused, so its jobs stay pending (the scheduler cannot take one first) until resumed.
+    assert client.post(f"/api/batches/{batch_id}/pause").status_code == 200
     added = upload(
         client,
         ("chelsea.jpg", photos["chelsea.jpg"].read_bytes()),
-        batch_id=manual.json()["id"],
+        batch_id=batch_id,
         priority="3",
     ).json()
     assert added["batch"]["name"] == "Catalogue" and added["jobs"][0]["priority"] == 3
     job_id = added["jobs"][0]["id"]
+    upload(
+        client, ("coffee.jpg", photos["coffee.jpg"].read_bytes()), batch_id=batch_id, priority="5"
+    )
     front = client.post(f"/api/jobs/{job_id}/priority", json={"front": True})
-    assert front.status_code in (200, 409)  # 409 once the scheduler already took it
+    assert front.status_code == 200, front.text
+    assert front.json()["status"] == "pending" and front.json()["priority"] >= 5  # past coffee
     assert client.post(f"/api/jobs/{job_id}/priority", json={}).status_code == 422
+    assert client.post(f"/api/batches/{batch_id}/resume").status_code == 200
+    assert wait_until_ended(client, batch_id)["status"] == "completed"
+    ended = client.post(f"/api/jobs/{job_id}/priority", json={"front": True})
+    assert ended.status_code == 409  # only a pending job can move
 
     listing = client.get("/api/jobs", params={"q": "chel", "limit": 1}).json()
     assert listing["limit"] == 1 and listing["total"] >= 1 and len(listing["items"]) == 1
