@@ -36,12 +36,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: reuse the tests' process helpers
 
+from bench.common import OthersCpuSeconds, percentile  # noqa: E402
 from bench.tiny_model import build_tiny_model  # noqa: E402
 from tests.cluster_support import REDIS_URL, Listener, ensure_service, worker  # noqa: E402
 from tests.jobs_support import postgres_database  # noqa: E402
@@ -49,32 +49,6 @@ from tests.serving import UI, served  # noqa: E402
 
 CHEAP_JOBS = 100
 MODEL_PHOTOS = 20
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-class CpuMeter:
-    """CPU seconds used by processes other than the ones measured, while measuring."""
-
-    def __init__(self) -> None:
-        self._start = psutil.cpu_times()
-
-    def others_busy_s(self, own: list[int]) -> float:
-        end = psutil.cpu_times()
-        busy = (end.user + end.system) - (self._start.user + self._start.system)
-        mine = 0.0
-        for pid in own:
-            try:
-                process = psutil.Process(pid)
-                for p in [process, *process.children(recursive=True)]:
-                    times = p.cpu_times()
-                    mine += times.user + times.system
-            except psutil.NoSuchProcess:
-                pass
-        return max(0.0, busy - mine)
 
 
 @contextmanager
@@ -165,10 +139,10 @@ def part_cheap(root: Path) -> None:
         for name, cluster in (("local", None), ("celery", processes)):
             with side(root, cluster, env) as (url, pids):
                 run_batch(url, files[:4])  # warm: models loaded, first runs done
-                meter = CpuMeter()
+                meter = OthersCpuSeconds()
                 wall, _ = run_batch(url, files)
                 rates[name] = CHEAP_JOBS / wall
-                others = meter.others_busy_s(pids)
+                others = meter.seconds(pids)
             print(f"  {processes} process(es) {name:>6}: {rates[name]:6.1f} jobs/s"
                   f"  (other processes used {others:.1f} CPU-s)")  # fmt: skip
         print(f"  {processes} process(es)  ratio: {rates['celery'] / rates['local']:.2f}×")
@@ -196,9 +170,9 @@ def part_model(root: Path) -> None:
     for name, cluster in (("serve alone", None), ("serve + worker -c 2", 2)):
         with side(root, cluster, env) as (url, pids):
             run_batch(url, photos[:2])  # warm
-            meter = CpuMeter()
+            meter = OthersCpuSeconds()
             wall, latencies = run_batch(url, photos)
-            others = meter.others_busy_s(pids)
+            others = meter.seconds(pids)
         results[name] = (MODEL_PHOTOS / wall, latencies)
         print(f"  {name:>20}: {MODEL_PHOTOS / wall:.3f} images/s ({wall:.1f} s)"
               f"  (other processes used {others:.1f} CPU-s)")  # fmt: skip
@@ -207,7 +181,7 @@ def part_model(root: Path) -> None:
     print("\n== worker → SSE client latency of job.progress, ms")
     for name, (_, latencies) in results.items():
         if latencies:
-            p50, p99 = 1000 * statistics.median(latencies), 1000 * pct(latencies, 0.99)
+            p50, p99 = 1000 * statistics.median(latencies), 1000 * percentile(latencies, 99)
             print(f"  {name:>20}: p50 {p50:6.1f}  p99 {p99:6.1f}  ({len(latencies)} events)")
 
 

@@ -53,7 +53,6 @@ import io
 import json
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -65,7 +64,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
+
+from common import (  # bench/ is on sys.path when run as a script
+    MASK_THRESHOLD,
+    OthersCpuShare,
+    PhotoSpec,
+    mask_agreement,
+    write_photo,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -73,8 +80,6 @@ THROUGHPUT_MODES = ("floor-fp16", "floor-fp32", "ours", "one-by-one", "rembg")
 CHILD_MODES = (*THROUGHPUT_MODES, "png")
 BUCKETS = ("<=1MP", "~3MP", "12MP")
 PNG_REPEATS = 3
-MASK_THRESHOLD = 128
-JPEG_QUALITY = 92
 MIB = 1024 * 1024
 CONTENTION_WARN = 0.05
 """Other processes' share of the CPUs above which a mode's timings are flagged."""
@@ -82,17 +87,6 @@ CONTENTION_WARN = 0.05
 
 # --------------------------------------------------------------------------------------------
 # The photo set
-
-
-@dataclass(frozen=True)
-class PhotoSpec:
-    """A benchmark photo: where its pixels come from and the size to write it at."""
-
-    name: str
-    origin: str
-    """``samples/<file>`` or ``skimage.<function>``."""
-    size: tuple[int, int] | None = None
-    """Width and height (centre-cropped to that aspect, LANCZOS-resized); None: as is."""
 
 
 @dataclass(frozen=True)
@@ -118,7 +112,7 @@ FULL_SET: tuple[PhotoSpec, ...] = (
     PhotoSpec("chelsea", "samples/chelsea.jpg"),
     PhotoSpec("coffee", "samples/coffee.jpg"),
     PhotoSpec("rocket", "skimage.rocket"),
-    PhotoSpec("motorcycle-3mp", "skimage.motorcycle", (2000, 1500)),
+    PhotoSpec("motorcycle-3mp", "skimage.motorcycle_left", (2000, 1500)),
     PhotoSpec("astronaut-3mp", "samples/astronaut.jpg", (1732, 1732)),
     PhotoSpec("chelsea-12mp", "samples/chelsea.jpg", (4000, 3000)),
     PhotoSpec("coffee-12mp", "samples/coffee.jpg", (4000, 3000)),
@@ -137,38 +131,18 @@ def bucket_of(pixels: int) -> str:
     return BUCKETS[2]
 
 
-def load_origin(origin: str) -> Image.Image:
-    """The RGB pixels of a bundled sample or a scikit-image sample photo."""
-    if origin.startswith("samples/"):
-        with Image.open(REPO / origin) as image:
-            return image.convert("RGB")
-    from skimage import data
-
-    name = origin.removeprefix("skimage.")
-    array = data.stereo_motorcycle()[0] if name == "motorcycle" else getattr(data, name)()
-    return Image.fromarray(np.asarray(array, dtype=np.uint8)).convert("RGB")
-
-
-def write_photo(spec: PhotoSpec, directory: Path) -> Photo:
-    """Write one photo as a JPEG (a native sample is copied byte for byte)."""
-    path = directory / f"{spec.name}.jpg"
-    if spec.size is None and spec.origin.startswith("samples/"):
-        shutil.copyfile(REPO / spec.origin, path)
-        with Image.open(path) as image:
-            width, height = image.size
-        return Photo(spec.name, str(path), width, height)
-    image = load_origin(spec.origin)
-    if spec.size is not None:
-        image = ImageOps.fit(image, spec.size, Image.Resampling.LANCZOS)
-    image.save(path, "JPEG", quality=JPEG_QUALITY)
-    return Photo(spec.name, str(path), *image.size)
+def written(spec: PhotoSpec, directory: Path) -> Photo:
+    """Write one photo as a JPEG and describe it."""
+    path = write_photo(spec, directory)
+    with Image.open(path) as image:
+        return Photo(spec.name, str(path), *image.size)
 
 
 def build_photo_set(specs: Iterable[PhotoSpec], directory: Path) -> list[Photo]:
     photos = []
     for spec in specs:
         try:
-            photos.append(write_photo(spec, directory))
+            photos.append(written(spec, directory))
         except Exception as exc:  # a scikit-image photo that needs a download, say
             print(f"  skipping {spec.name}: {spec.origin} is unavailable ({exc})")
     return photos
@@ -223,49 +197,6 @@ def timed(work: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[float, A
     started = time.perf_counter()
     result = work(*args, **kwargs)
     return time.perf_counter() - started, result
-
-
-def system_busy_seconds() -> float | None:
-    """CPU seconds all processes have used since boot (/proc/stat), None where unknown."""
-    try:
-        fields = Path("/proc/stat").read_text().splitlines()[0].split()
-    except OSError:
-        return None
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[1:9])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-def children_cpu_seconds() -> float:
-    import resource
-
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-@dataclass
-class ContentionMeter:
-    """How much CPU other processes (not this script's child) took while a child ran.
-
-    On a small machine anything else running inflates every timing; this says by how much.
-    """
-
-    cores: int
-    busy: float | None = None
-    ours: float = 0.0
-    started: float = 0.0
-
-    def start(self) -> None:
-        self.busy, self.ours = system_busy_seconds(), children_cpu_seconds()
-        self.started = time.perf_counter()
-
-    def others_share(self) -> float | None:
-        """Other processes' CPU time as a share of all cores over the interval."""
-        busy = system_busy_seconds()
-        if busy is None or self.busy is None:
-            return None
-        wall = time.perf_counter() - self.started
-        others = (busy - self.busy) - (children_cpu_seconds() - self.ours)
-        return max(others, 0.0) / (wall * self.cores)
 
 
 def resolve_threads(requested: int) -> int:
@@ -623,10 +554,9 @@ def run_child(
         # That checkout's package comes first on the path, ahead of the installed one.
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(baseline_src), *sys.path[1:]])}
     print(f"  running {mode} ...", flush=True)
-    meter = ContentionMeter(resolve_threads(0))
-    meter.start()
+    meter = OthersCpuShare(resolve_threads(0))
     seconds, completed = timed(subprocess.run, command, check=False, env=env)
-    others = meter.others_share()
+    others = meter.share()
     if completed.returncode != 0 or not result.exists():
         print(f"  {mode}: child failed with exit status {completed.returncode}")
         return None
@@ -779,16 +709,6 @@ def print_png(result: dict[str, Any] | None) -> None:
         )
         for name, entry in table["writers"].items():
             print(f"  {name:<64}{entry['seconds']:>7.3f} s{entry['bytes'] / MIB:>8.2f} MiB")
-
-
-def mask_agreement(a: np.ndarray, b: np.ndarray) -> tuple[float, int, int]:
-    """IoU at the threshold, the largest per-pixel difference (0-255) and how many pixels
-    differ by more than 2."""
-    fa, fb = a >= MASK_THRESHOLD, b >= MASK_THRESHOLD
-    union = np.logical_or(fa, fb).sum()
-    iou = 1.0 if union == 0 else float(np.logical_and(fa, fb).sum() / union)
-    delta = np.abs(a.astype(np.int16) - b.astype(np.int16))
-    return iou, int(delta.max()), int((delta > 2).sum())
 
 
 def print_agreement(photos: list[Photo], masks_dir: Path, other: str, title: str) -> None:

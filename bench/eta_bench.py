@@ -26,10 +26,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -41,13 +39,10 @@ from typing import Any
 import httpx
 from PIL import Image
 
-from report import note, row, section  # bench/ is on sys.path when run as a script
+from common import SAMPLES, UI_HEADER, Server  # bench/ is on sys.path when run as a script
+from report import note, row, section
 
-REPO = Path(__file__).resolve().parents[1]
-SAMPLES = REPO / "samples"
 SAMPLE_EVERY_S = 0.25
-UI_HEADER = {"X-BGRemover-Request": "1"}
-"""What the web UI sends with every request that changes something."""
 MIN_LEFT_S = 0.5
 """Samples with less than this left are skipped: a relative error there says nothing."""
 
@@ -67,14 +62,6 @@ def make_photos(folder: Path) -> list[Path]:
                 photos.append(path)
     random.Random(7).shuffle(photos)
     return photos
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -231,21 +218,10 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(tmp)
         (root / "photos").mkdir()
         photos = make_photos(root / "photos")
-        port = free_port()
-        env = {**os.environ, "BGREMOVER_DATA_DIR": str(root / "data")}
-        server = subprocess.Popen(
-            [sys.executable, "-m", "bgremover", "serve", "--port", str(port),
-             "--workers", str(args.workers)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        url = f"http://127.0.0.1:{port}"
+        server = Server(root / "data", None, slots=args.workers)
+        url = server.url
         try:
-            for _ in range(300):
-                try:
-                    if httpx.get(f"{url}/api/health", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.2)
+            server.wait_ready(120)
             recording, ready = Recording(), threading.Event()
             listener = threading.Thread(target=listen, args=(url, recording, ready), daemon=True)
             listener.start()
@@ -259,8 +235,7 @@ def main(argv: list[str] | None = None) -> int:
                 note("the batch did not finish within 30 min")
                 return 1
         finally:
-            server.terminate()
-            server.wait(30)
+            server.stop()
         sizes = ", ".join(f"{p.name}" for p in photos)
         print(f"bgremover ETA benchmark: 10 photos on a fresh server, {args.workers} workers")
         note(f"order: {sizes}")

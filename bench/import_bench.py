@@ -31,8 +31,9 @@ from typing import Any
 import httpx
 
 from bgremover.config import Settings
+from bgremover.jobs.states import TERMINAL
+from common import MIB, UI_HEADER, ResourceSampler, Server, tiny_pngs
 from report import note, row, section  # bench/ is on sys.path when run as a script
-from sse_bench import MIB, TERMINAL, UI_HEADER, ResourceSampler, Server, tiny_pngs
 from tiny_model import build_tiny_model
 
 NAMES = [

@@ -92,7 +92,7 @@ from typing import Any, TypeVar
 import httpx
 import numpy as np
 import psutil
-from PIL import Image, ImageOps
+from PIL import Image
 
 from bgremover import Settings, load_remover
 from bgremover.jobs import Event, Job, JobSystem, Upload
@@ -101,24 +101,33 @@ from bgremover.jobs.schemas import BatchCreated
 from bgremover.jobs.states import TERMINAL
 from bgremover.workers.base import Finished, Report, ReportSink, StageProgress, Started
 from bgremover.workers.local import LocalProcessExecutor
-from engine_bench import mask_agreement  # bench/ is on sys.path when run as a script
+from common import (  # bench/ is on sys.path when run as a script
+    MIB,
+    REPO,
+    SAMPLES,
+    SLOTS,
+    UI_HEADER,
+    OthersCpuShare,
+    PhotoSpec,
+    ResourceSampler,
+    Server,
+    cpu_seconds,
+    mask_agreement,
+    percentile,
+    spread,
+    write_photo,
+)
 from report import note, row, section
-from sse_bench import ResourceSampler, Server, cpu_seconds
 from tiny_model import build_tiny_model
 
 T = TypeVar("T")
-REPO = Path(__file__).resolve().parents[1]
-SAMPLES = REPO / "samples"
 PARTS = ("submit", "dispatch", "latency", "model", "scale", "memory")
-MIB = 1024 * 1024
 CONTENTION_WARN = 0.05
 """Other processes' share of the CPUs above which a part's numbers are flagged."""
 WAIT_S = 900.0
 """Longest wait for a batch to finish before the part is abandoned."""
 ETA_CHECKPOINTS = (0.10, 0.25, 0.50, 0.75, 0.90)
 DISPATCH_MARKS = (1, 2, 10, 100)
-SLOTS = 2
-"""``max_concurrent_jobs`` everywhere here, as the issue asks."""
 TRACE_FRAMES = 8
 TRACED_JOBS = 2_000
 """Jobs submitted under tracemalloc (tracing is slow) to see what the service keeps."""
@@ -126,7 +135,6 @@ GB = 1e9
 BIG_PHOTO_SIZE = (4240, 2832)
 """12.0 MP at 3:2, the aspect of the two samples that are upscaled to it."""
 RSS_EVERY_S = 0.05
-UI_HEADER = {"X-BGRemover-Request": "1"}
 
 
 @dataclass(frozen=True)
@@ -170,57 +178,23 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
 
 
-def pct(values: Sequence[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values, dtype=float), q)) if values else float("nan")
-
-
-def spread(values: Sequence[float]) -> str:
-    """p50 / p90 / p99 / max of durations in seconds, as milliseconds."""
-    if not values:
-        return "no samples"
-    p50, p90, p99 = (pct(values, q) * 1000 for q in (50, 90, 99))
-    return f"p50 {p50:.1f}  p90 {p90:.1f}  p99 {p99:.1f}  max {max(values) * 1000:.1f} ms"
-
-
 def rss() -> int:
     gc.collect()
     return psutil.Process().memory_info().rss
 
 
-def _system_busy_s() -> float:
-    times = psutil.cpu_times()
-    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
-
-
-def _own_cpu_s() -> float:
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
-
-
-class CpuMeter:
-    """Share of all CPUs used by processes other than this one and its reaped children."""
-
-    def __init__(self) -> None:
-        self._wall = time.monotonic()
-        self._busy = _system_busy_s()
-        self._own = _own_cpu_s()
-
-    def others_share(self) -> float:
-        wall = time.monotonic() - self._wall
-        others = (_system_busy_s() - self._busy) - (_own_cpu_s() - self._own)
-        return max(0.0, others) / (wall * (os.cpu_count() or 1))
-
-    def report(self) -> None:
-        share = self.others_share()
-        flag = "  ← contended: ratios are skewed" if share > CONTENTION_WARN else ""
-        row("other processes' CPU share during this part", f"{share:.0%}{flag}")
+def report_contention(meter: OthersCpuShare) -> None:
+    """Other processes' CPU share during this part, flagged when it skews the ratios."""
+    share = meter.share()
+    flag = "  ← contended: ratios are skewed" if share > CONTENTION_WARN else ""
+    row("other processes' CPU share during this part", f"{share:.0%}{flag}")
 
 
 def contended(work: Callable[[], T]) -> tuple[T, float]:
     """``work()`` and other processes' CPU share while it ran."""
-    meter = CpuMeter()
+    meter = OthersCpuShare()
     result = work()
-    return result, meter.others_share()
+    return result, meter.share()
 
 
 def report_sides(label: str, baseline: float, system: float) -> None:
@@ -252,15 +226,6 @@ def stage_uploads(staging: Path, sources: Iterable[Path]) -> list[Upload]:
     return uploads
 
 
-@dataclass(frozen=True)
-class PhotoSpec:
-    name: str
-    origin: str
-    """``samples/<file>`` or ``skimage.<function>``."""
-    size: tuple[int, int] | None = None
-    """Centre-cropped to this aspect and LANCZOS-resized; None keeps the photo as it is."""
-
-
 # Sizes interleaved so that every stretch of the batch mixes small and 1–3 MP photos; the
 # first PLAN.photos are used (8 in --quick).
 PHOTOS: tuple[PhotoSpec, ...] = (
@@ -287,35 +252,9 @@ PHOTOS: tuple[PhotoSpec, ...] = (
 )
 
 
-def load_origin(origin: str) -> Image.Image:
-    if origin.startswith("samples/"):
-        with Image.open(REPO / origin) as image:
-            return image.convert("RGB")
-    from skimage import data
-
-    name = origin.removeprefix("skimage.")
-    if name in ("motorcycle_left", "motorcycle_right"):
-        array = data.stereo_motorcycle()[0 if name == "motorcycle_left" else 1]
-    else:
-        array = getattr(data, name)()
-    return Image.fromarray(np.asarray(array, dtype=np.uint8)).convert("RGB")
-
-
 def write_photos(specs: Sequence[PhotoSpec], directory: Path) -> list[Path]:
     """JPEGs of the photos (bundled samples at native size are copied byte for byte)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for spec in specs:
-        path = directory / f"{spec.name}.jpg"
-        if spec.size is None and spec.origin.startswith("samples/"):
-            shutil.copyfile(REPO / spec.origin, path)
-        else:
-            image = load_origin(spec.origin)
-            if spec.size is not None:
-                image = ImageOps.fit(image, spec.size, Image.Resampling.LANCZOS)
-            image.save(path, "JPEG", quality=92)
-        paths.append(path)
-    return paths
+    return [write_photo(spec, directory) for spec in specs]
 
 
 def image_size(path: Path) -> tuple[int, int]:
@@ -563,7 +502,7 @@ def report_health(run: BatchRun) -> None:
 
 def part_submit(plan: Plan, root: Path, tiny_model: Path, tiny_png: Path) -> None:
     section(f"1a/1c  submitting {plan.submit_jobs:,} jobs (service only, nothing running)")
-    meter = CpuMeter()
+    meter = OthersCpuShare()
     settings = settings_for(root / "submit", model_path=tiny_model)
     system = JobSystem(settings)  # not started: no workers, no scheduler
     try:
@@ -608,7 +547,7 @@ def part_submit(plan: Plan, root: Path, tiny_model: Path, tiny_png: Path) -> Non
     finally:
         system.stop()
     retained_by_site(root / "submit-traced", tiny_model, tiny_png, TRACED_JOBS)
-    meter.report()
+    report_contention(meter)
 
 
 def retained_by_site(data_dir: Path, tiny_model: Path, tiny_png: Path, n: int) -> None:
@@ -690,7 +629,7 @@ def raw_engine_loop(model: Path, image: Path, calls: int, out: Path) -> float:
 def part_dispatch(plan: Plan, root: Path, tiny_model: Path, tiny_png: Path) -> None:
     n = plan.dispatch_jobs
     section(f"1b  scheduling {n:,} cheap jobs: LocalProcessExecutor, max_concurrent_jobs=2")
-    meter = CpuMeter()
+    meter = OthersCpuShare()
     raw_s, raw_others = contended(
         lambda: raw_engine_loop(tiny_model, tiny_png, plan.raw_calls, root / "raw.png")
     )
@@ -705,7 +644,7 @@ def part_dispatch(plan: Plan, root: Path, tiny_model: Path, tiny_png: Path) -> N
     report_sides("raw loop / system run", raw_others, run_others)
     report_overheads(run, raw_s)
     report_lifecycle(run)
-    meter.report()
+    report_contention(meter)
     if plan.backlog_jobs:
         dispatch_behind_backlog(plan, root, tiny_model, tiny_png, system_rate)
     dispatch_many_batches(plan, root, tiny_model, tiny_png, system_rate)
@@ -796,7 +735,7 @@ def report_overheads(run: BatchRun, raw_s: float) -> None:
     if run.claim_s:
         row(
             "claim_next (scheduler thread), mean / p99",
-            f"{ms(statistics.mean(run.claim_s))} / {ms(pct(run.claim_s, 99))}",
+            f"{ms(statistics.mean(run.claim_s))} / {ms(percentile(run.claim_s, 99))}",
         )
     events = len(run.received) / jobs
     row("events published per job", f"{events:.1f}")
@@ -807,7 +746,7 @@ def dispatch_behind_backlog(
 ) -> None:
     n, backlog = plan.backlog_measured, plan.backlog_jobs
     section(f"1b' cheap jobs with {backlog:,} pending: the first {n:,} completions")
-    meter = CpuMeter()
+    meter = OthersCpuShare()
     settings = settings_for(root / "backlog", model_path=tiny_model, max_concurrent_jobs=2)
     # The backlog is queued before the workers start and one more batch after, so claims
     # and reports run with ~10,000 jobs pending; the first n completions are measured.
@@ -819,7 +758,7 @@ def dispatch_behind_backlog(
     )
     ends = sorted(r.at for r in first_status(run, TERMINAL).values())[:n]
     report_variant(run, (len(ends) - 1) / (ends[-1] - ends[0]), plain_rate)
-    meter.report()
+    report_contention(meter)
 
 
 def dispatch_many_batches(
@@ -830,7 +769,7 @@ def dispatch_many_batches(
         f"1b'' {count * size:,} cheap jobs as {count} batches of {size} in one session "
         "(one upload request each)"
     )
-    meter = CpuMeter()
+    meter = OthersCpuShare()
     settings = settings_for(root / "many", model_path=tiny_model, max_concurrent_jobs=2)
     batches = [stage_uploads(root / "staging", [tiny_png] * size) for _ in range(count)]
     run = run_batches(settings, batches)
@@ -843,7 +782,7 @@ def dispatch_many_batches(
     ends = sorted(r.at for r in first_status(run, TERMINAL).values() if r.at > run.created_at)
     rate = (len(ends) - 1) / (ends[-1] - run.created_at) if len(ends) > 1 else float("nan")
     report_variant(run, rate, plain_rate)
-    meter.report()
+    report_contention(meter)
 
 
 def report_variant(run: BatchRun, rate: float, plain_rate: float) -> None:
@@ -851,12 +790,12 @@ def report_variant(run: BatchRun, rate: float, plain_rate: float) -> None:
     if run.claim_s:
         row(
             "claim_next (scheduler thread), mean / p99",
-            f"{ms(statistics.mean(run.claim_s))} / {ms(pct(run.claim_s, 99))}",
+            f"{ms(statistics.mean(run.claim_s))} / {ms(percentile(run.claim_s, 99))}",
         )
     finished = [a.handled_s for a in run.arrivals if isinstance(a.report, Finished)]
     row(
         "service.handle(Finished), mean / p99",
-        f"{ms(statistics.mean(finished))} / {ms(pct(finished, 99))}",
+        f"{ms(statistics.mean(finished))} / {ms(percentile(finished, 99))}",
     )
 
 
@@ -950,7 +889,7 @@ def report_lifecycle(run: BatchRun) -> None:
 def part_latency(plan: Plan, root: Path, tiny_png: Path) -> None:
     n = plan.latency_jobs
     section(f"1d  event latency over {n:,} jobs (tiny model + 3 MatMuls, 2 workers)")
-    meter = CpuMeter()
+    meter = OthersCpuShare()
     model = build_tiny_model(root / "tiny-slow.onnx", matmuls=3)
     settings = settings_for(root / "latency", model_path=model, max_concurrent_jobs=2)
     run = run_batch(settings, stage_uploads(root / "staging", [tiny_png] * n))
@@ -965,9 +904,12 @@ def part_latency(plan: Plan, root: Path, tiny_png: Path) -> None:
     direct.print("job.progress published at once (worker sent_at →)")
     held.print("job.progress held by the 100 ms throttle first")
     everything = direct.total + held.total
-    row("job.progress, all: p50 / p99", f"{ms(pct(everything, 50))} / {ms(pct(everything, 99))}")
+    row(
+        "job.progress, all: p50 / p99",
+        f"{ms(percentile(everything, 50))} / {ms(percentile(everything, 99))}",
+    )
     report_lifecycle(run)
-    meter.report()
+    report_contention(meter)
 
 
 # --------------------------------------------------------------------------------------------
@@ -977,7 +919,7 @@ def part_latency(plan: Plan, root: Path, tiny_png: Path) -> None:
 def part_model(plan: Plan, root: Path) -> None:
     specs = PHOTOS[: plan.photos]
     section(f"2  {len(specs)} photos with the real model: JobSystem against the engine loop")
-    meter = CpuMeter()
+    meter = OthersCpuShare()
     photos = write_photos(specs, root / "photos")
     sizes = [image_size(p) for p in photos]
     megapixels = [w * h / 1e6 for w, h in sizes]
@@ -1004,7 +946,7 @@ def part_model(plan: Plan, root: Path) -> None:
     )
     row("ratio JobSystem / engine loop (images/s)", f"{loop_s / system_s:.2f}×")
     report_sides("engine loop / JobSystem run", loop_others, run_others)
-    meter.report()
+    report_contention(meter)
     part_eta(run, photos, sizes)
 
 
@@ -1249,7 +1191,7 @@ def part_scale(plan: Plan, root: Path, tiny_model: Path, tiny_png: Path) -> None
             f"4   the queue at scale on {backend}: claim latency and the scheduling rate of "
             f"the first {plan.scale_measured} completions, cheap jobs, 2 workers"
         )
-        meter = CpuMeter()
+        meter = OthersCpuShare()
         base_rate = None
         for pending in plan.scale_pending:
             with contextlib.ExitStack() as stack:
@@ -1271,14 +1213,14 @@ def part_scale(plan: Plan, root: Path, tiny_model: Path, tiny_png: Path) -> None
             base_rate = base_rate or rate
             row(
                 f"{pending:>7,} pending: claim_next mean / p99",
-                f"{ms(statistics.mean(claims))} / {ms(pct(claims, 99))}",
+                f"{ms(statistics.mean(claims))} / {ms(percentile(claims, 99))}",
             )
             row(
                 f"{pending:>7,} pending: scheduling rate",
                 f"{rate:.1f} jobs/s = {rate / base_rate:.2f}× the {plan.scale_pending[0]}-job rate"
                 " (goal ≥ 0.9×)",
             )
-        meter.report()
+        report_contention(meter)
     part_two_processes(plan, root)
 
 
@@ -1316,7 +1258,7 @@ def part_two_processes(plan: Plan, root: Path) -> None:
         "4'  two processes on one PostgreSQL database, engine-bound jobs "
         "(tiny model with 3 MatMuls), 1 worker each, 1 intra-op thread"
     )
-    meter = CpuMeter()
+    meter = OthersCpuShare()
     model, staging = engine_bound_model(root), root / "staging"
     tiny_png = make_tiny_png(root / "tiny-2.png")
     rates = {}
@@ -1345,7 +1287,7 @@ def part_two_processes(plan: Plan, root: Path) -> None:
                 child.join(120)
         row(f"{processes} process(es)", f"{rates[processes]:.2f} jobs/s")
     row("2 processes against 1", f"{rates[2] / rates[1]:.2f}× (goal ≥ 1.6×)")
-    meter.report()
+    report_contention(meter)
 
 
 # --------------------------------------------------------------------------------------------

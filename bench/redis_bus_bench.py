@@ -24,7 +24,7 @@ from typing import Any
 import redis
 
 from bgremover.jobs.redis_bus import RedisEventBus
-from sse_bench import spread  # bench/ is on sys.path when run as a script
+from common import spread  # bench/ is on sys.path when run as a script
 
 
 def publish(url: str, prefix: str, events: int, rate: float, ready: Any, go: Any) -> None:
@@ -43,7 +43,7 @@ def publish(url: str, prefix: str, events: int, rate: float, ready: Any, go: Any
         # A job id per event: the subscriber's buffer would merge progress of one job.
         bus.publish("job.progress", {"id": f"j{i}", "i": i, "sent_at": time.time()})
         durations.append(time.perf_counter() - began)
-    print(f"publish call (Lua script round trip): {spread(durations)}")
+    print(f"publish call (Lua script round trip): {spread(durations, counted=True)}")
     bus.close()
 
 
@@ -75,7 +75,7 @@ def main() -> None:
             indexes.append(event.data["i"])
         publisher.join()
         in_order = seqs == sorted(seqs) and indexes == list(range(args.events))
-        print(f"publish → subscriber in another process: {spread(latencies)}")
+        print(f"publish → subscriber in another process: {spread(latencies, counted=True)}")
         print(f"every event once, in seq order: {in_order}")
     finally:
         bus.close()

@@ -50,9 +50,6 @@ import contextlib
 import json
 import multiprocessing as mp
 import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -61,7 +58,6 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from io import BytesIO
 from pathlib import Path
 from queue import Empty
 from typing import Any
@@ -69,27 +65,28 @@ from typing import Any
 import httpx
 import numpy as np
 import psutil
-from PIL import Image
 
+from bgremover.jobs.states import TERMINAL
+from common import (
+    MIB,
+    SLOTS,
+    STOP_GRACE_S,
+    UI_HEADER,
+    ResourceSampler,
+    Server,
+    cpu_seconds,
+    percentile,
+    spread,
+    tiny_pngs,
+)
 from report import note, row, section  # bench/ is on sys.path when run as a script
 from tiny_model import build_tiny_model
 
-REPO = Path(__file__).resolve().parents[1]
-SAMPLES = REPO / "samples"
-MIB = 1024 * 1024
-TERMINAL = frozenset({"completed", "failed", "cancelled"})
-# What the web UI sends with requests that change something (see web/origin.py).
-UI_HEADER = {"X-BGRemover-Request": "1"}
-SLOTS = 2
-"""``max_concurrent_jobs`` of the server, as the issue asks."""
-CROP = 16
 WARMUP_JOBS = 2
 SERVER_START_S = 60.0
 CONNECT_S = 60.0
 """Longest wait for every client's first ``snapshot``."""
-STOP_GRACE_S = 10.0
 LAG_PROBE_S = 0.05
-RSS_EVERY_S = 0.1
 HEALTH_TIMEOUT_S = 10.0
 LATE_JOIN_AFTER_S = 5.0
 """A late client connects this long after the upload, while most jobs are still active."""
@@ -102,21 +99,6 @@ BASELINE_SHARE = 0.4
 # Printing and statistics
 
 
-def pct(values: Sequence[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values, dtype=float), q)) if values else float("nan")
-
-
-def spread(values: Sequence[float]) -> str:
-    """p50 / p90 / p99 / max of durations in seconds, as milliseconds, with the count."""
-    if not values:
-        return "no samples"
-    p50, p90, p99 = (pct(values, q) * 1000 for q in (50, 90, 99))
-    return (
-        f"p50 {p50:.1f}  p90 {p90:.1f}  p99 {p99:.1f}  max {max(values) * 1000:.1f} ms"
-        f"  (n={len(values):,})"
-    )
-
-
 def ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}×" if b and np.isfinite(a) and np.isfinite(b) else "n/a"
 
@@ -127,172 +109,6 @@ def mib(n: float) -> str:
 
 # --------------------------------------------------------------------------------------------
 # Inputs: the tiny model and tiny PNGs
-
-
-def tiny_pngs(count: int, prefix: str) -> list[tuple[str, bytes]]:
-    """``count`` distinct 16×16 PNG crops of the sample photos, as (file name, bytes)."""
-    photos = []
-    for path in sorted(SAMPLES.glob("*.jpg")):
-        with Image.open(path) as image:
-            photos.append(image.convert("RGB"))
-    if not photos:
-        raise SystemExit(f"no sample photos in {SAMPLES}")
-    files = []
-    for index in range(count):
-        photo = photos[index % len(photos)]
-        cells_x = photo.width // CROP
-        cell = (index // len(photos)) * 7919  # a prime stride spreads crops over the photo
-        x = (cell % cells_x) * CROP
-        y = ((cell // cells_x) * CROP) % (photo.height - CROP)
-        buffer = BytesIO()
-        photo.crop((x, y, x + CROP, y + CROP)).save(buffer, "PNG")
-        files.append((f"{prefix}-{index:04d}.png", buffer.getvalue()))
-    return files
-
-
-# --------------------------------------------------------------------------------------------
-# The server process
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    """``python -m bgremover serve`` in its own process group; stopped (and killed if it must
-    be, workers included) by ``stop``, which is safe to call twice."""
-
-    def __init__(
-        self, data_dir: Path, model: Path | None, *, settings: dict[str, str] | None = None
-    ) -> None:
-        """``model`` None serves the registered model; ``settings`` are more environment
-        variables (``{"BGREMOVER_X": "1"}``)."""
-        data_dir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = data_dir / "server.log"
-        env = {
-            **os.environ,
-            "BGREMOVER_DATA_DIR": str(data_dir),
-            "BGREMOVER_MAX_CONCURRENT_JOBS": str(SLOTS),
-            "BGREMOVER_MAX_CONNECTIONS": "100000",  # measure the server, not its caps
-            "BGREMOVER_MAX_EVENT_STREAMS_PER_CLIENT": "100000",  # every client is 127.0.0.1
-            "NO_COLOR": "1",
-            **({"BGREMOVER_MODEL_PATH": str(model)} if model is not None else {}),
-            **(settings or {}),
-        }
-        self._log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "bgremover", "serve", "--port", str(self.port)],
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.ps = psutil.Process(self.process.pid)
-        self._known_children: dict[int, psutil.Process] = {}
-        self._stopped = False
-        self.exit_code: int | None = None
-
-    def wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}\n{self.tail()}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{self.url}/api/health", timeout=1).status_code == 200:
-                    return
-            time.sleep(0.2)
-        raise RuntimeError(f"server not ready after {timeout:.0f} s\n{self.tail()}")
-
-    def children(self) -> list[psutil.Process]:
-        with contextlib.suppress(psutil.Error):
-            for child in self.ps.children(recursive=True):
-                self._known_children.setdefault(child.pid, child)
-        return [c for c in self._known_children.values() if c.is_running()]
-
-    def tail(self, lines: int = 40) -> str:
-        self._log.flush()
-        text = self.log_path.read_text(errors="replace").splitlines()
-        return "\n".join(f"    | {line}" for line in text[-lines:])
-
-    def stop(self) -> int | None:
-        """Ctrl-C, then SIGKILL to the whole group after a grace period. The exit code of a
-        graceful stop, None when it had to be killed."""
-        if self._stopped:
-            return self.exit_code
-        children = self.children()
-        code: int | None = None
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.send_signal(signal.SIGINT)
-            try:
-                code = self.process.wait(STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                code = None
-        else:
-            code = self.process.returncode
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        for child in children:
-            with contextlib.suppress(psutil.Error):
-                child.kill()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(5)
-        self._log.close()
-        self._stopped, self.exit_code = True, code
-        return code
-
-
-def cpu_seconds(process: psutil.Process) -> float:
-    try:
-        times = process.cpu_times()
-    except psutil.Error:
-        return 0.0
-    return times.user + times.system
-
-
-class ResourceSampler:
-    """Samples the server's RSS (alone and with its children) on a thread."""
-
-    def __init__(self, server: Server, every: float = RSS_EVERY_S) -> None:
-        self._server = server
-        self._every = every
-        self.peak_main = 0
-        self.peak_total = 0
-        self.peak_threads = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
-
-    def sample(self) -> tuple[int, int]:
-        """RSS of the server process, and of it with all its children, now."""
-        try:
-            main = self._server.ps.memory_info().rss
-            threads = self._server.ps.num_threads()
-        except psutil.Error:
-            return 0, 0
-        total = main
-        for child in self._server.children():
-            with contextlib.suppress(psutil.Error):
-                total += child.memory_info().rss
-        self.peak_main = max(self.peak_main, main)
-        self.peak_total = max(self.peak_total, total)
-        self.peak_threads = max(self.peak_threads, threads)
-        return main, total
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._every):
-            self.sample()
-
-    def __enter__(self) -> ResourceSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 class HealthProbe:
@@ -848,9 +664,11 @@ def report_phase(phase: Phase) -> None:
         by_type = ", ".join(f"{k} {v / n:.0f}" for k, v in sorted(types.items()))
         row("events per client by type (mean)", by_type)
         row("payload per client (mean)", mib(sum(r.bytes for r in phase.results) / n))
-    row("job.progress: worker sent_at → client", spread(phase.all("progress_latency")))
-    row("job.updated claim: start_time → client", spread(phase.all("claim_latency")))
-    row("job.updated end: end_time → client", spread(phase.all("end_latency")))
+    row(
+        "job.progress: worker sent_at → client", spread(phase.all("progress_latency"), counted=True)
+    )
+    row("job.updated claim: start_time → client", spread(phase.all("claim_latency"), counted=True))
+    row("job.updated end: end_time → client", spread(phase.all("end_latency"), counted=True))
     note("stage-change job.updated events carry no timestamp: not measured")
     resync = [r.resync_snapshots for r in phase.results]
     row(
@@ -879,7 +697,7 @@ def report_phase(phase: Phase) -> None:
             "scheduler: gap between job claims p50 / max, gaps > 1 s",
             f"{np.median(gaps) * 1000:.0f} ms / {gaps.max():.1f} s, {int((gaps > 1).sum())}",
         )
-    row("GET /api/health (a threadpool route) during the run", spread(phase.health))
+    row("GET /api/health (a threadpool route) during the run", spread(phase.health, counted=True))
     late = phase.late
     if late.seconds is not None:
         row(
@@ -901,7 +719,7 @@ def report_phase(phase: Phase) -> None:
     for index, (cpu, wall) in enumerate(zip(phase.client_cpu, phase.client_wall, strict=True)):
         busy = f"{cpu:.1f} / {wall:.1f} ({cpu / max(wall, 1e-9):.0%})"
         row(f"client process {index}: CPU s / wall s (busy share)", busy)
-    row("client event-loop lag (50 ms sleep probe)", spread(phase.lags))
+    row("client event-loop lag (50 ms sleep probe)", spread(phase.lags, counted=True))
     flag = "  ← contended machine" if phase.others_share > 0.05 else ""
     row("other processes' CPU share during the run", f"{phase.others_share:.0%}{flag}")
     if phase.graceful_exit is None:
@@ -921,7 +739,7 @@ def report_comparison(base: Phase, many: Phase) -> None:
         ("job.updated end latency p99", "end_latency", 99),
     )
     for label, name, q in metrics:
-        a, b = pct(many.all(name), q), pct(base.all(name), q)
+        a, b = percentile(many.all(name), q), percentile(base.all(name), q)
         row(f"{label}: {many.clients} / 1", f"{a * 1000:.1f} / {b * 1000:.1f} ms = {ratio(a, b)}")
     rates_many, rates_base = many.per_client_rates(), base.per_client_rates()
     if rates_many and rates_base:

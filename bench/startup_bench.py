@@ -42,9 +42,9 @@ from pathlib import Path
 import httpx
 from PIL import Image
 
-from engine_bench import PhotoSpec, write_photo  # bench/ is on sys.path when run as a script
+from bgremover.jobs.states import TERMINAL
+from common import UI_HEADER, PhotoSpec, Server, write_photo  # bench/ is on sys.path
 from report import note, row, section
-from sse_bench import TERMINAL, UI_HEADER, Server
 
 REPO = Path(__file__).resolve().parents[1]
 TWELVE_MP = (
@@ -203,7 +203,7 @@ def main() -> None:
         one = median_of(quick, lambda: whole(bgremover("remove", "--overwrite", pixel)))
         row("remove 1px (goal: one run + <= 1.0 s)", f"{one:.2f} s  one run + {one - run:.2f} s")
 
-        photos = [write_photo(spec, folder).path for spec in TWELVE_MP]
+        photos = [str(write_photo(spec, folder)) for spec in TWELVE_MP]
         heavy = args.heavy_repeat
         plain = median_of(heavy, lambda: whole([sys.executable, "-c", PLAIN, str(model), *photos]))
         out = folder / "out"

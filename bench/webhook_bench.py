@@ -19,9 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -37,11 +34,9 @@ import numpy as np
 from PIL import Image
 from standardwebhooks import Webhook
 
-from report import note, row, section  # bench/ is on sys.path when run as a script
+from common import UI_HEADER, Server, percentile  # bench/ is on sys.path when run as a script
+from report import note, row, section
 from tiny_model import build_tiny_model
-
-REPO = Path(__file__).resolve().parents[1]
-UI = {"X-BGRemover-Request": "1"}
 
 
 class Receiver:
@@ -72,12 +67,6 @@ class Receiver:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def pngs(count: int) -> list[tuple[str, tuple[str, bytes, str]]]:
     rng = np.random.default_rng(7)
     files = []
@@ -86,10 +75,6 @@ def pngs(count: int) -> list[tuple[str, tuple[str, bytes, str]]]:
         Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(buffer, "PNG")
         files.append(("files", (f"photo-{index:03}.png", buffer.getvalue(), "image/png")))
     return files
-
-
-def percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q))
 
 
 def main() -> None:
@@ -102,42 +87,23 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="webhook-bench-") as tmp:
         root = Path(tmp)
         model = build_tiny_model(root / "tiny.onnx", matmuls=1)
-        env = {
-            **os.environ,
-            "BGREMOVER_DATA_DIR": str(root / "data"),
-            "BGREMOVER_MODEL_PATH": str(model),
-            "BGREMOVER_WEBHOOK_ALLOW_PRIVATE": "1",
-            "NO_COLOR": "1",
-        }
+        settings = {"BGREMOVER_WEBHOOK_ALLOW_PRIVATE": "1"}
         if args.database_url:
-            env["BGREMOVER_DATABASE_URL"] = args.database_url
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        with open(root / "server.log", "w") as log:
-            server = subprocess.Popen(
-                [sys.executable, "-m", "bgremover", "serve", "--port", str(port)],
-                env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
-            )  # fmt: skip
+            settings["BGREMOVER_DATABASE_URL"] = args.database_url
+        server = Server(root / "data", model, settings=settings, slots=None)
+        url = server.url
         try:
             deadline = time.monotonic() + args.budget
-            while True:
-                try:
-                    if httpx.get(f"{url}/api/health", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline or server.poll() is not None:
-                    sys.exit(f"the server did not start: {(root / 'server.log').read_text()}")
-                time.sleep(0.2)
+            server.wait_ready(args.budget)
             receiver = Receiver()
             hook = httpx.post(
                 f"{url}/api/webhooks",
                 json={"url": receiver.url, "events": ["job.completed"]},
-                headers=UI,
+                headers=UI_HEADER,
             ).json()
             started = time.monotonic()
             created = httpx.post(
-                f"{url}/api/batches", files=pngs(args.jobs), headers=UI, timeout=120
+                f"{url}/api/batches", files=pngs(args.jobs), headers=UI_HEADER, timeout=120
             )
             created.raise_for_status()
             with receiver.changed:
@@ -146,8 +112,7 @@ def main() -> None:
                     sys.exit(f"only {len(receiver.got)} of {args.jobs} deliveries arrived")
             elapsed = time.monotonic() - started
         finally:
-            server.kill()
-            server.wait()
+            server.stop()
 
     verifier = Webhook(hook["secret"])
     latencies = []
