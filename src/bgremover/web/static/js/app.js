@@ -27,19 +27,16 @@ import "./components/help-dialog.js";
 import "./components/token-dialog.js";
 import "./components/dev-panel.js";
 import "./components/outage-banner.js";
+import { openPanel } from "./panels.js";
 import { installShortcuts } from "./shortcuts.js";
 import { installTheme } from "./theme.js";
 
-export function open(panel, detail = {}) {
-  window.dispatchEvent(new CustomEvent("bgremover:open", { detail: { panel, ...detail } }));
-}
-
 function wireTopBar() {
-  document.getElementById("open-jobs").addEventListener("click", () => open("jobs"));
-  document.getElementById("open-notifications").addEventListener("click", () => open("notifications"));
-  document.getElementById("open-history").addEventListener("click", () => open("history"));
-  document.getElementById("open-analytics").addEventListener("click", () => open("analytics"));
-  document.getElementById("open-help").addEventListener("click", () => open("help"));
+  document.getElementById("open-jobs").addEventListener("click", () => openPanel("jobs"));
+  document.getElementById("open-notifications").addEventListener("click", () => openPanel("notifications"));
+  document.getElementById("open-history").addEventListener("click", () => openPanel("history"));
+  document.getElementById("open-analytics").addEventListener("click", () => openPanel("analytics"));
+  document.getElementById("open-help").addEventListener("click", () => openPanel("help"));
 
   const count = document.getElementById("active-count");
   store.on("change", () => {
@@ -104,12 +101,12 @@ async function boot() {
   installTheme(document.getElementById("toggle-theme"));
   installShortcuts();
   wireTopBar();
-  window.addEventListener("bgremover:unauthorized", () => open("token"));
+  window.addEventListener("bgremover:unauthorized", () => openPanel("token"));
   try {
     store.setConfig(await api.config());
     showDevice(store.config.device);
   } catch (error) {
-    if (error.status === 401) return open("token");
+    if (error.status === 401) return openPanel("token");
     throw error;
   }
   store.connect();

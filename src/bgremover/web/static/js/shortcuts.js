@@ -2,12 +2,10 @@
 // P pauses or resumes the queue, Esc closes.
 // They act through the same window events as the top bar's buttons.
 
+import { closePanels, openPanel } from "./panels.js";
+
 const KEYS = { j: "jobs", n: "notifications", h: "history", a: "analytics", "?": "help" };
 const ACTIONS = { p: "bgremover:toggle-queue" };
-
-function open(panel) {
-  window.dispatchEvent(new CustomEvent("bgremover:open", { detail: { panel } }));
-}
 
 /** True while the user types text: a letter there is text, not a command. */
 function typing(target) {
@@ -25,7 +23,7 @@ export function installShortcuts() {
     if (event.defaultPrevented || event.isComposing || event.repeat) return;
     // Esc closes panels even from a field inside one (a dialog closes itself on Esc anyway).
     if (event.key === "Escape") {
-      window.dispatchEvent(new CustomEvent("bgremover:close"));
+      closePanels();
       return;
     }
     if (typing(event.target)) return;
@@ -33,14 +31,14 @@ export function installShortcuts() {
     // Ctrl+H is the browser's history; ours wins here, as in the app this one grew from.
     if (key === "h" && event.ctrlKey && !event.altKey && !event.metaKey && !event.shiftKey) {
       event.preventDefault();
-      open("history");
+      openPanel("history");
       return;
     }
     // Shift is allowed: "?" needs it on most layouts.
     if (event.ctrlKey || event.altKey || event.metaKey) return;
     if (KEYS[key]) {
       event.preventDefault();
-      open(KEYS[key]);
+      openPanel(KEYS[key]);
     } else if (ACTIONS[key]) {
       event.preventDefault();
       window.dispatchEvent(new CustomEvent(ACTIONS[key]));

@@ -5,6 +5,7 @@
 // failures by reason are a table. It redraws when jobs end and when the theme changes.
 
 import { api } from "../api.js";
+import { PanelDialog } from "../panels.js";
 import { store } from "../store.js";
 import { dateTime, escapeHtml } from "../format.js";
 import {
@@ -27,13 +28,10 @@ const CHARTS = [
 ];
 const ENDED = new Set(["completed", "failed", "cancelled"]);
 
-class AnalyticsView extends HTMLElement {
-  connectedCallback() {
-    if (this._ready) return;
-    this._ready = true;
-    this._plots = [];
-    this._request = 0;
-    this._report = null;
+class AnalyticsView extends PanelDialog {
+  static panel = "analytics";
+
+  markup() {
     const options = WINDOWS.map(([value, label]) =>
       `<option value="${value}"${value === "24h" ? " selected" : ""}>${label}</option>`).join("");
     const figures = CHARTS.map(([name, title, about]) => `
@@ -43,7 +41,7 @@ class AnalyticsView extends HTMLElement {
         <p class="analytics__text visually-hidden"></p>
         <p class="analytics__empty muted" hidden>Nothing in this window yet.</p>
       </figure>`).join("");
-    this.innerHTML = `
+    return `
       <dialog class="analytics-view" aria-labelledby="analytics-title">
         <header class="dialog__header">
           <h2 id="analytics-title">Analytics</h2>
@@ -68,21 +66,15 @@ class AnalyticsView extends HTMLElement {
           </div>
         </div>
       </dialog>`;
-    this.dialog = this.querySelector("dialog");
+  }
+
+  setUp() {
+    this._plots = [];
+    this._request = 0;
+    this._report = null;
     this.select = this.querySelector("select");
     this.select.addEventListener("change", () => this.load());
-    this.dialog.addEventListener("click", (event) => {
-      if (event.target === this.dialog) return this.close(); // the backdrop
-      const action = event.target.closest("button[data-action]")?.dataset.action;
-      if (action === "close") this.close();
-      else if (action === "refresh") this.load();
-    });
-    this.dialog.addEventListener("close", () => this._clear());
     this.charts = this.querySelector(".analytics__charts");
-    window.addEventListener("bgremover:open", (event) => {
-      if (event.detail?.panel === "analytics") this.open(event.detail.since);
-    });
-    window.addEventListener("bgremover:close", () => this.close());
     store.on("change", (changed) => this._onChange(changed));
     // Theme colours are read when drawing: redraw when the theme changes.
     const redraw = () => this._report && this.dialog.open && this._render(this._report);
@@ -96,8 +88,9 @@ class AnalyticsView extends HTMLElement {
     });
   }
 
-  /** Opens on the window given (an ISO time, e.g. a batch's start) or the one chosen last. */
-  open(since) {
+  /** Opens on the window given (`since`: an ISO time, e.g. a batch's start) or the one chosen
+   * last. */
+  open({ since } = {}) {
     if (since) {
       const custom = this.select.options[0];
       custom.value = since;
@@ -105,12 +98,16 @@ class AnalyticsView extends HTMLElement {
       custom.hidden = false;
       this.select.value = since;
     }
-    if (!this.dialog.open) this.dialog.showModal();
+    this.show();
     this.load();
   }
 
-  close() {
-    if (this.dialog.open) this.dialog.close();
+  onAction(action) {
+    if (action === "refresh") this.load();
+  }
+
+  closed() {
+    this._clear();
   }
 
   async load() {

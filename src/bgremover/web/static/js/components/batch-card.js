@@ -5,6 +5,7 @@
 // `batch` may be set directly to seed it.
 
 import { IMAGE_ACCEPT, api } from "../api.js";
+import { openPanel } from "../panels.js";
 import { liveEta, liveProgress, store } from "../store.js";
 import {
   ACTIVE, COUNT_LABELS, STATUS_LABEL, batchName, dateTime, escapeHtml, eta, percent, seconds,
@@ -229,7 +230,7 @@ class BatchCard extends HTMLElement {
     else if (action === "zip") this._download();
     else if (action === "analytics") {
       const since = store.batches.get(this.batchId)?.created_at;
-      window.dispatchEvent(new CustomEvent("bgremover:open", { detail: { panel: "analytics", since } }));
+      openPanel("analytics", { since });
     }
     else if (action === "cancel-batch") this._act(button, () => api.cancelBatch(this.batchId));
     else if (action === "pause-batch") {

@@ -8,6 +8,7 @@
 // (POST /api/jobs/{id}/derive) that runs through the queue like any other and appears live.
 
 import { api, ApiError } from "../api.js";
+import { PanelDialog } from "../panels.js";
 import { store } from "../store.js";
 
 // Longest side of the preview canvas, in canvas pixels; small results are drawn larger so
@@ -55,10 +56,11 @@ function compose(canvas, cutout, { mode, color, background, blur, brightness, co
 
 const PERCENT_SLIDERS = ["brightness", "contrast"];
 
-class EditorDialog extends HTMLElement {
-  connectedCallback() {
-    if (this.dialog) return;
-    this.innerHTML = `
+class EditorDialog extends PanelDialog {
+  static panel = "editor";
+
+  markup() {
+    return `
       <dialog class="editor-dialog" aria-labelledby="editor-title">
         <header class="dialog__header">
           <h2 id="editor-title">Edit result</h2>
@@ -104,7 +106,9 @@ class EditorDialog extends HTMLElement {
           </form>
         </div>
       </dialog>`;
-    this.dialog = this.querySelector("dialog");
+  }
+
+  setUp() {
     this.form = this.querySelector("form");
     this.canvas = this.querySelector("canvas");
     this._name = this.querySelector(".editor-dialog__name");
@@ -116,27 +120,26 @@ class EditorDialog extends HTMLElement {
       event.preventDefault();
       this._save();
     });
-    this.dialog.addEventListener("click", (event) => {
-      if (event.target === this.dialog) return this.close(); // the backdrop
-      const action = event.target.closest("[data-action]")?.dataset.action;
-      if (action === "close") this.close();
-      else if (action === "download") this._download();
-    });
-    this.dialog.addEventListener("close", () => this._reset());
-    window.addEventListener("bgremover:open", (event) => {
-      if (event.detail.panel === "editor" && event.detail.jobId) this.open(event.detail.jobId);
-    });
-    window.addEventListener("bgremover:close", () => this.close());
   }
 
-  async open(jobId) {
+  onAction(action) {
+    if (action === "download") this._download();
+  }
+
+  closed() {
+    this._reset();
+  }
+
+  /** Opens on the result of job `jobId`. */
+  async open({ jobId } = {}) {
+    if (!jobId) return;
     this._reset();
     this.jobId = jobId;
     const job = store.jobs.get(jobId);
     this._name.textContent = job?.file_name || "";
     this._setBusy(true);
     this._loading.hidden = false;
-    if (!this.dialog.open) this.dialog.showModal();
+    this.show();
     try {
       // PNG keeps the transparency (a stored WebP result is converted on the fly).
       const cutout = await loadImage(api.resultUrl(jobId, { format: "png" }));
@@ -152,10 +155,6 @@ class EditorDialog extends HTMLElement {
       this._loading.hidden = true;
       this._say(`Cannot edit this result: ${error.message}`);
     }
-  }
-
-  close() {
-    if (this.dialog?.open) this.dialog.close();
   }
 
   _reset() {

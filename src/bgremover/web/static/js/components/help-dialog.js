@@ -13,16 +13,19 @@ const SHORTCUTS = [
   [["Ctrl", "V"], "Paste images to upload them"],
 ];
 
-class HelpDialog extends HTMLElement {
-  connectedCallback() {
-    if (this.dialog) return;
+import { PanelDialog } from "../panels.js";
+
+class HelpDialog extends PanelDialog {
+  static panel = "help";
+
+  markup() {
     const rows = SHORTCUTS.map(([keys, what]) => `
       <tr><th scope="row">${keys.map((k) => `<kbd>${k}</kbd>`).join(" + ")}</th><td>${what}</td></tr>`).join("");
-    this.innerHTML = `
+    return `
       <dialog class="help-dialog" aria-labelledby="help-title">
         <header class="dialog__header">
           <h2 id="help-title">Keyboard shortcuts</h2>
-          <button type="button" class="close" aria-label="Close">✕</button>
+          <button type="button" class="close" data-action="close" aria-label="Close">✕</button>
         </header>
         <div class="dialog__body">
           <table class="help-dialog__keys">${rows}</table>
@@ -32,16 +35,6 @@ class HelpDialog extends HTMLElement {
             <code>?dev=1</code> in the address does not show it.</p>
         </div>
       </dialog>`;
-    this.dialog = this.querySelector("dialog");
-    this.dialog.addEventListener("click", (event) => {
-      if (event.target === this.dialog || event.target.closest(".close")) this.dialog.close();
-    });
-    window.addEventListener("bgremover:open", (event) => {
-      if (event.detail.panel === "help" && !this.dialog.open) this.dialog.showModal();
-    });
-    window.addEventListener("bgremover:close", () => {
-      if (this.dialog.open) this.dialog.close();
-    });
   }
 }
 

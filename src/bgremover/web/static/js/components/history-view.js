@@ -3,6 +3,7 @@
 // through, download, open in the editor, delete one or clear all (both confirmed first).
 
 import { api } from "../api.js";
+import { PanelDialog, openPanel } from "../panels.js";
 import { store } from "../store.js";
 import { bytes, dateTime, escapeHtml } from "../format.js";
 import { dayStart, pagerMarkup, updatePager } from "./job-queue-modal.js";
@@ -11,15 +12,11 @@ const PAGE = 24;
 // Tiles are up to about 250 CSS pixels wide; twice that for HiDPI screens.
 const THUMB_SIZE = 512;
 
-class HistoryView extends HTMLElement {
-  connectedCallback() {
-    if (this._ready) return;
-    this._ready = true;
-    this.offset = 0;
-    this.total = 0;
-    this._request = 0;
-    this._shown = new Set();
-    this.innerHTML = `
+class HistoryView extends PanelDialog {
+  static panel = "history";
+
+  markup() {
+    return `
       <dialog class="history-view" aria-labelledby="history-title">
         <header class="dialog__header">
           <h2 id="history-title">History</h2>
@@ -45,7 +42,13 @@ class HistoryView extends HTMLElement {
           ${pagerMarkup("History pages")}
         </div>
       </dialog>`;
-    this.dialog = this.querySelector("dialog");
+  }
+
+  setUp() {
+    this.offset = 0;
+    this.total = 0;
+    this._request = 0;
+    this._shown = new Set();
     this.grid = this.querySelector(".history__grid");
     this.filters = this.querySelector("form");
     this.pager = this.querySelector(".pager");
@@ -67,22 +70,17 @@ class HistoryView extends HTMLElement {
       this.offset = Math.max(0, this.offset + (button.dataset.page === "next" ? PAGE : -PAGE));
       this.load();
     });
-    this.dialog.addEventListener("click", (event) => this._onClick(event));
-    window.addEventListener("bgremover:open", (event) => {
-      if (event.detail?.panel === "history") this.open();
-    });
-    window.addEventListener("bgremover:close", () => this.close());
     store.on("change", (changed) => this._onChange(changed));
   }
 
   open() {
-    if (!this.dialog.open) this.dialog.showModal();
+    this.show();
     this.load();
   }
 
   close() {
     this._confirm(null);
-    if (this.dialog.open) this.dialog.close();
+    super.close();
   }
 
   _reload() {
@@ -165,17 +163,11 @@ class HistoryView extends HTMLElement {
     }).join("");
   }
 
-  _onClick(event) {
-    if (event.target === this.dialog) return this.close(); // the backdrop
-    const button = event.target.closest("button[data-action]");
-    if (!button) return;
+  onAction(action, button) {
+    if (button.tagName !== "BUTTON") return; // a download link: the browser follows it
     const item = button.closest(".history__item");
-    const action = button.dataset.action;
-    if (action === "close") this.close();
-    else if (action === "edit") {
-      window.dispatchEvent(new CustomEvent("bgremover:open",
-        { detail: { panel: "editor", jobId: item.dataset.jobId } }));
-    } else if (action === "delete") {
+    if (action === "edit") openPanel("editor", { jobId: item.dataset.jobId });
+    else if (action === "delete") {
       const name = item.querySelector(".history__name").textContent;
       this._confirm(`Delete “${name}” and its result? This cannot be undone.`, async () => {
         await api.deleteJob(item.dataset.jobId);

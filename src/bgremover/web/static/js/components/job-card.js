@@ -13,6 +13,7 @@
 // cancelled|missing); buttons carry data-action (view|download|edit|cancel|retry|front).
 
 import { api, ApiError } from "../api.js";
+import { closePanels, openPanel } from "../panels.js";
 import { liveEta, liveProgress, store } from "../store.js";
 import { ACTIVE, STATUS_LABEL, bytes, eta, hasPreview, seconds, time } from "../format.js";
 
@@ -30,10 +31,6 @@ export function isEditable(job) {
 
 // Thumbnails are 64 CSS pixels (40 when compact): twice that stays sharp on HiDPI screens.
 const THUMB_SIZE = 128;
-
-function openPanel(panel, detail = {}) {
-  window.dispatchEvent(new CustomEvent("bgremover:open", { detail: { panel, ...detail } }));
-}
 
 const TEMPLATE = `
   <img class="job-card__thumb" alt="" loading="lazy" decoding="async">
@@ -225,7 +222,7 @@ class JobCard extends HTMLElement {
     if (action === "edit") return openPanel("editor", { jobId: id });
     if (action === "view") {
       // From inside a dialog (queue, history) the results grid is hidden behind it.
-      if (this.closest("dialog")) window.dispatchEvent(new CustomEvent("bgremover:close"));
+      if (this.closest("dialog")) closePanels();
       window.dispatchEvent(new CustomEvent("bgremover:view-job", { detail: { jobId: id } }));
       return;
     }

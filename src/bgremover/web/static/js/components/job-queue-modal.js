@@ -8,6 +8,7 @@
 // "New batch" creates an empty manual batch to add images to.
 
 import { api } from "../api.js";
+import { PanelDialog } from "../panels.js";
 import { store } from "../store.js";
 import { STATUS_LABEL, batchName, dateTime, escapeHtml } from "../format.js";
 
@@ -48,16 +49,11 @@ function debounce(fn, ms) {
   };
 }
 
-class JobQueueModal extends HTMLElement {
-  connectedCallback() {
-    if (this._ready) return;
-    this._ready = true;
-    this.tab = "batches";
-    this.offset = 0;
-    this.total = 0;
-    this.mode = "batches";
-    this._request = 0;
-    this.innerHTML = `
+class JobQueueModal extends PanelDialog {
+  static panel = "jobs";
+
+  markup() {
+    return `
       <dialog class="queue-modal" aria-labelledby="queue-modal-title">
         <header class="dialog__header">
           <h2 id="queue-modal-title">Job queue</h2>
@@ -103,7 +99,14 @@ class JobQueueModal extends HTMLElement {
           </section>
         </div>
       </dialog>`;
-    this.dialog = this.querySelector("dialog");
+  }
+
+  setUp() {
+    this.tab = "batches";
+    this.offset = 0;
+    this.total = 0;
+    this.mode = "batches";
+    this._request = 0;
     this.filters = this.querySelector(".queue-filters");
     this.results = this.querySelector(".queue-results");
     this.pager = this.querySelector("#queue-panel-batches .pager");
@@ -142,19 +145,11 @@ class JobQueueModal extends HTMLElement {
       if (tab) this.selectTab(tab.dataset.tab);
     });
     this.querySelector('[role="tablist"]').addEventListener("keydown", (event) => this._tabKeys(event));
-    this.dialog.addEventListener("click", (event) => {
-      if (event.target === this.dialog || event.target.closest('[data-action="close"]')) this.close();
-    });
-
-    window.addEventListener("bgremover:open", (event) => {
-      if (event.detail?.panel === "jobs") this.open(event.detail);
-    });
-    window.addEventListener("bgremover:close", () => this.close());
     store.on("change", (changed) => this._onChange(changed));
   }
 
   open(detail = {}) {
-    if (!this.dialog.open) this.dialog.showModal();
+    this.show();
     this.querySelector("session-view").showCompleted = this.showCompleted.checked;
     this._renderActive();
     this._loadBatchOptions();
@@ -174,10 +169,6 @@ class JobQueueModal extends HTMLElement {
       return;
     }
     this.load();
-  }
-
-  close() {
-    if (this.dialog.open) this.dialog.close();
   }
 
   selectTab(name, load = true) {

@@ -2,6 +2,7 @@
 // compact <job-card>s, with a count and a link to the full queue. Collapsible; the collapsed
 // state is remembered. Only the first MAX_ROWS are drawn so a 1,000-job queue stays light.
 
+import { openPanel } from "../panels.js";
 import { store } from "../store.js";
 
 const COLLAPSED_KEY = "bgremover.sidebar.collapsed";
@@ -35,7 +36,7 @@ class JobQueueSidebar extends HTMLElement {
       if (!button || button.closest("job-card")) return;
       if (button.dataset.action === "toggle") this.collapsed = !this.collapsed;
       if (button.dataset.action === "open-queue") {
-        window.dispatchEvent(new CustomEvent("bgremover:open", { detail: { panel: "jobs" } }));
+        openPanel("jobs");
       }
     });
     this.collapsed = localStorage.getItem(COLLAPSED_KEY) === "true";

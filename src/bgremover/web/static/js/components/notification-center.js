@@ -8,6 +8,7 @@
 // What is shown is configurable per kind and per event in the panel's settings.
 
 import { api } from "../api.js";
+import { PanelDialog, closePanels, openPanel } from "../panels.js";
 import { store } from "../store.js";
 import { dateTime, escapeHtml, localNames } from "../format.js";
 import {
@@ -26,15 +27,10 @@ const PERMISSION_TEXT = {
   granted: "Browser notifications are enabled.",
 };
 
-function openPanel(panel, detail = {}) {
-  window.dispatchEvent(new CustomEvent("bgremover:open", { detail: { panel, ...detail } }));
-}
-
 /** View a notification's subject: the job, else its batch or session in the queue. */
 export function viewSubject(n) {
   if (n.job_id) {
-    // The job is shown on the page, behind any open dialog: close those first.
-    window.dispatchEvent(new CustomEvent("bgremover:close"));
+    closePanels(); // the job is shown on the page, behind any open dialog
     window.dispatchEvent(new CustomEvent("bgremover:view-job", { detail: { jobId: n.job_id } }));
   }
   else if (n.batch_id) openPanel("jobs", { batchId: n.batch_id });
@@ -52,13 +48,11 @@ function retryOf(n) {
   return null;
 }
 
-class NotificationCenter extends HTMLElement {
-  connectedCallback() {
-    if (this._ready) return;
-    this._ready = true;
-    this.settings = loadSettings();
-    this.history = new NotificationHistory();
-    this.innerHTML = `
+class NotificationCenter extends PanelDialog {
+  static panel = "notifications";
+
+  markup() {
+    return `
       <div class="toasts" aria-live="polite" aria-relevant="additions" role="region"
         aria-label="Notifications"></div>
       <dialog class="notif-panel" aria-labelledby="notif-panel-title">
@@ -90,19 +84,17 @@ class NotificationCenter extends HTMLElement {
           <p class="notif-empty muted">No notifications yet.</p>
         </div>
       </dialog>`;
+  }
+
+  setUp() {
+    this.settings = loadSettings();
+    this.history = new NotificationHistory();
     this.toasts = this.querySelector(".toasts");
-    this.dialog = this.querySelector("dialog");
     this.list = this.querySelector(".notif-list");
 
     store.on("notification", (n) => this._receive(n));
     this.toasts.addEventListener("click", (event) => this._onToastClick(event));
-    this.dialog.addEventListener("click", (event) => this._onPanelClick(event));
     this.dialog.addEventListener("change", (event) => this._onSettingChange(event));
-    this.dialog.addEventListener("close", () => this._renderPanel());
-    window.addEventListener("bgremover:open", (event) => {
-      if (event.detail?.panel === "notifications") this.open();
-    });
-    window.addEventListener("bgremover:close", () => this.close());
     this._watchDialogs();
     // Another tab changed the history or the settings.
     window.addEventListener("storage", (event) => {
@@ -127,14 +119,14 @@ class NotificationCenter extends HTMLElement {
   }
 
   open() {
-    if (!this.dialog.open) this.dialog.showModal();
+    this.show();
     this.history.markAllRead();
     this._publishUnread();
     this._renderPanel();
   }
 
-  close() {
-    if (this.dialog.open) this.dialog.close();
+  closed() {
+    this._renderPanel();
   }
 
   _receive(server) {
@@ -314,13 +306,8 @@ class NotificationCenter extends HTMLElement {
     }
   }
 
-  async _onPanelClick(event) {
-    if (event.target === this.dialog) return this.close(); // click on the backdrop
-    const button = event.target.closest("button[data-action]");
-    if (!button) return;
-    const action = button.dataset.action;
-    if (action === "close") this.close();
-    else if (action === "clear") {
+  async onAction(action, button) {
+    if (action === "clear") {
       this.history.clear();
       this._publishUnread();
       this._renderPanel();

@@ -3,11 +3,14 @@
 // api.setToken and the page reloads so every request and the event stream start over with it.
 
 import { api, setToken, token } from "../api.js";
+import { PanelDialog } from "../panels.js";
 
-class TokenDialog extends HTMLElement {
-  connectedCallback() {
-    if (this.dialog) return;
-    this.innerHTML = `
+class TokenDialog extends PanelDialog {
+  static panel = "token";
+  static lightDismiss = false; // nothing works without the token: a stray click keeps it open
+
+  markup() {
+    return `
       <dialog class="token-dialog" aria-labelledby="token-title">
         <form method="dialog" class="token-dialog__form">
           <header class="dialog__header">
@@ -27,7 +30,9 @@ class TokenDialog extends HTMLElement {
           </div>
         </form>
       </dialog>`;
-    this.dialog = this.querySelector("dialog");
+  }
+
+  setUp() {
     const form = this.querySelector("form");
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
@@ -39,15 +44,13 @@ class TokenDialog extends HTMLElement {
       await api.login().catch(() => {});
       location.reload();
     });
+  }
+
+  open() {
     // Many requests fail at once with 401; the first one opens the dialog, the rest find it open.
-    window.addEventListener("bgremover:open", (event) => {
-      if (event.detail.panel !== "token" || this.dialog.open) return;
-      this.querySelector(".token-dialog__refused").hidden = !token();
-      this.dialog.showModal();
-    });
-    window.addEventListener("bgremover:close", () => {
-      if (this.dialog.open) this.dialog.close();
-    });
+    if (this.dialog.open) return;
+    this.querySelector(".token-dialog__refused").hidden = !token();
+    this.show();
   }
 }
 
