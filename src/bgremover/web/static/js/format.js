@@ -89,7 +89,10 @@ export const STATUS_LABEL = {
   cancelled: "Cancelled",
 };
 
+/** The statuses of a job, batch or session still under way; every other status has ended. */
 export const ACTIVE = new Set(["pending", "processing"]);
+/** The statuses a job ends in. */
+export const ENDED = new Set(["completed", "failed", "cancelled"]);
 
 /** Status counts in the order and words batch and session summaries use. */
 export const COUNT_LABELS = [

@@ -7,7 +7,7 @@
 import { api } from "../api.js";
 import { PanelDialog } from "../panels.js";
 import { store } from "../store.js";
-import { dateTime, escapeHtml } from "../format.js";
+import { ENDED, dateTime, escapeHtml } from "../format.js";
 import {
   describe, draw, duration, etaChart, hoursChart, spreadChart, themeColours, waitChart,
 } from "../charts.js";
@@ -26,7 +26,6 @@ const CHARTS = [
   ["wait", "Queue wait", "From upload to start, by the hour jobs started."],
   ["eta", "Predicted vs actual", "Each completed job's estimate when it started, and its run time."],
 ];
-const ENDED = new Set(["completed", "failed", "cancelled"]);
 
 class AnalyticsView extends PanelDialog {
   static panel = "analytics";
