@@ -155,16 +155,16 @@ def test_a_bar_keeps_its_share_of_the_time_when_a_waiting_batch_starts(page: Any
             const waiting = arrived(undefined, {
                 status: "pending", counts: { total: 10 }, progress: 0,
                 estimated_time_remaining: 20,
-            });
-            waiting._since -= 10000;  // 10 s of its 20 s have passed
+            }, performance.now() - 10000);  // 10 s of its 20 s have passed
             const before = liveProgress(waiting);
-            const started = arrived(waiting, {
+            const report = () => ({
                 status: "processing", counts: { total: 10 }, progress: 0,
                 estimated_time_remaining: 10,
             });
-            const after = liveProgress(started);
-            started._since -= 5000;  // half of the new ETA has passed
-            return [before, after, liveProgress(started)];
+            const after = liveProgress(arrived(waiting, report()));
+            // The same report, had it come 5 s ago: half of the new ETA has passed.
+            const later = liveProgress(arrived(waiting, report(), performance.now() - 5000));
+            return [before, after, later];
         }"""
     )
     assert before == pytest.approx(50, abs=1)
@@ -211,6 +211,17 @@ def test_photos_go_through_stages_to_results_and_download_as_transparent_png(
     for name in photos:
         page.wait_for_selector(f"li.result-tile[data-status=completed]:has-text('{name}')")
     shot(page, "main-results")
+    # The store keeps what it adds (arrival times, bar floors) beside the server's objects.
+    added = page.evaluate(
+        """async () => {
+            const { store } = await import("/static/js/store.js");
+            const items = [...store.jobs.values(), ...store.batches.values(),
+                ...store.sessions.values()];
+            const own = (item) => Object.keys(item).filter((key) => key.startsWith("_"));
+            return items.length ? items.flatMap(own) : ["no items"];
+        }"""
+    )
+    assert added == [], added
 
     coffee = tile(page, "coffee.jpg")
     with page.expect_download() as download_info:

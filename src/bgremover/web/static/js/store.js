@@ -10,8 +10,8 @@
 // past 99 %, never backwards), and a one-second tick redraws what is active.
 
 import { api } from "./api.js";
+import { ACTIVE } from "./format.js";
 
-const ACTIVE = new Set(["pending", "processing"]);
 const TICK_MS = 1000;
 const RECONNECT_MS = 3000;
 const RECONNECT_MAX_MS = 120_000;
@@ -20,11 +20,17 @@ function running(item) {
   return item.status === "processing" || (item.counts && ACTIVE.has(item.status));
 }
 
+/** What the client adds to each job, batch or session the server sent: when it arrived
+ * (`since`, performance.now() milliseconds) and the percent its bar must not go below
+ * (`floor`). Kept beside the server's objects, keyed by them, so those stay as sent. */
+const arrivals = new WeakMap();
+
 /** Seconds left now: the estimate counted down since it arrived. */
 export function liveEta(item) {
   const left = item.estimated_time_remaining;
-  if (left == null || item._since == null) return left;
-  return Math.max(0, left - (performance.now() - item._since) / 1000);
+  const since = arrivals.get(item)?.since;
+  if (left == null || since == null) return left;
+  return Math.max(0, left - (performance.now() - since) / 1000);
 }
 
 /** Percent now: from what was on screen when the last report came (or the report, if
@@ -35,18 +41,19 @@ export function liveEta(item) {
 export function liveProgress(item) {
   const reported = item.progress || 0;
   const left = item.estimated_time_remaining;
-  if (!running(item) || !left || item._since == null) return reported;
-  const start = Math.max(item._floor || 0, reported);
-  const elapsed = (performance.now() - item._since) / 1000;
+  const arrival = arrivals.get(item);
+  if (!running(item) || !left || !arrival) return reported;
+  const start = Math.max(arrival.floor, reported);
+  const elapsed = (performance.now() - arrival.since) / 1000;
   return Math.max(start, Math.min(99, start + (100 - start) * Math.min(elapsed / left, 1)));
 }
 
-/** Stamps a report as it arrives: when, and what was on screen for the same item, which its
- * bar never goes below (a batch going from pending to processing included; a job's new
- * attempt starts from pending, so from its own report). */
-export function arrived(known, item) {
-  item._since = performance.now();
-  if (known && running(known) && running(item)) item._floor = liveProgress(known);
+/** Notes a report's arrival (`at`, by default now): when, and what was on screen for the
+ * same item, which its bar never goes below (a batch going from pending to processing
+ * included; a job's new attempt starts from pending, so from its own report). */
+export function arrived(known, item, at = performance.now()) {
+  const floor = known && running(known) && running(item) ? liveProgress(known) : 0;
+  arrivals.set(item, { since: at, floor });
   return item;
 }
 
