@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
@@ -25,6 +23,7 @@ from bgremover.jobs.tables import BatchRow, JobRow
 from bgremover.workers import Failed, Finished, LocalProcessExecutor, Lost, Report, Stopped
 
 from .jobs_support import postgres_database, stage_uploads
+from .waiting import Polled, until
 
 JOBS = 120
 CANCELS = 12
@@ -120,33 +119,35 @@ def drive(a: JobSystem, b_owner: str, ids: set[str]) -> set[str]:
     CANCELS, so B also completes some. Returns the jobs whose cancel A's service accepted."""
     cancelled: set[str] = set()
     seen: set[str] = set()
-    deadline = time.monotonic() + TIMEOUT_S
-    with a.bus.subscribe() as subscription:
-        while time.monotonic() < deadline:
-            with a.service._sessions() as db:
-                active = db.scalar(
-                    select(func.count()).where(
-                        JobRow.id.in_(ids), JobRow.status.in_(("pending", "processing"))
-                    )
+
+    def ended() -> bool:
+        """One look at the database (B's work reaches A only through it): cancel what is
+        due; whether every job has ended."""
+        with a.service._sessions() as db:
+            active = db.scalar(
+                select(func.count()).where(
+                    JobRow.id.in_(ids), JobRow.status.in_(("pending", "processing"))
                 )
-                b_running = db.scalars(
-                    select(JobRow.id).where(
-                        JobRow.status == "processing", JobRow.lease_owner == b_owner
-                    )
-                ).all()
-            if not active:
-                return cancelled
-            for job_id in b_running:
-                if job_id in seen or len(cancelled) >= CANCELS:
-                    continue
-                seen.add(job_id)
-                if len(seen) % 2:
-                    continue  # this one B may finish
-                try:
-                    a.service.cancel_job(job_id)
-                    cancelled.add(job_id)
-                except InvalidTransition:
-                    pass  # B finished it first: the database said so
-            # Wake on A's own events; B's work reaches A only through the database.
-            subscription.get(timeout=0.2)
-    pytest.fail(f"jobs still active after {TIMEOUT_S:.0f} s")
+            )
+            b_running = db.scalars(
+                select(JobRow.id).where(
+                    JobRow.status == "processing", JobRow.lease_owner == b_owner
+                )
+            ).all()
+        if not active:
+            return True
+        for job_id in b_running:
+            if job_id in seen or len(cancelled) >= CANCELS:
+                continue
+            seen.add(job_id)
+            if len(seen) % 2:
+                continue  # this one B may finish
+            try:
+                a.service.cancel_job(job_id)
+                cancelled.add(job_id)
+            except InvalidTransition:
+                pass  # B finished it first: the database said so
+        return False
+
+    until(Polled(ended, every=0.2), timeout=TIMEOUT_S, what="every job ended")
+    return cancelled

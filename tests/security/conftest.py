@@ -15,7 +15,6 @@ import httpx
 import pytest
 
 from ..serving import UI, follow, job_ended, served
-from ..waiting import until
 
 
 @dataclass(frozen=True)
@@ -38,10 +37,6 @@ class Server:
 
     def delete(self, path: str) -> httpx.Response:
         return httpx.delete(f"{self.url}{path}", headers=UI, timeout=60)
-
-    def wait_until(self, check: Any, what: str) -> None:
-        """Poll ``check()`` until it is true (the server does this on its own clock)."""
-        until(check, what=what)
 
     def assert_healthy(self) -> None:
         """The server answers, lists every job, and the good job is still downloadable."""

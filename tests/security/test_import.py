@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from ..serving import follow, job_ended
+from ..waiting import until
 from .conftest import Server
 
 pytestmark = pytest.mark.model
@@ -243,9 +244,7 @@ def test_retention_cleanup_of_imported_rows_deletes_nothing_outside_the_store(
     state = queue(server, {"status": "failed", "end_time": OLD}, created_at=OLD)
     assert server.post("/api/import", json=state).status_code == 200
     job_id = state["jobs"][0]["id"]
-    server.wait_until(
-        lambda: server.get(f"/api/jobs/{job_id}").status_code == 404, "retention cleanup"
-    )
+    until(lambda: server.get(f"/api/jobs/{job_id}").status_code == 404, what="retention cleanup")
     assert secret.exists()
     server.assert_healthy()
     assert server.get(f"/api/jobs/{server.good_job['id']}/original").status_code == 200

@@ -87,7 +87,7 @@ def test_one_client_holding_streams_locks_no_one_else_out(server: Server) -> Non
         ordinary_requests_answer(server.url, "127.0.0.2")
         assert stream_opens(server.url, "127.0.0.2")
     # Closed streams give their slots back (the next tests follow events from here too).
-    server.wait_until(lambda: stream_opens(server.url, "127.0.0.1"), "a stream slot came back")
+    until(lambda: stream_opens(server.url, "127.0.0.1"), what="a stream slot came back")
     server.assert_healthy()
 
 
