@@ -41,11 +41,15 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: reuse the tests' process helpers
 
-from bench.common import OthersCpuSeconds, percentile  # noqa: E402
+from bench.common import (  # noqa: E402
+    UI_HEADER,
+    OthersCpuSeconds,
+    Server,
+    percentile,
+    postgres_database,
+)
 from bench.tiny_model import build_tiny_model  # noqa: E402
 from tests.cluster_support import REDIS_URL, Listener, ensure_service, worker  # noqa: E402
-from tests.jobs_support import postgres_database  # noqa: E402
-from tests.serving import UI, served  # noqa: E402
 
 CHEAP_JOBS = 100
 MODEL_PHOTOS = 20
@@ -66,8 +70,10 @@ def side(root: Path, cluster: int | None, env: dict[str, str]) -> Iterator[tuple
             }
         web_root = root / f"web-{uuid.uuid4().hex[:6]}"
         web_root.mkdir()
-        url, process = stack.enter_context(served(web_root, env=env))
-        pids = [process.pid]
+        server = Server(web_root, None, settings=env, slots=None)
+        stack.callback(server.stop)
+        server.wait_ready(120)
+        url, pids = server.url, [server.process.pid]
         if cluster is not None:
             worker_root = root / f"worker-{uuid.uuid4().hex[:6]}"
             worker_root.mkdir()
@@ -96,7 +102,7 @@ def run_batch(url: str, files: list[Path]) -> tuple[float, list[float]]:
     listener.wait_for("the snapshot", lambda seen: seen)
     parts = [("files", (p.name, p.read_bytes(), "image/png")) for p in files]
     started = time.monotonic()
-    created = httpx.post(f"{url}/api/batches", files=parts, headers=UI, timeout=120)
+    created = httpx.post(f"{url}/api/batches", files=parts, headers=UI_HEADER, timeout=120)
     created.raise_for_status()
     batch_id = created.json()["batch"]["id"]
 

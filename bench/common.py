@@ -16,7 +16,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
@@ -40,6 +42,10 @@ STOP_GRACE_S = 10.0
 RSS_EVERY_S = 0.1
 JPEG_QUALITY = 92
 MASK_THRESHOLD = 128
+POSTGRES_ADMIN = os.environ.get(
+    "BGREMOVER_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+"""The local PostgreSQL server's admin database, where private databases are made."""
 """Alpha at and above which a pixel counts as the subject when masks are compared."""
 
 
@@ -71,6 +77,27 @@ def mask_agreement(a: np.ndarray, b: np.ndarray) -> tuple[float, int, int]:
     iou = 1.0 if union == 0 else float(np.logical_and(fa, fb).sum() / union)
     delta = np.abs(a.astype(np.int16) - b.astype(np.int16))
     return iou, int(delta.max()), int((delta > 2).sum())
+
+
+# --------------------------------------------------------------------------------------------
+# A private PostgreSQL database (tests use it too)
+
+
+@contextmanager
+def postgres_database(prefix: str = "bgremover_test") -> Iterator[str]:
+    """A fresh, empty database on the local PostgreSQL server (``POSTGRES_ADMIN``): its URL,
+    for one test or measurement; dropped afterwards."""
+    import psycopg
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = POSTGRES_ADMIN.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield POSTGRES_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # --------------------------------------------------------------------------------------------

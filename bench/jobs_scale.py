@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
-import os
 import statistics
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +14,7 @@ from bgremover import Settings
 from bgremover.jobs import JobSystem
 from bgremover.jobs.states import TERMINAL
 from bgremover.workers.local import LocalProcessExecutor
-from common import SLOTS, OthersCpuShare, percentile
+from common import SLOTS, OthersCpuShare, percentile, postgres_database
 from jobs_common import (
     Plan,
     first_status,
@@ -34,25 +31,6 @@ from tiny_model import build_tiny_model
 
 # --------------------------------------------------------------------------------------------
 # Part 4: the queue at scale, on SQLite and PostgreSQL, and two processes on one database
-
-POSTGRES_ADMIN = os.environ.get(
-    "BGREMOVER_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
-
-
-@contextlib.contextmanager
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for one measurement, dropped afterwards."""
-    import psycopg
-
-    name = f"bgremover_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield POSTGRES_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def queue_pending(settings: Settings, staging: Path, tiny_png: Path, count: int) -> None:
@@ -91,7 +69,7 @@ def part_scale(plan: Plan, root: Path, tiny_model: Path, tiny_png: Path) -> None
             with contextlib.ExitStack() as stack:
                 data = root / f"scale-{backend}-{pending}"
                 url = (
-                    stack.enter_context(postgres_url())
+                    stack.enter_context(postgres_database("bgremover_bench"))
                     if backend == "postgresql"
                     else f"sqlite:///{data / 'jobs.sqlite3'}"
                 )
@@ -158,7 +136,7 @@ def part_two_processes(plan: Plan, root: Path) -> None:
     rates = {}
     context = multiprocessing.get_context("spawn")
     for processes in (1, 2):
-        with postgres_url() as url:
+        with postgres_database("bgremover_bench") as url:
             settings = settings_for(
                 root / f"two-{processes}",
                 database_url=url,

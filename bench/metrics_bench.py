@@ -21,7 +21,6 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,9 +36,9 @@ from bgremover.jobs.system import JobSystem
 from bgremover.jobs.tables import BatchRow, JobRow, SessionRow, StageDurationRow
 from bgremover.web import create_app
 from bgremover.workers.base import Executor, ReportSink, WorkItem
-from report import note, row, section  # bench/ is on sys.path when run as a script
+from common import postgres_database  # bench/ is on sys.path when run as a script
+from report import note, row, section
 
-POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 GOAL_MS = 100.0
 CHUNK = 5000
 FAILURES = {"corrupt_image": 5, "not_an_image": 3, "image_too_large": 1, "worker_lost": 1}
@@ -207,21 +206,6 @@ def report(label: str, settings: Settings, jobs: int, scrapes: int) -> None:
     note(f"{verdict} the goal: every scrape under {GOAL_MS:.0f} ms")
 
 
-@contextmanager
-def postgres() -> Iterator[str]:
-    """A private database on the local PostgreSQL, dropped afterwards."""
-    import psycopg
-
-    name = f"bgremover_metrics_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=100_000)
@@ -233,7 +217,7 @@ def main() -> None:
         url = f"sqlite:///{root / 'jobs.sqlite3'}"
         report("SQLite", Settings(data_dir=root / "a", database_url=url), args.jobs, args.scrapes)
         if args.postgres:
-            with postgres() as url:
+            with postgres_database("bgremover_metrics_bench") as url:
                 settings = Settings(data_dir=root / "b", database_url=url)
                 report("PostgreSQL", settings, args.jobs, args.scrapes)
 

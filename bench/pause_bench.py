@@ -33,10 +33,9 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: reuse the tests' process helpers
 
+from bench.common import UI_HEADER, postgres_database  # noqa: E402
 from bench.tiny_model import build_tiny_model  # noqa: E402
 from tests.cluster_support import REDIS_URL, Listener, web_processes  # noqa: E402
-from tests.jobs_support import postgres_database  # noqa: E402
-from tests.serving import UI  # noqa: E402
 
 
 def seen_after(listener: Listener, paused: bool, after: int) -> Any:
@@ -58,7 +57,9 @@ def round_trip(a: str, b: Listener, paused: bool) -> float:
     time.sleep(random.uniform(0, 1))
     after = len(b.events)
     started = time.time()
-    answer = httpx.post(f"{a}/api/queue/{'pause' if paused else 'resume'}", headers=UI, timeout=10)
+    answer = httpx.post(
+        f"{a}/api/queue/{'pause' if paused else 'resume'}", headers=UI_HEADER, timeout=10
+    )
     answer.raise_for_status()
     arrived: float = b.wait_for("the queue's state", seen_after(b, paused, after))
     return arrived - started

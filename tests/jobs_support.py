@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from bench.common import postgres_database as postgres_database  # shared with bench/
 
 from bgremover import Settings
 from bgremover.jobs.database import connect, migrate, session_factory
@@ -27,26 +27,6 @@ from .waiting import Followed, until
 
 WAIT_S = 120.0
 """How long a test waits for the next event before it calls the job stuck."""
-
-POSTGRES_ADMIN = os.environ.get(
-    "BGREMOVER_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
-
-
-@contextmanager
-def postgres_database() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
-    import psycopg
-
-    name = f"bgremover_test_{uuid.uuid4().hex[:12]}"
-    admin = POSTGRES_ADMIN.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield POSTGRES_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def stage_uploads(root: Path, *sources: Path) -> list[Upload]:
