@@ -57,6 +57,10 @@ contention skews ratios.
 
 Builds the tiny model with the ``onnx`` package (a project dependency since the fp32 copy).
 
+This file is the command line; each part is a module beside it (``jobs_submit.py``,
+``jobs_dispatch.py``, ``jobs_latency.py``, ``jobs_model.py`` for parts 2 and 3,
+``jobs_scale.py``, ``jobs_memory.py``), and what they share is ``jobs_common.py``.
+
 Run it by hand from the repository root (it is not a test):
 
     .venv/bin/python bench/jobs_bench.py                  # everything, about 6-10 min on 2 cores
