@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -15,18 +14,13 @@ from typing import Any
 
 import httpx
 import pytest
+from bench.common import UI_HEADER
+from bench.common import free_port as free_port  # shared with bench/
 
 from .waiting import until
 
-# What the web UI sends with every state-changing request (a page on another site cannot).
-UI = {"X-BGRemover-Request": "1"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
+UI = UI_HEADER
+"""What the web UI sends with every state-changing request (bench.common says why)."""
 
 START_TIMEOUT_S = 60.0
 """A server starts in seconds; a minute covers a loaded machine."""
