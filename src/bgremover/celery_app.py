@@ -31,7 +31,6 @@ from celery import signals
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
-from .api import load_remover
 from .config import Settings, settings_error
 from .engine import CancelToken, ModelError, Remover
 from .jobs.database import unreachable
@@ -43,7 +42,7 @@ from .workers.base import Lost, WorkerInfo, WorkItem
 from .workers.celery_config import TASK, make_app
 from .workers.cluster import Channels, ChildSlots, Listener, WorkerRegistry, redis_client
 from .workers.messages import RefusedMessage, check_against_row, parse
-from .workers.removers import Removers
+from .workers.removers import Removers, load_remover
 from .workers.running import ProgressReports, run_context, run_item
 from .workers.scratch import Scratch
 from .workers.worker_process import warm_up

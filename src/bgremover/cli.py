@@ -222,8 +222,8 @@ def remove(
     file as it ends (path, status, output or reason, tab-separated) and the totals on stderr.
     With --json: one JSON document on stdout.
     """
-    from .api import load_remover
     from .engine import EngineError, plan_batch
+    from .workers.removers import load_remover
 
     settings = _settings(
         model=model, model_path=model_path, intra_op_threads=threads, device=device
