@@ -12,9 +12,9 @@ from typing import BinaryIO
 from ..config import Settings
 from ..jobs.events import Subscription
 from ..jobs.presets import PresetOptions
+from ..jobs.staging import Rejected, stage
 from ..jobs.states import NotFound
 from ..jobs.system import JobSystem
-from ..web.uploads import Rejected, stage
 from .backend import Refused, Report, Resync, Update
 
 

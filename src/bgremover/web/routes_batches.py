@@ -17,13 +17,14 @@ from ..engine.options import OutputFormat
 from ..jobs.names import Name, clean_text
 from ..jobs.presets import PresetOptions, PresetStore, UnknownPreset
 from ..jobs.schemas import Batch, BatchCreated, CancelResult, RetryResult, Upload
+from ..jobs.staging import Rejected, stage
 from ..jobs.states import JobStatus
 from .deps import AppSettings, Limit, Offset, Page, Presets, Service
 from .downloads import archive_name, content_disposition, download_name
 from .errors import ApiError, error_body
 from .routes_webhooks import checked_url
 from .stored import chunks
-from .uploads import Rejected, UploadRoute, check_model, preset_options, stage
+from .uploads import UploadRoute, check_model, preset_options
 
 router = APIRouter(prefix="/api/batches", tags=["batches"], route_class=UploadRoute)
 
