@@ -95,10 +95,11 @@ import psutil
 from PIL import Image, ImageOps
 
 from bgremover import Settings, load_remover
-from bgremover.jobs import Event, Job, JobSystem, Upload
 from bgremover.jobs.eta import FIRST_RUN_SECONDS, size_bucket
-from bgremover.jobs.schemas import BatchCreated
+from bgremover.jobs.events import Event
+from bgremover.jobs.schemas import BatchCreated, Job, Upload
 from bgremover.jobs.states import TERMINAL
+from bgremover.system import JobSystem
 from bgremover.workers.base import Finished, Report, ReportSink, StageProgress, Started
 from bgremover.workers.local import LocalProcessExecutor
 from engine_bench import mask_agreement  # bench/ is on sys.path when run as a script

@@ -14,10 +14,11 @@ from PIL import Image
 from sqlalchemy import text
 
 from bgremover.engine.options import RemoveOptions
-from bgremover.jobs import InvalidTransition, NotFound, core
+from bgremover.jobs import core
 from bgremover.jobs.database import connect, migrate
 from bgremover.jobs.eta import WARM_UP_SECONDS, StageClock
 from bgremover.jobs.exchange import QueueState
+from bgremover.jobs.states import InvalidTransition, NotFound
 from bgremover.jobs.tables import Base
 from bgremover.workers.base import (
     Calibration,

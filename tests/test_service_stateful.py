@@ -26,8 +26,7 @@ from hypothesis.stateful import (
 from sqlalchemy import func, select
 
 from bgremover.engine.stages import STAGES
-from bgremover.jobs import InvalidTransition
-from bgremover.jobs.states import TERMINAL, batch_status
+from bgremover.jobs.states import TERMINAL, InvalidTransition, batch_status
 from bgremover.jobs.tables import BatchRow, JobRow
 from bgremover.workers.base import Failed, Finished, Lost, StageProgress, Stopped, WorkItem
 

@@ -25,8 +25,8 @@ from bgremover.jobs.outages import StorageGate
 from bgremover.jobs.scheduler import Scheduler
 from bgremover.jobs.sequences import EventSeq
 from bgremover.jobs.service import JobService
-from bgremover.jobs.system import OutageListener
 from bgremover.storage import LocalStorage
+from bgremover.system import OutageListener
 from bgremover.workers.base import Executor, Failed, ReportSink, WorkItem
 from bgremover.workers.removers import Removers
 from bgremover.workers.running import ProgressReports, run_item

@@ -19,9 +19,9 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from bgremover import Settings
-from bgremover.jobs import InvalidTransition, JobSystem
-from bgremover.jobs.states import TERMINAL
+from bgremover.jobs.states import TERMINAL, InvalidTransition
 from bgremover.jobs.tables import BatchRow, JobRow
+from bgremover.system import JobSystem
 from bgremover.workers import Failed, Finished, LocalProcessExecutor, Lost, Report, Stopped
 
 from .jobs_support import postgres_database, stage_uploads

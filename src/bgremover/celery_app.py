@@ -34,8 +34,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from .config import Settings, settings_error
 from .engine import CancelToken, ModelError, Remover
 from .jobs.database import unreachable
+from .jobs.opening import open_service
 from .jobs.service import JobService
-from .jobs.system import open_service
 from .logs import configure
 from .storage import open_storage
 from .workers.base import Lost, WorkerInfo, WorkItem

@@ -14,7 +14,6 @@ if TYPE_CHECKING:
     from .schemas import Batch, BatchCreated, CancelResult, Job, RetryResult, Session, Upload
     from .service import JobService
     from .states import InvalidTransition, JobStatus, NotFound
-    from .system import JobSystem
 
 _HOMES = {
     "Event": "events",
@@ -32,7 +31,6 @@ _HOMES = {
     "InvalidTransition": "states",
     "JobStatus": "states",
     "NotFound": "states",
-    "JobSystem": "system",
 }
 
 __all__ = [
@@ -46,7 +44,6 @@ __all__ = [
     "Job",
     "JobService",
     "JobStatus",
-    "JobSystem",
     "NotFound",
     "RetryResult",
     "Session",

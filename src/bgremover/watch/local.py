@@ -14,7 +14,7 @@ from ..jobs.events import Subscription
 from ..jobs.presets import PresetOptions
 from ..jobs.staging import Rejected, stage
 from ..jobs.states import NotFound
-from ..jobs.system import JobSystem
+from ..system import JobSystem
 from .backend import Refused, Report, Resync, Update
 
 

@@ -11,7 +11,7 @@ from ..config import Settings
 from ..jobs.events import EventBus
 from ..jobs.presets import PresetStore
 from ..jobs.service import JobService
-from ..jobs.system import JobSystem
+from ..system import JobSystem
 
 T = TypeVar("T")
 
