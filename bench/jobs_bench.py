@@ -95,7 +95,7 @@ import psutil
 from PIL import Image, ImageOps
 
 from bgremover import Settings, load_remover
-from bgremover.jobs.eta import FIRST_RUN_SECONDS, size_bucket
+from bgremover.jobs.eta.clock import FIRST_RUN_SECONDS, size_bucket
 from bgremover.jobs.events import Event
 from bgremover.jobs.schemas import BatchCreated, Job, Upload
 from bgremover.jobs.states import TERMINAL

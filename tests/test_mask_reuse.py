@@ -19,7 +19,7 @@ from sqlalchemy import select
 from bgremover import Remover, Settings, load_remover
 from bgremover.engine import RemoveOptions, Stage
 from bgremover.engine.remover import MaskMismatch
-from bgremover.jobs.eta import size_bucket
+from bgremover.jobs.eta.clock import size_bucket
 from bgremover.jobs.events import Event, Subscription
 from bgremover.jobs.files import FileStore
 from bgremover.jobs.tables import JobRow, MaskRow, StageDurationRow

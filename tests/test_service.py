@@ -16,7 +16,7 @@ from sqlalchemy import text
 from bgremover.engine.options import RemoveOptions
 from bgremover.jobs import core
 from bgremover.jobs.database import connect, migrate
-from bgremover.jobs.eta import WARM_UP_SECONDS, StageClock
+from bgremover.jobs.eta.clock import WARM_UP_SECONDS, StageClock
 from bgremover.jobs.exchange import QueueState
 from bgremover.jobs.states import InvalidTransition, NotFound
 from bgremover.jobs.tables import Base

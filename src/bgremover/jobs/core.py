@@ -23,7 +23,8 @@ from ..config import Settings
 from ..dependencies import Dependencies, DependencyState
 from ..workers.base import RunEnd
 from . import masks, notices, outbox
-from .eta import BUCKET_EDGES_MP, WARM_UP_SECONDS, StageClock
+from .eta.clock import BUCKET_EDGES_MP, WARM_UP_SECONDS, StageClock
+from .eta.timings import TimingStore
 from .events import BusUnavailable, EventBus, ProgressThrottle
 from .files import FileStore
 from .notices import Published
@@ -42,7 +43,6 @@ from .snapshots import (
 )
 from .states import ACTIVE, TERMINAL, NotFound
 from .tables import QUEUE, BatchRow, JobRow, QueueRow, SessionRow
-from .timings import TimingStore
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session as Db
 from sqlalchemy.orm import sessionmaker
 
 from . import masks, sequences, transitions
-from .eta import size_bucket
+from .eta.clock import size_bucket
 from .exchange import (
     EXPORT_VERSION,
     ExportedBatch,

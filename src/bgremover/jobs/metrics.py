@@ -29,7 +29,8 @@ from sqlalchemy.orm import sessionmaker
 
 from ..engine.stages import STAGES
 from .analytics import size_label
-from .eta import BUCKET_EDGES_MP
+from .eta import accuracy
+from .eta.clock import BUCKET_EDGES_MP
 from .states import ACTIVE, STATUSES
 from .tables import QUEUE, BatchRow, JobRow, MetricCountRow, QueueRow, StageDurationRow
 
@@ -168,7 +169,7 @@ def _add_ends(db: Db, job_ids: Sequence[str], add: Any) -> None:
                 actual = _seconds(end - began)
                 add("run_seconds", _size(bucket), actual)
                 if predicted is not None and actual > 0:
-                    add("eta_error_ratio", "", abs(predicted - actual) / actual)
+                    add("eta_error_ratio", "", abs(accuracy.error(predicted, actual)))
     if completed:
         for stage, seconds in db.execute(
             select(StageDurationRow.stage, StageDurationRow.seconds).where(

@@ -3,17 +3,16 @@ analytics."""
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select
-from sqlalchemy.orm import Session as Db
 
 from .analytics import Analytics, report, window_start
 from .core import ServiceCore
+from .eta import accuracy
 from .metrics import StoreMetrics, read_metrics
-from .schemas import ActiveSnapshot, Batch, EtaAccuracy, Job, Session, Stats
+from .schemas import ActiveSnapshot, Batch, Job, Session, Stats
 from .states import ACTIVE, STATUSES, TERMINAL, NotFound
 from .tables import BatchRow, JobRow, SessionRow
 
@@ -183,7 +182,7 @@ class Queries(ServiceCore):
                 completed_last_hour=done_last_hour or 0,
                 expected_seconds_per_image=round(self.clock.job_seconds(0), 2),
                 max_concurrent_jobs=self.settings.max_concurrent_jobs,
-                eta_accuracy=self._eta_accuracy(db),
+                eta_accuracy=accuracy.recent(db),
             )
 
     def analytics(self, since: str | None = None) -> Analytics:
@@ -203,27 +202,6 @@ class Queries(ServiceCore):
     def events_published(self) -> dict[str, int]:
         """Events this process published, by type."""
         return self._publisher.published()
-
-    @staticmethod
-    def _eta_accuracy(db: Db, recent: int = 100) -> EtaAccuracy | None:
-        rows = db.execute(
-            select(JobRow.predicted_seconds, JobRow.start_time, JobRow.end_time)
-            .where(JobRow.status == "completed", JobRow.predicted_seconds.is_not(None))
-            .order_by(JobRow.end_time.desc())
-            .limit(recent)
-        ).all()
-        errors = []
-        for predicted, start, end in rows:
-            actual = (end - start).total_seconds() if start and end else 0.0
-            if predicted is not None and actual > 0:
-                errors.append((predicted - actual) / actual)
-        if not errors:
-            return None
-        return EtaAccuracy(
-            jobs=len(errors),
-            median_error=round(statistics.median(abs(e) for e in errors), 3),
-            mean_bias=round(statistics.fmean(errors), 3),
-        )
 
 
 def _escape_like(text: str) -> str:

@@ -59,9 +59,10 @@ from ..workers.base import (
     Stopped,
     WorkItem,
 )
-from . import masks, metrics, notices, timings, transitions
+from . import masks, metrics, notices, transitions
 from .core import ServiceCore
 from .database import unreachable
+from .eta import timings
 from .files import background_hash
 from .notices import JobProgress, Published
 from .rows import new_id

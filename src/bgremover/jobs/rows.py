@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from .eta import size_bucket
+from .eta.clock import size_bucket
 from .tables import JobRow
 
 

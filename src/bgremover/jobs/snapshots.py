@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from ..engine.stages import Stage, parse_label, stage_label
-from .eta import BUCKET_EDGES_MP, StageClock, size_bucket
+from .eta.clock import BUCKET_EDGES_MP, StageClock, size_bucket
 from .schemas import Batch, Counts, Job, JobError, ResultInfo, Session
 from .states import TERMINAL, JobStatus, batch_status
 from .tables import BatchRow, JobRow, SessionRow

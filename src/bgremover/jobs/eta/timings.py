@@ -16,9 +16,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session as Db
 from sqlalchemy.orm import sessionmaker
 
-from ..engine.stages import Stage
-from .eta import SMOOTHING
-from .tables import ModelTimingRow, StageDurationRow, StageTimingRow
+from ...engine.stages import Stage
+from ..tables import ModelTimingRow, StageDurationRow, StageTimingRow
+from .clock import SMOOTHING
 
 STAGE_NAMES = frozenset(stage.value for stage in Stage)
 

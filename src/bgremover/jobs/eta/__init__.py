@@ -1,0 +1,3 @@
+"""Estimated times, in one home: the per-stage clock that estimates a job's remaining seconds
+(``clock``), the timings it learns from finished runs, kept in the database (``timings``), and
+how far its estimates were from the truth (``accuracy``)."""
