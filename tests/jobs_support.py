@@ -16,11 +16,11 @@ from typing import Any
 from bgremover import Settings
 from bgremover.jobs.database import connect, migrate, session_factory
 from bgremover.jobs.events import Event, InMemoryEventBus, Subscription
-from bgremover.jobs.files import FileStore
 from bgremover.jobs.schemas import Upload
 from bgremover.jobs.sequences import EventSeq
 from bgremover.jobs.service import JobService
 from bgremover.storage import LocalStorage
+from bgremover.storage.files import FileStore
 from bgremover.workers.base import Finished, StageProgress, Started, WorkItem
 
 WAIT_S = 120.0

@@ -21,8 +21,8 @@ from bgremover.engine import RemoveOptions, Stage
 from bgremover.engine.remover import MaskMismatch
 from bgremover.jobs.eta.clock import size_bucket
 from bgremover.jobs.events import Event, Subscription
-from bgremover.jobs.files import FileStore
 from bgremover.jobs.tables import JobRow, MaskRow, StageDurationRow
+from bgremover.storage.files import FileStore
 from bgremover.system import JobSystem
 from bgremover.workers.base import Finished, StageProgress
 

@@ -20,12 +20,12 @@ from bgremover.api import load_remover
 from bgremover.dependencies import DependencyState
 from bgremover.jobs.database import connect, migrate, session_factory
 from bgremover.jobs.events import Event, InMemoryEventBus
-from bgremover.jobs.files import FileStore
 from bgremover.jobs.outages import StorageGate
 from bgremover.jobs.scheduler import Scheduler
 from bgremover.jobs.sequences import EventSeq
 from bgremover.jobs.service import JobService
 from bgremover.storage import LocalStorage
+from bgremover.storage.files import FileStore
 from bgremover.system import OutageListener
 from bgremover.workers.base import Executor, Failed, ReportSink, WorkItem
 from bgremover.workers.removers import Removers

@@ -21,12 +21,12 @@ from sqlalchemy.orm import sessionmaker
 
 from ..config import Settings
 from ..dependencies import Dependencies, DependencyState
+from ..storage.files import FileStore
 from ..workers.base import RunEnd
 from . import masks, notices, outbox
 from .eta.clock import BUCKET_EDGES_MP, WARM_UP_SECONDS, StageClock
 from .eta.timings import TimingStore
 from .events import BusUnavailable, EventBus, ProgressThrottle
-from .files import FileStore
 from .notices import Published
 from .outages import StorageGate
 from .publishing import Publisher

@@ -23,7 +23,7 @@ from pydantic import (
 
 from ..engine.options import OutputFormat, RemoveOptions
 from ..engine.stages import Stage
-from .files import HASH_PATTERN, ID_PATTERN, background_hash
+from ..storage.files import HASH_PATTERN, ID_PATTERN, background_hash
 from .names import FileName, Name, clean_text
 from .states import JobStatus
 

@@ -11,6 +11,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session as Db
 from sqlalchemy.orm import sessionmaker
 
+from ..storage.files import FileStore
 from . import masks, sequences, transitions
 from .eta.clock import size_bucket
 from .exchange import (
@@ -21,7 +22,6 @@ from .exchange import (
     QueueState,
     exported_options,
 )
-from .files import FileStore
 from .schemas import CleanupResult, ImportResult
 from .states import STATUSES, TERMINAL
 from .tables import Base, BatchRow, DateTime, JobRow, SessionRow

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session as Db
 from sqlalchemy.orm import sessionmaker
 
 from ..storage import check_key
-from .files import FileStore
+from ..storage.files import FileStore
 from .tables import MaskRow
 
 log = logging.getLogger(__name__)

@@ -9,9 +9,9 @@ from sqlalchemy import Engine
 from ..config import Settings
 from ..dependencies import Dependencies
 from ..storage import open_storage
+from ..storage.files import FileStore
 from .database import connect, default_url, migrate, session_factory
 from .events import EventBus, InMemoryEventBus
-from .files import FileStore
 from .sequences import EventSeq
 from .service import JobService
 

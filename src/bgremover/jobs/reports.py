@@ -46,6 +46,7 @@ from sqlalchemy.orm import Session as Db
 from ..dependencies import first_line
 from ..engine.options import OutputFormat, RemoveOptions
 from ..engine.stages import SKIPPED_ON_REUSE, overall_percent, parse_label
+from ..storage.files import background_hash
 from ..workers.base import (
     Calibration,
     Failed,
@@ -63,7 +64,6 @@ from . import masks, metrics, notices, transitions
 from .core import ServiceCore
 from .database import unreachable
 from .eta import timings
-from .files import background_hash
 from .notices import JobProgress, Published
 from .rows import new_id
 from .schemas import Job
