@@ -95,8 +95,8 @@ import psutil
 from PIL import Image, ImageOps
 
 from bgremover import Settings, load_remover
+from bgremover.jobs.bus.base import Event
 from bgremover.jobs.eta.clock import FIRST_RUN_SECONDS, size_bucket
-from bgremover.jobs.events import Event
 from bgremover.jobs.schemas import BatchCreated, Job, Upload
 from bgremover.jobs.states import TERMINAL
 from bgremover.system import JobSystem

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from bgremover import Settings
+from bgremover.jobs.bus.base import Event, Subscription
+from bgremover.jobs.bus.memory import InMemoryEventBus
 from bgremover.jobs.database import connect, migrate, session_factory
-from bgremover.jobs.events import Event, InMemoryEventBus, Subscription
 from bgremover.jobs.schemas import Upload
 from bgremover.jobs.sequences import EventSeq
 from bgremover.jobs.service import JobService

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from bgremover import Settings
-from bgremover.jobs.events import Event, Subscription
+from bgremover.jobs.bus.base import Event, Subscription
 from bgremover.system import JobSystem
 from bgremover.workers.local import LocalProcessExecutor
 

@@ -19,8 +19,8 @@ from sqlalchemy import select
 from bgremover import Remover, Settings, load_remover
 from bgremover.engine import RemoveOptions, Stage
 from bgremover.engine.remover import MaskMismatch
+from bgremover.jobs.bus.base import Event, Subscription
 from bgremover.jobs.eta.clock import size_bucket
-from bgremover.jobs.events import Event, Subscription
 from bgremover.jobs.tables import JobRow, MaskRow, StageDurationRow
 from bgremover.storage.files import FileStore
 from bgremover.system import JobSystem

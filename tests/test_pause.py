@@ -8,8 +8,8 @@ import json
 from contextlib import ExitStack
 from pathlib import Path
 
+from bgremover.jobs.bus.redis import RedisEventBus
 from bgremover.jobs.database import connect, migrate
-from bgremover.jobs.redis_bus import RedisEventBus
 from bgremover.jobs.sequences import EventSeq
 from bgremover.jobs.tables import JobRow
 from bgremover.workers.base import Finished

@@ -407,6 +407,19 @@ def test_delete_removes_the_job_and_files_nobody_else_uses(
         h.service.get_job(jobs[0].id)
 
 
+def test_a_deleted_job_is_announced_by_its_own_event_type(
+    harness: Harness, photos: dict[str, Path]
+) -> None:
+    h = harness
+    job = h.service.create_batch(h.uploads(photos["coffee.jpg"])).jobs[0]
+    with h.service.bus.subscribe() as events:
+        h.service.delete_job(job.id)
+        seen = [event for event in iter(lambda: events.get(timeout=0), None)]
+    deleted = [event for event in seen if event.type == "job.deleted"]
+    assert [event.data for event in deleted] == [{"job": {"id": job.id}}]
+    assert not [e for e in seen if e.type == "job.updated" and e.data["job"]["id"] == job.id]
+
+
 def test_cleanup_removes_old_ended_jobs_only(harness: Harness, photos: dict[str, Path]) -> None:
     h = harness
     old = h.service.create_batch(h.uploads(photos["coffee.jpg"], photos["chelsea.jpg"])).jobs

@@ -18,8 +18,9 @@ from PIL import Image
 from bgremover import Settings
 from bgremover.api import load_remover
 from bgremover.dependencies import DependencyState
+from bgremover.jobs.bus.base import Event
+from bgremover.jobs.bus.memory import InMemoryEventBus
 from bgremover.jobs.database import connect, migrate, session_factory
-from bgremover.jobs.events import Event, InMemoryEventBus
 from bgremover.jobs.outages import StorageGate
 from bgremover.jobs.scheduler import Scheduler
 from bgremover.jobs.sequences import EventSeq

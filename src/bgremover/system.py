@@ -17,8 +17,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .config import Settings
 from .dependencies import Dependencies, DependencyState
+from .jobs.bus.base import Event, EventBus
 from .jobs.database import session_factory
-from .jobs.events import Event, EventBus
 from .jobs.logins import LoginStore
 from .jobs.opening import open_service
 from .jobs.outages import StorageGate

@@ -19,9 +19,9 @@ from ..engine.decode import probe
 from ..engine.options import RemoveOptions
 from ..storage import StorageError, StorageUnavailable, outage_reason
 from . import maintenance, notices, outbox, sequences, transitions
+from .bus.base import Published
 from .core import ServiceCore
 from .exchange import QueueState
-from .notices import Published
 from .rows import copy_of, new_id, new_job_row
 from .schemas import (
     Batch,

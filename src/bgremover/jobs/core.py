@@ -24,10 +24,10 @@ from ..dependencies import Dependencies, DependencyState
 from ..storage.files import FileStore
 from ..workers.base import RunEnd
 from . import masks, notices, outbox
+from .bus.base import BusUnavailable, EventBus, Published
+from .bus.throttle import ProgressThrottle
 from .eta.clock import BUCKET_EDGES_MP, WARM_UP_SECONDS, StageClock
 from .eta.timings import TimingStore
-from .events import BusUnavailable, EventBus, ProgressThrottle
-from .notices import Published
 from .outages import StorageGate
 from .publishing import Publisher
 from .rows import new_id

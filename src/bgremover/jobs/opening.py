@@ -10,8 +10,9 @@ from ..config import Settings
 from ..dependencies import Dependencies
 from ..storage import open_storage
 from ..storage.files import FileStore
+from .bus.base import EventBus
+from .bus.memory import InMemoryEventBus
 from .database import connect, default_url, migrate, session_factory
-from .events import EventBus, InMemoryEventBus
 from .sequences import EventSeq
 from .service import JobService
 
@@ -28,7 +29,7 @@ def open_bus(
     process that only publishes, a worker, reads nothing back)."""
     seq = EventSeq(engine)
     if settings.redis_url:
-        from .redis_bus import RedisEventBus  # imports redis only when it is used
+        from .bus.redis import RedisEventBus  # imports redis only when it is used
 
         prefix = f"{settings.redis_namespace}:events"
         return RedisEventBus(

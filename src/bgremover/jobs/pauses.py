@@ -20,7 +20,7 @@ from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session as Db
 
 from . import notices
-from .notices import Published
+from .bus.base import Published
 from .reports import Reports
 from .schemas import Batch, Queue
 from .states import ACTIVE

@@ -61,10 +61,10 @@ from ..workers.base import (
     WorkItem,
 )
 from . import masks, metrics, notices, transitions
+from .bus.base import JobProgress, Published
 from .core import ServiceCore
 from .database import unreachable
 from .eta import timings
-from .notices import JobProgress, Published
 from .rows import new_id
 from .schemas import Job
 from .snapshots import Live, live_remaining, model_of

@@ -8,7 +8,7 @@ from fastapi import Depends, Query, Request
 from pydantic import BaseModel
 
 from ..config import Settings
-from ..jobs.events import EventBus
+from ..jobs.bus.base import EventBus
 from ..jobs.presets import PresetStore
 from ..jobs.service import JobService
 from ..system import JobSystem

@@ -22,7 +22,7 @@ from fastapi import APIRouter, Header, Query, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
-from ..jobs.events import Event, EventBus, Subscription
+from ..jobs.bus.base import Event, EventBus, Subscription
 from ..jobs.service import JobService
 from .deps import Bus, Service
 

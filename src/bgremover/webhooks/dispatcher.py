@@ -30,8 +30,8 @@ from sqlalchemy.orm import sessionmaker
 from ..config import Settings
 from ..dependencies import first_line
 from ..jobs import metrics
+from ..jobs.bus.base import Event, EventBus, Subscription
 from ..jobs.core import process_identity, utcnow
-from ..jobs.events import Event, EventBus, Subscription
 from ..jobs.states import TERMINAL
 from ..jobs.tables import DateTime, WebhookAttemptRow, WebhookDeliveryRow, WebhookEndpointRow
 from .sender import Outcome, Sender
