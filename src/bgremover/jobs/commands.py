@@ -34,7 +34,7 @@ from .schemas import (
     RetryResult,
     Upload,
 )
-from .states import ACTIVE, RETRYABLE, TERMINAL, InvalidTransition, NotFound
+from .states import ACTIVE, RETRYABLE, STATUSES, TERMINAL, InvalidTransition, NotFound
 from .tables import BatchRow, JobRow, SessionRow
 
 
@@ -294,7 +294,7 @@ class Commands(ServiceCore):
             manual=manual,
             status="pending",
             created_at=now,
-            **{f"{s}_jobs": 0 for s in ("total", *transitions.COUNTED)},
+            **{f"{s}_jobs": 0 for s in ("total", *STATUSES)},
         )
         db.add(batch)
         db.flush()
@@ -354,7 +354,7 @@ class Commands(ServiceCore):
             rows,
             "cancelled",
             now,
-            allowed=("pending", "processing"),
+            allowed=ACTIVE,
             values={"end_time": now, **transitions.NOT_RUNNING},
         )
         for row in cancelled:

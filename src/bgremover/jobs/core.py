@@ -41,12 +41,11 @@ from .snapshots import (
     session_snapshot,
     warming_eta,
 )
-from .states import ACTIVE, TERMINAL, NotFound
+from .states import ACTIVE, STATUSES, TERMINAL, NotFound
 from .tables import QUEUE, BatchRow, JobRow, QueueRow, SessionRow
 
 log = logging.getLogger(__name__)
 
-_COUNTED = ("pending", "processing", "completed", "failed", "cancelled")
 
 AHEAD_CAP = 200
 """Counting the queue ahead of a batch walks at most this many index entries from either end
@@ -222,7 +221,7 @@ class ServiceCore:
         """The queue's state (``pauses``) with its jobs by status, from the batch counters."""
         row = db.get(QueueRow, QUEUE, populate_existing=True)
         sums = db.execute(
-            select(*(func.coalesce(func.sum(getattr(BatchRow, f"{s}_jobs")), 0) for s in _COUNTED))
+            select(*(func.coalesce(func.sum(getattr(BatchRow, f"{s}_jobs")), 0) for s in STATUSES))
         ).one()
         paused_batches = db.scalars(
             select(BatchRow.id)
@@ -234,7 +233,7 @@ class ServiceCore:
             paused_by=row.paused_by if row else None,
             paused_at=row.paused_at if row else None,
             paused_batches=list(paused_batches),
-            counts=Counts(total=sum(sums), **dict(zip(_COUNTED, sums, strict=True))),
+            counts=Counts(total=sum(sums), **dict(zip(STATUSES, sums, strict=True))),
         )
 
     def _running(self, db: Db) -> list[Live]:

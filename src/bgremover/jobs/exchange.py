@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from ..config import ERROR_MESSAGE_CHARS
 from ..engine.options import OutputFormat, RemoveOptions
 from ..engine.stages import Stage
 from ..storage.files import HASH_PATTERN, ID_PATTERN, background_hash
@@ -97,7 +98,7 @@ class ExportedJob(_Row):
     end_time: Stamp | None = None
     estimated_time_remaining: float | None = Field(default=None, ge=-1e9, le=1e9)
     error_code: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")] | None = None
-    error_message: Annotated[str, Field(max_length=2000)] | None = None
+    error_message: Annotated[str, Field(max_length=ERROR_MESSAGE_CHARS)] | None = None
     result_width: Pixels | None = None
     result_height: Pixels | None = None
     result_format: OutputFormat | None = None
@@ -118,7 +119,7 @@ class ExportedJob(_Row):
     @field_validator("error_message")
     @classmethod
     def _message(cls, value: str | None) -> str | None:
-        return None if value is None else clean_text(value, limit=2000)
+        return None if value is None else clean_text(value, limit=ERROR_MESSAGE_CHARS)
 
 
 class QueueState(_Row):

@@ -43,6 +43,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.orm import Session as Db
 
+from ..config import ERROR_MESSAGE_CHARS
 from ..dependencies import first_line
 from ..engine.options import OutputFormat, RemoveOptions
 from ..engine.stages import SKIPPED_ON_REUSE, overall_percent, parse_label
@@ -445,7 +446,7 @@ class Reports(ServiceCore):
                 # Workers name the stored file; people know it by the name they uploaded.
                 stored = self.files.original_key(row.content_hash).rsplit("/", 1)[-1]
                 values["error_message"] = values["error_message"].replace(stored, row.file_name)[
-                    :2000
+                    :ERROR_MESSAGE_CHARS
                 ]
             if status != "completed" and live is not None:
                 values["progress"] = max(row.progress, live.percent)
@@ -529,7 +530,7 @@ class Reports(ServiceCore):
                 "error_message": (
                     f"{row.file_name}: its run was cut short {lost} times (last: {reason}); "
                     "retry it once that is fixed."
-                )[:2000],
+                )[:ERROR_MESSAGE_CHARS],
             }
         elif gives_up:
             values |= {
@@ -539,7 +540,7 @@ class Reports(ServiceCore):
                     f"{row.file_name}: its worker was lost {lost} times while processing it "
                     f"(last: {reason}). The image may crash or hang the worker; retry it to "
                     "try once more."
-                )[:2000],
+                )[:ERROR_MESSAGE_CHARS],
             }
         else:
             values |= {"stage": None, "progress": 0.0, "worker": None, "queued_at": now}

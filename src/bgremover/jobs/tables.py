@@ -30,6 +30,8 @@ from sqlalchemy import DateTime as SqlDateTime
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from ..config import ERROR_MESSAGE_CHARS
+
 
 class DateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes on every backend (SQLite keeps no zone of its own)."""
@@ -142,7 +144,7 @@ class JobRow(Base):
     end_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
     estimated_time_remaining: Mapped[float | None] = mapped_column(Float)
     error_code: Mapped[str | None] = mapped_column(String(64))
-    error_message: Mapped[str | None] = mapped_column(String(2000))
+    error_message: Mapped[str | None] = mapped_column(String(ERROR_MESSAGE_CHARS))
     worker: Mapped[str | None] = mapped_column(String(100))
     """Who runs it, for people: "local-1 (pid 4242)"."""
     dispatch_id: Mapped[str | None] = mapped_column(String(32))

@@ -16,7 +16,7 @@ from ..engine.errors import InputError
 from ..engine.options import OutputFormat
 from ..jobs.schemas import CancelResult, Job, RetryResult
 from ..jobs.staging import Rejected, stage
-from ..jobs.states import JobStatus
+from ..jobs.states import ACTIVE, JobStatus
 from ..jobs.times import TIME_FORM, InvalidTime, parse_time
 from .deps import AppSettings, Limit, Offset, Page, Service
 from .downloads import content_disposition, download_name, render
@@ -101,7 +101,7 @@ def delete_jobs(
     status: Annotated[list[JobStatus], Query(description="Ended statuses to delete")],
 ) -> dict[str, int]:
     """Delete every job in the given ended statuses (the history's "clear all")."""
-    if any(s in ("pending", "processing") for s in status):
+    if any(s in ACTIVE for s in status):
         raise ApiError(
             409, "invalid_transition", "active jobs cannot be bulk-deleted; cancel first"
         )

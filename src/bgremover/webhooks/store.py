@@ -14,6 +14,7 @@ from sqlalchemy.orm import sessionmaker
 from ..jobs.outbox import EventType, add_endpoint
 from ..jobs.states import NotFound
 from ..jobs.tables import WebhookAttemptRow, WebhookDeliveryRow, WebhookEndpointRow
+from .guard import MAX_URL_LENGTH
 
 DeliveryStatus = Literal["pending", "delivered", "failed"]
 
@@ -23,7 +24,7 @@ class WebhookIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    url: Annotated[str, Field(max_length=2000, examples=["https://example.com/hooks/bg"])]
+    url: Annotated[str, Field(max_length=MAX_URL_LENGTH, examples=["https://example.com/hooks/bg"])]
     events: Annotated[list[EventType], Field(min_length=1)]
     description: Annotated[str | None, Field(max_length=500)] = None
 
