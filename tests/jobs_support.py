@@ -108,7 +108,7 @@ def build_harness(
         seq = EventSeq(engine)
         bus = InMemoryEventBus(seq=seq.take, last=seq.last())
     service = JobService(
-        sessions=session_factory(engine),
+        transactions=session_factory(engine),
         files=FileStore(LocalStorage(root / "files"), root / "files"),
         bus=bus,
         settings=config,

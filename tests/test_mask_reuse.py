@@ -90,12 +90,12 @@ def result_of(system: JobSystem, job_id: str) -> Image.Image:
 
 
 def mask_rows(system: JobSystem) -> list[MaskRow]:
-    with system.service._sessions() as db:
+    with system.service._transactions() as db:
         return list(db.scalars(select(MaskRow)))
 
 
 def stages_timed(system: JobSystem, job_id: str) -> set[str]:
-    with system.service._sessions() as db:
+    with system.service._transactions() as db:
         return set(
             db.scalars(select(StageDurationRow.stage).where(StageDurationRow.job_id == job_id))
         )
@@ -216,7 +216,7 @@ def finish_with_mask(h: Harness, photo: Path, key: str, size: int, *, reused: bo
 
 
 def content_hash(h: Harness, job_id: str) -> str:
-    with h.service._sessions() as db:
+    with h.service._transactions() as db:
         row = db.get(JobRow, job_id)
         assert row is not None
         return row.content_hash
@@ -232,7 +232,7 @@ def test_the_least_recently_used_masks_go_past_the_size_bound(
         h.clock.advance(seconds=1)
     storage = h.service.files.storage  # the second is the least recently used
     assert [storage.exists(key) for key in (first, second, third)] == [True, False, True]
-    with h.service._sessions() as db:
+    with h.service._transactions() as db:
         assert set(db.scalars(select(MaskRow.key))) == {first, third}
 
 
@@ -279,5 +279,5 @@ def test_a_mask_stored_by_a_run_whose_job_was_deleted_is_not_left_behind(
         h.service.handle(Finished(item.job_id, item.dispatch_id, 600, 400, "png", 6, {}, key, 10))
     assert not storage.exists(keys[0])  # nobody's: gone
     assert storage.exists(keys[1])  # its job's original is still there: kept for a retry
-    with h.service._sessions() as db:
+    with h.service._transactions() as db:
         assert list(db.scalars(select(MaskRow.key))) == [keys[1]]

@@ -561,7 +561,7 @@ def test_the_queue_ahead_of_a_batch_is_counted_right_from_either_end(
     middle = h.service.create_batch(h.uploads(*[photos["coffee.jpg"]] * 2))
     back = h.service.create_batch(h.uploads(*[photos["coffee.jpg"]] * 5))
     front = h.service.create_batch(h.uploads(*[photos["coffee.jpg"]] * 3), priority=1)
-    with h.service._sessions() as db:
+    with h.service._transactions() as db:
         counted = {
             name: h.service._pending_ahead(db, [created.batch.id])
             for name, created in (

@@ -138,7 +138,7 @@ def system(
     seq = EventSeq(engine)
     storage = FillingStorage(tmp_path / "files")
     service = JobService(
-        sessions=session_factory(engine),
+        transactions=session_factory(engine),
         files=FileStore(storage, tmp_path),
         bus=InMemoryEventBus(seq=seq.take, last=seq.last()),
         settings=settings,

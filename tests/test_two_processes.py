@@ -93,7 +93,7 @@ def test_two_processes_on_one_database_keep_one_truth(tiny_model: Path, tmp_path
         assert b.exitcode == 0
         b_finals = [tuple(r) for r in json.loads(records.read_text())]
 
-        with a.service._sessions() as db:
+        with a.service._transactions() as db:
             statuses = dict(db.execute(select(JobRow.id, JobRow.status)).all())
             batch = db.scalars(select(BatchRow)).one()
             recount = Counter(statuses.values())
@@ -123,7 +123,7 @@ def drive(a: JobSystem, b_owner: str, ids: set[str]) -> set[str]:
     deadline = time.monotonic() + TIMEOUT_S
     with a.bus.subscribe() as subscription:
         while time.monotonic() < deadline:
-            with a.service._sessions() as db:
+            with a.service._transactions() as db:
                 active = db.scalar(
                     select(func.count()).where(
                         JobRow.id.in_(ids), JobRow.status.in_(("pending", "processing"))

@@ -58,7 +58,7 @@ class Commands(ServiceCore):
         options_json = (options or RemoveOptions()).model_dump(mode="json", exclude_defaults=True)
         stored = [self._store_upload(upload) for upload in uploads]
         now = self._now()
-        with self._sessions.begin() as db:
+        with self._transactions.begin() as db:
             if batch_id is not None:
                 batch = self._manual_batch(db, batch_id)
                 db.execute(
@@ -114,7 +114,7 @@ class Commands(ServiceCore):
     def create_manual_batch(self, name: str) -> Batch:
         """An empty, user-named batch that later uploads can target."""
         now = self._now()
-        with self._sessions.begin() as db:
+        with self._transactions.begin() as db:
             batch = self._new_batch(db, name.strip() or _auto_name(0, now), True, now)
             snapshot = self._batch(db, batch)
             events = self._batch_and_session_events(db, batch.id)
@@ -126,7 +126,7 @@ class Commands(ServiceCore):
     def cancel_job(self, job_id: str) -> CancelResult:
         """Cancel a pending job at once, or a running one (its worker stops within a second;
         a process that missed the word notices at its next lease renewal)."""
-        with self._sessions.begin() as db:
+        with self._transactions.begin() as db:
             row = self._get_job(db, job_id)
             cancelled = self._cancel(db, [row])
             if not cancelled:
@@ -138,7 +138,7 @@ class Commands(ServiceCore):
 
     def cancel_batch(self, batch_id: str) -> CancelResult:
         """Cancel every job of the batch that has not ended."""
-        with self._sessions.begin() as db:
+        with self._transactions.begin() as db:
             batch = self._get_batch(db, batch_id)
             cancelled = self._cancel(db, self._batch_jobs(db, batch.id, ACTIVE))
             events: list[Published] = []
@@ -152,7 +152,7 @@ class Commands(ServiceCore):
 
     def retry_job(self, job_id: str) -> RetryResult:
         """A new attempt of a failed or cancelled job, pending, linked to the old one."""
-        with self._sessions.begin() as db:
+        with self._transactions.begin() as db:
             row = self._get_job(db, job_id)
             jobs, events = self._queue_copies(db, row.batch_id, [row])
             if not jobs:
@@ -163,7 +163,7 @@ class Commands(ServiceCore):
 
     def retry_batch(self, batch_id: str) -> RetryResult:
         """A new attempt of every failed and cancelled job in the batch."""
-        with self._sessions.begin() as db:
+        with self._transactions.begin() as db:
             batch = self._get_batch(db, batch_id)
             rows = self._batch_jobs(db, batch.id, RETRYABLE)
             jobs, events = self._queue_copies(db, batch.id, rows)
@@ -174,7 +174,7 @@ class Commands(ServiceCore):
     def derive_job(self, job_id: str, options: RemoveOptions) -> Job:
         """A new job on the same original with other output options (the editor's "save as
         a new result"): it runs through the queue like any other job."""
-        with self._sessions.begin() as db:
+        with self._transactions.begin() as db:
             row = self._get_job(db, job_id)
             new_options = options.model_dump(mode="json", exclude_defaults=True)
             jobs, events = self._queue_copies(db, row.batch_id, [row], new_options)
@@ -184,7 +184,7 @@ class Commands(ServiceCore):
 
     def set_priority(self, job_id: str, priority: int) -> Job:
         """Higher runs first; only for jobs that have not ended."""
-        with self._sessions.begin() as db:
+        with self._transactions.begin() as db:
             changed = db.execute(
                 update(JobRow)
                 .where(JobRow.id == job_id, JobRow.status.in_(ACTIVE))
@@ -201,7 +201,7 @@ class Commands(ServiceCore):
 
     def move_to_front(self, job_id: str) -> Job:
         """Make a pending job the next to run: top priority, first in line."""
-        with self._sessions.begin() as db:
+        with self._transactions.begin() as db:
             row = self._get_job(db, job_id)
             front = db.execute(
                 select(JobRow.priority, JobRow.queue_order)
@@ -231,7 +231,7 @@ class Commands(ServiceCore):
 
     def delete_job(self, job_id: str) -> None:
         """Remove a job and its files; a running job is cancelled first."""
-        with self._sessions.begin() as db:
+        with self._transactions.begin() as db:
             cancelled = self._cancel(db, [self._get_job(db, job_id)])
             row = self._get_job(db, job_id)
             maintenance.delete_rows(db, self.files, [row], self._now())
@@ -243,7 +243,7 @@ class Commands(ServiceCore):
     def delete_jobs(self, statuses: Iterable[str]) -> int:
         """Delete every job in one of the given ended statuses (the history's "clear all")."""
         wanted = [s for s in statuses if s in TERMINAL]
-        with self._sessions() as db:
+        with self._transactions() as db:
             ids = db.scalars(select(JobRow.id).where(JobRow.status.in_(wanted))).all()
         deleted = 0
         for job_id in ids:
@@ -260,13 +260,13 @@ class Commands(ServiceCore):
         """Delete ended jobs older than ``job_retention`` and their files."""
         now = self._now()
         cutoff = now - self.settings.job_retention
-        return maintenance.cleanup(self._sessions, self.files, cutoff, now)
+        return maintenance.cleanup(self._transactions, self.files, cutoff, now)
 
     def export_state(self) -> dict[str, Any]:
-        return maintenance.export_state(self._sessions, self._now())
+        return maintenance.export_state(self._transactions, self._now())
 
     def import_state(self, state: QueueState) -> ImportResult:
-        result = maintenance.import_state(self._sessions, self.files, state, self._now())
+        result = maintenance.import_state(self._transactions, self.files, state, self._now())
         self._wake()
         return result
 

@@ -74,7 +74,7 @@ class ServiceCore:
     def __init__(
         self,
         *,
-        sessions: sessionmaker[Db],
+        transactions: sessionmaker[Db],
         files: FileStore,
         bus: EventBus,
         settings: Settings,
@@ -83,7 +83,7 @@ class ServiceCore:
         owner: str | None = None,
         dependencies: Dependencies | None = None,
     ) -> None:
-        self._sessions = sessions
+        self._transactions = transactions
         self.files = files
         self.bus = bus
         self.dependencies = dependencies or Dependencies()
@@ -100,7 +100,7 @@ class ServiceCore:
         self._throttle = ProgressThrottle(
             self._publish_throttled, settings.progress_update_interval.total_seconds()
         )
-        self._timings = TimingStore(sessions)
+        self._timings = TimingStore(transactions)
         self.clock.load(self._timings.load())
         self.clock.load_models(self._timings.load_models())
         self.storage_gate = StorageGate(files.storage, self._announce_storage, now, bus.resync)
@@ -130,7 +130,7 @@ class ServiceCore:
 
     @property
     def database(self) -> Engine:
-        engine: Engine = self._sessions.kw["bind"]
+        engine: Engine = self._transactions.kw["bind"]
         return engine
 
     def close(self) -> None:
@@ -463,7 +463,7 @@ class ServiceCore:
         of their sessions: their percent follows time, so it moves between their lifecycle
         events (a queue wait, a warm-up, a long run) and every client of the stream sees it
         move. Returns how many batches."""
-        with self._sessions() as db:
+        with self._transactions() as db:
             batches = db.scalars(
                 select(BatchRow)
                 .where(BatchRow.status.in_(ACTIVE), BatchRow.total_jobs > 0)

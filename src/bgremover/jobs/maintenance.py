@@ -69,13 +69,13 @@ def delete_rows(db: Db, files: FileStore, rows: Sequence[JobRow], now: datetime)
 
 
 def cleanup(
-    sessions: sessionmaker[Db], files: FileStore, cutoff: datetime, now: datetime
+    transactions: sessionmaker[Db], files: FileStore, cutoff: datetime, now: datetime
 ) -> CleanupResult:
     """Delete ended jobs whose end is older than ``cutoff``, their files, and batches and
     sessions left empty. Pending and processing jobs are never touched."""
     jobs_deleted = files_deleted = 0
     while True:
-        with sessions.begin() as db:
+        with transactions.begin() as db:
             rows = db.scalars(
                 select(JobRow)
                 .where(JobRow.status.in_(TERMINAL), JobRow.end_time < cutoff)
@@ -85,7 +85,7 @@ def cleanup(
                 break
             files_deleted += delete_rows(db, files, rows, now)
             jobs_deleted += len(rows)
-    with sessions.begin() as db:
+    with transactions.begin() as db:
         empty = select(BatchRow.id).where(
             BatchRow.total_jobs == 0,
             BatchRow.created_at < cutoff,
@@ -101,10 +101,10 @@ def cleanup(
     return CleanupResult(jobs_deleted=jobs_deleted, files_deleted=files_deleted)
 
 
-def export_state(sessions: sessionmaker[Db], exported_at: datetime) -> dict[str, Any]:
+def export_state(transactions: sessionmaker[Db], exported_at: datetime) -> dict[str, Any]:
     """Every session, batch and job as plain JSON rows in the ``QueueState`` shape: files are
     referenced by hash and id, never by path, and which worker ran a job is not included."""
-    with sessions() as db:
+    with transactions() as db:
         jobs = []
         for row in db.scalars(select(JobRow).order_by(JobRow.queue_order)):
             data = _row(row, ExportedJob)
@@ -120,14 +120,14 @@ def export_state(sessions: sessionmaker[Db], exported_at: datetime) -> dict[str,
 
 
 def import_state(
-    sessions: sessionmaker[Db], files: FileStore, state: QueueState, now: datetime
+    transactions: sessionmaker[Db], files: FileStore, state: QueueState, now: datetime
 ) -> ImportResult:
     """Add the exported rows whose ids are new. Jobs that were running are queued again;
     a job whose files are not in this store is marked failed with the reason. Raises
     ``ValueError`` (nothing is added) when a row names a batch or session that is neither
     in the export nor in this queue."""
     counts = {"sessions": 0, "batches": 0, "jobs": 0, "skipped": 0}
-    with sessions.begin() as db:
+    with transactions.begin() as db:
         for session in state.sessions:
             if db.get(SessionRow, session.id) is not None:
                 counts["skipped"] += 1

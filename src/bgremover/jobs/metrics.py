@@ -104,11 +104,11 @@ WEBHOOK_OUTCOMES = ("delivered", "retrying", "given_up")
 last one of its retry period."""
 
 
-def install(sessions: sessionmaker[Any]) -> None:
-    """Record what ``started`` and ``ended`` noted when each transaction of ``sessions``
+def install(transactions: sessionmaker[Any]) -> None:
+    """Record what ``started`` and ``ended`` noted when each transaction of ``transactions``
     commits; forget it when one rolls back."""
-    event.listen(sessions, "before_commit", _record)
-    event.listen(sessions, "after_rollback", lambda db: db.info.pop(_NOTED, None))
+    event.listen(transactions, "before_commit", _record)
+    event.listen(transactions, "after_rollback", lambda db: db.info.pop(_NOTED, None))
 
 
 def started(db: Db, job_id: str) -> None:

@@ -48,7 +48,7 @@ def open_service(
     if bus is None:
         bus = open_bus(settings, engine, follow=follow, dependencies=dependencies)
     return JobService(
-        sessions=session_factory(engine),
+        transactions=session_factory(engine),
         files=FileStore(
             open_storage(settings),
             settings.data_dir,

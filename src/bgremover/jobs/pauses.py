@@ -30,14 +30,14 @@ from .tables import QUEUE, BatchRow, JobRow, QueueRow
 class Pauses(Reports):
     def queue(self) -> Queue:
         """The queue's state: paused or not, by whom and since when, jobs by status."""
-        with self._sessions() as db:
+        with self._transactions() as db:
             return self._queue(db)
 
     def pause_queue(self, by: str, *, cancel_running: bool = False) -> Queue:
         """Start no pending job anywhere until ``resume_queue``; running jobs finish, or
         with ``cancel_running`` go back to the queue uncounted. ``by`` says who asked."""
         now = self._now()
-        with self._sessions.begin() as db:
+        with self._transactions.begin() as db:
             version = self._bump(db, paused=True, paused_by=by[:200], paused_at=now)
             running = db.execute(
                 select(JobRow.id, JobRow.dispatch_id).where(JobRow.status == "processing")
@@ -53,7 +53,7 @@ class Pauses(Reports):
     def resume_queue(self) -> Queue:
         """Let claims start pending jobs again (from now on, at once)."""
         now = self._now()
-        with self._sessions.begin() as db:
+        with self._transactions.begin() as db:
             queue = db.get(QueueRow, QUEUE)
             if queue is not None and queue.paused and queue.paused_at is not None:
                 self._skip_held_time(db, queue.paused_at, now, select(BatchRow))
@@ -75,7 +75,7 @@ class Pauses(Reports):
     def follow_pauses(self) -> None:
         """A scheduler round: when a pause or resume was made by another process and this
         bus does not carry that process's events, publish the state here."""
-        with self._sessions() as db:
+        with self._transactions() as db:
             version = db.scalar(select(QueueRow.version).where(QueueRow.name == QUEUE))
             if version is None or version == self._pause_version:
                 return
@@ -89,7 +89,7 @@ class Pauses(Reports):
 
     def _set_batch(self, batch_id: str, *, paused: bool) -> Batch:
         now = self._now()
-        with self._sessions.begin() as db:
+        with self._transactions.begin() as db:
             row = self._get_batch(db, batch_id)
             held_since = row.held_since if row.paused and not paused else None
             if paused and not row.paused:

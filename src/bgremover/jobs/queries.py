@@ -19,13 +19,13 @@ from .tables import BatchRow, JobRow, SessionRow
 
 class Queries(ServiceCore):
     def get_job(self, job_id: str) -> Job:
-        with self._sessions() as db:
+        with self._transactions() as db:
             return self._job(db, self._get_job(db, job_id))
 
     def job_files(self, job_id: str) -> tuple[str, str | None]:
         """The storage keys of the original and (when completed) the result, derived by the
         store from the row's hash and id (a stored path string is never trusted)."""
-        with self._sessions() as db:
+        with self._transactions() as db:
             row = self._get_job(db, job_id)
             done = row.status == "completed"
             result = self.files.result_file(row.id, row.result_format) if done else None
@@ -62,7 +62,7 @@ class Queries(ServiceCore):
             query = query.where(JobRow.file_name.ilike(f"%{_escape_like(q)}%", escape="\\"))
         if not include_superseded:
             query = query.where(JobRow.superseded.is_(False))
-        with self._sessions() as db:
+        with self._transactions() as db:
             total = db.scalar(select(func.count()).select_from(query.subquery())) or 0
             rows = db.scalars(
                 query.order_by(JobRow.created_at.desc(), JobRow.queue_order.desc())
@@ -72,7 +72,7 @@ class Queries(ServiceCore):
             return self._jobs(db, rows, lambda _: None), total
 
     def get_batch(self, batch_id: str) -> Batch:
-        with self._sessions() as db:
+        with self._transactions() as db:
             return self._batch(db, self._get_batch(db, batch_id))
 
     def list_batches(
@@ -88,7 +88,7 @@ class Queries(ServiceCore):
             query = query.where(BatchRow.session_id == session_id)
         if status:
             query = query.where(BatchRow.status.in_(list(status)))
-        with self._sessions() as db:
+        with self._transactions() as db:
             total = db.scalar(select(func.count()).select_from(query.subquery())) or 0
             rows = db.scalars(
                 query.order_by(BatchRow.created_at.desc()).limit(limit).offset(offset)
@@ -97,14 +97,14 @@ class Queries(ServiceCore):
             return [self._batch(db, row, running) for row in rows], total
 
     def get_session(self, session_id: str) -> Session:
-        with self._sessions() as db:
+        with self._transactions() as db:
             row = db.get(SessionRow, session_id)
             if row is None:
                 raise NotFound("session", session_id)
             return self._session(db, row)
 
     def list_sessions(self, *, limit: int = 50, offset: int = 0) -> tuple[list[Session], int]:
-        with self._sessions() as db:
+        with self._transactions() as db:
             total = db.scalar(select(func.count()).select_from(SessionRow)) or 0
             rows = db.scalars(
                 select(SessionRow)
@@ -122,7 +122,7 @@ class Queries(ServiceCore):
         after the snapshot and applying it twice is harmless (events carry whole rows)."""
         seq = self.bus.last_seq
         recent_cutoff = self._now() - self.settings.auto_group_time_window
-        with self._sessions() as db:
+        with self._transactions() as db:
             jobs = list(
                 db.scalars(
                     select(JobRow)
@@ -161,7 +161,7 @@ class Queries(ServiceCore):
             )
 
     def stats(self) -> Stats:
-        with self._sessions() as db:
+        with self._transactions() as db:
             by_status = dict(
                 db.execute(
                     select(JobRow.status, func.count())
@@ -191,12 +191,12 @@ class Queries(ServiceCore):
         read, in the future or too far back."""
         now = self._now()
         start = window_start(since, now)
-        with self._sessions() as db:
+        with self._transactions() as db:
             return report(db, start, now)
 
     def metrics(self) -> StoreMetrics:
         """The totals and histograms every process sharing the database reports alike."""
-        with self._sessions() as db:
+        with self._transactions() as db:
             return read_metrics(db)
 
     def events_published(self) -> dict[str, int]:

@@ -104,7 +104,7 @@ class Reports(ServiceCore):
             .scalar_subquery()
         )
         conditions = [JobRow.id == best, JobRow.status == "pending"]
-        with self._sessions.begin() as db:
+        with self._transactions.begin() as db:
             if within is not None:
                 if db.get_bind().dialect.name == "postgresql":
                     db.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK)))
@@ -172,7 +172,7 @@ class Reports(ServiceCore):
 
     def _take_over(self, item: WorkItem, worker: str) -> bool:
         now = self._now()
-        with self._sessions.begin() as db:
+        with self._transactions.begin() as db:
             taken = db.execute(
                 update(JobRow)
                 .where(
@@ -209,7 +209,7 @@ class Reports(ServiceCore):
         """The run ``dispatch_id`` of ``job_id`` as the job's row makes it (its keys and
         options), while the job is processing under exactly this dispatch; None for a stale
         one. A Celery worker runs this, never what a task message claims."""
-        with self._sessions.begin() as db:
+        with self._transactions.begin() as db:
             row = db.execute(
                 select(JobRow).where(
                     JobRow.id == job_id,
@@ -319,7 +319,7 @@ class Reports(ServiceCore):
             log.info("job %s: the end of its run is recorded now", report.job_id)
 
     def _on_started(self, report: Started) -> None:
-        with self._sessions.begin() as db:
+        with self._transactions.begin() as db:
             values = {"worker": report.worker[:100]}
             if not transitions.update_run(db, report.job_id, report.dispatch_id, values):
                 return
@@ -361,7 +361,7 @@ class Reports(ServiceCore):
 
         # A stage boundary: persist it (renewing the lease) and send a full snapshot.
         def persist() -> Job | None:
-            with self._sessions.begin() as db:
+            with self._transactions.begin() as db:
                 values = {
                     "stage": report.stage,
                     "progress": percent,
@@ -388,11 +388,11 @@ class Reports(ServiceCore):
             self._until_database(lambda: self._orphan_mask(report))
         elif report.mask_key is not None and not report.mask_reused:
             self._until_database(
-                lambda: masks.evict(self._sessions, self.files, self.settings.mask_cache_bytes)
+                lambda: masks.evict(self._transactions, self.files, self.settings.mask_cache_bytes)
             )
 
     def _complete(self, report: Finished, live: Live | None) -> bool:
-        with self._sessions() as db:
+        with self._transactions() as db:
             row = db.get(JobRow, report.job_id)
             options = RemoveOptions.model_validate((row.options if row else None) or {})
         return self._end_run(
@@ -437,7 +437,7 @@ class Reports(ServiceCore):
         """End the job of this run as ``status`` (keeping its ``stage_seconds`` with it, and
         doing ``also`` in the same transaction); False when the run no longer held it."""
         now = self._now()
-        with self._sessions.begin() as db:
+        with self._transactions.begin() as db:
             row = db.get(JobRow, report.job_id, populate_existing=True)
             if row is None:
                 return False
@@ -491,7 +491,7 @@ class Reports(ServiceCore):
         dependency: str | None = None,
     ) -> bool:
         now = self._now()
-        with self._sessions.begin() as db:
+        with self._transactions.begin() as db:
             row = db.get(JobRow, job_id, populate_existing=True)
             if row is None or row.dispatch_id != dispatch_id or row.status != "processing":
                 return False
@@ -590,7 +590,7 @@ class Reports(ServiceCore):
     def _discard_orphan_result(self, report: Finished) -> None:
         """A run finished after its job was cancelled, deleted or re-queued: its file is not
         wanted, unless a later run of the same job may be writing the same name."""
-        with self._sessions() as db:
+        with self._transactions() as db:
             row = db.get(JobRow, report.job_id)
             if row is not None and row.status in ("completed", "pending", "processing"):
                 return
@@ -606,7 +606,7 @@ class Reports(ServiceCore):
         file outlives the bound and retention unseen."""
         if report.mask_key is None or report.mask_reused or not masks.is_mask_key(report.mask_key):
             return
-        with self._sessions.begin() as db:
+        with self._transactions.begin() as db:
             row = db.get(JobRow, report.job_id)
             if row is not None:
                 self._keep_mask(db, row, report)
@@ -637,7 +637,7 @@ class Reports(ServiceCore):
         if not held:
             return
         dispatches = [live.dispatch_id for live in held.values()]
-        with self._sessions.begin() as db:
+        with self._transactions.begin() as db:
             kept = set(
                 db.execute(
                     update(JobRow)
@@ -658,7 +658,7 @@ class Reports(ServiceCore):
         never started does not). Returns how many."""
         now = self._now()
         host = socket.gethostname()
-        with self._sessions() as db:
+        with self._transactions() as db:
             rows = db.execute(
                 select(
                     JobRow.id,
