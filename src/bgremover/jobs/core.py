@@ -68,7 +68,7 @@ def process_identity() -> str:
 
 
 class ServiceCore:
-    """State and helpers shared by commands, reports and queries. Thread-safe: every change
+    """State and helpers shared by commands, runs and queries. Thread-safe: every change
     is decided by the database; ``_live`` has its own lock."""
 
     def __init__(

@@ -4,7 +4,7 @@ The claim reads it (``tables.claimable``: ``WHERE NOT paused``), so no process c
 paused job and no message is needed: every web process and Celery worker honours it, and it
 survives restarts. Paused jobs stay pending; running ones finish, unless the queue is paused
 with ``cancel_running``: then they go back to the queue uncounted, as on a graceful stop
-(``Reports.release_all``), wherever they run (the holder sees its dispatch gone at its next
+(``Runs.release_all``), wherever they run (the holder sees its dispatch gone at its next
 lease renewal; remote workers also get the cancel broadcast).
 
 A process whose bus shares nothing (in-memory) hears of a change made elsewhere (another web
@@ -21,13 +21,13 @@ from sqlalchemy.orm import Session as Db
 
 from . import notices
 from .bus.base import Published
-from .reports import Reports
+from .runs import Runs
 from .schemas import Batch, Queue
 from .states import ACTIVE
 from .tables import QUEUE, BatchRow, JobRow, QueueRow
 
 
-class Pauses(Reports):
+class Pauses(Runs):
     def queue(self) -> Queue:
         """The queue's state: paused or not, by whom and since when, jobs by status."""
         with self._transactions() as db:

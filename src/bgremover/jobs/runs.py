@@ -79,7 +79,7 @@ T = TypeVar("T")
 CLAIM_LOCK = 0x62677265  # "bgre": PostgreSQL advisory lock serialising claims within slots
 
 
-class Reports(ServiceCore):
+class Runs(ServiceCore):
     # ------------------------------------------------------------------------ claims
 
     def claim_next(self, *, within: int | None = None) -> WorkItem | None:

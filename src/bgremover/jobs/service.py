@@ -1,7 +1,7 @@
 """The job service: every change to jobs, batches and sessions goes through here.
 
 It is the sum of four parts over one shared core (``core``): ``commands`` (what users ask:
-create, cancel, retry, reprioritise, delete), ``reports`` (what workers tell: claims,
+create, cancel, retry, reprioritise, delete), ``runs`` (what workers tell: claims,
 progress, the end of a run, leases and recovery), ``pauses`` (holding the queue or a
 batch) and ``queries`` (reads and snapshots).
 The database decides every change, so any number of services in any number of processes can

@@ -1,5 +1,5 @@
 """Where a job's status changes: one conditional UPDATE whose row count decides. The one
-move made elsewhere is the claim's pending → processing (``runs.Runs.claim``): its UPDATE picks
+move made elsewhere is the claim's pending → processing (``runs.Runs.claim_next``): its UPDATE picks
 the best pending job in the same statement, so it cannot take an id from here; it is a move
 ``states.TRANSITIONS`` allows, under the same ``WHERE status = 'pending'`` guard.
 
