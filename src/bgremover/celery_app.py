@@ -33,9 +33,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .config import Settings, settings_error
 from .engine import CancelToken, ModelError, Remover
+from .jobs.contract import JobStore
 from .jobs.database import unreachable
 from .jobs.opening import open_service
-from .jobs.service import JobService
 from .logs import configure
 from .storage import open_storage
 from .workers.base import Lost, WorkerInfo, WorkItem
@@ -63,7 +63,7 @@ settings = _settings()
 app = make_app(settings)
 
 
-def connect_with_retry(settings: Settings) -> JobService:
+def connect_with_retry(settings: Settings) -> JobStore:
     """The job service, once the database answers: a worker started before the database
     (or cut off from it) waits, saying so, instead of exiting."""
     delay = 1.0
@@ -279,7 +279,7 @@ def run(item: dict[str, Any]) -> None:
         _node.run(trusted)
 
 
-_reporter: JobService | None = None
+_reporter: JobStore | None = None
 _reporter_lock = threading.Lock()
 
 

@@ -9,11 +9,9 @@ database (its ``dispatch_id`` column), never by this cache.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import ColumnElement, Engine, and_, func, select
 from sqlalchemy.orm import Session as Db
@@ -30,7 +28,7 @@ from .eta.clock import BUCKET_EDGES_MP, WARM_UP_SECONDS, StageClock
 from .eta.timings import TimingStore
 from .outages import StorageGate
 from .publishing import Publisher
-from .rows import new_id
+from .rows import process_identity
 from .schemas import Batch, Counts, Job, Queue, Session
 from .snapshots import (
     Live,
@@ -43,6 +41,7 @@ from .snapshots import (
 )
 from .states import ACTIVE, STATUSES, TERMINAL, NotFound
 from .tables import QUEUE, BatchRow, JobRow, QueueRow, SessionRow
+from .times import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -56,15 +55,6 @@ PROGRESS_BATCHES = 50
 """``publish_progress`` publishes at most this many batches a round (each costs an ETA):
 the oldest, which run first; the others move at their own events, and the UI draws every
 bar on between events."""
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def process_identity() -> str:
-    """ "host/pid/token": who holds a lease; the token tells a reused pid apart."""
-    return f"{socket.gethostname()}/{os.getpid()}/{new_id()[:8]}"
 
 
 class ServiceCore:

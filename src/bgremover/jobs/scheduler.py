@@ -16,8 +16,8 @@ import threading
 import time
 
 from ..workers.base import Executor, Stopped
+from .contract import JobStore
 from .database import unreachable
-from .service import JobService
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ _IDLE_WAIT_S = 1.0
 class Scheduler:
     def __init__(
         self,
-        service: JobService,
+        service: JobStore,
         executor: Executor,
         *,
         cleanup_every: float,

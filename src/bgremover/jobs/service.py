@@ -11,6 +11,8 @@ in memory between the database writes at stage boundaries.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .commands import Commands
 from .pauses import Pauses
 from .queries import Queries
@@ -19,3 +21,10 @@ from .queries import Queries
 class JobService(Commands, Pauses, Queries):
     """Thread-safe; one per process (or several, on one database). The scheduler and
     executor are attached after creation."""
+
+
+if TYPE_CHECKING:
+    from .contract import JobStore
+
+    # mypy checks here that JobService keeps every promise of contract.JobStore.
+    _KEEPS_THE_CONTRACT: type[JobStore] = JobService

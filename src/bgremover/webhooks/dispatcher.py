@@ -31,9 +31,10 @@ from ..config import Settings
 from ..dependencies import first_line
 from ..jobs import metrics
 from ..jobs.bus.base import Event, EventBus, Subscription
-from ..jobs.core import process_identity, utcnow
+from ..jobs.rows import process_identity
 from ..jobs.states import TERMINAL
 from ..jobs.tables import DateTime, WebhookAttemptRow, WebhookDeliveryRow, WebhookEndpointRow
+from ..jobs.times import utcnow
 from .sender import Outcome, Sender
 
 log = logging.getLogger(__name__)
