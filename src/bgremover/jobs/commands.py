@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session as Db
 from ..engine.decode import probe
 from ..engine.options import RemoveOptions
 from ..storage import StorageError, StorageUnavailable, outage_reason
-from . import maintenance, notices, outbox, sequences, transitions
+from . import exchange, maintenance, notices, outbox, sequences, transitions
 from .bus.base import Published
 from .core import ServiceCore
 from .exchange import QueueState
@@ -263,10 +263,10 @@ class Commands(ServiceCore):
         return maintenance.cleanup(self._transactions, self.files, cutoff, now)
 
     def export_state(self) -> dict[str, Any]:
-        return maintenance.export_state(self._transactions, self._now())
+        return exchange.export_state(self._transactions, self._now())
 
     def import_state(self, state: QueueState) -> ImportResult:
-        result = maintenance.import_state(self._transactions, self.files, state, self._now())
+        result = exchange.import_state(self._transactions, self.files, state, self._now())
         self._wake()
         return result
 
