@@ -36,7 +36,7 @@ from .tables import QUEUE, BatchRow, JobRow, MetricCountRow, QueueRow, StageDura
 
 RUN_EDGES: tuple[float, ...] = (0.25, 0.5, 1, 2, 3, 5, 8, 13, 20, 30, 60, 120, 300)
 """Seconds from a run's start to its end: a small image takes ~1 s on a GPU, 4–12 s on two
-cores (``eta.FIRST_RUN_SECONDS``)."""
+cores (``eta.clock.FIRST_RUN_SECONDS``)."""
 WAIT_EDGES: tuple[float, ...] = (0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 900, 1800, 3600)
 """Seconds a run waited in the queue: from an idle queue to a long one."""
 STAGE_EDGES: tuple[float, ...] = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
