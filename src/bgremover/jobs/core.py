@@ -58,8 +58,9 @@ bar on between events."""
 
 
 class ServiceCore:
-    """State and helpers shared by commands, runs and queries. Thread-safe: every change
-    is decided by the database; ``_live`` has its own lock."""
+    """State and helpers shared by the store's parts (``commands``, ``runs``, ``pauses``,
+    ``queries``), which each hold it as ``_core``. Thread-safe: every change is decided by
+    the database; ``_live`` has its own lock."""
 
     def __init__(
         self,
@@ -101,8 +102,6 @@ class ServiceCore:
         self._cancel_running: Callable[[str], None] = lambda job_id: None
         self._wake: Callable[[], None] = lambda: None
         self._runs_elsewhere = False
-        self._pause_version: int | None = None
-        """The pause state's version this process last saw (``pauses``)."""
 
     def attach(
         self,
