@@ -14,8 +14,8 @@ from PIL import Image
 from sqlalchemy import text
 
 from bgremover.engine.options import RemoveOptions
-from bgremover.jobs import core
 from bgremover.jobs.database import connect, migrate
+from bgremover.jobs.eta import queue_wait
 from bgremover.jobs.eta.clock import WARM_UP_SECONDS, StageClock
 from bgremover.jobs.exchange import QueueState
 from bgremover.jobs.states import InvalidTransition, NotFound
@@ -555,7 +555,7 @@ def test_the_first_measured_job_replaces_the_eta_defaults() -> None:
 def test_the_queue_ahead_of_a_batch_is_counted_right_from_either_end(
     harness: Harness, photos: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(core, "AHEAD_CAP", 4)  # so each of the four ways of counting is used
+    monkeypatch.setattr(queue_wait, "AHEAD_CAP", 4)  # so each of the four ways of counting is used
     h = harness
     big = h.service.create_batch(h.uploads(*[photos["coffee.jpg"]] * 5))
     middle = h.service.create_batch(h.uploads(*[photos["coffee.jpg"]] * 2))
@@ -563,7 +563,7 @@ def test_the_queue_ahead_of_a_batch_is_counted_right_from_either_end(
     front = h.service.create_batch(h.uploads(*[photos["coffee.jpg"]] * 3), priority=1)
     with h.service._transactions() as db:
         counted = {
-            name: h.service._pending_ahead(db, [created.batch.id])
+            name: queue_wait.pending_ahead(db, [created.batch.id])
             for name, created in (
                 ("front", front),
                 ("big", big),
