@@ -40,8 +40,8 @@ sys.path.insert(0, str(REPO))  # bench.tiny_model when run as a script
 
 from bgremover import Settings  # noqa: E402
 from bgremover.engine import RemoveOptions  # noqa: E402
-from bgremover.jobs import JobSystem  # noqa: E402
 from bgremover.jobs.schemas import Upload  # noqa: E402
+from bgremover.system import JobSystem  # noqa: E402
 
 SIZE = (4000, 3000)
 WAIT_S = 600.0

@@ -18,10 +18,11 @@ import psutil
 from PIL import Image
 
 from bgremover import Settings
-from bgremover.jobs import Event, Job, JobSystem, Upload
-from bgremover.jobs.eta import FIRST_RUN_SECONDS
-from bgremover.jobs.schemas import BatchCreated
+from bgremover.jobs.bus.base import Event
+from bgremover.jobs.eta.clock import FIRST_RUN_SECONDS
+from bgremover.jobs.schemas import BatchCreated, Job, Upload
 from bgremover.jobs.states import TERMINAL
+from bgremover.system import JobSystem
 from bgremover.workers.base import Report, ReportSink
 from bgremover.workers.local import LocalProcessExecutor
 from common import (  # bench/ is on sys.path when run as a script

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bgremover import Settings, load_remover
-from bgremover.jobs.eta import FIRST_RUN_SECONDS, size_bucket
+from bgremover.jobs.eta.clock import FIRST_RUN_SECONDS, size_bucket
 from bgremover.jobs.states import TERMINAL
 from bgremover.workers.base import Finished
 from common import OthersCpuShare

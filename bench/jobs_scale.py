@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from bgremover import Settings
-from bgremover.jobs import JobSystem
 from bgremover.jobs.states import TERMINAL
+from bgremover.system import JobSystem
 from bgremover.workers.local import LocalProcessExecutor
 from common import SLOTS, OthersCpuShare, percentile, postgres_database
 from jobs_common import (

@@ -8,7 +8,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from bgremover.jobs import JobSystem
+from bgremover.system import JobSystem
 from common import MIB, REPO, OthersCpuShare
 from jobs_common import (
     TRACE_FRAMES,

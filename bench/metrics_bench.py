@@ -32,8 +32,8 @@ from bgremover.config import Settings
 from bgremover.engine.stages import STAGE_WEIGHTS
 from bgremover.jobs import metrics
 from bgremover.jobs.database import connect, migrate, session_factory
-from bgremover.jobs.system import JobSystem
 from bgremover.jobs.tables import BatchRow, JobRow, SessionRow, StageDurationRow
+from bgremover.system import JobSystem
 from bgremover.web import create_app
 from bgremover.workers.base import Executor, ReportSink, WorkItem
 from common import postgres_database  # bench/ is on sys.path when run as a script

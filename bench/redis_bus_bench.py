@@ -23,7 +23,7 @@ from typing import Any
 
 import redis
 
-from bgremover.jobs.redis_bus import RedisEventBus
+from bgremover.jobs.bus.redis import RedisEventBus
 from common import spread  # bench/ is on sys.path when run as a script
 
 

@@ -281,7 +281,7 @@ class SseClient:
             self._last_seq = seq
         if kind == "job.progress":
             self._on_progress(at, data)
-        elif kind == "job.updated" and not data["job"].get("deleted"):
+        elif kind == "job.updated":
             self._on_job(at, data["job"])
         elif kind == "batch.updated":
             self._on_batch(at, data["batch"])

@@ -47,8 +47,8 @@ from bgremover.engine.decode import decode, read_source
 from bgremover.engine.encode import encode, write_atomic
 from bgremover.engine.options import OutputFormat
 from bgremover.engine.thumbnail import thumbnail
-from bgremover.jobs.files import FileStore
 from bgremover.storage import LocalStorage
+from bgremover.storage.files import FileStore
 from bgremover.web.thumbnails import RenderSlots, thumbnail_of
 from report import note, row, section  # bench/ is on sys.path when run as a script
 

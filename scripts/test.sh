@@ -11,6 +11,8 @@ if [ ! -x "${BGREMOVER_CHROMIUM:-/usr/bin/chromium}" ]; then
 fi
 .venv/bin/ruff check src tests bench
 .venv/bin/mypy
+# The arrows between packages (pyproject's [tool.importlinter]), read from this checkout's src.
+PYTHONPATH="$root/src" .venv/bin/lint-imports --no-cache
 # Two test processes: a run spends about a third of its time waiting on servers, workers and
 # browsers, which the other process fills (BGREMOVER_TEST_PROCESSES=0 runs in this one alone).
 # worksteal hands a process's queued tests to the other when it runs dry, so one slow file

@@ -14,13 +14,14 @@ from typing import Any
 from bench.common import postgres_database as postgres_database  # shared with bench/
 
 from bgremover import Settings
+from bgremover.jobs.bus.base import Event, Subscription
+from bgremover.jobs.bus.memory import InMemoryEventBus
 from bgremover.jobs.database import connect, migrate, session_factory
-from bgremover.jobs.events import Event, InMemoryEventBus, Subscription
-from bgremover.jobs.files import FileStore
 from bgremover.jobs.schemas import Upload
 from bgremover.jobs.sequences import EventSeq
 from bgremover.jobs.service import JobService
 from bgremover.storage import LocalStorage
+from bgremover.storage.files import FileStore
 from bgremover.workers.base import Finished, StageProgress, Started, WorkItem
 
 from .waiting import Followed, until
@@ -89,7 +90,7 @@ def build_harness(
         seq = EventSeq(engine)
         bus = InMemoryEventBus(seq=seq.take, last=seq.last())
     service = JobService(
-        sessions=session_factory(engine),
+        transactions=session_factory(engine),
         files=FileStore(LocalStorage(root / "files"), root / "files"),
         bus=bus,
         settings=config,

@@ -144,7 +144,7 @@ def test_analytics_reports_hours_failures_stages_sizes_queue_wait_and_eta_error(
 
 def _predictions(h: Harness, job_ids: list[str]) -> dict[str, float]:
     """What the service predicted for each run when it started, read straight from the table."""
-    with h.service._sessions() as db:
+    with h.service._transactions() as db:
         rows = db.execute(
             select(JobRow.id, JobRow.predicted_seconds).where(JobRow.id.in_(job_ids))
         ).all()
@@ -173,7 +173,7 @@ def test_deleting_a_job_deletes_its_stage_durations(
 
 
 def _stage_rows(h: Harness, job_id: str) -> int:
-    with h.service._sessions() as db:
+    with h.service._transactions() as db:
         return int(db.scalar(select(func.count()).where(StageDurationRow.job_id == job_id)) or 0)
 
 

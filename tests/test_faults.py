@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from bgremover.jobs.bus.redis import RedisEventBus
 from bgremover.jobs.database import connect, migrate
-from bgremover.jobs.redis_bus import RedisEventBus
 from bgremover.jobs.sequences import EventSeq
 
 from .chaos_support import Chaos, all_ended, chaos_cluster, id_order_breaks, named_copies

@@ -17,7 +17,8 @@ import pytest
 from PIL import Image
 
 from bgremover import Settings
-from bgremover.jobs import Event, JobSystem, Subscription
+from bgremover.jobs.bus.base import Event, Subscription
+from bgremover.system import JobSystem
 from bgremover.workers.local import LocalProcessExecutor
 
 from .jobs_support import postgres_database, stage_uploads

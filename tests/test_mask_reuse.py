@@ -19,10 +19,11 @@ from sqlalchemy import select
 from bgremover import Remover, Settings, load_remover
 from bgremover.engine import RemoveOptions, Stage
 from bgremover.engine.remover import MaskMismatch
-from bgremover.jobs import Event, JobSystem, Subscription
-from bgremover.jobs.eta import size_bucket
-from bgremover.jobs.files import FileStore
+from bgremover.jobs.bus.base import Event, Subscription
+from bgremover.jobs.eta.clock import size_bucket
 from bgremover.jobs.tables import JobRow, MaskRow, StageDurationRow
+from bgremover.storage.files import FileStore
+from bgremover.system import JobSystem
 from bgremover.workers.base import Finished, StageProgress
 
 from .jobs_support import (
@@ -89,12 +90,12 @@ def result_of(system: JobSystem, job_id: str) -> Image.Image:
 
 
 def mask_rows(system: JobSystem) -> list[MaskRow]:
-    with system.service._sessions() as db:
+    with system.service._transactions() as db:
         return list(db.scalars(select(MaskRow)))
 
 
 def stages_timed(system: JobSystem, job_id: str) -> set[str]:
-    with system.service._sessions() as db:
+    with system.service._transactions() as db:
         return set(
             db.scalars(select(StageDurationRow.stage).where(StageDurationRow.job_id == job_id))
         )
@@ -239,7 +240,7 @@ def finish_with_mask(h: Harness, photo: Path, key: str, size: int, *, reused: bo
 
 
 def content_hash(h: Harness | JobSystem, job_id: str) -> str:
-    with h.service._sessions() as db:
+    with h.service._transactions() as db:
         row = db.get(JobRow, job_id)
         assert row is not None
         return row.content_hash
@@ -255,7 +256,7 @@ def test_the_least_recently_used_masks_go_past_the_size_bound(
         h.clock.advance(seconds=1)
     storage = h.service.files.storage  # the second is the least recently used
     assert [storage.exists(key) for key in (first, second, third)] == [True, False, True]
-    with h.service._sessions() as db:
+    with h.service._transactions() as db:
         assert set(db.scalars(select(MaskRow.key))) == {first, third}
 
 
@@ -302,5 +303,5 @@ def test_a_mask_stored_by_a_run_whose_job_was_deleted_is_not_left_behind(
         h.service.handle(Finished(item.job_id, item.dispatch_id, 600, 400, "png", 6, {}, key, 10))
     assert not storage.exists(keys[0])  # nobody's: gone
     assert storage.exists(keys[1])  # its job's original is still there: kept for a retry
-    with h.service._sessions() as db:
+    with h.service._transactions() as db:
         assert list(db.scalars(select(MaskRow.key))) == [keys[1]]

@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from bgremover import Settings
-from bgremover.jobs.system import JobSystem
+from bgremover.system import JobSystem
 from bgremover.web import create_app
 from bgremover.workers.base import Failed
 

@@ -23,10 +23,10 @@ from bgremover.engine.models import BiRefNet, ModelStore, families
 from bgremover.engine.models.fp32 import batched_bytes
 from bgremover.engine.stages import STAGES, Stage
 from bgremover.jobs.database import connect, migrate, session_factory
-from bgremover.jobs.eta import StageClock
+from bgremover.jobs.eta.clock import StageClock
+from bgremover.jobs.eta.timings import TimingStore
 from bgremover.jobs.snapshots import job_eta
 from bgremover.jobs.tables import JobRow
-from bgremover.jobs.timings import TimingStore
 from bgremover.web import create_app
 from bgremover.workers.removers import Removers
 

@@ -8,8 +8,8 @@ import json
 from contextlib import ExitStack
 from pathlib import Path
 
+from bgremover.jobs.bus.redis import RedisEventBus
 from bgremover.jobs.database import connect, migrate
-from bgremover.jobs.redis_bus import RedisEventBus
 from bgremover.jobs.sequences import EventSeq
 from bgremover.jobs.tables import JobRow
 from bgremover.workers.base import Finished
@@ -80,7 +80,7 @@ def test_pausing_with_cancel_running_puts_running_jobs_back_uncounted(
     assert h.cancels == [item.job_id], "the run held here was not stopped"
     job = h.service.get_job(item.job_id)
     assert job.status == "pending" and job.attempt == 1 and job.worker is None
-    with h.service._sessions() as db:
+    with h.service._transactions() as db:
         assert db.get(JobRow, item.job_id).lost_runs == 0  # type: ignore[union-attr]
     batch = h.service.get_batch(created.batch.id)
     assert batch.counts.pending == 2 and batch.counts.processing == 0

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import redis
 
+from bgremover.jobs.bus.base import Event, Subscription
+from bgremover.jobs.bus.redis import RedisEventBus, RedisUnavailable
 from bgremover.jobs.database import connect, migrate
-from bgremover.jobs.events import Event, Subscription
-from bgremover.jobs.redis_bus import RedisEventBus, RedisUnavailable
 from bgremover.jobs.sequences import EventSeq
 
 from .redis_support import private_redis, shared_redis, unique_prefix

@@ -14,10 +14,11 @@ from PIL import Image
 from sqlalchemy import text
 
 from bgremover.engine.options import RemoveOptions
-from bgremover.jobs import InvalidTransition, NotFound, core
 from bgremover.jobs.database import connect, migrate
-from bgremover.jobs.eta import WARM_UP_SECONDS, StageClock
+from bgremover.jobs.eta import queue_wait
+from bgremover.jobs.eta.clock import WARM_UP_SECONDS, StageClock
 from bgremover.jobs.exchange import QueueState
+from bgremover.jobs.states import InvalidTransition, NotFound
 from bgremover.jobs.tables import Base
 from bgremover.workers.base import (
     Calibration,
@@ -406,6 +407,19 @@ def test_delete_removes_the_job_and_files_nobody_else_uses(
         h.service.get_job(jobs[0].id)
 
 
+def test_a_deleted_job_is_announced_by_its_own_event_type(
+    harness: Harness, photos: dict[str, Path]
+) -> None:
+    h = harness
+    job = h.service.create_batch(h.uploads(photos["coffee.jpg"])).jobs[0]
+    with h.service.bus.subscribe() as events:
+        h.service.delete_job(job.id)
+        seen = [event for event in iter(lambda: events.get(timeout=0), None)]
+    deleted = [event for event in seen if event.type == "job.deleted"]
+    assert [event.data for event in deleted] == [{"job": {"id": job.id}}]
+    assert not [e for e in seen if e.type == "job.updated" and e.data["job"]["id"] == job.id]
+
+
 def test_cleanup_removes_old_ended_jobs_only(harness: Harness, photos: dict[str, Path]) -> None:
     h = harness
     old = h.service.create_batch(h.uploads(photos["coffee.jpg"], photos["chelsea.jpg"])).jobs
@@ -541,15 +555,15 @@ def test_the_first_measured_job_replaces_the_eta_defaults() -> None:
 def test_the_queue_ahead_of_a_batch_is_counted_right_from_either_end(
     harness: Harness, photos: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(core, "AHEAD_CAP", 4)  # so each of the four ways of counting is used
+    monkeypatch.setattr(queue_wait, "AHEAD_CAP", 4)  # so each of the four ways of counting is used
     h = harness
     big = h.service.create_batch(h.uploads(*[photos["coffee.jpg"]] * 5))
     middle = h.service.create_batch(h.uploads(*[photos["coffee.jpg"]] * 2))
     back = h.service.create_batch(h.uploads(*[photos["coffee.jpg"]] * 5))
     front = h.service.create_batch(h.uploads(*[photos["coffee.jpg"]] * 3), priority=1)
-    with h.service._sessions() as db:
+    with h.service._transactions() as db:
         counted = {
-            name: h.service._pending_ahead(db, [created.batch.id])
+            name: queue_wait.pending_ahead(db, [created.batch.id])
             for name, created in (
                 ("front", front),
                 ("big", big),

@@ -26,8 +26,7 @@ from hypothesis.stateful import (
 from sqlalchemy import func, select
 
 from bgremover.engine.stages import STAGES
-from bgremover.jobs import InvalidTransition
-from bgremover.jobs.states import TERMINAL, batch_status
+from bgremover.jobs.states import TERMINAL, InvalidTransition, batch_status
 from bgremover.jobs.tables import BatchRow, JobRow
 from bgremover.workers.base import Failed, Finished, Lost, StageProgress, Stopped, WorkItem
 
@@ -67,7 +66,7 @@ class JobServiceMachine(RuleBasedStateMachine):
         return self.processes[0]
 
     def row(self, job_id: str) -> JobRow:
-        with self.any.service._sessions() as db:
+        with self.any.service._transactions() as db:
             row = db.get(JobRow, job_id)
             assert row is not None
             return row
@@ -210,7 +209,7 @@ class JobServiceMachine(RuleBasedStateMachine):
         for h in self.processes:
             h.service.renew_leases()
         self.processes[which].service.recover()
-        with self.any.service._sessions() as db:
+        with self.any.service._transactions() as db:
             owners = set(
                 db.scalars(select(JobRow.lease_owner).where(JobRow.status == "processing"))
             )
@@ -228,7 +227,7 @@ class JobServiceMachine(RuleBasedStateMachine):
 
     @invariant()
     def a_running_job_has_exactly_one_holder(self) -> None:
-        with self.any.service._sessions() as db:
+        with self.any.service._transactions() as db:
             running = db.execute(
                 select(JobRow.id, JobRow.dispatch_id, JobRow.lease_until).where(
                     JobRow.status == "processing"
@@ -251,7 +250,7 @@ class JobServiceMachine(RuleBasedStateMachine):
 
     @invariant()
     def batch_counts_add_up_and_status_agrees(self) -> None:
-        with self.any.service._sessions() as db:
+        with self.any.service._transactions() as db:
             for batch in db.scalars(select(BatchRow)):
                 actual = dict(
                     db.execute(

@@ -19,15 +19,16 @@ from PIL import Image
 from bgremover import Settings
 from bgremover.api import load_remover
 from bgremover.dependencies import DependencyState
+from bgremover.jobs.bus.base import Event
+from bgremover.jobs.bus.memory import InMemoryEventBus
 from bgremover.jobs.database import connect, migrate, session_factory
-from bgremover.jobs.events import Event, InMemoryEventBus
-from bgremover.jobs.files import FileStore
 from bgremover.jobs.outages import StorageGate
 from bgremover.jobs.scheduler import Scheduler
 from bgremover.jobs.sequences import EventSeq
 from bgremover.jobs.service import JobService
-from bgremover.jobs.system import OutageListener
 from bgremover.storage import LocalStorage
+from bgremover.storage.files import FileStore
+from bgremover.system import OutageListener
 from bgremover.workers.base import Executor, Failed, ReportSink, WorkItem
 from bgremover.workers.removers import Removers
 from bgremover.workers.running import ProgressReports, run_item
@@ -136,7 +137,7 @@ def running_system(
     migrate(engine)
     seq = EventSeq(engine)
     service = JobService(
-        sessions=session_factory(engine),
+        transactions=session_factory(engine),
         files=FileStore(storage, data_dir),
         bus=InMemoryEventBus(seq=seq.take, last=seq.last()),
         settings=settings,

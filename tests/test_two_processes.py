@@ -17,9 +17,9 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from bgremover import Settings
-from bgremover.jobs import InvalidTransition, JobSystem
-from bgremover.jobs.states import TERMINAL
+from bgremover.jobs.states import TERMINAL, InvalidTransition
 from bgremover.jobs.tables import BatchRow, JobRow
+from bgremover.system import JobSystem
 from bgremover.workers import Failed, Finished, LocalProcessExecutor, Lost, Report, Stopped
 
 from .jobs_support import postgres_database, stage_uploads
@@ -92,7 +92,7 @@ def test_two_processes_on_one_database_keep_one_truth(tiny_model: Path, tmp_path
         assert b.exitcode == 0
         b_finals = [tuple(r) for r in json.loads(records.read_text())]
 
-        with a.service._sessions() as db:
+        with a.service._transactions() as db:
             statuses = dict(db.execute(select(JobRow.id, JobRow.status)).all())
             batch = db.scalars(select(BatchRow)).one()
             recount = Counter(statuses.values())
@@ -123,7 +123,7 @@ def drive(a: JobSystem, b_owner: str, ids: set[str]) -> set[str]:
     def ended() -> bool:
         """One look at the database (B's work reaches A only through it): cancel what is
         due; whether every job has ended."""
-        with a.service._sessions() as db:
+        with a.service._transactions() as db:
             active = db.scalar(
                 select(func.count()).where(
                     JobRow.id.in_(ids), JobRow.status.in_(("pending", "processing"))

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.generation.modes import GenerationMode
 
 from bgremover import Settings
-from bgremover.jobs import JobSystem
+from bgremover.system import JobSystem
 from bgremover.web import create_app
 
 from .serving import UI

@@ -18,10 +18,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from standardwebhooks import Webhook
 
 from bgremover import Settings
-from bgremover.jobs.core import utcnow
+from bgremover.jobs.bus.memory import InMemoryEventBus
 from bgremover.jobs.database import connect, migrate, session_factory
-from bgremover.jobs.events import InMemoryEventBus
 from bgremover.jobs.outbox import add_endpoint, record
+from bgremover.jobs.times import utcnow
 from bgremover.web import create_app
 from bgremover.webhooks.dispatcher import Dispatcher
 from bgremover.webhooks.sender import Sender

@@ -7,25 +7,11 @@ from typing import Any
 
 from PIL import Image
 
-from .config import Settings
 from .engine import RemoveOptions, Remover
 from .engine.decode import ImageSource
-from .engine.models import ModelStore
+from .workers.removers import load_remover
 
-
-def load_remover(settings: Settings | None = None) -> Remover:
-    """A ``Remover`` for the configured model, fetching the model first if it is missing."""
-    settings = settings or Settings()
-    store = ModelStore(settings.models_dir)
-    return Remover(
-        store.resolve(settings.model, settings.model_path),
-        intra_op_threads=settings.intra_op_threads,
-        lean_memory=settings.lean_model_memory,
-        max_image_pixels=settings.max_image_pixels,
-        max_input_bytes=settings.max_upload_bytes,
-        device=settings.device,
-        batch_size=settings.batch_size,
-    )
+__all__ = ["load_remover", "remove"]
 
 
 @lru_cache(maxsize=1)

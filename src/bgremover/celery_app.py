@@ -31,19 +31,18 @@ from celery import signals
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
-from .api import load_remover
 from .config import Settings, settings_error
 from .engine import CancelToken, ModelError, Remover
+from .jobs.contract import JobStore
 from .jobs.database import unreachable
-from .jobs.service import JobService
-from .jobs.system import open_service
+from .jobs.opening import open_service
 from .logs import configure
 from .storage import open_storage
 from .workers.base import Lost, WorkerInfo, WorkItem
 from .workers.celery_config import TASK, make_app
 from .workers.cluster import Channels, ChildSlots, Listener, WorkerRegistry, redis_client
 from .workers.messages import RefusedMessage, check_against_row, parse
-from .workers.removers import Removers
+from .workers.removers import Removers, load_remover
 from .workers.running import ProgressReports, run_context, run_item
 from .workers.scratch import Scratch
 from .workers.worker_process import warm_up
@@ -64,7 +63,7 @@ settings = _settings()
 app = make_app(settings)
 
 
-def connect_with_retry(settings: Settings) -> JobService:
+def connect_with_retry(settings: Settings) -> JobStore:
     """The job service, once the database answers: a worker started before the database
     (or cut off from it) waits, saying so, instead of exiting."""
     delay = 1.0
@@ -280,7 +279,7 @@ def run(item: dict[str, Any]) -> None:
         _node.run(trusted)
 
 
-_reporter: JobService | None = None
+_reporter: JobStore | None = None
 _reporter_lock = threading.Lock()
 
 

@@ -222,8 +222,8 @@ def remove(
     file as it ends (path, status, output or reason, tab-separated) and the totals on stderr.
     With --json: one JSON document on stdout.
     """
-    from .api import load_remover
     from .engine import EngineError, plan_batch
+    from .workers.removers import load_remover
 
     settings = _settings(
         model=model, model_path=model_path, intra_op_threads=threads, device=device
@@ -473,13 +473,13 @@ class _Estimates:
     first image's timings calibrate the rest (and each later one refines its size)."""
 
     def __init__(self) -> None:
-        from .jobs.eta import StageClock
+        from .jobs.eta.clock import StageClock
 
         self._clock = StageClock()
 
     def weights(self, path: Path) -> dict[Stage, float]:
         from .engine.decode import probe
-        from .jobs.eta import size_bucket
+        from .jobs.eta.clock import size_bucket
 
         try:
             _, width, height = probe(path)
@@ -489,7 +489,7 @@ class _Estimates:
         return self._clock.weights(size_bucket(width, height), pixels)
 
     def learn(self, removal: Removal) -> None:
-        from .jobs.eta import size_bucket
+        from .jobs.eta.clock import size_bucket
 
         width, height = removal.size
         timings = {stage.value: seconds for stage, seconds in removal.timings.items()}

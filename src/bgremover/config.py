@@ -19,6 +19,9 @@ from .engine.devices import Device
 APP_NAME = "bgremover"
 ENV_PREFIX = "BGREMOVER_"
 
+ERROR_MESSAGE_CHARS = 2000
+"""The longest error message a job keeps (its column, worker reports, imported queues)."""
+
 
 def _seconds(value: Any) -> Any:
     """Plain numbers are seconds (``30``, ``1.5``); other text goes to pydantic, which reads

@@ -25,7 +25,7 @@ class LocalQueue:
     its next scheduler round (``pauses.follow_pauses``); on a Redis bus, at once."""
 
     def __init__(self, settings: Settings) -> None:
-        from .jobs.system import open_service
+        from .jobs.opening import open_service
 
         self._service = open_service(settings, follow=False)
 

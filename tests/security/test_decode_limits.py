@@ -27,7 +27,7 @@ from PIL import Image
 
 from bgremover import Settings
 from bgremover.engine.options import RemoveOptions
-from bgremover.jobs import JobSystem
+from bgremover.system import JobSystem
 
 from ..jobs_support import stage_uploads
 from ..serving import UI, follow, job_ended, served

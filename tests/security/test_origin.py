@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from bgremover import Settings
-from bgremover.jobs import JobSystem
+from bgremover.system import JobSystem
 from bgremover.web import create_app
 
 from .conftest import Server

@@ -18,7 +18,8 @@ from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session as Db
 
 from ..engine.stages import STAGES
-from .eta import BUCKET_EDGES_MP
+from .eta import accuracy
+from .eta.clock import BUCKET_EDGES_MP
 from .sqlstats import HOUR, epoch_hour, epoch_seconds, spreads
 from .states import TERMINAL
 from .tables import JobRow, StageDurationRow
@@ -306,7 +307,7 @@ def _queue_wait(db: Db, since: datetime, until: datetime) -> QueueWait:
 def _eta(db: Db, since: datetime, until: datetime) -> EtaErrors:
     actual = _run_seconds()
     measured = (*_completed(since, until), JobRow.predicted_seconds.is_not(None), actual > 0)
-    error = (JobRow.predicted_seconds - actual) / actual
+    error = accuracy.error(JobRow.predicted_seconds, actual)
     jobs, bias = db.execute(select(func.count(), func.avg(error)).where(*measured)).one()
     if not jobs:
         return EtaErrors()

@@ -18,10 +18,10 @@ from sqlalchemy.orm import Session as Db
 from ..engine.decode import probe
 from ..engine.options import RemoveOptions
 from ..storage import StorageError, StorageUnavailable, outage_reason
-from . import maintenance, notices, outbox, sequences, transitions
+from . import exchange, maintenance, notices, outbox, sequences, transitions
+from .bus.base import Published
 from .core import ServiceCore
 from .exchange import QueueState
-from .notices import Published
 from .rows import copy_of, new_id, new_job_row
 from .schemas import (
     Batch,
@@ -34,11 +34,14 @@ from .schemas import (
     RetryResult,
     Upload,
 )
-from .states import ACTIVE, RETRYABLE, TERMINAL, InvalidTransition, NotFound
+from .states import ACTIVE, RETRYABLE, STATUSES, TERMINAL, InvalidTransition, NotFound
 from .tables import BatchRow, JobRow, SessionRow
 
 
-class Commands(ServiceCore):
+class Commands:
+    def __init__(self, core: ServiceCore) -> None:
+        self._core = core
+
     # ----------------------------------------------------------------- creating work
 
     def create_batch(
@@ -57,8 +60,8 @@ class Commands(ServiceCore):
         of this batch and its jobs, made in the same transaction, so it misses none."""
         options_json = (options or RemoveOptions()).model_dump(mode="json", exclude_defaults=True)
         stored = [self._store_upload(upload) for upload in uploads]
-        now = self._now()
-        with self._sessions.begin() as db:
+        now = self._core._now()
+        with self._core._transactions.begin() as db:
             if batch_id is not None:
                 batch = self._manual_batch(db, batch_id)
                 db.execute(
@@ -93,9 +96,9 @@ class Commands(ServiceCore):
             for row in rows:
                 deltas.update(transitions.added(row))
             transitions.shift_batch(db, batch.id, deltas, now)
-            jobs = self._jobs(db, rows, lambda _: batch.session_id)
+            jobs = self._core._jobs(db, rows, lambda _: batch.session_id)
             events: list[Published] = [notices.job_updated(job) for job in jobs]
-            batch_events = self._batch_and_session_events(db, batch.id)
+            batch_events = self._core._batch_and_session_events(db, batch.id)
             callback = None
             if callback_url is not None:
                 endpoint = outbox.add_endpoint(
@@ -105,20 +108,22 @@ class Commands(ServiceCore):
                     id=endpoint.id, url=endpoint.url, events=endpoint.events, secret=endpoint.secret
                 )
             created = BatchCreated(
-                batch=self._batch(db, self._get_batch(db, batch.id)), jobs=jobs, callback=callback
+                batch=self._core._batch(db, self._core._get_batch(db, batch.id)),
+                jobs=jobs,
+                callback=callback,
             )
-        self._publish_all(events + batch_events)
-        self._wake()
+        self._core._publish_all(events + batch_events)
+        self._core._wake()
         return created
 
     def create_manual_batch(self, name: str) -> Batch:
         """An empty, user-named batch that later uploads can target."""
-        now = self._now()
-        with self._sessions.begin() as db:
+        now = self._core._now()
+        with self._core._transactions.begin() as db:
             batch = self._new_batch(db, name.strip() or _auto_name(0, now), True, now)
-            snapshot = self._batch(db, batch)
-            events = self._batch_and_session_events(db, batch.id)
-        self._publish_all(events)
+            snapshot = self._core._batch(db, batch)
+            events = self._core._batch_and_session_events(db, batch.id)
+        self._core._publish_all(events)
         return snapshot
 
     # ------------------------------------------------------------------ user commands
@@ -126,83 +131,83 @@ class Commands(ServiceCore):
     def cancel_job(self, job_id: str) -> CancelResult:
         """Cancel a pending job at once, or a running one (its worker stops within a second;
         a process that missed the word notices at its next lease renewal)."""
-        with self._sessions.begin() as db:
-            row = self._get_job(db, job_id)
+        with self._core._transactions.begin() as db:
+            row = self._core._get_job(db, job_id)
             cancelled = self._cancel(db, [row])
             if not cancelled:
-                raise InvalidTransition(job_id, self._get_job(db, job_id).status, "cancelled")
-            events = self._ended_events(db, job_id)
+                raise InvalidTransition(job_id, self._core._get_job(db, job_id).status, "cancelled")
+            events = self._core._ended_events(db, job_id)
         self._stop_held(cancelled)
-        self._publish_all(events)
+        self._core._publish_all(events)
         return CancelResult(cancelled=[job_id])
 
     def cancel_batch(self, batch_id: str) -> CancelResult:
         """Cancel every job of the batch that has not ended."""
-        with self._sessions.begin() as db:
-            batch = self._get_batch(db, batch_id)
+        with self._core._transactions.begin() as db:
+            batch = self._core._get_batch(db, batch_id)
             cancelled = self._cancel(db, self._batch_jobs(db, batch.id, ACTIVE))
             events: list[Published] = []
             for row in cancelled:
-                events += self._ended_events(db, row.id, batch_events=False)
-            events += self._batch_and_session_events(db, batch.id)
-            events += self._completion_notices(db, batch.id)
+                events += self._core._ended_events(db, row.id, batch_events=False)
+            events += self._core._batch_and_session_events(db, batch.id)
+            events += self._core._completion_notices(db, batch.id)
         self._stop_held(cancelled)
-        self._publish_all(events)
+        self._core._publish_all(events)
         return CancelResult(cancelled=[row.id for row in cancelled])
 
     def retry_job(self, job_id: str) -> RetryResult:
         """A new attempt of a failed or cancelled job, pending, linked to the old one."""
-        with self._sessions.begin() as db:
-            row = self._get_job(db, job_id)
+        with self._core._transactions.begin() as db:
+            row = self._core._get_job(db, job_id)
             jobs, events = self._queue_copies(db, row.batch_id, [row])
             if not jobs:
                 raise InvalidTransition(job_id, row.status, "retried")
-        self._publish_all(events)
-        self._wake()
+        self._core._publish_all(events)
+        self._core._wake()
         return RetryResult(jobs=jobs)
 
     def retry_batch(self, batch_id: str) -> RetryResult:
         """A new attempt of every failed and cancelled job in the batch."""
-        with self._sessions.begin() as db:
-            batch = self._get_batch(db, batch_id)
+        with self._core._transactions.begin() as db:
+            batch = self._core._get_batch(db, batch_id)
             rows = self._batch_jobs(db, batch.id, RETRYABLE)
             jobs, events = self._queue_copies(db, batch.id, rows)
-        self._publish_all(events)
-        self._wake()
+        self._core._publish_all(events)
+        self._core._wake()
         return RetryResult(jobs=jobs)
 
     def derive_job(self, job_id: str, options: RemoveOptions) -> Job:
         """A new job on the same original with other output options (the editor's "save as
         a new result"): it runs through the queue like any other job."""
-        with self._sessions.begin() as db:
-            row = self._get_job(db, job_id)
+        with self._core._transactions.begin() as db:
+            row = self._core._get_job(db, job_id)
             new_options = options.model_dump(mode="json", exclude_defaults=True)
             jobs, events = self._queue_copies(db, row.batch_id, [row], new_options)
-        self._publish_all(events)
-        self._wake()
+        self._core._publish_all(events)
+        self._core._wake()
         return jobs[0]
 
     def set_priority(self, job_id: str, priority: int) -> Job:
         """Higher runs first; only for jobs that have not ended."""
-        with self._sessions.begin() as db:
+        with self._core._transactions.begin() as db:
             changed = db.execute(
                 update(JobRow)
                 .where(JobRow.id == job_id, JobRow.status.in_(ACTIVE))
                 .values(priority=priority),
                 execution_options={"synchronize_session": False},
             )
-            row = self._get_job(db, job_id)
+            row = self._core._get_job(db, job_id)
             if changed.rowcount != 1:  # type: ignore[attr-defined]
                 raise InvalidTransition(job_id, row.status, "reprioritised")
-            job = self._job(db, row)
-        self._publish_all([notices.job_updated(job)])
-        self._wake()
+            job = self._core._job(db, row)
+        self._core._publish_all([notices.job_updated(job)])
+        self._core._wake()
         return job
 
     def move_to_front(self, job_id: str) -> Job:
         """Make a pending job the next to run: top priority, first in line."""
-        with self._sessions.begin() as db:
-            row = self._get_job(db, job_id)
+        with self._core._transactions.begin() as db:
+            row = self._core._get_job(db, job_id)
             front = db.execute(
                 select(JobRow.priority, JobRow.queue_order)
                 .where(JobRow.status == "pending")
@@ -222,28 +227,28 @@ class Commands(ServiceCore):
                     ),
                     execution_options={"synchronize_session": False},
                 ).rowcount  # type: ignore[attr-defined]
-            row = self._get_job(db, job_id)
+            row = self._core._get_job(db, job_id)
             if changed != 1:
                 raise InvalidTransition(job_id, row.status, "moved to the front")
-            job = self._job(db, row)
-        self._publish_all([notices.job_updated(job)])
+            job = self._core._job(db, row)
+        self._core._publish_all([notices.job_updated(job)])
         return job
 
     def delete_job(self, job_id: str) -> None:
         """Remove a job and its files; a running job is cancelled first."""
-        with self._sessions.begin() as db:
-            cancelled = self._cancel(db, [self._get_job(db, job_id)])
-            row = self._get_job(db, job_id)
-            maintenance.delete_rows(db, self.files, [row], self._now())
+        with self._core._transactions.begin() as db:
+            cancelled = self._cancel(db, [self._core._get_job(db, job_id)])
+            row = self._core._get_job(db, job_id)
+            maintenance.delete_rows(db, self._core.files, [row], self._core._now())
             events = [notices.job_deleted(job_id)]
-            events += self._batch_and_session_events(db, row.batch_id)
+            events += self._core._batch_and_session_events(db, row.batch_id)
         self._stop_held(cancelled)
-        self._publish_all(events)
+        self._core._publish_all(events)
 
     def delete_jobs(self, statuses: Iterable[str]) -> int:
         """Delete every job in one of the given ended statuses (the history's "clear all")."""
         wanted = [s for s in statuses if s in TERMINAL]
-        with self._sessions() as db:
+        with self._core._transactions() as db:
             ids = db.scalars(select(JobRow.id).where(JobRow.status.in_(wanted))).all()
         deleted = 0
         for job_id in ids:
@@ -258,16 +263,18 @@ class Commands(ServiceCore):
 
     def cleanup(self) -> CleanupResult:
         """Delete ended jobs older than ``job_retention`` and their files."""
-        now = self._now()
-        cutoff = now - self.settings.job_retention
-        return maintenance.cleanup(self._sessions, self.files, cutoff, now)
+        now = self._core._now()
+        cutoff = now - self._core.settings.job_retention
+        return maintenance.cleanup(self._core._transactions, self._core.files, cutoff, now)
 
     def export_state(self) -> dict[str, Any]:
-        return maintenance.export_state(self._sessions, self._now())
+        return exchange.export_state(self._core._transactions, self._core._now())
 
     def import_state(self, state: QueueState) -> ImportResult:
-        result = maintenance.import_state(self._sessions, self.files, state, self._now())
-        self._wake()
+        result = exchange.import_state(
+            self._core._transactions, self._core.files, state, self._core._now()
+        )
+        self._core._wake()
         return result
 
     # ------------------------------------------------------------------------ internals
@@ -276,12 +283,12 @@ class Commands(ServiceCore):
         path = Path(upload.path)
         media_type, width, height = probe(path)
         try:
-            content_hash, size = self.files.add_original(path)
+            content_hash, size = self._core.files.add_original(path)
         except (OSError, StorageError) as exc:
             reason = outage_reason(exc)
             if reason is None:
                 raise
-            self.storage_gate.failed(reason)  # the queue waits too, as for a run
+            self._core.storage_gate.failed(reason)  # the queue waits too, as for a run
             raise StorageUnavailable(f"storing an upload: {exc}", reason) from exc
         return content_hash, size, media_type, width, height
 
@@ -294,7 +301,7 @@ class Commands(ServiceCore):
             manual=manual,
             status="pending",
             created_at=now,
-            **{f"{s}_jobs": 0 for s in ("total", *transitions.COUNTED)},
+            **{f"{s}_jobs": 0 for s in ("total", *STATUSES)},
         )
         db.add(batch)
         db.flush()
@@ -302,7 +309,7 @@ class Commands(ServiceCore):
 
     def _current_session(self, db: Db, now: datetime) -> SessionRow:
         """The session active within the grouping window, or a new one."""
-        cutoff = now - self.settings.auto_group_time_window
+        cutoff = now - self._core.settings.auto_group_time_window
         session = db.scalars(
             select(SessionRow)
             .where(SessionRow.last_activity_at >= cutoff)
@@ -323,7 +330,7 @@ class Commands(ServiceCore):
         return session
 
     def _manual_batch(self, db: Db, batch_id: str) -> BatchRow:
-        batch = self._get_batch(db, batch_id)
+        batch = self._core._get_batch(db, batch_id)
         if not batch.manual:
             raise InvalidTransition(batch_id, "an automatic batch", "given more images")
         return batch
@@ -343,18 +350,18 @@ class Commands(ServiceCore):
     def _cancel(self, db: Db, rows: Sequence[JobRow]) -> list[JobRow]:
         """Cancel those of ``rows`` that have not ended (the database decides); a run held
         here keeps the percent it reached. Returns the rows cancelled."""
-        now = self._now()
+        now = self._core._now()
         reached = {
             row.id: max(row.progress, live.percent)
             for row in rows
-            if (live := self._live_of(row)) is not None
+            if (live := self._core._live_of(row)) is not None
         }
         cancelled = transitions.move_many(
             db,
             rows,
             "cancelled",
             now,
-            allowed=("pending", "processing"),
+            allowed=ACTIVE,
             values={"end_time": now, **transitions.NOT_RUNNING},
         )
         for row in cancelled:
@@ -369,8 +376,8 @@ class Commands(ServiceCore):
         """After the commit: stop the runs of cancelled jobs that this process holds, or,
         when runs are held by remote workers, tell those workers."""
         for row in cancelled:
-            if self._drop(row.id) is not None or self._runs_elsewhere:
-                self._cancel_running(row.id)
+            if self._core._drop(row.id) is not None or self._core._runs_elsewhere:
+                self._core._cancel_running(row.id)
 
     def _queue_copies(
         self,
@@ -382,7 +389,7 @@ class Commands(ServiceCore):
         """Queue a copy of each row: a retry (no new options) supersedes a failed or
         cancelled job and counts as the same image of the batch (a row another process
         retried first is skipped); a derivation (new options) is one more job."""
-        now = self._now()
+        now = self._core._now()
         retry = options is None
         copies: list[JobRow] = []
         deltas: Counter[str] = Counter()
@@ -416,16 +423,16 @@ class Commands(ServiceCore):
         for new in new_rows:
             deltas.update(transitions.added(new))
         transitions.shift_batch(db, batch_id, deltas, now)
-        batch = self._get_batch(db, batch_id)
+        batch = self._core._get_batch(db, batch_id)
         db.execute(
             update(SessionRow).where(SessionRow.id == batch.session_id).values(last_activity_at=now)
         )
         events: list[Published] = []
         for old, new in zip(copies, new_rows, strict=True):
-            events.append(notices.job_updated(self._job(db, self._get_job(db, old.id))))
-            events.append(notices.job_updated(self._job(db, new)))
-        events += self._batch_and_session_events(db, batch_id)
-        return self._jobs(db, new_rows, lambda _: None), events
+            events.append(notices.job_updated(self._core._job(db, self._core._get_job(db, old.id))))
+            events.append(notices.job_updated(self._core._job(db, new)))
+        events += self._core._batch_and_session_events(db, batch_id)
+        return self._core._jobs(db, new_rows, lambda _: None), events
 
 
 def _auto_name(count: int, now: datetime) -> str:

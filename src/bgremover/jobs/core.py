@@ -9,48 +9,40 @@ database (its ``dispatch_id`` column), never by this cache.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
-from sqlalchemy import ColumnElement, Engine, and_, func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session as Db
 from sqlalchemy.orm import sessionmaker
 
 from ..config import Settings
 from ..dependencies import Dependencies, DependencyState
+from ..storage.files import FileStore
 from ..workers.base import RunEnd
 from . import masks, notices, outbox
-from .eta import BUCKET_EDGES_MP, WARM_UP_SECONDS, StageClock
-from .events import BusUnavailable, EventBus, ProgressThrottle
-from .files import FileStore
-from .notices import Published
+from .bus.base import BusUnavailable, EventBus, Published
+from .bus.throttle import ProgressThrottle
+from .eta import queue_wait
+from .eta.clock import StageClock
+from .eta.timings import TimingStore
 from .outages import StorageGate
 from .publishing import Publisher
-from .rows import new_id
+from .rows import process_identity
 from .schemas import Batch, Counts, Job, Queue, Session
 from .snapshots import (
     Live,
     batch_snapshot,
     job_snapshot,
-    live_remaining,
     model_of,
     session_snapshot,
-    warming_eta,
 )
-from .states import ACTIVE, TERMINAL, NotFound
+from .states import ACTIVE, STATUSES, TERMINAL, NotFound
 from .tables import QUEUE, BatchRow, JobRow, QueueRow, SessionRow
-from .timings import TimingStore
+from .times import utcnow
 
 log = logging.getLogger(__name__)
-
-_COUNTED = ("pending", "processing", "completed", "failed", "cancelled")
-
-AHEAD_CAP = 200
-"""Counting the queue ahead of a batch walks at most this many index entries from either end
-of the queue before it counts exactly (a batch in the middle of a huge queue)."""
 
 
 PROGRESS_BATCHES = 50
@@ -59,23 +51,15 @@ the oldest, which run first; the others move at their own events, and the UI dra
 bar on between events."""
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def process_identity() -> str:
-    """ "host/pid/token": who holds a lease; the token tells a reused pid apart."""
-    return f"{socket.gethostname()}/{os.getpid()}/{new_id()[:8]}"
-
-
 class ServiceCore:
-    """State and helpers shared by commands, reports and queries. Thread-safe: every change
-    is decided by the database; ``_live`` has its own lock."""
+    """State and helpers shared by the store's parts (``commands``, ``runs``, ``pauses``,
+    ``queries``), which each hold it as ``_core``. Thread-safe: every change is decided by
+    the database; ``_live`` has its own lock."""
 
     def __init__(
         self,
         *,
-        sessions: sessionmaker[Db],
+        transactions: sessionmaker[Db],
         files: FileStore,
         bus: EventBus,
         settings: Settings,
@@ -84,7 +68,7 @@ class ServiceCore:
         owner: str | None = None,
         dependencies: Dependencies | None = None,
     ) -> None:
-        self._sessions = sessions
+        self._transactions = transactions
         self.files = files
         self.bus = bus
         self.dependencies = dependencies or Dependencies()
@@ -101,7 +85,7 @@ class ServiceCore:
         self._throttle = ProgressThrottle(
             self._publish_throttled, settings.progress_update_interval.total_seconds()
         )
-        self._timings = TimingStore(sessions)
+        self._timings = TimingStore(transactions)
         self.clock.load(self._timings.load())
         self.clock.load_models(self._timings.load_models())
         self.storage_gate = StorageGate(files.storage, self._announce_storage, now, bus.resync)
@@ -112,8 +96,6 @@ class ServiceCore:
         self._cancel_running: Callable[[str], None] = lambda job_id: None
         self._wake: Callable[[], None] = lambda: None
         self._runs_elsewhere = False
-        self._pause_version: int | None = None
-        """The pause state's version this process last saw (``pauses``)."""
 
     def attach(
         self,
@@ -131,7 +113,7 @@ class ServiceCore:
 
     @property
     def database(self) -> Engine:
-        engine: Engine = self._sessions.kw["bind"]
+        engine: Engine = self._transactions.kw["bind"]
         return engine
 
     def close(self) -> None:
@@ -222,7 +204,7 @@ class ServiceCore:
         """The queue's state (``pauses``) with its jobs by status, from the batch counters."""
         row = db.get(QueueRow, QUEUE, populate_existing=True)
         sums = db.execute(
-            select(*(func.coalesce(func.sum(getattr(BatchRow, f"{s}_jobs")), 0) for s in _COUNTED))
+            select(*(func.coalesce(func.sum(getattr(BatchRow, f"{s}_jobs")), 0) for s in STATUSES))
         ).one()
         paused_batches = db.scalars(
             select(BatchRow.id)
@@ -234,7 +216,7 @@ class ServiceCore:
             paused_by=row.paused_by if row else None,
             paused_at=row.paused_at if row else None,
             paused_batches=list(paused_batches),
-            counts=Counts(total=sum(sums), **dict(zip(_COUNTED, sums, strict=True))),
+            counts=Counts(total=sum(sums), **dict(zip(STATUSES, sums, strict=True))),
         )
 
     def _running(self, db: Db) -> list[Live]:
@@ -265,11 +247,13 @@ class ServiceCore:
     def _batch(self, db: Db, row: BatchRow, running: list[Live] | None = None) -> Batch:
         running = self._running(db) if running is None else running
         own = [live for live in running if live.batch_id == row.id]
-        eta = self._queue_eta(db, [row], own, running)
+        eta = queue_wait.queue_eta(
+            db, [row], own, running, self.clock, self.settings.max_concurrent_jobs
+        )
         if eta is None and row.status not in TERMINAL:
             eta = 0.0
         if row.start_time is None:
-            eta = self._warming(eta, row.active_since, running)
+            eta = queue_wait.warming(eta, row.active_since, running, self.clock, self._now())
         paused = self._queue_paused(db)
         snapshot = batch_snapshot(row, own, eta, self._now(), self.clock, queue_paused=paused)
         return snapshot.model_copy(
@@ -299,13 +283,15 @@ class ServiceCore:
             eta = known.estimated_time_remaining if busy else None
         else:
             own = [live for live in running if live.batch_id in ids]
-            eta = self._queue_eta(db, list(batches), own, running)
+            eta = queue_wait.queue_eta(
+                db, list(batches), own, running, self.clock, self.settings.max_concurrent_jobs
+            )
         since = min(
             (b.active_since for b in batches if b.status in ACTIVE and b.active_since),
             default=None,
         )
         if known is None and all(b.start_time is None for b in batches):
-            eta = self._warming(eta, since, running)
+            eta = queue_wait.warming(eta, since, running, self.clock, self._now())
         now = self._now()
         paused = self._queue_paused(db)
         snapshots = [
@@ -339,113 +325,6 @@ class ServiceCore:
             self._shown[key] = (total, progress)
             return progress
 
-    def _warming(
-        self, eta: float | None, since: datetime | None, running: list[Live]
-    ) -> float | None:
-        """``eta`` of jobs that have not started, with the workers' warm-up in it while
-        nothing runs and nothing has timed this machine yet (a fresh server: its workers
-        take a job only once warm). Without it the time share of a fresh server's first
-        batch would run far ahead during the warm-up and hold there."""
-        if eta is None or running or self.clock.measured:
-            return eta
-        return warming_eta(eta, since, self._now(), WARM_UP_SECONDS)
-
-    def _queue_eta(
-        self, db: Db, batches: list[BatchRow], own: list[Live], running: list[Live]
-    ) -> float | None:
-        """Seconds until the last job of these batches should finish: what the running jobs
-        have left and the work queued up to and including that job, shared by the concurrent
-        slots. Their own jobs are priced by their sizes; others ahead at the queue's mean."""
-        own_pending = self._pending_by_bucket(batches, own)
-        if not any(own_pending) and not own:
-            return None
-        seconds = self._bucket_seconds()
-        running_left = sum(live_remaining(live, self.clock) for live in running)
-        queued = 0.0
-        if any(own_pending):
-            ahead = self._pending_ahead(db, [b.id for b in batches if b.pending_jobs])
-            others = max(0, ahead - sum(own_pending))
-            queued = sum(n * s for n, s in zip(own_pending, seconds, strict=True))
-            queued += others * self._mean_pending_seconds(db, running, seconds)
-        slots = max(1, self.settings.max_concurrent_jobs)
-        own_left = max((live_remaining(live, self.clock) for live in own), default=0.0)
-        return max(own_left, (running_left + queued) / slots)
-
-    def _bucket_seconds(self) -> list[float]:
-        return [self.clock.job_seconds(bucket) for bucket in range(len(BUCKET_EDGES_MP) + 1)]
-
-    @staticmethod
-    def _pending_by_bucket(batches: Sequence[BatchRow], running: list[Live]) -> list[int]:
-        """Jobs per size bucket not yet started in these batches."""
-        counts = [0] * (len(BUCKET_EDGES_MP) + 1)
-        for batch in batches:
-            for bucket, (total, ended) in enumerate(
-                zip(batch.by_bucket("total"), batch.by_bucket("ended"), strict=True)
-            ):
-                counts[bucket] += total - ended
-        for live in running:
-            counts[live.bucket] -= 1
-        return [max(0, n) for n in counts]
-
-    def _mean_pending_seconds(self, db: Db, running: list[Live], seconds: list[float]) -> float:
-        """The expected time of a pending job anywhere in the queue (by the sizes queued)."""
-        active = db.scalars(select(BatchRow).where(BatchRow.status.in_(ACTIVE))).all()
-        pending = self._pending_by_bucket(active, running)
-        count = sum(pending)
-        if not count:
-            return seconds[0]
-        return sum(n * s for n, s in zip(pending, seconds, strict=True)) / count
-
-    def _pending_ahead(self, db: Db, batch_ids: list[str]) -> int:
-        """Pending jobs that run before these batches' last pending job, itself included.
-
-        Counted from whichever end of the queue is nearer, so a batch at the back or the
-        front of 100,000 pending jobs costs a bounded index walk; a big batch deep in the
-        queue is the jobs before its first one plus its own."""
-        last = _edge(db, batch_ids, last=True)
-        if last is None:
-            return 0
-        priority, order = last
-        pending, same = JobRow.status == "pending", JobRow.priority == priority
-        # Each part is one range of the claim index, so a capped count stops early.
-        behind = [
-            and_(pending, JobRow.priority < priority),
-            and_(pending, same, JobRow.queue_order > order),
-        ]
-        ahead = [
-            and_(pending, JobRow.priority > priority),
-            and_(pending, same, JobRow.queue_order <= order),
-        ]
-        # A new batch is usually at the back of the queue, a reprioritised one at the front.
-        back = sum(_count(db, part, AHEAD_CAP) for part in behind)
-        if back < AHEAD_CAP:
-            total = db.scalar(
-                select(func.coalesce(func.sum(BatchRow.pending_jobs), 0)).where(
-                    BatchRow.status.in_(ACTIVE)
-                )
-            )
-            return int(total or 0) - back
-        front = sum(_count(db, part, AHEAD_CAP) for part in ahead)
-        if front < AHEAD_CAP:
-            return front
-        first = _edge(db, batch_ids, last=False)
-        assert first is not None
-        first_priority, first_order = first
-        before = [
-            and_(pending, JobRow.priority > first_priority),
-            and_(pending, JobRow.priority == first_priority, JobRow.queue_order < first_order),
-        ]
-        ahead_of_first = sum(_count(db, part, AHEAD_CAP) for part in before)
-        if ahead_of_first < AHEAD_CAP:
-            # Exact unless other jobs are interleaved with the batch's (a reprioritised one).
-            own = db.scalar(
-                select(func.coalesce(func.sum(BatchRow.pending_jobs), 0)).where(
-                    BatchRow.id.in_(batch_ids)
-                )
-            )
-            return ahead_of_first + int(own or 0)
-        return sum(_count(db, part, None) for part in ahead)
-
     # ------------------------------------------------------------------------ events
 
     def _batch_and_session_events(self, db: Db, batch_id: str) -> list[Published]:
@@ -464,7 +343,7 @@ class ServiceCore:
         of their sessions: their percent follows time, so it moves between their lifecycle
         events (a queue wait, a warm-up, a long run) and every client of the stream sees it
         move. Returns how many batches."""
-        with self._sessions() as db:
+        with self._transactions() as db:
             batches = db.scalars(
                 select(BatchRow)
                 .where(BatchRow.status.in_(ACTIVE), BatchRow.total_jobs > 0)
@@ -541,36 +420,3 @@ class ServiceCore:
 
     def _publish_throttled(self, key: str, data: dict[str, object]) -> None:
         self._publisher.publish_many([("job.progress", dict(data))])
-
-
-def _count(db: Db, where: ColumnElement[bool], cap: int | None) -> int:
-    """Jobs meeting ``where``, counting at most ``cap`` of them."""
-    query = select(JobRow.id).where(where)
-    inner = query.limit(cap) if cap is not None else query
-    return int(db.scalar(select(func.count()).select_from(inner.subquery())) or 0)
-
-
-def _edge(db: Db, batch_ids: list[str], *, last: bool) -> tuple[int, int] | None:
-    """(priority, queue_order) of the pending job of these batches that runs last (or
-    first): one index lookup per batch, so a session of many batches in a long queue does
-    not sort the whole queue."""
-    order = (
-        (JobRow.priority, JobRow.queue_order.desc())
-        if last
-        else (JobRow.priority.desc(), JobRow.queue_order)
-    )
-    edges = []
-    for batch_id in batch_ids:
-        edge = db.execute(
-            select(JobRow.priority, JobRow.queue_order)
-            .where(JobRow.batch_id == batch_id, JobRow.status == "pending")
-            .order_by(*order)
-            .limit(1)
-        ).first()
-        if edge is not None:
-            edges.append((int(edge[0]), int(edge[1])))
-    if not edges:
-        return None
-    if last:
-        return min(edges, key=lambda e: (e[0], -e[1]))
-    return max(edges, key=lambda e: (e[0], -e[1]))

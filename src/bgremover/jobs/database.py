@@ -81,6 +81,6 @@ def migrate(engine: Engine) -> None:
 
 
 def session_factory(engine: Engine) -> sessionmaker[Any]:
-    sessions = sessionmaker(engine, expire_on_commit=False)
-    metrics.install(sessions)
-    return sessions
+    transactions = sessionmaker(engine, expire_on_commit=False)
+    metrics.install(transactions)
+    return transactions

@@ -17,27 +17,27 @@ from .tables import LoginRow
 
 
 class LoginStore:
-    def __init__(self, sessions: sessionmaker[Db]) -> None:
-        self._sessions = sessions
+    def __init__(self, transactions: sessionmaker[Db]) -> None:
+        self._transactions = transactions
 
     def add(self, key: str, now: datetime, expires_at: datetime) -> None:
         """Record a new login (and forget those that expired)."""
-        with self._sessions.begin() as db:
+        with self._transactions.begin() as db:
             db.execute(delete(LoginRow).where(LoginRow.expires_at <= now))
             db.add(LoginRow(key=key, created_at=now, expires_at=expires_at))
 
     def alive(self, key: str, now: datetime) -> bool:
         """Whether ``key`` is a login that has not expired or been ended."""
-        with self._sessions() as db:
+        with self._transactions() as db:
             expires = db.scalar(select(LoginRow.expires_at).where(LoginRow.key == key))
             return expires is not None and expires > now
 
     def end(self, key: str) -> None:
         """End one login (logout)."""
-        with self._sessions.begin() as db:
+        with self._transactions.begin() as db:
             db.execute(delete(LoginRow).where(LoginRow.key == key))
 
     def end_all(self) -> int:
         """End every login (logout everywhere); how many there were."""
-        with self._sessions.begin() as db:
+        with self._transactions.begin() as db:
             return int(db.execute(delete(LoginRow)).rowcount)  # type: ignore[attr-defined]

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session as Db
 from sqlalchemy.orm import sessionmaker
 
 from ..storage import check_key
-from .files import FileStore
+from ..storage.files import FileStore
 from .tables import MaskRow
 
 log = logging.getLogger(__name__)
@@ -77,13 +77,13 @@ def cached(db: Db, content_hashes: Iterable[str]) -> set[str]:
     )
 
 
-def evict(sessions: sessionmaker[Db], files: FileStore, limit: int) -> int:
+def evict(transactions: sessionmaker[Db], files: FileStore, limit: int) -> int:
     """Delete the least recently used masks until they take at most ``limit`` bytes; how
     many were deleted. Rows go first, files after the commit: a run that reads a file just
     deleted runs the model instead."""
     evicted = 0
     while True:
-        with sessions.begin() as db:
+        with transactions.begin() as db:
             total = db.scalar(select(func.coalesce(func.sum(MaskRow.bytes), 0))) or 0
             if total <= limit:
                 return evicted

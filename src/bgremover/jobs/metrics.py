@@ -29,13 +29,14 @@ from sqlalchemy.orm import sessionmaker
 
 from ..engine.stages import STAGES
 from .analytics import size_label
-from .eta import BUCKET_EDGES_MP
+from .eta import accuracy
+from .eta.clock import BUCKET_EDGES_MP
 from .states import ACTIVE, STATUSES
 from .tables import QUEUE, BatchRow, JobRow, MetricCountRow, QueueRow, StageDurationRow
 
 RUN_EDGES: tuple[float, ...] = (0.25, 0.5, 1, 2, 3, 5, 8, 13, 20, 30, 60, 120, 300)
 """Seconds from a run's start to its end: a small image takes ~1 s on a GPU, 4–12 s on two
-cores (``eta.FIRST_RUN_SECONDS``)."""
+cores (``eta.clock.FIRST_RUN_SECONDS``)."""
 WAIT_EDGES: tuple[float, ...] = (0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 900, 1800, 3600)
 """Seconds a run waited in the queue: from an idle queue to a long one."""
 STAGE_EDGES: tuple[float, ...] = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -103,11 +104,11 @@ WEBHOOK_OUTCOMES = ("delivered", "retrying", "given_up")
 last one of its retry period."""
 
 
-def install(sessions: sessionmaker[Any]) -> None:
-    """Record what ``started`` and ``ended`` noted when each transaction of ``sessions``
+def install(transactions: sessionmaker[Any]) -> None:
+    """Record what ``started`` and ``ended`` noted when each transaction of ``transactions``
     commits; forget it when one rolls back."""
-    event.listen(sessions, "before_commit", _record)
-    event.listen(sessions, "after_rollback", lambda db: db.info.pop(_NOTED, None))
+    event.listen(transactions, "before_commit", _record)
+    event.listen(transactions, "after_rollback", lambda db: db.info.pop(_NOTED, None))
 
 
 def started(db: Db, job_id: str) -> None:
@@ -168,7 +169,7 @@ def _add_ends(db: Db, job_ids: Sequence[str], add: Any) -> None:
                 actual = _seconds(end - began)
                 add("run_seconds", _size(bucket), actual)
                 if predicted is not None and actual > 0:
-                    add("eta_error_ratio", "", abs(predicted - actual) / actual)
+                    add("eta_error_ratio", "", abs(accuracy.error(predicted, actual)))
     if completed:
         for stage, seconds in db.execute(
             select(StageDurationRow.stage, StageDurationRow.seconds).where(

@@ -1,45 +1,15 @@
-"""The events the job system publishes, typed: what each carries and how it is worded.
-
-Events travel as ``(type, data)`` with JSON data; the models here fix the shape of the ones
-that are not whole snapshots (notifications and coalesced progress).
-"""
+"""The events the job system publishes, built from its rows and worded for people: each
+function returns one ``(type, data)`` pair. The types and payload models are the bus's
+(``bus.base``)."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
-
-from pydantic import BaseModel
+from typing import Any
 
 from ..dependencies import DependencyState
-from .events import EventType
+from .bus.base import JobDeleted, JobProgress, JobRef, NoticeKind, Notification, Published
 from .schemas import Batch, Job, Queue, Session
 from .tables import BatchRow
-
-Published = tuple[EventType, dict[str, Any]]
-NoticeKind = Literal["success", "error", "warning", "info"]
-
-
-class Notification(BaseModel):
-    kind: NoticeKind
-    title: str
-    body: str
-    job_id: str | None = None
-    batch_id: str | None = None
-    session_id: str | None = None
-
-
-class JobProgress(BaseModel):
-    """A running job's progress between stage changes (coalesced per job)."""
-
-    id: str
-    batch_id: str
-    progress: float
-    stage: str
-    eta: float
-    eta_at: float
-    """When ``eta`` was estimated (``time.time()``): a client counts down from there."""
-    sent_at: float
-    """When the worker reported it (``time.time()``), for latency measurement."""
 
 
 def job_updated(job: Job) -> Published:
@@ -47,7 +17,7 @@ def job_updated(job: Job) -> Published:
 
 
 def job_deleted(job_id: str) -> Published:
-    return ("job.updated", {"job": {"id": job_id, "deleted": True}})
+    return ("job.deleted", JobDeleted(job=JobRef(id=job_id)).model_dump(mode="json"))
 
 
 def batch_updated(batch: Batch) -> Published:

@@ -4,7 +4,7 @@ The claim reads it (``tables.claimable``: ``WHERE NOT paused``), so no process c
 paused job and no message is needed: every web process and Celery worker honours it, and it
 survives restarts. Paused jobs stay pending; running ones finish, unless the queue is paused
 with ``cancel_running``: then they go back to the queue uncounted, as on a graceful stop
-(``Reports.release_all``), wherever they run (the holder sees its dispatch gone at its next
+(``Runs.release_all``), wherever they run (the holder sees its dispatch gone at its next
 lease renewal; remote workers also get the cancel broadcast).
 
 A process whose bus shares nothing (in-memory) hears of a change made elsewhere (another web
@@ -20,31 +20,38 @@ from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session as Db
 
 from . import notices
-from .notices import Published
-from .reports import Reports
+from .bus.base import Published
+from .core import ServiceCore
+from .runs import Runs
 from .schemas import Batch, Queue
 from .states import ACTIVE
 from .tables import QUEUE, BatchRow, JobRow, QueueRow
 
 
-class Pauses(Reports):
+class Pauses:
+    def __init__(self, core: ServiceCore, runs: Runs) -> None:
+        self._core = core
+        self._runs = runs
+        self._pause_version: int | None = None
+        """The pause state's version this process last saw."""
+
     def queue(self) -> Queue:
         """The queue's state: paused or not, by whom and since when, jobs by status."""
-        with self._sessions() as db:
-            return self._queue(db)
+        with self._core._transactions() as db:
+            return self._core._queue(db)
 
     def pause_queue(self, by: str, *, cancel_running: bool = False) -> Queue:
         """Start no pending job anywhere until ``resume_queue``; running jobs finish, or
         with ``cancel_running`` go back to the queue uncounted. ``by`` says who asked."""
-        now = self._now()
-        with self._sessions.begin() as db:
+        now = self._core._now()
+        with self._core._transactions.begin() as db:
             version = self._bump(db, paused=True, paused_by=by[:200], paused_at=now)
             running = db.execute(
                 select(JobRow.id, JobRow.dispatch_id).where(JobRow.status == "processing")
             ).all()
             events = self._pause_events(db)
         self._pause_version = version
-        self._publish_all(events)
+        self._core._publish_all(events)
         if cancel_running:
             for job_id, dispatch_id in running:
                 self._stop_for_pause(job_id, dispatch_id or "")
@@ -52,16 +59,16 @@ class Pauses(Reports):
 
     def resume_queue(self) -> Queue:
         """Let claims start pending jobs again (from now on, at once)."""
-        now = self._now()
-        with self._sessions.begin() as db:
+        now = self._core._now()
+        with self._core._transactions.begin() as db:
             queue = db.get(QueueRow, QUEUE)
             if queue is not None and queue.paused and queue.paused_at is not None:
                 self._skip_held_time(db, queue.paused_at, now, select(BatchRow))
             version = self._bump(db, paused=False, paused_by=None, paused_at=None)
             events = self._pause_events(db)
         self._pause_version = version
-        self._publish_all(events)
-        self._wake()
+        self._core._publish_all(events)
+        self._core._wake()
         return self.queue()
 
     def pause_batch(self, batch_id: str) -> Batch:
@@ -75,22 +82,22 @@ class Pauses(Reports):
     def follow_pauses(self) -> None:
         """A scheduler round: when a pause or resume was made by another process and this
         bus does not carry that process's events, publish the state here."""
-        with self._sessions() as db:
+        with self._core._transactions() as db:
             version = db.scalar(select(QueueRow.version).where(QueueRow.name == QUEUE))
             if version is None or version == self._pause_version:
                 return
             first, self._pause_version = self._pause_version is None, version
-            if first or self.bus.shared:
+            if first or self._core.bus.shared:
                 return
             events = self._pause_events(db)
-        self._publish_all(events)
+        self._core._publish_all(events)
 
     # ---------------------------------------------------------------------- internals
 
     def _set_batch(self, batch_id: str, *, paused: bool) -> Batch:
-        now = self._now()
-        with self._sessions.begin() as db:
-            row = self._get_batch(db, batch_id)
+        now = self._core._now()
+        with self._core._transactions.begin() as db:
+            row = self._core._get_batch(db, batch_id)
             held_since = row.held_since if row.paused and not paused else None
             if paused and not row.paused:
                 row.held_since = now
@@ -104,12 +111,12 @@ class Pauses(Reports):
                 self._skip_held_time(db, held_since, until, one)
             db.flush()
             version = self._bump(db)
-            batch_events = self._batch_and_session_events(db, batch_id)  # the batch first
-            events = [notices.queue_updated(self._queue(db)), *batch_events]
+            batch_events = self._core._batch_and_session_events(db, batch_id)  # the batch first
+            events = [notices.queue_updated(self._core._queue(db)), *batch_events]
         self._pause_version = version
-        self._publish_all(events)
+        self._core._publish_all(events)
         if not paused:
-            self._wake()
+            self._core._wake()
         return Batch.model_validate(batch_events[0][1]["batch"])
 
     def _skip_held_time(
@@ -143,16 +150,18 @@ class Pauses(Reports):
     def _pause_events(self, db: Db) -> list[Published]:
         """The queue's state, then every unfinished batch and its session (their ETAs wait
         on the pause, or count down again)."""
-        events = [notices.queue_updated(self._queue(db))]
+        events = [notices.queue_updated(self._core._queue(db))]
         ids = db.scalars(select(BatchRow.id).where(BatchRow.status.in_(ACTIVE))).all()
         for batch_id in ids:
-            events += self._batch_and_session_events(db, batch_id)
+            events += self._core._batch_and_session_events(db, batch_id)
         return events
 
     def _stop_for_pause(self, job_id: str, dispatch_id: str) -> None:
         """A running job back to the queue, uncounted, as a graceful stop puts it; its run
         is stopped here (held here, or by remote workers) or by its holder, which finds
         the dispatch gone when it renews the lease."""
-        held = self._drop(job_id, dispatch_id) is not None
-        if self._requeue(job_id, dispatch_id, counted=False) and (held or self._runs_elsewhere):
-            self._cancel_running(job_id)
+        held = self._core._drop(job_id, dispatch_id) is not None
+        if self._runs.requeue(job_id, dispatch_id, counted=False) and (
+            held or self._core._runs_elsewhere
+        ):
+            self._core._cancel_running(job_id)

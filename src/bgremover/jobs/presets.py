@@ -61,18 +61,18 @@ class PresetStore:
     """Presets in the job database; any number of processes may share it, at most ``limit``
     of them (concurrent first saves in several processes may pass it by one each)."""
 
-    def __init__(self, sessions: sessionmaker[Db], limit: int) -> None:
-        self._sessions = sessions
+    def __init__(self, transactions: sessionmaker[Db], limit: int) -> None:
+        self._transactions = transactions
         self._limit = limit
 
     def list(self) -> list[Preset]:
-        with self._sessions() as db:
+        with self._transactions() as db:
             rows = db.scalars(select(PresetRow).order_by(PresetRow.name)).all()
             return [_preset(row) for row in rows]
 
     def get(self, name: str) -> Preset:
         """The preset called ``name``; ``UnknownPreset`` (a 404) when there is none."""
-        with self._sessions() as db:
+        with self._transactions() as db:
             row = db.get(PresetRow, name)
             if row is None:
                 raise UnknownPreset(name, self._listed(db))
@@ -84,7 +84,7 @@ class PresetStore:
         now = datetime.now(UTC)
         for _ in range(2):  # a concurrent first save of the same name wins the insert
             try:
-                with self._sessions.begin() as db:
+                with self._transactions.begin() as db:
                     row = db.get(PresetRow, preset.name)
                     if row is not None:
                         row.options, row.updated_at = options, now
@@ -99,7 +99,7 @@ class PresetStore:
         raise RuntimeError(f"preset {preset.name!r} could not be saved")
 
     def delete(self, name: str) -> None:
-        with self._sessions.begin() as db:
+        with self._transactions.begin() as db:
             deleted = db.execute(delete(PresetRow).where(PresetRow.name == name))
             if deleted.rowcount:  # type: ignore[attr-defined]
                 return

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..dependencies import RETRY_CAP_S, RETRY_START_S, Dependencies
-from .events import BusUnavailable, EventBus, EventType
+from .bus.base import BusUnavailable, EventBus, EventType
 
 RESYNC_REASON = "events were lost while the event stream was unreachable"
 

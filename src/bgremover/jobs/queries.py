@@ -3,34 +3,36 @@ analytics."""
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select
-from sqlalchemy.orm import Session as Db
 
 from .analytics import Analytics, report, window_start
 from .core import ServiceCore
+from .eta import accuracy
 from .metrics import StoreMetrics, read_metrics
-from .schemas import ActiveSnapshot, Batch, EtaAccuracy, Job, Session, Stats
+from .schemas import ActiveSnapshot, Batch, Job, Session, Stats
 from .states import ACTIVE, STATUSES, TERMINAL, NotFound
 from .tables import BatchRow, JobRow, SessionRow
 
 
-class Queries(ServiceCore):
+class Queries:
+    def __init__(self, core: ServiceCore) -> None:
+        self._core = core
+
     def get_job(self, job_id: str) -> Job:
-        with self._sessions() as db:
-            return self._job(db, self._get_job(db, job_id))
+        with self._core._transactions() as db:
+            return self._core._job(db, self._core._get_job(db, job_id))
 
     def job_files(self, job_id: str) -> tuple[str, str | None]:
         """The storage keys of the original and (when completed) the result, derived by the
         store from the row's hash and id (a stored path string is never trusted)."""
-        with self._sessions() as db:
-            row = self._get_job(db, job_id)
+        with self._core._transactions() as db:
+            row = self._core._get_job(db, job_id)
             done = row.status == "completed"
-            result = self.files.result_file(row.id, row.result_format) if done else None
-            return self.files.original_key(row.content_hash), result
+            result = self._core.files.result_file(row.id, row.result_format) if done else None
+            return self._core.files.original_key(row.content_hash), result
 
     def list_jobs(
         self,
@@ -63,18 +65,18 @@ class Queries(ServiceCore):
             query = query.where(JobRow.file_name.ilike(f"%{_escape_like(q)}%", escape="\\"))
         if not include_superseded:
             query = query.where(JobRow.superseded.is_(False))
-        with self._sessions() as db:
+        with self._core._transactions() as db:
             total = db.scalar(select(func.count()).select_from(query.subquery())) or 0
             rows = db.scalars(
                 query.order_by(JobRow.created_at.desc(), JobRow.queue_order.desc())
                 .limit(limit)
                 .offset(offset)
             ).all()
-            return self._jobs(db, rows, lambda _: None), total
+            return self._core._jobs(db, rows, lambda _: None), total
 
     def get_batch(self, batch_id: str) -> Batch:
-        with self._sessions() as db:
-            return self._batch(db, self._get_batch(db, batch_id))
+        with self._core._transactions() as db:
+            return self._core._batch(db, self._core._get_batch(db, batch_id))
 
     def list_batches(
         self,
@@ -89,23 +91,23 @@ class Queries(ServiceCore):
             query = query.where(BatchRow.session_id == session_id)
         if status:
             query = query.where(BatchRow.status.in_(list(status)))
-        with self._sessions() as db:
+        with self._core._transactions() as db:
             total = db.scalar(select(func.count()).select_from(query.subquery())) or 0
             rows = db.scalars(
                 query.order_by(BatchRow.created_at.desc()).limit(limit).offset(offset)
             ).all()
-            running = self._running(db)
-            return [self._batch(db, row, running) for row in rows], total
+            running = self._core._running(db)
+            return [self._core._batch(db, row, running) for row in rows], total
 
     def get_session(self, session_id: str) -> Session:
-        with self._sessions() as db:
+        with self._core._transactions() as db:
             row = db.get(SessionRow, session_id)
             if row is None:
                 raise NotFound("session", session_id)
-            return self._session(db, row)
+            return self._core._session(db, row)
 
     def list_sessions(self, *, limit: int = 50, offset: int = 0) -> tuple[list[Session], int]:
-        with self._sessions() as db:
+        with self._core._transactions() as db:
             total = db.scalar(select(func.count()).select_from(SessionRow)) or 0
             rows = db.scalars(
                 select(SessionRow)
@@ -113,7 +115,7 @@ class Queries(ServiceCore):
                 .limit(limit)
                 .offset(offset)
             ).all()
-            return [self._session(db, row) for row in rows], total
+            return [self._core._session(db, row) for row in rows], total
 
     def active_snapshot(self, recent_jobs: int = 500) -> ActiveSnapshot:
         """What a client needs to draw the live queue: active jobs and the most recently
@@ -121,9 +123,9 @@ class Queries(ServiceCore):
 
         The seq is read first and no lock is held: an event published meanwhile is replayed
         after the snapshot and applying it twice is harmless (events carry whole rows)."""
-        seq = self.bus.last_seq
-        recent_cutoff = self._now() - self.settings.auto_group_time_window
-        with self._sessions() as db:
+        seq = self._core.bus.last_seq
+        recent_cutoff = self._core._now() - self._core.settings.auto_group_time_window
+        with self._core._transactions() as db:
             jobs = list(
                 db.scalars(
                     select(JobRow)
@@ -148,21 +150,22 @@ class Queries(ServiceCore):
             ).all()
             sessions = [db.get(SessionRow, sid) for sid in {b.session_id for b in batches}]
             batch_sessions = {b.id: b.session_id for b in batches}
-            running = self._running(db)
+            running = self._core._running(db)
             return ActiveSnapshot(
                 seq=seq,
-                jobs=self._jobs(db, jobs, lambda job: batch_sessions.get(job.batch_id)),
-                batches=[self._batch(db, b, running) for b in batches],
-                sessions=[self._session(db, s) for s in sessions if s is not None],
+                jobs=self._core._jobs(db, jobs, lambda job: batch_sessions.get(job.batch_id)),
+                batches=[self._core._batch(db, b, running) for b in batches],
+                sessions=[self._core._session(db, s) for s in sessions if s is not None],
                 notifications=[
-                    {"seq": event.seq, **event.data} for event in self.bus.recent_notifications()
+                    {"seq": event.seq, **event.data}
+                    for event in self._core.bus.recent_notifications()
                 ],
-                health={"storage": self.storage_gate.state.as_json()},
-                queue=self._queue(db),
+                health={"storage": self._core.storage_gate.state.as_json()},
+                queue=self._core._queue(db),
             )
 
     def stats(self) -> Stats:
-        with self._sessions() as db:
+        with self._core._transactions() as db:
             by_status = dict(
                 db.execute(
                     select(JobRow.status, func.count())
@@ -170,7 +173,7 @@ class Queries(ServiceCore):
                     .group_by(JobRow.status)
                 ).all()
             )
-            hour_ago = self._now() - timedelta(hours=1)
+            hour_ago = self._core._now() - timedelta(hours=1)
             done_last_hour = db.scalar(
                 select(func.count()).where(
                     JobRow.status == "completed", JobRow.end_time >= hour_ago
@@ -181,49 +184,28 @@ class Queries(ServiceCore):
                 batches=db.scalar(select(func.count()).select_from(BatchRow)) or 0,
                 sessions=db.scalar(select(func.count()).select_from(SessionRow)) or 0,
                 completed_last_hour=done_last_hour or 0,
-                expected_seconds_per_image=round(self.clock.job_seconds(0), 2),
-                max_concurrent_jobs=self.settings.max_concurrent_jobs,
-                eta_accuracy=self._eta_accuracy(db),
+                expected_seconds_per_image=round(self._core.clock.job_seconds(0), 2),
+                max_concurrent_jobs=self._core.settings.max_concurrent_jobs,
+                eta_accuracy=accuracy.recent(db),
             )
 
     def analytics(self, since: str | None = None) -> Analytics:
         """What happened from ``since`` (a time or a span back such as "24h"; by default the
         last 24 hours) to now. Raises ``analytics.InvalidWindow`` for a ``since`` it cannot
         read, in the future or too far back."""
-        now = self._now()
+        now = self._core._now()
         start = window_start(since, now)
-        with self._sessions() as db:
+        with self._core._transactions() as db:
             return report(db, start, now)
 
     def metrics(self) -> StoreMetrics:
         """The totals and histograms every process sharing the database reports alike."""
-        with self._sessions() as db:
+        with self._core._transactions() as db:
             return read_metrics(db)
 
     def events_published(self) -> dict[str, int]:
         """Events this process published, by type."""
-        return self._publisher.published()
-
-    @staticmethod
-    def _eta_accuracy(db: Db, recent: int = 100) -> EtaAccuracy | None:
-        rows = db.execute(
-            select(JobRow.predicted_seconds, JobRow.start_time, JobRow.end_time)
-            .where(JobRow.status == "completed", JobRow.predicted_seconds.is_not(None))
-            .order_by(JobRow.end_time.desc())
-            .limit(recent)
-        ).all()
-        errors = []
-        for predicted, start, end in rows:
-            actual = (end - start).total_seconds() if start and end else 0.0
-            if predicted is not None and actual > 0:
-                errors.append((predicted - actual) / actual)
-        if not errors:
-            return None
-        return EtaAccuracy(
-            jobs=len(errors),
-            median_error=round(statistics.median(abs(e) for e in errors), 3),
-            mean_bias=round(statistics.fmean(errors), 3),
-        )
+        return self._core._publisher.published()
 
 
 def _escape_like(text: str) -> str:

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import uuid
 from datetime import datetime
 from typing import Any
 
-from .eta import size_bucket
+from .eta.clock import size_bucket
 from .tables import JobRow
 
 
 def new_id() -> str:
     return uuid.uuid4().hex
+
+
+def process_identity() -> str:
+    """ "host/pid/token": who holds a lease; the token tells a reused pid apart."""
+    return f"{socket.gethostname()}/{os.getpid()}/{new_id()[:8]}"
 
 
 def new_job_row(

@@ -17,8 +17,8 @@ import threading
 import time
 
 from ..workers.base import Executor, Stopped
+from .contract import JobStore
 from .database import cannot_write, unreachable
-from .service import JobService
 
 log = logging.getLogger(__name__)
 
@@ -28,13 +28,19 @@ _IDLE_WAIT_S = 1.0
 class Scheduler:
     def __init__(
         self,
-        service: JobService,
+        service: JobStore,
         executor: Executor,
         *,
         cleanup_every: float,
         renew_every: float,
         progress_every: float,
     ) -> None:
+        """``renew_every`` is the longest wait between upkeep rounds (lease renewal, recovery,
+        learned timings, pauses), capped at ``_IDLE_WAIT_S`` (1 s): the upkeep also notices
+        pauses and crashed processes, which should take a second, not a third of a lease. A
+        longer value therefore means 1 s; zero or less is refused."""
+        if renew_every <= 0:
+            raise ValueError(f"Scheduler: renew_every must be above 0 s, not {renew_every}")
         self._service = service
         self._executor = executor
         self._cleanup_every = cleanup_every

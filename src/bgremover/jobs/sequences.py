@@ -15,8 +15,8 @@ from sqlalchemy import Connection, Engine, text, update
 from sqlalchemy.orm import Session as Db
 
 from ..dependencies import first_line
+from .bus.base import BusUnavailable
 from .database import cannot_write, unreachable
-from .events import BusUnavailable
 from .tables import CounterRow
 
 T = TypeVar("T")

@@ -15,9 +15,9 @@ from datetime import datetime
 from typing import Any
 
 from ..engine.stages import Stage, parse_label, stage_label
-from .eta import BUCKET_EDGES_MP, StageClock, size_bucket
+from .eta.clock import BUCKET_EDGES_MP, StageClock, size_bucket
 from .schemas import Batch, Counts, Job, JobError, ResultInfo, Session
-from .states import TERMINAL, JobStatus, batch_status
+from .states import ACTIVE, STATUSES, TERMINAL, JobStatus, batch_status
 from .tables import BatchRow, JobRow, SessionRow
 
 
@@ -278,12 +278,12 @@ def session_snapshot(
     batches' does."""
     held = any(b.eta_reason == "paused" for b in batches)
     eta = None if held else eta
-    fields = ("total", "pending", "processing", "completed", "failed", "cancelled")
+    fields = ("total", *STATUSES)
     counts = Counts(**{f: sum(getattr(b.counts, f) for b in batches) for f in fields})
     status: JobStatus = batch_status(**counts.model_dump())
     starts = [b.start_time for b in batches if b.start_time]
     ends = [b.end_time for b in batches if b.end_time]
-    finished = status not in ("pending", "processing")
+    finished = status not in ACTIVE
     done = sum(b.work_done_seconds for b in batches)
     total = sum(b.work_seconds for b in batches)
     ended = sum(b.work_seconds for b in batches if b.status in TERMINAL)

@@ -6,6 +6,7 @@ from typing import Literal, get_args
 
 JobStatus = Literal["pending", "processing", "completed", "failed", "cancelled"]
 STATUSES: tuple[JobStatus, ...] = get_args(JobStatus)
+"""Every status, in the order batches count them (the ``<status>_jobs`` columns)."""
 TERMINAL: frozenset[JobStatus] = frozenset({"completed", "failed", "cancelled"})
 ACTIVE: frozenset[JobStatus] = frozenset({"pending", "processing"})
 
@@ -37,11 +38,6 @@ class NotFound(Exception):
         super().__init__(f"no {kind} with id {ident}")
         self.kind = kind
         self.ident = ident
-
-
-def check_transition(job_id: str, current: str, wanted: JobStatus) -> None:
-    if wanted not in TRANSITIONS.get(current, frozenset()):  # type: ignore[call-overload]
-        raise InvalidTransition(job_id, current, wanted)
 
 
 def batch_status(

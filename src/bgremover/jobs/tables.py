@@ -30,6 +30,8 @@ from sqlalchemy import DateTime as SqlDateTime
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from ..config import ERROR_MESSAGE_CHARS
+
 
 class DateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes on every backend (SQLite keeps no zone of its own)."""
@@ -89,7 +91,7 @@ class BatchRow(Base):
     """Its pending jobs are not claimed (``pauses``); running ones finish."""
     held_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     """When it was paused itself: its progress clock skips the time it was held."""
-    # Jobs per image-size bucket (``eta.size_bucket``): all of them, and those ended. They
+    # Jobs per image-size bucket (``eta.clock.size_bucket``): all of them, and those ended. They
     # weigh each job by the time its size takes, so a batch at 50 % is half done in time.
     total_b0: Mapped[int] = mapped_column(Integer, default=0)
     total_b1: Mapped[int] = mapped_column(Integer, default=0)
@@ -142,7 +144,7 @@ class JobRow(Base):
     end_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
     estimated_time_remaining: Mapped[float | None] = mapped_column(Float)
     error_code: Mapped[str | None] = mapped_column(String(64))
-    error_message: Mapped[str | None] = mapped_column(String(2000))
+    error_message: Mapped[str | None] = mapped_column(String(ERROR_MESSAGE_CHARS))
     worker: Mapped[str | None] = mapped_column(String(100))
     """Who runs it, for people: "local-1 (pid 4242)"."""
     dispatch_id: Mapped[str | None] = mapped_column(String(32))
@@ -157,7 +159,7 @@ class JobRow(Base):
     not_before: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     """A pending job whose run a failing dependency cut short is not claimed before this."""
     size_bucket: Mapped[int] = mapped_column(Integer, default=0)
-    """``eta.size_bucket`` of the image: what its runs are expected to take."""
+    """``eta.clock.size_bucket`` of the image: what its runs are expected to take."""
     predicted_seconds: Mapped[float | None] = mapped_column(Float)
     """The run's expected duration when it started, to measure the estimates against."""
     result_path: Mapped[str | None] = mapped_column(String(500))

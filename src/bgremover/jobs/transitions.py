@@ -1,4 +1,7 @@
-"""The only place a job's status changes: one conditional UPDATE whose row count decides.
+"""Where a job's status changes: one conditional UPDATE whose row count decides. The one
+move made elsewhere is the claim's pending → processing (``runs.Runs.claim_next``): its UPDATE picks
+the best pending job in the same statement, so it cannot take an id from here; it is a move
+``states.TRANSITIONS`` allows, under the same ``WHERE status = 'pending'`` guard.
 
 ``UPDATE jobs SET status = :to … WHERE id = :id AND status = :from [AND dispatch_id = :d]``
 is atomic on every backend, so two processes cannot both move a job: the loser changes no row
@@ -18,10 +21,8 @@ from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import Session as Db
 
 from . import metrics
-from .states import ACTIVE, TERMINAL, TRANSITIONS, JobStatus, batch_status
+from .states import ACTIVE, STATUSES, TERMINAL, TRANSITIONS, JobStatus, batch_status
 from .tables import BatchRow, JobRow
-
-COUNTED: tuple[JobStatus, ...] = ("pending", "processing", "completed", "failed", "cancelled")
 
 NOT_RUNNING: dict[str, Any] = {"dispatch_id": None, "lease_owner": None, "lease_until": None}
 """What a job that no run holds has in its run columns."""
@@ -80,14 +81,14 @@ def shift_batch(db: Db, batch_id: str, deltas: Mapping[str, int], now: datetime)
     changes: dict[str, Any] = {}
     for key, delta in deltas.items():
         if delta:
-            column = f"{key}_jobs" if key in COUNTED or key == "total" else key
+            column = f"{key}_jobs" if key in STATUSES or key == "total" else key
             changes[column] = getattr(BatchRow, column) + delta
     columns = (
         BatchRow.total_jobs,
         BatchRow.start_time,
         BatchRow.end_time,
         BatchRow.active_since,
-        *(getattr(BatchRow, f"{status}_jobs") for status in COUNTED),
+        *(getattr(BatchRow, f"{status}_jobs") for status in STATUSES),
     )
     if changes:
         row = db.execute(
@@ -97,7 +98,7 @@ def shift_batch(db: Db, batch_id: str, deltas: Mapping[str, int], now: datetime)
     else:
         row = db.execute(select(*columns).where(BatchRow.id == batch_id)).one()
     total_jobs, start_time, end_time, active_since, *counts = row
-    status = batch_status(total=total_jobs, **dict(zip(COUNTED, counts, strict=True)))
+    status = batch_status(total=total_jobs, **dict(zip(STATUSES, counts, strict=True)))
     if start_time is None and deltas.get("processing", 0) > 0:
         start_time = now
     if status in ACTIVE and total_jobs:
@@ -196,7 +197,7 @@ def recount(db: Db, batch_id: str, now: datetime) -> None:
         counts[f"total_b{bucket}"] += n
         if status in TERMINAL:
             counts[f"ended_b{bucket}"] += n
-    columns = [f"{s}_jobs" for s in ("total", *COUNTED)]
+    columns = [f"{s}_jobs" for s in ("total", *STATUSES)]
     columns += [f"{kind}_b{bucket}" for kind in ("total", "ended") for bucket in range(4)]
     db.execute(
         update(BatchRow)

@@ -1,6 +1,6 @@
 """Where originals, results and background images live: one small contract, two backends.
 
-``jobs`` names every file by a key it derives itself ("originals/ab/<sha256>",
+``files.FileStore`` names every file by a key it derives itself ("originals/ab/<sha256>",
 "results/ab/<job id>.png"); a backend only stores bytes under keys. The data dir is the
 default; an S3-compatible bucket lets web processes and workers on other machines share files.
 """

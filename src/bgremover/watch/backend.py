@@ -7,8 +7,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
 
-ENDED = ("completed", "failed", "cancelled")
-
 
 @dataclass(frozen=True)
 class Update:

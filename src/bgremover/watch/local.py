@@ -10,11 +10,11 @@ import uuid
 from typing import BinaryIO
 
 from ..config import Settings
-from ..jobs.events import Subscription
+from ..jobs.bus.base import Subscription
 from ..jobs.presets import PresetOptions
+from ..jobs.staging import Rejected, stage
 from ..jobs.states import NotFound
-from ..jobs.system import JobSystem
-from ..web.uploads import Rejected, stage
+from ..system import JobSystem
 from .backend import Refused, Report, Resync, Update
 
 
@@ -41,7 +41,7 @@ class LocalJobs:
         while (event := subscription.get()) is not None:
             if event.type == "resync":
                 report(Resync())
-            elif event.type == "job.updated" and not event.data["job"].get("deleted"):
+            elif event.type == "job.updated":
                 report(Update.from_job(event.data["job"]))
             elif event.type == "job.progress":
                 report(Update(event.data["id"], "processing", event.data.get("progress", 0.0),

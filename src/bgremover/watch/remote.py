@@ -163,7 +163,7 @@ def _events(lines: Iterator[str]) -> Iterator[tuple[str | None, str, Any]]:
 
 
 def _dispatch(kind: str, data: Any, report: Report) -> None:
-    if kind == "job.updated" and not data["job"].get("deleted"):
+    if kind == "job.updated":
         report(Update.from_job(data["job"]))
     elif kind == "job.progress":
         report(Update(data["id"], "processing", data.get("progress", 0.0), data.get("stage")))

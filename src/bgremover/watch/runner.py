@@ -14,8 +14,9 @@ from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn
 from watchdog.events import FileSystemEvent
 
 from ..engine.options import OutputFormat
+from ..jobs.states import TERMINAL
 from ..terminal import label_columns
-from .backend import ENDED, Backend, Notice, Refused, Resync, Update
+from .backend import Backend, Notice, Refused, Resync, Update
 from .folder import FolderWatch, Rules
 from .ledger import Entry, Ledger, Signature
 from .nolinks import LinkRefused, OutputFolder, open_source
@@ -196,7 +197,7 @@ class Runner:
         if rel is None:
             return
         self.display.update(update)
-        if update.status not in ENDED:
+        if update.status not in TERMINAL:
             return
         del self.active[update.job_id]
         self.display.end(update.job_id)

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from .. import __version__
 from ..config import Settings
-from ..jobs.system import JobSystem
+from ..system import JobSystem
 from . import (
     errors,
     events,

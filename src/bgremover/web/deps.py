@@ -8,10 +8,10 @@ from fastapi import Depends, Query, Request
 from pydantic import BaseModel
 
 from ..config import Settings
-from ..jobs.events import EventBus
+from ..jobs.bus.base import EventBus
+from ..jobs.contract import JobStore
 from ..jobs.presets import PresetStore
-from ..jobs.service import JobService
-from ..jobs.system import JobSystem
+from ..system import JobSystem
 
 T = TypeVar("T")
 
@@ -21,7 +21,7 @@ def get_system(request: Request) -> JobSystem:
     return system
 
 
-def get_service(request: Request) -> JobService:
+def get_service(request: Request) -> JobStore:
     return get_system(request).service
 
 
@@ -38,7 +38,7 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
-Service = Annotated[JobService, Depends(get_service)]
+Service = Annotated[JobStore, Depends(get_service)]
 Bus = Annotated[EventBus, Depends(get_bus)]
 Presets = Annotated[PresetStore, Depends(get_presets)]
 AppSettings = Annotated[Settings, Depends(get_settings)]

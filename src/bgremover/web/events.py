@@ -22,8 +22,8 @@ from fastapi import APIRouter, Header, Query, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
-from ..jobs.events import Event, EventBus, Subscription
-from ..jobs.service import JobService
+from ..jobs.bus.base import Event, EventBus, Subscription
+from ..jobs.contract import JobStore
 from .deps import Bus, Service
 
 router = APIRouter(prefix="/api", tags=["events"])
@@ -38,7 +38,7 @@ class SnapshotCache:
     """One snapshot computation at a time, reused briefly; the client then replays the
     events after the snapshot's seq from the bus, so a reused snapshot loses nothing."""
 
-    def __init__(self, service: JobService) -> None:
+    def __init__(self, service: JobStore) -> None:
         self._service = service
         self._lock = threading.Lock()
         self._seq = 0
@@ -67,7 +67,7 @@ class StreamCount:
         self.open = 0
 
 
-def snapshot_cache(request: Request, service: JobService) -> SnapshotCache:
+def snapshot_cache(request: Request, service: JobStore) -> SnapshotCache:
     state = request.app.state
     if getattr(state, "snapshots", None) is None:
         state.snapshots = SnapshotCache(service)

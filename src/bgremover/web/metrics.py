@@ -28,7 +28,7 @@ from prometheus_client.registry import Collector
 from starlette.datastructures import State
 
 from ..jobs.metrics import Histogram
-from ..jobs.system import JobSystem
+from ..system import JobSystem
 from .events import StreamCount
 
 log = logging.getLogger(__name__)

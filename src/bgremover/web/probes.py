@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from ..jobs.system import JobSystem
+from ..system import JobSystem
 from .deps import get_settings
 
 router = APIRouter(prefix="/api/health", tags=["health"])

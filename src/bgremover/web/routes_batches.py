@@ -17,13 +17,15 @@ from ..engine.options import OutputFormat
 from ..jobs.names import Name, clean_text
 from ..jobs.presets import PresetOptions, PresetStore, UnknownPreset
 from ..jobs.schemas import Batch, BatchCreated, CancelResult, RetryResult, Upload
+from ..jobs.staging import Rejected, stage
 from ..jobs.states import JobStatus
+from ..webhooks.guard import MAX_URL_LENGTH
 from .deps import AppSettings, Limit, Offset, Page, Presets, Service
 from .downloads import archive_name, content_disposition, download_name
 from .errors import ApiError, error_body
 from .routes_webhooks import checked_url
 from .stored import chunks
-from .uploads import Rejected, UploadRoute, check_model, preset_options, stage
+from .uploads import UploadRoute, check_model, preset_options
 
 router = APIRouter(prefix="/api/batches", tags=["batches"], route_class=UploadRoute)
 
@@ -67,7 +69,10 @@ async def upload(
     ] = None,
     callback_url: Annotated[
         str | None,
-        Form(max_length=2000, description="Webhook for this batch's events (see `callback`)"),
+        Form(
+            max_length=MAX_URL_LENGTH,
+            description="Webhook for this batch's events (see `callback`)",
+        ),
     ] = None,
 ) -> JSONResponse:
     """Each upload becomes a batch (auto-named) unless ``batch_id`` names a manual batch.

@@ -15,13 +15,14 @@ from ..engine.decode import measure
 from ..engine.errors import InputError
 from ..engine.options import OutputFormat
 from ..jobs.schemas import CancelResult, Job, RetryResult
-from ..jobs.states import JobStatus
+from ..jobs.staging import Rejected, stage
+from ..jobs.states import ACTIVE, JobStatus
 from ..jobs.times import TIME_FORM, InvalidTime, parse_time
 from .deps import AppSettings, Limit, Offset, Page, Service
 from .downloads import content_disposition, download_name, render
 from .errors import ApiError
 from .stored import read_all, stored_response
-from .uploads import Rejected, UploadRoute, form_options, stage
+from .uploads import UploadRoute, form_options
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"], route_class=UploadRoute)
 
@@ -100,7 +101,7 @@ def delete_jobs(
     status: Annotated[list[JobStatus], Query(description="Ended statuses to delete")],
 ) -> dict[str, int]:
     """Delete every job in the given ended statuses (the history's "clear all")."""
-    if any(s in ("pending", "processing") for s in status):
+    if any(s in ACTIVE for s in status):
         raise ApiError(
             409, "invalid_transition", "active jobs cannot be bulk-deleted; cancel first"
         )

@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from ..config import Settings
 from ..engine.errors import InputError
 from ..engine.thumbnail import SIZES, render_size, thumbnail
-from ..jobs.files import FileStore
+from ..storage.files import FileStore
 from .deps import AppSettings, Service
 from .errors import ApiError, error_body
 

@@ -1,16 +1,12 @@
-"""Uploaded files: parsed with each file cut off at the size limit, copied in chunks to a
-staging folder (never held in memory), sniffed from their bytes, and named for display only:
-a user's file name is never a path."""
+"""Uploaded files as the web API reads them: each file cut off at the size limit while the
+body is parsed (``jobs.staging`` copies and sniffs it), and form fields checked into image
+options with a 422 that says what is wrong."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import aclosing, contextmanager
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
@@ -22,16 +18,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..config import Settings
-from ..engine.decode import SUPPORTED_MEDIA_TYPES, sniff
 from ..engine.errors import ModelError
 from ..engine.options import RemoveOptions
-from ..jobs.names import display_name
 from ..jobs.presets import PresetOptions
-from ..jobs.schemas import Upload
 from .errors import ApiError
-
-_CHUNK = 1 << 20
-_SNIFF_BYTES = 8192
 
 
 class UploadRoute(APIRoute):
@@ -97,69 +87,6 @@ class _CappedParser(MultiPartParser):
                 return
             self._kept += end - start
         super().on_part_data(data, start, end)
-
-
-@dataclass(frozen=True)
-class Rejected:
-    """A file refused before it became a job, with the HTTP status it alone would get."""
-
-    file_name: str
-    status: int
-    code: str
-    message: str
-
-    def as_json(self) -> dict[str, object]:
-        return {"file_name": self.file_name, "error": {"code": self.code, "message": self.message}}
-
-
-def stage(file: BinaryIO, raw_name: str | None, staging: Path, max_bytes: int) -> Upload | Rejected:
-    """Copy one uploaded file into ``staging``; refuse it if too large or not an image."""
-    name = display_name(raw_name)
-    staging.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix="upload-", dir=staging)
-    tmp = Path(tmp_name)
-    size = 0
-    header = b""
-    try:
-        with os.fdopen(fd, "wb") as out:
-            while block := file.read(_CHUNK):
-                size += len(block)
-                if size > max_bytes:
-                    tmp.unlink()
-                    return Rejected(
-                        name,
-                        413,
-                        "file_too_large",
-                        f"{name} is over the {max_bytes / 1e6:.0f} MB upload limit",
-                    )
-                if len(header) < _SNIFF_BYTES:
-                    header += block[: _SNIFF_BYTES - len(header)]
-                out.write(block)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    rejection = _refusal(name, size, header)
-    if rejection is not None:
-        tmp.unlink()
-        return rejection
-    return Upload(file_name=name, path=str(tmp))
-
-
-def _refusal(name: str, size: int, header: bytes) -> Rejected | None:
-    if size == 0:
-        return Rejected(name, 415, "empty_file", f"{name} is empty (0 bytes)")
-    media_type = sniff(header)
-    if media_type is None or not media_type.startswith("image/"):
-        what = f"a {media_type} file" if media_type else "not a file type we recognise"
-        return Rejected(name, 415, "not_an_image", f"{name} is not an image ({what})")
-    if media_type not in SUPPORTED_MEDIA_TYPES:
-        return Rejected(
-            name,
-            415,
-            "unsupported_format",
-            f"{name}: {media_type} images are not supported; convert it to PNG, JPEG or WebP",
-        )
-    return None
 
 
 def check_model(settings: Settings, name: str) -> None:

@@ -30,10 +30,11 @@ from sqlalchemy.orm import sessionmaker
 from ..config import Settings
 from ..dependencies import first_line
 from ..jobs import metrics
-from ..jobs.core import process_identity, utcnow
-from ..jobs.events import Event, EventBus, Subscription
+from ..jobs.bus.base import Event, EventBus, Subscription
+from ..jobs.rows import process_identity
 from ..jobs.states import TERMINAL
 from ..jobs.tables import DateTime, WebhookAttemptRow, WebhookDeliveryRow, WebhookEndpointRow
+from ..jobs.times import utcnow
 from .sender import Outcome, Sender
 
 log = logging.getLogger(__name__)
@@ -67,14 +68,14 @@ class Dispatcher:
     def __init__(
         self,
         settings: Settings,
-        sessions: sessionmaker[Db],
+        transactions: sessionmaker[Db],
         bus: EventBus,
         *,
         now: Callable[[], datetime] = utcnow,
         owner: str | None = None,
     ) -> None:
         self._settings = settings
-        self._sessions = sessions
+        self._transactions = transactions
         self._bus = bus
         self._now = now
         self.owner = owner or process_identity()
@@ -162,7 +163,7 @@ class Dispatcher:
         """Seconds until a delivery falls due that no sender holds (at most ``POLL_S``)."""
         D = WebhookDeliveryRow
         free_at = case((D.lease_until > D.next_attempt_at, D.lease_until), else_=D.next_attempt_at)
-        with self._sessions() as db:
+        with self._transactions() as db:
             due = db.scalar(
                 select(type_coerce(func.min(free_at), DateTime())).where(D.status == "pending")
             )
@@ -209,7 +210,7 @@ class Dispatcher:
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        with self._sessions.begin() as db:
+        with self._transactions.begin() as db:
             # Two statements: PostgreSQL may run an ``IN (… LIMIT n FOR UPDATE SKIP LOCKED)``
             # subquery once per row and so claim every due row. The rows selected are locked
             # (PostgreSQL); the UPDATE checks them again (SQLite's select locks nothing).
@@ -256,7 +257,7 @@ class Dispatcher:
                 values |= {"status": "failed", "ended_at": now}
             else:
                 values["next_attempt_at"] = retry_at
-        with self._sessions.begin() as db:
+        with self._transactions.begin() as db:
             changed = db.execute(
                 update(D).where(*guard).values(**values),
                 execution_options={"synchronize_session": False},
@@ -293,7 +294,7 @@ class Dispatcher:
         """Delete ended deliveries (and their attempts) older than ``job_retention``."""
         cutoff = self._now() - self._settings.job_retention
         D = WebhookDeliveryRow
-        with self._sessions.begin() as db:
+        with self._transactions.begin() as db:
             removed = db.execute(
                 delete(D).where(D.status != "pending", D.ended_at < cutoff),
                 execution_options={"synchronize_session": False},

@@ -14,6 +14,7 @@ from sqlalchemy.orm import sessionmaker
 from ..jobs.outbox import EventType, add_endpoint
 from ..jobs.states import NotFound
 from ..jobs.tables import WebhookAttemptRow, WebhookDeliveryRow, WebhookEndpointRow
+from .guard import MAX_URL_LENGTH
 
 DeliveryStatus = Literal["pending", "delivered", "failed"]
 
@@ -23,7 +24,7 @@ class WebhookIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    url: Annotated[str, Field(max_length=2000, examples=["https://example.com/hooks/bg"])]
+    url: Annotated[str, Field(max_length=MAX_URL_LENGTH, examples=["https://example.com/hooks/bg"])]
     events: Annotated[list[EventType], Field(min_length=1)]
     description: Annotated[str | None, Field(max_length=500)] = None
 
@@ -58,12 +59,12 @@ class Attempt(BaseModel):
 
 
 class WebhookStore:
-    def __init__(self, sessions: sessionmaker[Db]) -> None:
-        self._sessions = sessions
+    def __init__(self, transactions: sessionmaker[Db]) -> None:
+        self._transactions = transactions
 
     def create(self, new: WebhookIn, url: str) -> WebhookCreated:
         """An endpoint for ``url`` (``new.url`` as the guard checked it), with a new secret."""
-        with self._sessions.begin() as db:
+        with self._transactions.begin() as db:
             row = add_endpoint(
                 db, url=url, events=new.events, description=new.description,
                 now=datetime.now(UTC),
@@ -71,7 +72,7 @@ class WebhookStore:
             return WebhookCreated(**_shown(row).model_dump(), secret=row.secret)
 
     def endpoints(self) -> list[Webhook]:
-        with self._sessions() as db:
+        with self._transactions() as db:
             rows = db.scalars(
                 select(WebhookEndpointRow).order_by(WebhookEndpointRow.created_at)
             ).all()
@@ -79,7 +80,7 @@ class WebhookStore:
 
     def delete(self, webhook_id: str) -> None:
         """Remove the endpoint and every delivery still owed to it."""
-        with self._sessions.begin() as db:
+        with self._transactions.begin() as db:
             gone = db.execute(
                 delete(WebhookEndpointRow).where(WebhookEndpointRow.id == webhook_id),
                 execution_options={"synchronize_session": False},
@@ -90,7 +91,7 @@ class WebhookStore:
     def attempts(self, webhook_id: str, limit: int) -> list[Attempt]:
         """The endpoint's last ``limit`` attempts, newest first."""
         A, D = WebhookAttemptRow, WebhookDeliveryRow
-        with self._sessions() as db:
+        with self._transactions() as db:
             if db.get(WebhookEndpointRow, webhook_id) is None:
                 raise NotFound("webhook", webhook_id)
             rows = db.execute(
@@ -110,7 +111,7 @@ class WebhookStore:
         """Deliveries by outcome, from the database (the same in every process): pending
         (to send or retry), delivered, failed (given up). For ``/metrics``."""
         counts: dict[DeliveryStatus, int] = {"pending": 0, "delivered": 0, "failed": 0}
-        with self._sessions() as db:
+        with self._transactions() as db:
             rows = db.execute(
                 select(WebhookDeliveryRow.status, func.count()).group_by(WebhookDeliveryRow.status)
             ).all()

@@ -156,14 +156,10 @@ class Listener:
         self._dependencies = dependencies or Dependencies()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"listen-{channel}", daemon=True)
-        self._subscribed = threading.Event()
 
     def start(self) -> Listener:
         self._thread.start()
         return self
-
-    def wait_subscribed(self, timeout: float) -> bool:
-        return self._subscribed.wait(timeout)
 
     def stop(self) -> None:
         self._stop.set()
@@ -175,7 +171,6 @@ class Listener:
             try:
                 pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(self._channel)
-                self._subscribed.set()
                 self._dependencies.regained("redis")
                 delay = RETRY_START_S
                 while not self._stop.is_set():
@@ -184,7 +179,6 @@ class Listener:
                         self._handle(message["data"].decode())
                 pubsub.close()
             except Exception as exc:  # Redis down or restarted: retry with backoff
-                self._subscribed.clear()
                 self._dependencies.lost("redis", f"cannot listen on {self._channel}: {exc}")
                 self._stop.wait(delay)
                 delay = min(delay * 2, RETRY_CAP_S)

@@ -13,8 +13,8 @@ import re
 from dataclasses import fields
 from typing import Any
 
-from ..jobs.files import ID_PATTERN
 from ..storage import check_key
+from ..storage.files import ID_PATTERN
 from .base import WorkItem
 
 _FIELDS = frozenset(f.name for f in fields(WorkItem))

@@ -16,8 +16,24 @@ from collections.abc import Callable
 
 from ..config import Settings
 from ..engine import ModelError, Remover
+from ..engine.models import ModelStore
 
 log = logging.getLogger(__name__)
+
+
+def load_remover(settings: Settings | None = None) -> Remover:
+    """A ``Remover`` for the configured model, fetching the model first if it is missing."""
+    settings = settings or Settings()
+    store = ModelStore(settings.models_dir)
+    return Remover(
+        store.resolve(settings.model, settings.model_path),
+        intra_op_threads=settings.intra_op_threads,
+        lean_memory=settings.lean_model_memory,
+        max_image_pixels=settings.max_image_pixels,
+        max_input_bytes=settings.max_upload_bytes,
+        device=settings.device,
+        batch_size=settings.batch_size,
+    )
 
 
 class Removers:
@@ -32,8 +48,6 @@ class Removers:
     ) -> None:
         """``first``: the default model as the worker already loaded it (or the reason it
         could not), kept so that jobs naming no model fail or run as before."""
-        from ..api import load_remover
-
         self._settings = settings
         self._load = load or load_remover
         self._budget = settings.model_memory

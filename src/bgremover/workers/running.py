@@ -30,10 +30,10 @@ from ..engine.errors import OutputError
 from ..engine.png import write_png
 from ..engine.remover import MaskMismatch
 from ..engine.stages import stage_label
-from ..jobs.files import FileStore
 from ..logs import bound
 from ..storage import Storage, StorageError, outage_reason
 from ..storage.faults import errno_reason
+from ..storage.files import FileStore
 from .base import Failed, Finished, Lost, Report, StageProgress, Stopped, WorkItem
 from .removers import Removers
 

@@ -22,13 +22,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..api import load_remover
 from ..config import Settings
 from ..engine import Cancelled, CancelToken, ModelError, Remover
 from ..logs import LogFormat, configure
 from ..storage import open_storage
 from .base import Calibration, Report, Started, WorkItem
-from .removers import Removers
+from .removers import Removers, load_remover
 from .running import ProgressReports, run_context, run_item
 
 log = logging.getLogger(__name__)

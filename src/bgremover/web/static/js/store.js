@@ -106,7 +106,8 @@ class Store extends EventTarget {
       handler(JSON.parse(event.data), before);
     });
     on("snapshot", (data, before) => this._snapshot(data, before));
-    on("job.updated", (data) => this._jobUpdated(data.job));
+    on("job.updated", (data) => this._put(this.jobs, "jobs", data.job));
+    on("job.deleted", (data) => this._delete(data.job.id));
     on("job.progress", (data) => this._jobProgress(data));
     on("batch.updated", (data) => this._batchUpdated(data.batch));
     on("session.updated", (data) => this._put(this.sessions, "sessions", data.session));
@@ -218,11 +219,6 @@ class Store extends EventTarget {
         .catch(() => this._delete(job.id));
     }
     this.dispatchEvent(new CustomEvent("snapshot", { detail: data }));
-  }
-
-  _jobUpdated(job) {
-    if (job.deleted) this._delete(job.id);
-    else this._put(this.jobs, "jobs", job);
   }
 
   _jobProgress(data) {

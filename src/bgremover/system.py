@@ -1,4 +1,8 @@
-"""Wires the job store, files, event bus, service, scheduler and executor together."""
+"""Wires one process's job system: the job service (``jobs.opening``), the executor that runs
+its jobs (local worker processes or Celery), the scheduler, presets, logins and webhooks.
+
+It sits above the job core so that ``jobs`` never imports the concrete executors or the
+webhook dispatcher: the core knows only the ``workers.base.Executor`` contract."""
 
 from __future__ import annotations
 
@@ -8,78 +12,33 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from ..config import Settings
-from ..dependencies import Dependencies, DependencyState
-from ..storage import StorageError, open_storage, outage_reason
-from ..webhooks.dispatcher import Dispatcher
-from ..webhooks.store import WebhookStore
-from ..workers.base import Executor
-from .database import connect, default_url, migrate, session_factory
-from .events import Event, EventBus, InMemoryEventBus
-from .files import FileStore
-from .logins import LoginStore
-from .outages import StorageGate
-from .presets import PresetStore
-from .scheduler import Scheduler
-from .sequences import EventSeq
-from .service import JobService
+from .config import Settings
+from .dependencies import Dependencies, DependencyState
+from .jobs.bus.base import Event, EventBus
+from .jobs.database import session_factory
+from .jobs.logins import LoginStore
+from .jobs.opening import open_service
+from .jobs.outages import StorageGate
+from .jobs.presets import PresetStore
+from .jobs.scheduler import Scheduler
+from .storage import StorageError, outage_reason
+from .webhooks.dispatcher import Dispatcher
+from .webhooks.store import WebhookStore
+from .workers.base import Executor
 
 log = logging.getLogger(__name__)
-
-
-def open_bus(
-    settings: Settings,
-    engine: Engine,
-    *,
-    follow: bool = True,
-    dependencies: Dependencies | None = None,
-) -> EventBus:
-    """The event bus, with seqs from the database: in this process; or the Redis stream
-    every web process and worker shares, when ``redis_url`` is set (``follow=False``: a
-    process that only publishes, a worker, reads nothing back)."""
-    seq = EventSeq(engine)
-    if settings.redis_url:
-        from .redis_bus import RedisEventBus  # imports redis only when it is used
-
-        prefix = f"{settings.redis_namespace}:events"
-        return RedisEventBus(
-            settings.redis_url, seq=seq, prefix=prefix, follow=follow, dependencies=dependencies
-        )
-    return InMemoryEventBus(seq=seq.take, last=seq.last())
-
-
-def open_service(
-    settings: Settings, *, bus: EventBus | None = None, follow: bool = True
-) -> JobService:
-    """A job service on the configured database (migrated), store and bus."""
-    engine = connect(settings.database_url or default_url(settings.data_dir))
-    migrate(engine)
-    dependencies = Dependencies()
-    if bus is None:
-        bus = open_bus(settings, engine, follow=follow, dependencies=dependencies)
-    return JobService(
-        sessions=session_factory(engine),
-        files=FileStore(
-            open_storage(settings),
-            settings.data_dir,
-            thumbnail_cache_bytes=settings.thumbnail_cache_bytes,
-        ),
-        bus=bus,
-        settings=settings,
-        dependencies=dependencies,
-    )
 
 
 def default_executor(settings: Settings, dependencies: Dependencies | None = None) -> Executor:
     """Celery workers when the cluster is configured, else local worker processes."""
     if settings.redis_url:
-        from ..workers.celery_executor import CeleryExecutor
+        from .workers.celery_executor import CeleryExecutor
 
         return CeleryExecutor(settings, dependencies=dependencies)
-    from ..workers.local import LocalProcessExecutor
+    from .workers.local import LocalProcessExecutor
 
     return LocalProcessExecutor(settings)
 

@@ -24,8 +24,9 @@ from contextlib import suppress
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
-from ..dependencies import RETRY_CAP_S, Dependencies
-from .events import (
+from ...dependencies import RETRY_CAP_S, Dependencies
+from ..sequences import EventSeq
+from .base import (
     KEPT_NOTIFICATIONS,
     BusUnavailable,
     Event,
@@ -35,7 +36,6 @@ from .events import (
     Subscription,
     too_old,
 )
-from .sequences import EventSeq
 
 if TYPE_CHECKING:
     from redis.typing import KeyT, StreamIdT

@@ -10,7 +10,6 @@ state (the SSE stream sends a fresh snapshot). Recent events are kept for replay
 from __future__ import annotations
 
 import asyncio
-import itertools
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -19,10 +18,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pydantic import BaseModel
+
 EventType = Literal[
     "snapshot",
     "resync",
     "job.updated",
+    "job.deleted",
     "job.progress",
     "batch.updated",
     "session.updated",
@@ -30,6 +32,45 @@ EventType = Literal[
     "health.updated",
     "queue.updated",
 ]
+
+
+# Payloads: events travel as ``(type, data)`` with JSON data; these models fix the shape of the
+# ones that are not whole snapshots of a row (``jobs.notices`` builds every event).
+Published = tuple[EventType, dict[str, Any]]
+NoticeKind = Literal["success", "error", "warning", "info"]
+
+
+class Notification(BaseModel):
+    kind: NoticeKind
+    title: str
+    body: str
+    job_id: str | None = None
+    batch_id: str | None = None
+    session_id: str | None = None
+
+
+class JobProgress(BaseModel):
+    """A running job's progress between stage changes (coalesced per job)."""
+
+    id: str
+    batch_id: str
+    progress: float
+    stage: str
+    eta: float
+    eta_at: float
+    """When ``eta`` was estimated (``time.time()``): a client counts down from there."""
+    sent_at: float
+    """When the worker reported it (``time.time()``), for latency measurement."""
+
+
+class JobRef(BaseModel):
+    id: str
+
+
+class JobDeleted(BaseModel):
+    """``job.deleted``: the job and its files are gone; a client drops it."""
+
+    job: JobRef
 
 
 @dataclass(frozen=True)
@@ -269,17 +310,6 @@ SeqSource = Callable[[int], list[int]]
 """Hands out ``n`` new seqs in ascending order (``sequences.EventSeq.take``)."""
 
 
-class _LocalSeq:
-    """A seq for a bus that shares nothing: it starts at the clock in microseconds, so it
-    keeps increasing across restarts."""
-
-    def __init__(self) -> None:
-        self._next = itertools.count(time.time_ns() // 1000)
-
-    def __call__(self, count: int) -> list[int]:
-        return [next(self._next) for _ in range(count)]
-
-
 class Fanout:
     """What every bus does in its own process: deliver events in seq order to the local
     subscribers and keep the recent ones for replay. Callers hold ``lock`` around each use,
@@ -347,115 +377,3 @@ class Fanout:
 def too_old() -> Event:
     """What a subscriber resuming after events that are no longer kept gets first."""
     return Event(RESYNC_SEQ, "resync", {"reason": "too old"})
-
-
-class InMemoryEventBus(EventBus):
-    """Delivers to this process's subscribers; ``seq`` comes from ``seq`` (the database's
-    sequence in a ``JobSystem``, so every process means the same thing by an event id). The
-    scale-out bus (``redis_bus.RedisEventBus``) carries the same events over Redis."""
-
-    def __init__(self, replay: int = 10_000, *, seq: SeqSource | None = None, last: int = 0):
-        self._seq: SeqSource = seq or _LocalSeq()
-        self._fanout = Fanout(replay, last if seq is not None else self._seq(1)[0])
-        self._notifications: deque[Event] = deque(maxlen=KEPT_NOTIFICATIONS)
-
-    @property
-    def last_seq(self) -> int:
-        return self._fanout.last
-
-    def recent_notifications(self) -> list[Event]:
-        with self._fanout.lock:
-            return list(self._notifications)
-
-    def publish_many(self, events: Sequence[tuple[EventType, dict[str, Any]]]) -> list[Event]:
-        if not events:
-            return []
-        # Seqs are taken and delivered under the lock so every subscriber sees seq order.
-        with self._fanout.lock:
-            seqs = self._seq(len(events))
-            published = [
-                Event(seq, type, data) for seq, (type, data) in zip(seqs, events, strict=True)
-            ]
-            self._notifications.extend(e for e in published if e.type == "notification")
-            self._fanout.deliver(published)
-        return published
-
-    def subscribe(self, after: int | None = None, maxsize: int = 1000) -> Subscription:
-        subscription = Subscription(self, maxsize)
-        with self._fanout.lock:
-            # Seqs are shared with other processes, so they have gaps: what counts is
-            # whether an event newer than ``after`` was dropped.
-            if after is not None and not self._fanout.replays(after):
-                subscription.deliver(too_old())
-                after = None
-            self._fanout.attach(subscription, after)
-        return subscription
-
-    def unsubscribe(self, subscription: Subscription) -> None:
-        with self._fanout.lock:
-            self._fanout.detach(subscription)
-
-    def resync(self, reason: str) -> None:
-        self._fanout.resync(reason)
-
-
-class ProgressThrottle:
-    """At most one progress event per key per interval; the latest value always gets out.
-
-    The first update after a quiet interval is published at once (low latency); later ones
-    within the interval are held and the newest is flushed when the interval ends.
-    """
-
-    def __init__(self, publish: Callable[[str, dict[str, Any]], None], interval: float) -> None:
-        self._publish = publish
-        self._interval = interval
-        self._lock = threading.Lock()
-        self._last_sent: dict[str, float] = {}
-        self._held: dict[str, dict[str, Any]] = {}
-        self._timer_running = False
-
-    def offer(self, key: str, data: dict[str, Any]) -> None:
-        now = time.monotonic()
-        with self._lock:
-            wait = self._interval - (now - self._last_sent.get(key, -1e9))
-            send = wait <= 0 and key not in self._held
-            if send:
-                self._last_sent[key] = now
-            else:
-                self._held[key] = data
-                self._ensure_timer(max(wait, 0.0))
-        if send:
-            self._publish(key, data)
-
-    def discard(self, key: str) -> None:
-        """Forget a held update: a lifecycle event about the same thing supersedes it.
-        Returns once no held update for it can be published any more."""
-        with self._lock:
-            self._held.pop(key, None)
-            self._last_sent.pop(key, None)
-
-    def _ensure_timer(self, delay: float) -> None:
-        """Flush when the earliest held key's interval ends (one timer for all keys)."""
-        if not self._timer_running:
-            self._timer_running = True
-            timer = threading.Timer(delay, self._flush)
-            timer.daemon = True
-            timer.start()
-
-    def _flush(self) -> None:
-        now = time.monotonic()
-        due: list[tuple[str, dict[str, Any]]] = []
-        with self._lock:
-            for key, data in list(self._held.items()):
-                if now - self._last_sent.get(key, -1e9) >= self._interval * 0.999:
-                    due.append((key, data))
-                    del self._held[key]
-                    self._last_sent[key] = now
-            self._timer_running = False
-            if self._held:
-                waits = (self._interval - (now - self._last_sent.get(k, -1e9)) for k in self._held)
-                self._ensure_timer(max(min(waits), 0.001))
-            # Published under the lock: a ``discard`` (a lifecycle event about to go out) waits
-            # for it, so a held older value can never follow the newer event.
-            for key, data in due:
-                self._publish(key, data)

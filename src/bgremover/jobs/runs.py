@@ -43,9 +43,11 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.orm import Session as Db
 
+from ..config import ERROR_MESSAGE_CHARS
 from ..dependencies import first_line
 from ..engine.options import OutputFormat, RemoveOptions
 from ..engine.stages import SKIPPED_ON_REUSE, overall_percent, parse_label
+from ..storage.files import background_hash
 from ..workers.base import (
     Calibration,
     Failed,
@@ -59,11 +61,11 @@ from ..workers.base import (
     Stopped,
     WorkItem,
 )
-from . import masks, metrics, notices, timings, transitions
+from . import masks, metrics, notices, transitions
+from .bus.base import JobProgress, Published
 from .core import ServiceCore
 from .database import unreachable
-from .files import background_hash
-from .notices import JobProgress, Published
+from .eta import timings
 from .rows import new_id
 from .schemas import Job
 from .snapshots import Live, live_remaining, model_of
@@ -77,7 +79,10 @@ T = TypeVar("T")
 CLAIM_LOCK = 0x62677265  # "bgre": PostgreSQL advisory lock serialising claims within slots
 
 
-class Reports(ServiceCore):
+class Runs:
+    def __init__(self, core: ServiceCore) -> None:
+        self._core = core
+
     # ------------------------------------------------------------------------ claims
 
     def claim_next(self, *, within: int | None = None) -> WorkItem | None:
@@ -88,9 +93,11 @@ class Reports(ServiceCore):
         ``within`` (worker slots shared by every dispatching process), only while fewer runs
         than that are processing anywhere: counting and claiming are one step, serialised
         across processes, so the cluster never runs more than its slots."""
-        now = self._now()
-        handed = self._runs_elsewhere
-        held_until = self.settings.takeover_timeout if handed else self.settings.lease_duration
+        now = self._core._now()
+        handed = self._core._runs_elsewhere
+        held_until = (
+            self._core.settings.takeover_timeout if handed else self._core.settings.lease_duration
+        )
         dispatch_id = new_id()
         waited = or_(JobRow.not_before.is_(None), JobRow.not_before <= now)
         best = (
@@ -102,7 +109,7 @@ class Reports(ServiceCore):
             .scalar_subquery()
         )
         conditions = [JobRow.id == best, JobRow.status == "pending"]
-        with self._sessions.begin() as db:
+        with self._core._transactions.begin() as db:
             if within is not None:
                 if db.get_bind().dialect.name == "postgresql":
                     db.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK)))
@@ -116,7 +123,7 @@ class Reports(ServiceCore):
                 .values(
                     status="processing",
                     dispatch_id=dispatch_id,
-                    lease_owner=None if handed else self.owner,
+                    lease_owner=None if handed else self._core.owner,
                     lease_until=now + held_until,
                     start_time=now,
                     stage=None,
@@ -141,20 +148,20 @@ class Reports(ServiceCore):
             pixels = width * height if width and height else None
             kept = bool(masks.cached(db, [content_hash]))
             model = model_of(options)
-            predicted = self.clock.job_seconds(bucket, pixels, model, mask_reused=kept)
+            predicted = self._core.clock.job_seconds(bucket, pixels, model, mask_reused=kept)
             db.execute(
                 update(JobRow).where(JobRow.id == job_id).values(predicted_seconds=predicted),
                 execution_options={"synchronize_session": False},
             )
             transitions.shift_batch(db, batch_id, {"pending": -1, "processing": +1}, now)
-            row = self._get_job(db, job_id)
+            row = self._core._get_job(db, job_id)
             item = self._work_item(row, dispatch_id, predicted)
-            events = [notices.job_updated(self._job(db, row))]
-            events += self._batch_and_session_events(db, batch_id)
+            events = [notices.job_updated(self._core._job(db, row))]
+            events += self._core._batch_and_session_events(db, batch_id)
         if not handed:  # held once the claim is committed, never for one that failed to be
             live = Live(dispatch_id, batch_id, bucket, pixels=pixels, mask_reused=kept, model=model)
-            self._hold(job_id, live)
-        self._publish_all(events)
+            self._core._hold(job_id, live)
+        self._core._publish_all(events)
         return item
 
     def take_over(self, item: WorkItem, worker: str) -> bool:
@@ -169,8 +176,8 @@ class Reports(ServiceCore):
         return self._until_database(lambda: self._take_over(item, worker))
 
     def _take_over(self, item: WorkItem, worker: str) -> bool:
-        now = self._now()
-        with self._sessions.begin() as db:
+        now = self._core._now()
+        with self._core._transactions.begin() as db:
             taken = db.execute(
                 update(JobRow)
                 .where(
@@ -181,8 +188,8 @@ class Reports(ServiceCore):
                 )
                 .values(
                     worker=worker[:100],
-                    lease_owner=self.owner,
-                    lease_until=now + self.settings.lease_duration,
+                    lease_owner=self._core.owner,
+                    lease_until=now + self._core.settings.lease_duration,
                 )
                 .returning(
                     JobRow.batch_id,
@@ -196,18 +203,18 @@ class Reports(ServiceCore):
             if taken is None:
                 return False
             batch_id, bucket, width, height, options = taken
-            job = self._job(db, self._get_job(db, item.job_id))
+            job = self._core._job(db, self._core._get_job(db, item.job_id))
         pixels = width * height if width and height else None
         live = Live(item.dispatch_id, batch_id, bucket, pixels=pixels, model=model_of(options))
-        self._hold(item.job_id, live)
-        self._publish_all([notices.job_updated(job)])
+        self._core._hold(item.job_id, live)
+        self._core._publish_all([notices.job_updated(job)])
         return True
 
     def dispatched(self, job_id: str, dispatch_id: str) -> WorkItem | None:
         """The run ``dispatch_id`` of ``job_id`` as the job's row makes it (its keys and
         options), while the job is processing under exactly this dispatch; None for a stale
         one. A Celery worker runs this, never what a task message claims."""
-        with self._sessions.begin() as db:
+        with self._core._transactions.begin() as db:
             row = db.execute(
                 select(JobRow).where(
                     JobRow.id == job_id,
@@ -229,9 +236,9 @@ class Reports(ServiceCore):
             job_id=row.id,
             dispatch_id=dispatch_id,
             batch_id=row.batch_id,
-            original_key=self.files.original_key(row.content_hash),
-            result_key=self.files.result_key(row.id, extension),
-            background_key=self.files.background_key(background) if background else None,
+            original_key=self._core.files.original_key(row.content_hash),
+            result_key=self._core.files.result_key(row.id, extension),
+            background_key=self._core.files.background_key(background) if background else None,
             options=options,
             deadline_s=self._deadline(predicted),
         )
@@ -239,8 +246,8 @@ class Reports(ServiceCore):
     def _deadline(self, predicted: float) -> float:
         """Seconds a run may take before it counts as hung: generous, from what runs of this
         size take here."""
-        expected = predicted * self.settings.run_timeout_factor
-        return max(self.settings.run_timeout_min.total_seconds(), expected)
+        expected = predicted * self._core.settings.run_timeout_factor
+        return max(self._core.settings.run_timeout_min.total_seconds(), expected)
 
     # ----------------------------------------------------------------------- reports
 
@@ -259,15 +266,15 @@ class Reports(ServiceCore):
                 log.warning("job %s: progress not saved (%s)", report.job_id, first_line(exc))
             return
         if isinstance(report, Calibration):
-            self.clock.calibrate(report.pixels, report.timings)
+            self._core.clock.calibrate(report.pixels, report.timings)
             log.info("%s calibrated the estimates: %s", report.worker, report.timings)
             return
         if isinstance(report, Freed):
-            self._wake()
+            self._core._wake()
             return
         if isinstance(report, Lost) and report.dependency == "storage":
-            self.storage_gate.failed(report.reason)  # before any write: the disk may be full
-        live = self._drop(report.job_id, report.dispatch_id)  # the run is over, whatever won
+            self._core.storage_gate.failed(report.reason)  # before any write: the disk may be full
+        live = self._core._drop(report.job_id, report.dispatch_id)  # the run is over, whatever won
         try:
             self._apply_end(report, live)
         except OperationalError as exc:
@@ -276,8 +283,8 @@ class Reports(ServiceCore):
                 report.job_id,
                 first_line(exc),
             )
-            with self._live_lock:
-                self._unapplied.append(report)
+            with self._core._live_lock:
+                self._core._unapplied.append(report)
 
     def _apply_end(self, report: RunEnd, live: Live | None) -> None:
         if isinstance(report, Finished):
@@ -297,35 +304,35 @@ class Reports(ServiceCore):
     def _until_database(self, call: Callable[[], T]) -> T:
         """``call()`` (one or more transactions that may be replayed whole), retried until
         the database answers."""
-        return self.dependencies.retry("database", call, unreachable)
+        return self._core.dependencies.retry("database", call, unreachable)
 
     def retry_unapplied(self) -> int:
         """Apply again, in order, the ends of runs the database could not take; stops at the
         first it still refuses. Returns how many are still waiting."""
         while True:
-            with self._live_lock:
-                if not self._unapplied:
+            with self._core._live_lock:
+                if not self._core._unapplied:
                     return 0
-                report = self._unapplied[0]
+                report = self._core._unapplied[0]
             try:
                 self._apply_end(report, None)
             except OperationalError:
-                with self._live_lock:
-                    return len(self._unapplied)
-            with self._live_lock:
-                self._unapplied.remove(report)
+                with self._core._live_lock:
+                    return len(self._core._unapplied)
+            with self._core._live_lock:
+                self._core._unapplied.remove(report)
             log.info("job %s: the end of its run is recorded now", report.job_id)
 
     def _on_started(self, report: Started) -> None:
-        with self._sessions.begin() as db:
+        with self._core._transactions.begin() as db:
             values = {"worker": report.worker[:100]}
             if not transitions.update_run(db, report.job_id, report.dispatch_id, values):
                 return
-            job = self._job(db, self._get_job(db, report.job_id))
-        self._publish_all([notices.job_updated(job)])
+            job = self._core._job(db, self._core._get_job(db, report.job_id))
+        self._core._publish_all([notices.job_updated(job)])
 
     def _on_progress(self, report: StageProgress) -> None:
-        live = self._live.get(report.job_id)
+        live = self._core._live.get(report.job_id)
         if live is None or live.dispatch_id != report.dispatch_id:
             return
         try:
@@ -335,13 +342,13 @@ class Reports(ServiceCore):
         stage_changed = stage != live.stage or (reused and not live.mask_reused)
         if reused or stage in SKIPPED_ON_REUSE:  # the run says which it is
             live.mask_reused = reused
-        weights = self.clock.weights(
+        weights = self._core.clock.weights(
             live.bucket, live.pixels, live.model, mask_reused=live.mask_reused
         )
         percent = max(live.percent, overall_percent(stage, report.fraction, weights))
         live.stage, live.fraction, live.percent = stage, report.fraction, percent
         if not stage_changed:
-            self._throttle.offer(
+            self._core._throttle.offer(
                 f"job:{report.job_id}",
                 notices.progress(
                     JobProgress(
@@ -349,7 +356,7 @@ class Reports(ServiceCore):
                         batch_id=live.batch_id,
                         progress=round(percent, 2),
                         stage=report.stage,
-                        eta=round(live_remaining(live, self.clock), 2),
+                        eta=round(live_remaining(live, self._core.clock), 2),
                         eta_at=time.time(),
                         sent_at=report.sent_at,
                     )
@@ -359,38 +366,42 @@ class Reports(ServiceCore):
 
         # A stage boundary: persist it (renewing the lease) and send a full snapshot.
         def persist() -> Job | None:
-            with self._sessions.begin() as db:
+            with self._core._transactions.begin() as db:
                 values = {
                     "stage": report.stage,
                     "progress": percent,
-                    "lease_until": self._now() + self.settings.lease_duration,
+                    "lease_until": self._core._now() + self._core.settings.lease_duration,
                 }
                 changed = transitions.update_run(db, report.job_id, report.dispatch_id, values)
-                return self._job(db, self._get_job(db, report.job_id)) if changed else None
+                return (
+                    self._core._job(db, self._core._get_job(db, report.job_id)) if changed else None
+                )
 
         job = self._until_database(persist)
         if job is None:
             self._abandon(report.job_id, report.dispatch_id)
             return
-        self._throttle.discard(f"job:{report.job_id}")
-        self._publish_all([notices.job_updated(job)])
+        self._core._throttle.discard(f"job:{report.job_id}")
+        self._core._publish_all([notices.job_updated(job)])
 
     def _on_finished(self, report: Finished, live: Live | None) -> None:
         if live is not None:
-            normalized = self.clock.observe(
+            normalized = self._core.clock.observe(
                 live.bucket, report.timings, report.width * report.height, live.model
             )
-            self._timings.observe(live.bucket, normalized, live.model)
+            self._core._timings.observe(live.bucket, normalized, live.model)
         if not self._until_database(lambda: self._complete(report, live)):
             self._until_database(lambda: self._discard_orphan_result(report))
             self._until_database(lambda: self._orphan_mask(report))
         elif report.mask_key is not None and not report.mask_reused:
             self._until_database(
-                lambda: masks.evict(self._sessions, self.files, self.settings.mask_cache_bytes)
+                lambda: masks.evict(
+                    self._core._transactions, self._core.files, self._core.settings.mask_cache_bytes
+                )
             )
 
     def _complete(self, report: Finished, live: Live | None) -> bool:
-        with self._sessions() as db:
+        with self._core._transactions() as db:
             row = db.get(JobRow, report.job_id)
             options = RemoveOptions.model_validate((row.options if row else None) or {})
         return self._end_run(
@@ -400,7 +411,7 @@ class Reports(ServiceCore):
             {
                 "progress": 100.0,
                 "stage": None,
-                "result_path": self.files.result_key(report.job_id, options.format.extension),
+                "result_path": self._core.files.result_key(report.job_id, options.format.extension),
                 "result_width": report.width,
                 "result_height": report.height,
                 "result_format": report.format,
@@ -419,7 +430,9 @@ class Reports(ServiceCore):
         if report.mask_key is None:
             return
         try:
-            masks.record(db, report.mask_key, row.content_hash, report.mask_bytes, self._now())
+            masks.record(
+                db, report.mask_key, row.content_hash, report.mask_bytes, self._core._now()
+            )
         except ValueError as exc:
             log.warning("job %s: mask %r not recorded (%s)", row.id, report.mask_key[:80], exc)
 
@@ -434,17 +447,17 @@ class Reports(ServiceCore):
     ) -> bool:
         """End the job of this run as ``status`` (keeping its ``stage_seconds`` with it, and
         doing ``also`` in the same transaction); False when the run no longer held it."""
-        now = self._now()
-        with self._sessions.begin() as db:
+        now = self._core._now()
+        with self._core._transactions.begin() as db:
             row = db.get(JobRow, report.job_id, populate_existing=True)
             if row is None:
                 return False
             values = {"end_time": now, **transitions.NOT_RUNNING, **values}
             if "error_message" in values:
                 # Workers name the stored file; people know it by the name they uploaded.
-                stored = self.files.original_key(row.content_hash).rsplit("/", 1)[-1]
+                stored = self._core.files.original_key(row.content_hash).rsplit("/", 1)[-1]
                 values["error_message"] = values["error_message"].replace(stored, row.file_name)[
-                    :2000
+                    :ERROR_MESSAGE_CHARS
                 ]
             if status != "completed" and live is not None:
                 values["progress"] = max(row.progress, live.percent)
@@ -463,22 +476,22 @@ class Reports(ServiceCore):
                 timings.record_run(db, report.job_id, stage_seconds)
             if also is not None:
                 also(db, row)
-            events = self._ended_events(db, report.job_id)
-        self._publish_all(events)
-        self._wake()
+            events = self._core._ended_events(db, report.job_id)
+        self._core._publish_all(events)
+        self._core._wake()
         return True
 
     def _put_back(self, job_id: str, dispatch_id: str) -> None:
         """The run stopped without the user asking (a shutdown): back to the queue, as it
         was. A user's cancel has already ended the job, so then nothing changes here."""
-        self._requeue(job_id, dispatch_id, counted=False)
+        self.requeue(job_id, dispatch_id, counted=False)
 
     def _lose(self, job_id: str, dispatch_id: str, reason: str, dependency: str | None) -> None:
         """The run's worker was lost (or ``dependency`` failed under it): the job's next
         attempt, or failed once too many were."""
-        self._requeue(job_id, dispatch_id, counted=True, reason=reason, dependency=dependency)
+        self.requeue(job_id, dispatch_id, counted=True, reason=reason, dependency=dependency)
 
-    def _requeue(
+    def requeue(
         self,
         job_id: str,
         dispatch_id: str,
@@ -488,8 +501,8 @@ class Reports(ServiceCore):
         guard: Sequence[ColumnElement[bool]] = (),
         dependency: str | None = None,
     ) -> bool:
-        now = self._now()
-        with self._sessions.begin() as db:
+        now = self._core._now()
+        with self._core._transactions.begin() as db:
             row = db.get(JobRow, job_id, populate_existing=True)
             if row is None or row.dispatch_id != dispatch_id or row.status != "processing":
                 return False
@@ -499,8 +512,8 @@ class Reports(ServiceCore):
         if counted and events[0][1]["job"]["status"] == "pending":  # said once it is so
             what = "interrupted" if dependency else "worker lost"
             log.warning("job %s: %s (%s); queued again", job_id, what, reason)
-        self._publish_all(events)
-        self._wake()
+        self._core._publish_all(events)
+        self._core._wake()
         return True
 
     def _requeue_row(
@@ -519,7 +532,7 @@ class Reports(ServiceCore):
         held as it was seen, its lease still expired). A run ``dependency`` cut short
         waits out a backoff before it is claimed again."""
         lost = row.lost_runs + 1 if counted else row.lost_runs
-        gives_up = counted and lost >= self.settings.max_attempts
+        gives_up = counted and lost >= self._core.settings.max_attempts
         values: dict[str, Any] = {**transitions.NOT_RUNNING, "lost_runs": lost}
         if gives_up and dependency is not None:
             values |= {
@@ -528,7 +541,7 @@ class Reports(ServiceCore):
                 "error_message": (
                     f"{row.file_name}: its run was cut short {lost} times (last: {reason}); "
                     "retry it once that is fixed."
-                )[:2000],
+                )[:ERROR_MESSAGE_CHARS],
             }
         elif gives_up:
             values |= {
@@ -538,7 +551,7 @@ class Reports(ServiceCore):
                     f"{row.file_name}: its worker was lost {lost} times while processing it "
                     f"(last: {reason}). The image may crash or hang the worker; retry it to "
                     "try once more."
-                )[:2000],
+                )[:ERROR_MESSAGE_CHARS],
             }
         else:
             values |= {"stage": None, "progress": 0.0, "worker": None, "queued_at": now}
@@ -558,9 +571,9 @@ class Reports(ServiceCore):
         if left is None:
             return None
         if gives_up:
-            return self._ended_events(db, row.id)
-        fresh = self._get_job(db, row.id)
-        events = [notices.job_updated(self._job(db, fresh))]
+            return self._core._ended_events(db, row.id)
+        fresh = self._core._get_job(db, row.id)
+        events = [notices.job_updated(self._core._job(db, fresh))]
         if counted:
             events.append(
                 notices.job_requeued(
@@ -572,23 +585,23 @@ class Reports(ServiceCore):
                     outage=dependency is not None,
                 )
             )
-        return events + self._batch_and_session_events(db, row.batch_id)
+        return events + self._core._batch_and_session_events(db, row.batch_id)
 
     def _outage_backoff(self, lost: int) -> timedelta:
         """The wait before the next run after ``lost`` losses: doubled each time, at most a
         minute."""
-        first = self.settings.outage_backoff.total_seconds()
+        first = self._core.settings.outage_backoff.total_seconds()
         return timedelta(seconds=min(60.0, first * 2 ** max(0, lost - 1)))
 
     def _abandon(self, job_id: str, dispatch_id: str) -> None:
         """A run held here whose job was ended or taken elsewhere: stop working on it."""
-        if self._drop(job_id, dispatch_id) is not None:
-            self._cancel_running(job_id)
+        if self._core._drop(job_id, dispatch_id) is not None:
+            self._core._cancel_running(job_id)
 
     def _discard_orphan_result(self, report: Finished) -> None:
         """A run finished after its job was cancelled, deleted or re-queued: its file is not
         wanted, unless a later run of the same job may be writing the same name."""
-        with self._sessions() as db:
+        with self._core._transactions() as db:
             row = db.get(JobRow, report.job_id)
             if row is not None and row.status in ("completed", "pending", "processing"):
                 return
@@ -596,7 +609,7 @@ class Reports(ServiceCore):
             extension = OutputFormat(report.format).extension
         except ValueError:
             extension = ".png"
-        self.files.delete(self.files.result_key(report.job_id, extension))
+        self._core.files.delete(self._core.files.result_key(report.job_id, extension))
 
     def _orphan_mask(self, report: Finished) -> None:
         """The mask a run stored after its job was cancelled, deleted or re-queued: kept
@@ -604,14 +617,14 @@ class Reports(ServiceCore):
         file outlives the bound and retention unseen."""
         if report.mask_key is None or report.mask_reused or not masks.is_mask_key(report.mask_key):
             return
-        with self._sessions.begin() as db:
+        with self._core._transactions.begin() as db:
             row = db.get(JobRow, report.job_id)
             if row is not None:
                 self._keep_mask(db, row, report)
                 return
             if masks.recorded(db, report.mask_key):
                 return
-        self.files.delete(report.mask_key)
+        self._core.files.delete(report.mask_key)
 
     # ------------------------------------------------------------------ leases
 
@@ -619,9 +632,9 @@ class Reports(ServiceCore):
         """A graceful stop: every run held here goes back to the queue, uncounted, before
         the workers are stopped (their late reports then change nothing)."""
         released = 0
-        for job_id, live in self._held().items():
-            self._drop(job_id, live.dispatch_id)
-            released += self._requeue(job_id, live.dispatch_id, counted=False)
+        for job_id, live in self._core._held().items():
+            self._core._drop(job_id, live.dispatch_id)
+            released += self.requeue(job_id, live.dispatch_id, counted=False)
         if released:
             log.info("put %d running jobs back in the queue for the next start", released)
         return released
@@ -631,16 +644,16 @@ class Reports(ServiceCore):
         was cancelled, deleted or recovered by another process) is stopped. A run sent to
         remote workers is not held here: until a worker takes it over, its take-over
         deadline stands."""
-        held = self._held()
+        held = self._core._held()
         if not held:
             return
         dispatches = [live.dispatch_id for live in held.values()]
-        with self._sessions.begin() as db:
+        with self._core._transactions.begin() as db:
             kept = set(
                 db.execute(
                     update(JobRow)
                     .where(JobRow.dispatch_id.in_(dispatches), JobRow.status == "processing")
-                    .values(lease_until=self._now() + self.settings.lease_duration)
+                    .values(lease_until=self._core._now() + self._core.settings.lease_duration)
                     .returning(JobRow.dispatch_id),
                     execution_options={"synchronize_session": False},
                 ).scalars()
@@ -654,9 +667,9 @@ class Reports(ServiceCore):
         this machine that no longer exist, and runs sent to remote workers that none took
         over by the deadline. Each that a worker had started counts as a lost run (one that
         never started does not). Returns how many."""
-        now = self._now()
+        now = self._core._now()
         host = socket.gethostname()
-        with self._sessions() as db:
+        with self._core._transactions() as db:
             rows = db.execute(
                 select(
                     JobRow.id,
@@ -675,7 +688,7 @@ class Reports(ServiceCore):
             ).all()
         recovered = 0
         for job_id, dispatch_id, owner, until, worker in rows:
-            if owner is not None and owner == self.owner:
+            if owner is not None and owner == self._core.owner:
                 continue
             expired = until is None or until < now
             if not expired and _owner_alive(owner, host):
@@ -692,7 +705,7 @@ class Reports(ServiceCore):
             guard = [_same(JobRow.lease_owner, owner), _same(JobRow.worker, worker)]
             if expired:
                 guard.append(or_(JobRow.lease_until.is_(None), JobRow.lease_until < now))
-            if not self._requeue(
+            if not self.requeue(
                 job_id, dispatch_id or "", counted=worker is not None, reason=why, guard=guard
             ):
                 continue
@@ -703,7 +716,7 @@ class Reports(ServiceCore):
                     "lost with a worker or the broker); queued again",
                     job_id,
                     dispatch_id,
-                    self.settings.takeover_timeout.total_seconds(),
+                    self._core.settings.takeover_timeout.total_seconds(),
                 )
         if recovered:
             log.info("re-queued %d jobs whose runs were lost", recovered)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..engine.decode import SUPPORTED_MEDIA_TYPES, sniff
 from ..engine.options import OutputFormat
-from ..storage import Storage
+from .base import Storage
 from .thumbnail_cache import ThumbnailCache
 
 HASH_PATTERN = r"^[0-9a-f]{64}$"

@@ -16,7 +16,7 @@ import threading
 from bisect import bisect_right
 from collections.abc import Iterable
 
-from ..engine.stages import SKIPPED_ON_REUSE, STAGE_WEIGHTS, STAGES, Stage
+from ...engine.stages import SKIPPED_ON_REUSE, STAGE_WEIGHTS, STAGES, Stage
 
 # Bucket edges in megapixels: <1, 1-4, 4-16, >=16.
 BUCKET_EDGES_MP: tuple[float, ...] = (1.0, 4.0, 16.0)

@@ -16,9 +16,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session as Db
 from sqlalchemy.orm import sessionmaker
 
-from ..engine.stages import Stage
-from .eta import SMOOTHING
-from .tables import ModelTimingRow, StageDurationRow, StageTimingRow
+from ...engine.stages import Stage
+from ..tables import ModelTimingRow, StageDurationRow, StageTimingRow
+from .clock import SMOOTHING
 
 STAGE_NAMES = frozenset(stage.value for stage in Stage)
 
@@ -36,13 +36,13 @@ def record_run(db: Db, job_id: str, timings: dict[str, float]) -> None:
 
 
 class TimingStore:
-    def __init__(self, sessions: sessionmaker[Db], smoothing: float = SMOOTHING) -> None:
-        self._sessions = sessions
+    def __init__(self, transactions: sessionmaker[Db], smoothing: float = SMOOTHING) -> None:
+        self._transactions = transactions
         self._smoothing = smoothing
 
     def load(self) -> list[tuple[int, str, float, int]]:
         """Every learned row: (bucket, stage, seconds, samples)."""
-        with self._sessions() as db:
+        with self._transactions() as db:
             rows = db.execute(
                 select(
                     StageTimingRow.bucket,
@@ -55,7 +55,7 @@ class TimingStore:
 
     def load_models(self) -> list[tuple[str, float, int]]:
         """Every learned model-stage row: (model, seconds, samples)."""
-        with self._sessions() as db:
+        with self._transactions() as db:
             rows = db.execute(
                 select(ModelTimingRow.model, ModelTimingRow.seconds, ModelTimingRow.samples)
             ).all()
@@ -69,7 +69,7 @@ class TimingStore:
         inference = stages.pop(Stage.INFERENCE.value, None) if model is not None else None
         if not stages and inference is None:
             return
-        with self._sessions.begin() as db:
+        with self._transactions.begin() as db:
             for stage, seconds in stages.items():
                 self._fold(db, StageTimingRow, {"bucket": bucket, "stage": stage}, seconds)
             if model is not None and inference is not None:
