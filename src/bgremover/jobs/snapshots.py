@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from ..engine.stages import Stage, parse_label, stage_label
+from .clip_progress import ClipRun
 from .eta import BUCKET_EDGES_MP, StageClock, size_bucket
 from .schemas import Batch, Counts, Job, JobError, ResultInfo, Session
 from .states import TERMINAL, JobStatus, batch_status
@@ -36,6 +37,8 @@ class Live:
     """Whether the run reuses a kept mask (expected at its claim, or said by its stage)."""
     model: str | None = None
     """The model the job chose (None: the default), whose learned time its ETA uses."""
+    clip: ClipRun | None = None
+    """A clip's frames and measured pace, while one runs (``clip_progress``)."""
 
     @property
     def label(self) -> str | None:
@@ -76,6 +79,8 @@ def model_of(options: dict[str, Any] | None) -> str | None:
 
 def live_remaining(live: Live, clock: StageClock) -> float:
     """Seconds a running job has left from its last reported stage and fraction."""
+    if live.clip is not None:
+        return live.clip.remaining(clock.job_seconds(live.bucket, live.pixels, live.model))
     reused = live.mask_reused
     if live.stage is None:
         return clock.job_seconds(live.bucket, live.pixels, live.model, mask_reused=reused)

@@ -25,6 +25,7 @@ from ..config import Settings
 from ..engine.decode import SUPPORTED_MEDIA_TYPES, sniff
 from ..engine.errors import ModelError
 from ..engine.options import RemoveOptions
+from ..engine.video.probe import VIDEO_MEDIA_TYPES
 from ..jobs.names import display_name
 from ..jobs.presets import PresetOptions
 from ..jobs.schemas import Upload
@@ -149,6 +150,8 @@ def _refusal(name: str, size: int, header: bytes) -> Rejected | None:
     if size == 0:
         return Rejected(name, 415, "empty_file", f"{name} is empty (0 bytes)")
     media_type = sniff(header)
+    if media_type in VIDEO_MEDIA_TYPES:  # a clip: cut frame by frame (``engine.video``)
+        return None
     if media_type is None or not media_type.startswith("image/"):
         what = f"a {media_type} file" if media_type else "not a file type we recognise"
         return Rejected(name, 415, "not_an_image", f"{name} is not an image ({what})")

@@ -1,0 +1,206 @@
+"""Clips: decoding, every output format, bad input, smoothing, and runs in real workers
+(progress by frames, a kill -9 resumed at the next frame)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import zipfile
+from dataclasses import replace
+from pathlib import Path
+
+import av
+import pytest
+from PIL import Image
+
+from bgremover import Remover, Settings, load_remover
+from bgremover.engine import InputError, RemoveOptions
+from bgremover.engine.video import ClipLimits, open_clip, process_clip
+from bgremover.engine.video.smoothing import flicker
+from bgremover.workers import Finished, Lost, StageProgress
+
+from .test_local_executor import Reports, Start, start, work  # noqa: F401 (a fixture)
+from .video_support import moving_frames, still_frames, write_animation, write_mp4
+
+LIMITS = ClipLimits(seconds=600, frames=18_000, pixels=100_000_000)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("clips")
+    frames = moving_frames()
+    moving = write_mp4(folder / "moving.mp4", frames)
+    data = moving.read_bytes()
+    (folder / "truncated.mp4").write_bytes(data[: len(data) // 3])
+    (folder / "empty.mp4").write_bytes(b"")
+    (folder / "garbage.mp4").write_bytes(data[:64] + os.urandom(4000))
+    return {
+        "moving": moving,
+        "audio": write_mp4(folder / "audio.mp4", frames, audio=True),
+        "turned": write_mp4(folder / "turned.mp4", frames, rotation=90),
+        "webm": write_mp4(folder / "moving.webm", frames, codec="libvpx-vp9"),
+        "mkv": write_mp4(folder / "moving.mkv", frames),
+        "gif": write_animation(folder / "moving.gif", frames[:8], "GIF"),
+        "webp": write_animation(folder / "moving.webp", frames[:8], "WEBP"),
+        "still": write_mp4(folder / "still.mp4", still_frames()),
+        "truncated": folder / "truncated.mp4",
+        "empty": folder / "empty.mp4",
+        "garbage": folder / "garbage.mp4",
+    }
+
+
+@pytest.fixture(scope="module")
+def tiny_remover(tiny_model: Path) -> Remover:
+    return load_remover(Settings(model_path=tiny_model, device="cpu"))
+
+
+def _cut(remover: Remover, source: Path, target: Path, **options: object) -> object:
+    info = open_clip(source, LIMITS, name=source.name)
+    return process_clip(
+        remover, source, target, RemoveOptions(**options), info, name=source.name
+    )
+
+
+def _streams(path: Path) -> dict[str, tuple[str, int]]:
+    with av.open(str(path)) as container:
+        return {s.type: (s.codec_context.name, s.frames) for s in container.streams}
+
+
+def test_every_container_decodes_with_its_frames_and_times(clips: dict[str, Path]) -> None:
+    for key in ("moving", "webm", "mkv", "gif", "webp", "audio"):
+        info = open_clip(clips[key], LIMITS, name=key)
+        expected = 8 if key in ("gif", "webp") else 20
+        assert info.frames == expected, key
+        assert (info.width, info.height) == (320, 240)
+        assert info.fps == 10, key
+    assert open_clip(clips["audio"], LIMITS, name="a").audio == "aac"
+
+
+def test_webm_and_mov_keep_alpha_and_every_frame_time(
+    clips: dict[str, Path], tiny_remover: Remover, tmp_path: Path
+) -> None:
+    webm = tmp_path / "out.webm"
+    _cut(tiny_remover, clips["moving"], webm)
+    with av.open(str(webm)) as container:
+        stream = container.streams.video[0]
+        assert stream.metadata.get("alpha_mode") == "1", "VP9 without its alpha channel"
+        times = [frame.time for frame in container.decode(stream)]
+    assert times == pytest.approx([i / 10 for i in range(20)], abs=0.002)
+    mov = tmp_path / "out.mov"
+    _cut(tiny_remover, clips["moving"], mov, format="mov")
+    with av.open(str(mov)) as container:
+        context = container.streams.video[0].codec_context
+        assert context.name == "prores" and context.pix_fmt.startswith("yuva444")
+    assert not list(tmp_path.glob(".*.part")), "a temporary file was left behind"
+
+
+def test_mp4_gif_webp_and_zip_results(
+    clips: dict[str, Path], tiny_remover: Remover, tmp_path: Path
+) -> None:
+    mp4 = tmp_path / "out.mp4"
+    _cut(tiny_remover, clips["audio"], mp4, format="mp4", background_color="#0000ff")
+    assert _streams(mp4)["video"] == ("h264", 20)
+    assert _streams(mp4)["audio"][0] == "aac", "the sound was not copied"
+    webm = tmp_path / "sound.webm"
+    _cut(tiny_remover, clips["audio"], webm)
+    assert _streams(webm)["audio"][0] == "opus", "AAC is re-encoded for WebM"
+    for fmt in ("gif", "webp"):
+        path = tmp_path / f"out.{fmt}"
+        _cut(tiny_remover, clips["gif"], path, format=fmt)
+        with Image.open(path) as image:
+            assert image.n_frames == 8 and image.size == (320, 240)
+    masks = tmp_path / "masks.zip"
+    _cut(tiny_remover, clips["moving"], masks, format="mask")
+    with zipfile.ZipFile(masks) as archive:
+        names = archive.namelist()
+        assert len(names) == 20 and names[0] == "frame-000001.png"
+        with archive.open(names[0]) as first, Image.open(first) as mask:
+            assert mask.mode == "L"
+
+
+def test_rotation_is_applied(
+    clips: dict[str, Path], tiny_remover: Remover, tmp_path: Path
+) -> None:
+    info = open_clip(clips["turned"], LIMITS, name="turned")
+    assert (info.width, info.height, info.rotation) == (240, 320, 90)
+    result = _cut(tiny_remover, clips["turned"], tmp_path / "out.webm")
+    assert (result.width, result.height) == (240, 320)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("key", "code", "words"),
+    [
+        ("empty", "empty_file", "empty"),
+        ("truncated", "corrupt_image", "truncated or corrupt"),
+        ("garbage", "corrupt_image", "truncated or corrupt"),
+    ],
+)
+def test_bad_clips_fail_with_the_reason(
+    clips: dict[str, Path], tiny_remover: Remover, tmp_path: Path, key: str, code: str,
+    words: str,
+) -> None:  # fmt: skip
+    with pytest.raises(InputError) as caught:
+        _cut(tiny_remover, clips[key], tmp_path / "out.webm")
+    assert caught.value.code == code
+    assert words in caught.value.message and clips[key].name in caught.value.message
+
+
+def test_limits_name_the_setting(clips: dict[str, Path]) -> None:
+    with pytest.raises(InputError, match="BGREMOVER_MAX_VIDEO_FRAMES"):
+        open_clip(clips["moving"], replace(LIMITS, frames=10), name="moving.mp4")
+    with pytest.raises(InputError, match="BGREMOVER_MAX_VIDEO_SECONDS"):
+        open_clip(clips["moving"], replace(LIMITS, seconds=1), name="moving.mp4")
+    with pytest.raises(InputError, match="BGREMOVER_MAX_IMAGE_PIXELS"):
+        open_clip(clips["moving"], replace(LIMITS, pixels=320 * 200), name="moving.mp4")
+
+
+def test_temporal_smoothing_lowers_flicker_on_a_still_camera(
+    clips: dict[str, Path], tiny_remover: Remover, tmp_path: Path
+) -> None:
+    measured = {}
+    for smoothing in (False, True):
+        target = tmp_path / f"masks-{smoothing}.zip"
+        _cut(tiny_remover, clips["still"], target, format="mask", temporal_smoothing=smoothing)
+        with zipfile.ZipFile(target) as archive:
+            masks = [Image.open(archive.open(name)) for name in sorted(archive.namelist())]
+            measured[smoothing] = flicker(masks)
+    print(f"flicker without smoothing {measured[False]:.5f}, with {measured[True]:.5f}")
+    assert measured[True] < measured[False] * 0.7
+
+
+def _frame_reports(reports: Reports, job_id: str) -> list[StageProgress]:
+    return [r for r in reports.of(job_id) if isinstance(r, StageProgress) and r.frames]
+
+
+def test_a_worker_runs_a_clip_with_progress_by_frames(
+    start: Start, clips: dict[str, Path], tiny_model: Path, tmp_path: Path
+) -> None:
+    executor, reports = start(Settings(model_path=tiny_model), workers=1)
+    item = work("c", clips["moving"], tmp_path)
+    executor.submit(item)
+    final = reports.final("c")
+    assert isinstance(final, Finished), final
+    assert final.format == "webm" and final.frames_run == 20
+    assert (tmp_path / item.result_key.replace(".png", ".webm")).stat().st_size == final.bytes
+    frames = _frame_reports(reports, "c")
+    assert frames[0].stage == "frame 1 of 20" and frames[0].fraction == 0
+    assert frames[-1].stage == "frame 20 of 20" and frames[-1].fraction == 1
+    assert [r.frame_seconds is not None for r in frames].index(True) == 3
+
+
+def test_a_clip_killed_mid_way_resumes_at_the_next_frame(
+    start: Start, clips: dict[str, Path], slow_tiny_model: Path, tmp_path: Path
+) -> None:
+    executor, reports = start(Settings(model_path=slow_tiny_model), workers=1)
+    item = work("k", clips["moving"], tmp_path)
+    executor.submit(item)
+    reached = reports.wait_for(
+        lambda r: r.job_id == "k" and isinstance(r, StageProgress) and r.fraction >= 0.25
+    )
+    done = round(reached.fraction * 20)  # type: ignore[attr-defined]
+    os.kill(executor.worker_pids()[next(iter(executor.worker_pids()))], signal.SIGKILL)
+    assert isinstance(reports.final("k"), Lost)
+    executor.submit(replace(item, dispatch_id="0" * 32))
+    final = reports.wait_for(lambda r: r.dispatch_id == "0" * 32 and isinstance(r, Finished))
+    redone = final.frames_run - (20 - done)  # type: ignore[attr-defined]
+    assert redone <= 1, f"{redone} frames done before the kill were run again"
