@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import time
 import zipfile
 from dataclasses import replace
 from pathlib import Path
@@ -13,12 +15,16 @@ import av
 import pytest
 from PIL import Image
 
-from bgremover import Remover, Settings, load_remover
+from bgremover import Remover, Settings, load_remover, remove_clip
 from bgremover.engine import InputError, RemoveOptions
 from bgremover.engine.video import ClipLimits, open_clip, process_clip
 from bgremover.engine.video.smoothing import flicker
+from bgremover.jobs.snapshots import live_remaining
 from bgremover.workers import Finished, Lost, StageProgress
 
+from .conftest import SAMPLES
+from .jobs_support import build_harness, claim
+from .test_cli import run_cli
 from .test_local_executor import Reports, Start, start, work  # noqa: F401 (a fixture)
 from .video_support import moving_frames, still_frames, write_animation, write_mp4
 
@@ -56,9 +62,7 @@ def tiny_remover(tiny_model: Path) -> Remover:
 
 def _cut(remover: Remover, source: Path, target: Path, **options: object) -> object:
     info = open_clip(source, LIMITS, name=source.name)
-    return process_clip(
-        remover, source, target, RemoveOptions(**options), info, name=source.name
-    )
+    return process_clip(remover, source, target, RemoveOptions(**options), info, name=source.name)
 
 
 def _streams(path: Path) -> dict[str, tuple[str, int]]:
@@ -118,9 +122,7 @@ def test_mp4_gif_webp_and_zip_results(
             assert mask.mode == "L"
 
 
-def test_rotation_is_applied(
-    clips: dict[str, Path], tiny_remover: Remover, tmp_path: Path
-) -> None:
+def test_rotation_is_applied(clips: dict[str, Path], tiny_remover: Remover, tmp_path: Path) -> None:
     info = open_clip(clips["turned"], LIMITS, name="turned")
     assert (info.width, info.height, info.rotation) == (240, 320, 90)
     result = _cut(tiny_remover, clips["turned"], tmp_path / "out.webm")
@@ -173,7 +175,10 @@ def _frame_reports(reports: Reports, job_id: str) -> list[StageProgress]:
 
 
 def test_a_worker_runs_a_clip_with_progress_by_frames(
-    start: Start, clips: dict[str, Path], tiny_model: Path, tmp_path: Path
+    start: Start,  # noqa: F811 (the fixture of test_local_executor)
+    clips: dict[str, Path],
+    tiny_model: Path,
+    tmp_path: Path,
 ) -> None:
     executor, reports = start(Settings(model_path=tiny_model), workers=1)
     item = work("c", clips["moving"], tmp_path)
@@ -189,9 +194,12 @@ def test_a_worker_runs_a_clip_with_progress_by_frames(
 
 
 def test_a_clip_killed_mid_way_resumes_at_the_next_frame(
-    start: Start, clips: dict[str, Path], slow_tiny_model: Path, tmp_path: Path
+    start: Start,  # noqa: F811 (the fixture of test_local_executor)
+    clips: dict[str, Path],
+    tiny_model: Path,
+    tmp_path: Path,
 ) -> None:
-    executor, reports = start(Settings(model_path=slow_tiny_model), workers=1)
+    executor, reports = start(Settings(model_path=tiny_model), workers=1)
     item = work("k", clips["moving"], tmp_path)
     executor.submit(item)
     reached = reports.wait_for(
@@ -200,7 +208,60 @@ def test_a_clip_killed_mid_way_resumes_at_the_next_frame(
     done = round(reached.fraction * 20)  # type: ignore[attr-defined]
     os.kill(executor.worker_pids()[next(iter(executor.worker_pids()))], signal.SIGKILL)
     assert isinstance(reports.final("k"), Lost)
+    reports.wait_freed(2)  # the replacement has loaded its model
     executor.submit(replace(item, dispatch_id="0" * 32))
     final = reports.wait_for(lambda r: r.dispatch_id == "0" * 32 and isinstance(r, Finished))
     redone = final.frames_run - (20 - done)  # type: ignore[attr-defined]
     assert redone <= 1, f"{redone} frames done before the kill were run again"
+
+
+def test_a_clip_job_shows_its_frame_its_percent_by_frames_and_its_own_pace(
+    tmp_path: Path, clips: dict[str, Path]
+) -> None:
+    h = build_harness(tmp_path, f"sqlite:///{tmp_path / 'jobs.sqlite3'}")
+    batch = h.service.create_batch(h.uploads(clips["moving"]))
+    item = claim(h)
+    job_id = batch.jobs[0].id if hasattr(batch, "jobs") else item.job_id
+
+    def frame(done: int, pace: float | None) -> None:
+        h.service.handle(
+            StageProgress(
+                item.job_id, item.dispatch_id, f"frame {done + 1} of 20", done / 20,
+                time.time(), frames=20, frame_seconds=pace,
+            )
+        )  # fmt: skip
+
+    frame(0, None)
+    job = h.service.get_job(job_id)
+    assert job.stage == "frame 1 of 20" and job.progress == 0
+    frame(5, 0.5)
+    live = h.service._live[item.job_id]  # the held run, as the ETA reads it
+    assert live.percent == 25
+    assert live_remaining(live, h.service.clock) == pytest.approx(15 * 0.5)
+
+
+def test_cli_remove_cuts_clips_beside_photos(
+    clips: dict[str, Path], tiny_model: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for key in ("moving", "gif", "garbage"):
+        shutil.copyfile(clips[key], folder / clips[key].name)
+    shutil.copyfile(SAMPLES / "coffee.jpg", folder / "coffee.jpg")
+    done = run_cli("remove", folder, env={"BGREMOVER_MODEL_PATH": str(tiny_model)})
+    lines = {Path(line.split("\t")[0]).name: line.split("\t") for line in done.stdout.splitlines()}
+    # Sorted, the GIF comes first: the MP4 keeps its extension in its name (no collision).
+    assert lines["moving.mp4"][1:3] == ["done", str(folder / "moving-mp4-no-bg.webm")]
+    assert lines["moving.gif"][1:3] == ["done", str(folder / "moving-no-bg.webm")]
+    assert lines["coffee.jpg"][1:3] == ["done", str(folder / "coffee-no-bg.png")]
+    assert lines["garbage.mp4"][1] == "failed" and "truncated or corrupt" in lines["garbage.mp4"][2]
+    assert done.returncode == 1
+
+
+def test_python_api_cuts_a_clip(clips: dict[str, Path], tiny_model: Path, tmp_path: Path) -> None:
+    seen: list[tuple[int, int]] = []
+    result = remove_clip(
+        clips["gif"], tmp_path / "out.gif", format="gif",
+        settings=Settings(model_path=tiny_model), progress=lambda d, n: seen.append((d, n)),
+    )  # fmt: skip
+    assert result.frames == 8 and seen[0] == (0, 8) and seen[-1] == (8, 8)

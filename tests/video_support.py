@@ -47,7 +47,7 @@ def write_mp4(
     rotation: int | None = None,
     codec: str = "libx264",
 ) -> Path:
-    """H.264 (or ``codec``) in MP4 (or what ``path``'s suffix says); ``audio``: a 440 Hz AAC tone."""
+    """H.264 (or ``codec``) in what ``path``'s suffix says; ``audio``: a 440 Hz AAC tone."""
     with av.open(str(path), "w") as out:
         stream = out.add_stream(codec, rate=fps)
         stream.width, stream.height = frames[0].size

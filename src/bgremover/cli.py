@@ -17,6 +17,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from .cli_clips import VIDEO_SUFFIXES, run_clips, split_clips
+
 # Only what `--help` needs is imported here: each command imports the model runtime, the
 # database layer, the web stack and rich's progress bars and tables where it uses them, so
 # `bgremover --help` starts in a fraction of the time (issue 20; `python -X importtime`).
@@ -108,7 +110,9 @@ def collect_inputs(inputs: list[str]) -> tuple[list[tuple[Path, Path]], list[Pla
         path = Path(raw).expanduser()
         if path.is_dir():
             files = sorted(
-                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                p
+                for p in path.rglob("*")
+                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES
             )
             found.extend((p, path) for p in files)
         elif path.exists() or path.is_symlink():
@@ -224,6 +228,7 @@ def remove(
     """
     from .api import load_remover
     from .engine import EngineError, plan_batch
+    from .engine.video import still_format
 
     settings = _settings(
         model=model, model_path=model_path, intra_op_threads=threads, device=device
@@ -241,8 +246,8 @@ def remove(
     if bg_image is not None:
         _check_background(bg_image, settings.max_image_pixels)
     found, missing = collect_inputs(inputs)
-    planned = plan_outputs(found, output, options.format)
-    if not planned and not missing:
+    planned, clips = split_clips(plan_outputs(found, output, options.format), options.format)
+    if not planned and not clips and not missing:
         err_console.print(f"[red]No images found[/] in {escape(', '.join(inputs))}")
         raise typer.Exit(2)
 
@@ -259,9 +264,14 @@ def remove(
     outcomes = [Outcome(m, "failed", m.error or "", "unreadable") for m in missing]
     for outcome in outcomes:
         report(outcome)
+    photo_options = options.model_copy(update={"format": still_format(options.format)})
     outcomes += _process_all(
-        remover, plan.lanes, planned, options, overwrite, _progress_console(as_json), report
+        remover, plan.lanes, planned, photo_options, overwrite, _progress_console(as_json), report
     )
+    outcomes += run_clips(
+        remover, clips, options, settings, overwrite=overwrite,
+        progress_console=_progress_console(as_json), report=report,
+    )  # fmt: skip
     if as_json:
         _print_json(outcomes)
     elif lines:

@@ -22,6 +22,8 @@ PERSIST_S = 2.0
 @dataclass
 class ClipRun:
     frames: int
+    label: str
+    """What its worker says it is on: "frame 124 of 300"."""
     done: int = 0
     frame_seconds: float | None = None
     """This run's measured seconds per frame (None until its worker has measured some)."""
@@ -39,8 +41,8 @@ def advance(live: Live, report: StageProgress, now: float) -> tuple[bool, float]
     frames = report.frames or 1
     clip = live.clip
     if clip is None:
-        clip = live.clip = ClipRun(frames)
-    clip.frames = frames
+        clip = live.clip = ClipRun(frames, report.stage)
+    clip.frames, clip.label = frames, report.stage
     clip.done = max(clip.done, round(report.fraction * frames))
     if report.frame_seconds is not None:
         clip.frame_seconds = report.frame_seconds

@@ -43,6 +43,8 @@ class Live:
     @property
     def label(self) -> str | None:
         """Its stage as people see it ("AI model: reused")."""
+        if self.clip is not None:
+            return self.clip.label
         return stage_label(self.stage, self.mask_reused) if self.stage else None
 
     @classmethod

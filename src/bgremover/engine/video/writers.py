@@ -116,11 +116,12 @@ class _Audio:
         self._input = self.source.streams.audio[0]
         codec, copyable = _AUDIO[fmt]
         self._copy = self._input.codec_context.name in copyable
+        self._stream: AudioStream
         if self._copy:
             self._stream = out.add_stream_from_template(self._input)
         else:
             rate = 48000 if codec == "libopus" else self._input.codec_context.sample_rate
-            self._stream = out.add_stream(codec, rate=rate)
+            self._stream = cast(AudioStream, out.add_stream(codec, rate=rate))
 
     def write(self) -> None:
         if self._copy:
@@ -129,11 +130,10 @@ class _Audio:
                     packet.stream = self._stream
                     self._out.mux(packet)
             return
-        encoder = cast(AudioStream, self._stream)
         for frame in self.source.decode(self._input):
             frame.pts = None
-            self._out.mux(encoder.encode(frame))
-        self._out.mux(encoder.encode(None))
+            self._out.mux(self._stream.encode(frame))
+        self._out.mux(self._stream.encode(None))
 
 
 def _even(size: tuple[int, int]) -> tuple[int, int]:
