@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import signal
@@ -10,9 +11,11 @@ import time
 import zipfile
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import av
 import pytest
+from fastapi.testclient import TestClient
 from PIL import Image
 
 from bgremover import Remover, Settings, load_remover, remove_clip
@@ -20,10 +23,12 @@ from bgremover.engine import InputError, RemoveOptions
 from bgremover.engine.video import ClipLimits, open_clip, process_clip
 from bgremover.engine.video.smoothing import flicker
 from bgremover.jobs.snapshots import live_remaining
+from bgremover.web import create_app
 from bgremover.workers import Finished, Lost, StageProgress
 
 from .conftest import SAMPLES
-from .jobs_support import build_harness, claim
+from .jobs_support import build_harness, claim, wait_for_job
+from .serving import UI
 from .test_cli import run_cli
 from .test_local_executor import Reports, Start, start, work  # noqa: F401 (a fixture)
 from .video_support import moving_frames, still_frames, write_animation, write_mp4
@@ -265,3 +270,36 @@ def test_python_api_cuts_a_clip(clips: dict[str, Path], tiny_model: Path, tmp_pa
         settings=Settings(model_path=tiny_model), progress=lambda d, n: seen.append((d, n)),
     )  # fmt: skip
     assert result.frames == 8 and seen[0] == (0, 8) and seen[-1] == (8, 8)
+
+
+def test_a_clip_uploaded_over_http_plays_as_webm_with_a_poster(
+    clips: dict[str, Path], tiny_model: Path, tmp_path: Path
+) -> None:
+    settings = Settings(data_dir=tmp_path, model_path=tiny_model, max_concurrent_jobs=1)
+    with TestClient(create_app(settings), base_url="http://localhost", headers=UI) as client:
+        files = [("files", ("clip.mp4", clips["audio"].read_bytes(), "video/mp4"))]
+        created = client.post("/api/batches", files=files)
+        assert created.status_code == 201, created.text
+        job_id = created.json()["jobs"][0]["id"]
+        stages: list[str] = []
+
+        def ended(job: dict[str, Any]) -> bool:
+            stages.append(job["stage"] or "")
+            return job["status"] not in ("pending", "processing")
+
+        job = wait_for_job(client, job_id, ended)
+        assert job["status"] == "completed", job
+        assert job["result"]["format"] == "webm"
+        result = client.get(f"/api/jobs/{job_id}/result")
+        assert result.headers["content-type"] == "video/webm"
+        assert _streams_of(result.content, tmp_path)["audio"][0] == "opus"
+        for kind in ("original", "result"):
+            poster = client.get(f"/api/jobs/{job_id}/thumbnail", params={"of": kind, "size": 128})
+            assert poster.status_code == 200, poster.text
+            assert Image.open(io.BytesIO(poster.content)).size == (128, 96)
+
+
+def _streams_of(data: bytes, folder: Path) -> dict[str, tuple[str, int]]:
+    path = folder / "downloaded.webm"
+    path.write_bytes(data)
+    return _streams(path)
