@@ -193,6 +193,14 @@ def remove(
             show_default=False,
         ),
     ] = None,
+    smooth_clips: Annotated[
+        bool | None,
+        typer.Option(
+            "--smooth-clips/--no-smooth-clips",
+            help="Clips: steady the mask between frames where the picture is still [default: off].",
+            show_default=False,
+        ),
+    ] = None,
     preset: Annotated[
         str | None,
         typer.Option(help="Start from this saved preset; the options given here override it."),
@@ -237,7 +245,7 @@ def remove(
         _preset(settings, preset),
         dict(format=fmt, background_color="none" if bg_image else bg_color,
              alpha_matting=alpha_matting, refine_foreground=refine_foreground,
-             post_process_mask=post_process, model=model),
+             post_process_mask=post_process, temporal_smoothing=smooth_clips, model=model),
         background_image=bg_image, background_blur=bg_blur, quality=quality,
     )  # fmt: skip
     if options.model is not None and model_path is None:
