@@ -22,6 +22,7 @@ from bgremover import Remover, Settings, load_remover, remove_clip
 from bgremover.engine import InputError, RemoveOptions
 from bgremover.engine.video import ClipLimits, open_clip, process_clip
 from bgremover.engine.video.smoothing import flicker
+from bgremover.jobs.clip_progress import from_label
 from bgremover.jobs.snapshots import live_remaining
 from bgremover.web import create_app
 from bgremover.workers import Finished, Lost, StageProgress
@@ -303,3 +304,10 @@ def _streams_of(data: bytes, folder: Path) -> dict[str, tuple[str, int]]:
     path = folder / "downloaded.webm"
     path.write_bytes(data)
     return _streams(path)
+
+
+def test_a_clip_run_by_another_process_is_priced_by_its_frames_left() -> None:
+    clip = from_label("frame 5 of 20")
+    assert clip is not None and (clip.frames, clip.done) == (20, 4)
+    assert clip.remaining(0.5) == pytest.approx(16 * 0.5)
+    assert from_label("AI model") is None

@@ -6,6 +6,7 @@ frame."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -33,6 +34,19 @@ class ClipRun:
         """Seconds left: the frames to go at this run's pace, or the learned one."""
         pace = self.frame_seconds if self.frame_seconds is not None else learned_frame_seconds
         return max(0, self.frames - self.done) * pace
+
+
+_LABEL = re.compile(r"frame (\d+) of (\d+)")
+
+
+def from_label(label: str | None) -> ClipRun | None:
+    """A clip run held by another process, from the stage its row holds ("frame 124 of
+    300"); None for any other stage."""
+    found = _LABEL.fullmatch(label or "")
+    if found is None:
+        return None
+    frames = int(found[2])
+    return ClipRun(frames, found[0], done=max(0, int(found[1]) - 1))
 
 
 def advance(live: Live, report: StageProgress, now: float) -> tuple[bool, float]:

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from ..engine.stages import Stage, parse_label, stage_label
+from . import clip_progress
 from .clip_progress import ClipRun
 from .eta import BUCKET_EDGES_MP, StageClock, size_bucket
 from .schemas import Batch, Counts, Job, JobError, ResultInfo, Session
@@ -66,7 +67,10 @@ class Live:
             current, reused = None, False
         pixels = width * height if width and height else None
         bucket = size_bucket(width, height)
-        return cls(dispatch_id, batch_id, bucket, current, 0.0, progress, pixels, reused, model)
+        clip = clip_progress.from_label(stage)
+        return cls(
+            dispatch_id, batch_id, bucket, current, 0.0, progress, pixels, reused, model, clip
+        )
 
 
 def chosen_model(row: JobRow) -> str | None:

@@ -46,7 +46,9 @@ def frames(path: Path, info: ClipInfo, *, name: str) -> Iterator[Frame]:
 def _video_frames(path: Path, rotation: int) -> Iterator[tuple[float, Image.Image]]:
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        # One thread: decoding threads beside onnxruntime's would preempt them at their
+        # barriers (as helper threads did to photos: ``remover.plan_batch``).
+        stream.codec_context.thread_count = 1
         start: float | None = None
         for frame in container.decode(stream):
             time = frame.time if frame.time is not None else 0.0

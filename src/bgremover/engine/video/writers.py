@@ -41,10 +41,11 @@ class ClipWriter(Protocol):
 # (codec, pixel format, codec options) per format that FFmpeg writes.
 _VIDEO = {
     OutputFormat.WEBM: ("libvpx-vp9", "yuva420p",
-                        {"deadline": "realtime", "cpu-used": "8", "row-mt": "1", "crf": "32",
+                        {"deadline": "realtime", "cpu-used": "8", "threads": "1", "crf": "32",
                          "b": "0", "auto-alt-ref": "0"}),
-    OutputFormat.MOV: ("prores_ks", "yuva444p10le", {"profile": "4444", "alpha_bits": "16"}),
-    OutputFormat.MP4: ("libx264", "yuv420p", {"preset": "veryfast", "crf": "20"}),
+    OutputFormat.MOV: ("prores_ks", "yuva444p10le",
+                       {"profile": "4444", "alpha_bits": "16", "threads": "1"}),
+    OutputFormat.MP4: ("libx264", "yuv420p", {"preset": "veryfast", "crf": "20", "threads": "1"}),
 }  # fmt: skip
 # Audio a container takes as it is; anything else is re-encoded to the first.
 _AUDIO = {
