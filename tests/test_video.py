@@ -198,6 +198,13 @@ def test_a_worker_runs_a_clip_with_progress_by_frames(
     assert frames[-1].stage == "frame 20 of 20" and frames[-1].fraction == 1
     assert [r.frame_seconds is not None for r in frames].index(True) == 3
 
+    # A photo in the same batch options gets the still format: a PNG, under its own key.
+    photo = replace(work("p", SAMPLES / "coffee.jpg", tmp_path), options={"format": "webm"})
+    executor.submit(photo)
+    final = reports.final("p")
+    assert isinstance(final, Finished) and final.format == "png", final
+    assert (tmp_path / photo.result_key).with_suffix(".png").is_file()
+
 
 def test_a_clip_killed_mid_way_resumes_at_the_next_frame(
     start: Start,  # noqa: F811 (the fixture of test_local_executor)
