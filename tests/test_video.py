@@ -33,6 +33,7 @@ from .serving import UI
 from .test_cli import run_cli
 from .test_local_executor import Reports, Start, start, work  # noqa: F401 (a fixture)
 from .video_support import moving_frames, still_frames, write_animation, write_mp4
+from .watch_support import results, watching
 
 LIMITS = ClipLimits(seconds=600, frames=18_000, pixels=100_000_000)
 
@@ -318,3 +319,17 @@ def test_a_clip_run_by_another_process_is_priced_by_its_frames_left() -> None:
     assert clip is not None and (clip.frames, clip.done) == (20, 4)
     assert clip.remaining(0.5) == pytest.approx(16 * 0.5)
     assert from_label("AI model") is None
+
+
+def test_a_watched_folder_turns_clips_into_webm(
+    clips: dict[str, Path], tmp_path: Path, local_env: dict[str, str]
+) -> None:
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    shutil.copyfile(clips["moving"], folder / "walk.mp4")
+    shutil.copyfile(clips["gif"], folder / "wave.gif")
+    with watching(folder, env=local_env) as watch:
+        watch.wait_for("done    walk.mp4")
+        watch.wait_for("done    wave.gif")
+        watch.stop()
+    assert results(folder / "no-bg") == ["walk-no-bg.webm", "wave-no-bg.webm"]
