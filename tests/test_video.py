@@ -25,7 +25,7 @@ from bgremover.engine.video.smoothing import flicker
 from bgremover.jobs.clip_progress import from_label
 from bgremover.jobs.snapshots import live_remaining
 from bgremover.web import create_app
-from bgremover.workers import Finished, Lost, StageProgress
+from bgremover.workers import Finished, Lost, StageProgress, Stopped
 
 from .conftest import SAMPLES
 from .jobs_support import build_harness, claim, wait_for_job
@@ -333,3 +333,22 @@ def test_a_watched_folder_turns_clips_into_webm(
         watch.wait_for("done    wave.gif")
         watch.stop()
     assert results(folder / "no-bg") == ["walk-no-bg.webm", "wave-no-bg.webm"]
+
+
+def test_a_cancelled_clip_stops_within_a_frame_and_leaves_no_file(
+    start: Start,  # noqa: F811 (the fixture of test_local_executor)
+    clips: dict[str, Path],
+    tiny_model: Path,
+    tmp_path: Path,
+) -> None:
+    executor, reports = start(Settings(model_path=tiny_model), workers=1)
+    item = work("x", clips["moving"], tmp_path)
+    executor.submit(item)
+    reports.wait_for(lambda r: isinstance(r, StageProgress) and r.fraction >= 0.1)
+    executor.cancel("x")
+    assert isinstance(reports.final("x"), Stopped)
+    after = [r for r in reports.of("x") if isinstance(r, StageProgress)]
+    frames_after_cancel = sum(1 for r in after if r.fraction >= 0.1) - 1
+    assert frames_after_cancel <= 1, f"{frames_after_cancel} frames finished after the cancel"
+    results_folder = (tmp_path / item.result_key).parent
+    assert not results_folder.exists() or not any(results_folder.iterdir()), "a partial file"
