@@ -4,7 +4,6 @@ the reason."""
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -14,8 +13,6 @@ from PIL import Image
 
 from ..decode import sniff
 from ..errors import InputError
-
-log = logging.getLogger(__name__)
 
 _SNIFF_BYTES = 8192
 _ANIMATED = frozenset({"image/gif", "image/webp"})

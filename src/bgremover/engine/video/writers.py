@@ -8,7 +8,6 @@ written by Pillow (FFmpeg reads no animated WebP, and Pillow's GIF keeps transpa
 
 from __future__ import annotations
 
-import logging
 import zipfile
 from fractions import Fraction
 from pathlib import Path
@@ -23,8 +22,6 @@ from PIL import Image
 from ..errors import OutputError
 from ..options import OutputFormat
 from ..png import write_png
-
-log = logging.getLogger(__name__)
 
 _MS = Fraction(1, 1000)
 """The time base of written frames: milliseconds keep any source's timestamps to the ms."""
