@@ -55,7 +55,8 @@ def test_presets_are_saved_listed_replaced_and_deleted(client: TestClient) -> No
     assert created.status_code == 201, created.text
     assert created.json() == {
         **WEB, "background_color": "#00ff00", "alpha_matting": False,
-        "refine_foreground": False, "post_process_mask": False, "model": None,
+        "refine_foreground": False, "post_process_mask": False, "temporal_smoothing": False,
+        "model": None,
     }  # fmt: skip
     client.post("/api/presets", json={"name": "Masks", "format": "mask"})
     names = [p["name"] for p in client.get("/api/presets").json()]
@@ -87,7 +88,7 @@ def test_preset_names_that_could_not_go_into_html_or_a_url_are_refused(
 def test_preset_options_are_checked_like_an_uploads(client: TestClient) -> None:
     colour = client.post("/api/presets", json={"name": "bad", "background_color": "nope"})
     assert colour.status_code == 422 and "not a colour" in colour.json()["error"]["message"]
-    fmt = client.post("/api/presets", json={"name": "bad", "format": "gif"})
+    fmt = client.post("/api/presets", json={"name": "bad", "format": "tiff"})
     assert fmt.status_code == 422
     extra = client.post("/api/presets", json={"name": "bad", "model": "other"})
     assert extra.status_code == 422

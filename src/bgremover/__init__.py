@@ -10,7 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .api import load_remover, remove
+    from .api import load_remover, remove, remove_clip
     from .config import Settings
     from .engine import (
         Cancelled,
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 _HOMES = {
     "load_remover": "api",
     "remove": "api",
+    "remove_clip": "api",
     "Settings": "config",
     "CancelToken": "engine",
     "Cancelled": "engine",
@@ -55,6 +56,7 @@ __all__ = [
     "Stage",
     "load_remover",
     "remove",
+    "remove_clip",
 ]
 __version__ = "0.1.0"
 

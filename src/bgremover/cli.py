@@ -17,6 +17,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from .cli_clips import VIDEO_SUFFIXES, run_clips, split_clips
+
 # Only what `--help` needs is imported here: each command imports the model runtime, the
 # database layer, the web stack and rich's progress bars and tables where it uses them, so
 # `bgremover --help` starts in a fraction of the time (issue 20; `python -X importtime`).
@@ -108,7 +110,9 @@ def collect_inputs(inputs: list[str]) -> tuple[list[tuple[Path, Path]], list[Pla
         path = Path(raw).expanduser()
         if path.is_dir():
             files = sorted(
-                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                p
+                for p in path.rglob("*")
+                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES
             )
             found.extend((p, path) for p in files)
         elif path.exists() or path.is_symlink():
@@ -189,6 +193,14 @@ def remove(
             show_default=False,
         ),
     ] = None,
+    smooth_clips: Annotated[
+        bool | None,
+        typer.Option(
+            "--smooth-clips/--no-smooth-clips",
+            help="Clips: steady the mask between frames where the picture is still [default: off].",
+            show_default=False,
+        ),
+    ] = None,
     preset: Annotated[
         str | None,
         typer.Option(help="Start from this saved preset; the options given here override it."),
@@ -223,6 +235,7 @@ def remove(
     With --json: one JSON document on stdout.
     """
     from .engine import EngineError, plan_batch
+    from .engine.video import still_format
     from .workers.removers import load_remover
 
     settings = _settings(
@@ -232,7 +245,7 @@ def remove(
         _preset(settings, preset),
         dict(format=fmt, background_color="none" if bg_image else bg_color,
              alpha_matting=alpha_matting, refine_foreground=refine_foreground,
-             post_process_mask=post_process, model=model),
+             post_process_mask=post_process, temporal_smoothing=smooth_clips, model=model),
         background_image=bg_image, background_blur=bg_blur, quality=quality,
     )  # fmt: skip
     if options.model is not None and model_path is None:
@@ -241,8 +254,8 @@ def remove(
     if bg_image is not None:
         _check_background(bg_image, settings.max_image_pixels)
     found, missing = collect_inputs(inputs)
-    planned = plan_outputs(found, output, options.format)
-    if not planned and not missing:
+    planned, clips = split_clips(plan_outputs(found, output, options.format), options.format)
+    if not planned and not clips and not missing:
         err_console.print(f"[red]No images found[/] in {escape(', '.join(inputs))}")
         raise typer.Exit(2)
 
@@ -259,9 +272,14 @@ def remove(
     outcomes = [Outcome(m, "failed", m.error or "", "unreadable") for m in missing]
     for outcome in outcomes:
         report(outcome)
+    photo_options = options.model_copy(update={"format": still_format(options.format)})
     outcomes += _process_all(
-        remover, plan.lanes, planned, options, overwrite, _progress_console(as_json), report
+        remover, plan.lanes, planned, photo_options, overwrite, _progress_console(as_json), report
     )
+    outcomes += run_clips(
+        remover, clips, options, settings, overwrite=overwrite,
+        progress_console=_progress_console(as_json), report=report,
+    )  # fmt: skip
     if as_json:
         _print_json(outcomes)
     elif lines:

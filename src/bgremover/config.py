@@ -78,6 +78,11 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
     """One uploaded file; a batch request may hold ``max_files_per_upload`` of them."""
     max_image_pixels: int = Field(default=100_000_000, gt=0)
+    """Also each frame of a clip."""
+    max_video_seconds: float = Field(default=600.0, gt=0)
+    """A clip's length (MP4, MOV, WebM, MKV, animated GIF or WebP)."""
+    max_video_frames: int = Field(default=18_000, gt=0)
+    """A clip's frames: 10 minutes at 30 fps. Each frame costs about a photo of its size."""
     max_import_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
     """A ``POST /api/import`` body. An export weighs about 850 bytes a job (8.5 MB for
     10,000, bench/import_bench.py), so the default takes about 39,000 jobs; importing

@@ -73,6 +73,9 @@ class RemoveOptions(BaseModel):
     by default. A mask output has no colours to refine."""
     post_process_mask: bool = False
     """Smooth the mask and cut it to hard edges (removes speckles)."""
+    temporal_smoothing: bool = False
+    """Clips: steady each frame's mask with the previous one's where the picture did not
+    move (``engine.video.smoothing``), against edges that shimmer on a still camera."""
     quality: int = Field(default=90, ge=1, le=100)
     """WebP and JPEG quality."""
     model: ModelName | None = None

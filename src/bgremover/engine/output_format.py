@@ -11,10 +11,20 @@ class OutputFormat(StrEnum):
     WEBP = "webp"
     JPEG = "jpeg"
     MASK = "mask"
+    # Clips (``engine.video``): a photo asked for one of these gets ``still_format``'s.
+    WEBM = "webm"
+    """VP9 with alpha: plays in browsers."""
+    MOV = "mov"
+    """ProRes 4444 with alpha: for video editors."""
+    GIF = "gif"
+    MP4 = "mp4"
+    """H.264 on a background colour or image (white unless told)."""
+    ZIP = "zip"
+    """Every frame as a PNG."""
 
     @property
     def extension(self) -> str:
-        return {"png": ".png", "webp": ".webp", "jpeg": ".jpg", "mask": ".png"}[self.value]
+        return {"jpeg": ".jpg", "mask": ".png"}.get(self.value, f".{self.value}")
 
     def result_name(self, stem: str) -> str:
         """The file name of a result: ``photo`` → ``photo-no-bg.png`` (``photo-mask.png``)."""
@@ -27,4 +37,9 @@ class OutputFormat(StrEnum):
             "webp": "image/webp",
             "jpeg": "image/jpeg",
             "mask": "image/png",
+            "webm": "video/webm",
+            "mov": "video/quicktime",
+            "gif": "image/gif",
+            "mp4": "video/mp4",
+            "zip": "application/zip",
         }[self.value]

@@ -26,9 +26,23 @@ def render_size(size: int) -> int:
 def thumbnail(source: Path | bytes, size: int, *, max_pixels: int) -> bytes:
     """A WebP of the image at ``source`` (a path, or the bytes of a larger thumbnail) whose
     longest side is at most ``size`` (never enlarged), upright, with its transparency; any
-    format ``decode`` reads (HEIC too). A JPEG decodes at the smallest scale that covers
-    ``size``, so a 12 MP photo costs an eighth of its full decode."""
-    data, name = read_source(source)
-    image = decode(data, name=name, max_pixels=max_pixels, draft=size)
+    format ``decode`` reads (HEIC too), or a clip's first frame. A JPEG decodes at the
+    smallest scale that covers ``size``, so a 12 MP photo costs an eighth of its full
+    decode."""
+    image = _clip_poster(source)
+    if image is None:
+        data, name = read_source(source)
+        image = decode(data, name=name, max_pixels=max_pixels, draft=size)
     image.thumbnail((size, size), Image.Resampling.LANCZOS)
     return encode(image, OutputFormat.WEBP, quality=_QUALITY)
+
+
+def _clip_poster(source: Path | bytes) -> Image.Image | None:
+    """A clip's (or a clip result's) first frame, upright and with its alpha; None for an
+    image. Imported here: PyAV loads FFmpeg, which a photo's thumbnail does not need."""
+    if not isinstance(source, Path):
+        return None
+    from .video import is_clip
+    from .video.poster import poster
+
+    return poster(source, name=source.name) if is_clip(source) else None

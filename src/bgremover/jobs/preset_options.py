@@ -52,6 +52,8 @@ class PresetOptions(BaseModel):
     alpha_matting: bool = False
     refine_foreground: bool = False
     post_process_mask: bool = False
+    temporal_smoothing: bool = False
+    """Clips: steady the masks between frames (``RemoveOptions.temporal_smoothing``)."""
     model: ModelName | None = None
     """The model (None: the server's default)."""
     priority: int = Field(default=0, ge=-1000, le=1000)

@@ -61,7 +61,7 @@ from ..workers.base import (
     Stopped,
     WorkItem,
 )
-from . import masks, metrics, notices, transitions
+from . import clip_progress, masks, metrics, notices, transitions
 from .bus.base import JobProgress, Published
 from .core import ServiceCore
 from .database import unreachable
@@ -335,18 +335,21 @@ class Runs:
         live = self._core._live.get(report.job_id)
         if live is None or live.dispatch_id != report.dispatch_id:
             return
-        try:
-            stage, reused = parse_label(report.stage)
-        except ValueError:
-            return
-        stage_changed = stage != live.stage or (reused and not live.mask_reused)
-        if reused or stage in SKIPPED_ON_REUSE:  # the run says which it is
-            live.mask_reused = reused
-        weights = self._core.clock.weights(
-            live.bucket, live.pixels, live.model, mask_reused=live.mask_reused
-        )
-        percent = max(live.percent, overall_percent(stage, report.fraction, weights))
-        live.stage, live.fraction, live.percent = stage, report.fraction, percent
+        if report.frames:  # a clip: percent by frames (``clip_progress``)
+            stage_changed, percent = clip_progress.advance(live, report, time.monotonic())
+        else:
+            try:
+                stage, reused = parse_label(report.stage)
+            except ValueError:
+                return
+            stage_changed = stage != live.stage or (reused and not live.mask_reused)
+            if reused or stage in SKIPPED_ON_REUSE:  # the run says which it is
+                live.mask_reused = reused
+            weights = self._core.clock.weights(
+                live.bucket, live.pixels, live.model, mask_reused=live.mask_reused
+            )
+            percent = max(live.percent, overall_percent(stage, report.fraction, weights))
+            live.stage, live.fraction, live.percent = stage, report.fraction, percent
         if not stage_changed:
             self._core._throttle.offer(
                 f"job:{report.job_id}",
@@ -401,9 +404,9 @@ class Runs:
             )
 
     def _complete(self, report: Finished, live: Live | None) -> bool:
-        with self._core._transactions() as db:
-            row = db.get(JobRow, report.job_id)
-            options = RemoveOptions.model_validate((row.options if row else None) or {})
+        # The format written, not the one asked: a clip and a photo asked for each other's
+        # format are written in their own (``engine.video.formats``).
+        extension = OutputFormat(report.format).extension
         return self._end_run(
             report,
             "completed",
@@ -411,7 +414,7 @@ class Runs:
             {
                 "progress": 100.0,
                 "stage": None,
-                "result_path": self._core.files.result_key(report.job_id, options.format.extension),
+                "result_path": self._core.files.result_key(report.job_id, extension),
                 "result_width": report.width,
                 "result_height": report.height,
                 "result_format": report.format,

@@ -15,6 +15,8 @@ from datetime import datetime
 from typing import Any
 
 from ..engine.stages import Stage, parse_label, stage_label
+from . import clip_progress
+from .clip_progress import ClipRun
 from .eta.clock import BUCKET_EDGES_MP, StageClock, size_bucket
 from .schemas import Batch, Counts, Job, JobError, ResultInfo, Session
 from .states import ACTIVE, STATUSES, TERMINAL, JobStatus, batch_status
@@ -36,10 +38,14 @@ class Live:
     """Whether the run reuses a kept mask (expected at its claim, or said by its stage)."""
     model: str | None = None
     """The model the job chose (None: the default), whose learned time its ETA uses."""
+    clip: ClipRun | None = None
+    """A clip's frames and measured pace, while one runs (``clip_progress``)."""
 
     @property
     def label(self) -> str | None:
         """Its stage as people see it ("AI model: reused")."""
+        if self.clip is not None:
+            return self.clip.label
         return stage_label(self.stage, self.mask_reused) if self.stage else None
 
     @classmethod
@@ -61,7 +67,10 @@ class Live:
             current, reused = None, False
         pixels = width * height if width and height else None
         bucket = size_bucket(width, height)
-        return cls(dispatch_id, batch_id, bucket, current, 0.0, progress, pixels, reused, model)
+        clip = clip_progress.from_label(stage)
+        return cls(
+            dispatch_id, batch_id, bucket, current, 0.0, progress, pixels, reused, model, clip
+        )
 
 
 def chosen_model(row: JobRow) -> str | None:
@@ -76,6 +85,8 @@ def model_of(options: dict[str, Any] | None) -> str | None:
 
 def live_remaining(live: Live, clock: StageClock) -> float:
     """Seconds a running job has left from its last reported stage and fraction."""
+    if live.clip is not None:
+        return live.clip.remaining(clock.job_seconds(live.bucket, live.pixels, live.model))
     reused = live.mask_reused
     if live.stage is None:
         return clock.job_seconds(live.bucket, live.pixels, live.model, mask_reused=reused)

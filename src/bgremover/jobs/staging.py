@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..engine.decode import SUPPORTED_MEDIA_TYPES, sniff
+from ..engine.video.probe import VIDEO_MEDIA_TYPES
 from .names import display_name
 from .schemas import Upload
 
@@ -68,6 +69,8 @@ def _refusal(name: str, size: int, header: bytes) -> Rejected | None:
     if size == 0:
         return Rejected(name, 415, "empty_file", f"{name} is empty (0 bytes)")
     media_type = sniff(header)
+    if media_type in VIDEO_MEDIA_TYPES:  # a clip: cut frame by frame (``engine.video``)
+        return None
     if media_type is None or not media_type.startswith("image/"):
         what = f"a {media_type} file" if media_type else "not a file type we recognise"
         return Rejected(name, 415, "not_an_image", f"{name} is not an image ({what})")

@@ -11,6 +11,7 @@ def utcnow() -> datetime:
     """Now, aware and in UTC: what every row's times are."""
     return datetime.now(UTC)
 
+
 TIME_FORM = "an ISO 8601 time such as 2026-11-29T08:00:00Z (UTC unless it names a zone)"
 
 

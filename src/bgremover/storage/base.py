@@ -11,7 +11,7 @@ from typing import BinaryIO
 
 _KEY = re.compile(
     r"(?:originals|backgrounds)/(?P<hash>[0-9a-f]{2})/(?P=hash)[0-9a-f]{62}"
-    r"|results/(?P<id>[0-9a-f]{2})/(?P=id)[0-9a-f]{30}\.(?:png|webp|jpg)"
+    r"|results/(?P<id>[0-9a-f]{2})/(?P=id)[0-9a-f]{30}\.(?:png|webp|jpg|webm|mov|gif|mp4|zip)"
     r"|masks/(?P<mask>[0-9a-f]{2})/(?P=mask)[0-9a-f]{62}\.png"
 )
 """The only keys the job system makes (``jobs.files``): an original or background named by

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..engine.decode import SUPPORTED_MEDIA_TYPES, sniff
 from ..engine.options import OutputFormat
+from ..engine.video.probe import VIDEO_MEDIA_TYPES
 from .base import Storage
 from .thumbnail_cache import ThumbnailCache
 
@@ -108,7 +109,8 @@ class FileStore:
         except (OSError, ValueError):
             return None
         media_type = sniff(header)
-        return media_type if media_type in SUPPORTED_MEDIA_TYPES else None
+        known = media_type in SUPPORTED_MEDIA_TYPES or media_type in VIDEO_MEDIA_TYPES
+        return media_type if known else None
 
     def delete_original(self, content_hash: str) -> bool:
         try:

@@ -63,6 +63,9 @@ async def upload(
         bool | None, Form(description="Clean edge colours (the subject's own, not the wall's)")
     ] = None,
     post_process_mask: Annotated[bool | None, Form()] = None,
+    temporal_smoothing: Annotated[
+        bool | None, Form(description="Clips: steady the masks between frames")
+    ] = None,
     model: Annotated[
         str | None,
         Form(max_length=64, description="A model of GET /api/models; default: the server's"),
@@ -88,7 +91,8 @@ async def upload(
     options, priority = preset_options(
         chosen, format=format, background_color=background_color, priority=priority,
         alpha_matting=alpha_matting, refine_foreground=refine_foreground,
-        post_process_mask=post_process_mask, model=model,
+        post_process_mask=post_process_mask, temporal_smoothing=temporal_smoothing,
+        model=model,
     )  # fmt: skip
     if options.model is not None:
         await run_in_threadpool(check_model, settings, options.model)

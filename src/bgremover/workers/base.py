@@ -55,6 +55,11 @@ class StageProgress:
     """Share of that stage done, 0-1."""
     sent_at: float
     """``time.time()`` in the worker when reported, for latency measurement."""
+    frames: int | None = None
+    """A clip's frames in all: ``stage`` then reads "frame n of N" and ``fraction`` is the
+    share of frames done (``workers.clips``)."""
+    frame_seconds: float | None = None
+    """A clip's measured seconds per frame in this run, once a few frames are done."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,8 @@ class Finished:
     """The model that made the mask (the job's choice, or the worker's default)."""
     model_sha256: str | None = None
     """The sha256 of that model's file."""
+    frames_run: int | None = None
+    """A clip's frames the model ran on in this run (the others came from checkpoints)."""
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ from .base import (
     Lost,
     Report,
     ReportSink,
+    StageProgress,
     Stopped,
     WorkerInfo,
     WorkItem,
@@ -342,6 +343,8 @@ class LocalProcessExecutor(Executor):
             worker.closed_pipe = True  # The process is ending; its sentinel follows.
 
     def _receive(self, worker: _Worker, message: FromWorker) -> None:
+        if isinstance(message, StageProgress) and message.frames:
+            self._arm_deadline(worker)  # a clip's frame came: not hung, however long it is
         if isinstance(message, Calibration):
             with self._lock:
                 worker.warming = False

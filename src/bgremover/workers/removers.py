@@ -85,6 +85,11 @@ class Removers:
             self._evict(keep=name)
             return remover
 
+    @property
+    def settings(self) -> Settings:
+        """The worker's settings (its limits, for a clip's run)."""
+        return self._settings
+
     def loaded(self) -> list[str]:
         """Names of the loaded models, least recently used first."""
         with self._lock:

@@ -30,11 +30,13 @@ from ..engine.errors import OutputError
 from ..engine.png import write_png
 from ..engine.remover import MaskMismatch
 from ..engine.stages import stage_label
+from ..engine.video import is_clip
 from ..logs import bound
 from ..storage import Storage, StorageError, outage_reason
 from ..storage.faults import errno_reason
 from ..storage.files import FileStore
 from .base import Failed, Finished, Lost, Report, StageProgress, Stopped, WorkItem
+from .clips import clip_limits, run_clip, still_item
 from .removers import Removers
 
 log = logging.getLogger(__name__)
@@ -113,6 +115,13 @@ def _run(
         with ExitStack() as stack:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=scratch)))
             local_source = stack.enter_context(storage.readable(item.original_key, folder))
+            if is_clip(local_source):
+                limits = clip_limits(removers.settings)
+                send = progress.send if progress is not None else None
+                return run_clip(
+                    item, remover, storage, folder, local_source, limits, send=send, cancel=cancel
+                )
+            item = still_item(item)
             options = dict(item.options)
             if item.background_key is not None:
                 background = stack.enter_context(storage.readable(item.background_key, folder))
@@ -280,7 +289,8 @@ class ProgressReports:
     def __init__(self, item: WorkItem, send: Callable[[StageProgress], None]) -> None:
         self.mask_reused = False
         self._item = item
-        self._send = send
+        self.send = send
+        """Sends a report as it is (a clip's frame counts, ``workers.clips``)."""
         self._lock = threading.Lock()
         self._stage: Stage | None = None
         self._sent_at = 0.0
@@ -292,7 +302,7 @@ class ProgressReports:
             if stage is self._stage and now - self._sent_at < PROGRESS_INTERVAL_S:
                 return
             self._stage, self._sent_at = stage, now
-            self._send(
+            self.send(
                 StageProgress(
                     self._item.job_id,
                     self._item.dispatch_id,

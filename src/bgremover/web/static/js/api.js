@@ -9,7 +9,7 @@ const TOKEN_KEY = "bgremover.token";
 
 // What file pickers offer: every image, plus the extensions of phone photos (HEIC, AVIF)
 // that some systems do not list under image/* (they have no registered media type there).
-export const IMAGE_ACCEPT = "image/*,.heic,.heif,.hif,.avif";
+export const IMAGE_ACCEPT = "image/*,.heic,.heif,.hif,.avif,video/mp4,video/quicktime,video/webm,.mkv";
 
 export class ApiError extends Error {
   constructor(status, code, message, body) {

@@ -36,6 +36,13 @@ class DropZone extends HTMLElement {
               <option value="webp">WebP (transparent)</option>
               <option value="jpeg">JPEG</option>
               <option value="mask">Mask only</option>
+              <optgroup label="Clips (photos get PNG or JPEG)">
+                <option value="webm">WebM VP9 (transparent, plays in browsers)</option>
+                <option value="mov">MOV ProRes 4444 (transparent, for editors)</option>
+                <option value="mp4">MP4 H.264 (on the background)</option>
+                <option value="gif">Animated GIF</option>
+                <option value="zip">ZIP of PNG frames</option>
+              </optgroup>
             </select>
           </label>
           <label class="drop-zone__model" hidden>Model

@@ -25,6 +25,22 @@ function loadImage(src) {
   });
 }
 
+/** A clip's result as a muted, looping <video> once its first frame is in; it is drawn like
+ * an image (drawImage takes either), so `naturalWidth`/`naturalHeight` are its frame's size. */
+function loadClip(src) {
+  return new Promise((resolve, reject) => {
+    const video = document.createElement("video");
+    Object.assign(video, { muted: true, loop: true, playsInline: true, preload: "auto" });
+    video.onloadeddata = () => {
+      Object.assign(video, { naturalWidth: video.videoWidth, naturalHeight: video.videoHeight });
+      video.play().catch(() => {}); // paused where autoplay is refused: its first frame shows
+      resolve(video);
+    };
+    video.onerror = () => reject(new Error("the clip could not be loaded"));
+    video.src = src;
+  });
+}
+
 /** Draw the cut-out over its background on `canvas`, whose size sets the scale. */
 function compose(canvas, cutout, { mode, color, background, blur, brightness, contrast }) {
   const ctx = canvas.getContext("2d");
@@ -141,8 +157,12 @@ class EditorDialog extends PanelDialog {
     this._loading.hidden = false;
     this.show();
     try {
-      // PNG keeps the transparency (a stored WebP result is converted on the fly).
-      const cutout = await loadImage(api.resultUrl(jobId, { format: "png" }));
+      // PNG keeps the transparency (a stored WebP result is converted on the fly); a clip's
+      // WebM keeps it too and plays, redrawn on every frame.
+      const clip = job?.result?.format === "webm";
+      const cutout = clip
+        ? await loadClip(api.resultUrl(jobId))
+        : await loadImage(api.resultUrl(jobId, { format: "png" }));
       if (this.jobId !== jobId) return; // opened for another job meanwhile
       this.cutout = cutout;
       const scale = PREVIEW_MAX / Math.max(cutout.naturalWidth, cutout.naturalHeight);
@@ -151,6 +171,7 @@ class EditorDialog extends PanelDialog {
       this._loading.hidden = true;
       this._setBusy(false);
       this._draw();
+      if (clip) this._play(cutout);
     } catch (error) {
       this._loading.hidden = true;
       this._say(`Cannot edit this result: ${error.message}`);
@@ -204,6 +225,16 @@ class EditorDialog extends PanelDialog {
       }
     }
     this._draw();
+  }
+
+  /** Redraw a playing clip on every frame until another result (or none) is open. */
+  _play(video) {
+    const next = () => {
+      if (this.cutout !== video) return video.pause();
+      this._draw();
+      requestAnimationFrame(next);
+    };
+    requestAnimationFrame(next);
   }
 
   // Slider input can fire faster than frames; draw at most once per frame.

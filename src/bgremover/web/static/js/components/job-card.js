@@ -22,10 +22,10 @@ export function isSuperseded(jobId) {
   return Boolean(store.jobs.get(jobId)?.superseded);
 }
 
-/** Results we can put on another background: transparent PNG or WebP. */
+/** Results we can put on another background: transparent PNG, WebP or a WebM clip. */
 export function isEditable(job) {
   const format = job?.result?.format;
-  return job?.status === "completed" && (format === "png" || format === "webp")
+  return job?.status === "completed" && ["png", "webp", "webm"].includes(format)
     && !job.options?.background_color && !job.options?.background_image;
 }
 

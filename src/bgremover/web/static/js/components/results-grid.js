@@ -250,12 +250,28 @@ class ResultTile {
     original.alt = `${job.file_name} before`;
     result.src = api.thumbnailUrl(job.id, { size: PREVIEW_SIZE, of: "result" });
     result.alt = `${job.file_name} without background`;
+    if (PLAYABLE.has(job.result?.format)) result.replaceWith(clipPlayer(job, result));
     const slider = this._preview.querySelector("input");
     slider.setAttribute("aria-label", `Compare ${job.file_name}: original on the left, result on the right`);
     const apply = () => this._preview.style.setProperty("--split", `${slider.value}%`);
     slider.addEventListener("input", apply);
     apply();
   }
+}
+
+/** Clip results the browser plays itself (the WebM keeps its alpha over the checkerboard). */
+const PLAYABLE = new Set(["webm", "mp4"]);
+
+/** A muted, looping <video> of a clip's result in place of its still, its poster the first
+ * frame; it plays over the tile's checkerboard as the still did. */
+export function clipPlayer(job, still) {
+  const video = document.createElement("video");
+  video.className = still.className;
+  video.src = api.resultUrl(job.id);
+  video.poster = still.src;
+  Object.assign(video, { muted: true, loop: true, autoplay: true, playsInline: true });
+  video.setAttribute("aria-label", still.alt);
+  return video;
 }
 
 customElements.define("results-grid", ResultsGrid);

@@ -1,0 +1,177 @@
+"""One run of a clip job, in whichever worker holds it: frames through the model with each
+frame's mask checkpointed in the store (a lost run's successor resumes at the next frame),
+progress as "frame n of N", the result encoded atomically and stored by key."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from PIL import Image
+
+from ..config import Settings
+from ..engine import CancelToken, RemoveOptions, Remover
+from ..engine.png import write_png
+from ..engine.video import ClipInfo, ClipLimits, clip_format, open_clip, process_clip, still_format
+from ..storage import Storage
+from ..storage.files import FileStore
+from .base import Finished, StageProgress, WorkItem
+
+log = logging.getLogger(__name__)
+
+MEASURED_AFTER = 3
+"""Frames after which a run reports its own seconds per frame (the ETA's basis from then)."""
+
+
+def clip_label(done: int, frames: int) -> str:
+    """The stage people see while a clip runs."""
+    return f"frame {min(done + 1, frames)} of {frames}"
+
+
+class FrameMasks:
+    """Each frame's model mask in the store, keyed like a photo's kept mask by the
+    original's hash and the model, plus the frame's number: a later run of the same clip
+    (a retry, the next attempt after a lost worker) finds them."""
+
+    def __init__(self, storage: Storage, content_hash: str, identity: str, folder: Path) -> None:
+        self._storage = storage
+        self._hash = content_hash
+        self._identity = identity
+        self._folder = folder
+
+    def key(self, index: int) -> str:
+        return FileStore.mask_key(self._hash, f"{self._identity}\0frame {index}")
+
+    def get(self, index: int) -> Image.Image | None:
+        try:
+            with (
+                self._storage.readable(self.key(index), self._folder) as path,
+                Image.open(path, formats=["PNG"]) as image,
+            ):
+                image.load()
+                return image.copy() if image.mode == "L" else None
+        except FileNotFoundError:
+            return None
+        except Exception as exc:  # a bad checkpoint only means the model runs again
+            log.warning("frame %d's kept mask is unusable (%s); running the model", index, exc)
+            return None
+
+    def put(self, index: int, mask: Image.Image) -> None:
+        path = self._folder / f"frame-{index}.png"
+        try:
+            path.write_bytes(write_png(mask))
+            self._storage.put(self.key(index), path)
+        except Exception as exc:  # not kept: a resume redoes this frame
+            log.warning("could not keep frame %d's mask (%s)", index, exc)
+
+    def clear(self, frames: int) -> None:
+        """Delete the checkpoints once the result is stored: they served their purpose."""
+        for index in range(frames):
+            try:
+                self._storage.delete(self.key(index))
+            except Exception as exc:
+                log.warning("could not delete frame %d's mask (%s)", index, exc)
+
+
+class FrameReports:
+    """Turns frame counts into StageProgress reports, with this run's measured seconds per
+    frame once ``MEASURED_AFTER`` frames are done."""
+
+    def __init__(self, item: WorkItem, send: Callable[[StageProgress], None]) -> None:
+        self._item = item
+        self._send = send
+        self._lock = threading.Lock()
+        self._first: tuple[int, float] | None = None
+
+    def __call__(self, done: int, frames: int) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if self._first is None:
+                self._first = (done, now)
+            start_done, start_at = self._first
+            ran = done - start_done
+            per_frame = (now - start_at) / ran if ran >= MEASURED_AFTER else None
+            self._send(
+                StageProgress(
+                    self._item.job_id,
+                    self._item.dispatch_id,
+                    stage=clip_label(done, frames),
+                    fraction=done / frames if frames else 0.0,
+                    sent_at=time.time(),
+                    frames=frames,
+                    frame_seconds=per_frame,
+                )
+            )
+
+
+def run_clip(
+    item: WorkItem,
+    remover: Remover,
+    storage: Storage,
+    folder: Path,
+    source: Path,
+    limits: ClipLimits,
+    *,
+    send: Callable[[StageProgress], None] | None,
+    cancel: CancelToken | None,
+) -> Finished:
+    """Cut the clip at ``source`` and store the result; raises what ``process_clip`` raises
+    (the caller turns it into the run's report)."""
+    name = item.original_key.rsplit("/", 1)[-1]
+    info: ClipInfo = open_clip(source, limits, name=name)
+    options = RemoveOptions(**item.options)
+    result_key = clip_result_key(item.result_key, options)
+    direct = storage.local_path(result_key)
+    destination = direct or folder / f"result{Path(result_key).suffix}"
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    masks = FrameMasks(storage, name, remover.model_identity, folder)
+    result = process_clip(
+        remover, source, destination, options, info, name=name, cancel=cancel,
+        progress=FrameReports(item, send) if send is not None else None, checkpoints=masks,
+    )  # fmt: skip
+    if direct is None:
+        storage.put(result_key, destination)
+    masks.clear(result.frames)
+    log.info("clip of %d frames: the model ran on %d", result.frames, result.frames_computed)
+    return Finished(
+        item.job_id,
+        item.dispatch_id,
+        width=result.width,
+        height=result.height,
+        format=result.format.value,
+        bytes=result.bytes,
+        timings={stage.value: seconds for stage, seconds in result.timings.items()},
+        model=remover.model_name,
+        model_sha256=remover.model_sha256,
+        frames_run=result.frames_computed,
+    )
+
+
+def clip_result_key(result_key: str, options: RemoveOptions) -> str:
+    """The job's result key with the extension of the format its clip is written in."""
+    stem = result_key.rsplit(".", 1)[0]
+    return stem + clip_format(options.format).extension
+
+
+def still_item(item: WorkItem) -> WorkItem:
+    """A photo's run asked for a clip format (a batch of photos and clips shares options):
+    the photo is written in ``still_format``'s, under that format's extension."""
+    fmt = RemoveOptions(**item.options).format
+    still = still_format(fmt)
+    if still is fmt:
+        return item
+    stem = item.result_key.rsplit(".", 1)[0]
+    options = {**item.options, "format": still.value}
+    return replace(item, options=options, result_key=stem + still.extension)
+
+
+def clip_limits(settings: Settings) -> ClipLimits:
+    return ClipLimits(
+        seconds=settings.max_video_seconds,
+        frames=settings.max_video_frames,
+        pixels=settings.max_image_pixels,
+    )
