@@ -26,6 +26,7 @@ from bgremover.jobs.clip_progress import from_label
 from bgremover.jobs.snapshots import live_remaining
 from bgremover.web import create_app
 from bgremover.workers import Finished, Lost, StageProgress, Stopped
+from bgremover.workers.celery_executor import KILL_GRACE_S, time_limit
 
 from .conftest import SAMPLES
 from .jobs_support import build_harness, claim, wait_for_job
@@ -235,7 +236,7 @@ def test_a_clip_job_shows_its_frame_its_percent_by_frames_and_its_own_pace(
     h = build_harness(tmp_path, f"sqlite:///{tmp_path / 'jobs.sqlite3'}")
     batch = h.service.create_batch(h.uploads(clips["moving"]))
     item = claim(h)
-    job_id = batch.jobs[0].id if hasattr(batch, "jobs") else item.job_id
+    job_id = batch.jobs[0].id
 
     def frame(done: int, pace: float | None) -> None:
         h.service.handle(
@@ -252,6 +253,22 @@ def test_a_clip_job_shows_its_frame_its_percent_by_frames_and_its_own_pace(
     live = h.service._live[item.job_id]  # the held run, as the ETA reads it
     assert live.percent == 25
     assert live_remaining(live, h.service.clock) == pytest.approx(15 * 0.5)
+
+
+def test_a_clip_task_has_no_hard_time_limit_and_a_photo_task_its_deadline(
+    tmp_path: Path, clips: dict[str, Path], photos: dict[str, Path]
+) -> None:
+    """Celery's time_limit is fixed when a task is sent: one sized for a photo would kill a
+    clip of a few seconds (its local deadline is re-armed at each frame instead)."""
+    h = build_harness(tmp_path, f"sqlite:///{tmp_path / 'jobs.sqlite3'}")
+    h.service.create_batch(h.uploads(clips["moving"]))
+    clip = claim(h)
+    h.service.create_batch(h.uploads(photos["coffee.jpg"]))
+    photo = claim(h)
+    assert (clip.clip, photo.clip) == (True, False)
+    assert time_limit(clip) is None
+    assert photo.deadline_s is not None
+    assert time_limit(photo) == photo.deadline_s + KILL_GRACE_S
 
 
 def test_cli_remove_cuts_clips_beside_photos(

@@ -213,6 +213,7 @@ GOOD = {
         {"deadline_s": float("nan")},
         {"deadline_s": True},
         {"background_path": "/etc/hostname"},
+        {"clip": "yes"},
     ],
 )
 def test_a_message_that_is_not_what_a_dispatcher_sends_is_refused(change: dict[str, Any]) -> None:
@@ -229,6 +230,7 @@ def test_a_well_formed_message_that_disagrees_with_the_row_is_refused() -> None:
         ("result_key", "results/00/" + "00" * 16 + ".png"),
         ("background_key", None),
         ("options", {"format": "webp"}),
+        ("clip", True),  # a clip's task has no hard time limit: a photo may not claim that
     ]:
         with pytest.raises(RefusedMessage, match=field):
             check_against_row(sent, WorkItem(**{**GOOD, field: value}))

@@ -47,6 +47,7 @@ from ..config import ERROR_MESSAGE_CHARS
 from ..dependencies import first_line
 from ..engine.options import OutputFormat, RemoveOptions
 from ..engine.stages import SKIPPED_ON_REUSE, overall_percent, parse_label
+from ..engine.video.probe import may_be_clip
 from ..storage.files import background_hash
 from ..workers.base import (
     Calibration,
@@ -241,6 +242,7 @@ class Runs:
             background_key=self._core.files.background_key(background) if background else None,
             options=options,
             deadline_s=self._deadline(predicted),
+            clip=may_be_clip(row.media_type),
         )
 
     def _deadline(self, predicted: float) -> float:

@@ -35,6 +35,10 @@ class WorkItem:
     killed and the run reported ``Lost``."""
     batch_id: str | None = None
     """The job's batch, for the run's log lines."""
+    clip: bool = False
+    """The original may be a clip (``engine.video.may_be_clip``): a clip's deadline counts
+    from its last frame, so an executor that cannot re-arm one (Celery's ``time_limit``,
+    fixed when the task is sent) sets none for it."""
 
 
 @dataclass(frozen=True)

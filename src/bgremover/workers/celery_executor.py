@@ -82,7 +82,7 @@ class CeleryExecutor(Executor):
         return min(slots, self._cap) if self._cap is not None else slots
 
     def submit(self, item: WorkItem) -> None:
-        limit = (item.deadline_s or 0.0) + KILL_GRACE_S if item.deadline_s else None
+        limit = time_limit(item)
         self._app.send_task(TASK, args=[asdict(item)], queue=self._channels.queue, time_limit=limit)
 
     def cancel(self, job_id: str) -> None:
@@ -119,3 +119,12 @@ class CeleryExecutor(Executor):
         except Exception as exc:
             checks["broker"] = f"unreachable: {exc}"
         return checks
+
+
+def time_limit(item: WorkItem) -> float | None:
+    """Celery's hard limit for ``item``'s task: its deadline and a grace, fixed when it is
+    sent. None for a clip, whose minutes of frames no photo-sized deadline covers; a lost
+    clip worker is still found by its lease."""
+    if item.clip or not item.deadline_s:
+        return None
+    return item.deadline_s + KILL_GRACE_S

@@ -20,7 +20,7 @@ from .base import WorkItem
 _FIELDS = frozenset(f.name for f in fields(WorkItem))
 _KEYS = {"original_key": "originals/", "result_key": "results/", "background_key": "backgrounds/"}
 """Each key a message names, and the store folder it must lie in."""
-_FROM_ROW = ("original_key", "result_key", "background_key", "options")
+_FROM_ROW = ("original_key", "result_key", "background_key", "options", "clip")
 """What the job's row decides; a message that disagrees on any of these is refused."""
 
 
@@ -66,6 +66,8 @@ def parse(message: object) -> WorkItem:
         )  # fmt: skip
     if not _valid_deadline(message.get("deadline_s")):
         raise RefusedMessage(job_id, "deadline_s is not a positive number of seconds")
+    if not isinstance(message.get("clip", False), bool):
+        raise RefusedMessage(job_id, "clip is not true or false")
     return WorkItem(**message)
 
 

@@ -51,6 +51,12 @@ class ClipInfo:
     """An animated GIF or WebP (decoded by Pillow: FFmpeg reads no animated WebP)."""
 
 
+def may_be_clip(media_type: str | None) -> bool:
+    """Whether an original of ``media_type`` (as sniffed at upload) may be a clip: a video
+    container, or a GIF or WebP, which may hold an animation (``is_clip`` reads the file)."""
+    return media_type in VIDEO_MEDIA_TYPES or media_type in _ANIMATED
+
+
 def is_clip(path: Path) -> bool:
     """A video container, or a GIF or WebP with more than one frame."""
     with open(path, "rb") as file:
