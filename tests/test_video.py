@@ -20,6 +20,7 @@ from PIL import Image
 
 from bgremover import Remover, Settings, load_remover, remove_clip
 from bgremover.engine import InputError, RemoveOptions
+from bgremover.engine.thumbnail import thumbnail
 from bgremover.engine.video import ClipLimits, open_clip, process_clip
 from bgremover.engine.video.smoothing import flicker
 from bgremover.jobs.clip_progress import from_label
@@ -162,6 +163,17 @@ def test_limits_name_the_setting(clips: dict[str, Path]) -> None:
         open_clip(clips["moving"], replace(LIMITS, seconds=1), name="moving.mp4")
     with pytest.raises(InputError, match="BGREMOVER_MAX_IMAGE_PIXELS"):
         open_clip(clips["moving"], replace(LIMITS, pixels=320 * 200), name="moving.mp4")
+
+
+@pytest.mark.parametrize("kind", ["moving", "gif"])
+def test_a_poster_over_the_pixel_limit_is_refused_before_its_frame_is_decoded(
+    clips: dict[str, Path], kind: str
+) -> None:
+    """A thumbnail runs in the web process: a clip whose header claims huge frames must not
+    make it allocate them (as a photo over BGREMOVER_MAX_IMAGE_PIXELS does not)."""
+    with pytest.raises(InputError, match="BGREMOVER_MAX_IMAGE_PIXELS"):
+        thumbnail(clips[kind], 64, max_pixels=320 * 240 - 1)
+    assert Image.open(io.BytesIO(thumbnail(clips[kind], 64, max_pixels=320 * 240))).size[0] == 64
 
 
 def test_temporal_smoothing_lowers_flicker_on_a_still_camera(

@@ -29,7 +29,7 @@ def thumbnail(source: Path | bytes, size: int, *, max_pixels: int) -> bytes:
     format ``decode`` reads (HEIC too), or a clip's first frame. A JPEG decodes at the
     smallest scale that covers ``size``, so a 12 MP photo costs an eighth of its full
     decode."""
-    image = _clip_poster(source)
+    image = _clip_poster(source, max_pixels)
     if image is None:
         data, name = read_source(source)
         image = decode(data, name=name, max_pixels=max_pixels, draft=size)
@@ -37,7 +37,7 @@ def thumbnail(source: Path | bytes, size: int, *, max_pixels: int) -> bytes:
     return encode(image, OutputFormat.WEBP, quality=_QUALITY)
 
 
-def _clip_poster(source: Path | bytes) -> Image.Image | None:
+def _clip_poster(source: Path | bytes, max_pixels: int) -> Image.Image | None:
     """A clip's (or a clip result's) first frame, upright and with its alpha; None for an
     image. Imported here: PyAV loads FFmpeg, which a photo's thumbnail does not need."""
     if not isinstance(source, Path):
@@ -45,4 +45,4 @@ def _clip_poster(source: Path | bytes) -> Image.Image | None:
     from .video import is_clip
     from .video.poster import poster
 
-    return poster(source, name=source.name) if is_clip(source) else None
+    return poster(source, name=source.name, max_pixels=max_pixels) if is_clip(source) else None

@@ -10,25 +10,30 @@ from PIL import Image
 
 from ..errors import InputError
 from .frames import _TURNS
+from .probe import check_pixels
 
 _ALPHA_DECODERS = {"vp9": "libvpx-vp9", "vp8": "libvpx"}
 """FFmpeg's own VP8/VP9 decoders drop the alpha a WebM carries beside the colour; libvpx's
 read it."""
 
 
-def poster(path: Path, *, name: str) -> Image.Image:
-    """The first frame of the clip at ``path`` (RGB, or RGBA where it has alpha)."""
+def poster(path: Path, *, name: str, max_pixels: int) -> Image.Image:
+    """The first frame of the clip at ``path`` (RGB, or RGBA where it has alpha); frames
+    over ``max_pixels`` are refused from the header, never decoded (a web process runs this)."""
     try:
         if _is_animation(path):
             with Image.open(path) as animation:
+                check_pixels(name, animation.width, animation.height, max_pixels)
                 return animation.convert("RGBA")
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
+            check_pixels(name, stream.codec_context.width, stream.codec_context.height, max_pixels)
             decoder = None
             if stream.metadata.get("alpha_mode") == "1" and stream.codec_context is not None:
                 wanted = _ALPHA_DECODERS.get(stream.codec_context.name)
                 decoder = av.CodecContext.create(wanted, "r") if wanted else None
             frame = _first(container, stream, decoder)
+            check_pixels(name, frame.width, frame.height, max_pixels)  # a header can lie
     except (av.FFmpegError, OSError, StopIteration, IndexError, ValueError) as exc:
         raise InputError(
             f"{name}: no frame of the clip could be read ({exc})", code="corrupt_image"

@@ -187,9 +187,15 @@ def _check(
             "(BGREMOVER_MAX_VIDEO_SECONDS)",
             code="video_too_long",
         )
-    if width * height > limits.pixels:
+    check_pixels(name, width, height, limits.pixels)
+
+
+def check_pixels(name: str, width: int, height: int, max_pixels: int) -> None:
+    """InputError when frames of ``width``×``height`` are over ``max_pixels``: checked on
+    the header, before a frame of that size is decoded."""
+    if width * height > max_pixels:
         raise InputError(
-            f"{name}: {width}×{height} frames are over the limit of {limits.pixels:,} pixels "
+            f"{name}: {width}×{height} frames are over the limit of {max_pixels:,} pixels "
             "(BGREMOVER_MAX_IMAGE_PIXELS)",
             code="image_too_large",
         )
