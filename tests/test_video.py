@@ -22,6 +22,7 @@ from bgremover import Remover, Settings, load_remover, remove_clip
 from bgremover.engine import InputError, RemoveOptions
 from bgremover.engine.thumbnail import thumbnail
 from bgremover.engine.video import ClipLimits, open_clip, process_clip
+from bgremover.engine.video.frames import frames
 from bgremover.engine.video.smoothing import flicker
 from bgremover.jobs.clip_progress import from_label
 from bgremover.jobs.snapshots import live_remaining
@@ -163,6 +164,22 @@ def test_limits_name_the_setting(clips: dict[str, Path]) -> None:
         open_clip(clips["moving"], replace(LIMITS, seconds=1), name="moving.mp4")
     with pytest.raises(InputError, match="BGREMOVER_MAX_IMAGE_PIXELS"):
         open_clip(clips["moving"], replace(LIMITS, pixels=320 * 200), name="moving.mp4")
+
+
+@pytest.mark.parametrize(
+    ("limit", "setting"),
+    [({"frames": 10}, "FRAMES"), ({"seconds": 1}, "SECONDS"), ({"pixels": 320 * 200}, "PIXELS")],
+)
+def test_decoding_stops_at_the_limits_whatever_the_header_said(
+    clips: dict[str, Path], limit: dict[str, int], setting: str
+) -> None:
+    """A header can lie (a count of 10 frames over millions, small sides over large ones):
+    the frames decoded are held to the limits too, each frame's size before it is copied."""
+    info = open_clip(clips["moving"], LIMITS, name="moving.mp4")
+    lying = replace(info, limits=replace(LIMITS, **limit))  # what a lying header lets pass
+    with pytest.raises(InputError, match=f"BGREMOVER_MAX_(VIDEO|IMAGE)_{setting}"):
+        for _ in frames(clips["moving"], lying, name="moving.mp4"):
+            pass
 
 
 @pytest.mark.parametrize("kind", ["moving", "gif"])

@@ -11,7 +11,7 @@ import av
 from PIL import Image, ImageSequence
 
 from ..errors import InputError
-from .probe import ClipInfo
+from .probe import ClipInfo, check_frame, check_pixels
 
 _TURNS = {90: Image.Transpose.ROTATE_90, 180: Image.Transpose.ROTATE_180,
           270: Image.Transpose.ROTATE_270}  # fmt: skip
@@ -29,10 +29,18 @@ class Frame:
 def frames(path: Path, info: ClipInfo, *, name: str) -> Iterator[Frame]:
     """Every frame of the clip in order; ``InputError`` naming ``name`` when the data stops
     or goes wrong part-way (a truncated file)."""
-    source = _animation_frames(path) if info.animation else _video_frames(path, info.rotation)
+    limits = info.limits
+    max_pixels = limits.pixels if limits else None
+    source = (
+        _animation_frames(path)  # one canvas for every frame: checked by ``open_clip``
+        if info.animation
+        else _video_frames(path, info.rotation, max_pixels, name)
+    )
     count = 0
     try:
         for count, (time, image) in enumerate(source, start=1):
+            if limits is not None:
+                check_frame(name, count - 1, time, limits)
             yield Frame(count - 1, time, image)
     except (av.FFmpegError, OSError, EOFError, ValueError) as exc:
         raise InputError(
@@ -43,7 +51,9 @@ def frames(path: Path, info: ClipInfo, *, name: str) -> Iterator[Frame]:
         raise InputError(f"{name}: no frame of the clip could be decoded", code="corrupt_image")
 
 
-def _video_frames(path: Path, rotation: int) -> Iterator[tuple[float, Image.Image]]:
+def _video_frames(
+    path: Path, rotation: int, max_pixels: int | None, name: str
+) -> Iterator[tuple[float, Image.Image]]:
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         # One thread: decoding threads beside onnxruntime's would preempt them at their
@@ -53,6 +63,8 @@ def _video_frames(path: Path, rotation: int) -> Iterator[tuple[float, Image.Imag
         for frame in container.decode(stream):
             time = frame.time if frame.time is not None else 0.0
             start = time if start is None else start
+            if max_pixels is not None:  # before the copy: a stream's size may change
+                check_pixels(name, frame.width, frame.height, max_pixels)
             image = Image.fromarray(frame.to_ndarray(format="rgb24"), "RGB")
             if rotation:
                 image = image.transpose(_TURNS[rotation])

@@ -4,7 +4,7 @@ the reason."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -49,6 +49,9 @@ class ClipInfo:
     """The audio codec, when it has sound."""
     animation: bool = False
     """An animated GIF or WebP (decoded by Pillow: FFmpeg reads no animated WebP)."""
+    limits: ClipLimits | None = None
+    """The limits its headers passed (``open_clip``): decoding holds the frames to them too,
+    as a header can lie."""
 
 
 def may_be_clip(media_type: str | None) -> bool:
@@ -79,7 +82,7 @@ def open_clip(path: Path, limits: ClipLimits, *, name: str) -> ClipInfo:
         raise InputError(f"{name}: the file is empty (0 bytes)", code="empty_file")
     info = _animation(path, name) if _is_animation(path) else _video(path, name)
     _check(name, info.frames, info.seconds, info.width, info.height, limits)
-    return info
+    return replace(info, limits=limits)
 
 
 def _is_animation(path: Path) -> bool:
@@ -170,6 +173,11 @@ def _seconds(container: av.container.InputContainer, stream: av.video.stream.Vid
     if container.duration is not None:
         return container.duration / av.time_base
     return 0.0
+
+
+def check_frame(name: str, index: int, seconds: float, limits: ClipLimits) -> None:
+    """InputError when the frame ``index`` (from 0) at ``seconds`` is past the limits."""
+    _check(name, index + 1, seconds, 0, 0, limits)
 
 
 def _check(
