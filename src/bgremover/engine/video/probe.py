@@ -80,7 +80,8 @@ def open_clip(path: Path, limits: ClipLimits, *, name: str) -> ClipInfo:
     truncated, undecodable, of a codec this build cannot decode, or over a limit."""
     if path.stat().st_size == 0:
         raise InputError(f"{name}: the file is empty (0 bytes)", code="empty_file")
-    info = _animation(path, name) if _is_animation(path) else _video(path, name)
+    pixels = limits.pixels
+    info = _animation(path, name, pixels) if _is_animation(path) else _video(path, name, pixels)
     _check(name, info.frames, info.seconds, info.width, info.height, limits)
     return replace(info, limits=limits)
 
@@ -90,11 +91,12 @@ def _is_animation(path: Path) -> bool:
         return sniff(file.read(_SNIFF_BYTES)) in _ANIMATED
 
 
-def _animation(path: Path, name: str) -> ClipInfo:
+def _animation(path: Path, name: str, max_pixels: int) -> ClipInfo:
     try:
         with Image.open(path) as image:
-            frames = getattr(image, "n_frames", 1)
             width, height = image.size
+            check_pixels(name, width, height, max_pixels)  # before any frame is decoded
+            frames = getattr(image, "n_frames", 1)
             codec = (image.format or "image").lower()
             milliseconds = 0
             for index in range(frames):
@@ -109,12 +111,15 @@ def _animation(path: Path, name: str) -> ClipInfo:
     return ClipInfo(frames, seconds, width, height, 0, fps, codec, None, animation=True)
 
 
-def _video(path: Path, name: str) -> ClipInfo:
+def _video(path: Path, name: str, max_pixels: int) -> ClipInfo:
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise InputError(f"{name}: the file has no video stream", code="not_an_image")
             stream = container.streams.video[0]
+            # Before a packet is read or a frame decoded: uploads read this in the web
+            # process, and a header's sides are all there is to go by yet.
+            check_pixels(name, stream.codec_context.width, stream.codec_context.height, max_pixels)
             codec = stream.codec_context.name if stream.codec_context else "unknown"
             frames = stream.frames or _count_frames(container, stream.index)
             audio = (
