@@ -25,9 +25,10 @@ from bgremover.engine.video import ClipLimits, open_clip, process_clip
 from bgremover.engine.video.frames import frames
 from bgremover.engine.video.smoothing import flicker
 from bgremover.jobs.clip_progress import from_label
+from bgremover.jobs.exchange import QueueState
 from bgremover.jobs.snapshots import live_remaining
 from bgremover.web import create_app
-from bgremover.workers import Finished, Lost, StageProgress, Stopped
+from bgremover.workers import Failed, Finished, Lost, StageProgress, Stopped
 from bgremover.workers.celery_executor import KILL_GRACE_S, time_limit
 
 from .conftest import SAMPLES
@@ -435,3 +436,25 @@ def test_a_clip_weighs_in_its_batch_by_its_frames(
     run_to_completion(h, item, size=(320, 240))
     batch = h.service.get_batch(created.batch.id)
     assert batch.progress == 100 and batch.work_done_seconds == batch.work_seconds
+
+
+def test_a_clip_keeps_its_weight_through_a_retry_and_an_export(
+    harness: Harness, clips: dict[str, Path], photos: dict[str, Path], tmp_path: Path
+) -> None:
+    h = harness
+    created = h.service.create_batch(h.uploads(photos["coffee.jpg"], clips["moving"]))
+    run_to_completion(h, claim(h))
+    item = claim(h)
+    h.service.handle(Failed(item.job_id, item.dispatch_id, "boom", "failed"))
+    h.service.retry_job(item.job_id)  # the new attempt takes the old one's frames
+    one = h.service.clock.job_seconds(0)
+    batch = h.service.get_batch(created.batch.id)
+    assert batch.work_seconds == pytest.approx(21 * one, abs=0.05)
+    assert batch.work_done_seconds == pytest.approx(one, abs=0.05)
+
+    state = QueueState.model_validate(h.service.export_state())
+    assert sorted(job.frames or 1 for job in state.jobs) == [1, 20, 20]
+    other = build_harness(tmp_path / "other", f"sqlite:///{tmp_path / 'other.sqlite3'}")
+    other.service.import_state(state)
+    moved = other.service.get_batch(created.batch.id)
+    assert moved.work_seconds == pytest.approx(21 * other.service.clock.job_seconds(0), abs=0.05)
