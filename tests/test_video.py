@@ -25,13 +25,14 @@ from bgremover.engine.video import ClipLimits, open_clip, process_clip
 from bgremover.engine.video.frames import frames
 from bgremover.engine.video.smoothing import flicker
 from bgremover.jobs.clip_progress import from_label
+from bgremover.jobs.exchange import QueueState
 from bgremover.jobs.snapshots import live_remaining
 from bgremover.web import create_app
-from bgremover.workers import Finished, Lost, StageProgress, Stopped
+from bgremover.workers import Failed, Finished, Lost, StageProgress, Stopped
 from bgremover.workers.celery_executor import KILL_GRACE_S, time_limit
 
 from .conftest import SAMPLES
-from .jobs_support import build_harness, claim, wait_for_job
+from .jobs_support import Harness, build_harness, claim, run_to_completion, wait_for_job
 from .serving import UI
 from .test_cli import run_cli
 from .test_local_executor import Reports, Start, start, work  # noqa: F401 (a fixture)
@@ -398,3 +399,62 @@ def test_a_cancelled_clip_stops_within_a_frame_and_leaves_no_file(
     assert frames_after_cancel <= 1, f"{frames_after_cancel} frames finished after the cancel"
     results_folder = (tmp_path / item.result_key).parent
     assert not results_folder.exists() or not any(results_folder.iterdir()), "a partial file"
+
+
+def test_a_clip_weighs_in_its_batch_by_its_frames(
+    harness: Harness, clips: dict[str, Path], photos: dict[str, Path]
+) -> None:
+    """A batch of ten photos and one 20-frame clip of the same size bucket: the clip is
+    twenty photos' work in its ETA, its batch's ETA and its batch's bar, not one."""
+    h = harness
+    created = h.service.create_batch(h.uploads(*[photos["coffee.jpg"]] * 10, clips["moving"]))
+    *photo_jobs, clip = created.jobs
+    clock, slots = h.service.clock, h.settings.max_concurrent_jobs
+    one = clock.job_seconds(0)
+    assert (clip.width, clip.height) == (320, 240)
+    assert clip.estimated_time_remaining == pytest.approx(
+        20 * clock.job_seconds(0, 320 * 240), abs=0.05
+    )
+    batch = h.service.get_batch(created.batch.id)
+    assert batch.work_seconds == pytest.approx(30 * one, abs=0.05)
+    assert batch.estimated_time_remaining is not None
+    assert batch.estimated_time_remaining >= 30 * one / slots - 0.05
+
+    for _ in photo_jobs:
+        run_to_completion(h, claim(h))
+    one = clock.job_seconds(0)  # as the runs taught it
+    batch = h.service.get_batch(created.batch.id)
+    assert batch.counts.completed == 10
+    assert batch.progress == pytest.approx(100 * 10 / 30, abs=0.5)
+    assert batch.estimated_time_remaining == pytest.approx(20 * one / slots, abs=0.05)
+
+    item = claim(h)  # the clip: before its first frame, all its frames are to go
+    assert item.job_id == clip.id
+    assert h.service.get_job(clip.id).estimated_time_remaining == pytest.approx(
+        20 * clock.job_seconds(0, 320 * 240), abs=0.05
+    )
+    run_to_completion(h, item, size=(320, 240))
+    batch = h.service.get_batch(created.batch.id)
+    assert batch.progress == 100 and batch.work_done_seconds == batch.work_seconds
+
+
+def test_a_clip_keeps_its_weight_through_a_retry_and_an_export(
+    harness: Harness, clips: dict[str, Path], photos: dict[str, Path], tmp_path: Path
+) -> None:
+    h = harness
+    created = h.service.create_batch(h.uploads(photos["coffee.jpg"], clips["moving"]))
+    run_to_completion(h, claim(h))
+    item = claim(h)
+    h.service.handle(Failed(item.job_id, item.dispatch_id, "boom", "failed"))
+    h.service.retry_job(item.job_id)  # the new attempt takes the old one's frames
+    one = h.service.clock.job_seconds(0)
+    batch = h.service.get_batch(created.batch.id)
+    assert batch.work_seconds == pytest.approx(21 * one, abs=0.05)
+    assert batch.work_done_seconds == pytest.approx(one, abs=0.05)
+
+    state = QueueState.model_validate(h.service.export_state())
+    assert sorted(job.frames or 1 for job in state.jobs) == [1, 20, 20]
+    other = build_harness(tmp_path / "other", f"sqlite:///{tmp_path / 'other.sqlite3'}")
+    other.service.import_state(state)
+    moved = other.service.get_batch(created.batch.id)
+    assert moved.work_seconds == pytest.approx(21 * other.service.clock.job_seconds(0), abs=0.05)

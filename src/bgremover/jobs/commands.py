@@ -10,14 +10,17 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session as Db
 
 from ..engine.decode import probe
+from ..engine.errors import InputError
 from ..engine.options import RemoveOptions
+from ..engine.video.probe import ClipInfo, is_clip, may_be_clip, open_clip
 from ..storage import StorageError, StorageUnavailable, outage_reason
+from ..workers.clips import clip_limits
 from . import exchange, maintenance, notices, outbox, sequences, transitions
 from .bus.base import Published
 from .core import ServiceCore
@@ -36,6 +39,18 @@ from .schemas import (
 )
 from .states import ACTIVE, RETRYABLE, STATUSES, TERMINAL, InvalidTransition, NotFound
 from .tables import BatchRow, JobRow, SessionRow
+
+
+class _Stored(NamedTuple):
+    """An upload in the store, and what its headers say."""
+
+    content_hash: str
+    size: int
+    media_type: str | None
+    width: int | None
+    height: int | None
+    frames: int | None
+    """A clip's frames; None for a photo."""
 
 
 class Commands:
@@ -81,14 +96,16 @@ class Commands:
                     media_type=media_type,
                     width=width,
                     height=height,
+                    frames=frames,
                     priority=priority,
                     queue_order=first + index,
                     options=options_json,
                     now=now,
                 )
-                for index, (upload, (content_hash, size, media_type, width, height)) in enumerate(
-                    zip(uploads, stored, strict=True)
-                )
+                for index, (
+                    upload,
+                    (content_hash, size, media_type, width, height, frames),
+                ) in enumerate(zip(uploads, stored, strict=True))
             ]
             db.add_all(rows)
             db.flush()
@@ -279,9 +296,14 @@ class Commands:
 
     # ------------------------------------------------------------------------ internals
 
-    def _store_upload(self, upload: Upload) -> tuple[str, int, str | None, int | None, int | None]:
+    def _store_upload(self, upload: Upload) -> _Stored:
         path = Path(upload.path)
         media_type, width, height = probe(path)
+        frames = None
+        if may_be_clip(media_type) and is_clip(path):
+            clip = self._clip_headers(path, upload.file_name)
+            if clip is not None:
+                frames, width, height = clip.frames, clip.width, clip.height
         try:
             content_hash, size = self._core.files.add_original(path)
         except (OSError, StorageError) as exc:
@@ -290,7 +312,16 @@ class Commands:
                 raise
             self._core.storage_gate.failed(reason)  # the queue waits too, as for a run
             raise StorageUnavailable(f"storing an upload: {exc}", reason) from exc
-        return content_hash, size, media_type, width, height
+        return _Stored(content_hash, size, media_type, width, height, frames)
+
+    def _clip_headers(self, path: Path, name: str) -> ClipInfo | None:
+        """A clip's frames and upright size from its headers (no frame is decoded here),
+        so its batch weighs it by its frames; None for one its run will fail with the
+        reason (over a limit, unreadable)."""
+        try:
+            return open_clip(path, clip_limits(self._core.settings), name=name)
+        except InputError:
+            return None
 
     def _new_batch(self, db: Db, name: str, manual: bool, now: datetime) -> BatchRow:
         session = self._current_session(db, now)
@@ -408,8 +439,7 @@ class Commands:
                 if superseded != 1:
                     continue
                 # The new attempt takes the old one's place in the batch's counts.
-                deltas.update({row.status: -1, "total": -1, f"total_b{row.size_bucket}": -1})
-                deltas.update({f"ended_b{row.size_bucket}": -1})
+                deltas.update(transitions.removed(row))
             copies.append(row)
         if not copies:
             return [], []

@@ -232,14 +232,22 @@ class ServiceCore:
                 JobRow.stage,
                 JobRow.progress,
                 JobRow.options,
+                JobRow.frames,
             ).where(JobRow.status == "processing")
         ).all()
         running = []
-        for dispatch_id, batch_id, width, height, stage, progress, options in rows:
+        for dispatch_id, batch_id, width, height, stage, progress, options, frames in rows:
             live = held.get(dispatch_id) if dispatch_id else None
             if live is None:
                 live = Live.from_row(
-                    dispatch_id or "", batch_id, width, height, stage, progress, model_of(options)
+                    dispatch_id or "",
+                    batch_id,
+                    width,
+                    height,
+                    stage,
+                    progress,
+                    model_of(options),
+                    frames,
                 )
             running.append(live)
         return running

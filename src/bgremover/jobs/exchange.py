@@ -92,6 +92,8 @@ class ExportedJob(_Row):
     content_hash: ContentHash
     width: Pixels | None = None
     height: Pixels | None = None
+    frames: Annotated[int, Field(ge=1, le=2**31 - 1)] | None = None
+    """A clip's frames (its weight in the batch's bar); None for a photo."""
     status: JobStatus
     stage: Stage | None = None
     progress: float = Field(default=0.0, ge=0.0, le=100.0)

@@ -41,13 +41,7 @@ def delete_rows(db: Db, files: FileStore, rows: Sequence[JobRow], now: datetime)
             continue
         deleted.append(row)
         if not row.superseded:
-            bucket = row.size_bucket
-            transitions.shift_batch(
-                db,
-                row.batch_id,
-                {row.status: -1, "total": -1, f"total_b{bucket}": -1, f"ended_b{bucket}": -1},
-                now,
-            )
+            transitions.shift_batch(db, row.batch_id, transitions.removed(row), now)
     removed = 0
     for row in deleted:
         removed += files.delete(files.result_file(row.id, row.result_format))

@@ -36,6 +36,7 @@ def new_job_row(
     now: datetime,
     attempt: int = 1,
     retried_from: str | None = None,
+    frames: int | None = None,
 ) -> JobRow:
     """A pending job, first in nothing: ``queue_order`` places it in the queue."""
     return JobRow(
@@ -47,6 +48,7 @@ def new_job_row(
         media_type=media_type,
         width=width,
         height=height,
+        frames=frames,
         status="pending",
         progress=0.0,
         priority=priority,
@@ -86,4 +88,5 @@ def copy_of(
         now=now,
         attempt=row.attempt + 1 if retry else 1,
         retried_from=row.id if retry else None,
+        frames=row.frames,
     )

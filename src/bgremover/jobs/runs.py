@@ -71,7 +71,7 @@ from .rows import new_id
 from .schemas import Job
 from .snapshots import Live, live_remaining, model_of
 from .states import JobStatus
-from .tables import JobRow, claimable
+from .tables import JobRow, claimable, weight
 
 log = logging.getLogger(__name__)
 
@@ -139,17 +139,21 @@ class Runs:
                     JobRow.height,
                     JobRow.content_hash,
                     JobRow.options,
+                    JobRow.frames,
                 ),
                 execution_options={"synchronize_session": False},
             ).first()
             if claimed is None:
                 return None
-            job_id, batch_id, bucket, width, height, content_hash, options = claimed
+            job_id, batch_id, bucket, width, height, content_hash, options, frames = claimed
             metrics.started(db, job_id)
             pixels = width * height if width and height else None
             kept = bool(masks.cached(db, [content_hash]))
             model = model_of(options)
-            predicted = self._core.clock.job_seconds(bucket, pixels, model, mask_reused=kept)
+            frames = weight(frames)
+            predicted = frames * self._core.clock.job_seconds(
+                bucket, pixels, model, mask_reused=kept
+            )
             db.execute(
                 update(JobRow).where(JobRow.id == job_id).values(predicted_seconds=predicted),
                 execution_options={"synchronize_session": False},
@@ -160,7 +164,15 @@ class Runs:
             events = [notices.job_updated(self._core._job(db, row))]
             events += self._core._batch_and_session_events(db, batch_id)
         if not handed:  # held once the claim is committed, never for one that failed to be
-            live = Live(dispatch_id, batch_id, bucket, pixels=pixels, mask_reused=kept, model=model)
+            live = Live(
+                dispatch_id,
+                batch_id,
+                bucket,
+                pixels=pixels,
+                mask_reused=kept,
+                model=model,
+                frames=frames,
+            )
             self._core._hold(job_id, live)
         self._core._publish_all(events)
         return item
@@ -198,15 +210,23 @@ class Runs:
                     JobRow.width,
                     JobRow.height,
                     JobRow.options,
+                    JobRow.frames,
                 ),
                 execution_options={"synchronize_session": False},
             ).first()
             if taken is None:
                 return False
-            batch_id, bucket, width, height, options = taken
+            batch_id, bucket, width, height, options, frames = taken
             job = self._core._job(db, self._core._get_job(db, item.job_id))
         pixels = width * height if width and height else None
-        live = Live(item.dispatch_id, batch_id, bucket, pixels=pixels, model=model_of(options))
+        live = Live(
+            item.dispatch_id,
+            batch_id,
+            bucket,
+            pixels=pixels,
+            model=model_of(options),
+            frames=weight(frames),
+        )
         self._core._hold(item.job_id, live)
         self._core._publish_all([notices.job_updated(job)])
         return True

@@ -20,7 +20,7 @@ from .clip_progress import ClipRun
 from .eta.clock import BUCKET_EDGES_MP, StageClock, size_bucket
 from .schemas import Batch, Counts, Job, JobError, ResultInfo, Session
 from .states import ACTIVE, STATUSES, TERMINAL, JobStatus, batch_status
-from .tables import BatchRow, JobRow, SessionRow
+from .tables import BatchRow, JobRow, SessionRow, weight
 
 
 @dataclass
@@ -40,6 +40,8 @@ class Live:
     """The model the job chose (None: the default), whose learned time its ETA uses."""
     clip: ClipRun | None = None
     """A clip's frames and measured pace, while one runs (``clip_progress``)."""
+    frames: int = 1
+    """Its weight in its batch's counters (``tables.weight``): a clip's frames, else 1."""
 
     @property
     def label(self) -> str | None:
@@ -58,6 +60,7 @@ class Live:
         stage: str | None,
         progress: float,
         model: str | None = None,
+        frames: int | None = None,
     ) -> Live:
         """A run held by another process, as far as the database knows it: its last stage,
         taken as just begun."""
@@ -69,7 +72,17 @@ class Live:
         bucket = size_bucket(width, height)
         clip = clip_progress.from_label(stage)
         return cls(
-            dispatch_id, batch_id, bucket, current, 0.0, progress, pixels, reused, model, clip
+            dispatch_id,
+            batch_id,
+            bucket,
+            current,
+            0.0,
+            progress,
+            pixels,
+            reused,
+            model,
+            clip,
+            weight(frames),
         )
 
 
@@ -89,7 +102,9 @@ def live_remaining(live: Live, clock: StageClock) -> float:
         return live.clip.remaining(clock.job_seconds(live.bucket, live.pixels, live.model))
     reused = live.mask_reused
     if live.stage is None:
-        return clock.job_seconds(live.bucket, live.pixels, live.model, mask_reused=reused)
+        return live.frames * clock.job_seconds(
+            live.bucket, live.pixels, live.model, mask_reused=reused
+        )
     return clock.remaining(
         live.bucket, live.stage, live.fraction, live.pixels, live.model, mask_reused=reused
     )
@@ -102,22 +117,37 @@ def job_eta(
         return live_remaining(live, clock)
     if row.status == "processing":  # run by another process: from its last stage written
         other = Live.from_row(
-            "", row.batch_id, row.width, row.height, row.stage, row.progress, chosen_model(row)
+            "",
+            row.batch_id,
+            row.width,
+            row.height,
+            row.stage,
+            row.progress,
+            chosen_model(row),
+            row.frames,
         )
         return live_remaining(other, clock)
     if row.status == "pending":
-        pixels = _pixels(row.width, row.height)
-        return clock.job_seconds(row.size_bucket, pixels, chosen_model(row), mask_reused=mask_kept)
+        return expected_seconds(row, clock, mask_kept)
     return None
+
+
+def expected_seconds(row: JobRow, clock: StageClock, mask_kept: bool = False) -> float:
+    """What a run of the job is expected to take: a clip its frames times a still image of
+    its size (what one frame costs before its run measures its own pace)."""
+    pixels = _pixels(row.width, row.height)
+    seconds = clock.job_seconds(row.size_bucket, pixels, chosen_model(row), mask_reused=mask_kept)
+    return weight(row.frames) * seconds
 
 
 def work(row: BatchRow, running: list[Live], clock: StageClock) -> tuple[float, float]:
     """Seconds of work the batch's jobs are expected to take in all, and how much of it is
-    done: ended jobs whole, running ones by their percent, each job priced by its size."""
+    done: ended jobs whole, running ones by their percent, each job priced by its size and
+    a clip by its frames."""
     seconds = [clock.job_seconds(bucket) for bucket in range(len(BUCKET_EDGES_MP) + 1)]
     total = sum(n * s for n, s in zip(row.by_bucket("total"), seconds, strict=True))
     done = sum(n * s for n, s in zip(row.by_bucket("ended"), seconds, strict=True))
-    done += sum(live.percent / 100 * seconds[live.bucket] for live in running)
+    done += sum(live.percent / 100 * live.frames * seconds[live.bucket] for live in running)
     return done, total
 
 

@@ -91,8 +91,9 @@ class BatchRow(Base):
     """Its pending jobs are not claimed (``pauses``); running ones finish."""
     held_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     """When it was paused itself: its progress clock skips the time it was held."""
-    # Jobs per image-size bucket (``eta.clock.size_bucket``): all of them, and those ended. They
-    # weigh each job by the time its size takes, so a batch at 50 % is half done in time.
+    # Frames per image-size bucket (``eta.clock.size_bucket``): of all jobs, and of those ended;
+    # a photo is one frame, a clip its ``JobRow.frames`` (``weight``). They weigh each job by
+    # the time its size and frames take, so a batch at 50 % is half done in time.
     total_b0: Mapped[int] = mapped_column(Integer, default=0)
     total_b1: Mapped[int] = mapped_column(Integer, default=0)
     total_b2: Mapped[int] = mapped_column(Integer, default=0)
@@ -103,7 +104,7 @@ class BatchRow(Base):
     ended_b3: Mapped[int] = mapped_column(Integer, default=0)
 
     def by_bucket(self, kind: str) -> list[int]:
-        """``total`` or ``ended`` jobs per size bucket."""
+        """Frames of ``total`` or ``ended`` jobs per size bucket."""
         return [getattr(self, f"{kind}_b{bucket}") for bucket in range(4)]
 
 
@@ -160,6 +161,8 @@ class JobRow(Base):
     """A pending job whose run a failing dependency cut short is not claimed before this."""
     size_bucket: Mapped[int] = mapped_column(Integer, default=0)
     """``eta.clock.size_bucket`` of the image: what its runs are expected to take."""
+    frames: Mapped[int | None] = mapped_column(Integer)
+    """A clip's frames as its headers count them at upload; None for a photo."""
     predicted_seconds: Mapped[float | None] = mapped_column(Float)
     """The run's expected duration when it started, to measure the estimates against."""
     result_path: Mapped[str | None] = mapped_column(String(500))
@@ -170,6 +173,12 @@ class JobRow(Base):
     result_model: Mapped[str | None] = mapped_column(String(64))
     """The model that made the result, and its file's sha256."""
     result_model_sha256: Mapped[str | None] = mapped_column(String(64))
+
+
+def weight(frames: int | None) -> int:
+    """A job's weight in its batch's size-bucket counters: a clip's frames, a photo's one
+    (each frame of a clip costs about what a still image of its size does)."""
+    return frames or 1
 
 
 class QueueRow(Base):

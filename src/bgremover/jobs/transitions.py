@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session as Db
 
 from . import metrics
 from .states import ACTIVE, STATUSES, TERMINAL, TRANSITIONS, JobStatus, batch_status
-from .tables import BatchRow, JobRow
+from .tables import BatchRow, JobRow, weight
 
 NOT_RUNNING: dict[str, Any] = {"dispatch_id": None, "lease_owner": None, "lease_until": None}
 """What a job that no run holds has in its run columns."""
@@ -123,17 +123,26 @@ def _clock_start(since: datetime | None, ended: datetime | None, now: datetime) 
     return since + max(now - ended, timedelta(0))
 
 
-def move_deltas(left: JobStatus, to: JobStatus, bucket: int) -> Counter[str]:
-    """The counter deltas of one job of size ``bucket`` moving from ``left`` to ``to``."""
+def move_deltas(left: JobStatus, to: JobStatus, job: JobRow) -> Counter[str]:
+    """The counter deltas of ``job`` moving from ``left`` to ``to``."""
     deltas: Counter[str] = Counter({left: -1, to: +1})
     if to in TERMINAL and left not in TERMINAL:
-        deltas[f"ended_b{bucket}"] += 1
+        deltas[f"ended_b{job.size_bucket}"] += weight(job.frames)
     return deltas
 
 
 def added(job: JobRow) -> Counter[str]:
     """The counter deltas of a new job in its batch (pending)."""
-    return Counter({"pending": 1, "total": 1, f"total_b{job.size_bucket}": 1})
+    return Counter({"pending": 1, "total": 1, f"total_b{job.size_bucket}": weight(job.frames)})
+
+
+def removed(job: JobRow) -> Counter[str]:
+    """The counter deltas of an ended job leaving its batch (deleted, or superseded)."""
+    frames = weight(job.frames)
+    bucket = job.size_bucket
+    return Counter(
+        {job.status: -1, "total": -1, f"total_b{bucket}": -frames, f"ended_b{bucket}": -frames}
+    )
 
 
 def move_counted(
@@ -152,7 +161,7 @@ def move_counted(
         db, job.id, to, allowed=allowed, dispatch_id=dispatch_id, values=values, extra=extra
     )
     if left is not None:
-        shift_batch(db, job.batch_id, move_deltas(left, to, job.size_bucket), now)
+        shift_batch(db, job.batch_id, move_deltas(left, to, job), now)
     return left
 
 
@@ -174,9 +183,7 @@ def move_many(
         left = move(db, job.id, to, allowed=allowed, values=values)
         if left is not None:
             moved.append(job)
-            deltas.setdefault(job.batch_id, Counter()).update(
-                move_deltas(left, to, job.size_bucket)
-            )
+            deltas.setdefault(job.batch_id, Counter()).update(move_deltas(left, to, job))
     for batch_id, counter in deltas.items():
         shift_batch(db, batch_id, counter, now)
     return moved
@@ -186,17 +193,22 @@ def recount(db: Db, batch_id: str, now: datetime) -> None:
     """Set a batch's counters from its jobs, after rows arrived from outside the state
     machine (an import)."""
     rows = db.execute(
-        select(JobRow.status, JobRow.size_bucket, func.count())
+        select(
+            JobRow.status,
+            JobRow.size_bucket,
+            func.count(),
+            func.sum(func.coalesce(JobRow.frames, 1)),
+        )
         .where(JobRow.batch_id == batch_id, JobRow.superseded.is_(False))
         .group_by(JobRow.status, JobRow.size_bucket)
     ).all()
     counts: Counter[str] = Counter()
-    for status, bucket, n in rows:
+    for status, bucket, n, frames in rows:
         counts[f"{status}_jobs"] += n
         counts["total_jobs"] += n
-        counts[f"total_b{bucket}"] += n
+        counts[f"total_b{bucket}"] += frames
         if status in TERMINAL:
-            counts[f"ended_b{bucket}"] += n
+            counts[f"ended_b{bucket}"] += frames
     columns = [f"{s}_jobs" for s in ("total", *STATUSES)]
     columns += [f"{kind}_b{bucket}" for kind in ("total", "ended") for bucket in range(4)]
     db.execute(

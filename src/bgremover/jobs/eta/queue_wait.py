@@ -45,7 +45,8 @@ def queue_eta(
 ) -> float | None:
     """Seconds until the last job of these batches should finish: what the running jobs
     have left and the work queued up to and including that job, shared by the concurrent
-    slots. Their own jobs are priced by their sizes; others ahead at the queue's mean."""
+    slots. Their own jobs are priced by their sizes (a clip by its frames); others ahead at
+    the queue's mean."""
     own_pending = _pending_by_bucket(batches, own)
     if not any(own_pending) and not own:
         return None
@@ -54,7 +55,7 @@ def queue_eta(
     queued = 0.0
     if any(own_pending):
         ahead = pending_ahead(db, [b.id for b in batches if b.pending_jobs])
-        others = max(0, ahead - sum(own_pending))
+        others = max(0, ahead - sum(b.pending_jobs for b in batches))
         queued = sum(n * s for n, s in zip(own_pending, seconds, strict=True))
         queued += others * _mean_pending_seconds(db, running, seconds)
     slots = max(1, slots)
@@ -63,7 +64,8 @@ def queue_eta(
 
 
 def _pending_by_bucket(batches: Sequence[BatchRow], running: list[Live]) -> list[int]:
-    """Jobs per size bucket not yet started in these batches."""
+    """Frames (a photo's one, a clip's all) per size bucket not yet started in these
+    batches."""
     counts = [0] * (len(BUCKET_EDGES_MP) + 1)
     for batch in batches:
         for bucket, (total, ended) in enumerate(
@@ -71,15 +73,16 @@ def _pending_by_bucket(batches: Sequence[BatchRow], running: list[Live]) -> list
         ):
             counts[bucket] += total - ended
     for live in running:
-        counts[live.bucket] -= 1
+        counts[live.bucket] -= live.frames
     return [max(0, n) for n in counts]
 
 
 def _mean_pending_seconds(db: Db, running: list[Live], seconds: list[float]) -> float:
-    """The expected time of a pending job anywhere in the queue (by the sizes queued)."""
+    """The expected time of a pending job anywhere in the queue (by the sizes and frames
+    queued)."""
     active = db.scalars(select(BatchRow).where(BatchRow.status.in_(ACTIVE))).all()
     pending = _pending_by_bucket(active, running)
-    count = sum(pending)
+    count = sum(b.pending_jobs for b in active)
     if not count:
         return seconds[0]
     return sum(n * s for n, s in zip(pending, seconds, strict=True)) / count
