@@ -69,9 +69,9 @@ from .database import unreachable
 from .eta import timings
 from .rows import new_id
 from .schemas import Job
-from .snapshots import Live, live_remaining, model_of
+from .snapshots import Live, live_remaining
 from .states import JobStatus
-from .tables import JobRow, claimable, weight
+from .tables import JobRow, claimable
 
 log = logging.getLogger(__name__)
 
@@ -131,49 +131,24 @@ class Runs:
                     progress=0.0,
                     worker=None,
                 )
-                .returning(
-                    JobRow.id,
-                    JobRow.batch_id,
-                    JobRow.size_bucket,
-                    JobRow.width,
-                    JobRow.height,
-                    JobRow.content_hash,
-                    JobRow.options,
-                    JobRow.frames,
-                ),
+                .returning(JobRow.id),
                 execution_options={"synchronize_session": False},
-            ).first()
+            ).scalar()
             if claimed is None:
                 return None
-            job_id, batch_id, bucket, width, height, content_hash, options, frames = claimed
-            metrics.started(db, job_id)
-            pixels = width * height if width and height else None
-            kept = bool(masks.cached(db, [content_hash]))
-            model = model_of(options)
-            frames = weight(frames)
-            predicted = frames * self._core.clock.job_seconds(
-                bucket, pixels, model, mask_reused=kept
+            metrics.started(db, claimed)
+            row = self._core._get_job(db, claimed)
+            kept = bool(masks.cached(db, [row.content_hash]))
+            live = Live.claimed(row, dispatch_id, mask_reused=kept)
+            row.predicted_seconds = live.frames * self._core.clock.job_seconds(
+                live.bucket, live.pixels, live.model, mask_reused=kept
             )
-            db.execute(
-                update(JobRow).where(JobRow.id == job_id).values(predicted_seconds=predicted),
-                execution_options={"synchronize_session": False},
-            )
-            transitions.shift_batch(db, batch_id, {"pending": -1, "processing": +1}, now)
-            row = self._core._get_job(db, job_id)
-            item = self._work_item(row, dispatch_id, predicted)
+            transitions.shift_batch(db, row.batch_id, {"pending": -1, "processing": +1}, now)
+            item = self._work_item(row, dispatch_id, row.predicted_seconds)
             events = [notices.job_updated(self._core._job(db, row))]
-            events += self._core._batch_and_session_events(db, batch_id)
+            events += self._core._batch_and_session_events(db, row.batch_id)
         if not handed:  # held once the claim is committed, never for one that failed to be
-            live = Live(
-                dispatch_id,
-                batch_id,
-                bucket,
-                pixels=pixels,
-                mask_reused=kept,
-                model=model,
-                frames=frames,
-            )
-            self._core._hold(job_id, live)
+            self._core._hold(claimed, live)
         self._core._publish_all(events)
         return item
 
@@ -204,29 +179,14 @@ class Runs:
                     lease_owner=self._core.owner,
                     lease_until=now + self._core.settings.lease_duration,
                 )
-                .returning(
-                    JobRow.batch_id,
-                    JobRow.size_bucket,
-                    JobRow.width,
-                    JobRow.height,
-                    JobRow.options,
-                    JobRow.frames,
-                ),
+                .returning(JobRow.id),
                 execution_options={"synchronize_session": False},
-            ).first()
+            ).scalar()
             if taken is None:
                 return False
-            batch_id, bucket, width, height, options, frames = taken
-            job = self._core._job(db, self._core._get_job(db, item.job_id))
-        pixels = width * height if width and height else None
-        live = Live(
-            item.dispatch_id,
-            batch_id,
-            bucket,
-            pixels=pixels,
-            model=model_of(options),
-            frames=weight(frames),
-        )
+            row = self._core._get_job(db, item.job_id)
+            live = Live.claimed(row, item.dispatch_id)
+            job = self._core._job(db, row)
         self._core._hold(item.job_id, live)
         self._core._publish_all([notices.job_updated(job)])
         return True

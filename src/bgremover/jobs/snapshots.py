@@ -51,6 +51,21 @@ class Live:
         return stage_label(self.stage, self.mask_reused) if self.stage else None
 
     @classmethod
+    def claimed(cls, row: JobRow, dispatch_id: str, *, mask_reused: bool = False) -> Live:
+        """The run of ``row`` this process starts holding (by its claim or a take-over),
+        before any stage is reported."""
+        pixels = row.width * row.height if row.width and row.height else None
+        return cls(
+            dispatch_id,
+            row.batch_id,
+            row.size_bucket,
+            pixels=pixels,
+            mask_reused=mask_reused,
+            model=model_of(row.options),
+            frames=weight(row.frames),
+        )
+
+    @classmethod
     def from_row(
         cls,
         dispatch_id: str,
