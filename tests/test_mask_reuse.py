@@ -10,6 +10,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -48,15 +49,20 @@ def tiny_remover(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return load_remover(Settings(model_path=tiny_model, cache_dir=cache))
 
 
-@pytest.fixture
-def system(tmp_path: Path, tiny_model: Path) -> Iterator[JobSystem]:
-    settings = Settings(
+def one_worker(tmp_path: Path, tiny_model: Path, **overrides: Any) -> Settings:
+    """A job system's settings in ``tmp_path``: SQLite, the tiny model, one worker."""
+    return Settings(
         data_dir=tmp_path,
         database_url=f"sqlite:///{tmp_path / 'jobs.sqlite3'}",
         model_path=tiny_model,
         max_concurrent_jobs=1,
+        **overrides,
     )
-    with JobSystem(settings) as running:
+
+
+@pytest.fixture
+def system(tmp_path: Path, tiny_model: Path) -> Iterator[JobSystem]:
+    with JobSystem(one_worker(tmp_path, tiny_model)) as running:
         yield running
 
 
@@ -178,13 +184,7 @@ def test_with_no_room_for_masks_none_is_stored_and_none_reused(
 ) -> None:
     """BGREMOVER_MASK_CACHE_BYTES=0 turns keeping off: a mask written only to be evicted at
     once is a store write (an S3 put in the cluster) for nothing."""
-    settings = Settings(
-        data_dir=tmp_path,
-        database_url=f"sqlite:///{tmp_path / 'jobs.sqlite3'}",
-        model_path=tiny_model,
-        max_concurrent_jobs=1,
-        mask_cache_bytes=0,
-    )
+    settings = one_worker(tmp_path, tiny_model, mask_cache_bytes=0)
     photo = photos["coffee.jpg"]
     with JobSystem(settings) as system, system.bus.subscribe() as subscription:
         first = upload(system, tmp_path, photo, MASK)
