@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from io import BytesIO
@@ -27,6 +27,8 @@ import httpx
 import numpy as np
 import psutil
 from PIL import Image, ImageOps
+
+from bgremover.jobs.schemas import Upload
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "samples"
@@ -368,3 +370,14 @@ class ResourceSampler:
     def __exit__(self, *_: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def stage_uploads(staging: Path, sources: Iterable[Path]) -> list[Upload]:
+    """Copies in a staging folder, as the web layer hands uploads to ``create_batch``."""
+    staging.mkdir(parents=True, exist_ok=True)
+    uploads = []
+    for source in sources:
+        copy = staging / uuid.uuid4().hex
+        shutil.copyfile(source, copy)
+        uploads.append(Upload(file_name=source.name, path=str(copy)))
+    return uploads

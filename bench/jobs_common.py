@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import shutil
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,17 +124,6 @@ def make_tiny_png(path: Path) -> Path:
     with Image.open(SAMPLES / "coffee.jpg") as photo:
         photo.convert("RGB").crop((200, 100, 216, 116)).save(path, "PNG")
     return path
-
-
-def stage_uploads(staging: Path, sources: Iterable[Path]) -> list[Upload]:
-    """Copies in a staging folder, as the web layer hands uploads to ``create_batch``."""
-    staging.mkdir(parents=True, exist_ok=True)
-    uploads = []
-    for source in sources:
-        copy = staging / uuid.uuid4().hex
-        shutil.copyfile(source, copy)
-        uploads.append(Upload(file_name=source.name, path=str(copy)))
-    return uploads
 
 
 # Sizes interleaved so that every stretch of the batch mixes small and 1–3 MP photos; the

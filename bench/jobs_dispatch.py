@@ -11,7 +11,7 @@ import numpy as np
 from bgremover import Settings, load_remover
 from bgremover.jobs.states import TERMINAL
 from bgremover.workers.base import Finished, Started
-from common import SLOTS, OthersCpuShare, percentile, spread
+from common import SLOTS, OthersCpuShare, percentile, spread, stage_uploads
 from jobs_common import (
     DISPATCH_MARKS,
     BatchRun,
@@ -25,7 +25,6 @@ from jobs_common import (
     run_batch,
     run_batches,
     settings_for,
-    stage_uploads,
 )
 from jobs_latency import report_lifecycle
 from report import row, section

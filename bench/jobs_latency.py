@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bgremover.workers.base import Finished, StageProgress
-from common import OthersCpuShare, percentile, spread
+from common import OthersCpuShare, percentile, spread, stage_uploads
 from jobs_common import (
     Arrival,
     BatchRun,
@@ -18,7 +18,6 @@ from jobs_common import (
     report_health,
     run_batch,
     settings_for,
-    stage_uploads,
 )
 from report import row, section
 from tiny_model import build_tiny_model

@@ -13,7 +13,7 @@ from bgremover import Settings, load_remover
 from bgremover.jobs.eta.clock import FIRST_RUN_SECONDS, size_bucket
 from bgremover.jobs.states import TERMINAL
 from bgremover.workers.base import Finished
-from common import OthersCpuShare
+from common import OthersCpuShare, stage_uploads
 from jobs_common import (
     ETA_CHECKPOINTS,
     PHOTOS,
@@ -27,7 +27,6 @@ from jobs_common import (
     report_sides,
     run_batch,
     settings_for,
-    stage_uploads,
     write_photos,
 )
 from report import note, row, section

@@ -14,7 +14,7 @@ from bgremover import Settings
 from bgremover.jobs.states import TERMINAL
 from bgremover.system import JobSystem
 from bgremover.workers.local import LocalProcessExecutor
-from common import SLOTS, OthersCpuShare, percentile, postgres_database
+from common import SLOTS, OthersCpuShare, percentile, postgres_database, stage_uploads
 from jobs_common import (
     Plan,
     first_status,
@@ -24,7 +24,6 @@ from jobs_common import (
     run_batch,
     running_system,
     settings_for,
-    stage_uploads,
 )
 from report import row, section
 from tiny_model import build_tiny_model

@@ -9,7 +9,7 @@ import tracemalloc
 from pathlib import Path
 
 from bgremover.system import JobSystem
-from common import MIB, REPO, OthersCpuShare
+from common import MIB, REPO, OthersCpuShare, stage_uploads
 from jobs_common import (
     TRACE_FRAMES,
     TRACED_JOBS,
@@ -19,7 +19,6 @@ from jobs_common import (
     report_contention,
     rss,
     settings_for,
-    stage_uploads,
 )
 from report import note, row, section
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bench import common as bench_common
 from bench.common import postgres_database as postgres_database  # shared with bench/
 
 from bgremover import Settings
@@ -31,15 +30,8 @@ WAIT_S = 120.0
 
 
 def stage_uploads(root: Path, *sources: Path) -> list[Upload]:
-    """Copies of ``sources`` in a staging folder, as the web layer hands uploads over."""
-    staging = root / "staging"
-    staging.mkdir(exist_ok=True)
-    uploads = []
-    for source in sources:
-        tmp = staging / uuid.uuid4().hex
-        shutil.copyfile(source, tmp)
-        uploads.append(Upload(file_name=source.name, path=str(tmp)))
-    return uploads
+    """Copies of ``sources`` in ``root``'s staging folder (``bench.common.stage_uploads``)."""
+    return bench_common.stage_uploads(root / "staging", sources)
 
 
 @dataclass
