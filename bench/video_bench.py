@@ -38,7 +38,8 @@ from bench.tiny_model import build_tiny_model
 from tests.video_support import moving_frames, write_mp4
 
 from bgremover import RemoveOptions, Settings, load_remover
-from bgremover.engine.video import ClipLimits, open_clip, process_clip
+from bgremover.engine.video.clip import process_clip
+from bgremover.engine.video.probe import ClipLimits, open_clip
 from bgremover.workers import Finished, Freed, LocalProcessExecutor, Lost, Report, StageProgress
 from bgremover.workers.base import WorkItem
 

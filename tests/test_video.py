@@ -21,8 +21,9 @@ from PIL import Image
 from bgremover import Remover, Settings, load_remover, remove_clip
 from bgremover.engine import InputError, RemoveOptions
 from bgremover.engine.thumbnail import thumbnail
-from bgremover.engine.video import ClipLimits, open_clip, process_clip
+from bgremover.engine.video.clip import process_clip
 from bgremover.engine.video.frames import frames
+from bgremover.engine.video.probe import ClipLimits, open_clip
 from bgremover.engine.video.smoothing import flicker
 from bgremover.jobs.clip_progress import from_label
 from bgremover.jobs.exchange import QueueState

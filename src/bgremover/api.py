@@ -16,7 +16,7 @@ from .engine.decode import ImageSource
 from .workers.removers import load_remover
 
 if TYPE_CHECKING:
-    from .engine.video import ClipResult, FrameCallback
+    from .engine.video.clip import ClipResult, FrameCallback
 
 __all__ = ["load_remover", "remove", "remove_clip"]
 
@@ -52,7 +52,8 @@ def remove_clip(
     background), ``gif``, ``webp`` or ``zip`` (PNG frames). ``progress(done, frames)``
     is called before the first frame and after each.
     """
-    from .engine.video import open_clip, process_clip
+    from .engine.video.clip import process_clip
+    from .engine.video.probe import open_clip
     from .workers.clips import clip_limits
 
     settings = settings or Settings()

@@ -235,7 +235,7 @@ def remove(
     With --json: one JSON document on stdout.
     """
     from .engine import EngineError, plan_batch
-    from .engine.video import still_format
+    from .engine.video.formats import still_format
     from .workers.removers import load_remover
 
     settings = _settings(

@@ -24,7 +24,8 @@ def split_clips(planned: list[Planned], fmt: OutputFormat) -> tuple[list[Planned
     for png is a WebM, a photo asked for webm a PNG (``engine.video.formats``)."""
     from dataclasses import replace
 
-    from .engine.video import clip_format, is_clip, still_format
+    from .engine.video.formats import clip_format, still_format
+    from .engine.video.probe import is_clip
 
     photos: list[Planned] = []
     clips: list[Planned] = []
@@ -62,7 +63,8 @@ def run_clips(
 
     from .cli import Outcome
     from .engine import CancelToken, EngineError
-    from .engine.video import open_clip, process_clip
+    from .engine.video.clip import process_clip
+    from .engine.video.probe import open_clip
     from .workers.clips import clip_label, clip_limits
 
     outcomes: list[Outcome] = []

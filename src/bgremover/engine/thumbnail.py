@@ -42,7 +42,7 @@ def _clip_poster(source: Path | bytes, max_pixels: int) -> Image.Image | None:
     image. Imported here: PyAV loads FFmpeg, which a photo's thumbnail does not need."""
     if not isinstance(source, Path):
         return None
-    from .video import is_clip
     from .video.poster import poster
+    from .video.probe import is_clip
 
     return poster(source, name=source.name, max_pixels=max_pixels) if is_clip(source) else None

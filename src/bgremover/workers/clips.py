@@ -16,7 +16,8 @@ from PIL import Image
 from ..config import Settings
 from ..engine import CancelToken, RemoveOptions, Remover
 from ..engine.png import write_png
-from ..engine.video import ClipInfo, ClipLimits, clip_format, open_clip, process_clip, still_format
+from ..engine.video.formats import clip_format, still_format
+from ..engine.video.probe import ClipInfo, ClipLimits, open_clip
 from ..storage import Storage
 from ..storage.files import FileStore
 from .base import Finished, StageProgress, WorkItem
@@ -122,6 +123,8 @@ def run_clip(
     """Cut the clip at ``source`` and store the result; raises what ``process_clip`` raises
     (the caller turns it into the run's report)."""
     name = item.original_key.rsplit("/", 1)[-1]
+    from ..engine.video.clip import process_clip  # PyAV's encoders: a clip's run alone needs them
+
     info: ClipInfo = open_clip(source, limits, name=name)
     options = RemoveOptions(**item.options)
     result_key = clip_result_key(item.result_key, options)

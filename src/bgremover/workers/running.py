@@ -30,7 +30,7 @@ from ..engine.errors import OutputError
 from ..engine.png import write_png
 from ..engine.remover import MaskMismatch
 from ..engine.stages import stage_label
-from ..engine.video import is_clip
+from ..engine.video.probe import is_clip
 from ..logs import bound
 from ..storage import Storage, StorageError, outage_reason
 from ..storage.faults import errno_reason

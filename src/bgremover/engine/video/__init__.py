@@ -4,23 +4,7 @@
 decoded; ``frames`` decodes upright frames with their presentation times; ``writers``
 encodes the results (WebM VP9 and MOV ProRes 4444 with alpha, animated WebP/GIF, H.264 MP4
 on a background, a ZIP of PNG frames); ``smoothing`` steadies the masks between frames;
-``clip`` runs them together.
+``clip`` runs them together. Import each from its module: the package loads nothing, so
+what needs only ``probe`` or ``formats`` (every photo's worker, the upload path) does not
+load FFmpeg's libraries (PyAV).
 """
-
-from .clip import ClipResult, FrameCallback, MaskCheckpoints, process_clip
-from .formats import CLIP_FORMATS, clip_format, still_format
-from .probe import ClipInfo, ClipLimits, is_clip, open_clip
-
-__all__ = [
-    "CLIP_FORMATS",
-    "ClipInfo",
-    "ClipLimits",
-    "ClipResult",
-    "FrameCallback",
-    "MaskCheckpoints",
-    "clip_format",
-    "is_clip",
-    "open_clip",
-    "process_clip",
-    "still_format",
-]

@@ -7,12 +7,15 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import av
 from PIL import Image
 
 from ..decode import sniff
 from ..errors import InputError
+
+if TYPE_CHECKING:
+    import av
 
 _SNIFF_BYTES = 8192
 _ANIMATED = frozenset({"image/gif", "image/webp"})
@@ -112,6 +115,8 @@ def _animation(path: Path, name: str, max_pixels: int) -> ClipInfo:
 
 
 def _video(path: Path, name: str, max_pixels: int) -> ClipInfo:
+    import av  # FFmpeg's libraries: loaded by the first clip, not by every photo's process
+
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
@@ -176,7 +181,9 @@ def _seconds(container: av.container.InputContainer, stream: av.video.stream.Vid
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
     if container.duration is not None:
-        return container.duration / av.time_base
+        from av import time_base
+
+        return container.duration / time_base
     return 0.0
 
 
