@@ -40,8 +40,9 @@ from tests.video_support import moving_frames, write_mp4
 from bgremover import RemoveOptions, Settings, load_remover
 from bgremover.engine.video.clip import process_clip
 from bgremover.engine.video.probe import ClipLimits, open_clip
-from bgremover.workers import Finished, Freed, LocalProcessExecutor, Lost, Report, StageProgress
+from bgremover.workers import Finished, Freed, Lost, Report, StageProgress
 from bgremover.workers.base import WorkItem
+from bgremover.workers.local import LocalProcessExecutor
 
 LIMITS = ClipLimits(seconds=3600, frames=100_000, pixels=100_000_000)
 

@@ -24,7 +24,6 @@ from bgremover.workers import (
     Failed,
     Finished,
     Freed,
-    LocalProcessExecutor,
     Lost,
     Report,
     StageProgress,
@@ -33,6 +32,7 @@ from bgremover.workers import (
     WorkItem,
     local,
 )
+from bgremover.workers.local import LocalProcessExecutor
 
 from .waiting import Watched, until
 

@@ -20,7 +20,8 @@ from bgremover import Settings
 from bgremover.jobs.states import TERMINAL, InvalidTransition
 from bgremover.jobs.tables import BatchRow, JobRow
 from bgremover.system import JobSystem
-from bgremover.workers import Failed, Finished, LocalProcessExecutor, Lost, Report, Stopped
+from bgremover.workers import Failed, Finished, Lost, Report, Stopped
+from bgremover.workers.local import LocalProcessExecutor
 
 from .jobs_support import postgres_database, stage_uploads
 from .waiting import Polled, until

@@ -52,6 +52,8 @@ def run_clips(
     report: Callable[[Outcome], None],
 ) -> list[Outcome]:
     """Cut each clip; a bad one fails alone with the reason, Ctrl-C cancels the rest."""
+    if not clips:  # photos only: no PyAV to load
+        return []
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,

@@ -1,7 +1,9 @@
-"""Where jobs run: the executor contract and its local process pool.
+"""Where jobs run: the executor contract here; the local process pool in ``.local``, Celery in
+``.celery_executor``.
 
 ``jobs`` talks only to ``Executor``; which one runs (the local pool by default, Celery for
-scale-out) is a matter of configuration.
+scale-out) is a matter of configuration. The package loads no executor itself: ``bgremover
+remove`` needs ``.removers`` alone, not the pool (its logging, its pipes).
 """
 
 from .base import (
@@ -18,7 +20,6 @@ from .base import (
     Stopped,
     WorkItem,
 )
-from .local import LocalProcessExecutor
 
 __all__ = [
     "Calibration",
@@ -26,7 +27,6 @@ __all__ = [
     "Failed",
     "Finished",
     "Freed",
-    "LocalProcessExecutor",
     "Lost",
     "Report",
     "ReportSink",
