@@ -21,6 +21,8 @@ from .errors import ModelError
 if TYPE_CHECKING:
     import onnxruntime as ort
 
+    from .models.optimized import GraphCache
+
 log = logging.getLogger(__name__)
 
 PROVIDERS: dict[str, tuple[str, ...]] = {
@@ -146,6 +148,7 @@ def open_session(
     requested: str,
     *,
     accelerated_model: Callable[[], bytes] | None = None,
+    graph_cache: GraphCache | None = None,
 ) -> tuple[ort.InferenceSession, DeviceChoice]:
     """An onnxruntime session on the best of ``requested``'s devices that starts. On an
     accelerator it loads what ``accelerated_model`` returns (default ``model_path``): the
@@ -165,7 +168,10 @@ def open_session(
             model: str | bytes = str(model_path)
             if choice.accelerated and accelerated_model is not None:
                 model = accelerated_model()
-            session = ort.InferenceSession(model, options, providers=[choice.provider])
+            if not choice.accelerated and graph_cache is not None:
+                session = graph_cache.session(options)  # the same file, optimised once
+            else:
+                session = ort.InferenceSession(model, options, providers=[choice.provider])
         except Exception as exc:  # onnxruntime raises its own untyped errors
             if choice.accelerated:
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -26,6 +27,9 @@ from .cancel import CancelToken
 from .devices import open_session
 from .errors import Cancelled, EngineError
 from .heap import release_free_heap
+
+if TYPE_CHECKING:
+    from .models.optimized import GraphCache
 
 _TICK_S = 0.1
 _FIRST_RUN_ESTIMATE_S = 3.0  # ISNet at 1024² on 2 busy CPU cores (bench/engine_bench.py)
@@ -47,7 +51,8 @@ class InferenceSession:
     page faults per run (bench/jobs_bench.py ``--only memory``, issue 11's note).
 
     ``device`` (``devices.DEVICES``) picks the execution provider; ``self.device`` is the one
-    the session runs on. ``output_index`` is the family's prediction output.
+    the session runs on. ``output_index`` is the family's prediction output. ``graph_cache``
+    keeps a CPU session's optimised graph for the next process (``models.optimized``).
     """
 
     def __init__(
@@ -59,6 +64,7 @@ class InferenceSession:
         device: str = "cpu",
         accelerated_model: Callable[[], bytes] | None = None,
         output_index: int = 0,
+        graph_cache: GraphCache | None = None,
     ) -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads
@@ -68,8 +74,9 @@ class InferenceSession:
         options.log_severity_level = 3
         options.enable_mem_pattern = not lean_memory
         self._session, self.device = open_session(
-            model_path, options, device, accelerated_model=accelerated_model
-        )
+            model_path, options, device, accelerated_model=accelerated_model,
+            graph_cache=graph_cache,
+        )  # fmt: skip
         if lean_memory:
             release_free_heap()
         model_input = self._session.get_inputs()[0]

@@ -171,6 +171,7 @@ class Remover:
             device=device,
             accelerated_model=lambda: batched_bytes(resolved.path, resolved.model.output_index),
             output_index=resolved.model.output_index,
+            graph_cache=resolved.graph_cache,
         )
         self.device: DeviceChoice = self._session.device
         """The device the model runs on (``auto`` resolved, after any fallback)."""

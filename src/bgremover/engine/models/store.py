@@ -20,6 +20,7 @@ from .catalog import CatalogEntry, ModelCatalog
 from .fp32 import CONVERTER_VERSION, converted_bytes
 from .hashes import HashRecords, read_json, sha256_file, write_atomic
 from .isnet import IsNet
+from .optimized import GraphCache, unsound_graphs
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,9 @@ class ResolvedModel:
     """The model file as downloaded or given."""
     session_path: Path
     """What onnxruntime loads: the verified fp32 copy of ``path`` (see ``fp32.py``)."""
+    graph_cache: GraphCache | None = None
+    """Where a CPU session keeps the copy's optimised graph (None: the models folder takes
+    no files, so ``session_path`` is ``path`` itself)."""
 
 
 class ModelStore:
@@ -64,7 +68,9 @@ class ModelStore:
                     code="model_unavailable",
                 )
             digest = self.hashes.sha256(path)
-            return ResolvedModel(IsNet(), IsNet.name, digest, path, self.runtime_copy(path, digest))
+            return self._resolved(
+                IsNet(), IsNet.name, digest, path, self.runtime_copy(path, digest)
+            )
         if name not in registered_models():
             entry = self.catalog.get(name)
             if entry is not None:
@@ -72,7 +78,7 @@ class ModelStore:
         cls = get_model(name, added=sorted(self.catalog.entries()))
         path = self.ensure(cls)
         source_sha256 = cls.sha256 or self.hashes.sha256(path)
-        return ResolvedModel(
+        return self._resolved(
             cls(), name, source_sha256, path, self.runtime_copy(path, source_sha256)
         )
 
@@ -92,13 +98,19 @@ class ModelStore:
         self.check_added(entry)
         family = get_family(entry.family)
         path = Path(entry.path)
-        return ResolvedModel(
+        return self._resolved(
             family(),
             entry.name,
             entry.sha256,
             path,
             self.runtime_copy(path, entry.sha256, family.output_index, stem=_added_stem(entry)),
         )
+
+    def _resolved(
+        self, model: SegmentationModel, name: str, sha256: str, path: Path, session_path: Path
+    ) -> ResolvedModel:
+        cache = None if session_path == path else GraphCache(session_path, self.hashes)
+        return ResolvedModel(model, name, sha256, path, session_path, cache)
 
     def check_added(self, entry: CatalogEntry, *, recheck: bool = False) -> None:
         """Raise ``ModelError`` with the fix unless the added model's file is here and hashes
@@ -192,10 +204,15 @@ class ModelStore:
         *,
         stem: str | None = None,
     ) -> Path | None:
-        """The fp32 copy of ``source`` when it was made from this file but its bytes, read in
-        full now, no longer hash as they did (the next load then makes it again); else None."""
+        """The fp32 copy of ``source``, or an optimised graph kept of it, when it was made
+        from this file but its bytes, read in full now, no longer hash as they did (the next
+        load then makes it again); else None."""
         copy, sidecar, origin = self._runtime_copy_of(source, source_sha256, output_index, stem)
-        return copy if self._copy_matches(copy, sidecar, origin, recheck=True) is False else None
+        matches = self._copy_matches(copy, sidecar, origin, recheck=True)
+        if matches is False:
+            return copy
+        unsound = unsound_graphs(copy, self.hashes) if matches else []
+        return unsound[0] if unsound else None
 
     def _runtime_copy_of(
         self, source: Path, source_sha256: str, output_index: int = 0, stem: str | None = None
