@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -69,15 +72,31 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
 
 
 def migrate(engine: Engine) -> None:
-    """Apply every Alembic migration not yet applied (idempotent)."""
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
+    """Apply every Alembic migration not yet applied (idempotent). A database already at
+    the head is only asked its revision: Alembic's upgrade would load every migration's
+    module again, for each database a process opens."""
+    config = _alembic_config()
     with engine.begin() as connection:
         if engine.dialect.name == "postgresql":
             # Processes starting together (web processes, workers) migrate one at a time.
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATE_LOCK})
+        current = MigrationContext.configure(connection).get_current_heads()
+        if set(current) == _heads():
+            return
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+def _alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+@functools.cache
+def _heads() -> frozenset[str]:
+    """The migrations' head revisions (read once per process)."""
+    return frozenset(ScriptDirectory.from_config(_alembic_config()).get_heads())
 
 
 def session_factory(engine: Engine) -> sessionmaker[Any]:
