@@ -46,21 +46,42 @@ def queue_eta(
     """Seconds until the last job of these batches should finish: what the running jobs
     have left and the work queued up to and including that job, shared by the concurrent
     slots. Their own jobs are priced by their sizes (a clip by its frames); others ahead at
-    the queue's mean."""
+    the queue's mean.
+
+    A clip is not shared: one slot runs all its frames. So the work is spread as a queue
+    spreads it at worst (Graham's bound for list scheduling): everything but the longest
+    pending clip over the slots, then that clip alone. A batch that is mostly one clip is
+    then not promised its frames at the pace of every slot."""
     own_pending = _pending_by_bucket(batches, own)
     if not any(own_pending) and not own:
         return None
     seconds = [clock.job_seconds(bucket) for bucket in range(len(BUCKET_EDGES_MP) + 1)]
     running_left = sum(live_remaining(live, clock) for live in running)
-    queued = 0.0
+    queued = longest = 0.0
     if any(own_pending):
         ahead = pending_ahead(db, [b.id for b in batches if b.pending_jobs])
         others = max(0, ahead - sum(b.pending_jobs for b in batches))
         queued = sum(n * s for n, s in zip(own_pending, seconds, strict=True))
         queued += others * _mean_pending_seconds(db, running, seconds)
+        if sum(own_pending) > sum(b.pending_jobs for b in batches):  # a clip is among them
+            longest = _longest_pending_clip(db, batches, seconds)
     slots = max(1, slots)
     own_left = max((live_remaining(live, clock) for live in own), default=0.0)
-    return max(own_left, (running_left + queued) / slots)
+    return max(own_left, (running_left + queued - longest) / slots + longest)
+
+
+def _longest_pending_clip(db: Db, batches: Sequence[BatchRow], seconds: list[float]) -> float:
+    """The expected time of the longest clip not yet started in these batches."""
+    longest = db.execute(
+        select(JobRow.size_bucket, func.max(JobRow.frames))
+        .where(
+            JobRow.batch_id.in_([b.id for b in batches]),
+            JobRow.status == "pending",
+            JobRow.frames > 1,
+        )
+        .group_by(JobRow.size_bucket)
+    ).all()
+    return max((frames * seconds[bucket] for bucket, frames in longest), default=0.0)
 
 
 def _pending_by_bucket(batches: Sequence[BatchRow], running: list[Live]) -> list[int]:
