@@ -81,7 +81,7 @@ def _longest_pending_clip(db: Db, batches: Sequence[BatchRow], seconds: list[flo
         )
         .group_by(JobRow.size_bucket)
     ).all()
-    return max((frames * seconds[bucket] for bucket, frames in longest), default=0.0)
+    return max(((frames or 1) * seconds[bucket] for bucket, frames in longest), default=0.0)
 
 
 def _pending_by_bucket(batches: Sequence[BatchRow], running: list[Live]) -> list[int]:
