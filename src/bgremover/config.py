@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     """A clip's length (MP4, MOV, WebM, MKV, animated GIF or WebP)."""
     max_video_frames: int = Field(default=18_000, gt=0)
     """A clip's frames: 10 minutes at 30 fps. Each frame costs about a photo of its size."""
+    clip_chunk_frames: int = Field(default=25, ge=1)
+    """In the cluster, a clip of more frames than this is split into chunks of this many
+    that idle Celery workers help with (each frame's mask through the model), before the
+    worker holding the job composites and encodes it once."""
     max_import_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
     """A ``POST /api/import`` body. An export weighs about 850 bytes a job (8.5 MB for
     10,000, bench/import_bench.py), so the default takes about 39,000 jobs; importing

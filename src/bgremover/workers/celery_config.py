@@ -9,7 +9,10 @@ from ..config import Settings
 from .cluster import Channels
 
 TASK = "bgremover.run"
-"""The one task: run a ``WorkItem`` (sent as a dict of plain data)."""
+"""The task that runs a ``WorkItem`` (sent as a dict of plain data)."""
+CHUNK_TASK = "bgremover.chunk"
+"""An invitation to help with a running clip's chunks: names the run (job and dispatch id)
+and nothing else; the helper reads the rest from the job's row (``workers.chunks``)."""
 REDIS_TRANSPORT = {"ack_emulation": False}
 """Redis broker: a message is the worker's once delivered; no unacknowledged set, no
 redelivery after a visibility timeout. The job store does not need them: a run no worker took

@@ -83,3 +83,25 @@ def check_against_row(sent: WorkItem, row: WorkItem) -> None:
     for name in _FROM_ROW:
         if getattr(sent, name) != getattr(row, name):
             raise RefusedMessage(sent.job_id, f"its {name} is not the job's")
+
+
+def invitation(item: WorkItem) -> dict[str, str]:
+    """The message inviting a worker to help with the chunks of clip run ``item``: the run's
+    ids only (the helper reads everything else from the job's row)."""
+    return {"job_id": item.job_id, "dispatch_id": item.dispatch_id}
+
+
+def parse_invitation(message: object) -> tuple[str, str]:
+    """The job and dispatch ids an invitation names; RefusedMessage for anything else."""
+    if not isinstance(message, dict):
+        raise RefusedMessage("?", f"it is a {type(message).__name__}, not an invitation")
+    job_id = message.get("job_id")
+    if not isinstance(job_id, str) or not re.fullmatch(ID_PATTERN, job_id):
+        raise RefusedMessage("?", f"job_id {str(job_id)[:40]!r} is not a job id")
+    unknown = sorted(str(name)[:40] for name in set(message) - {"job_id", "dispatch_id"})
+    if unknown:
+        raise RefusedMessage(job_id, f"an invitation names only its run, not {unknown[:5]}")
+    dispatch_id = message.get("dispatch_id")
+    if not isinstance(dispatch_id, str) or not re.fullmatch(ID_PATTERN, dispatch_id):
+        raise RefusedMessage(job_id, f"dispatch_id {str(dispatch_id)[:40]!r} is not an id")
+    return job_id, dispatch_id
