@@ -23,8 +23,10 @@ import contextlib
 import logging
 import os
 import socket
+import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from celery import signals
@@ -32,16 +34,25 @@ from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from .config import Settings, settings_error
-from .engine import CancelToken, ModelError, Remover
+from .engine import Cancelled, CancelToken, ModelError, Remover
+from .engine.video.probe import open_clip
 from .jobs.contract import JobStore
 from .jobs.database import unreachable
 from .jobs.opening import open_service
 from .logs import configure
 from .storage import open_storage
 from .workers.base import Lost, WorkerInfo, WorkItem
-from .workers.celery_config import TASK, make_app
+from .workers.celery_config import CHUNK_TASK, TASK, make_app
+from .workers.chunks import ChunkPlan, ChunkSharing, MaskMaker, help_with_chunks
+from .workers.clips import FrameMasks, clip_limits
 from .workers.cluster import Channels, ChildSlots, Listener, WorkerRegistry, redis_client
-from .workers.messages import RefusedMessage, check_against_row, parse
+from .workers.messages import (
+    RefusedMessage,
+    check_against_row,
+    invitation,
+    parse,
+    parse_invitation,
+)
 from .workers.removers import Removers, load_remover
 from .workers.running import ProgressReports, run_context, run_item
 from .workers.scratch import Scratch
@@ -80,11 +91,12 @@ def connect_with_retry(settings: Settings) -> JobStore:
 class Node:
     """One worker process: its model, its job service and its single slot."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, app: Any | None = None) -> None:
         self.settings = settings
+        self._app = app
         self.name = f"{socket.gethostname()}/{os.getpid()}"
         self.label = f"{socket.gethostname()} (pid {os.getpid()})"
-        channels = Channels(settings.redis_namespace)
+        channels = self._channels = Channels(settings.redis_namespace)
         self._redis = redis_client(settings)
         self._freed = channels.freed
         self._registry = WorkerRegistry(
@@ -97,6 +109,8 @@ class Node:
         self.scratch = self._scratch.path
         self._lock = threading.Lock()
         self._running: tuple[WorkItem, CancelToken] | None = None
+        self._helping = False
+        """Whether the run in ``_running`` is another worker's clip this one helps with."""
         self._started_at = time.time()
         self._stop = threading.Event()
 
@@ -168,8 +182,80 @@ class Node:
             self.scratch,
             progress=ProgressReports(item, self.service.handle),
             cancel=token,
+            chunks=self._chunk_sharing(),
         )
         self.service.handle(report)
+
+    def _chunk_sharing(self) -> ChunkSharing | None:
+        if self._app is None:
+            return None
+        return ChunkSharing(
+            redis=self._redis,
+            namespace=self.settings.redis_namespace,
+            worker=self.name,
+            lease_s=self.settings.lease_duration.total_seconds(),
+            chunk_frames=self.settings.clip_chunk_frames,
+            idle_workers=self._idle_workers,
+            invite=self._invite,
+        )
+
+    def _idle_workers(self) -> int:
+        return sum(w.job_id is None and w.name != self.name for w in self._registry.live())
+
+    def _invite(self, item: WorkItem, count: int) -> None:
+        assert self._app is not None
+        for _ in range(count):
+            self._app.send_task(CHUNK_TASK, args=[invitation(item)], queue=self._channels.queue)
+
+    def help(self, item: WorkItem) -> None:
+        """Help with the chunks of the clip run ``item`` (another worker holds the run)
+        while its plan lasts, nothing else waits in the queue and it is not cancelled.
+        Meanwhile this process is no free slot, and /api/stats shows it on the clip."""
+        plan = ChunkPlan.find(self._redis, self.settings.redis_namespace, item.dispatch_id)
+        if plan is None:
+            log.info("job %s: its clip needs no more help; invitation dropped", item.job_id)
+            return
+        token = CancelToken()
+        with self._lock:
+            self._running = (item, token)
+            self._helping = True
+        try:
+            with run_context(item, self.label):
+                with contextlib.suppress(Exception):
+                    self._beat()
+                self._help(item, plan, token)
+        finally:
+            with self._lock:
+                self._running = None
+                self._helping = False
+            self._say_free()
+
+    def _help(self, item: WorkItem, plan: ChunkPlan, token: CancelToken) -> None:
+        name = item.original_key.rsplit("/", 1)[-1]
+        try:
+            remover = self.removers.get(item.options.get("model"))
+            with (
+                tempfile.TemporaryDirectory(dir=self.scratch) as scratch,
+                self.storage.readable(item.original_key, Path(scratch)) as source,
+            ):
+                folder = Path(scratch)
+                info = open_clip(source, clip_limits(self.settings), name=name)
+                masks = FrameMasks(self.storage, name, remover.model_identity, folder)
+                make = MaskMaker(remover, source, info, name, masks, item.options.get("model"))
+                ran = help_with_chunks(
+                    plan, self.name, self.settings.lease_duration.total_seconds(), make, token,
+                    self._queue_waits,
+                )  # fmt: skip
+            log.info("helped with %d chunks of the clip", ran)
+        except Cancelled:
+            log.info("stopped helping: the clip was cancelled")
+        except Exception:  # the chunk is released: its coordinator makes those masks
+            log.exception("stopped helping with the clip")
+
+    def _queue_waits(self) -> bool:
+        """Whether a pending job waits for a slot (a helper then stops at its chunk's end)."""
+        queue = self.service.queue()
+        return not queue.paused and queue.counts.pending > 0
 
     def _say_free(self) -> None:
         """Tell the dispatchers at once (they would otherwise notice within a second)."""
@@ -199,12 +285,14 @@ class Node:
     def _beat(self) -> None:
         with self._lock:
             running = self._running
+            helping = self._helping
         info = WorkerInfo(
             name=self.name,
             host=socket.gethostname(),
             pid=os.getpid(),
             started_at=self._started_at,
             job_id=running[0].job_id if running else None,
+            helps=helping,
         )
         self._registry.beat(info)
 
@@ -261,7 +349,7 @@ def _start_node(**_: Any) -> None:
     # Inference yields the CPU to anything else on the machine (a web process, say).
     with contextlib.suppress(OSError):
         os.nice(settings.worker_niceness)
-    _node = Node(settings)
+    _node = Node(settings, app)
 
 
 def _stop_node(**_: Any) -> None:
@@ -279,11 +367,30 @@ def run(item: dict[str, Any]) -> None:
         _node.run(trusted)
 
 
+def chunk(message: dict[str, Any]) -> None:
+    """Help with the chunks of the clip run a message names, as its job's row says (a
+    stale or malformed invitation is dropped, like a run's message)."""
+    if _node is None:
+        raise RuntimeError("the worker process did not start its node")
+    try:
+        job_id, dispatch_id = parse_invitation(message)
+    except RefusedMessage as refused:
+        log.warning("%s", refused)
+        return
+    item = _node.service.dispatched(job_id, dispatch_id)
+    if item is None:
+        log.info("job %s: dispatch %s is stale; invitation dropped", job_id, dispatch_id)
+        return
+    _node.help(item)
+
+
 _reporter: JobStore | None = None
 _reporter_lock = threading.Lock()
 
 
-def _report_lost(task_id: str, exception: BaseException, args: Any = None, **_: Any) -> None:
+def _report_lost(
+    task_id: str, exception: BaseException, args: Any = None, sender: Any = None, **_: Any
+) -> None:
     """In the worker's main process: a child died or hung mid-run (kill -9, out of memory,
     past Celery's hard time limit). The run is lost; the job store re-queues it (or fails it
     after too many losses), guarded by its dispatch id."""
@@ -292,6 +399,8 @@ def _report_lost(task_id: str, exception: BaseException, args: Any = None, **_: 
 
     if not isinstance(exception, WorkerLostError | TimeLimitExceeded) or not args:
         return
+    if getattr(sender, "name", TASK) != TASK:
+        return  # a helper lost with a chunk: its claim lapses and the chunk re-runs alone
     global _reporter
     try:
         item = parse(args[0])
@@ -335,3 +444,4 @@ signals.worker_process_init.connect(_start_node, weak=False)
 signals.worker_process_shutdown.connect(_stop_node, weak=False)
 signals.task_failure.connect(_report_lost, weak=False)
 app.task(name=TASK)(run)
+app.task(name=CHUNK_TASK)(chunk)

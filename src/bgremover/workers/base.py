@@ -148,6 +148,9 @@ class WorkerInfo:
     started_at: float
     job_id: str | None = None
     """The job it runs now, if any."""
+    helps: bool = False
+    """It helps with the chunks of ``job_id``, a clip another worker holds: no free slot,
+    though the job counts as one running job."""
 
 
 RunEnd = Finished | Failed | Stopped | Lost

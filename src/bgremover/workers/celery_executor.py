@@ -72,7 +72,9 @@ class CeleryExecutor(Executor):
             at, slots = self._slots
             if time.monotonic() - at > SLOTS_CACHE_S:
                 try:
-                    slots = len(self._registry.live())
+                    # A worker helping with a clip's chunks is no slot: the clip's job
+                    # counts once, as its holder's.
+                    slots = sum(not w.helps for w in self._registry.live())
                 except Exception as exc:  # Redis away: start nothing until it is back
                     self._dependencies.lost("redis", f"cannot count the workers: {exc}")
                     slots = 0

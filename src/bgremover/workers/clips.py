@@ -21,9 +21,14 @@ from ..engine.video.probe import ClipInfo, ClipLimits, open_clip
 from ..storage import Storage
 from ..storage.files import FileStore
 from .base import Finished, StageProgress, WorkItem
+from .chunks import ChunkSharing, MaskMaker, share_masks
 
 log = logging.getLogger(__name__)
 
+MASKS_SHARE = 0.9
+"""A chunked clip's percent given to its masks (the model); its encode pass (compositing
+the kept masks and encoding) fills the rest. A frame's model time is most of its cost (the
+ISNet frame's AI-model stage against its Mask, Compositing and Saving ones)."""
 MEASURED_AFTER = 3
 """Frames after which a run reports its own seconds per frame (the ETA's basis from then)."""
 
@@ -80,28 +85,40 @@ class FrameMasks:
 
 class FrameReports:
     """Turns frame counts into StageProgress reports, with this run's measured seconds per
-    frame once ``MEASURED_AFTER`` frames are done."""
+    frame once ``MEASURED_AFTER`` frames are done. A chunked clip's run reports in two
+    passes (``part``): its masks, made across the cluster, then its encode; each frame's
+    share of the percent is then split between them, and "frames done" (the stage, the
+    pace) counts those shares, so the percent, the frame shown and the ETA only go forward."""
 
     def __init__(self, item: WorkItem, send: Callable[[StageProgress], None]) -> None:
         self._item = item
         self._send = send
         self._lock = threading.Lock()
-        self._first: tuple[int, float] | None = None
+        self._first: tuple[float, float] | None = None
+        self._part = (0.0, 1.0)
+
+    def part(self, start: float, share: float) -> None:
+        """From now on, frame counts fill ``share`` of the percent from ``start``."""
+        with self._lock:
+            self._part = (start, share)
 
     def __call__(self, done: int, frames: int) -> None:
         now = time.monotonic()
         with self._lock:
+            start, share = self._part
+            fraction = start + share * (done / frames if frames else 0.0)
+            units = round(fraction * frames, 6)  # frames done, or their worth across passes
             if self._first is None:
-                self._first = (done, now)
-            start_done, start_at = self._first
-            ran = done - start_done
+                self._first = (units, now)
+            start_units, start_at = self._first
+            ran = units - start_units
             per_frame = (now - start_at) / ran if ran >= MEASURED_AFTER else None
             self._send(
                 StageProgress(
                     self._item.job_id,
                     self._item.dispatch_id,
-                    stage=clip_label(done, frames),
-                    fraction=done / frames if frames else 0.0,
+                    stage=clip_label(int(units + 1e-9), frames),
+                    fraction=fraction,
                     sent_at=time.time(),
                     frames=frames,
                     frame_seconds=per_frame,
@@ -119,6 +136,7 @@ def run_clip(
     *,
     send: Callable[[StageProgress], None] | None,
     cancel: CancelToken | None,
+    chunks: ChunkSharing | None = None,
 ) -> Finished:
     """Cut the clip at ``source`` and store the result; raises what ``process_clip`` raises
     (the caller turns it into the run's report)."""
@@ -132,14 +150,24 @@ def run_clip(
     destination = direct or folder / f"result{Path(result_key).suffix}"
     destination.parent.mkdir(parents=True, exist_ok=True)
     masks = FrameMasks(storage, name, remover.model_identity, folder)
+    reports = FrameReports(item, send) if send is not None else None
+    made: dict[str, int] | None = None
+    if chunks is not None and info.frames > chunks.chunk_frames:
+        made = _masks_in_chunks(
+            chunks, item, MaskMaker(remover, source, info, name, masks, options.model),
+            info.frames, cancel or CancelToken(), reports,
+        )  # fmt: skip
+        if reports is not None:
+            reports.part(MASKS_SHARE, 1.0 - MASKS_SHARE)
     result = process_clip(
         remover, source, destination, options, info, name=name, cancel=cancel,
-        progress=FrameReports(item, send) if send is not None else None, checkpoints=masks,
+        progress=reports, checkpoints=masks,
     )  # fmt: skip
     if direct is None:
         storage.put(result_key, destination)
     masks.clear(result.frames)
-    log.info("clip of %d frames: the model ran on %d", result.frames, result.frames_computed)
+    ran = result.frames_computed + sum((made or {}).values())
+    log.info("clip of %d frames: the model ran on %d", result.frames, ran)
     return Finished(
         item.job_id,
         item.dispatch_id,
@@ -150,8 +178,29 @@ def run_clip(
         timings={stage.value: seconds for stage, seconds in result.timings.items()},
         model=remover.model_name,
         model_sha256=remover.model_sha256,
-        frames_run=result.frames_computed,
+        frames_run=ran,
     )
+
+
+def _masks_in_chunks(
+    chunks: ChunkSharing,
+    item: WorkItem,
+    make: MaskMaker,
+    frames: int,
+    cancel: CancelToken,
+    reports: FrameReports | None,
+) -> dict[str, int] | None:
+    """Every frame's mask, made in chunks across the cluster (``workers.chunks``); the
+    masks each worker made, or None when Redis failed (the encode pass makes the rest)."""
+    if reports is not None:
+        reports.part(0.0, MASKS_SHARE)
+        reports(0, frames)
+
+    def report(done: int) -> None:
+        if reports is not None:
+            reports(min(done, frames), frames)
+
+    return share_masks(chunks, item, make, frames, cancel, report)
 
 
 def clip_result_key(result_key: str, options: RemoveOptions) -> str:

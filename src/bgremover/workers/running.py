@@ -36,6 +36,7 @@ from ..storage import Storage, StorageError, outage_reason
 from ..storage.faults import errno_reason
 from ..storage.files import FileStore
 from .base import Failed, Finished, Lost, Report, StageProgress, Stopped, WorkItem
+from .chunks import ChunkSharing
 from .clips import clip_limits, run_clip, still_item
 from .removers import Removers
 
@@ -63,15 +64,17 @@ def run_item(
     *,
     progress: ProgressReports | None = None,
     cancel: CancelToken | None = None,
+    chunks: ChunkSharing | None = None,
 ) -> Report:
     """Run ``item`` and return its final report: Finished, Failed (the image's fault),
     Stopped, or Lost when the store failed under it. The model is the one the item's
     options name (``removers`` loads it if needed). Files not in a local
-    folder are copied through ``scratch``; the result is stored under its key. Says in the
+    folder are copied through ``scratch``; the result is stored under its key. A long clip
+    is shared out in chunks when ``chunks`` is given (a Celery worker). Says in the
     log when it starts and how it ended (within the caller's ``run_context``)."""
     started = time.monotonic()
     log.info("run started")
-    report = _run(item, removers, storage, scratch, progress, cancel)
+    report = _run(item, removers, storage, scratch, progress, cancel, chunks)
     log.info("run ended: %s in %.2f s", _outcome(report), time.monotonic() - started)
     return report
 
@@ -93,6 +96,7 @@ def _run(
     scratch: Path,
     progress: ProgressReports | None,
     cancel: CancelToken | None,
+    chunks: ChunkSharing | None,
 ) -> Report:
     job_id, dispatch_id = item.job_id, item.dispatch_id
     if cancel is not None and cancel.cancelled:
@@ -119,8 +123,9 @@ def _run(
                 limits = clip_limits(removers.settings)
                 send = progress.send if progress is not None else None
                 return run_clip(
-                    item, remover, storage, folder, local_source, limits, send=send, cancel=cancel
-                )
+                    item, remover, storage, folder, local_source, limits, send=send,
+                    cancel=cancel, chunks=chunks,
+                )  # fmt: skip
             item = still_item(item)
             options = dict(item.options)
             if item.background_key is not None:

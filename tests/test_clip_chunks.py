@@ -1,0 +1,210 @@
+"""A long clip in the cluster: its frames split into chunks that several Celery workers run
+at once (each mask checkpointed in the shared store), then composited and encoded once by
+the worker holding the job's run. Two real `bgremover worker` processes, a real web
+process, PostgreSQL and Redis; a model slow enough that both workers get chunks."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import signal
+import uuid
+import zipfile
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import redis
+from PIL import Image
+
+from bgremover import Settings, load_remover
+from bgremover.engine import RemoveOptions
+from bgremover.engine.video.clip import process_clip
+from bgremover.engine.video.probe import ClipLimits, open_clip
+
+from .cluster_support import REDIS_URL, Listener, ensure_service, jobs_seen, worker
+from .jobs_support import postgres_database
+from .serving import UI, served
+from .video_support import moving_frames, write_mp4
+from .waiting import until
+
+FRAMES = 20
+CHUNK = 4
+WAIT_S = 240.0
+MADE = re.compile(r"masks made by (\{.*?\})")
+
+
+@dataclass
+class Cluster:
+    url: str
+    listener: Listener
+    roots: list[Path]
+    workers: list[Any]
+    namespace: str
+
+    def logs(self) -> str:
+        return "".join((root / "worker.log").read_text() for root in self.roots)
+
+    def masks_made(self) -> dict[str, int]:
+        """The masks each worker has made so far for the running chunked clip (Redis)."""
+        client = redis.Redis.from_url(REDIS_URL)
+        try:
+            keys = list(client.scan_iter(f"{self.namespace}:chunks:*:made"))
+            made = client.hgetall(keys[0]) if keys else {}
+            return {k.decode(): int(v) for k, v in made.items()}
+        finally:
+            client.close()
+
+    def stats_workers(self) -> list[dict[str, Any]]:
+        answer: list[dict[str, Any]] = httpx.get(f"{self.url}/api/stats", timeout=30).json()[
+            "workers"
+        ]
+        return answer
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, slow_tiny_model: Path) -> Iterator[Cluster]:
+    ensure_service("redis", 6379)
+    with ExitStack() as stack:
+        database = stack.enter_context(postgres_database())
+        namespace = f"test-{uuid.uuid4().hex[:8]}"
+        env = {
+            "BGREMOVER_DATABASE_URL": database,
+            "BGREMOVER_REDIS_URL": REDIS_URL,
+            "BGREMOVER_REDIS_NAMESPACE": namespace,
+            "BGREMOVER_STORAGE_URL": (tmp_path / "storage").as_uri(),
+            "BGREMOVER_MODEL_PATH": str(slow_tiny_model),
+            "BGREMOVER_CLIP_CHUNK_FRAMES": str(CHUNK),
+            "BGREMOVER_LEASE_DURATION": "4",
+            "BGREMOVER_WORKER_HEARTBEAT": "0.5",
+        }
+        web = tmp_path / "web"
+        web.mkdir()
+        url, _ = stack.enter_context(served(web, env=env, log=web / "server.log"))
+        listener = Listener(url)
+        stack.callback(listener.close)
+        listener.wait_for("the snapshot", lambda seen: seen)
+        roots = [tmp_path / f"worker-{name}" for name in "ab"]
+        workers = []
+        for root in roots:
+            root.mkdir()
+            workers.append(stack.enter_context(worker(root, env)))
+        until(
+            lambda: httpx.get(f"{url}/api/health", timeout=10).json()["workers"],
+            lambda count: count >= 2,
+            WAIT_S,
+            "two workers ready",
+        )
+        yield Cluster(url, listener, roots, workers, namespace)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("chunked")
+    return write_mp4(folder / "long.mp4", moving_frames(FRAMES))
+
+
+def _upload(cluster: Cluster, clip: Path) -> str:
+    files = [("files", (clip.name, clip.read_bytes(), "video/mp4"))]
+    created = httpx.post(
+        f"{cluster.url}/api/batches", files=files, data={"format": "zip"}, headers=UI, timeout=60
+    )
+    assert created.status_code == 201, created.text
+    job_id: str = created.json()["jobs"][0]["id"]
+    return job_id
+
+
+def _ended(job_id: str) -> Any:
+    def check(events: list[dict[str, Any]]) -> dict[str, Any] | None:
+        job = jobs_seen(events).get(job_id)
+        ended = job is not None and job["status"] in ("completed", "failed", "cancelled")
+        return job if ended else None
+
+    return check
+
+
+def _helpers(cluster: Cluster, job_id: str) -> list[dict[str, Any]]:
+    """The workers /api/stats shows running ``job_id`` (its holder and its helpers)."""
+    return [w for w in cluster.stats_workers() if w["job_id"] == job_id]
+
+
+def _alphas(archive: bytes) -> list[np.ndarray]:
+    with zipfile.ZipFile(io.BytesIO(archive)) as files:
+        names = sorted(n for n in files.namelist() if n.endswith(".png"))
+        return [np.asarray(Image.open(io.BytesIO(files.read(n))).getchannel("A")) for n in names]
+
+
+def _made(cluster: Cluster) -> dict[str, int]:
+    found = MADE.search(cluster.logs())
+    assert found, "the run did not say who made the masks"
+    made: dict[str, int] = json.loads(found[1])
+    return made
+
+
+def test_a_long_clip_runs_in_chunks_on_two_workers_and_matches_one_worker(
+    cluster: Cluster, clip: Path, slow_tiny_model: Path, tmp_path: Path
+) -> None:
+    job_id = _upload(cluster, clip)
+    job = cluster.listener.wait_for("the clip's end", _ended(job_id))
+    assert job["status"] == "completed", job
+    made = _made(cluster)
+    assert len(made) == 2 and all(count > 0 for count in made.values()), made
+    assert sum(made.values()) == FRAMES, made
+    percents = [
+        e["data"]["progress"]
+        for e in cluster.listener.events
+        if e["event"] == "job.progress" and e["data"]["id"] == job_id
+    ]
+    assert percents == sorted(percents), "the percent went back"
+
+    result = httpx.get(f"{cluster.url}/api/jobs/{job_id}/result", timeout=30)
+    assert result.status_code == 200
+    chunked = _alphas(result.content)
+    alone = tmp_path / "alone.zip"
+    remover = load_remover(Settings(model_path=slow_tiny_model, device="cpu"))
+    limits = ClipLimits(seconds=600, frames=1000, pixels=10_000_000)
+    info = open_clip(clip, limits, name=clip.name)
+    process_clip(remover, clip, alone, RemoveOptions(format="zip"), info, name=clip.name)
+    expected = _alphas(alone.read_bytes())
+    assert len(chunked) == len(expected) == FRAMES
+    for index, (got, want) in enumerate(zip(chunked, expected, strict=True)):
+        difference = np.abs(got.astype(int) - want.astype(int)).mean()
+        assert difference < 1.0, f"frame {index}: alpha differs by {difference:.2f} on average"
+
+
+def test_cancelling_a_chunked_clip_stops_every_worker(cluster: Cluster, clip: Path) -> None:
+    job_id = _upload(cluster, clip)
+    until(cluster.masks_made, lambda made: len(made) == 2, WAIT_S, "both workers making masks")
+    answer = httpx.post(f"{cluster.url}/api/jobs/{job_id}/cancel", headers=UI, timeout=30)
+    assert answer.status_code == 200, answer.text
+    job = cluster.listener.wait_for("the clip's end", _ended(job_id))
+    assert job["status"] == "cancelled"
+    until(lambda: _helpers(cluster, job_id), lambda running: not running, WAIT_S,
+          "no worker on the cancelled clip")  # fmt: skip
+    assert "stopped helping: the clip was cancelled" in cluster.logs()
+
+
+def test_a_helper_killed_mid_chunk_redoes_at_most_its_chunk(cluster: Cluster, clip: Path) -> None:
+    job_id = _upload(cluster, clip)
+    holder = cluster.listener.wait_for(
+        "the clip taken over", lambda seen: (jobs_seen(seen).get(job_id) or {}).get("worker")
+    )
+    made = until(cluster.masks_made, lambda made: len(made) == 2, WAIT_S, "a helper's mask")
+    helper = next(name for name in made if f"(pid {name.rsplit('/', 1)[1]})" not in holder)
+    os.kill(int(helper.rsplit("/", 1)[1]), signal.SIGKILL)
+    job = cluster.listener.wait_for("the clip's end", _ended(job_id))
+    assert job["status"] == "completed", job
+    assert job["attempt"] == 1, "the job's run was lost with its helper"
+    made = _made(cluster)
+    assert made[helper] >= 1, made
+    # Each frame's mask was made once, bar the frame the helper was on when it died.
+    assert FRAMES - 1 <= sum(made.values()) <= FRAMES, made
+    result = httpx.get(f"{cluster.url}/api/jobs/{job_id}/result", timeout=30)
+    assert len(_alphas(result.content)) == FRAMES
