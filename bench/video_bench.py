@@ -14,6 +14,14 @@ the photo pipeline's, not the network's; with the real model the network dominat
    from ``submit`` to the run's first "frame n of N" report and to its first finished frame.
 3. resume after kill -9: the worker is killed once a quarter of the frames are done, the run
    submitted again; frames the model ran on twice (goal ≤ 1).
+4. ``--cluster`` (this part alone): the cluster's chunking. A ``--seconds`` clip at 10 fps
+   through ``bgremover serve`` with Redis, PostgreSQL and ``bgremover worker --concurrency
+   1`` processes, each pinned to one core with ``taskset`` (standing in for one machine) and
+   one onnxruntime thread: one worker on core 0 against two on cores 0 and 1, chunks of
+   ``BGREMOVER_CLIP_CHUNK_FRAMES`` (25); seconds from upload to the job's end, and the ratio
+   (goal ≥ 1.7×).
+
+    PYTHONPATH=src .venv/bin/python bench/video_bench.py --cluster [--model-path M.onnx]
 """
 
 from __future__ import annotations
@@ -23,18 +31,25 @@ import hashlib
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import UI_HEADER, Server, postgres_database
 from bench.tiny_model import build_tiny_model
+from tests.cluster_support import REDIS_URL, Listener, ensure_service, jobs_seen
 from tests.video_support import moving_frames, write_mp4
 
 from bgremover import RemoveOptions, Settings, load_remover
@@ -134,15 +149,99 @@ def in_worker(settings: Settings, clip: Path, frames: int, data_dir: Path) -> No
         executor.shutdown()
 
 
+def _pinned_worker(root: Path, env: dict[str, str], core: int) -> subprocess.Popen[bytes]:
+    """``bgremover worker --concurrency 1`` on core ``core`` alone, in its own session."""
+    root.mkdir(parents=True)
+    log = (root / "worker.log").open("wb")
+    command = [sys.executable, "-m", "bgremover", "worker", "--concurrency", "1"]
+    return subprocess.Popen(
+        ["taskset", "-c", str(core), *command],
+        env={**os.environ, **env, "BGREMOVER_DATA_DIR": str(root)},
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+
+
+def _clip_seconds(url: str, clip: Path) -> tuple[float, dict[str, object]]:
+    """Upload ``clip``; seconds until its job ended, and the job then."""
+    listener = Listener(url)
+    try:
+        listener.wait_for("the snapshot", lambda seen: seen)
+        files = [("files", (clip.name, clip.read_bytes(), "video/mp4"))]
+        started = time.monotonic()
+        created = httpx.post(f"{url}/api/batches", files=files, headers=UI_HEADER, timeout=120)
+        created.raise_for_status()
+        job_id = created.json()["jobs"][0]["id"]
+
+        def ended(seen: list[dict[str, Any]]) -> dict[str, Any] | None:
+            job = jobs_seen(seen).get(job_id)
+            over = job is not None and job["status"] in ("completed", "failed", "cancelled")
+            return job if over else None
+
+        job = listener.wait_for("the clip's end", ended)
+        return time.monotonic() - started, job
+    finally:
+        listener.close()
+
+
+def in_cluster(model: Path, clip: Path, cores: list[int], root: Path) -> float:
+    """Seconds the clip takes with one pinned worker per core of ``cores``."""
+    with ExitStack() as stack:
+        database = stack.enter_context(postgres_database())
+        env = {
+            "BGREMOVER_DATABASE_URL": database,
+            "BGREMOVER_REDIS_URL": REDIS_URL,
+            "BGREMOVER_REDIS_NAMESPACE": f"bench-{uuid.uuid4().hex[:8]}",
+            "BGREMOVER_STORAGE_URL": (root / "store").as_uri(),
+            "BGREMOVER_MODEL_PATH": str(model),
+            "BGREMOVER_INTRA_OP_THREADS": "1",
+        }
+        server = Server(root / "web", None, settings=env, slots=None)
+        stack.callback(server.stop)
+        server.wait_ready(120)
+        for core in cores:
+            process = _pinned_worker(root / f"worker-{core}", env, core)
+            stack.callback(_kill_group, process)
+        deadline = time.monotonic() + 600
+        while httpx.get(f"{server.url}/api/health", timeout=30).json()["workers"] < len(cores):
+            if time.monotonic() > deadline:
+                raise SystemExit("the workers never came up")
+            time.sleep(0.2)
+        seconds, job = _clip_seconds(server.url, clip)
+        if job["status"] != "completed":
+            raise SystemExit(f"the clip ended {job['status']}: {job.get('error')}")
+        return seconds
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def cluster_chunks(model: Path, seconds: int, folder: Path) -> None:
+    ensure_service("redis", 6379)
+    clip = write_mp4(folder / "long.mp4", moving_frames(seconds * 10))
+    one = in_cluster(model, clip, [0], folder / "one")
+    two = in_cluster(model, clip, [0, 1], folder / "two")
+    print(f"cluster chunking, {seconds * 10} frames 320×240, model {model.name}: one worker "
+          f"(core 0) {one:.1f} s, two workers (cores 0, 1) {two:.1f} s, speed-up "
+          f"{one / two:.2f}× (goal ≥ 1.7×)")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-path", type=Path, help="an ISNet-compatible .onnx (default: tiny)")
     parser.add_argument("--frames", type=int, default=20)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--cluster", action="store_true", help="the cluster's chunking alone")
+    parser.add_argument("--seconds", type=int, default=10, help="--cluster's clip length")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="video-bench-") as scratch:
         folder = Path(scratch)
         model = args.model_path or build_tiny_model(folder / "tiny.onnx", matmuls=1)
+        if args.cluster:
+            cluster_chunks(model, args.seconds, folder)
+            return
         settings = Settings(model_path=model, device="cpu")
         clip = write_mp4(folder / "clip.mp4", moving_frames(args.frames))
         print(f"model {model.name}, {os.cpu_count()} cores")

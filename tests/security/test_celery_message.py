@@ -33,7 +33,13 @@ from bgremover import Settings
 from bgremover.workers.base import WorkerInfo, WorkItem
 from bgremover.workers.celery_config import TASK, make_app
 from bgremover.workers.cluster import Channels, WorkerRegistry
-from bgremover.workers.messages import RefusedMessage, check_against_row, parse
+from bgremover.workers.messages import (
+    RefusedMessage,
+    check_against_row,
+    invitation,
+    parse,
+    parse_invitation,
+)
 
 from ..cluster_support import REDIS_URL, ensure_service, worker
 from ..jobs_support import postgres_database
@@ -234,3 +240,21 @@ def test_a_well_formed_message_that_disagrees_with_the_row_is_refused() -> None:
     ]:
         with pytest.raises(RefusedMessage, match=field):
             check_against_row(sent, WorkItem(**{**GOOD, field: value}))
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"job_id": "ab" * 16, "dispatch_id": "../" + "c" * 29},
+        {"job_id": "ab" * 16},
+        {"job_id": "ab" * 16, "dispatch_id": "cd" * 16, "original_key": "/etc/passwd"},
+        ["ab" * 16, "cd" * 16],
+    ],
+)
+def test_an_invitation_to_help_with_a_clip_names_its_run_and_nothing_else(
+    message: Any,
+) -> None:
+    """A helper reads everything else from the job's row, as a run's worker does."""
+    assert parse_invitation(invitation(parse(GOOD))) == (GOOD["job_id"], GOOD["dispatch_id"])
+    with pytest.raises(RefusedMessage):
+        parse_invitation(message)

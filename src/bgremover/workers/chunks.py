@@ -281,7 +281,7 @@ def share_masks(
         made = plan.made()
         log.info("chunked clip: masks made by %s", json.dumps(made, sort_keys=True))
         return made
-    except RedisError as exc:
+    except (RedisError, PlanGone) as exc:
         log.warning("Redis failed mid-clip (%s); making the remaining masks here", exc)
         return None
     finally:
