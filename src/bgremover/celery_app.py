@@ -244,7 +244,7 @@ class Node:
                 make = MaskMaker(remover, source, info, name, masks, item.options.get("model"))
                 ran = help_with_chunks(
                     plan, self.name, self.settings.lease_duration.total_seconds(), make, token,
-                    self._queue_waits,
+                    lambda: self._stop_helping(item),
                 )  # fmt: skip
             log.info("helped with %d chunks of the clip", ran)
         except Cancelled:
@@ -252,10 +252,14 @@ class Node:
         except Exception:  # the chunk is released: its coordinator makes those masks
             log.exception("stopped helping with the clip")
 
-    def _queue_waits(self) -> bool:
-        """Whether a pending job waits for a slot (a helper then stops at its chunk's end)."""
+    def _stop_helping(self, item: WorkItem) -> bool:
+        """Asked between chunks: whether a pending job waits for a slot (priorities decide
+        at chunk boundaries), or the clip's run is no longer ``item`` (its holder was lost
+        and the job went back to the queue, or it ended)."""
         queue = self.service.queue()
-        return not queue.paused and queue.counts.pending > 0
+        if not queue.paused and queue.counts.pending > 0:
+            return True
+        return self.service.dispatched(item.job_id, item.dispatch_id) is None
 
     def _say_free(self) -> None:
         """Tell the dispatchers at once (they would otherwise notice within a second)."""

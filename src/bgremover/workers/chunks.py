@@ -295,13 +295,13 @@ def help_with_chunks(
     lease_s: float,
     make: MaskMaker,
     cancel: CancelToken,
-    queue_waits: Callable[[], bool],
+    stop: Callable[[], bool],
 ) -> int:
     """As a helper: run the plan's chunks until none is left, the plan is gone (the clip
-    ended) or queued work waits (priorities decide at chunk boundaries); the chunks run."""
+    ended) or ``stop()`` says so (asked between chunks); the chunks run."""
 
     def keep_going() -> bool:
-        return not cancel.cancelled and plan.exists() and not queue_waits()
+        return not cancel.cancelled and plan.exists() and not stop()
 
     try:
         return run_chunks(plan, worker, lease_s, make, cancel, keep_going=keep_going)
