@@ -28,6 +28,7 @@ from bgremover import Settings, load_remover
 from bgremover.engine import RemoveOptions
 from bgremover.engine.video.clip import process_clip
 from bgremover.engine.video.probe import ClipLimits, open_clip
+from bgremover.workers.clips import MASKS_SHARE
 
 from .cluster_support import REDIS_URL, Listener, ensure_service, jobs_seen, worker
 from .jobs_support import postgres_database
@@ -208,3 +209,28 @@ def test_a_helper_killed_mid_chunk_redoes_at_most_its_chunk(cluster: Cluster, cl
     assert FRAMES - 1 <= sum(made.values()) <= FRAMES, made
     result = httpx.get(f"{cluster.url}/api/jobs/{job_id}/result", timeout=30)
     assert len(_alphas(result.content)) == FRAMES
+
+
+def test_a_photo_queued_behind_a_chunked_clip_takes_a_helper_at_its_chunks_end(
+    cluster: Cluster, clip: Path, tmp_path: Path
+) -> None:
+    clip_id = _upload(cluster, clip)
+    until(cluster.masks_made, lambda made: len(made) == 2, WAIT_S, "a helper making masks")
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.full((120, 160, 3), 200, dtype=np.uint8)).save(photo)
+    files = [("files", (photo.name, photo.read_bytes(), "image/png"))]
+    created = httpx.post(f"{cluster.url}/api/batches", files=files, headers=UI, timeout=60)
+    assert created.status_code == 201, created.text
+    photo_id = created.json()["jobs"][0]["id"]
+    done = cluster.listener.wait_for("the photo's end", _ended(photo_id))
+    assert done["status"] == "completed", done
+    # When the photo ended, the clip's masks were still being made (MASKS_SHARE of its
+    # percent): the photo did not wait for the clip's chunks to run out.
+    percents = [
+        e["data"]["progress"]
+        for e in list(cluster.listener.events)
+        if e["event"] == "job.progress" and e["data"]["id"] == clip_id
+    ]
+    assert percents and percents[-1] < 100 * MASKS_SHARE, percents
+    job = cluster.listener.wait_for("the clip's end", _ended(clip_id))
+    assert job["status"] == "completed", job
