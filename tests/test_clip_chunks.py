@@ -25,14 +25,16 @@ import redis
 from PIL import Image
 
 from bgremover import Settings, load_remover
-from bgremover.engine import RemoveOptions
+from bgremover.engine import CancelToken, RemoveOptions
 from bgremover.engine.video.clip import process_clip
 from bgremover.engine.video.probe import ClipLimits, open_clip
+from bgremover.workers.base import WorkItem
+from bgremover.workers.chunks import ChunkPlan, ChunkSharing, PlanGone, share_masks
 from bgremover.workers.clips import MASKS_SHARE
 
 from .cluster_support import REDIS_URL, Listener, ensure_service, jobs_seen, worker
 from .jobs_support import postgres_database
-from .serving import UI, served
+from .serving import UI, free_port, served
 from .video_support import moving_frames, write_mp4
 from .waiting import until
 
@@ -234,3 +236,41 @@ def test_a_photo_queued_behind_a_chunked_clip_takes_a_helper_at_its_chunks_end(
     assert percents and percents[-1] < 100 * MASKS_SHARE, percents
     job = cluster.listener.wait_for("the clip's end", _ended(clip_id))
     assert job["status"] == "completed", job
+
+
+def test_a_chunk_whose_claim_lapsed_is_claimed_again_and_done_ones_never() -> None:
+    ensure_service("redis", 6379)
+    client = redis.Redis.from_url(REDIS_URL)
+    plan = ChunkPlan(client, f"test-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex, 10, 4)
+    try:
+        plan.publish()
+        assert plan.chunks == [(0, 4), (4, 8), (8, 10)]
+        assert plan.claim("a", lease_s=60) == 0
+        assert plan.claim("b", lease_s=0.2) == 1
+        plan.finish(0)
+        assert plan.claim("c", lease_s=60) == 2
+        # b died: its claim lapses, and chunk 1 alone is claimed again.
+        assert until(lambda: plan.claim("c", lease_s=60), lambda got: got is not None,
+                     WAIT_S, "b's claim lapsing") == 1  # fmt: skip
+        assert plan.claim("d", lease_s=60) is None
+        plan.remove()
+        with pytest.raises(PlanGone):
+            plan.frame_done(1, 4, "c", made=True)
+    finally:
+        plan.remove()
+        client.close()
+
+
+def test_without_redis_the_holder_makes_every_mask_itself() -> None:
+    dead = redis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=1)
+    sharing = ChunkSharing(
+        redis=dead, namespace="test", worker="here", lease_s=4, chunk_frames=4,
+        idle_workers=lambda: 1, invite=lambda item, count: None,
+    )  # fmt: skip
+    item = WorkItem("ab" * 16, "cd" * 16, "originals/ab/" + "ab" * 32, "results/ab/x.png")
+
+    def make(*_: object) -> None:
+        raise AssertionError("no chunk can be claimed without Redis")
+
+    made = share_masks(sharing, item, make, 20, CancelToken(), lambda done: None)  # type: ignore[arg-type]
+    assert made is None
