@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import multiprocessing
 import os
 import shutil
 import signal
@@ -223,6 +224,36 @@ def _kill_group(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
+def _inference_loop(model: Path, core: int, frames: int, start: Any, out: Any) -> None:
+    """In a process pinned to ``core``: seconds per frame of the model alone (masks only)."""
+    os.sched_setaffinity(0, {core})
+    remover = load_remover(Settings(model_path=model, device="cpu", intra_op_threads=1))
+    images = moving_frames(frames)
+    remover.process(images[0])
+    start.wait()
+    started = time.perf_counter()
+    for image in images:
+        remover.process(image, RemoveOptions(format="mask"), encode_result=False)
+    out.put((time.perf_counter() - started) / frames)
+
+
+def inference_seconds(model: Path, cores: list[int], frames: int = 8) -> float:
+    """Mean seconds per frame of bare inference loops run at once, one per core of
+    ``cores``: what the machine itself gives two workers, chunking aside."""
+    context = multiprocessing.get_context("spawn")
+    start, out = context.Barrier(len(cores)), context.Queue()
+    processes = [
+        context.Process(target=_inference_loop, args=(model, core, frames, start, out))
+        for core in cores
+    ]
+    for process in processes:
+        process.start()
+    seconds = [out.get(timeout=600) for _ in processes]
+    for process in processes:
+        process.join()
+    return sum(seconds) / len(seconds)
+
+
 def cluster_chunks(model: Path, seconds: int, folder: Path) -> None:
     ensure_service("redis", 6379)
     clip = write_mp4(folder / "long.mp4", moving_frames(seconds * 10))
@@ -232,6 +263,14 @@ def cluster_chunks(model: Path, seconds: int, folder: Path) -> None:
           f"(core 0) {one:.1f} s, two workers (cores 0, 1) {two:.1f} s, speed-up "
           f"{one / two:.2f}× (goal ≥ 1.7×); other processes used {one_others:.0f} and "
           f"{two_others:.0f} CPU-s meanwhile")  # fmt: skip
+    # Two cores of a VM may not be two machines: two inferences at once can each run
+    # slower than one alone (shared caches, memory bandwidth, a host's sibling threads).
+    alone = inference_seconds(model, [0])
+    together = inference_seconds(model, [0, 1])
+    ceiling = 2 * alone / together
+    print(f"this machine's own ceiling: one inference alone {alone:.2f} s/frame, two at once "
+          f"{together:.2f} s/frame each, so two workers can reach {ceiling:.2f}× at most; "
+          f"chunking reached {one / two / ceiling:.0%} of it")  # fmt: skip
 
 
 def main() -> None:
