@@ -27,6 +27,7 @@ the photo pipeline's, not the network's; with the real model the network dominat
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import multiprocessing
 import os
@@ -45,10 +46,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import UI_HEADER, OthersCpuSeconds, Server, postgres_database
+from bench.common import UI_HEADER, Server, postgres_database
 from bench.tiny_model import build_tiny_model
 from tests.cluster_support import REDIS_URL, Listener, ensure_service, jobs_seen
 from tests.video_support import moving_frames, write_mp4
@@ -210,12 +212,30 @@ def in_cluster(model: Path, clip: Path, cores: list[int], root: Path) -> tuple[f
             if time.monotonic() > deadline:
                 raise SystemExit("the workers never came up")
             time.sleep(0.2)
-        meter = OthersCpuSeconds()
+        # Our processes' CPU since the upload only (not their model loading before it).
+        busy, own = _busy_cpu(), _cpu_of(pids)
         seconds, job = _clip_seconds(server.url, clip)
-        others = meter.seconds(pids)
+        others = max(0.0, _busy_cpu() - busy - (_cpu_of(pids) - own))
         if job["status"] != "completed":
             raise SystemExit(f"the clip ended {job['status']}: {job.get('error')}")
         return seconds, others
+
+
+def _busy_cpu() -> float:
+    times = psutil.cpu_times()
+    return float(times.user + times.system)
+
+
+def _cpu_of(pids: list[int]) -> float:
+    """CPU seconds the processes ``pids`` and their children have used so far."""
+    used = 0.0
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process = psutil.Process(pid)
+            for each in [process, *process.children(recursive=True)]:
+                times = each.cpu_times()
+                used += times.user + times.system
+    return used
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
@@ -237,7 +257,7 @@ def _inference_loop(model: Path, core: int, frames: int, start: Any, out: Any) -
     out.put((time.perf_counter() - started) / frames)
 
 
-def inference_seconds(model: Path, cores: list[int], frames: int = 8) -> float:
+def inference_seconds(model: Path, cores: list[int], frames: int = 16) -> float:
     """Mean seconds per frame of bare inference loops run at once, one per core of
     ``cores``: what the machine itself gives two workers, chunking aside."""
     context = multiprocessing.get_context("spawn")
