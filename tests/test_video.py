@@ -259,6 +259,12 @@ def test_a_clip_killed_mid_way_resumes_at_the_next_frame(
     final = reports.wait_for(lambda r: r.dispatch_id == "0" * 32 and isinstance(r, Finished))
     redone = final.frames_run - (20 - done)  # type: ignore[attr-defined]
     assert redone <= 1, f"{redone} frames done before the kill were run again"
+    assert checkpoints(tmp_path) == [], "the finished clip's frame masks stay in the store"
+
+
+def checkpoints(store: Path) -> list[Path]:
+    """The masks kept in the local store at ``store`` (frame checkpoints, here)."""
+    return sorted((store / "masks").rglob("*.png"))
 
 
 def test_a_clip_job_shows_its_frame_its_percent_by_frames_and_its_own_pace(
@@ -400,6 +406,7 @@ def test_a_cancelled_clip_stops_within_a_frame_and_leaves_no_file(
     assert frames_after_cancel <= 1, f"{frames_after_cancel} frames finished after the cancel"
     results_folder = (tmp_path / item.result_key).parent
     assert not results_folder.exists() or not any(results_folder.iterdir()), "a partial file"
+    assert checkpoints(tmp_path) == [], "a cancelled clip's frame masks stay in the store"
 
 
 def test_a_clip_weighs_in_its_batch_by_its_frames(

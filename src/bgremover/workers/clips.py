@@ -14,7 +14,8 @@ from pathlib import Path
 from PIL import Image
 
 from ..config import Settings
-from ..engine import CancelToken, RemoveOptions, Remover
+from ..engine import Cancelled, CancelToken, EngineError, RemoveOptions, Remover
+from ..engine.errors import OutputError
 from ..engine.png import write_png
 from ..engine.video.formats import clip_format, still_format
 from ..engine.video.probe import ClipInfo, ClipLimits, open_clip
@@ -152,17 +153,24 @@ def run_clip(
     masks = FrameMasks(storage, name, remover.model_identity, folder)
     reports = FrameReports(item, send) if send is not None else None
     made: dict[str, int] | None = None
-    if chunks is not None and info.frames > chunks.chunk_frames:
-        made = _masks_in_chunks(
-            chunks, item, MaskMaker(remover, source, info, name, masks, options.model),
-            info.frames, cancel or CancelToken(), reports,
+    try:
+        if chunks is not None and info.frames > chunks.chunk_frames:
+            made = _masks_in_chunks(
+                chunks, item, MaskMaker(remover, source, info, name, masks, options.model),
+                info.frames, cancel or CancelToken(), reports,
+            )  # fmt: skip
+            if reports is not None:
+                reports.part(MASKS_SHARE, 1.0 - MASKS_SHARE)
+        result = process_clip(
+            remover, source, destination, options, info, name=name, cancel=cancel,
+            progress=reports, checkpoints=masks,
         )  # fmt: skip
-        if reports is not None:
-            reports.part(MASKS_SHARE, 1.0 - MASKS_SHARE)
-    result = process_clip(
-        remover, source, destination, options, info, name=name, cancel=cancel,
-        progress=reports, checkpoints=masks,
-    )  # fmt: skip
+    except (Cancelled, EngineError) as exc:
+        # Cancelled, or the clip's own fault: the job ends, so its checkpoints go. A failed
+        # write may be a full disk: that run is lost and resumes from them later.
+        if not isinstance(exc, OutputError):
+            masks.clear(info.frames)
+        raise
     if direct is None:
         storage.put(result_key, destination)
     masks.clear(result.frames)

@@ -98,7 +98,8 @@ def process_clip(
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-    timings = {stage: seconds / max(computed, 1) for stage, seconds in totals.items()}
+    # Every mask kept (a resumed run, a chunked one): no frame measured, nothing to learn.
+    timings = {stage: s / computed for stage, s in totals.items()} if computed else {}
     width, height = size
     return ClipResult(width, height, done, fmt, destination.stat().st_size, computed, timings)
 
