@@ -449,6 +449,21 @@ def test_a_clip_weighs_in_its_batch_by_its_frames(
     assert batch.progress == 100 and batch.work_done_seconds == batch.work_seconds
 
 
+def test_in_the_cluster_a_waiting_clip_is_priced_as_shared_out_in_chunks(
+    tmp_path: Path, database_url: str, clips: dict[str, Path], photos: dict[str, Path]
+) -> None:
+    """Celery workers share a long clip out in chunks: its batch's ETA spreads all but one
+    chunk over the slots, where one local worker would run all 20 frames itself."""
+    h = build_harness(tmp_path, database_url, clip_chunk_frames=5)
+    h.service.attach(cancel_running=h.cancels.append, wake=lambda: None, runs_elsewhere=True)
+    created = h.service.create_batch(h.uploads(photos["coffee.jpg"], clips["moving"]))
+    run_to_completion(h, claim(h))
+    one, slots = h.service.clock.job_seconds(0), h.settings.max_concurrent_jobs
+    assert slots == 2
+    batch = h.service.get_batch(created.batch.id)
+    assert batch.estimated_time_remaining == pytest.approx((20 - 5) * one / slots + 5 * one, abs=0.05)
+
+
 def test_a_clip_keeps_its_weight_through_a_retry_and_an_export(
     harness: Harness, clips: dict[str, Path], photos: dict[str, Path], tmp_path: Path
 ) -> None:

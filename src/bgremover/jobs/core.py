@@ -112,6 +112,12 @@ class ServiceCore:
         self._runs_elsewhere = runs_elsewhere
 
     @property
+    def _clip_chunk(self) -> int | None:
+        """The most frames of a clip one slot runs: Celery workers share a long clip out in
+        chunks (``workers.chunks``), a local worker runs it whole."""
+        return self.settings.clip_chunk_frames if self._runs_elsewhere else None
+
+    @property
     def database(self) -> Engine:
         engine: Engine = self._transactions.kw["bind"]
         return engine
@@ -256,8 +262,9 @@ class ServiceCore:
         running = self._running(db) if running is None else running
         own = [live for live in running if live.batch_id == row.id]
         eta = queue_wait.queue_eta(
-            db, [row], own, running, self.clock, self.settings.max_concurrent_jobs
-        )
+            db, [row], own, running, self.clock, self.settings.max_concurrent_jobs,
+            self._clip_chunk,
+        )  # fmt: skip
         if eta is None and row.status not in TERMINAL:
             eta = 0.0
         if row.start_time is None:
@@ -292,8 +299,9 @@ class ServiceCore:
         else:
             own = [live for live in running if live.batch_id in ids]
             eta = queue_wait.queue_eta(
-                db, list(batches), own, running, self.clock, self.settings.max_concurrent_jobs
-            )
+                db, list(batches), own, running, self.clock, self.settings.max_concurrent_jobs,
+                self._clip_chunk,
+            )  # fmt: skip
         since = min(
             (b.active_since for b in batches if b.status in ACTIVE and b.active_since),
             default=None,

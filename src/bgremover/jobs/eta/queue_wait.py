@@ -42,16 +42,18 @@ def queue_eta(
     running: list[Live],
     clock: StageClock,
     slots: int,
+    clip_chunk: int | None = None,
 ) -> float | None:
     """Seconds until the last job of these batches should finish: what the running jobs
     have left and the work queued up to and including that job, shared by the concurrent
     slots. Their own jobs are priced by their sizes (a clip by its frames); others ahead at
     the queue's mean.
 
-    A clip is not shared: one slot runs all its frames. So the work is spread as a queue
-    spreads it at worst (Graham's bound for list scheduling): everything but the longest
-    pending clip over the slots, then that clip alone. A batch that is mostly one clip is
-    then not promised its frames at the pace of every slot."""
+    A clip is shared out only in chunks of ``clip_chunk`` frames (the cluster's), or not at
+    all (None: one slot runs all its frames). So the work is spread as a queue spreads it
+    at worst (Graham's bound for list scheduling): everything but the longest unshared part
+    over the slots, then that part alone. A batch that is mostly one clip is then not
+    promised its frames at the pace of every slot."""
     own_pending = _pending_by_bucket(batches, own)
     if not any(own_pending) and not own:
         return None
@@ -64,14 +66,17 @@ def queue_eta(
         queued = sum(n * s for n, s in zip(own_pending, seconds, strict=True))
         queued += others * _mean_pending_seconds(db, running, seconds)
         if sum(own_pending) > sum(b.pending_jobs for b in batches):  # a clip is among them
-            longest = _longest_pending_clip(db, batches, seconds)
+            longest = _longest_pending_clip(db, batches, seconds, clip_chunk)
     slots = max(1, slots)
     own_left = max((live_remaining(live, clock) for live in own), default=0.0)
     return max(own_left, (running_left + queued - longest) / slots + longest)
 
 
-def _longest_pending_clip(db: Db, batches: Sequence[BatchRow], seconds: list[float]) -> float:
-    """The expected time of the longest clip not yet started in these batches."""
+def _longest_pending_clip(
+    db: Db, batches: Sequence[BatchRow], seconds: list[float], chunk: int | None
+) -> float:
+    """The expected time of the longest clip not yet started in these batches, or of one
+    of its chunks when clips are shared out in chunks of ``chunk`` frames."""
     longest = db.execute(
         select(JobRow.size_bucket, func.max(JobRow.frames))
         .where(
@@ -81,7 +86,10 @@ def _longest_pending_clip(db: Db, batches: Sequence[BatchRow], seconds: list[flo
         )
         .group_by(JobRow.size_bucket)
     ).all()
-    return max(((frames or 1) * seconds[bucket] for bucket, frames in longest), default=0.0)
+    return max(
+        (min(frames or 1, chunk or frames or 1) * seconds[bucket] for bucket, frames in longest),
+        default=0.0,
+    )
 
 
 def _pending_by_bucket(batches: Sequence[BatchRow], running: list[Live]) -> list[int]:
