@@ -43,7 +43,7 @@ import httpx
 from PIL import Image
 
 from bgremover.jobs.states import TERMINAL
-from common import UI_HEADER, PhotoSpec, Server, write_photo  # bench/ is on sys.path
+from common import SLOTS, UI_HEADER, PhotoSpec, Server, write_photo  # bench/ is on sys.path
 from report import note, row, section
 
 REPO = Path(__file__).resolve().parents[1]
@@ -120,10 +120,10 @@ def bgremover(*args: str | Path) -> list[str]:
     return [sys.executable, "-m", "bgremover", *map(str, args)]
 
 
-def model_runs(model: Path, repeat: int) -> tuple[float, float]:
-    """(first run, second run) of the fp32 copy at 1024² in a fresh process, medians."""
-    threads = str(len(os.sched_getaffinity(0)))
-    command = [sys.executable, "-c", MODEL_RUN, str(model), threads]
+def model_runs(model: Path, repeat: int, threads: int) -> tuple[float, float]:
+    """(first run, second run) of the fp32 copy at 1024² on ``threads`` threads in a fresh
+    process, medians."""
+    command = [sys.executable, "-c", MODEL_RUN, str(model), str(threads)]
     runs = [
         json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
         for _ in range(repeat)
@@ -194,7 +194,7 @@ def main() -> None:
             f"{help_s:.2f} s  {help_s / interpreter:.1f}× `python -c pass` ({interpreter:.2f} s)",
         )
 
-        first_run, run = model_runs(model, quick)
+        first_run, run = model_runs(model, quick, cores)
         row(
             "one model run (baseline)", f"{run:.2f} s  (a fresh process's first: {first_run:.2f} s)"
         )
@@ -237,6 +237,14 @@ def main() -> None:
             f"{upload:.2f} s  upload → completed, one run + {upload - run:.2f} s",
         )
         note(f"server start → first result: {statistics.median(r[1] for r in results):.2f} s")
+        # The pool gives each of its SLOTS workers its share of the cores (the best
+        # throughput for a batch), so a lone job runs on that share, not on every core.
+        share = max(1, cores // SLOTS)
+        _, pool_run = model_runs(model, quick, share)
+        note(
+            f"one model run on a pool worker's {share} thread(s): {pool_run:.2f} s; the first "
+            f"result is that run + {upload - pool_run:.2f} s"
+        )
 
 
 if __name__ == "__main__":
