@@ -22,6 +22,9 @@ the photo pipeline's, not the network's; with the real model the network dominat
    (goal ≥ 1.7×).
 
     PYTHONPATH=src .venv/bin/python bench/video_bench.py --cluster [--model-path M.onnx]
+
+5. ``--flicker`` (this part alone): mask flicker on a still-camera clip, the mean absolute
+   alpha change between consecutive frames, with and without temporal smoothing.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import UI_HEADER, Server, postgres_database
 from bench.tiny_model import build_tiny_model
 from tests.cluster_support import REDIS_URL, Listener, ensure_service, jobs_seen
-from tests.video_support import moving_frames, write_mp4
+from tests.video_support import moving_frames, still_frames, write_mp4
 
 from bgremover import RemoveOptions, Settings, load_remover
 from bgremover.engine.video.clip import process_clip
@@ -293,6 +296,33 @@ def cluster_chunks(model: Path, seconds: int, folder: Path) -> None:
           f"chunking reached {one / two / ceiling:.0%} of it")  # fmt: skip
 
 
+def flicker_part(settings: Settings, frames: int, folder: Path) -> None:
+    """Mask flicker on a still-camera clip (the photo in place, sensor noise per frame):
+    the mean absolute alpha change between consecutive frames, with and without temporal
+    smoothing."""
+    import zipfile
+
+    from PIL import Image
+
+    from bgremover.engine.video.smoothing import flicker
+
+    remover = load_remover(settings)
+    clip = write_mp4(folder / "still.mp4", still_frames(frames))
+    info = open_clip(clip, LIMITS, name=clip.name)
+    measured = {}
+    for smoothing in (False, True):
+        target = folder / f"masks-{smoothing}.zip"
+        options = RemoveOptions(format="mask", temporal_smoothing=smoothing)
+        process_clip(remover, clip, target, options, info, name=clip.name)
+        with zipfile.ZipFile(target) as archive:
+            masks = [Image.open(archive.open(name)) for name in sorted(archive.namelist())]
+        measured[smoothing] = flicker(masks)
+    print(
+        f"flicker on a still camera ({frames} frames): {measured[False]:.5f} without "
+        f"smoothing, {measured[True]:.5f} with ({measured[True] / measured[False]:.2f}×)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-path", type=Path, help="an ISNet-compatible .onnx (default: tiny)")
@@ -300,6 +330,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--cluster", action="store_true", help="the cluster's chunking alone")
     parser.add_argument("--seconds", type=int, default=10, help="--cluster's clip length")
+    parser.add_argument("--flicker", action="store_true", help="mask flicker alone")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="video-bench-") as scratch:
         folder = Path(scratch)
@@ -308,6 +339,9 @@ def main() -> None:
             cluster_chunks(model, args.seconds, folder)
             return
         settings = Settings(model_path=model, device="cpu")
+        if args.flicker:
+            flicker_part(settings, args.frames, folder)
+            return
         clip = write_mp4(folder / "clip.mp4", moving_frames(args.frames))
         print(f"model {model.name}, {os.cpu_count()} cores")
         per_frame(settings, clip, args.frames, args.repeat, folder)
