@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -205,17 +205,25 @@ def worker(
         log.close()
 
 
-@contextmanager
 def private_cluster(
     tmp_path: Path, broker: PrivateRedis, model: Path, **extra: str
+) -> AbstractContextManager[tuple[str, dict[str, str], Listener]]:
+    """``cluster_web`` with ``broker`` as its Redis."""
+    return cluster_web(tmp_path, broker.url, model, **extra)
+
+
+@contextmanager
+def cluster_web(
+    tmp_path: Path, redis_url: str, model: Path, **extra: str
 ) -> Iterator[tuple[str, dict[str, str], Listener]]:
-    """A web process on a fresh PostgreSQL database with ``broker`` as its Redis; yields its
-    URL, the environment workers need, and an SSE listener on it."""
+    """A web process on a fresh PostgreSQL database with the Redis at ``redis_url`` under
+    a namespace of its own; yields its URL, the environment workers need, and an SSE
+    listener on it."""
     with ExitStack() as stack:
         database = stack.enter_context(postgres_database())
         env = {
             "BGREMOVER_DATABASE_URL": database,
-            "BGREMOVER_REDIS_URL": broker.url,
+            "BGREMOVER_REDIS_URL": redis_url,
             "BGREMOVER_REDIS_NAMESPACE": f"test-{uuid.uuid4().hex[:8]}",
             "BGREMOVER_STORAGE_URL": (tmp_path / "storage").as_uri(),
             "BGREMOVER_MODEL_PATH": str(model),

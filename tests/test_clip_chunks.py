@@ -32,9 +32,8 @@ from bgremover.workers.base import WorkItem
 from bgremover.workers.chunks import ChunkPlan, ChunkSharing, PlanGone, share_masks
 from bgremover.workers.clips import MASKS_SHARE
 
-from .cluster_support import REDIS_URL, Listener, ensure_service, jobs_seen, worker
-from .jobs_support import postgres_database
-from .serving import UI, free_port, served
+from .cluster_support import REDIS_URL, Listener, cluster_web, ensure_service, jobs_seen, worker
+from .serving import UI, free_port
 from .video_support import moving_frames, write_mp4
 from .waiting import until
 
@@ -76,24 +75,17 @@ class Cluster:
 def cluster(tmp_path: Path, slow_tiny_model: Path) -> Iterator[Cluster]:
     ensure_service("redis", 6379)
     with ExitStack() as stack:
-        database = stack.enter_context(postgres_database())
-        namespace = f"test-{uuid.uuid4().hex[:8]}"
-        env = {
-            "BGREMOVER_DATABASE_URL": database,
-            "BGREMOVER_REDIS_URL": REDIS_URL,
-            "BGREMOVER_REDIS_NAMESPACE": namespace,
-            "BGREMOVER_STORAGE_URL": (tmp_path / "storage").as_uri(),
-            "BGREMOVER_MODEL_PATH": str(slow_tiny_model),
-            "BGREMOVER_CLIP_CHUNK_FRAMES": str(CHUNK),
-            "BGREMOVER_LEASE_DURATION": "4",
-            "BGREMOVER_WORKER_HEARTBEAT": "0.5",
-        }
-        web = tmp_path / "web"
-        web.mkdir()
-        url, _ = stack.enter_context(served(web, env=env, log=web / "server.log"))
-        listener = Listener(url)
-        stack.callback(listener.close)
-        listener.wait_for("the snapshot", lambda seen: seen)
+        url, env, listener = stack.enter_context(
+            cluster_web(
+                tmp_path,
+                REDIS_URL,
+                slow_tiny_model,
+                BGREMOVER_CLIP_CHUNK_FRAMES=str(CHUNK),
+                BGREMOVER_LEASE_DURATION="4",
+                BGREMOVER_WORKER_HEARTBEAT="0.5",
+            )
+        )
+        namespace = env["BGREMOVER_REDIS_NAMESPACE"]
         roots = [tmp_path / f"worker-{name}" for name in "ab"]
         workers = []
         for root in roots:
