@@ -177,6 +177,10 @@ def test_a_long_clip_runs_in_chunks_on_two_workers_and_matches_one_worker(
 def test_cancelling_a_chunked_clip_stops_every_worker(cluster: Cluster, clip: Path) -> None:
     job_id = _upload(cluster, clip)
     until(cluster.masks_made, lambda made: len(made) == 2, WAIT_S, "both workers making masks")
+    holder_and_helper = [False, True]  # each worker on the job: whether it only helps
+    until(lambda: sorted(w["helps"] for w in _helpers(cluster, job_id)),
+          lambda helps: helps == holder_and_helper, WAIT_S,
+          "/api/stats showing the clip's holder and its helper")  # fmt: skip
     answer = httpx.post(f"{cluster.url}/api/jobs/{job_id}/cancel", headers=UI, timeout=30)
     assert answer.status_code == 200, answer.text
     job = cluster.listener.wait_for("the clip's end", _ended(job_id))

@@ -231,6 +231,8 @@ class WorkerStatus(_Model):
     since: datetime
     job_id: str | None = None
     file_name: str | None = None
+    helps: bool = False
+    """It makes masks for a chunk of ``job_id``, a clip another worker holds."""
 
 
 class Stats(_Model):

@@ -47,6 +47,7 @@ def stats(request: Request, service: Service) -> Stats:
                 since=datetime.fromtimestamp(worker.started_at, UTC),
                 job_id=worker.job_id,
                 file_name=file_name,
+                helps=worker.helps,
             )
         )
     device = get_system(request).executor.device()
