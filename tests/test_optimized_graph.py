@@ -99,3 +99,16 @@ def test_the_cpu_identity_is_stable_between_reads() -> None:
     optimized.cpu_identity.cache_clear()
     assert optimized.cpu_identity() == first
     assert "MHz" not in first
+
+
+def test_a_folder_that_takes_no_graph_still_loads_the_model(
+    store: ModelStore, tiny_model: Path, photo: Image.Image, tmp_path: Path
+) -> None:
+    """A models folder mounted read-only once its copy was made: onnxruntime cannot write
+    the graph, and the model loads anyway (optimised at each start, as before)."""
+    resolved = store.resolve("isnet-file", tiny_model)
+    assert resolved.graph_cache is not None
+    expected = mask_of(Remover(dataclasses.replace(resolved, graph_cache=None)), photo)
+    resolved.graph_cache.path = tmp_path / "gone" / "graph.onnx"  # a folder it cannot write
+    assert np.array_equal(mask_of(Remover(resolved), photo), expected)
+    assert kept_graphs(store) == []

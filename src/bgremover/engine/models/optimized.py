@@ -14,6 +14,7 @@ onnxruntime will not load, is made again.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -73,9 +74,18 @@ class GraphCache:
         options.optimized_model_filepath = str(partial)
         try:
             session = ort.InferenceSession(str(copy), options, providers=[CPU_PROVIDER])
+        except Exception as exc:  # it could not write the graph (a read-only folder, say)
+            options.optimized_model_filepath = ""
+            session = ort.InferenceSession(str(copy), options, providers=[CPU_PROVIDER])
+            log.warning(
+                "cannot keep the optimised model at %s (%s); each start optimises it again",
+                self.path, str(exc).strip() or type(exc).__name__,
+            )  # fmt: skip
+        else:
             self._keep(partial)
         finally:
-            partial.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                partial.unlink(missing_ok=True)
         return session
 
     def _sound(self) -> bool:
