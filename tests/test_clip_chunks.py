@@ -28,8 +28,8 @@ from bgremover import Settings, load_remover
 from bgremover.engine import CancelToken, RemoveOptions
 from bgremover.engine.video.clip import process_clip
 from bgremover.engine.video.probe import ClipLimits, open_clip
-from bgremover.workers.base import WorkItem
-from bgremover.workers.chunks import ChunkPlan, ChunkSharing, PlanGone, share_masks
+from bgremover.workers.base import MAX_CHUNKS, WorkItem, chunk_size
+from bgremover.workers.chunks import ChunkPlan, ChunkSharing, PlanGone, chunk_bounds, share_masks
 from bgremover.workers.clips import MASKS_SHARE
 
 from .cluster_support import REDIS_URL, Listener, cluster_web, ensure_service, jobs_seen, worker
@@ -270,3 +270,13 @@ def test_without_redis_the_holder_makes_every_mask_itself() -> None:
 
     made = share_masks(sharing, item, make, 20, CancelToken(), lambda done: None)  # type: ignore[arg-type]
     assert made is None
+
+
+def test_a_long_clip_is_shared_out_in_a_bounded_number_of_chunks() -> None:
+    """Each helper decodes the clip from its start up to its chunk: a 10-minute clip in
+    chunks of 25 frames would be decoded hundreds of times over."""
+    assert chunk_size(40, 25) == 25  # a short clip: the setting's chunks
+    for frames in (18_000, 1_601, 401):
+        chunks = chunk_bounds(frames, chunk_size(frames, 25))
+        assert len(chunks) <= MAX_CHUNKS
+        assert chunks[-1][1] == frames and all(a < b for a, b in chunks)

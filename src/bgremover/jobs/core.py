@@ -20,7 +20,7 @@ from sqlalchemy.orm import sessionmaker
 from ..config import Settings
 from ..dependencies import Dependencies, DependencyState
 from ..storage.files import FileStore
-from ..workers.base import RunEnd
+from ..workers.base import RunEnd, chunk_size
 from . import masks, notices, outbox
 from .bus.base import BusUnavailable, EventBus, Published
 from .bus.throttle import ProgressThrottle
@@ -112,10 +112,13 @@ class ServiceCore:
         self._runs_elsewhere = runs_elsewhere
 
     @property
-    def _clip_chunk(self) -> int | None:
-        """The most frames of a clip one slot runs: Celery workers share a long clip out in
-        chunks (``workers.chunks``), a local worker runs it whole."""
-        return self.settings.clip_chunk_frames if self._runs_elsewhere else None
+    def _clip_chunk(self) -> Callable[[int], int] | None:
+        """The most frames of a clip of n frames one slot runs: Celery workers share a long
+        clip out in chunks (``workers.chunks``); None: a local worker runs it whole."""
+        if not self._runs_elsewhere:
+            return None
+        setting = self.settings.clip_chunk_frames
+        return lambda frames: chunk_size(frames, setting)
 
     @property
     def database(self) -> Engine:

@@ -153,6 +153,20 @@ class WorkerInfo:
     though the job counts as one running job."""
 
 
+MAX_CHUNKS = 16
+"""The most chunks a clip is shared out in. A helper decodes its clip from the first frame up
+to its chunk (frames are numbered in decode order, which a seek by time cannot give), so a
+clip in K chunks is decoded about K/2 times over in all: 16 chunks bound that to 8 decodes
+of each frame, where chunks of 25 frames would decode a 10-minute clip 360 times over."""
+
+
+def chunk_size(frames: int, setting: int) -> int:
+    """Frames per chunk of a clip of ``frames`` in the cluster: ``setting``
+    (``BGREMOVER_CLIP_CHUNK_FRAMES``), or more for a long clip, so that it has at most
+    ``MAX_CHUNKS``."""
+    return max(setting, -(-frames // MAX_CHUNKS))
+
+
 RunEnd = Finished | Failed | Stopped | Lost
 """How a run ended: exactly one of these per run."""
 RunReport = Started | StageProgress | RunEnd

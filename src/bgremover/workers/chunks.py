@@ -25,7 +25,7 @@ from typing import Any
 
 from ..engine import CancelToken, OutputFormat, RemoveOptions, Remover
 from ..engine.video.probe import ClipInfo
-from .base import WorkItem
+from .base import WorkItem, chunk_size
 
 log = logging.getLogger(__name__)
 
@@ -250,9 +250,8 @@ def share_masks(
     hears the frames with a mask, across the cluster, as they grow."""
     from redis.exceptions import RedisError
 
-    plan = ChunkPlan(
-        sharing.redis, sharing.namespace, item.dispatch_id, count, sharing.chunk_frames
-    )
+    size = chunk_size(count, sharing.chunk_frames)
+    plan = ChunkPlan(sharing.redis, sharing.namespace, item.dispatch_id, count, size)
     highest = 0
 
     def tell() -> None:

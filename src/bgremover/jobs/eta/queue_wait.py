@@ -3,7 +3,7 @@ running jobs have left and the work queued ahead, shared by the concurrent slots
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, and_, func, select
@@ -42,18 +42,18 @@ def queue_eta(
     running: list[Live],
     clock: StageClock,
     slots: int,
-    clip_chunk: int | None = None,
+    clip_chunk: Callable[[int], int] | None = None,
 ) -> float | None:
     """Seconds until the last job of these batches should finish: what the running jobs
     have left and the work queued up to and including that job, shared by the concurrent
     slots. Their own jobs are priced by their sizes (a clip by its frames); others ahead at
     the queue's mean.
 
-    A clip is shared out only in chunks of ``clip_chunk`` frames (the cluster's), or not at
-    all (None: one slot runs all its frames). So the work is spread as a queue spreads it
-    at worst (Graham's bound for list scheduling): everything but the longest unshared part
-    over the slots, then that part alone. A batch that is mostly one clip is then not
-    promised its frames at the pace of every slot."""
+    A clip of n frames is shared out only in chunks of ``clip_chunk(n)`` frames (the
+    cluster's), or not at all (None: one slot runs all its frames). So the work is spread
+    as a queue spreads it at worst (Graham's bound for list scheduling): everything but the
+    longest unshared part over the slots, then that part alone. A batch that is mostly one
+    clip is then not promised its frames at the pace of every slot."""
     own_pending = _pending_by_bucket(batches, own)
     if not any(own_pending) and not own:
         return None
@@ -73,10 +73,10 @@ def queue_eta(
 
 
 def _longest_pending_clip(
-    db: Db, batches: Sequence[BatchRow], seconds: list[float], chunk: int | None
+    db: Db, batches: Sequence[BatchRow], seconds: list[float], chunk: Callable[[int], int] | None
 ) -> float:
     """The expected time of the longest clip not yet started in these batches, or of one
-    of its chunks when clips are shared out in chunks of ``chunk`` frames."""
+    of its chunks when clips are shared out in chunks (``chunk(frames)`` frames each)."""
     longest = db.execute(
         select(JobRow.size_bucket, func.max(JobRow.frames))
         .where(
@@ -86,10 +86,11 @@ def _longest_pending_clip(
         )
         .group_by(JobRow.size_bucket)
     ).all()
-    return max(
-        (min(frames or 1, chunk or frames or 1) * seconds[bucket] for bucket, frames in longest),
-        default=0.0,
-    )
+    parts = [
+        (min(frames or 1, chunk(frames or 1)) if chunk else frames or 1, bucket)
+        for bucket, frames in longest
+    ]
+    return max((frames * seconds[bucket] for frames, bucket in parts), default=0.0)
 
 
 def _pending_by_bucket(batches: Sequence[BatchRow], running: list[Live]) -> list[int]:
