@@ -59,19 +59,22 @@ def post_head(server: Server, length: int) -> socket.socket:
     return sock
 
 
-def trickle(sock: socket.socket, data: bytes) -> None:
+def trickle(sock: socket.socket, data: bytes) -> float:
     """Send ``data`` in pieces, each well inside the limit after the last, for longer than
-    the limit in all (a slow client: the limit is on silence, not on the whole body)."""
+    the limit in all (a slow client: the limit is on silence, not on the whole body); the
+    time the last piece went."""
     started = time.monotonic()
     size = -(-len(data) // PIECES)
     for start in range(0, len(data), size):
         sock.sendall(data[start : start + size])
+        sent = time.monotonic()
         # The client's pause, which ends early if the server answers or hangs up meanwhile:
         # the pieces stop, and the caller's read sees what the server did.
         readable, _, _ = select.select([sock], [], [], TRICKLE_S)
         if readable:
-            return
+            return sent
     assert time.monotonic() - started > BODY_TIMEOUT_S
+    return sent
 
 
 def test_a_body_that_stalls_longer_than_the_limit_is_cut_off(server: Server) -> None:
@@ -80,8 +83,7 @@ def test_a_body_that_stalls_longer_than_the_limit_is_cut_off(server: Server) -> 
     not the default, acts)."""
     body = b'{"name": "stalled"}'
     sock = post_head(server, len(body) + 1000)
-    trickle(sock, body)
-    last_byte = time.monotonic()
+    last_byte = trickle(sock, body)
     assert read_until_closed(sock) == b"", "the server answered a body it never got"
     stalled = time.monotonic() - last_byte
     sock.close()
