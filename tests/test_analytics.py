@@ -273,7 +273,9 @@ def test_the_endpoint_reports_real_runs_of_a_served_process_and_refuses_a_bad_si
     assert sum(hour["completed"] for hour in report["hours"]) == 2
     assert [(f["code"], f["count"]) for f in report["failures"]] == [(failed["error"]["code"], 1)]
     assert [s["stage"] for s in report["stages"]] == STAGES
-    assert all(s["jobs"] == 2 and 0 < s["median"] <= s["p90"] for s in report["stages"])
+    # Times are in whole milliseconds: a stage of a small photo can take less than one.
+    assert all(s["jobs"] == 2 and 0 <= s["median"] <= s["p90"] for s in report["stages"])
+    assert sum(s["median"] for s in report["stages"]) > 0, "no stage took any time"
     assert [(s["label"], s["jobs"]) for s in report["sizes"]] == [("< 1 MP", 2)]
     assert report["queue_wait"]["overall"]["jobs"] == 3
     runs = sorted(

@@ -35,7 +35,7 @@ from .states import ACTIVE, STATUSES
 from .tables import QUEUE, BatchRow, JobRow, MetricCountRow, QueueRow, StageDurationRow
 
 RUN_EDGES: tuple[float, ...] = (0.25, 0.5, 1, 2, 3, 5, 8, 13, 20, 30, 60, 120, 300)
-"""Seconds from a run's start to its end: a small image takes ~1 s on a GPU, 4–12 s on two
+"""Seconds from a run's start to its end: a small image takes ~1 s on a GPU, 2.5–7.5 s on two
 cores (``eta.clock.FIRST_RUN_SECONDS``)."""
 WAIT_EDGES: tuple[float, ...] = (0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 900, 1800, 3600)
 """Seconds a run waited in the queue: from an idle queue to a long one."""
