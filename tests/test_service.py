@@ -609,6 +609,27 @@ def test_a_warm_up_calibrates_the_sizes_no_job_has_measured(
     assert h.service.clock.job_seconds(3, 12_000_000) == pytest.approx(3.0 + 5 * 0.5 * 12)
 
 
+def test_the_first_run_on_a_machine_no_warm_up_timed_seeds_the_other_sizes(
+    harness: Harness, photos: dict[str, Path]
+) -> None:
+    """The first job cancels the warm-up: its own run then tells the other sizes how fast
+    this machine is, as the warm-up would have, until a job of their size measures them."""
+    h = harness
+    before = h.service.clock.job_seconds(3, 24_000_000)
+    h.service.create_batch(h.uploads(photos["coffee.jpg"]))
+    run_to_completion(h, claim(h))
+    model = STAGE_TIMINGS["AI model"]
+    pixel_bound = sum(STAGE_TIMINGS.values()) - model
+    seeded = model + pixel_bound * 24_000_000 / COFFEE_PIXELS
+    assert h.service.clock.job_seconds(3, 24_000_000) == pytest.approx(seeded)
+    assert seeded != pytest.approx(before)
+    # Only the first run seeds: the next one teaches its own size alone.
+    h.service.create_batch(h.uploads(photos["coffee.jpg"]))
+    faster = {stage: seconds / 2 for stage, seconds in STAGE_TIMINGS.items()}
+    run_to_completion(h, claim(h), timings=faster)
+    assert h.service.clock.job_seconds(3, 24_000_000) == pytest.approx(seeded)
+
+
 def test_batch_percent_weighs_each_job_by_the_time_its_size_takes(
     harness: Harness, photos: dict[str, Path], tmp_path: Path
 ) -> None:

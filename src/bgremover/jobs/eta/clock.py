@@ -76,9 +76,20 @@ class StageClock:
         typical size when the job's ``pixels`` are given); returns what was folded in. The
         first measurement of a bucket replaces the defaults outright: on a busy machine they
         can be 5x off, and averaging them in would keep the first estimates wrong for
-        several jobs. The model stage of a job that chose ``model`` is that model's alone."""
+        several jobs. The model stage of a job that chose ``model`` is that model's alone.
+
+        The first full run of the default model on a machine no warm-up has timed (the
+        first job cancels the warm-up) also seeds the sizes nothing has measured yet, as a
+        warm-up would (``calibrate``): a batch's 12 MP photos are then not priced at the
+        defaults while its small ones show the machine is twice as fast."""
         normalized = {}
         with self._lock:
+            seed = (
+                not self._calibrated
+                and model is None
+                and pixels is not None
+                and Stage.INFERENCE.value in timings
+            )
             first = bucket not in self._measured
             for name, seconds in timings.items():
                 try:
@@ -97,6 +108,9 @@ class StageClock:
                 self._seconds[key] += weight * (normalized[name] - self._seconds[key])
             self._measured.add(bucket)
             self.observations += 1
+        if seed:
+            assert pixels is not None
+            self.calibrate(pixels, timings)
         return normalized
 
     def calibrate(self, pixels: int, timings: dict[str, float]) -> None:
