@@ -39,3 +39,20 @@ def test_a_clip_shows_its_frame_then_plays_over_the_checkerboard(
         ".some(v => v.readyState >= 2 && v.videoWidth === 320)"
     )
     shot(page, "clip-result")
+
+
+def test_a_clip_cut_as_a_gif_plays_in_its_tile(
+    page: Any,  # noqa: F811 (test_ui's fixture)
+    tmp_path: Path,
+) -> None:
+    clip = write_mp4(tmp_path / "wave.mp4", moving_frames(8))
+    page.select_option("drop-zone select[name=format]", "gif")
+    upload(page, clip)
+    page.wait_for_selector("li.result-tile[data-status=completed]:has-text('wave.mp4')")
+    result = tile(page, "wave.mp4").locator("img.result-tile__result")
+    result.wait_for(timeout=TIMEOUT_MS)
+    assert "/result" in (result.get_attribute("src") or ""), "a still thumbnail, not the GIF"
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('img.result-tile__result')]"
+        ".some(i => i.src.includes('/result') && i.complete && i.naturalWidth === 320)"
+    )

@@ -251,6 +251,7 @@ class ResultTile {
     result.src = api.thumbnailUrl(job.id, { size: PREVIEW_SIZE, of: "result" });
     result.alt = `${job.file_name} without background`;
     if (PLAYABLE.has(job.result?.format)) result.replaceWith(clipPlayer(job, result));
+    else if (animates(job)) result.src = api.resultUrl(job.id); // the <img> plays it
     const slider = this._preview.querySelector("input");
     slider.setAttribute("aria-label", `Compare ${job.file_name}: original on the left, result on the right`);
     const apply = () => this._preview.style.setProperty("--split", `${slider.value}%`);
@@ -261,6 +262,14 @@ class ResultTile {
 
 /** Clip results the browser plays itself (the WebM keeps its alpha over the checkerboard). */
 const PLAYABLE = new Set(["webm", "mp4"]);
+
+/** Whether the job's result is an animation an <img> plays: a clip's GIF or WebP (a photo
+ * asked for GIF gets a PNG; its WebP is a still). */
+function animates(job) {
+  const format = job.result?.format;
+  const clip = job.media_type?.startsWith("video/") || job.media_type === "image/gif";
+  return format === "gif" || (format === "webp" && clip);
+}
 
 /** A muted, looping <video> of a clip's result in place of its still, its poster the first
  * frame; it plays over the tile's checkerboard as the still did. */
