@@ -30,13 +30,11 @@ the photo pipeline's, not the network's; with the real model the network dominat
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import multiprocessing
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -49,14 +47,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import UI_HEADER, Server, postgres_database
+from bench.common import UI_HEADER
 from bench.tiny_model import build_tiny_model
-from tests.cluster_support import REDIS_URL, Listener, ensure_service, jobs_seen
+from tests.cluster_support import REDIS_URL, cluster_web, ensure_service, job_end, worker
 from tests.video_support import moving_frames, still_frames, write_mp4
+from tests.waiting import until
 
 from bgremover import RemoveOptions, Settings, load_remover
 from bgremover.engine.video.clip import process_clip
@@ -155,96 +153,33 @@ def in_worker(settings: Settings, clip: Path, frames: int, data_dir: Path) -> No
         executor.shutdown()
 
 
-def _pinned_worker(root: Path, env: dict[str, str], core: int) -> subprocess.Popen[bytes]:
-    """``bgremover worker --concurrency 1`` on core ``core`` alone, in its own session."""
-    root.mkdir(parents=True)
-    log = (root / "worker.log").open("wb")
-    command = [sys.executable, "-m", "bgremover", "worker", "--concurrency", "1"]
-    return subprocess.Popen(
-        ["taskset", "-c", str(core), *command],
-        env={**os.environ, **env, "BGREMOVER_DATA_DIR": str(root)},
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-
-
-def _clip_seconds(url: str, clip: Path) -> tuple[float, dict[str, object]]:
-    """Upload ``clip``; seconds until its job ended, and the job then."""
-    listener = Listener(url)
-    try:
-        listener.wait_for("the snapshot", lambda seen: seen)
+def in_cluster(model: Path, clip: Path, cores: list[int], root: Path) -> float:
+    """Seconds from the clip's upload to its job's end with one worker pinned to each of
+    ``cores`` (``tests.cluster_support``: a web process, PostgreSQL, Redis)."""
+    root.mkdir()
+    with ExitStack() as stack:
+        url, env, listener = stack.enter_context(
+            cluster_web(root, REDIS_URL, model, BGREMOVER_INTRA_OP_THREADS="1")
+        )
+        for core in cores:
+            folder = root / f"worker-{core}"
+            folder.mkdir()
+            stack.enter_context(worker(folder, env, core=core))
+        until(
+            lambda: httpx.get(f"{url}/api/health", timeout=30).json()["workers"],
+            lambda ready: ready >= len(cores),
+            600,
+            "the workers ready",
+        )
         files = [("files", (clip.name, clip.read_bytes(), "video/mp4"))]
         started = time.monotonic()
         created = httpx.post(f"{url}/api/batches", files=files, headers=UI_HEADER, timeout=120)
         created.raise_for_status()
-        job_id = created.json()["jobs"][0]["id"]
-
-        def ended(seen: list[dict[str, Any]]) -> dict[str, Any] | None:
-            job = jobs_seen(seen).get(job_id)
-            over = job is not None and job["status"] in ("completed", "failed", "cancelled")
-            return job if over else None
-
-        job = listener.wait_for("the clip's end", ended)
-        return time.monotonic() - started, job
-    finally:
-        listener.close()
-
-
-def in_cluster(model: Path, clip: Path, cores: list[int], root: Path) -> tuple[float, float]:
-    """Seconds the clip takes with one pinned worker per core of ``cores``, and the CPU
-    seconds other processes on the machine used meanwhile."""
-    with ExitStack() as stack:
-        database = stack.enter_context(postgres_database())
-        env = {
-            "BGREMOVER_DATABASE_URL": database,
-            "BGREMOVER_REDIS_URL": REDIS_URL,
-            "BGREMOVER_REDIS_NAMESPACE": f"bench-{uuid.uuid4().hex[:8]}",
-            "BGREMOVER_STORAGE_URL": (root / "store").as_uri(),
-            "BGREMOVER_MODEL_PATH": str(model),
-            "BGREMOVER_INTRA_OP_THREADS": "1",
-        }
-        server = Server(root / "web", None, settings=env, slots=None)
-        stack.callback(server.stop)
-        server.wait_ready(120)
-        pids = [server.process.pid]
-        for core in cores:
-            process = _pinned_worker(root / f"worker-{core}", env, core)
-            stack.callback(_kill_group, process)
-            pids.append(process.pid)
-        deadline = time.monotonic() + 600
-        while httpx.get(f"{server.url}/api/health", timeout=30).json()["workers"] < len(cores):
-            if time.monotonic() > deadline:
-                raise SystemExit("the workers never came up")
-            time.sleep(0.2)
-        # Our processes' CPU since the upload only (not their model loading before it).
-        busy, own = _busy_cpu(), _cpu_of(pids)
-        seconds, job = _clip_seconds(server.url, clip)
-        others = max(0.0, _busy_cpu() - busy - (_cpu_of(pids) - own))
+        job = listener.wait_for("the clip's end", job_end(created.json()["jobs"][0]["id"]))
+        seconds = time.monotonic() - started
         if job["status"] != "completed":
             raise SystemExit(f"the clip ended {job['status']}: {job.get('error')}")
-        return seconds, others
-
-
-def _busy_cpu() -> float:
-    times = psutil.cpu_times()
-    return float(times.user + times.system)
-
-
-def _cpu_of(pids: list[int]) -> float:
-    """CPU seconds the processes ``pids`` and their children have used so far."""
-    used = 0.0
-    for pid in pids:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process = psutil.Process(pid)
-            for each in [process, *process.children(recursive=True)]:
-                times = each.cpu_times()
-                used += times.user + times.system
-    return used
-
-
-def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        return seconds
 
 
 def _inference_loop(model: Path, core: int, frames: int, start: Any, out: Any) -> None:
@@ -280,12 +215,11 @@ def inference_seconds(model: Path, cores: list[int], frames: int = 16) -> float:
 def cluster_chunks(model: Path, seconds: int, folder: Path) -> None:
     ensure_service("redis", 6379)
     clip = write_mp4(folder / "long.mp4", moving_frames(seconds * 10))
-    one, one_others = in_cluster(model, clip, [0], folder / "one")
-    two, two_others = in_cluster(model, clip, [0, 1], folder / "two")
+    one = in_cluster(model, clip, [0], folder / "one")
+    two = in_cluster(model, clip, [0, 1], folder / "two")
     print(f"cluster chunking, {seconds * 10} frames 320×240, model {model.name}: one worker "
           f"(core 0) {one:.1f} s, two workers (cores 0, 1) {two:.1f} s, speed-up "
-          f"{one / two:.2f}× (goal ≥ 1.7×); other processes used {one_others:.0f} and "
-          f"{two_others:.0f} CPU-s meanwhile")  # fmt: skip
+          f"{one / two:.2f}× (goal ≥ 1.7×)")  # fmt: skip
     # Two cores of a VM may not be two machines: two inferences at once can each run
     # slower than one alone (shared caches, memory bandwidth, a host's sibling threads).
     alone = inference_seconds(model, [0])

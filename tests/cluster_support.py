@@ -55,6 +55,17 @@ def jobs_seen(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return jobs
 
 
+def job_end(job_id: str) -> Callable[[list[dict[str, Any]]], dict[str, Any] | None]:
+    """A ``Listener.wait_for`` condition: the job ``job_id`` as it ended, once it has."""
+
+    def check(events: list[dict[str, Any]]) -> dict[str, Any] | None:
+        job = jobs_seen(events).get(job_id)
+        ended = job is not None and job["status"] in ("completed", "failed", "cancelled")
+        return job if ended else None
+
+    return check
+
+
 def _answers(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1):
@@ -187,12 +198,15 @@ class Listener:
 
 @contextmanager
 def worker(
-    root: Path, env: dict[str, str], concurrency: int = 1
+    root: Path, env: dict[str, str], concurrency: int = 1, *, core: int | None = None
 ) -> Iterator[subprocess.Popen[str]]:
-    """`bgremover worker` in a session of its own (so it can be killed whole)."""
+    """`bgremover worker` in a session of its own (so it can be killed whole); pinned to
+    CPU ``core`` alone with ``taskset`` when one is given (a machine of one core)."""
     log = open(root / "worker.log", "w")  # noqa: SIM115 - closed below
+    pinned = ["taskset", "-c", str(core)] if core is not None else []
+    command = [sys.executable, "-m", "bgremover", "worker", "--concurrency", str(concurrency)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "bgremover", "worker", "--concurrency", str(concurrency)],
+        [*pinned, *command],
         env={**os.environ, **env, "BGREMOVER_DATA_DIR": str(root)},
         stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )  # fmt: skip

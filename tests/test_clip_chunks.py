@@ -32,7 +32,15 @@ from bgremover.workers.base import MAX_CHUNKS, WorkItem, chunk_size
 from bgremover.workers.chunks import ChunkPlan, ChunkSharing, PlanGone, chunk_bounds, share_masks
 from bgremover.workers.clips import MASKS_SHARE
 
-from .cluster_support import REDIS_URL, Listener, cluster_web, ensure_service, jobs_seen, worker
+from .cluster_support import (
+    REDIS_URL,
+    Listener,
+    cluster_web,
+    ensure_service,
+    job_end,
+    jobs_seen,
+    worker,
+)
 from .serving import UI, free_port
 from .video_support import moving_frames, write_mp4
 from .waiting import until
@@ -116,15 +124,6 @@ def _upload(cluster: Cluster, clip: Path) -> str:
     return job_id
 
 
-def _ended(job_id: str) -> Any:
-    def check(events: list[dict[str, Any]]) -> dict[str, Any] | None:
-        job = jobs_seen(events).get(job_id)
-        ended = job is not None and job["status"] in ("completed", "failed", "cancelled")
-        return job if ended else None
-
-    return check
-
-
 def _helpers(cluster: Cluster, job_id: str) -> list[dict[str, Any]]:
     """The workers /api/stats shows running ``job_id`` (its holder and its helpers)."""
     return [w for w in cluster.stats_workers() if w["job_id"] == job_id]
@@ -147,7 +146,7 @@ def test_a_long_clip_runs_in_chunks_on_two_workers_and_matches_one_worker(
     cluster: Cluster, clip: Path, slow_tiny_model: Path, tmp_path: Path
 ) -> None:
     job_id = _upload(cluster, clip)
-    job = cluster.listener.wait_for("the clip's end", _ended(job_id))
+    job = cluster.listener.wait_for("the clip's end", job_end(job_id))
     assert job["status"] == "completed", job
     made = _made(cluster)
     assert len(made) == 2 and all(count > 0 for count in made.values()), made
@@ -183,7 +182,7 @@ def test_cancelling_a_chunked_clip_stops_every_worker(cluster: Cluster, clip: Pa
           "/api/stats showing the clip's holder and its helper")  # fmt: skip
     answer = httpx.post(f"{cluster.url}/api/jobs/{job_id}/cancel", headers=UI, timeout=30)
     assert answer.status_code == 200, answer.text
-    job = cluster.listener.wait_for("the clip's end", _ended(job_id))
+    job = cluster.listener.wait_for("the clip's end", job_end(job_id))
     assert job["status"] == "cancelled"
     until(lambda: _helpers(cluster, job_id), lambda running: not running, WAIT_S,
           "no worker on the cancelled clip")  # fmt: skip
@@ -198,7 +197,7 @@ def test_a_helper_killed_mid_chunk_redoes_at_most_its_chunk(cluster: Cluster, cl
     made = until(cluster.masks_made, lambda made: len(made) == 2, WAIT_S, "a helper's mask")
     helper = next(name for name in made if f"(pid {name.rsplit('/', 1)[1]})" not in holder)
     os.kill(int(helper.rsplit("/", 1)[1]), signal.SIGKILL)
-    job = cluster.listener.wait_for("the clip's end", _ended(job_id))
+    job = cluster.listener.wait_for("the clip's end", job_end(job_id))
     assert job["status"] == "completed", job
     assert job["attempt"] == 1, "the job's run was lost with its helper"
     made = _made(cluster)
@@ -220,7 +219,7 @@ def test_a_photo_queued_behind_a_chunked_clip_takes_a_helper_at_its_chunks_end(
     created = httpx.post(f"{cluster.url}/api/batches", files=files, headers=UI, timeout=60)
     assert created.status_code == 201, created.text
     photo_id = created.json()["jobs"][0]["id"]
-    done = cluster.listener.wait_for("the photo's end", _ended(photo_id))
+    done = cluster.listener.wait_for("the photo's end", job_end(photo_id))
     assert done["status"] == "completed", done
     # When the photo ended, the clip's masks were still being made (MASKS_SHARE of its
     # percent): the photo did not wait for the clip's chunks to run out.
@@ -230,7 +229,7 @@ def test_a_photo_queued_behind_a_chunked_clip_takes_a_helper_at_its_chunks_end(
         if e["event"] == "job.progress" and e["data"]["id"] == clip_id
     ]
     assert percents and percents[-1] < 100 * MASKS_SHARE, percents
-    job = cluster.listener.wait_for("the clip's end", _ended(clip_id))
+    job = cluster.listener.wait_for("the clip's end", job_end(clip_id))
     assert job["status"] == "completed", job
 
 
