@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import fields
-from typing import Any
+from typing import Any, TypeGuard
 
 from ..storage import check_key
 from ..storage.files import ID_PATTERN
@@ -34,20 +34,10 @@ class RefusedMessage(ValueError):
 def parse(message: object) -> WorkItem:
     """The work item ``message`` names, when it has the shape a dispatcher sends: ids,
     storage keys of the store's own shapes, options without a path; else RefusedMessage."""
-    if not isinstance(message, dict):
-        raise RefusedMessage("?", f"it is a {type(message).__name__}, not a work item")
-    job_id = message.get("job_id")
-    if not isinstance(job_id, str) or not re.fullmatch(ID_PATTERN, job_id):
-        raise RefusedMessage("?", f"job_id {str(job_id)[:40]!r} is not a job id")
-    unknown = sorted(str(name)[:40] for name in set(message) - _FIELDS)
-    if unknown:
-        raise RefusedMessage(job_id, f"unknown fields {unknown[:5]}")
-    for name in ("dispatch_id", "batch_id"):  # a batch id is optional: for the logs only
-        value = message.get(name)
-        if name == "batch_id" and value is None:
-            continue
-        if not isinstance(value, str) or not re.fullmatch(ID_PATTERN, value):
-            raise RefusedMessage(job_id, f"{name} {str(value)[:40]!r} is not an id")
+    message, job_id, _ = _run_ids(message, _FIELDS, "a work item")
+    batch_id = message.get("batch_id")  # optional: for the logs only
+    if batch_id is not None and not _is_id(batch_id):
+        raise RefusedMessage(job_id, f"batch_id {str(batch_id)[:40]!r} is not an id")
     for name, folder in _KEYS.items():
         key = message.get(name)
         if key is None and name == "background_key":
@@ -93,15 +83,30 @@ def invitation(item: WorkItem) -> dict[str, str]:
 
 def parse_invitation(message: object) -> tuple[str, str]:
     """The job and dispatch ids an invitation names; RefusedMessage for anything else."""
-    if not isinstance(message, dict):
-        raise RefusedMessage("?", f"it is a {type(message).__name__}, not an invitation")
-    job_id = message.get("job_id")
-    if not isinstance(job_id, str) or not re.fullmatch(ID_PATTERN, job_id):
-        raise RefusedMessage("?", f"job_id {str(job_id)[:40]!r} is not a job id")
-    unknown = sorted(str(name)[:40] for name in set(message) - {"job_id", "dispatch_id"})
-    if unknown:
-        raise RefusedMessage(job_id, f"an invitation names only its run, not {unknown[:5]}")
-    dispatch_id = message.get("dispatch_id")
-    if not isinstance(dispatch_id, str) or not re.fullmatch(ID_PATTERN, dispatch_id):
-        raise RefusedMessage(job_id, f"dispatch_id {str(dispatch_id)[:40]!r} is not an id")
+    _, job_id, dispatch_id = _run_ids(
+        message, frozenset(("job_id", "dispatch_id")), "an invitation"
+    )
     return job_id, dispatch_id
+
+
+def _run_ids(
+    message: object, allowed: frozenset[str], what: str
+) -> tuple[dict[str, Any], str, str]:
+    """``message`` as a dict of only ``allowed`` fields, with the job and dispatch ids of the
+    run it names; RefusedMessage unless it is one (``what`` names the kind in the reason)."""
+    if not isinstance(message, dict):
+        raise RefusedMessage("?", f"it is a {type(message).__name__}, not {what}")
+    job_id = message.get("job_id")
+    if not _is_id(job_id):
+        raise RefusedMessage("?", f"job_id {str(job_id)[:40]!r} is not a job id")
+    unknown = sorted(str(name)[:40] for name in set(message) - allowed)
+    if unknown:
+        raise RefusedMessage(job_id, f"unknown fields {unknown[:5]} for {what}")
+    dispatch_id = message.get("dispatch_id")
+    if not _is_id(dispatch_id):
+        raise RefusedMessage(job_id, f"dispatch_id {str(dispatch_id)[:40]!r} is not an id")
+    return message, job_id, dispatch_id
+
+
+def _is_id(value: object) -> TypeGuard[str]:
+    return isinstance(value, str) and re.fullmatch(ID_PATTERN, value) is not None
