@@ -84,3 +84,26 @@ def write_atomic(path: Path, data: bytes) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def derived_matches(
+    file: Path, hashes: HashRecords, origin: dict[str, object], *, recheck: bool
+) -> bool | None:
+    """For a file made from another (the fp32 copy, an optimised graph), with a JSON sidecar
+    beside it naming its ``origin`` and its sha256: None when there is no such file made from
+    ``origin`` (missing, or its sidecar names another origin); else whether its bytes hash as
+    recorded (``recheck``: read in full now)."""
+    saved = read_json(_sidecar(file))
+    if saved is None or any(saved.get(k) != v for k, v in origin.items()) or not file.is_file():
+        return None
+    return hashes.sha256(file, recheck=recheck) == saved.get("sha256")
+
+
+def record_derived(file: Path, digest: str, origin: dict[str, object], hashes: HashRecords) -> None:
+    """Write ``file``'s sidecar (its ``origin`` and ``digest``) and remember its hash."""
+    write_atomic(_sidecar(file), json.dumps({**origin, "sha256": digest}).encode())
+    hashes.record(file, digest)
+
+
+def _sidecar(file: Path) -> Path:
+    return file.with_name(file.name + ".json")

@@ -25,7 +25,7 @@ import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .hashes import HashRecords, read_json, sha256_file, write_atomic
+from .hashes import HashRecords, derived_matches, record_derived, sha256_file
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -63,13 +63,14 @@ class GraphCache:
         import onnxruntime as ort
 
         copy = self.copy
-        if self._sound():
+        if _matches(self.path, self._hashes, recheck=False):
+            level = options.graph_optimization_level
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
             try:
                 return ort.InferenceSession(str(self.path), options, providers=[CPU_PROVIDER])
             except Exception as exc:  # onnxruntime raises its own untyped errors
                 log.warning("%s will not load (%s); optimising %s again", self.path, exc, copy)
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            options.graph_optimization_level = level
         partial = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.part")
         options.optimized_model_filepath = str(partial)
         try:
@@ -88,18 +89,13 @@ class GraphCache:
                 partial.unlink(missing_ok=True)
         return session
 
-    def _sound(self) -> bool:
-        return _matches(self.path, self._hashes, recheck=False)
-
     def _keep(self, partial: Path) -> None:
         """Move the graph onnxruntime wrote to ``partial`` into place with its hash; a
         folder that will not take it only costs the next start the optimisation."""
         try:
             digest = sha256_file(partial)
             os.replace(partial, self.path)
-            sidecar = self.path.with_name(self.path.name + ".json")
-            write_atomic(sidecar, json.dumps({"sha256": digest}).encode())
-            self._hashes.record(self.path, digest)
+            record_derived(self.path, digest, {}, self._hashes)
         except OSError as exc:
             log.warning(
                 "cannot keep the optimised model at %s (%s); each start optimises it again",
@@ -116,12 +112,9 @@ def unsound_graphs(copy: Path, hashes: HashRecords) -> list[Path]:
 
 
 def _matches(graph: Path, hashes: HashRecords, *, recheck: bool) -> bool:
-    saved = read_json(graph.with_name(graph.name + ".json"))
-    if saved is None or not graph.is_file():
-        return False
     try:
-        return hashes.sha256(graph, recheck=recheck) == saved.get("sha256")
-    except OSError:
+        return derived_matches(graph, hashes, {}, recheck=recheck) is True
+    except OSError:  # gone or unreadable since it was listed: made again
         return False
 
 

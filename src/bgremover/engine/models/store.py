@@ -7,7 +7,6 @@ A load trusts a hash recorded for the file as it is (same size, times and inode:
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import tempfile
@@ -18,7 +17,7 @@ from ..errors import ModelError
 from .base import SegmentationModel, get_family, get_model, registered_models
 from .catalog import CatalogEntry, ModelCatalog
 from .fp32 import CONVERTER_VERSION, converted_bytes
-from .hashes import HashRecords, read_json, sha256_file, write_atomic
+from .hashes import HashRecords, derived_matches, record_derived, sha256_file, write_atomic
 from .isnet import IsNet
 from .optimized import GraphCache, unsound_graphs
 
@@ -173,8 +172,8 @@ class ModelStore:
         """The fp32 copy of ``source`` that onnxruntime loads, checked against the sha256 in
         its sidecar and made again when missing, corrupt or made from another file; ``source``
         itself when the cache cannot be written (slower, same mask)."""
-        copy, sidecar, origin = self._runtime_copy_of(source, source_sha256, output_index, stem)
-        if self._copy_matches(copy, sidecar, origin, recheck=False) is True:
+        copy, origin = self._runtime_copy_of(source, source_sha256, output_index, stem)
+        if derived_matches(copy, self.hashes, origin, recheck=False) is True:
             return copy
         if copy.exists():
             log.warning("%s is stale or fails its sha256 check; converting %s again", copy, source)
@@ -182,9 +181,7 @@ class ModelStore:
         try:
             self.models_dir.mkdir(parents=True, exist_ok=True)
             write_atomic(copy, data)
-            digest = hashlib.sha256(data).hexdigest()
-            write_atomic(sidecar, json.dumps({**origin, "sha256": digest}).encode())
-            self.hashes.record(copy, digest)
+            record_derived(copy, hashlib.sha256(data).hexdigest(), origin, self.hashes)
         except OSError as exc:
             log.warning(
                 "%s: cannot cache the fp32 model there (%s), so %s runs as it is (slower); "
@@ -207,8 +204,8 @@ class ModelStore:
         """The fp32 copy of ``source``, or an optimised graph kept of it, when it was made
         from this file but its bytes, read in full now, no longer hash as they did (the next
         load then makes it again); else None."""
-        copy, sidecar, origin = self._runtime_copy_of(source, source_sha256, output_index, stem)
-        matches = self._copy_matches(copy, sidecar, origin, recheck=True)
+        copy, origin = self._runtime_copy_of(source, source_sha256, output_index, stem)
+        matches = derived_matches(copy, self.hashes, origin, recheck=True)
         if matches is False:
             return copy
         unsound = unsound_graphs(copy, self.hashes) if matches else []
@@ -216,28 +213,14 @@ class ModelStore:
 
     def _runtime_copy_of(
         self, source: Path, source_sha256: str, output_index: int = 0, stem: str | None = None
-    ) -> tuple[Path, Path, dict[str, object]]:
-        """Where the fp32 copy of ``source`` and its sidecar live, and the origin they name.
+    ) -> tuple[Path, dict[str, object]]:
+        """Where the fp32 copy of ``source`` lives, and the origin its sidecar names.
         ``stem`` names the copy (default: the source's own stem)."""
         copy = self.models_dir / f"{stem or source.stem}.fp32.onnx"
         origin: dict[str, object] = {"source_sha256": source_sha256, "converter": CONVERTER_VERSION}
         if output_index != 0:  # only then, so copies made before families existed stay valid
             origin["output"] = output_index
-        return copy, copy.with_name(copy.name + ".json"), origin
-
-    def _copy_matches(
-        self, copy: Path, sidecar: Path, origin: dict[str, object], *, recheck: bool
-    ) -> bool | None:
-        """None: no copy made from ``origin`` (missing or stale); else whether its hash is
-        the one its sidecar recorded."""
-        saved = read_json(sidecar)
-        if (
-            saved is None
-            or any(saved.get(key) != value for key, value in origin.items())
-            or not copy.is_file()
-        ):
-            return None
-        return self.hashes.sha256(copy, recheck=recheck) == saved.get("sha256")
+        return copy, origin
 
     def pull(self, model: type[SegmentationModel]) -> Path:
         """Fetch, verify and atomically install the model file."""
