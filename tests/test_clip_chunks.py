@@ -250,7 +250,7 @@ def test_a_chunk_whose_claim_lapsed_is_claimed_again_and_done_ones_never() -> No
         assert plan.claim("d", lease_s=60) is None
         plan.remove()
         with pytest.raises(PlanGone):
-            plan.frame_done(1, 4, "c", made=True)
+            plan.frame_done(1, 4, "c", made=True, lease_s=60)
     finally:
         plan.remove()
         client.close()

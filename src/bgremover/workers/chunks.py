@@ -21,11 +21,14 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..engine import CancelToken, OutputFormat, RemoveOptions, Remover
 from ..engine.video.probe import ClipInfo
 from .base import WorkItem, chunk_size
+
+if TYPE_CHECKING:
+    from ..engine.video.clip import MaskCheckpoints
 
 log = logging.getLogger(__name__)
 
@@ -92,19 +95,17 @@ class ChunkPlan:
                 return index
         return None
 
-    def renew(self, index: int, worker: str, lease_s: float) -> None:
-        """Keep chunk ``index`` this worker's for another lease."""
-        self._redis.set(self._claim_key(index), worker, xx=True, px=int(lease_s * 1000))
-
     def release(self, index: int) -> None:
         """Give a chunk up unfinished: the next claim takes it at once."""
         self._redis.delete(self._claim_key(index))
 
-    def frame_done(self, index: int, through: int, worker: str, made: bool) -> None:
-        """Frames ``start..through`` of chunk ``index`` have their masks."""
+    def frame_done(self, index: int, through: int, worker: str, made: bool, lease_s: float) -> None:
+        """Frames ``start..through`` of chunk ``index`` have their masks: say so, and keep
+        the chunk ``worker``'s for another lease (one round trip a frame)."""
         start, _ = self.chunks[index]
         pipe = self._redis.pipeline()
         pipe.exists(self.key)
+        pipe.set(self._claim_key(index), worker, xx=True, px=int(lease_s * 1000))
         pipe.hset(f"{self.key}:progress", str(index), through + 1 - start)
         if made:
             pipe.hincrby(f"{self.key}:made", worker, 1)
@@ -165,7 +166,7 @@ class MaskMaker:
         source: Path,
         info: ClipInfo,
         name: str,
-        masks: Any,
+        masks: MaskCheckpoints,
         model: str | None,
     ) -> None:
         self._remover = remover
@@ -220,8 +221,7 @@ def run_chunks(
         log.info("chunk %d (frames %d to %d) started", index, start + 1, end)
 
         def after(frame: int, made: bool, index: int = index) -> None:
-            plan.frame_done(index, frame, worker, made)
-            plan.renew(index, worker, lease_s)
+            plan.frame_done(index, frame, worker, made, lease_s)
             if after_frame is not None:
                 after_frame()
 
