@@ -14,7 +14,7 @@ import uuid
 import zipfile
 from collections.abc import Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +25,13 @@ import redis
 from PIL import Image
 
 from bgremover import Settings, load_remover
-from bgremover.engine import CancelToken, RemoveOptions
+from bgremover.engine import RemoveOptions
 from bgremover.engine.video.clip import process_clip
 from bgremover.engine.video.probe import ClipLimits, open_clip
-from bgremover.workers.base import MAX_CHUNKS, WorkItem, chunk_size
-from bgremover.workers.chunks import ChunkPlan, ChunkSharing, PlanGone, chunk_bounds, share_masks
-from bgremover.workers.clips import MASKS_SHARE
+from bgremover.storage.local import LocalStorage
+from bgremover.workers.base import MAX_CHUNKS, chunk_size
+from bgremover.workers.chunks import ChunkPlan, ChunkSharing, PlanGone, chunk_bounds
+from bgremover.workers.clips import MASKS_SHARE, clip_result_key, run_clip
 
 from .cluster_support import (
     REDIS_URL,
@@ -42,6 +43,7 @@ from .cluster_support import (
     worker,
 )
 from .serving import UI, free_port
+from .test_local_executor import work
 from .video_support import moving_frames, write_mp4
 from .waiting import until
 
@@ -256,19 +258,30 @@ def test_a_chunk_whose_claim_lapsed_is_claimed_again_and_done_ones_never() -> No
         client.close()
 
 
-def test_without_redis_the_holder_makes_every_mask_itself() -> None:
+def test_without_redis_the_holder_makes_every_mask_itself(
+    clip: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    """Redis only coordinates: a clip run whose Redis is gone plans no chunk, invites no one
+    and cuts every frame itself."""
     dead = redis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=1)
+    invited: list[int] = []
     sharing = ChunkSharing(
-        redis=dead, namespace="test", worker="here", lease_s=4, chunk_frames=4,
-        idle_workers=lambda: 1, invite=lambda item, count: None,
+        redis=dead, namespace="test", worker="here", lease_s=4, chunk_frames=CHUNK,
+        idle_workers=lambda: 1, invite=lambda item, count: invited.append(count),
     )  # fmt: skip
-    item = WorkItem("ab" * 16, "cd" * 16, "originals/ab/" + "ab" * 32, "results/ab/x.png")
-
-    def make(*_: object) -> None:
-        raise AssertionError("no chunk can be claimed without Redis")
-
-    made = share_masks(sharing, item, make, 20, CancelToken(), lambda done: None)  # type: ignore[arg-type]
-    assert made is None
+    store = LocalStorage(tmp_path / "store")
+    item = replace(work("c", clip, store.root), options={"format": "zip"})
+    remover = load_remover(Settings(model_path=tiny_model, device="cpu"))
+    limits = ClipLimits(seconds=600, frames=1000, pixels=10_000_000)
+    folder = tmp_path / "scratch"
+    folder.mkdir()
+    source = store.root / item.original_key
+    finished = run_clip(
+        item, remover, store, folder, source, limits, send=None, cancel=None, chunks=sharing
+    )
+    assert finished.frames_run == FRAMES and invited == []
+    result = store.local_path(clip_result_key(item.result_key, RemoveOptions(format="zip")))
+    assert result is not None and len(_alphas(result.read_bytes())) == FRAMES
 
 
 def test_a_long_clip_is_shared_out_in_a_bounded_number_of_chunks() -> None:
