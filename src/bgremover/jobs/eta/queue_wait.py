@@ -86,11 +86,12 @@ def _longest_pending_clip(
         )
         .group_by(JobRow.size_bucket)
     ).all()
-    parts = [
-        (min(frames or 1, chunk(frames or 1)) if chunk else frames or 1, bucket)
-        for bucket, frames in longest
-    ]
-    return max((frames * seconds[bucket] for frames, bucket in parts), default=0.0)
+
+    def unshared(frames: int) -> int:
+        """The frames of a clip one slot runs: a chunk of it, or all of it."""
+        return min(frames, chunk(frames)) if chunk else frames
+
+    return max((unshared(frames or 1) * seconds[b] for b, frames in longest), default=0.0)
 
 
 def _pending_by_bucket(batches: Sequence[BatchRow], running: list[Live]) -> list[int]:
