@@ -292,3 +292,29 @@ def test_a_long_clip_is_shared_out_in_a_bounded_number_of_chunks() -> None:
         chunks = chunk_bounds(frames, chunk_size(frames, 25))
         assert len(chunks) <= MAX_CHUNKS
         assert chunks[-1][1] == frames and all(a < b for a, b in chunks)
+
+
+def test_a_plan_that_is_not_the_clips_is_not_followed() -> None:
+    """Whoever can write to Redis could plant a plan for a running clip's dispatch: a
+    helper follows only one that counts the frames its own copy of the clip has, in
+    chunks of at least one frame (a planted million-chunk plan costs it nothing)."""
+    ensure_service("redis", 6379)
+    client = redis.Redis.from_url(REDIS_URL)
+    namespace, dispatch_id = f"test-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    key = f"{namespace}:chunks:{dispatch_id}"
+    try:
+        assert ChunkPlan.find(client, namespace, dispatch_id, FRAMES) is None  # none yet
+        for planted in (
+            {"frames": 1_000_000, "size": 1},
+            {"frames": FRAMES, "size": 0},
+            {"frames": FRAMES, "size": "4"},
+            ["not", "a", "plan"],
+        ):
+            client.set(key, json.dumps(planted))
+            assert ChunkPlan.find(client, namespace, dispatch_id, FRAMES) is None, planted
+        client.set(key, json.dumps({"frames": FRAMES, "size": CHUNK}))
+        plan = ChunkPlan.find(client, namespace, dispatch_id, FRAMES)
+        assert plan is not None and len(plan.chunks) == FRAMES // CHUNK
+    finally:
+        client.delete(key)
+        client.close()

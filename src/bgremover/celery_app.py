@@ -211,8 +211,7 @@ class Node:
         """Help with the chunks of the clip run ``item`` (another worker holds the run)
         while its plan lasts, nothing else waits in the queue and it is not cancelled.
         Meanwhile this process is no free slot, and /api/stats shows it on the clip."""
-        plan = ChunkPlan.find(self._redis, self.settings.redis_namespace, item.dispatch_id)
-        if plan is None:
+        if not ChunkPlan.published(self._redis, self.settings.redis_namespace, item.dispatch_id):
             log.info("job %s: its clip needs no more help; invitation dropped", item.job_id)
             return
         token = CancelToken()
@@ -223,14 +222,14 @@ class Node:
             with run_context(item, self.label):
                 with contextlib.suppress(Exception):
                     self._beat()
-                self._help(item, plan, token)
+                self._help(item, token)
         finally:
             with self._lock:
                 self._running = None
                 self._helping = False
             self._say_free()
 
-    def _help(self, item: WorkItem, plan: ChunkPlan, token: CancelToken) -> None:
+    def _help(self, item: WorkItem, token: CancelToken) -> None:
         name = item.original_key.rsplit("/", 1)[-1]
         try:
             remover = self.removers.get(item.options.get("model"))
@@ -240,6 +239,11 @@ class Node:
             ):
                 folder = Path(scratch)
                 info = open_clip(source, clip_limits(self.settings), name=name)
+                namespace = self.settings.redis_namespace
+                plan = ChunkPlan.find(self._redis, namespace, item.dispatch_id, info.frames)
+                if plan is None:
+                    log.info("no plan for this clip's frames; stopped helping")
+                    return
                 masks = FrameMasks(self.storage, name, remover.model_identity, folder)
                 make = MaskMaker(remover, source, info, name, masks, item.options.get("model"))
                 ran = help_with_chunks(

@@ -59,19 +59,34 @@ class ChunkPlan:
         self, redis: Any, namespace: str, dispatch_id: str, frames: int, size: int
     ) -> None:
         self._redis = redis
-        self.key = f"{namespace}:chunks:{dispatch_id}"
+        self.key = _plan_key(namespace, dispatch_id)
         self.frames = frames
         self.size = size
         self.chunks = chunk_bounds(frames, size)
 
+    @staticmethod
+    def published(redis: Any, namespace: str, dispatch_id: str) -> bool:
+        """Whether run ``dispatch_id``'s coordinator keeps a plan (a helper asks before it
+        fetches the clip)."""
+        return bool(redis.exists(_plan_key(namespace, dispatch_id)))
+
     @classmethod
-    def find(cls, redis: Any, namespace: str, dispatch_id: str) -> ChunkPlan | None:
-        """The plan of run ``dispatch_id``, while its coordinator keeps it."""
-        stored = redis.get(f"{namespace}:chunks:{dispatch_id}")
-        if stored is None:
+    def find(cls, redis: Any, namespace: str, dispatch_id: str, frames: int) -> ChunkPlan | None:
+        """The plan of run ``dispatch_id``, while its coordinator keeps it, when it is one for
+        a clip of ``frames`` (the helper's own count of the clip) in chunks of at least one
+        frame; None otherwise. Redis is no boundary: a planted plan must not make a helper
+        walk a million chunks or divide by a zero-frame one."""
+        stored = redis.get(_plan_key(namespace, dispatch_id))
+        try:
+            plan = json.loads(stored) if stored is not None else None
+            size = plan["size"] if isinstance(plan, dict) and plan.get("frames") == frames else 0
+        except ValueError:
+            size = 0
+        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+            if stored is not None:
+                log.warning("plan %s is not one for this clip; not followed", stored[:200])
             return None
-        plan = json.loads(stored)
-        return cls(redis, namespace, dispatch_id, int(plan["frames"]), int(plan["size"]))
+        return cls(redis, namespace, dispatch_id, frames, size)
 
     def _claim_key(self, index: int) -> str:
         return f"{self.key}:claim:{index}"
@@ -139,6 +154,10 @@ class ChunkPlan:
         keys = [self.key + suffix for suffix in suffixes]
         keys += [self._claim_key(index) for index in range(len(self.chunks))]
         self._redis.delete(*keys)
+
+
+def _plan_key(namespace: str, dispatch_id: str) -> str:
+    return f"{namespace}:chunks:{dispatch_id}"
 
 
 @dataclass
